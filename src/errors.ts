@@ -1,0 +1,42 @@
+/**
+ * One error type with a stable code for every failure a user or API client can see.
+ * Codes map to HTTP statuses at the server edge and to exit codes in the CLI.
+ */
+export type ErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'FILE_NOT_FOUND'
+  | 'FILE_UNREADABLE'
+  | 'EMPTY_FILE'
+  | 'NOT_AN_IMAGE'
+  | 'UNSUPPORTED_FORMAT'
+  | 'DECODE_FAILED'
+  | 'IMAGE_TOO_LARGE'
+  | 'TOKENIZER_INVALID'
+  | 'MODEL_NOT_FOUND'
+  | 'MODEL_INVALID'
+  | 'MODEL_UNSUPPORTED'
+  | 'DOWNLOAD_FAILED'
+  | 'OFFLINE'
+  | 'CHECKSUM_MISMATCH'
+  | 'EXECUTION_PROVIDER_UNAVAILABLE'
+  | 'INFERENCE_FAILED';
+
+export class ClipdexError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ClipdexError';
+    this.code = code;
+    this.details = options.details ?? {};
+  }
+}
+
+export function isClipdexError(err: unknown, code?: ErrorCode): err is ClipdexError {
+  return err instanceof ClipdexError && (code === undefined || err.code === code);
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
