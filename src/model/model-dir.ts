@@ -1,0 +1,213 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { ClipdexError, errorMessage } from '../errors.js';
+import { LAYOUT_IO } from './clip-onnx-graph.js';
+import {
+  OPENAI_MEAN,
+  OPENAI_STD,
+  type Interpolation,
+  type ModelLayout,
+  type ModelManifest,
+  type PreprocessConfig,
+  type TowerSpec,
+} from './manifest.js';
+
+/** Everything needed to open a model that lies in a directory, read from the files themselves. */
+export interface ModelSpec {
+  /** Manifest id, or `dir:<absolute path>` for a directory given directly. */
+  id: string;
+  dir: string;
+  layout: ModelLayout;
+  vision: TowerSpec;
+  text: TowerSpec;
+  preprocess: PreprocessConfig;
+  contextLength: number;
+  /** From config.json when present; the encoders confirm it from the graph. */
+  embeddingDim: number | null;
+  logitScale: number;
+  /** A directory or file that `ClipTokenizer.fromFile` accepts. */
+  tokenizerPath: string;
+}
+
+/** Preferred file variants when a directory holds several (transformers.js ships fp32, fp16 and quantized). */
+const HF_VARIANTS = ['', '_fp16', '_quantized'];
+
+/**
+ * Reads a model directory in either export layout. Values in the directory's own config files
+ * win over the manifest's, because they describe the weights actually there.
+ */
+export async function readModelDir(dirArg: string, manifest?: ModelManifest): Promise<ModelSpec> {
+  const dir = resolve(dirArg);
+  if (!existsSync(dir)) throw new ClipdexError('MODEL_NOT_FOUND', `model directory not found: ${dir}`);
+  const layout = detectLayout(dir, manifest);
+  return layout === 'hf' ? readHfDir(dir, manifest) : readOpenClipDir(dir, manifest);
+}
+
+function detectLayout(dir: string, manifest?: ModelManifest): ModelLayout {
+  if (manifest && existsSync(join(dir, manifest.vision.file)) && existsSync(join(dir, manifest.text.file))) {
+    return manifest.layout;
+  }
+  if (hfVariant(dir, 'vision_model') && hfVariant(dir, 'text_model')) return 'hf';
+  if (existsSync(join(dir, LAYOUT_IO.openclip.vision.file)) && existsSync(join(dir, LAYOUT_IO.openclip.text.file))) {
+    return 'openclip';
+  }
+  throw new ClipdexError(
+    'MODEL_INVALID',
+    `${dir} is not a CLIP model directory: expected onnx/vision_model.onnx + onnx/text_model.onnx (Hugging Face export) ` +
+      `or visual/model.onnx + textual/model.onnx (OpenCLIP/Immich export)`,
+  );
+}
+
+function hfVariant(dir: string, tower: 'vision_model' | 'text_model'): string | null {
+  for (const suffix of HF_VARIANTS) {
+    const file = `onnx/${tower}${suffix}.onnx`;
+    if (existsSync(join(dir, file))) return file;
+  }
+  return null;
+}
+
+async function readJson(path: string, required: boolean): Promise<Record<string, unknown> | null> {
+  if (!existsSync(path)) {
+    if (required) throw new ClipdexError('MODEL_INVALID', `missing ${path}`);
+    return null;
+  }
+  try {
+    const value: unknown = JSON.parse(await readFile(path, 'utf8'));
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
+    return value as Record<string, unknown>;
+  } catch (err) {
+    throw new ClipdexError('MODEL_INVALID', `cannot read ${path}: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+function num(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
+function obj(value: unknown): Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+}
+
+function triple(value: unknown, fallback: readonly [number, number, number], what: string): readonly [number, number, number] {
+  if (value === undefined) return fallback;
+  if (Array.isArray(value) && value.length === 3 && value.every((v) => typeof v === 'number')) {
+    return [value[0] as number, value[1] as number, value[2] as number] as const;
+  }
+  if (typeof value === 'number') return [value, value, value] as const;
+  throw new ClipdexError('MODEL_INVALID', `${what} must be three numbers, got ${JSON.stringify(value)}`);
+}
+
+/** PIL resample codes as transformers writes them in preprocessor_config.json. */
+function pilResample(code: unknown, file: string): Interpolation {
+  switch (code) {
+    case undefined:
+    case 3:
+      return 'bicubic';
+    case 2:
+      return 'bilinear';
+    case 0:
+      return 'nearest';
+    default:
+      throw new ClipdexError('MODEL_UNSUPPORTED', `${file}: resample ${JSON.stringify(code)} is not supported (bicubic, bilinear, nearest are)`);
+  }
+}
+
+async function readHfDir(dir: string, manifest?: ModelManifest): Promise<ModelSpec> {
+  const config = obj(await readJson(join(dir, 'config.json'), false));
+  const prepFile = join(dir, 'preprocessor_config.json');
+  const prep = await readJson(prepFile, !manifest);
+  const textConfig = obj(config.text_config);
+
+  let preprocess: PreprocessConfig;
+  if (prep) {
+    const sizeField = prep.size;
+    const shortest = num(obj(sizeField).shortest_edge) ?? num(sizeField);
+    const squashSize = num(obj(sizeField).height);
+    const crop = num(obj(prep.crop_size).height) ?? num(prep.crop_size) ?? shortest ?? squashSize;
+    const centreCrop = prep.do_center_crop !== false;
+    const size = centreCrop ? crop : (squashSize ?? shortest);
+    if (size === undefined) throw new ClipdexError('MODEL_INVALID', `${prepFile}: no image size (size.shortest_edge or crop_size)`);
+    if (centreCrop && shortest !== undefined && shortest !== size) {
+      throw new ClipdexError('MODEL_UNSUPPORTED', `${prepFile}: resize to ${shortest} then crop to ${size} is not supported; only crop = resize size`);
+    }
+    preprocess = {
+      size,
+      resizeMode: centreCrop ? 'shortest' : 'squash',
+      interpolation: pilResample(prep.resample, prepFile),
+      mean: triple(prep.image_mean, OPENAI_MEAN, `${prepFile} image_mean`),
+      std: triple(prep.image_std, OPENAI_STD, `${prepFile} image_std`),
+    };
+  } else {
+    preprocess = manifest!.preprocess;
+  }
+
+  const visionFile = manifest?.layout === 'hf' && existsSync(join(dir, manifest.vision.file)) ? manifest.vision.file : hfVariant(dir, 'vision_model');
+  const textFile = manifest?.layout === 'hf' && existsSync(join(dir, manifest.text.file)) ? manifest.text.file : hfVariant(dir, 'text_model');
+  const io = LAYOUT_IO.hf;
+  return {
+    id: manifest?.id ?? `dir:${dir}`,
+    dir,
+    layout: 'hf',
+    vision: { file: visionFile!, input: io.vision.input, output: io.vision.output, normalized: false },
+    text: { file: textFile!, input: io.text.input, output: io.text.output, normalized: false },
+    preprocess,
+    contextLength: num(textConfig.max_position_embeddings) ?? manifest?.contextLength ?? 77,
+    embeddingDim: num(config.projection_dim) ?? manifest?.embeddingDim ?? null,
+    logitScale: logitScale(config, manifest),
+    tokenizerPath: dir,
+  };
+}
+
+async function readOpenClipDir(dir: string, manifest?: ModelManifest): Promise<ModelSpec> {
+  const config = obj(await readJson(join(dir, 'config.json'), false));
+  const cfgFile = join(dir, 'visual', 'preprocess_cfg.json');
+  const cfg = await readJson(cfgFile, !manifest);
+  let preprocess: PreprocessConfig;
+  if (cfg) {
+    const sizeField = cfg.size;
+    const size = Array.isArray(sizeField) ? num(sizeField[0]) : num(sizeField);
+    if (size === undefined) throw new ClipdexError('MODEL_INVALID', `${cfgFile}: no size`);
+    if (Array.isArray(sizeField) && sizeField[0] !== sizeField[1]) {
+      throw new ClipdexError('MODEL_UNSUPPORTED', `${cfgFile}: non-square input ${JSON.stringify(sizeField)} is not supported`);
+    }
+    const resizeMode = cfg.resize_mode ?? 'shortest';
+    if (resizeMode !== 'shortest' && resizeMode !== 'squash') {
+      throw new ClipdexError('MODEL_UNSUPPORTED', `${cfgFile}: resize_mode ${JSON.stringify(resizeMode)} is not supported (shortest, squash are)`);
+    }
+    const interpolation = cfg.interpolation ?? 'bicubic';
+    if (interpolation !== 'bicubic' && interpolation !== 'bilinear' && interpolation !== 'nearest') {
+      throw new ClipdexError('MODEL_UNSUPPORTED', `${cfgFile}: interpolation ${JSON.stringify(interpolation)} is not supported`);
+    }
+    preprocess = {
+      size,
+      resizeMode,
+      interpolation,
+      mean: triple(cfg.mean, OPENAI_MEAN, `${cfgFile} mean`),
+      std: triple(cfg.std, OPENAI_STD, `${cfgFile} std`),
+    };
+  } else {
+    preprocess = manifest!.preprocess;
+  }
+  const io = LAYOUT_IO.openclip;
+  return {
+    id: manifest?.id ?? `dir:${dir}`,
+    dir,
+    layout: 'openclip',
+    vision: { file: io.vision.file, input: io.vision.input, output: io.vision.output, normalized: true },
+    text: { file: io.text.file, input: io.text.input, output: io.text.output, normalized: true },
+    preprocess,
+    contextLength: num(obj(config.text_cfg).context_length) ?? manifest?.contextLength ?? 77,
+    embeddingDim: num(config.embed_dim) ?? manifest?.embeddingDim ?? null,
+    logitScale: logitScale(config, manifest),
+    tokenizerPath: join(dir, 'textual'),
+  };
+}
+
+/**
+ * exp(logit_scale) of the trained model. Exports don't carry it (config.json's logit_scale_init_value is
+ * the value before training), so a clipdex-written `logit_scale` wins, then the manifest, then CLIP's 100.
+ */
+function logitScale(config: Record<string, unknown>, manifest?: ModelManifest): number {
+  return num(config.logit_scale) ?? manifest?.logitScale ?? 100;
+}

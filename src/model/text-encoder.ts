@@ -1,0 +1,105 @@
+import * as ort from 'onnxruntime-node';
+import { ClipdexError, errorMessage } from '../errors.js';
+import type { ProviderFallback, ProviderName } from './ort-session.js';
+import { isDynamic, normalizedRows, type TowerSession } from './tower-session.js';
+
+/** The part of the tokenizer the encoder needs. */
+export interface TextTokenizer {
+  readonly padId: number;
+  encodeTruncated(text: string, contextLength: number): number[];
+}
+
+/**
+ * CLIP text tower: phrases in, L2-normalised embeddings out.
+ * When the graph accepts a free sequence length, a batch runs at its longest real token length:
+ * the causal mask and end-token pooling make the padding after the end token irrelevant,
+ * so the result equals the padded-to-77 one and costs a fraction of it.
+ */
+export class TextEncoder {
+  readonly dynamicLength: boolean;
+
+  constructor(
+    private readonly tower: TowerSession,
+    private readonly tokenizer: TextTokenizer,
+    readonly contextLength: number,
+    private readonly preferredBatch = 32,
+  ) {
+    const seqDim = tower.input.shape[1];
+    this.dynamicLength = isDynamic(seqDim);
+    if (!this.dynamicLength && typeof seqDim === 'number' && seqDim !== contextLength) {
+      // The graph's fixed length is the truth; the config's context length may describe another export.
+      this.contextLength = seqDim;
+    }
+    if (!['int64', 'int32'].includes(tower.input.type)) {
+      throw new ClipdexError('MODEL_INVALID', `text model input ${tower.input.name} has type ${tower.input.type}; expected int64 or int32 token ids`);
+    }
+  }
+
+  get provider(): ProviderName {
+    return this.tower.provider;
+  }
+
+  get fallbacks(): ProviderFallback[] {
+    return this.tower.fallbacks;
+  }
+
+  get dim(): number | null {
+    return this.tower.outputDim;
+  }
+
+  /** Encodes phrases; `padToContext` forces the fixed 77-token input (used to prove both agree). */
+  async encode(texts: string[], options: { padToContext?: boolean } = {}): Promise<Float32Array[]> {
+    const tokenized = texts.map((t) => this.tokenizer.encodeTruncated(t, this.contextLength));
+    const batch = Math.min(this.tower.maxBatch, this.preferredBatch);
+    const out: Float32Array[] = [];
+    for (let start = 0; start < tokenized.length; start += batch) {
+      out.push(...(await this.run(tokenized.slice(start, start + batch), options.padToContext === true)));
+    }
+    return out;
+  }
+
+  private async run(rows: number[][], padToContext: boolean): Promise<Float32Array[]> {
+    const length = this.dynamicLength && !padToContext ? Math.max(...rows.map((r) => r.length)) : this.contextLength;
+    const n = rows.length;
+    const ids = this.tower.input.type === 'int64' ? new BigInt64Array(n * length) : new Int32Array(n * length);
+    const mask = this.tower.input.type === 'int64' ? new BigInt64Array(n * length) : new Int32Array(n * length);
+    rows.forEach((row, r) => {
+      for (let i = 0; i < length; i++) {
+        const id = i < row.length ? row[i]! : this.tokenizer.padId;
+        const m = i < row.length ? 1 : 0;
+        if (ids instanceof BigInt64Array) {
+          ids[r * length + i] = BigInt(id);
+          (mask as BigInt64Array)[r * length + i] = BigInt(m);
+        } else {
+          ids[r * length + i] = id;
+          (mask as Int32Array)[r * length + i] = m;
+        }
+      }
+    });
+    const type = this.tower.input.type as 'int64' | 'int32';
+    const feeds: Record<string, ort.Tensor> = { [this.tower.input.name]: new ort.Tensor(type, ids, [n, length]) };
+    for (const extra of this.tower.extraInputs) {
+      if (extra.name !== 'attention_mask') {
+        throw new ClipdexError('MODEL_INVALID', `text model declares an input ${extra.name} that clipdex does not know how to feed`);
+      }
+      feeds[extra.name] = new ort.Tensor(extra.type === 'int32' ? 'int32' : 'int64', extra.type === type ? mask : convert(mask), [n, length]);
+    }
+    let result: ort.InferenceSession.OnnxValueMapType;
+    try {
+      result = await this.tower.session.run(feeds);
+    } catch (err) {
+      throw new ClipdexError('INFERENCE_FAILED', `text encoder failed: ${errorMessage(err)}`, { cause: err });
+    }
+    const tensor = result[this.tower.output] as ort.Tensor;
+    const dim = tensor.dims[tensor.dims.length - 1]!;
+    return normalizedRows(tensor.data as Float32Array, n, dim);
+  }
+
+  async release(): Promise<void> {
+    await this.tower.session.release();
+  }
+}
+
+function convert(mask: BigInt64Array | Int32Array): BigInt64Array | Int32Array {
+  return mask instanceof BigInt64Array ? Int32Array.from(mask, Number) : BigInt64Array.from(mask, BigInt);
+}
