@@ -1,0 +1,242 @@
+/**
+ * Image decoding: any supported file or buffer → upright 8-bit sRGB pixels, resized in the same
+ * libvips pipeline that decodes them (so big JPEGs use shrink-on-load instead of being decoded
+ * at full size), plus a cheap header probe and an optional WebP thumbnail from the same source.
+ *
+ * sharp/libvips does the work for JPEG, PNG, WebP, GIF (first frame), TIFF (first page) and AVIF;
+ * HEIC falls back to heic-decode (WASM) and BMP to a small reader of our own, whose raw pixels
+ * then go through the same sharp pipeline.
+ */
+import sharp, { type Metadata, type Sharp } from 'sharp';
+import { ClipdexError } from '../errors.js';
+import { decodeBmp, readBmpHeader } from './image-bmp.js';
+import { fromSharpError, tooLarge } from './image-errors.js';
+import type { ImageFormat } from './image-format.js';
+import { decodeHeic } from './image-heic.js';
+import { openImageSource, type ImageInput, type ImageSource } from './image-source.js';
+
+export type { ImageFormat } from './image-format.js';
+export type { ImageInput } from './image-source.js';
+
+/** libvips strictness, least to most: see sharp's `failOn`. */
+export type FailOn = 'none' | 'truncated' | 'error' | 'warning';
+
+export interface DecodeOptions {
+  /** Refuse images whose header declares more pixels than this (decompression bombs). */
+  maxPixels?: number;
+  /**
+   * 'error' (default) rejects truncated and corrupt data instead of returning grey rows, but
+   * tolerates libjpeg warnings such as stray bytes between markers, which many camera files have.
+   */
+  failOn?: FailOn;
+  /** The name errors use for a Buffer input (paths name themselves). */
+  name?: string;
+}
+
+export const DEFAULT_MAX_PIXELS = 100_000_000;
+const DEFAULT_FAIL_ON: FailOn = 'error';
+
+export interface ImageInfo {
+  format: ImageFormat;
+  /** Width and height after EXIF orientation, i.e. as the picture is meant to be seen. */
+  width: number;
+  height: number;
+  hasAlpha: boolean;
+  hasExif: boolean;
+  /** EXIF orientation 1–8 (1 when absent). */
+  orientation: number;
+}
+
+export type ResizeKernel = 'cubic' | 'linear' | 'nearest';
+
+export interface Region {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+export interface RgbRequest {
+  /** Resize the upright image to exactly this size (the caller has chosen the aspect). */
+  resize?: { width: number; height: number; kernel: ResizeKernel };
+  /** Then keep only this region of the resized image. */
+  extract?: Region;
+}
+
+/** Packed 8-bit RGB, row-major (HWC), 3 channels. */
+export interface RgbPixels {
+  data: Buffer;
+  width: number;
+  height: number;
+}
+
+export interface ThumbnailOptions {
+  /** Longest side in pixels; smaller images are not enlarged. Default 320. */
+  size?: number;
+  /** WebP quality 1–100. Default 80. */
+  quality?: number;
+}
+
+export interface DecodedImage {
+  readonly name: string;
+  readonly info: ImageInfo;
+  /** Upright 8-bit sRGB RGB pixels, optionally resized and cropped in the decoding pipeline. */
+  rgb(request?: RgbRequest): Promise<RgbPixels>;
+  /** An upright WebP thumbnail that keeps transparency, for display. */
+  thumbnail(options?: ThumbnailOptions): Promise<Buffer>;
+}
+
+interface RawPixels {
+  kind: 'raw';
+  data: Buffer;
+  width: number;
+  height: number;
+  channels: 3 | 4;
+}
+type PixelSource = { kind: 'encoded'; input: string | Buffer } | RawPixels;
+
+// Set once sharp has said it cannot decode HEVC, so later HEIC files go straight to heic-decode.
+let sharpLacksHevc = false;
+
+class Image implements DecodedImage {
+  readonly name: string;
+  private raw: Promise<RawPixels> | undefined;
+
+  constructor(
+    private readonly source: ImageSource,
+    readonly info: ImageInfo,
+    private readonly maxPixels: number,
+    private readonly failOn: FailOn,
+    raw?: RawPixels,
+  ) {
+    this.name = source.name;
+    if (raw) this.raw = Promise.resolve(raw);
+  }
+
+  async rgb(request: RgbRequest = {}): Promise<RgbPixels> {
+    const out = await this.run(async (src) => {
+      let pipeline = this.open(src);
+      const hasAlpha = src.kind === 'raw' ? src.channels === 4 : this.info.hasAlpha;
+      if (hasAlpha && request.resize) {
+        // PIL's convert('RGB'), which CLIP's preprocessing uses, drops alpha WITHOUT compositing:
+        // transparent pixels show their stored colour. libvips resizes alpha images premultiplied,
+        // which would turn transparent areas black and bleed colour across edges, so the alpha
+        // band is dropped in a first full-size pass and the resize runs on plain RGB.
+        const flat = await pipeline.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+        pipeline = sharp(flat.data, {
+          raw: { width: flat.info.width, height: flat.info.height, channels: flat.info.channels },
+          limitInputPixels: this.maxPixels,
+        });
+      }
+      if (request.resize) {
+        const { width, height, kernel } = request.resize;
+        // fastShrinkOnLoad: false leaves at least a 2x reduction to the chosen kernel after the
+        // JPEG's DCT-domain shrink; measured closer to PIL's bicubic at little cost.
+        pipeline = pipeline.resize(width, height, { fit: 'fill', kernel, fastShrinkOnLoad: false });
+      }
+      if (request.extract) pipeline = pipeline.extract(request.extract);
+      return pipeline.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+    });
+    if (out.info.channels !== 3) {
+      throw new ClipdexError('DECODE_FAILED', `Cannot decode ${this.name}: got ${out.info.channels} channels, expected RGB`, {
+        details: { file: this.name },
+      });
+    }
+    return { data: out.data, width: out.info.width, height: out.info.height };
+  }
+
+  thumbnail({ size = 320, quality = 80 }: ThumbnailOptions = {}): Promise<Buffer> {
+    return this.run((src) =>
+      this.open(src).resize(size, size, { fit: 'inside', withoutEnlargement: true }).webp({ quality }).toBuffer(),
+    );
+  }
+
+  private open(src: PixelSource): Sharp {
+    if (src.kind === 'raw') {
+      const { width, height, channels } = src;
+      return sharp(src.data, { raw: { width, height, channels }, limitInputPixels: this.maxPixels });
+    }
+    return sharp(src.input, { failOn: this.failOn, limitInputPixels: this.maxPixels }).rotate();
+  }
+
+  private pixelSource(): Promise<PixelSource> | PixelSource {
+    const { format } = this.source;
+    if (this.raw || format === 'bmp' || (format === 'heic' && sharpLacksHevc)) return this.decodeRaw();
+    return { kind: 'encoded', input: this.source.input };
+  }
+
+  private decodeRaw(): Promise<RawPixels> {
+    this.raw ??= (async (): Promise<RawPixels> => {
+      const bytes = await this.source.bytes();
+      if (this.source.format === 'bmp') return { kind: 'raw', ...decodeBmp(bytes, this.name) };
+      return { kind: 'raw', ...(await decodeHeic(bytes, this.name, this.maxPixels)) };
+    })();
+    return this.raw;
+  }
+
+  private async run<T>(work: (src: PixelSource) => Promise<T>): Promise<T> {
+    const src = await this.pixelSource();
+    try {
+      return await work(src);
+    } catch (err) {
+      const mapped = fromSharpError(err, this.name, this.maxPixels);
+      if (this.source.format !== 'heic' || src.kind === 'raw' || mapped.code === 'IMAGE_TOO_LARGE') throw mapped;
+      if (/HEVC|not been built in/i.test(String(mapped.details.decoder))) sharpLacksHevc = true;
+      return work(await this.decodeRaw()).catch((e: unknown) => {
+        throw fromSharpError(e, this.name, this.maxPixels);
+      });
+    }
+  }
+}
+
+async function probe(source: ImageSource, maxPixels: number, failOn: FailOn): Promise<{ info: ImageInfo; raw?: RawPixels }> {
+  const { name, format } = source;
+  if (format === 'bmp') {
+    const header = readBmpHeader(await source.bytes(), name);
+    if (header.width * header.height > maxPixels) throw tooLarge(name, header.width, header.height, maxPixels);
+    return { info: { format, width: header.width, height: header.height, hasAlpha: false, hasExif: false, orientation: 1 } };
+  }
+  let meta: Metadata;
+  try {
+    // No pixel limit here: metadata reads only the header, and our own check below names the size.
+    meta = await sharp(source.input, { failOn, limitInputPixels: false }).metadata();
+  } catch (err) {
+    if (format !== 'heic') throw fromSharpError(err, name, maxPixels);
+    // sharp's libheif could not even parse the header: let heic-decode read it (it checks the size first).
+    const raw: RawPixels = { kind: 'raw', ...(await decodeHeic(await source.bytes(), name, maxPixels)) };
+    const info = { format, width: raw.width, height: raw.height, hasAlpha: raw.channels === 4, hasExif: false, orientation: 1 };
+    return { info, raw };
+  }
+  if (meta.width * meta.height > maxPixels) throw tooLarge(name, meta.width, meta.height, maxPixels);
+  const info: ImageInfo = {
+    format,
+    width: meta.autoOrient.width,
+    height: meta.autoOrient.height,
+    hasAlpha: meta.hasAlpha,
+    hasExif: meta.exif !== undefined,
+    orientation: meta.orientation ?? 1,
+  };
+  return { info };
+}
+
+/** Checks the input and reads its header; pixels are decoded only when asked for. */
+export async function openImage(input: ImageInput, options: DecodeOptions = {}): Promise<DecodedImage> {
+  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  const failOn = options.failOn ?? DEFAULT_FAIL_ON;
+  if (!(Number.isFinite(maxPixels) && maxPixels > 0)) {
+    throw new ClipdexError('INVALID_ARGUMENT', `maxPixels must be a positive number, got ${maxPixels}`);
+  }
+  const source = await openImageSource(input, options.name);
+  const { info, raw } = await probe(source, maxPixels, failOn);
+  return new Image(source, info, maxPixels, failOn, raw);
+}
+
+/** Format, upright size and EXIF presence from the header alone (no pixel decoding). */
+export async function readImageInfo(input: ImageInput, options: DecodeOptions = {}): Promise<ImageInfo> {
+  return (await openImage(input, options)).info;
+}
+
+/** One-shot decode to upright 8-bit sRGB RGB. */
+export async function decodeRgb(input: ImageInput, request: RgbRequest = {}, options: DecodeOptions = {}): Promise<RgbPixels> {
+  return (await openImage(input, options)).rgb(request);
+}
