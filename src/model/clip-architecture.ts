@@ -183,3 +183,14 @@ function block(g: Gaussian, c: TransformerConfig): BlockWeights {
     fc2: linear(g, 4 * c.width, c.width, projStd),
   };
 }
+
+/** Parameters of each tower, counted from the shapes alone (no allocation), to check presets against published sizes. */
+export function parameterCount(arch: ClipArchitecture): { vision: number; text: number } {
+  const block = (w: number) => 2 * 2 * w + 4 * (w * w + w) + (w * 4 * w + 4 * w) + (4 * w * w + w);
+  const { vision: v, text: t } = arch;
+  const grid = arch.imageSize / arch.patchSize;
+  const vision =
+    v.width * 3 * arch.patchSize ** 2 + v.width + (grid * grid + 1) * v.width + 2 * v.width + v.layers * block(v.width) + 2 * v.width + v.width * arch.embedDim;
+  const text = t.vocabSize * t.width + t.contextLength * t.width + t.layers * block(t.width) + 2 * t.width + t.width * arch.embedDim;
+  return { vision, text };
+}
