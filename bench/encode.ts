@@ -1,0 +1,243 @@
+/**
+ * npm run bench:encode — image and text encoder throughput on the ViT-B/32-shaped self-built model.
+ *
+ *   images/s at batch 1/8/32 × threads 1/2, preprocessing excluded (random input tensors)
+ *   images/s with decode of 4000×3000 JPEGs included (sharp → tensor → encoder, sequential)
+ *   text encodes/s at the real token length vs padded to 77
+ *   the same model files through @huggingface/transformers' CLIP classes, side by side
+ *
+ * Options (env): BENCH_QUICK=1 for a short smoke run; BENCH_MODEL_DIR to reuse a built model.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import sharp from 'sharp';
+import { ImageEncoder } from '../src/model/image-encoder.js';
+import { preprocessBatch } from '../src/model/image-preprocess.js';
+import { readModelDir } from '../src/model/model-dir.js';
+import { TextEncoder } from '../src/model/text-encoder.js';
+import { buildTinyModel } from '../src/model/tiny-model-builder.js';
+import { ClipTokenizer } from '../src/model/tokenizer.js';
+import { openTower } from '../src/model/tower-session.js';
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const OUT = resolve('bench/out');
+const MODEL_DIR = resolve(process.env.BENCH_MODEL_DIR ?? join(OUT, 'vit-b-32'));
+const VIT_B32_GFLOP = 4.4;
+
+const sharedVocab = resolve('..', 'shared', 'clip', 'bpe_simple_vocab_16e6.txt.gz');
+
+interface Row {
+  [k: string]: string | number;
+}
+const results: Record<string, Row[]> = {};
+
+function record(table: string, row: Row): void {
+  (results[table] ??= []).push(row);
+  console.log(`${table}: ${JSON.stringify(row)}`);
+}
+
+async function timeIt(fn: () => Promise<unknown>, minSeconds: number, minRuns: number): Promise<{ runs: number; seconds: number }> {
+  await fn(); // warm-up: first run allocates and plans
+  let runs = 0;
+  const start = performance.now();
+  while (runs < minRuns || (performance.now() - start) / 1000 < minSeconds) {
+    await fn();
+    runs++;
+  }
+  return { runs, seconds: (performance.now() - start) / 1000 };
+}
+
+async function ensureModel(): Promise<void> {
+  if (existsSync(join(MODEL_DIR, 'onnx', 'vision_model.onnx'))) return;
+  console.log(`building the vit-b-32 preset into ${MODEL_DIR} …`);
+  const t = performance.now();
+  await buildTinyModel({
+    out: MODEL_DIR,
+    preset: 'vit-b-32',
+    vocab: existsSync(sharedVocab) ? sharedVocab : undefined,
+    force: true,
+  });
+  console.log(`built in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+}
+
+async function makeJpegs(n: number): Promise<string[]> {
+  const dir = join(OUT, 'jpegs');
+  mkdirSync(dir, { recursive: true });
+  const files: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const file = join(dir, `photo-${i}.jpg`);
+    files.push(file);
+    if (existsSync(file)) continue;
+    // Smooth colour field plus noise: compresses like a photo (~2-4 MB), not like a flat colour.
+    const w = 4000;
+    const h = 3000;
+    const small = Buffer.alloc(400 * 300 * 3);
+    for (let p = 0; p < 400 * 300; p++) {
+      const x = p % 400;
+      const y = Math.floor(p / 400);
+      small[p * 3] = (x + i * 37) % 256;
+      small[p * 3 + 1] = (y * 2 + i * 11) % 256;
+      small[p * 3 + 2] = ((x ^ y) + i) % 256;
+    }
+    await sharp(small, { raw: { width: 400, height: 300, channels: 3 } })
+      .resize(w, h, { kernel: 'cubic' })
+      .composite([{ input: { create: { width: w, height: h, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 }, noise: { type: 'gaussian', mean: 128, sigma: 20 } } }, blend: 'overlay' }])
+      .jpeg({ quality: 90 })
+      .toFile(file);
+  }
+  return files;
+}
+
+async function benchImages(): Promise<void> {
+  const spec = await readModelDir(MODEL_DIR);
+  const S = spec.preprocess.size;
+  const threadsList = [1, 2];
+  const batches = QUICK ? [1, 8] : [1, 8, 32];
+  for (const threads of threadsList) {
+    const tower = await openTower(join(spec.dir, spec.vision.file), spec.vision, 'image', { providers: ['cpu'], threads });
+    for (const batch of batches) {
+      const encoder = new ImageEncoder(tower, S, batch);
+      const pixels = new Float32Array(batch * 3 * S * S).map(() => Math.random() * 2 - 1);
+      const { runs, seconds } = await timeIt(() => encoder.encode(pixels, batch), QUICK ? 2 : 6, 2);
+      const ips = (runs * batch) / seconds;
+      record('image encode (decode excluded)', {
+        threads,
+        batch,
+        'images/s': +ips.toFixed(1),
+        'GFLOP/s': +(ips * VIT_B32_GFLOP).toFixed(0),
+      });
+    }
+    await tower.session.release();
+  }
+
+  const files = await makeJpegs(QUICK ? 8 : 32);
+  const tower = await openTower(join(spec.dir, spec.vision.file), spec.vision, 'image', { providers: ['cpu'], threads: 2 });
+  const encoder = new ImageEncoder(tower, S, 8);
+  const decodeOnly = await timeIt(() => preprocessBatch(files, spec.preprocess, { concurrency: 2 }), 0, 1);
+  record('decode 4000×3000 JPEG → 224² tensor', {
+    concurrency: 2,
+    'images/s': +((decodeOnly.runs * files.length) / decodeOnly.seconds).toFixed(1),
+  });
+  const both = await timeIt(
+    async () => {
+      for (let i = 0; i < files.length; i += 8) {
+        const batch = await preprocessBatch(files.slice(i, i + 8), spec.preprocess, { concurrency: 2 });
+        await encoder.encode(batch.tensor, batch.items.length);
+      }
+    },
+    0,
+    1,
+  );
+  record('image encode (decode included, sequential)', {
+    threads: 2,
+    batch: 8,
+    'images/s': +((both.runs * files.length) / both.seconds).toFixed(1),
+  });
+  await tower.session.release();
+}
+
+const PHRASES = [
+  'a dog',
+  'dog asleep on the sofa',
+  'kids on a beach at sunset',
+  'grandma in her garden with the roses',
+  'a red kayak on a lake surrounded by pine trees in autumn',
+  'receipt',
+  'the whiteboard from the planning meeting with the roadmap drawn on it',
+  'snow',
+];
+
+async function benchText(): Promise<void> {
+  const spec = await readModelDir(MODEL_DIR);
+  const tokenizer = await ClipTokenizer.fromFile(spec.tokenizerPath);
+  const tower = await openTower(join(spec.dir, spec.text.file), spec.text, 'text', { providers: ['cpu'], threads: 2 });
+  const encoder = new TextEncoder(tower, tokenizer, spec.contextLength, 32);
+  const meanTokens = PHRASES.reduce((a, p) => a + tokenizer.encode(p).length, 0) / PHRASES.length;
+  for (const batch of [1, 8]) {
+    const row: Row = { batch, 'mean tokens': +meanTokens.toFixed(1) };
+    for (const pad of [false, true]) {
+      let i = 0;
+      const { runs, seconds } = await timeIt(
+        async () => {
+          const texts = Array.from({ length: batch }, () => PHRASES[i++ % PHRASES.length]!);
+          await encoder.encode(texts, { padToContext: pad });
+        },
+        QUICK ? 1 : 4,
+        4,
+      );
+      row[pad ? 'texts/s padded to 77' : 'texts/s at real length'] = +((runs * batch) / seconds).toFixed(1);
+    }
+    row.speedup = +((row['texts/s at real length'] as number) / (row['texts/s padded to 77'] as number)).toFixed(2);
+    record('text encode', row);
+  }
+  await tower.session.release();
+}
+
+/** The same ONNX files through transformers.js, which is what most JS projects would reach for. */
+async function benchTransformersJs(): Promise<void> {
+  let tf: typeof import('@huggingface/transformers');
+  try {
+    tf = await import('@huggingface/transformers');
+  } catch (err) {
+    record('transformers.js', { status: `not installed: ${String(err)}` });
+    return;
+  }
+  tf.env.allowRemoteModels = false;
+  tf.env.allowLocalModels = true;
+  tf.env.localModelPath = resolve(MODEL_DIR, '..');
+  const name = MODEL_DIR.split('/').pop()!;
+  try {
+    const vision = await tf.CLIPVisionModelWithProjection.from_pretrained(name, { dtype: 'fp32', device: 'cpu' });
+    const processor = await tf.AutoProcessor.from_pretrained(name);
+    const files = await makeJpegs(QUICK ? 8 : 32);
+    const S = 224;
+    for (const batch of QUICK ? [1, 8] : [1, 8, 32]) {
+      const pixel_values = new tf.Tensor('float32', new Float32Array(batch * 3 * S * S).map(() => Math.random()), [batch, 3, S, S]);
+      const { runs, seconds } = await timeIt(() => vision({ pixel_values }), QUICK ? 2 : 6, 2);
+      record('transformers.js image encode (decode excluded)', { batch, 'images/s': +((runs * batch) / seconds).toFixed(1) });
+    }
+    const withDecode = await timeIt(
+      async () => {
+        for (let i = 0; i < files.length; i += 8) {
+          const images = await Promise.all(files.slice(i, i + 8).map((f) => tf.RawImage.read(f)));
+          const inputs = await processor(images);
+          await vision(inputs);
+        }
+      },
+      0,
+      1,
+    );
+    record('transformers.js image encode (decode included)', { batch: 8, 'images/s': +((withDecode.runs * files.length) / withDecode.seconds).toFixed(1) });
+
+    const text = await tf.CLIPTextModelWithProjection.from_pretrained(name, { dtype: 'fp32', device: 'cpu' });
+    const tok = await tf.AutoTokenizer.from_pretrained(name);
+    let i = 0;
+    const { runs, seconds } = await timeIt(
+      async () => {
+        const inputs = tok([PHRASES[i++ % PHRASES.length]!], { padding: 'max_length', max_length: 77, truncation: true });
+        await text(inputs);
+      },
+      QUICK ? 1 : 4,
+      4,
+    );
+    record('transformers.js text encode', { batch: 1, 'texts/s (padded to 77, its CLIP default)': +(runs / seconds).toFixed(1) });
+  } catch (err) {
+    record('transformers.js', { status: `failed on these model files: ${err instanceof Error ? err.message : String(err)}` });
+  }
+}
+
+async function main(): Promise<void> {
+  mkdirSync(OUT, { recursive: true });
+  await ensureModel();
+  await benchImages();
+  await benchText();
+  await benchTransformersJs();
+  const file = join(OUT, 'encode.json');
+  writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), quick: QUICK, results }, null, 2)}\n`);
+  console.log(`\nwritten ${file}`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});

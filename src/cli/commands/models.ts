@@ -1,0 +1,128 @@
+import { existsSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { ClipdexError } from '../../errors.js';
+import { hubEndpoint, isPulled, pullModel } from '../../model/hub-download.js';
+import { readModelDir } from '../../model/model-dir.js';
+import { importModel } from '../../model/model-import.js';
+import { findManifest, listManifests, manifestCacheDir } from '../../model/model-registry.js';
+import { buildTinyModel, DEFAULT_SEED } from '../../model/tiny-model-builder.js';
+import { globalOptions, log, printJson } from '../context.js';
+import { createProgress, formatBytes } from '../progress.js';
+
+export function modelsCommand(): Command {
+  const models = new Command('models').description('list, download, import and build CLIP models');
+
+  models
+    .command('list')
+    .description('the models clipdex knows, and which are downloaded')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const g = globalOptions(cmd);
+      const rows = await Promise.all(
+        (await listManifests()).map(async (m) => {
+          const dir = manifestCacheDir(m, g.cacheDir);
+          const pulled = m.source ? await isPulled(dir, m.source) : false;
+          return {
+            id: m.id,
+            supported: m.supported,
+            ...(m.supported ? {} : { reason: m.unsupportedReason }),
+            downloaded: pulled,
+            dir: pulled ? dir : null,
+            default: m.id === g.model,
+            embeddingDim: m.embeddingDim,
+            layout: m.layout,
+            repo: m.source?.repo ?? null,
+            description: m.description,
+          };
+        }),
+      );
+      if (g.json) return printJson({ models: rows });
+      for (const r of rows) {
+        const state = !r.supported ? 'not supported yet' : r.downloaded ? 'downloaded' : 'not downloaded';
+        process.stdout.write(`${r.default ? '*' : ' '} ${r.id.padEnd(40)} ${String(r.embeddingDim).padStart(4)}-d  ${state}\n`);
+        process.stdout.write(`    ${r.description}${r.reason ? ` (${r.reason})` : ''}\n`);
+      }
+    });
+
+  models
+    .command('pull')
+    .description('download a model from the hub ($HF_ENDPOINT) into the cache: resumable, verified')
+    .argument('<id>', 'model id from `clipdex models list`')
+    .action(async (id: string, _opts: unknown, cmd: Command) => {
+      const g = globalOptions(cmd);
+      const manifest = await findManifest(id);
+      if (!manifest) throw new ClipdexError('MODEL_NOT_FOUND', `unknown model "${id}"; see \`clipdex models list\``);
+      if (!manifest.supported) {
+        throw new ClipdexError('MODEL_UNSUPPORTED', `model ${id} is not supported yet: ${manifest.unsupportedReason ?? ''}`);
+      }
+      if (!manifest.source) throw new ClipdexError('MODEL_INVALID', `model ${id} has no download source`);
+      const targetDir = manifestCacheDir(manifest, g.cacheDir);
+      const endpoint = hubEndpoint();
+      log(`Pulling ${id} from ${endpoint}/${manifest.source.repo} into ${targetDir}`);
+      const progress = createProgress(`pull ${id}`, { unit: 'bytes' });
+      const controller = new AbortController();
+      const onSignal = () => controller.abort(new ClipdexError('DOWNLOAD_FAILED', 'interrupted; run the same command again to resume'));
+      process.once('SIGINT', onSignal);
+      try {
+        const result = await pullModel(manifest.source, {
+          targetDir,
+          endpoint,
+          signal: controller.signal,
+          onProgress: (e) => progress.update(e.totalBytesDone, e.totalBytes ?? e.totalBytesDone, `${e.file}${e.note ? ` (${e.note})` : ''}`),
+        });
+        progress.stop();
+        await readModelDir(targetDir, manifest);
+        const bytes = result.files.reduce((a, f) => a + f.size, 0);
+        if (g.json) printJson({ id, dir: targetDir, files: result.files });
+        else log(`Done: ${result.files.length} files, ${formatBytes(bytes)} in ${targetDir}`);
+      } finally {
+        progress.stop();
+        process.off('SIGINT', onSignal);
+      }
+    });
+
+  models
+    .command('import')
+    .description('copy a model directory (either export layout) into the cache, for machines without a network')
+    .argument('<dir>', 'a directory holding the model files')
+    .option('--as <id>', 'register it as this known model id (its files are checked against the manifest)')
+    .option('--name <name>', 'without --as: register as local-<name> (default: the directory name)')
+    .action(async (dir: string, opts: { as?: string; name?: string }, cmd: Command) => {
+      const g = globalOptions(cmd);
+      const manifest = opts.as ? await findManifest(opts.as) : undefined;
+      if (opts.as && !manifest) throw new ClipdexError('MODEL_NOT_FOUND', `unknown model "${opts.as}"; see \`clipdex models list\``);
+      const result = await importModel(dir, { manifest, name: opts.name, cacheRoot: g.cacheDir });
+      if (g.json) printJson(result);
+      else log(`Imported ${result.files} files (${formatBytes(result.bytes)}) as ${result.id} into ${result.dir}; use it with --model ${result.id}`);
+    });
+
+  models
+    .command('build-tiny')
+    .description('write a CLIP-architecture ONNX model with seeded random weights (for tests, demos, benchmarks)')
+    .requiredOption('--out <dir>', 'output directory')
+    .addOption(new Option('--preset <name>', 'tiny (fast) or vit-b-32 (real ViT-B/32 shapes and FLOPs)').choices(['tiny', 'vit-b-32']).default('tiny'))
+    .addOption(new Option('--layout <layout>', 'hf (transformers.js export) or openclip (Immich export)').choices(['hf', 'openclip']).default('hf'))
+    .option('--seed <n>', 'weight seed', (v) => Number.parseInt(v, 10), DEFAULT_SEED)
+    .option('--vocab <file>', 'CLIP vocabulary to ship (bpe gz, tokenizer.json, vocab.json or dir); default: byte-level')
+    .option('--force', 'replace a non-empty output directory')
+    .action(async (opts: { out: string; preset: 'tiny' | 'vit-b-32'; layout: 'hf' | 'openclip'; seed: number; vocab?: string; force?: boolean }, cmd: Command) => {
+      const g = globalOptions(cmd);
+      if (!Number.isInteger(opts.seed)) throw new ClipdexError('INVALID_ARGUMENT', '--seed must be an integer');
+      if (opts.vocab && !existsSync(opts.vocab)) throw new ClipdexError('FILE_NOT_FOUND', `vocabulary not found: ${opts.vocab}`);
+      const started = Date.now();
+      const built = await buildTinyModel({ ...opts, force: opts.force === true });
+      const summary = {
+        dir: built.dir,
+        layout: built.layout,
+        preset: opts.preset,
+        seed: opts.seed,
+        vocabSize: built.vocabSize,
+        embeddingDim: built.arch.embedDim,
+        files: built.files,
+        seconds: (Date.now() - started) / 1000,
+      };
+      if (g.json) printJson(summary);
+      else log(`Wrote ${opts.preset} CLIP (${built.layout} layout, ${built.arch.embedDim}-d, vocab ${built.vocabSize}) to ${built.dir}; use it with --model ${built.dir}`);
+    });
+
+  return models;
+}

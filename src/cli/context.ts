@@ -1,0 +1,46 @@
+import type { Command } from 'commander';
+import { ClipdexError, type ErrorCode } from '../errors.js';
+import { cacheDir, dataDir } from '../model/cache-dir.js';
+import { DEFAULT_MODEL_ID } from '../model/model-registry.js';
+
+/** Options every command takes, resolved flag → env → default. */
+export interface GlobalOptions {
+  model: string;
+  dataDir: string;
+  cacheDir: string;
+  json: boolean;
+}
+
+export function globalOptions(cmd: Command): GlobalOptions {
+  const o = cmd.optsWithGlobals<{ model?: string; dataDir?: string; cacheDir?: string; json?: boolean }>();
+  return {
+    model: o.model ?? process.env.CLIPDEX_MODEL ?? DEFAULT_MODEL_ID,
+    dataDir: dataDir(o.dataDir),
+    cacheDir: cacheDir(o.cacheDir),
+    json: o.json === true,
+  };
+}
+
+/** Machine-readable results go to stdout; everything meant for a person goes to stderr in --json mode. */
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+export function log(message: string): void {
+  process.stderr.write(`${message}\n`);
+}
+
+/** Exit codes scripts can rely on. */
+export const EXIT = { ok: 0, failure: 1, usage: 2, modelMissing: 3, network: 4 } as const;
+
+const CODE_EXIT: Partial<Record<ErrorCode, number>> = {
+  INVALID_ARGUMENT: EXIT.usage,
+  MODEL_NOT_FOUND: EXIT.modelMissing,
+  MODEL_UNSUPPORTED: EXIT.modelMissing,
+  OFFLINE: EXIT.network,
+  DOWNLOAD_FAILED: EXIT.network,
+};
+
+export function exitCodeFor(err: unknown): number {
+  return err instanceof ClipdexError ? (CODE_EXIT[err.code] ?? EXIT.failure) : EXIT.failure;
+}

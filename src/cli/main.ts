@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { errorMessage, isClipdexError } from '../errors.js';
+import { doctorCommand } from './commands/doctor.js';
+import { modelsCommand } from './commands/models.js';
+import { tokenizeCommand } from './commands/tokenize.js';
+import { EXIT, exitCodeFor, log } from './context.js';
+
+export function createProgram(): Command {
+  const program = new Command('clipdex')
+    .description('Local semantic photo search with CLIP: index folders, search by phrase or by photo, teach it your words.')
+    .option('--model <id|dir>', 'model id from `clipdex models list`, or a model directory (env CLIPDEX_MODEL)')
+    .option('--data-dir <dir>', 'where the library lives (env CLIPDEX_DATA_DIR; default ~/.local/share/clipdex)')
+    .option('--cache-dir <dir>', 'where downloaded models live (env CLIPDEX_CACHE_DIR; default ~/.cache/clipdex)')
+    .option('--json', 'machine-readable output on stdout; logs on stderr')
+    .showHelpAfterError()
+    .exitOverride();
+  program.addCommand(tokenizeCommand());
+  program.addCommand(modelsCommand());
+  program.addCommand(doctorCommand());
+  // Subcommands inherit exitOverride only when set on each; errors are mapped in one place below.
+  for (const cmd of program.commands) cmd.exitOverride();
+  for (const cmd of program.commands.flatMap((c) => c.commands)) cmd.exitOverride();
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = createProgram();
+  try {
+    await program.parseAsync(argv);
+    return process.exitCode === undefined ? EXIT.ok : Number(process.exitCode);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version are "errors" to commander; they printed already.
+      return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    const wantsJson = argv.includes('--json');
+    if (wantsJson) {
+      process.stdout.write(
+        `${JSON.stringify({ error: { code: isClipdexError(err) ? err.code : 'INTERNAL', message: errorMessage(err) } })}\n`,
+      );
+    }
+    log(`clipdex: ${errorMessage(err)}`);
+    if (!isClipdexError(err) && process.env.CLIPDEX_DEBUG) log(String((err as Error)?.stack ?? err));
+    return exitCodeFor(err);
+  }
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    log(`clipdex: ${errorMessage(err)}`);
+    process.exitCode = EXIT.failure;
+  },
+);
