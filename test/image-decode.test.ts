@@ -313,8 +313,10 @@ describe('decoding to 8-bit sRGB RGB', () => {
     expect([...(await decodeRgb(bgr24)).data]).toEqual([...expected]);
     const pal8 = bmp(w, h, 8, (y) => [0, 1, 2].map((x) => y * w + x), colours);
     expect([...(await decodeRgb(pal8)).data]).toEqual([...expected]);
-    const info = await readImageInfo(pal8);
-    expect(info).toMatchObject({ format: 'bmp', width: 3, height: 2 });
+    const path = join(tmp, 'palette.bmp');
+    await writeFile(path, pal8);
+    expect([...(await decodeRgb(path)).data]).toEqual([...expected]);
+    expect(await readImageInfo(path)).toMatchObject({ format: 'bmp', width: 3, height: 2 });
     const rle = bmp(w, h, 8, () => [0, 0, 0], colours, 1);
     const err = await expectCode(decodeRgb(rle, {}, { name: 'scan.bmp' }), 'UNSUPPORTED_FORMAT', 'scan.bmp');
     expect(err.message).toMatch(/compression 1/);

@@ -16,7 +16,7 @@ export interface ImageSource {
   format: ImageFormat;
   /** What sharp opens: the path itself (libvips reads it and can shrink JPEGs on load) or the bytes. */
   input: string | Buffer;
-  /** Loads the whole file, for decoders that need the bytes in memory (HEIC, BMP). */
+  /** Loads the whole file (once), for decoders that need the bytes in memory (HEIC, BMP). */
   bytes(): Promise<Buffer>;
 }
 
@@ -74,11 +74,14 @@ async function fromPath(path: string): Promise<ImageSource> {
   } catch (err) {
     throw err instanceof ClipdexError ? err : fsError(err, path);
   }
+  const format = classify(head, path);
+  let bytes: Promise<Buffer> | undefined;
   return {
     name: path,
-    format: classify(head, path),
+    format,
     input: path,
-    bytes: () => readFile(path).catch((err: unknown) => Promise.reject(fsError(err, path))),
+    // Read once: a BMP's header probe and its decode share the same bytes.
+    bytes: () => (bytes ??= readFile(path).catch((err: unknown) => Promise.reject(fsError(err, path)))),
   };
 }
 
