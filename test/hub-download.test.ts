@@ -242,6 +242,24 @@ describe('pullModel against a local fake hub', () => {
     expect(await readPullMarker(target)).toBeNull();
   });
 
+  it('verifies weights against the sha256 the hub advertises (X-Linked-Etag) when the manifest has none', async () => {
+    const { dir, contents } = await makeRepo(400_000);
+    const hub = await hubFor(dir, { faults: { corrupt: [BIG] } });
+    const target = await tempDir();
+    const err = await pullModel(sourceOf(contents, { sha: false, size: false }), { endpoint: hub.endpoint, targetDir: target }).catch(
+      (e: unknown) => e,
+    );
+    expect(isClipdexError(err, 'CHECKSUM_MISMATCH')).toBe(true);
+    expect((err as Error & { details: Record<string, string> }).details.expected).toBe(sha256(contents.get(BIG)!));
+    expect(await readPullMarker(target)).toBeNull();
+
+    // Without the fault the same manifest pulls and verifies, and the marker records the hub's hash.
+    const clean = await hubFor(dir);
+    await pullModel(sourceOf(contents, { sha: false, size: false }), { endpoint: clean.endpoint, targetDir: target });
+    const marker = await readPullMarker(target);
+    expect(marker!.files.find((f) => f.path === BIG)!.sha256).toBe(sha256(contents.get(BIG)!));
+  });
+
   it('re-downloads a file that is there with the wrong content, and says so', async () => {
     const { dir, contents } = await makeRepo(200_000);
     const hub = await hubFor(dir);
@@ -315,14 +333,17 @@ describe('pullModel against a local fake hub', () => {
     await expectSameFiles(target, contents);
   });
 
-  it('treats a partial that already holds the whole file as done (416 when the size is unknown)', async () => {
+  it('treats a partial that already holds the whole file as done, without transferring it again', async () => {
     const { dir, contents } = await makeRepo(100_000);
     const hub = await hubFor(dir);
     const target = await tempDir();
     await writeFile(join(target, 'tokenizer.json.partial'), contents.get('tokenizer.json')!);
 
     const result = await pullModel(sourceOf(contents, { size: false }), { endpoint: hub.endpoint, targetDir: target });
-    expect(fileGets(hub, 'tokenizer.json').map((r) => r.status)).toEqual([416]);
+    // The HEAD probe learns the size, so no GET is needed; without it the GET would get a 416. Either way: no bytes.
+    const gets = fileGets(hub, 'tokenizer.json');
+    expect(gets.every((r) => r.status === 416)).toBe(true);
+    expect(gets.reduce((a, r) => a + r.bytes, 0)).toBe(0);
     expect(result.files.find((f) => f.path === 'tokenizer.json')!.action).toBe('resumed');
     await expectSameFiles(target, contents);
   });
@@ -397,7 +418,8 @@ describe('pullModel against a local fake hub', () => {
     const events: PullProgressEvent[] = [];
     await pullModel(sourceOf(contents, { size: false }), { endpoint: hub.endpoint, targetDir: target, onProgress: (e) => events.push(e) });
     const total = [...contents.values()].reduce((a, b) => a + b.length, 0);
-    expect(hub.requests.filter((r) => r.method === 'HEAD' && r.status === 200)).toHaveLength(3);
+    // One HEAD per file; weights answer with the redirect that carries X-Linked-Size, the others with 200.
+    expect(hub.requests.filter((r) => r.method === 'HEAD' && (r.status === 200 || r.status === 302))).toHaveLength(3);
     expect(events[0]!.totalBytes).toBe(total);
     expect(events.at(-1)).toMatchObject({ totalBytesDone: total, totalBytes: total });
   });

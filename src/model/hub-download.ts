@@ -113,7 +113,7 @@ export async function pullModel(source: ModelSource, options: PullOptions): Prom
     markerRemoved: false,
   };
   await mkdir(targetDir, { recursive: true });
-  if (options.onProgress) await probeSizes(ctx);
+  await probeMetadata(ctx);
 
   const pulled: PulledFile[] = [];
   for (let i = 0; i < files.length; i++) {
@@ -549,28 +549,42 @@ function fileUrl(ctx: PullContext, file: RemoteFile): string {
 }
 
 /** Before any download starts, learn the sizes the manifest does not give, so totals are known. */
-async function probeSizes(ctx: PullContext): Promise<void> {
+/**
+ * Asks the hub what each file should be before downloading it. For LFS files (the weights) the real hub
+ * answers the resolve URL with a redirect carrying `X-Linked-Etag` (the file's sha256) and `X-Linked-Size`,
+ * as huggingface_hub reads them: with those, a download is verified even when the manifest lists no hash.
+ * Failures here only cost the check; the GET that follows reports them properly.
+ */
+async function probeMetadata(ctx: PullContext): Promise<void> {
   for (let i = 0; i < ctx.files.length; i++) {
-    if (ctx.files[i]!.size !== undefined) continue;
-    const local = await sizeIfFile(ctx.finals[i]!);
-    if (local !== undefined) {
-      ctx.progress.setSize(i, local);
-      continue;
-    }
+    const file = ctx.files[i]!;
+    if (file.sha256 !== undefined && file.size !== undefined) continue;
     try {
-      const res = await ctx.fetch(fileUrl(ctx, ctx.files[i]!), {
+      const res = await ctx.fetch(fileUrl(ctx, file), {
         method: 'HEAD',
         headers: { 'accept-encoding': 'identity', 'user-agent': 'clipdex' },
         signal: ctx.signal,
-        redirect: 'follow',
+        redirect: 'manual',
       });
-      const size = res.ok ? identityLength(res) : undefined;
+      const linked = linkedMetadata(res);
+      const size = file.size ?? linked.size ?? (res.ok ? identityLength(res) : undefined);
+      ctx.files[i] = { ...file, ...(file.sha256 ?? linked.sha256 ? { sha256: file.sha256 ?? linked.sha256 } : {}), ...(size !== undefined ? { size } : {}) };
       if (size !== undefined) ctx.progress.setSize(i, size);
     } catch {
-      // Only the totals suffer; the GET that follows reports the failure properly.
       ctx.signal?.throwIfAborted();
+      const local = await sizeIfFile(ctx.finals[i]!);
+      if (local !== undefined) ctx.progress.setSize(i, local);
     }
   }
+}
+
+function linkedMetadata(res: Response): { sha256?: string; size?: number } {
+  const etag = res.headers.get('x-linked-etag')?.replace(/^W\//, '').replace(/"/g, '').trim().toLowerCase();
+  const size = res.headers.get('x-linked-size');
+  return {
+    ...(etag && /^[0-9a-f]{64}$/.test(etag) ? { sha256: etag } : {}),
+    ...(size && /^\d+$/.test(size) ? { size: Number(size) } : {}),
+  };
 }
 
 /** Content-Length when it counts the file's own bytes (not a compressed encoding of them). */

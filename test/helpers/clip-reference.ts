@@ -113,7 +113,7 @@ export function referenceImageEmbedding(w: ClipWeights, pixels: Float32Array): F
       tokens.push(t);
     }
   }
-  let x = tokens.map((row, i) => row.map((v, d) => v + vision.positions[i * D + d]!));
+  let x: Matrix = tokens.map((row, i) => row.map((v, d) => v + vision.positions[i * D + d]!));
   x = layerNorm(x, vision.preLn);
   for (const blk of vision.blocks) x = block(x, blk, arch.vision.heads, false);
   const pooled = layerNorm([x[0]!], vision.postLn)[0]!;

@@ -6,7 +6,8 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { open, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { open, readFile, stat } from 'node:fs/promises';
 import { resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -99,6 +100,9 @@ export async function startFakeHub(options: FakeHubOptions): Promise<FakeHub> {
         .map(encodeURIComponent)
         .join('/')}`;
       res.setHeader('location', location);
+      // As the real hub does for LFS files: the sha256 and size of the file behind the redirect.
+      res.setHeader('x-linked-etag', `"${await sha256Of(filePath)}"`);
+      res.setHeader('x-linked-size', String(st.size));
       return reply(res, entry, 302);
     }
 
@@ -249,4 +253,15 @@ export async function closedEndpoint(): Promise<string> {
   const { port } = server.address() as AddressInfo;
   await new Promise<void>((done) => server.close(() => done()));
   return `http://127.0.0.1:${port}`;
+}
+
+const sha256Cache = new Map<string, string>();
+async function sha256Of(path: string): Promise<string> {
+  const st = await stat(path);
+  const key = `${path}:${st.size}:${st.mtimeMs}`;
+  const cached = sha256Cache.get(key);
+  if (cached) return cached;
+  const hash = createHash('sha256').update(await readFile(path)).digest('hex');
+  sha256Cache.set(key, hash);
+  return hash;
 }
