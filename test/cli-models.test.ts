@@ -1,0 +1,163 @@
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closedEndpoint, startFakeHub, type FakeHub } from './helpers/fake-hub.js';
+import { runCli } from './helpers/cli.js';
+import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'clipdex-cli-'));
+const hubs: FakeHub[] = [];
+afterAll(async () => {
+  await Promise.all(hubs.map((h) => h.close()));
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/** A fresh user: own data and cache dirs, no model configured. */
+function userEnv(name: string, endpoint?: string): Record<string, string | undefined> {
+  return {
+    CLIPDEX_CACHE_DIR: join(tmp, name, 'cache'),
+    CLIPDEX_DATA_DIR: join(tmp, name, 'data'),
+    CLIPDEX_MODEL: undefined,
+    HF_ENDPOINT: endpoint,
+  };
+}
+
+// The default model's hub repository, served from a self-built model in the same layout.
+const DEFAULT_REPO = 'Xenova/clip-vit-base-patch32';
+
+describe('clipdex models (end to end, built bin)', () => {
+  let modelDir: string;
+
+  beforeAll(async () => {
+    modelDir = join(tmp, 'built');
+    const r = await runCli(['models', 'build-tiny', '--out', modelDir, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const summary = JSON.parse(r.stdout) as { files: string[]; embeddingDim: number };
+    expect(summary.embeddingDim).toBe(64);
+    expect(summary.files).toContain('onnx/vision_model.onnx');
+  });
+
+  it('pulls the default model from a hub, resuming a dropped download, then uses it', async () => {
+    const hub = await startFakeHub({
+      repos: { [DEFAULT_REPO]: { revision: 'main', dir: modelDir } },
+      faults: { cutAfter: { 'onnx/vision_model.onnx': 500_000 } },
+    });
+    hubs.push(hub);
+    const env = userEnv('pull', hub.endpoint);
+    const pull = await runCli(['models', 'pull', 'clip-vit-b-32'], env);
+    expect(pull.code, pull.stderr).toBe(0);
+    expect(pull.stderr).toMatch(/Done: 7 files/);
+    const visionGets = hub.requests.filter((r) => r.method === 'GET' && r.path.endsWith('onnx/vision_model.onnx') && r.status !== 302);
+    expect(visionGets.map((r) => r.range)).toEqual([null, 'bytes=500000-']);
+    const pulled = join(tmp, 'pull', 'cache', 'models', 'clip-vit-b-32', 'main');
+    expect(readFileSync(join(pulled, 'onnx', 'vision_model.onnx')).equals(readFileSync(join(modelDir, 'onnx', 'vision_model.onnx')))).toBe(true);
+
+    const list = await runCli(['models', 'list', '--json'], env);
+    const entry = (JSON.parse(list.stdout) as { models: { id: string; downloaded: boolean; default: boolean }[] }).models.find(
+      (m) => m.id === 'clip-vit-b-32',
+    );
+    expect(entry).toMatchObject({ downloaded: true, default: true });
+
+    const tok = await runCli(['tokenize', 'Hello World!'], env);
+    expect(tok.code, tok.stderr).toBe(0);
+    const ids = JSON.parse(tok.stdout) as number[];
+    // The byte-level vocabulary of the self-built model: start 512, end 513, one id per byte in between.
+    expect(ids[0]).toBe(512);
+    expect(ids.at(-1)).toBe(513);
+    expect(ids).toHaveLength('hello world!'.length - 1 + 2);
+
+    const doctor = await runCli(['doctor', '--json'], env);
+    const checks = (JSON.parse(doctor.stdout) as { checks: { name: string; status: string; detail: string }[] }).checks;
+    expect(checks.find((c) => c.name === 'model')).toMatchObject({ status: 'ok' });
+    expect(checks.find((c) => c.name === 'execution provider')!.detail).toMatch(/image encoder on cpu/);
+
+    // A second pull finds everything verified and transfers nothing.
+    const before = hub.requests.filter((r) => r.method === 'GET').length;
+    const again = await runCli(['models', 'pull', 'clip-vit-b-32'], env);
+    expect(again.code, again.stderr).toBe(0);
+    expect(hub.requests.filter((r) => r.method === 'GET').length).toBe(before);
+  });
+
+  it('refuses a corrupted download: non-zero exit, nothing installed, a clear message', async () => {
+    const hub = await startFakeHub({
+      repos: { [DEFAULT_REPO]: { revision: 'main', dir: modelDir } },
+      faults: { corrupt: ['onnx/text_model.onnx'] },
+    });
+    hubs.push(hub);
+    const env = userEnv('corrupt', hub.endpoint);
+    const r = await runCli(['models', 'pull', 'clip-vit-b-32', '--json'], env);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ error: { code: 'CHECKSUM_MISMATCH' } });
+    expect(r.stderr).toMatch(/text_model\.onnx.*does not verify/);
+    const dir = join(tmp, 'corrupt', 'cache', 'models', 'clip-vit-b-32', 'main');
+    expect(existsSync(join(dir, 'onnx', 'text_model.onnx'))).toBe(false);
+    expect(existsSync(join(dir, '.complete.json'))).toBe(false);
+    // And the model is reported missing, not half-loaded.
+    const tok = await runCli(['tokenize', 'x'], env);
+    expect(tok.code).toBe(3);
+    expect(tok.stderr).toMatch(/not downloaded.*clipdex models pull clip-vit-b-32/);
+  });
+
+  it('says what to do when the hub cannot be reached', async () => {
+    const env = userEnv('offline', await closedEndpoint());
+    const r = await runCli(['models', 'pull', 'clip-vit-b-32'], env);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/could not be reached|cannot reach|unreachable/i);
+    expect(r.stderr).toMatch(/clipdex models import/);
+  });
+
+  it('imports a model directory for offline machines, under a known id or as a local model', async () => {
+    const env = userEnv('import');
+    const asKnown = await runCli(['models', 'import', modelDir, '--as', 'clip-vit-b-16', '--json'], env);
+    expect(asKnown.code, asKnown.stderr).toBe(0);
+    expect(JSON.parse(asKnown.stdout)).toMatchObject({ id: 'clip-vit-b-16', files: 7 });
+    const tok = await runCli(['--model', 'clip-vit-b-16', 'tokenize', 'a'], env);
+    expect(tok.code, tok.stderr).toBe(0);
+
+    const local = await runCli(['models', 'import', modelDir, '--name', 'mine', '--json'], env);
+    expect(JSON.parse(local.stdout)).toMatchObject({ id: 'local-mine' });
+    const doctor = await runCli(['--model', 'local-mine', 'doctor', '--json'], env);
+    const checks = (JSON.parse(doctor.stdout) as { checks: { name: string; status: string }[] }).checks;
+    expect(checks.find((c) => c.name === 'model')).toMatchObject({ status: 'ok' });
+
+    const notAModel = join(tmp, 'not-a-model');
+    mkdirSync(notAModel, { recursive: true });
+    writeFileSync(join(notAModel, 'readme.txt'), 'hello');
+    const bad = await runCli(['models', 'import', notAModel, '--json'], env);
+    expect(bad.code).toBe(1);
+    expect(JSON.parse(bad.stdout)).toMatchObject({ error: { code: 'MODEL_INVALID' } });
+  });
+
+  it('refuses unsupported and unknown models with a reason', async () => {
+    const env = userEnv('unsupported');
+    const r = await runCli(['models', 'pull', 'siglip-base-patch16-224'], env);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/not supported yet: SigLIP needs/);
+    const u = await runCli(['models', 'pull', 'no-such-model'], env);
+    expect(u.code).toBe(3);
+    expect(u.stderr).toMatch(/unknown model/);
+  });
+
+  it('doctor fails with a fix when the configured model is missing', async () => {
+    const r = await runCli(['doctor'], userEnv('doctor'));
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/✗ model: .*not downloaded/);
+    expect(r.stdout).toMatch(/fix: run `clipdex models pull clip-vit-b-32`/);
+  });
+
+  it('rejects bad arguments with a usage error', async () => {
+    const r = await runCli(['models', 'build-tiny', '--out', join(tmp, 'x'), '--preset', 'huge']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/Allowed choices are tiny, vit-b-32/);
+  });
+});
+
+const vocab = sharedPath('clip', 'vocab.json');
+describe.skipIf(!vocab)(`clipdex tokenize with the real CLIP vocabulary ${vocab ? '' : NEEDS_SHARED}`, () => {
+  it('prints the reference ids as JSON', async () => {
+    const r = await runCli(['tokenize', '--vocab', vocab!, 'a photo of a cat']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual([49406, 320, 1125, 539, 320, 2368, 49407]);
+  });
+});
