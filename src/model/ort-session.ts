@@ -28,6 +28,27 @@ export interface OpenedSession {
 }
 
 export const DEFAULT_PROVIDERS: readonly ProviderName[] = ['cuda', 'cpu'];
+const KNOWN_PROVIDERS: readonly ProviderName[] = ['cuda', 'webgpu', 'cpu'];
+
+/**
+ * `CLIPDEX_PROVIDERS=webgpu,cpu` opts into WebGPU (bundled with onnxruntime-node, needs a Vulkan GPU);
+ * `CLIPDEX_THREADS=n` sets the CPU threads. Read here so every entry point (CLI, server, library) honours them.
+ */
+export function sessionOptionsFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): SessionOptions {
+  const options: SessionOptions = {};
+  const providers = env.CLIPDEX_PROVIDERS?.trim();
+  if (providers) {
+    const list = providers.split(',').map((p) => p.trim().toLowerCase());
+    const unknown = list.filter((p) => !KNOWN_PROVIDERS.includes(p as ProviderName));
+    if (unknown.length > 0) {
+      throw new ClipdexError('INVALID_ARGUMENT', `CLIPDEX_PROVIDERS: unknown provider ${unknown.join(', ')} (known: ${KNOWN_PROVIDERS.join(', ')})`);
+    }
+    options.providers = list as ProviderName[];
+  }
+  const threads = env.CLIPDEX_THREADS?.trim();
+  if (threads) options.threads = Number(threads);
+  return options;
+}
 
 const require = createRequire(import.meta.url);
 
@@ -62,9 +83,10 @@ export async function openSession(modelPath: string, options: SessionOptions = {
   if (!existsSync(modelPath)) {
     throw new ClipdexError('MODEL_NOT_FOUND', `model file not found: ${modelPath}`);
   }
-  const providers = options.providers ?? [...DEFAULT_PROVIDERS];
+  const fromEnv = sessionOptionsFromEnv();
+  const providers = options.providers ?? fromEnv.providers ?? [...DEFAULT_PROVIDERS];
   if (providers.length === 0) throw new ClipdexError('INVALID_ARGUMENT', 'no execution provider requested');
-  const threads = options.threads ?? availableParallelism();
+  const threads = options.threads ?? fromEnv.threads ?? availableParallelism();
   if (!Number.isInteger(threads) || threads < 1) {
     throw new ClipdexError('INVALID_ARGUMENT', `thread count must be a positive integer, got ${threads}`);
   }
