@@ -19,7 +19,12 @@ export type ErrorCode =
   | 'OFFLINE'
   | 'CHECKSUM_MISMATCH'
   | 'EXECUTION_PROVIDER_UNAVAILABLE'
-  | 'INFERENCE_FAILED';
+  | 'INFERENCE_FAILED'
+  | 'DATABASE_TOO_NEW'
+  | 'DATABASE_INVALID'
+  | 'MIGRATION_FAILED'
+  | 'DIMENSION_MISMATCH'
+  | 'INDEX_BUILD_FAILED';
 
 export class ClipdexError extends Error {
   readonly code: ErrorCode;
