@@ -58,6 +58,9 @@ export async function buildTinyModel(options: BuildOptions): Promise<BuiltModel>
   await put(io.text.file, textGraph(weights, layout));
   const tokenizerDir = layout === 'hf' ? '' : 'textual';
   for (const f of await writeTokenizerFiles(join(staging, tokenizerDir), vocab, merges)) files.push(join(tokenizerDir, f));
+  // Real exports carry these too; transformers.js' AutoTokenizer will not load without them.
+  await put(join(tokenizerDir, 'tokenizer_config.json'), json(tokenizerConfig(arch)));
+  await put(join(tokenizerDir, 'special_tokens_map.json'), json(SPECIAL_TOKENS));
   if (layout === 'hf') {
     await put('config.json', json(hfConfig(weights, preset, options.seed ?? DEFAULT_SEED)));
     await put('preprocessor_config.json', json(hfPreprocessorConfig(arch)));
@@ -69,6 +72,17 @@ export async function buildTinyModel(options: BuildOptions): Promise<BuiltModel>
   await mkdir(dirname(out), { recursive: true });
   await rename(staging, out);
   return { dir: out, arch, layout, vocabSize, files: files.sort() };
+}
+
+const SPECIAL_TOKENS = {
+  bos_token: '<|startoftext|>',
+  eos_token: '<|endoftext|>',
+  unk_token: '<|endoftext|>',
+  pad_token: '<|endoftext|>',
+};
+
+function tokenizerConfig(arch: ClipArchitecture) {
+  return { tokenizer_class: 'CLIPTokenizer', model_max_length: arch.text.contextLength, do_lower_case: true, ...SPECIAL_TOKENS };
 }
 
 function json(value: unknown): string {
