@@ -217,8 +217,11 @@ describe('pullModel against a local fake hub', () => {
     const result = await pullModel(sourceOf(contents), { endpoint: hub.endpoint, targetDir: target, ...fast });
     const gets = fileGets(hub, BIG).filter((r) => r.status !== 302);
     expect(gets).toHaveLength(2);
-    expect(gets[1]!.range).toMatch(/^bytes=\d+-$/);
-    expect(gets[0]!.bytes + gets[1]!.bytes).toBeLessThanOrEqual(contents.get(BIG)!.length);
+    const resumeAt = Number(/^bytes=(\d+)-$/.exec(gets[1]!.range ?? '')?.[1]);
+    expect(resumeAt).toBeGreaterThan(0);
+    // Only the missing tail travels again. (The server's count for the cut request may exceed what the
+    // client received before the cut, so the two counts need not add up to the file size.)
+    expect(gets[1]!.bytes).toBe(contents.get(BIG)!.length - resumeAt);
     expect(result.files.find((f) => f.path === BIG)!.action).toBe('resumed');
     await expectSameFiles(target, contents);
   });
