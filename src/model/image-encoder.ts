@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
-import { ClipdexError, errorMessage } from '../errors.js';
+import { ClipdexError } from '../errors.js';
 import type { ProviderFallback, ProviderName } from './ort-session.js';
-import { normalizedRows, type TowerSession } from './tower-session.js';
+import { runTower, type TowerSession } from './tower-session.js';
 
 /**
  * CLIP image tower: preprocessed pixels in, L2-normalised embeddings out.
@@ -39,15 +39,7 @@ export class ImageEncoder {
       const n = Math.min(this.batchSize, count - start);
       const chunk = pixels.subarray(start * per, (start + n) * per);
       const feeds = { [this.tower.input.name]: new ort.Tensor('float32', chunk, [n, 3, S, S]) };
-      let result: ort.InferenceSession.OnnxValueMapType;
-      try {
-        result = await this.tower.session.run(feeds);
-      } catch (err) {
-        throw new ClipdexError('INFERENCE_FAILED', `image encoder failed: ${errorMessage(err)}`, { cause: err });
-      }
-      const tensor = result[this.tower.output] as ort.Tensor;
-      const dim = tensor.dims[tensor.dims.length - 1]!;
-      out.push(...normalizedRows(tensor.data as Float32Array, n, dim));
+      out.push(...(await runTower(this.tower, feeds, n, 'image')));
     }
     return out;
   }

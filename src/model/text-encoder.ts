@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
-import { ClipdexError, errorMessage } from '../errors.js';
+import { ClipdexError } from '../errors.js';
 import type { ProviderFallback, ProviderName } from './ort-session.js';
-import { isDynamic, normalizedRows, type TowerSession } from './tower-session.js';
+import { isDynamic, runTower, type TowerSession } from './tower-session.js';
 
 /** The part of the tokenizer the encoder needs. */
 export interface TextTokenizer {
@@ -84,15 +84,7 @@ export class TextEncoder {
       }
       feeds[extra.name] = new ort.Tensor(extra.type === 'int32' ? 'int32' : 'int64', extra.type === type ? mask : convert(mask), [n, length]);
     }
-    let result: ort.InferenceSession.OnnxValueMapType;
-    try {
-      result = await this.tower.session.run(feeds);
-    } catch (err) {
-      throw new ClipdexError('INFERENCE_FAILED', `text encoder failed: ${errorMessage(err)}`, { cause: err });
-    }
-    const tensor = result[this.tower.output] as ort.Tensor;
-    const dim = tensor.dims[tensor.dims.length - 1]!;
-    return normalizedRows(tensor.data as Float32Array, n, dim);
+    return runTower(this.tower, feeds, n, 'text');
   }
 
   async release(): Promise<void> {

@@ -1,5 +1,5 @@
 import type * as ort from 'onnxruntime-node';
-import { ClipdexError } from '../errors.js';
+import { ClipdexError, errorMessage } from '../errors.js';
 import type { TowerSpec } from './manifest.js';
 import { openSession, type ProviderFallback, type ProviderName, type SessionOptions } from './ort-session.js';
 
@@ -89,4 +89,16 @@ export function normalizedRows(data: Float32Array, rows: number, dim: number): F
     out.push(row);
   }
   return out;
+}
+
+/** Runs one batch through a tower and returns its `rows` embeddings, L2-normalised. */
+export async function runTower(tower: TowerSession, feeds: Record<string, ort.Tensor>, rows: number, what: 'image' | 'text'): Promise<Float32Array[]> {
+  let result: ort.InferenceSession.OnnxValueMapType;
+  try {
+    result = await tower.session.run(feeds);
+  } catch (err) {
+    throw new ClipdexError('INFERENCE_FAILED', `${what} encoder failed: ${errorMessage(err)}`, { cause: err });
+  }
+  const tensor = result[tower.output] as ort.Tensor;
+  return normalizedRows(tensor.data as Float32Array, rows, tensor.dims[tensor.dims.length - 1]!);
 }
