@@ -1,0 +1,117 @@
+/**
+ * Trained adapter versions per model. The weights are an opaque BLOB (their layout belongs to the
+ * trainer); at most one version per model is active, which a partial unique index enforces.
+ */
+import type Database from 'better-sqlite3';
+import { ClipdexError } from '../errors.js';
+
+export interface AdapterRecord {
+  id: number;
+  modelKey: string;
+  version: number;
+  weights: Uint8Array;
+  metrics: Record<string, unknown>;
+  createdAt: number;
+  active: boolean;
+}
+
+/** Listing without the weights, which can be megabytes. */
+export type AdapterSummary = Omit<AdapterRecord, 'weights'>;
+
+interface Row {
+  id: number;
+  modelKey: string;
+  version: number;
+  weights?: Buffer;
+  metrics: string;
+  createdAt: number;
+  active: number;
+}
+
+const SUMMARY = 'id, model_key AS modelKey, version, metrics, created_at AS createdAt, active';
+
+export class AdaptersRepo {
+  private readonly addStmt;
+  private readonly getStmt;
+  private readonly listStmt;
+  private readonly activeStmt;
+  private readonly clearActiveStmt;
+  private readonly setActiveStmt;
+  private readonly removeStmt;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly now: () => number = Date.now,
+  ) {
+    // The version is chosen inside the INSERT, so two trainers saving at once cannot pick the same one.
+    this.addStmt = db.prepare<[string, string, Buffer, string, number], { id: number }>(
+      `INSERT INTO adapters (model_key, version, weights, metrics, created_at)
+       VALUES (?, (SELECT coalesce(max(version), 0) + 1 FROM adapters WHERE model_key = ?), ?, ?, ?) RETURNING id`,
+    );
+    this.getStmt = db.prepare<[number], Row>(`SELECT ${SUMMARY}, weights FROM adapters WHERE id = ?`);
+    this.listStmt = db.prepare<[string], Row>(`SELECT ${SUMMARY} FROM adapters WHERE model_key = ? ORDER BY version`);
+    this.activeStmt = db.prepare<[string], Row>(`SELECT ${SUMMARY}, weights FROM adapters WHERE model_key = ? AND active = 1`);
+    this.clearActiveStmt = db.prepare<[string]>('UPDATE adapters SET active = 0 WHERE model_key = ? AND active = 1');
+    this.setActiveStmt = db.prepare<[number]>('UPDATE adapters SET active = 1 WHERE id = ?');
+    this.removeStmt = db.prepare<[number]>('DELETE FROM adapters WHERE id = ?');
+  }
+
+  /** Saves a new version (inactive); returns it. */
+  add(modelKey: string, weights: Uint8Array, metrics: Record<string, unknown> = {}): AdapterRecord {
+    const json = JSON.stringify(metrics);
+    const buf = Buffer.from(weights.buffer, weights.byteOffset, weights.byteLength);
+    const { id } = this.addStmt.get(modelKey, modelKey, buf, json, this.now())!;
+    return this.get(id)!;
+  }
+
+  get(id: number): AdapterRecord | undefined {
+    const row = this.getStmt.get(id);
+    return row ? toRecord(row) : undefined;
+  }
+
+  list(modelKey: string): AdapterSummary[] {
+    return this.listStmt.all(modelKey).map(toSummary);
+  }
+
+  active(modelKey: string): AdapterRecord | undefined {
+    const row = this.activeStmt.get(modelKey);
+    return row ? toRecord(row) : undefined;
+  }
+
+  /** Makes this version the active one for its model, in one transaction with deactivating the previous. */
+  activate(id: number): AdapterSummary {
+    return this.db.transaction(() => {
+      const row = this.getStmt.get(id);
+      if (!row) throw new ClipdexError('INVALID_ARGUMENT', `no adapter with id ${id}`);
+      this.clearActiveStmt.run(row.modelKey);
+      this.setActiveStmt.run(id);
+      return { ...toSummary(row), active: true };
+    })();
+  }
+
+  /** Leaves the model without an active adapter (search uses the base model). */
+  deactivate(modelKey: string): boolean {
+    return this.clearActiveStmt.run(modelKey).changes > 0;
+  }
+
+  remove(id: number): boolean {
+    return this.removeStmt.run(id).changes > 0;
+  }
+}
+
+function toSummary(row: Row): AdapterSummary {
+  return {
+    id: row.id,
+    modelKey: row.modelKey,
+    version: row.version,
+    metrics: JSON.parse(row.metrics) as Record<string, unknown>,
+    createdAt: row.createdAt,
+    active: row.active === 1,
+  };
+}
+
+function toRecord(row: Row): AdapterRecord {
+  const weights = new Uint8Array(row.weights!.byteLength);
+  weights.set(row.weights!);
+  return { ...toSummary(row), weights };
+}

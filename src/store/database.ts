@@ -1,0 +1,116 @@
+/**
+ * Opens a library database: one SQLite file per library, migrated at open, tuned for one writer and
+ * many readers (the CLI, the server and the index build worker may all have it open).
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import { ClipdexError, errorMessage } from '../errors.js';
+import { dataDir } from '../model/cache-dir.js';
+import { checkMigratable, listMigrations, migrate, type AppliedMigration, MIGRATIONS_DIR } from './migrations.js';
+
+export interface LibraryPaths {
+  dir: string;
+  database: string;
+  /** Vector index files live here, one folder per model key. */
+  indexDir: string;
+}
+
+/** `<dataDir>/library.db` and `<dataDir>/index/`; `dir` defaults to `dataDir()` (`$CLIPDEX_DATA_DIR`, XDG). */
+export function libraryPaths(dir: string = dataDir()): LibraryPaths {
+  const root = resolve(dir);
+  return { dir: root, database: join(root, 'library.db'), indexDir: join(root, 'index') };
+}
+
+export interface OpenDatabaseOptions {
+  /** Defaults to the package's migrations/ folder; tests point it at their own. */
+  migrationsDir?: string;
+  /** Opens without migrating or writing anything (the index build worker); the schema must be current. */
+  readonly?: boolean;
+  /** How long a statement waits for another connection's write lock before SQLITE_BUSY. */
+  busyTimeoutMs?: number;
+}
+
+export interface StoreDatabase {
+  readonly db: Database.Database;
+  readonly path: string;
+  readonly schemaVersion: number;
+  /** Migrations applied by this open (empty when the database was already current). */
+  readonly applied: readonly AppliedMigration[];
+  /** Random id made by the first migration; index files record it so they never cross libraries. */
+  readonly libraryId: string;
+  close(): void;
+}
+
+export function openDatabase(path: string, options: OpenDatabaseOptions = {}): StoreDatabase {
+  const memory = path === ':memory:';
+  const file = memory ? path : resolve(path);
+  const migrations = listMigrations(options.migrationsDir ?? MIGRATIONS_DIR);
+  if (!memory && !options.readonly) mkdirSync(dirname(file), { recursive: true });
+  let db: Database.Database;
+  try {
+    db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
+  } catch (err) {
+    throw new ClipdexError('DATABASE_INVALID', `cannot open the library database ${file}: ${errorMessage(err)}`, {
+      cause: err,
+      details: { path: file },
+    });
+  }
+  try {
+    db.pragma(`busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMs ?? 5000))}`);
+    // Checked before any pragma that writes the file (journal_mode), so a refused database stays byte-identical.
+    const current = guardSqlite(() => checkMigratable(db, migrations, file), file);
+    let applied: AppliedMigration[] = [];
+    if (options.readonly) {
+      if (current < migrations.length) {
+        throw new ClipdexError(
+          'DATABASE_INVALID',
+          `${file} is at schema version ${current}; open it read-write once to migrate it to ${migrations.length}`,
+          { details: { path: file } },
+        );
+      }
+    } else {
+      // WAL: readers never block the writer and vice versa. synchronous=NORMAL is safe with WAL: a commit
+      // survives any process crash (the WAL is written before COMMIT returns), and a power loss can only
+      // drop the last transactions, never corrupt the file. The index manager forces a WAL sync before it
+      // records an index checkpoint, so a derived index is never ahead of durable SQLite.
+      guardSqlite(() => db.pragma('journal_mode = WAL'), file);
+      db.pragma('synchronous = NORMAL');
+      applied = migrate(db, migrations, file);
+    }
+    db.pragma('foreign_keys = ON');
+    const row = db.prepare("SELECT value FROM meta WHERE key = 'library_id'").get() as { value: string } | undefined;
+    if (!row) throw new ClipdexError('DATABASE_INVALID', `${file} has no library id; it is not a clipdex library`, { details: { path: file } });
+    const schemaVersion = migrations.length;
+    return {
+      db,
+      path: file,
+      schemaVersion,
+      applied,
+      libraryId: row.value,
+      close: () => {
+        if (db.open) db.close();
+      },
+    };
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+/** SQLite's own errors for a file that is not a database read as "file is not a database"; say what it means. */
+function guardSqlite<T>(fn: () => T, file: string): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof ClipdexError) throw err;
+    const code = (err as { code?: string }).code ?? '';
+    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+      throw new ClipdexError('DATABASE_INVALID', `${file} is not a clipdex library database (${errorMessage(err)})`, {
+        cause: err,
+        details: { path: file },
+      });
+    }
+    throw err;
+  }
+}

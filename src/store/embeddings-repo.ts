@@ -1,0 +1,139 @@
+/**
+ * Embeddings, keyed by content hash and model key: identical files at two paths share one row, and a
+ * renamed or moved file finds its vector again by hash. Vectors go in and come out as Float32Array.
+ */
+import type Database from 'better-sqlite3';
+import { ClipdexError } from '../errors.js';
+import { blobToVector, vectorToBlob } from './vector-blob.js';
+
+export interface EmbeddingModel {
+  modelKey: string;
+  dim: number;
+  count: number;
+}
+
+export class EmbeddingsRepo {
+  private readonly dims = new Map<string, number>();
+  private readonly modelStmt;
+  private readonly addModelStmt;
+  private readonly modelsStmt;
+  private readonly putStmt;
+  private readonly getStmt;
+  private readonly hasStmt;
+  private readonly forImageStmt;
+  private readonly countStmt;
+  private readonly removeStmt;
+  private readonly orphansStmt;
+  private readonly dropModelStmt;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.modelStmt = db.prepare<[string], { dim: number }>('SELECT dim FROM embedding_models WHERE model_key = ?');
+    this.addModelStmt = db.prepare<[string, number, number]>(
+      'INSERT INTO embedding_models (model_key, dim, created_at) VALUES (?, ?, ?) ON CONFLICT (model_key) DO NOTHING',
+    );
+    this.modelsStmt = db.prepare<[], EmbeddingModel>(
+      `SELECT m.model_key AS modelKey, m.dim AS dim, (SELECT count(*) FROM embeddings e WHERE e.model_key = m.model_key) AS count
+       FROM embedding_models m ORDER BY m.model_key`,
+    );
+    this.putStmt = db.prepare<[string, string, number, Buffer, number], { id: number }>(
+      `INSERT INTO embeddings (content_hash, model_key, dim, vector, created_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (content_hash, model_key) DO UPDATE SET dim = excluded.dim, vector = excluded.vector, created_at = excluded.created_at
+       RETURNING id`,
+    );
+    this.getStmt = db.prepare<[string, string], { vector: Buffer }>(
+      'SELECT vector FROM embeddings WHERE content_hash = ? AND model_key = ?',
+    );
+    this.hasStmt = db.prepare<[string, string], { one: number }>(
+      'SELECT 1 AS one FROM embeddings WHERE content_hash = ? AND model_key = ?',
+    );
+    this.forImageStmt = db.prepare<[string, number], { vector: Buffer }>(
+      'SELECT e.vector FROM images i JOIN embeddings e ON e.content_hash = i.content_hash AND e.model_key = ? WHERE i.id = ?',
+    );
+    this.countStmt = db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM embeddings WHERE model_key = ?');
+    this.removeStmt = db.prepare<[string, string]>('DELETE FROM embeddings WHERE content_hash = ? AND model_key = ?');
+    this.orphansStmt = db.prepare<[]>(
+      'DELETE FROM embeddings WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.content_hash = embeddings.content_hash)',
+    );
+    this.dropModelStmt = db.prepare<[string]>('DELETE FROM embedding_models WHERE model_key = ?');
+  }
+
+  /** The dimension recorded for a model key, or undefined when it has never stored an embedding. */
+  modelDim(modelKey: string): number | undefined {
+    const cached = this.dims.get(modelKey);
+    if (cached !== undefined) return cached;
+    const dim = this.modelStmt.get(modelKey)?.dim;
+    if (dim !== undefined) this.dims.set(modelKey, dim);
+    return dim;
+  }
+
+  /** Records a model key with its dimension; a different dimension for a known key is refused. */
+  registerModel(modelKey: string, dim: number): void {
+    if (modelKey === '') throw new ClipdexError('INVALID_ARGUMENT', 'model key must not be empty');
+    if (!Number.isInteger(dim) || dim <= 0) throw new ClipdexError('INVALID_ARGUMENT', `dimension must be a positive integer, got ${dim}`);
+    const known = this.modelDim(modelKey);
+    if (known === undefined) {
+      this.addModelStmt.run(modelKey, dim, this.now());
+      this.dims.delete(modelKey); // another connection may have won the race with another dimension
+      return this.registerModel(modelKey, dim);
+    }
+    if (known !== dim) {
+      throw new ClipdexError(
+        'DIMENSION_MISMATCH',
+        `model ${modelKey} stores ${known}-dimensional embeddings; refusing a ${dim}-dimensional one (a different model under the same key?)`,
+        { details: { modelKey, expected: known, actual: dim } },
+      );
+    }
+  }
+
+  models(): EmbeddingModel[] {
+    return this.modelsStmt.all();
+  }
+
+  /** Stores (or replaces) the embedding of a content hash under a model key; returns its row id. */
+  put(contentHash: string, modelKey: string, vector: Float32Array): number {
+    if (!(vector instanceof Float32Array)) throw new ClipdexError('INVALID_ARGUMENT', 'an embedding must be a Float32Array');
+    if (contentHash === '') throw new ClipdexError('INVALID_ARGUMENT', 'content hash must not be empty');
+    for (let i = 0; i < vector.length; i++) {
+      if (!Number.isFinite(vector[i]!)) throw new ClipdexError('INVALID_ARGUMENT', `embedding value ${i} is ${vector[i]}`);
+    }
+    this.registerModel(modelKey, vector.length);
+    return this.putStmt.get(contentHash, modelKey, vector.length, vectorToBlob(vector), this.now())!.id;
+  }
+
+  get(contentHash: string, modelKey: string): Float32Array | undefined {
+    const row = this.getStmt.get(contentHash, modelKey);
+    return row ? blobToVector(row.vector) : undefined;
+  }
+
+  has(contentHash: string, modelKey: string): boolean {
+    return this.hasStmt.get(contentHash, modelKey) !== undefined;
+  }
+
+  /** The embedding of an image's current content, if it has one. */
+  forImage(imageId: number, modelKey: string): Float32Array | undefined {
+    const row = this.forImageStmt.get(modelKey, imageId);
+    return row ? blobToVector(row.vector) : undefined;
+  }
+
+  count(modelKey: string): number {
+    return this.countStmt.get(modelKey)!.n;
+  }
+
+  remove(contentHash: string, modelKey: string): boolean {
+    return this.removeStmt.run(contentHash, modelKey).changes > 0;
+  }
+
+  /** Deletes embeddings no image points at any more (the sweep after files are deleted); returns how many. */
+  removeOrphans(): number {
+    return this.orphansStmt.run().changes;
+  }
+
+  /** Forgets a model key and all its embeddings. */
+  removeModel(modelKey: string): boolean {
+    this.dims.delete(modelKey);
+    return this.db.transaction(() => this.dropModelStmt.run(modelKey).changes > 0)();
+  }
+}

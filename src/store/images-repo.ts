@@ -1,0 +1,165 @@
+/** Image files of a library: where they are, what they are, and how far ingest got with them. */
+import type Database from 'better-sqlite3';
+import { ClipdexError } from '../errors.js';
+
+export type ImageStatus = 'pending' | 'indexed' | 'error' | 'offline';
+export const IMAGE_STATUSES: readonly ImageStatus[] = ['pending', 'indexed', 'error', 'offline'];
+
+export interface ImageRecord {
+  id: number;
+  rootId: number;
+  path: string;
+  size: number;
+  mtimeMs: number;
+  contentHash: string | null;
+  width: number | null;
+  height: number | null;
+  format: string | null;
+  /** Capture time from EXIF, ms since the epoch. */
+  takenAt: number | null;
+  cameraMake: string | null;
+  cameraModel: string | null;
+  status: ImageStatus;
+  errorCode: string | null;
+  errorMessage: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** What ingest knows about a file; omitted optional fields are stored as NULL (an upsert replaces them). */
+export interface ImageInput {
+  rootId: number;
+  path: string;
+  size: number;
+  mtimeMs: number;
+  contentHash?: string | null;
+  width?: number | null;
+  height?: number | null;
+  format?: string | null;
+  takenAt?: number | null;
+  cameraMake?: string | null;
+  cameraModel?: string | null;
+  status?: ImageStatus;
+  errorCode?: string | null;
+  errorMessage?: string | null;
+}
+
+const COLUMNS = `id, root_id AS rootId, path, size, mtime_ms AS mtimeMs, content_hash AS contentHash, width, height, format,
+  taken_at AS takenAt, camera_make AS cameraMake, camera_model AS cameraModel, status, error_code AS errorCode,
+  error_message AS errorMessage, created_at AS createdAt, updated_at AS updatedAt`;
+
+type Row = Required<Omit<ImageInput, 'status'>> & { status: ImageStatus; now: number };
+
+export class ImagesRepo {
+  private readonly upsertStmt;
+  private readonly getStmt;
+  private readonly byPathStmt;
+  private readonly byHashStmt;
+  private readonly byRootStmt;
+  private readonly byStatusStmt;
+  private readonly statusStmt;
+  private readonly renameStmt;
+  private readonly removeStmt;
+  private readonly countsStmt;
+
+  constructor(
+    db: Database.Database,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.upsertStmt = db.prepare<Row, ImageRecord>(
+      `INSERT INTO images (root_id, path, size, mtime_ms, content_hash, width, height, format, taken_at, camera_make,
+         camera_model, status, error_code, error_message, created_at, updated_at)
+       VALUES (@rootId, @path, @size, @mtimeMs, @contentHash, @width, @height, @format, @takenAt, @cameraMake,
+         @cameraModel, @status, @errorCode, @errorMessage, @now, @now)
+       ON CONFLICT (path) DO UPDATE SET root_id = excluded.root_id, size = excluded.size, mtime_ms = excluded.mtime_ms,
+         content_hash = excluded.content_hash, width = excluded.width, height = excluded.height, format = excluded.format,
+         taken_at = excluded.taken_at, camera_make = excluded.camera_make, camera_model = excluded.camera_model,
+         status = excluded.status, error_code = excluded.error_code, error_message = excluded.error_message,
+         updated_at = excluded.updated_at
+       RETURNING ${COLUMNS}`,
+    );
+    this.getStmt = db.prepare<[number], ImageRecord>(`SELECT ${COLUMNS} FROM images WHERE id = ?`);
+    this.byPathStmt = db.prepare<[string], ImageRecord>(`SELECT ${COLUMNS} FROM images WHERE path = ?`);
+    this.byHashStmt = db.prepare<[string], ImageRecord>(`SELECT ${COLUMNS} FROM images WHERE content_hash = ? ORDER BY id`);
+    this.byRootStmt = db.prepare<[number], ImageRecord>(`SELECT ${COLUMNS} FROM images WHERE root_id = ? ORDER BY path`);
+    this.byStatusStmt = db.prepare<[ImageStatus, number, number], ImageRecord>(
+      `SELECT ${COLUMNS} FROM images WHERE status = ? AND id > ? ORDER BY id LIMIT ?`,
+    );
+    this.statusStmt = db.prepare<[ImageStatus, string | null, string | null, number, number]>(
+      'UPDATE images SET status = ?, error_code = ?, error_message = ?, updated_at = ? WHERE id = ?',
+    );
+    this.renameStmt = db.prepare<[string, number, number, number]>(
+      'UPDATE images SET path = ?, root_id = ?, updated_at = ? WHERE id = ?',
+    );
+    this.removeStmt = db.prepare<[number]>('DELETE FROM images WHERE id = ?');
+    this.countsStmt = db.prepare<[], { status: ImageStatus; n: number }>('SELECT status, count(*) AS n FROM images GROUP BY status');
+  }
+
+  /** Inserts or, for a known path, replaces what is known about the file; the id of a known path is kept. */
+  upsert(input: ImageInput): ImageRecord {
+    if (input.status !== undefined && !IMAGE_STATUSES.includes(input.status)) {
+      throw new ClipdexError('INVALID_ARGUMENT', `unknown image status ${JSON.stringify(input.status)}`);
+    }
+    return this.upsertStmt.get({
+      rootId: input.rootId,
+      path: input.path,
+      size: input.size,
+      mtimeMs: input.mtimeMs,
+      contentHash: input.contentHash ?? null,
+      width: input.width ?? null,
+      height: input.height ?? null,
+      format: input.format ?? null,
+      takenAt: input.takenAt ?? null,
+      cameraMake: input.cameraMake ?? null,
+      cameraModel: input.cameraModel ?? null,
+      status: input.status ?? 'pending',
+      errorCode: input.errorCode ?? null,
+      errorMessage: input.errorMessage ?? null,
+      now: this.now(),
+    })!;
+  }
+
+  get(id: number): ImageRecord | undefined {
+    return this.getStmt.get(id);
+  }
+
+  getByPath(path: string): ImageRecord | undefined {
+    return this.byPathStmt.get(path);
+  }
+
+  /** Every file with this content (duplicates share one embedding). */
+  findByContentHash(contentHash: string): ImageRecord[] {
+    return this.byHashStmt.all(contentHash);
+  }
+
+  listByRoot(rootId: number): ImageRecord[] {
+    return this.byRootStmt.all(rootId);
+  }
+
+  /** A page of images in one state, in id order; pass the last id seen as `afterId` for the next page. */
+  listByStatus(status: ImageStatus, limit: number, afterId = 0): ImageRecord[] {
+    return this.byStatusStmt.all(status, afterId, limit);
+  }
+
+  /** Sets the status; an error code and message go with 'error' and are cleared otherwise. */
+  setStatus(id: number, status: ImageStatus, error?: { code: string; message: string }): boolean {
+    if (!IMAGE_STATUSES.includes(status)) throw new ClipdexError('INVALID_ARGUMENT', `unknown image status ${JSON.stringify(status)}`);
+    const e = status === 'error' ? error : undefined;
+    return this.statusStmt.run(status, e?.code ?? null, e?.message ?? null, this.now(), id).changes > 0;
+  }
+
+  /** A moved file keeps its id, so its embedding, labels and place in the vector index stay. */
+  rename(id: number, newPath: string, rootId: number): boolean {
+    return this.renameStmt.run(newPath, rootId, this.now(), id).changes > 0;
+  }
+
+  remove(id: number): boolean {
+    return this.removeStmt.run(id).changes > 0;
+  }
+
+  countByStatus(): Record<ImageStatus, number> {
+    const counts: Record<ImageStatus, number> = { pending: 0, indexed: 0, error: 0, offline: 0 };
+    for (const row of this.countsStmt.all()) counts[row.status] = row.n;
+    return counts;
+  }
+}

@@ -1,0 +1,76 @@
+/** Image/caption pairs the user labels; the trainer learns from 'train' and is judged on 'val'. */
+import type Database from 'better-sqlite3';
+import { ClipdexError } from '../errors.js';
+
+export type PairSplit = 'train' | 'val';
+
+export interface LabeledPair {
+  id: number;
+  imageId: number;
+  caption: string;
+  split: PairSplit;
+  createdAt: number;
+}
+
+const COLUMNS = 'id, image_id AS imageId, caption, split, created_at AS createdAt';
+
+export class PairsRepo {
+  private readonly addStmt;
+  private readonly getStmt;
+  private readonly listStmt;
+  private readonly listSplitStmt;
+  private readonly forImageStmt;
+  private readonly removeStmt;
+  private readonly countStmt;
+
+  constructor(
+    db: Database.Database,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.addStmt = db.prepare<[number, string, PairSplit, number], LabeledPair>(
+      `INSERT INTO labeled_pairs (image_id, caption, split, created_at) VALUES (?, ?, ?, ?) RETURNING ${COLUMNS}`,
+    );
+    this.getStmt = db.prepare<[number], LabeledPair>(`SELECT ${COLUMNS} FROM labeled_pairs WHERE id = ?`);
+    this.listStmt = db.prepare<[], LabeledPair>(`SELECT ${COLUMNS} FROM labeled_pairs ORDER BY id`);
+    this.listSplitStmt = db.prepare<[PairSplit], LabeledPair>(`SELECT ${COLUMNS} FROM labeled_pairs WHERE split = ? ORDER BY id`);
+    this.forImageStmt = db.prepare<[number], LabeledPair>(`SELECT ${COLUMNS} FROM labeled_pairs WHERE image_id = ? ORDER BY id`);
+    this.removeStmt = db.prepare<[number]>('DELETE FROM labeled_pairs WHERE id = ?');
+    this.countStmt = db.prepare<[], { split: PairSplit; n: number }>('SELECT split, count(*) AS n FROM labeled_pairs GROUP BY split');
+  }
+
+  add(imageId: number, caption: string, split: PairSplit): LabeledPair {
+    const text = caption.trim();
+    if (text === '') throw new ClipdexError('INVALID_ARGUMENT', 'a caption must not be empty');
+    if (split !== 'train' && split !== 'val') throw new ClipdexError('INVALID_ARGUMENT', `split must be "train" or "val", got ${JSON.stringify(split)}`);
+    try {
+      return this.addStmt.get(imageId, text, split, this.now())!;
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
+        throw new ClipdexError('INVALID_ARGUMENT', `no image with id ${imageId}`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  get(id: number): LabeledPair | undefined {
+    return this.getStmt.get(id);
+  }
+
+  list(split?: PairSplit): LabeledPair[] {
+    return split === undefined ? this.listStmt.all() : this.listSplitStmt.all(split);
+  }
+
+  forImage(imageId: number): LabeledPair[] {
+    return this.forImageStmt.all(imageId);
+  }
+
+  remove(id: number): boolean {
+    return this.removeStmt.run(id).changes > 0;
+  }
+
+  count(): Record<PairSplit, number> {
+    const counts: Record<PairSplit, number> = { train: 0, val: 0 };
+    for (const row of this.countStmt.all()) counts[row.split] = row.n;
+    return counts;
+  }
+}

@@ -1,0 +1,154 @@
+/** Shared fixtures for the store and vector index tests: temp libraries and seeded clustered vectors. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { libraryPaths, openDatabase, type OpenDatabaseOptions, type StoreDatabase } from '../../src/store/database.js';
+import { EmbeddingsRepo } from '../../src/store/embeddings-repo.js';
+import { ImagesRepo, type ImageInput } from '../../src/store/images-repo.js';
+import { RootsRepo } from '../../src/store/roots-repo.js';
+
+export function tempLibraryDir(prefix = 'clipdex-store-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface TestLibrary {
+  store: StoreDatabase;
+  indexDir: string;
+  dbPath: string;
+  roots: RootsRepo;
+  images: ImagesRepo;
+  embeddings: EmbeddingsRepo;
+  close(): void;
+}
+
+export function openTestLibrary(dir: string, options: OpenDatabaseOptions = {}): TestLibrary {
+  const paths = libraryPaths(dir);
+  const store = openDatabase(paths.database, options);
+  return {
+    store,
+    indexDir: paths.indexDir,
+    dbPath: paths.database,
+    roots: new RootsRepo(store.db),
+    images: new ImagesRepo(store.db),
+    embeddings: new EmbeddingsRepo(store.db),
+    close: () => store.close(),
+  };
+}
+
+/** mulberry32: small, fast, seeded. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function gaussian(r: () => number): () => number {
+  return () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+}
+
+export interface ClusteredOptions {
+  seed?: number;
+  /** Number of clusters; default n / 100. */
+  clusters?: number;
+  /** Dimension of the within-cluster variation (real embeddings vary along far fewer axes than they have). */
+  latent?: number;
+  /** Isotropic noise on top, per coordinate. */
+  noise?: number;
+}
+
+/**
+ * n L2-normalised vectors in clusters: a shared mean direction (so unrelated vectors still have a positive
+ * cosine, as CLIP embeddings do), cluster centres around it, and per-vector variation in a low-dimensional
+ * subspace plus a little isotropic noise. Row-major.
+ */
+export function clusteredVectors(n: number, dim: number, options: ClusteredOptions = {}): Float32Array {
+  const r = rng(options.seed ?? 1);
+  const g = gaussian(r);
+  const clusters = options.clusters ?? Math.max(4, Math.round(n / 100));
+  const latent = options.latent ?? 16;
+  const noise = options.noise ?? 0.05;
+  const mean = Float32Array.from({ length: dim }, () => g());
+  const centres = Array.from({ length: clusters }, () => Float32Array.from({ length: dim }, (_, j) => mean[j]! + g()));
+  const basis = Float32Array.from({ length: latent * dim }, () => g());
+  const out = new Float32Array(n * dim);
+  for (let i = 0; i < n; i++) {
+    const row = out.subarray(i * dim, (i + 1) * dim);
+    row.set(centres[Math.floor(r() * clusters)]!);
+    for (let l = 0; l < latent; l++) {
+      const z = g() * 0.6;
+      for (let j = 0; j < dim; j++) row[j]! += z * basis[l * dim + j]!;
+    }
+    let s = 0;
+    for (let j = 0; j < dim; j++) {
+      row[j]! += noise * g();
+      s += row[j]! * row[j]!;
+    }
+    const inv = 1 / Math.sqrt(s);
+    for (let j = 0; j < dim; j++) row[j]! *= inv;
+  }
+  return out;
+}
+
+export function row(vectors: Float32Array, i: number, dim: number): Float32Array {
+  return vectors.subarray(i * dim, (i + 1) * dim);
+}
+
+/**
+ * Adds `count` indexed images under `rootPath`, each with its own content hash and embedding from
+ * `vectors` (row i for the i-th image), in one transaction. Returns the image ids in order.
+ */
+export function addIndexedImages(
+  lib: TestLibrary,
+  modelKey: string,
+  vectors: Float32Array,
+  dim: number,
+  options: { rootPath?: string; start?: number; count?: number; extra?: (i: number) => Partial<ImageInput> } = {},
+): number[] {
+  const rootPath = options.rootPath ?? '/photos';
+  const start = options.start ?? 0;
+  const count = options.count ?? vectors.length / dim - start;
+  const root = lib.roots.add(rootPath);
+  const ids: number[] = [];
+  lib.store.db.transaction(() => {
+    for (let i = start; i < start + count; i++) {
+      const hash = `h${i}`;
+      lib.embeddings.put(hash, modelKey, row(vectors, i, dim));
+      const img = lib.images.upsert({
+        rootId: root.id,
+        path: `${rootPath}/img${String(i).padStart(6, '0')}.jpg`,
+        size: 1000 + i,
+        mtimeMs: 1_700_000_000_000 + i,
+        contentHash: hash,
+        format: 'jpeg',
+        status: 'indexed',
+        ...options.extra?.(i),
+      });
+      ids.push(img.id);
+    }
+  })();
+  return ids;
+}
+
+/** Exact top-k ids by cosine, by sorting everything: the independent oracle the tests compare against. */
+export function bruteForce(vectors: Float32Array, dim: number, ids: readonly number[], query: Float32Array, k: number): { id: number; score: number }[] {
+  let qn = 0;
+  for (let j = 0; j < dim; j++) qn += query[j]! * query[j]!;
+  qn = Math.sqrt(qn) || 1;
+  const scored = ids.map((id, i) => {
+    let dot = 0;
+    let vn = 0;
+    for (let j = 0; j < dim; j++) {
+      dot += query[j]! * vectors[i * dim + j]!;
+      vn += vectors[i * dim + j]! * vectors[i * dim + j]!;
+    }
+    return { id, score: dot / (qn * (Math.sqrt(vn) || 1)) };
+  });
+  scored.sort((a, b) => b.score - a.score);
+  return scored.slice(0, k);
+}
