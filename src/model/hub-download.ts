@@ -10,16 +10,17 @@
  * twice, but each publishes only a copy it verified itself.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClipdexError, errorMessage } from '../errors.js';
+import { claimPartial, hashFile, removeLeftoverPartials, restingPartial, sizeIfFile, withInProcessLock, workingPartial } from './download-partials.js';
+import { ProgressReporter } from './download-progress.js';
+import { COMPLETE_MARKER, normalizeEndpoint, validateSource } from './download-source.js';
 import type { ModelSource, RemoteFile } from './manifest.js';
 
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
-/** Written into the target dir once every file is verified; absent while a pull is unfinished. */
-export const COMPLETE_MARKER = '.complete.json';
+export { COMPLETE_MARKER };
 
 export type PullPhase = 'start' | 'progress' | 'verified' | 'skipped' | 'resumed';
 
@@ -438,101 +439,6 @@ function verificationProblem(file: RemoteFile, t: Transfer): { message: string; 
   return null;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Partials: `<file>.partial` rests unowned; `<file>.partial-<pid>` belongs to a running process.
-
-function restingPartial(finalPath: string): string {
-  return `${finalPath}.partial`;
-}
-
-function workingPartial(finalPath: string): string {
-  return `${finalPath}.partial-${process.pid}`;
-}
-
-/** Takes over the best partial nobody alive holds by renaming it to `work`; returns its size (0: none). */
-async function claimPartial(finalPath: string, work: string): Promise<number> {
-  // Ours already: a same-process attempt that could not rest it (same-process pulls are serialised).
-  const own = await sizeIfFile(work);
-  if (own !== undefined) return own;
-  if (await renameIfPresent(restingPartial(finalPath), work)) return (await sizeIfFile(work)) ?? 0;
-  const orphans = await deadOwnersPartials(finalPath);
-  orphans.sort((a, b) => b.size - a.size);
-  for (const orphan of orphans) {
-    if (await renameIfPresent(orphan.path, work)) return (await sizeIfFile(work)) ?? 0;
-  }
-  return 0;
-}
-
-async function deadOwnersPartials(finalPath: string): Promise<{ path: string; size: number }[]> {
-  const dir = dirname(finalPath);
-  const prefix = `${basename(finalPath)}.partial-`;
-  const names = await readdir(dir).catch(() => [] as string[]);
-  const found: { path: string; size: number }[] = [];
-  for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const pidText = name.slice(prefix.length);
-    if (!/^\d+$/.test(pidText)) continue;
-    const pid = Number(pidText);
-    if (pid === process.pid || isAlive(pid)) continue;
-    const size = await sizeIfFile(join(dir, name));
-    if (size !== undefined) found.push({ path: join(dir, name), size });
-  }
-  return found;
-}
-
-/** Once the file is in place, partials of it that nobody can use any more only waste disk. */
-async function removeLeftoverPartials(finalPath: string): Promise<void> {
-  await rm(restingPartial(finalPath), { force: true });
-  for (const orphan of await deadOwnersPartials(finalPath)) await rm(orphan.path, { force: true });
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: alive, owned by someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-async function renameIfPresent(from: string, to: string): Promise<boolean> {
-  try {
-    await rename(from, to);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
-}
-
-async function sizeIfFile(path: string): Promise<number | undefined> {
-  const st = await stat(path).catch(() => null);
-  return st?.isFile() ? st.size : undefined;
-}
-
-async function hashFile(hash: Hash, path: string, length?: number): Promise<string> {
-  if (length === 0) return hash.copy().digest('hex');
-  const stream = createReadStream(path, length === undefined ? {} : { start: 0, end: length - 1 });
-  for await (const chunk of stream) hash.update(chunk as Buffer);
-  return hash.copy().digest('hex');
-}
-
-const inProcessLocks = new Map<string, Promise<unknown>>();
-
-/** Serialises pulls of one file within this process, since they would share one working partial. */
-async function withInProcessLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
-  const previous = inProcessLocks.get(key) ?? Promise.resolve();
-  const run = previous.catch(() => undefined).then(fn);
-  const tail = run.catch(() => undefined);
-  inProcessLocks.set(key, tail);
-  try {
-    return await run;
-  } finally {
-    if (inProcessLocks.get(key) === tail) inProcessLocks.delete(key);
-  }
-}
-
 /** Atomically writes the completion marker; `models import` writes one too, for files it verified itself. */
 export async function writePullMarker(targetDir: string, marker: PullMarker): Promise<void> {
   const path = join(targetDir, COMPLETE_MARKER);
@@ -692,128 +598,4 @@ function publicError(err: unknown, ctx: PullContext, file: RemoteFile, attempts:
 
 function formatDelay(ms: number): string {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Validation
-
-function normalizeEndpoint(endpoint: string): string {
-  let url: URL | null = null;
-  try {
-    url = new URL(endpoint);
-  } catch {
-    url = null;
-  }
-  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-    throw new ClipdexError('INVALID_ARGUMENT', `Hub endpoint ${JSON.stringify(endpoint)} is not an http(s) URL (check HF_ENDPOINT).`, {
-      details: { endpoint },
-    });
-  }
-  return endpoint.replace(/\/+$/, '');
-}
-
-/** Checks the whole source before any request, so a bad manifest cannot write outside the target. */
-function validateSource(source: ModelSource): RemoteFile[] {
-  function fail(message: string, details: Record<string, unknown> = {}): never {
-    throw new ClipdexError('INVALID_ARGUMENT', `Invalid model source ${JSON.stringify(source?.repo)}: ${message}.`, {
-      details: { repo: source?.repo, ...details },
-    });
-  }
-  if (typeof source?.repo !== 'string' || !/^[A-Za-z0-9][\w.-]*(\/[A-Za-z0-9][\w.-]*)?$/.test(source.repo) || source.repo.includes('..')) {
-    fail('the repository must look like "owner/name"');
-  }
-  if (typeof source.revision !== 'string' || unsafeRelative(source.revision)) {
-    fail(`revision ${JSON.stringify(source.revision)} is not a plain branch, tag or commit`, { revision: source.revision });
-  }
-  if (!Array.isArray(source.files) || source.files.length === 0) fail('it lists no files');
-
-  const seen = new Set<string>();
-  return source.files.map((file) => {
-    const path = file?.path;
-    if (typeof path !== 'string' || unsafeRelative(path)) {
-      fail(`file path ${JSON.stringify(path)} must be relative, '/'-separated and stay inside the model directory`, { path });
-    }
-    const name = path.split('/').pop()!;
-    if (name === COMPLETE_MARKER || name.includes('.partial')) fail(`file name ${JSON.stringify(name)} is reserved for download bookkeeping`, { path });
-    if (seen.has(path)) fail(`file ${path} is listed twice`, { path });
-    seen.add(path);
-    if (file.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(file.sha256)) {
-      fail(`sha256 of ${path} is not 64 hex digits`, { path, sha256: file.sha256 });
-    }
-    if (file.size !== undefined && !(Number.isSafeInteger(file.size) && file.size >= 0)) {
-      fail(`size of ${path} is not a byte count`, { path, size: file.size });
-    }
-    const out: RemoteFile = { path };
-    if (file.sha256 !== undefined) out.sha256 = file.sha256.toLowerCase();
-    if (file.size !== undefined) out.size = file.size;
-    return out;
-  });
-}
-
-function unsafeRelative(value: string): boolean {
-  return (
-    value === '' ||
-    // eslint-disable-next-line no-control-regex
-    /[\u0000-\u001f\\:]/.test(value) ||
-    value.startsWith('/') ||
-    value.split('/').some((part) => part === '' || part === '.' || part === '..')
-  );
-}
-
-// ---------------------------------------------------------------------------------------------
-// Progress
-
-class ProgressReporter {
-  private readonly sizes: (number | undefined)[];
-  private completedBytes = 0;
-  private lastEmit = 0;
-
-  constructor(
-    private readonly files: RemoteFile[],
-    private readonly onProgress: ((event: PullProgressEvent) => void) | undefined,
-    private readonly intervalMs: number,
-  ) {
-    this.sizes = files.map((f) => f.size);
-  }
-
-  setSize(index: number, size: number): void {
-    this.sizes[index] = size;
-  }
-
-  emit(phase: PullPhase, index: number, bytesDone: number, note?: string): void {
-    if (!this.onProgress) return;
-    this.lastEmit = Date.now();
-    const totalKnown = this.sizes.every((s) => s !== undefined);
-    const event: PullProgressEvent = {
-      phase,
-      file: this.files[index]!.path,
-      fileIndex: index,
-      fileCount: this.files.length,
-      bytesDone,
-      bytesTotal: this.sizes[index],
-      totalBytesDone: this.completedBytes + (phase === 'verified' || phase === 'skipped' ? 0 : bytesDone),
-      totalBytes: totalKnown ? this.sizes.reduce<number>((a, s) => a + s!, 0) : undefined,
-    };
-    if (note !== undefined) event.note = note;
-    this.onProgress(event);
-  }
-
-  /** Per-chunk call; emits at most once per interval. */
-  tick(index: number, bytesDone: number): void {
-    if (this.onProgress && Date.now() - this.lastEmit >= this.intervalMs) this.emit('progress', index, bytesDone);
-  }
-
-  skipped(index: number, size: number): void {
-    this.finish('skipped', index, size);
-  }
-
-  verified(index: number, size: number): void {
-    this.finish('verified', index, size);
-  }
-
-  private finish(phase: 'skipped' | 'verified', index: number, size: number): void {
-    this.sizes[index] = size;
-    this.completedBytes += size;
-    this.emit(phase, index, size);
-  }
 }
