@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { errorMessage, isClipdexError } from '../errors.js';
 import { doctorCommand } from './commands/doctor.js';
@@ -6,8 +7,11 @@ import { modelsCommand } from './commands/models.js';
 import { tokenizeCommand } from './commands/tokenize.js';
 import { EXIT, exitCodeFor, log } from './context.js';
 
+const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
+
 export function createProgram(): Command {
   const program = new Command('clipdex')
+    .version(version, '-V, --version')
     .description('Local semantic photo search with CLIP: index folders, search by phrase or by photo, teach it your words.')
     .option('--model <id|dir>', 'model id from `clipdex models list`, or a model directory (env CLIPDEX_MODEL)')
     .option('--data-dir <dir>', 'where the library lives (env CLIPDEX_DATA_DIR; default ~/.local/share/clipdex)')
