@@ -100,8 +100,8 @@ export function row(vectors: Float32Array, i: number, dim: number): Float32Array
 }
 
 /**
- * Adds `count` indexed images under `rootPath`, each with its own content hash and embedding from
- * `vectors` (row i for the i-th image), in one transaction. Returns the image ids in order.
+ * Adds `count` indexed images under `rootPath`, each with its own content hash (`<rootPath>#<i>`) and
+ * embedding from `vectors` (row i for the i-th image), in one transaction. Returns the image ids in order.
  */
 export function addIndexedImages(
   lib: TestLibrary,
@@ -117,7 +117,7 @@ export function addIndexedImages(
   const ids: number[] = [];
   lib.store.db.transaction(() => {
     for (let i = start; i < start + count; i++) {
-      const hash = `h${i}`;
+      const hash = `${rootPath}#${i}`;
       lib.embeddings.put(hash, modelKey, row(vectors, i, dim));
       const img = lib.images.upsert({
         rootId: root.id,

@@ -1,0 +1,156 @@
+/**
+ * Exact (brute-force) search over a contiguous matrix of normalised vectors. Used for small collections,
+ * small filtered subsets, and the not-yet-merged additions beside an HNSW index. Removal swaps the last
+ * row into the hole, so the matrix stays dense and a scan never visits dead rows.
+ */
+import { ClipdexError } from '../errors.js';
+import { blobToVector } from '../store/vector-blob.js';
+import { topKInnerProduct } from './topk-kernel.js';
+import {
+  checkK,
+  checkLabel,
+  checkQuery,
+  normalized,
+  normalizeInto,
+  type EngineSearchOptions,
+  type SearchHit,
+  type VectorIndex,
+} from './vector-index.js';
+
+export class ExactIndex implements VectorIndex {
+  readonly engine = 'exact' as const;
+  private matrix: Float32Array;
+  private labels: Uint32Array;
+  private readonly rowOf = new Map<number, number>();
+  private n = 0;
+
+  constructor(
+    readonly dim: number,
+    initialCapacity = 1024,
+  ) {
+    if (!Number.isInteger(dim) || dim <= 0) throw new ClipdexError('INVALID_ARGUMENT', `dimension must be a positive integer, got ${dim}`);
+    const cap = Math.max(1, initialCapacity);
+    this.matrix = new Float32Array(cap * dim);
+    this.labels = new Uint32Array(cap);
+  }
+
+  /** Builds an index from parallel ids and a row-major matrix (copied and normalised). */
+  static fromRows(dim: number, ids: ArrayLike<number>, rows: Float32Array): ExactIndex {
+    const index = new ExactIndex(dim, ids.length);
+    for (let i = 0; i < ids.length; i++) index.add(ids[i]!, rows.subarray(i * dim, (i + 1) * dim));
+    return index;
+  }
+
+  get size(): number {
+    return this.n;
+  }
+
+  has(id: number): boolean {
+    return this.rowOf.has(id);
+  }
+
+  ids(): IterableIterator<number> {
+    return this.rowOf.keys();
+  }
+
+  /** The stored (normalised) vector of `id`, copied. */
+  vector(id: number): Float32Array | undefined {
+    const row = this.rowOf.get(id);
+    return row === undefined ? undefined : this.matrix.slice(row * this.dim, (row + 1) * this.dim);
+  }
+
+  add(id: number, vector: Float32Array): void {
+    checkLabel(id);
+    if (vector.length !== this.dim) {
+      throw new ClipdexError('DIMENSION_MISMATCH', `vector has ${vector.length} dimensions, the index holds ${this.dim}`);
+    }
+    let row = this.rowOf.get(id);
+    if (row === undefined) {
+      if (this.n === this.labels.length) this.grow();
+      row = this.n++;
+      this.rowOf.set(id, row);
+      this.labels[row] = id;
+    }
+    normalizeInto(vector, this.matrix, row * this.dim);
+  }
+
+  remove(id: number): boolean {
+    const row = this.rowOf.get(id);
+    if (row === undefined) return false;
+    const last = --this.n;
+    if (row !== last) {
+      this.matrix.copyWithin(row * this.dim, last * this.dim, (last + 1) * this.dim);
+      const moved = this.labels[last]!;
+      this.labels[row] = moved;
+      this.rowOf.set(moved, row);
+    }
+    this.rowOf.delete(id);
+    return true;
+  }
+
+  clear(): void {
+    this.rowOf.clear();
+    this.n = 0;
+  }
+
+  async search(query: Float32Array, k: number, options: EngineSearchOptions = {}): Promise<SearchHit[]> {
+    checkK(k);
+    checkQuery(query, this.dim);
+    if (this.n === 0) return [];
+    const q = normalized(query);
+    if (!options.filter) return this.scan(this.matrix, this.labels, this.n, q, k);
+    // A filtered scan gathers the allowed rows first: the kernel then touches only what can be returned.
+    const keep: number[] = [];
+    for (let r = 0; r < this.n; r++) if (options.filter(this.labels[r]!)) keep.push(r);
+    if (keep.length === 0) return [];
+    const sub = new Float32Array(keep.length * this.dim);
+    const subLabels = new Uint32Array(keep.length);
+    keep.forEach((r, i) => {
+      sub.set(this.matrix.subarray(r * this.dim, (r + 1) * this.dim), i * this.dim);
+      subLabels[i] = this.labels[r]!;
+    });
+    return this.scan(sub, subLabels, keep.length, q, k);
+  }
+
+  private async scan(matrix: Float32Array, labels: Uint32Array, n: number, q: Float32Array, k: number): Promise<SearchHit[]> {
+    const [top] = await topKInnerProduct(matrix, n, this.dim, q, k);
+    const hits: SearchHit[] = [];
+    for (let i = 0; i < top!.rows.length; i++) hits.push({ id: labels[top!.rows[i]!]!, score: top!.scores[i]! });
+    return hits;
+  }
+
+  private grow(): void {
+    const cap = this.labels.length * 2;
+    const matrix = new Float32Array(cap * this.dim);
+    matrix.set(this.matrix.subarray(0, this.n * this.dim));
+    const labels = new Uint32Array(cap);
+    labels.set(this.labels.subarray(0, this.n));
+    this.matrix = matrix;
+    this.labels = labels;
+  }
+}
+
+/** Exact top-k over vectors read straight from the store (a filtered subset), without keeping an index. */
+export async function exactSearchRows(
+  dim: number,
+  rows: Iterable<{ imageId: number; vector: Uint8Array }>,
+  query: Float32Array,
+  k: number,
+): Promise<SearchHit[]> {
+  const ids: number[] = [];
+  let matrix = new Float32Array(1024 * dim);
+  for (const row of rows) {
+    if ((ids.length + 1) * dim > matrix.length) {
+      const bigger = new Float32Array(matrix.length * 2);
+      bigger.set(matrix);
+      matrix = bigger;
+    }
+    normalizeInto(blobToVector(row.vector, dim), matrix, ids.length * dim);
+    ids.push(row.imageId);
+  }
+  if (ids.length === 0) return [];
+  const [top] = await topKInnerProduct(matrix, ids.length, dim, normalized(query), k);
+  const hits: SearchHit[] = [];
+  for (let i = 0; i < top!.rows.length; i++) hits.push({ id: ids[top!.rows[i]!]!, score: top!.scores[i]! });
+  return hits;
+}
