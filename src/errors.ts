@@ -24,7 +24,8 @@ export type ErrorCode =
   | 'DATABASE_INVALID'
   | 'MIGRATION_FAILED'
   | 'DIMENSION_MISMATCH'
-  | 'INDEX_BUILD_FAILED';
+  | 'INDEX_BUILD_FAILED'
+  | 'FILE_CHANGED';
 
 export class ClipdexError extends Error {
   readonly code: ErrorCode;
