@@ -32,6 +32,8 @@ export interface IndexState {
   /** recall@10 against exact search at `ef`, on `recallQueries` sample queries; null if never measured. */
   recall: number | null;
   recallQueries: number;
+  /** Every ef tried at the last tuning with its recall (empty when ef was kept from before). */
+  efTried: { ef: number; recall: number }[];
   /** Live count when ef was last tuned (re-tuned when the collection has grown or shrunk a lot). */
   tunedAtCount: number;
   builtAt: number;

@@ -438,6 +438,7 @@ export class IndexManager {
       ef: result.ef,
       recall: result.recall,
       recallQueries: result.recallQueries,
+      efTried: result.efTried.length > 0 ? result.efTried : (this.live.state?.efTried ?? []),
       tunedAtCount: result.tunedAtCount,
       builtAt: Date.now(),
       buildMs: result.buildMs,
