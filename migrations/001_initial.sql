@@ -42,6 +42,8 @@ CREATE INDEX images_content_hash ON images (content_hash);
 CREATE INDEX images_status ON images (status);
 CREATE INDEX images_taken_at ON images (taken_at);
 CREATE INDEX images_root ON images (root_id);
+-- Format filters compare case-insensitively; an expression index lets them skip the other formats.
+CREATE INDEX images_format ON images (lower(format));
 -- path already has the UNIQUE index, which also serves folder-prefix range scans.
 
 -- Which models have embeddings, and their dimension: one dimension per model key, checked on write.

@@ -4,7 +4,7 @@
  * row into the hole, so the matrix stays dense and a scan never visits dead rows.
  */
 import { ClipdexError } from '../errors.js';
-import { blobToVector } from '../store/vector-blob.js';
+import { blobInto } from '../store/vector-blob.js';
 import { topKInnerProduct } from './topk-kernel.js';
 import {
   checkK,
@@ -133,24 +133,32 @@ export class ExactIndex implements VectorIndex {
 /** Exact top-k over vectors read straight from the store (a filtered subset), without keeping an index. */
 export async function exactSearchRows(
   dim: number,
-  rows: Iterable<{ imageId: number; vector: Uint8Array }>,
+  rows: readonly { imageId: number; vector: Uint8Array }[],
   query: Float32Array,
   k: number,
 ): Promise<SearchHit[]> {
-  const ids: number[] = [];
-  let matrix = new Float32Array(1024 * dim);
-  for (const row of rows) {
-    if ((ids.length + 1) * dim > matrix.length) {
-      const bigger = new Float32Array(matrix.length * 2);
-      bigger.set(matrix);
-      matrix = bigger;
+  if (rows.length === 0) return [];
+  const matrix = new Float32Array(rows.length * dim);
+  rows.forEach((row, i) => {
+    if (row.vector.byteLength !== dim * 4) {
+      throw new ClipdexError('DIMENSION_MISMATCH', `stored vector of image ${row.imageId} has ${row.vector.byteLength / 4} dimensions, expected ${dim}`);
     }
-    normalizeInto(blobToVector(row.vector, dim), matrix, ids.length * dim);
-    ids.push(row.imageId);
-  }
-  if (ids.length === 0) return [];
-  const [top] = await topKInnerProduct(matrix, ids.length, dim, normalized(query), k);
+    blobInto(row.vector, matrix, i * dim);
+  });
+  normalizeRows(matrix, rows.length, dim);
+  const [top] = await topKInnerProduct(matrix, rows.length, dim, normalized(query), k);
   const hits: SearchHit[] = [];
-  for (let i = 0; i < top!.rows.length; i++) hits.push({ id: ids[top!.rows[i]!]!, score: top!.scores[i]! });
+  for (let i = 0; i < top!.rows.length; i++) hits.push({ id: rows[top!.rows[i]!]!.imageId, score: top!.scores[i]! });
   return hits;
+}
+
+/** L2-normalises every row of a row-major matrix in place. */
+function normalizeRows(matrix: Float32Array, n: number, dim: number): void {
+  for (let r = 0; r < n; r++) {
+    const o = r * dim;
+    let s = 0;
+    for (let j = 0; j < dim; j++) s += matrix[o + j]! * matrix[o + j]!;
+    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+    for (let j = 0; j < dim; j++) matrix[o + j]! *= inv;
+  }
 }

@@ -42,7 +42,11 @@ export interface IndexManagerOptions {
   modelKey: string;
   /** Collections smaller than this are searched exactly and get no HNSW graph. Default 20 000. */
   exactBelow?: number;
-  /** Filtered subsets up to this size are searched exactly over their stored vectors. Default 20 000. */
+  /**
+   * Filtered subsets up to this size are searched exactly over their stored vectors (read from SQLite at
+   * ~10 µs a row); larger ones through HNSW with a filter. Default 3 000, from bench:index at 100k: a 1 000
+   * subset costs ~13 ms exactly vs ~32 ms through the graph, a 10 000 subset ~130 ms vs ~7 ms.
+   */
   exactSubsetBelow?: number;
   /** Vectors waiting beside the graph that trigger a background merge. Default 5 000. */
   mergeAbove?: number;
@@ -107,7 +111,7 @@ interface Live {
 
 const DEFAULTS = {
   exactBelow: 20_000,
-  exactSubsetBelow: 20_000,
+  exactSubsetBelow: 3_000,
   mergeAbove: 5_000,
   compactAbove: 0.2,
   targetRecall: 0.98,
@@ -310,28 +314,28 @@ export class IndexManager {
     const subset = this.store.db.transaction(() => {
       this.applyLog(live);
       if (!filter || this.dim === null) return null;
-      const count = this.filters.count(this.modelKey, filter);
-      if (count === 0) return { count, ids: null, members: [] as FilteredMember[] };
-      if (!live.base) return { count, ids: this.filters.ids(this.modelKey, filter), members: null };
-      if (count <= this.opts.exactSubsetBelow) return { count, ids: null, members: this.filters.members(this.modelKey, filter) };
-      return { count, ids: this.filters.ids(this.modelKey, filter), members: null };
+      const matching = this.filters.ids(this.modelKey, filter);
+      const small = live.base !== null && matching.length > 0 && matching.length <= this.opts.exactSubsetBelow;
+      return { ids: matching, members: small ? this.filters.members(this.modelKey, filter) : null };
     })();
     this.maybeMerge();
     if (this.reloadNeeded) return this.search(query, k, options);
     if (this.dim === null) return [];
     checkQuery(query, this.dim);
     if (!subset) return this.searchAll(live, query, k);
+    if (subset.ids.length === 0) return [];
     if (subset.members) return exactSearchRows(this.dim, subset.members, query, k);
-    const allowed = new LabelSet(subset.ids!);
+    // A filter that keeps everything is no filter (and a per-candidate callback costs).
+    if (subset.ids.length >= (live.base?.size ?? 0) + (live.delta?.size ?? 0)) return this.searchAll(live, query, k);
+    const allowed = new LabelSet(subset.ids);
     const accept = (id: number) => allowed.has(id);
     if (!live.base) return live.delta ? live.delta.search(query, k, { filter: accept }) : [];
-    // A large subset: HNSW with the filter, ef widened by how rare matches are, then exact as the guarantee.
-    const rarity = Math.ceil(Math.max(1, live.base.size) / subset.count);
-    const ef = Math.min(Math.max(live.base.ef, k) * rarity, 4096);
-    const fromGraph = live.base.searchSync(query, k, { ef, filter: accept });
+    // A large subset: HNSW with the filter. hnswlib keeps walking until it holds ef matching candidates,
+    // so the tuned ef needs no widening; exact over the subset is the guarantee if it still comes back short.
+    const fromGraph = live.base.searchSync(query, k, { filter: accept });
     const fromDelta = live.delta ? await live.delta.search(query, k, { filter: accept }) : [];
     const hits = mergeHits(fromGraph, fromDelta, k);
-    if (hits.length >= Math.min(k, subset.count)) return hits;
+    if (hits.length >= Math.min(k, subset.ids.length)) return hits;
     return exactSearchRows(this.dim, this.filters.members(this.modelKey, filter!), query, k);
   }
 

@@ -89,7 +89,16 @@ export function openDatabase(path: string, options: OpenDatabaseOptions = {}): S
       applied,
       libraryId: row.value,
       close: () => {
-        if (db.open) db.close();
+        if (!db.open) return;
+        // Keeps the planner's statistics current (cheap: SQLite only re-analyses what changed a lot).
+        if (!options.readonly && !memory) {
+          try {
+            db.pragma('optimize');
+          } catch {
+            // a busy database just skips it this time
+          }
+        }
+        db.close();
       },
     };
   } catch (err) {

@@ -39,11 +39,13 @@ export class ImageFilterQueries {
     return (this.statement(sql).get(params) as { n: number }).n;
   }
 
+  /** Matching member ids, in no particular order. */
   ids(modelKey: string, filter: ImageFilter): number[] {
     const { sql, params } = this.build('ids', modelKey, filter);
     return (this.statement(sql).all(params) as { imageId: number }[]).map((r) => r.imageId);
   }
 
+  /** Matching members with their vectors, in no particular order. */
   members(modelKey: string, filter: ImageFilter): FilteredMember[] {
     const { sql, params } = this.build('members', modelKey, filter);
     return this.statement(sql).all(params) as FilteredMember[];
@@ -60,8 +62,11 @@ export class ImageFilterQueries {
 
   private build(what: 'count' | 'ids' | 'members', modelKey: string, filter: ImageFilter): { sql: string; params: Params } {
     const params: Params = { key: modelKey };
-    // Same membership as the index_members view, written out so the planner can drive from the filter's index.
-    const where = ["i.status = 'indexed'"];
+    // Same membership as the index_members view, written out so the plan drives from the filter's own index
+    // (path, taken_at or lower(format)): CROSS JOIN fixes images as the outer loop (otherwise SQLite may scan
+    // every embedding of the model first: 100× slower on 100k images) and the unary + keeps it off the
+    // status index, which matches nearly every row.
+    const where = ["+i.status = 'indexed'"];
     if (filter.folder !== undefined) {
       if (typeof filter.folder !== 'string' || filter.folder === '') throw new ClipdexError('INVALID_ARGUMENT', 'folder filter must be a non-empty path');
       // A range on the UNIQUE(path) index: every path starting with "<folder>/" sorts in [prefix, prefix with its last char + 1).
@@ -87,8 +92,7 @@ export class ImageFilterQueries {
       where.push('lower(i.format) IN (SELECT value FROM json_each(@formats))');
     }
     const select = what === 'count' ? 'count(*) AS n' : what === 'ids' ? 'i.id AS imageId' : 'i.id AS imageId, e.vector AS vector';
-    const order = what === 'count' ? '' : ' ORDER BY i.id';
-    const sql = `SELECT ${select} FROM images i JOIN embeddings e ON e.content_hash = i.content_hash AND e.model_key = @key WHERE ${where.join(' AND ')}${order}`;
+    const sql = `SELECT ${select} FROM images i CROSS JOIN embeddings e ON e.content_hash = i.content_hash AND e.model_key = @key WHERE ${where.join(' AND ')}`;
     return { sql, params };
   }
 }
