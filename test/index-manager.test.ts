@@ -179,6 +179,13 @@ describe('index manager: HNSW mode', () => {
     expect(m.health()).toMatchObject({ deleted: 0, graphCount: 800, count: 800 });
     expect((JSON.parse(readFileSync(join(keyDir(lib.indexDir, KEY), 'state.json'), 'utf8')) as IndexState).lastJob).toBe('build');
     expectConsistent(lib, m);
+    // Shrunk far below the HNSW threshold, the next compaction drops the graph for exact search.
+    for (let i = 400; i < 1000; i++) lib.images.remove(imageIds[i]!);
+    m.sync();
+    await m.merge();
+    expect(m.health()).toMatchObject({ engine: 'exact', count: 200, fileBytes: null });
+    expect(readdirSync(keyDir(lib.indexDir, KEY))).toEqual([]);
+    expectConsistent(lib, m);
   });
 
   it('grows from exact search to HNSW in the background once the collection passes the threshold', async () => {

@@ -191,7 +191,8 @@ export function parseHnswHeader(buf: Buffer, fileBytes: number): { header: HnswH
   if (!Number.isInteger(dim) || dim <= 0) return { problem: 'implausible dimension' };
   if (sizePerElement !== labelOffset + 8) return { problem: 'element size does not match the dimension' };
   if (count > maxElements) return { problem: `element count ${count} exceeds capacity ${maxElements}` };
-  if (maxLevel < 0 || maxLevel > 64) return { problem: `implausible level ${maxLevel}` };
+  // An empty graph has level -1 and no entry point.
+  if (maxLevel < (count === 0 ? -1 : 0) || maxLevel > 64) return { problem: `implausible level ${maxLevel}` };
   if (count > 0 && enterPoint >= count) return { problem: 'entry point out of range' };
   const minimum = HEADER_BYTES + count * sizePerElement + count * 4;
   if (fileBytes < minimum) return { problem: `file is ${fileBytes} bytes, at least ${minimum} expected for ${count} elements` };

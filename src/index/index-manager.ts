@@ -364,6 +364,10 @@ export class IndexManager {
     const rebuild =
       options.rebuild === true || !live.base || !live.state || live.base.deletedCount / Math.max(1, live.base.labelCount) > this.opts.compactAbove;
     const base = live.state;
+    if (rebuild && options.rebuild !== true && live.base && this.log.memberCount(this.modelKey) < this.opts.exactBelow / 2) {
+      // Deletions shrank the collection well below the HNSW threshold: exact search, no graph to keep.
+      return this.dropGraph();
+    }
     const job = {
       running: null as RunningBuild | null,
       promise: Promise.resolve(),
@@ -416,6 +420,12 @@ export class IndexManager {
     })();
     this.job = job;
     return job.promise;
+  }
+
+  private async dropGraph(): Promise<void> {
+    await removeState(this.dir);
+    await removeOrphans(this.dir, []);
+    await this.loadExact();
   }
 
   /** Rebuilds the graph from SQLite, whatever the state of the current one. */
