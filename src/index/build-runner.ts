@@ -5,7 +5,6 @@
  * to workers).
  */
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -59,10 +58,13 @@ function spawnWorker(job: BuildJob): Worker {
   const js = join(dirname(here), 'hnsw-build-worker.js');
   if (!here.endsWith('.ts') && existsSync(js)) return new Worker(js, { workerData: job });
   const ts = join(dirname(here), 'hnsw-build-worker.ts');
-  const tsxApi = join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist', 'esm', 'api', 'index.mjs');
-  if (!existsSync(tsxApi)) {
-    throw new ClipdexError('INDEX_BUILD_FAILED', `running from TypeScript sources needs tsx to start the index worker (${tsxApi} not found)`);
+  // tsx's public ESM API, resolved through its exports map from here (an eval'd worker resolves from the cwd).
+  let tsxApi: string;
+  try {
+    tsxApi = import.meta.resolve('tsx/esm/api');
+  } catch (err) {
+    throw new ClipdexError('INDEX_BUILD_FAILED', 'running from TypeScript sources needs tsx to start the index worker', { cause: err });
   }
-  const boot = `import(${JSON.stringify(pathToFileURL(tsxApi).href)}).then((m) => { m.register(); return import(${JSON.stringify(pathToFileURL(ts).href)}); })`;
+  const boot = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(pathToFileURL(ts).href)}); })`;
   return new Worker(boot, { eval: true, workerData: job });
 }
