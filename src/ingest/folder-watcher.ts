@@ -1,0 +1,356 @@
+/**
+ * Live changes under several roots, as batches of plain events. One chokidar instance per root,
+ * so a root that hits the OS watch limit can fall back to polling on its own.
+ *
+ * - Filtering: the same file rules as the scanner, applied inside chokidar (`ignored`) so that
+ *   excluded folders are never walked or watched, and again on each event.
+ * - Write settling: add/change events wait in a WriteSettler until the file has been quiet and
+ *   unchanged for `stableMs` (see write-settle.ts for why not chokidar's awaitWriteFinish).
+ * - Batching: events are coalesced per path (the latest wins) and delivered after `debounceMs`
+ *   of quiet, or after `maxWaitMs` during a continuous burst, or at `maxBatch` events; one
+ *   delivery at a time, and events that arrive meanwhile are merged into the next batch.
+ * - Symlinked folders follow the scanner's policy (dir-links.ts): loops and in-root aliases are
+ *   not followed; chokidar alone would descend into a loop until the kernel says ELOOP.
+ * - Watch limits: an ENOSPC/EMFILE/ENFILE error from a root's watcher closes it and reopens that
+ *   root with polling, reported once per root through `onNotice`. Changes made while switching
+ *   can be missed, so the notice asks the caller to rescan that root.
+ *
+ * There is no initial 'add' flood (ignoreInitial): the initial state comes from the scanner.
+ * Start the watcher before the scan, so changes made during the scan are not lost.
+ */
+import { lstatSync, type Stats } from 'node:fs';
+import { realpath } from 'node:fs/promises';
+import { basename, resolve, sep } from 'node:path';
+import chokidar, { type ChokidarOptions, type FSWatcher } from 'chokidar';
+import { ClipdexError, errorMessage } from '../errors.js';
+import { classifyDirLinkSync } from './dir-links.js';
+import { createFileRules, hasImageExtension, relativeToRoot, type FileRules } from './file-rules.js';
+import { WriteSettler, type SettledFile } from './write-settle.js';
+
+export type WatchEventType = 'add' | 'change' | 'unlink' | 'addDir' | 'unlinkDir';
+
+export interface WatchEvent {
+  /** 'add' and 'change' both mean "this path now holds a complete file: check it". */
+  type: WatchEventType;
+  root: string;
+  path: string;
+  relPath: string;
+  /** For add/change: the settled size and mtime. */
+  size?: number;
+  mtimeMs?: number;
+}
+
+export type WatchMode = 'native' | 'polling';
+
+export interface WatchNotice {
+  kind: 'polling-fallback';
+  root: string;
+  /** The errno that caused it: ENOSPC (inotify watches), EMFILE/ENFILE (open files). */
+  code: string;
+  /** A sentence for the user: what happened, what it costs, how to fix it. */
+  message: string;
+  /** Events during the switch may have been missed: reconcile this root once. */
+  rescanAdvised: true;
+}
+
+export type WatcherFactory = (root: string, options: ChokidarOptions) => FSWatcher;
+
+export interface FolderWatcherOptions {
+  rules?: FileRules;
+  /** Quiet time before a batch is delivered (default 250 ms). */
+  debounceMs?: number;
+  /** Longest an event waits during a continuous burst (default 4 × debounceMs). */
+  maxWaitMs?: number;
+  /** A batch is delivered as soon as it holds this many events (default 2000). */
+  maxBatch?: number;
+  /** How long a written file must stay unchanged before it is reported (default 1000 ms). */
+  stableMs?: number;
+  /** Watch every root by polling from the start (network file systems that send no events). */
+  usePolling?: boolean;
+  /** Polling interval when polling (default 2000 ms). */
+  pollIntervalMs?: number;
+  /** Follow links to folders outside the root (default true), like the scanner. */
+  followSymlinks?: boolean;
+  onBatch: (events: WatchEvent[]) => void | Promise<void>;
+  onNotice?: (notice: WatchNotice) => void;
+  /** Other watcher errors (a folder that cannot be read, a failing onBatch). */
+  onError?: (error: Error, root: string | null) => void;
+  /** Makes the chokidar instance for a root; tests use it to reach the instance. */
+  createWatcher?: WatcherFactory;
+}
+
+const LIMIT_CODES = new Set(['ENOSPC', 'EMFILE', 'ENFILE']);
+
+class RootState {
+  watcher!: FSWatcher;
+  noticed = false;
+  markReady!: () => void;
+  readonly ready = new Promise<void>((res) => (this.markReady = res));
+
+  constructor(
+    readonly root: string,
+    readonly realRoot: string,
+    public mode: WatchMode,
+  ) {}
+}
+
+export class FolderWatcher {
+  private readonly states = new Map<string, RootState>();
+  private readonly settler: WriteSettler<'add' | 'change'>;
+  private readonly rules: FileRules;
+  private readonly createWatcher: WatcherFactory;
+  private buffer = new Map<string, WatchEvent>();
+  private firstBufferedAt = 0;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private delivering: Promise<void> | null = null;
+  private closed = false;
+  private readonly debounceMs: number;
+  private readonly maxWaitMs: number;
+  private readonly maxBatch: number;
+  private readonly pollIntervalMs: number;
+
+  private constructor(private readonly options: FolderWatcherOptions) {
+    this.rules = options.rules ?? createFileRules();
+    this.createWatcher = options.createWatcher ?? ((root, opts) => chokidar.watch(root, opts));
+    this.debounceMs = Math.max(0, options.debounceMs ?? 250);
+    this.maxWaitMs = Math.max(this.debounceMs, options.maxWaitMs ?? 4 * this.debounceMs);
+    this.maxBatch = Math.max(1, options.maxBatch ?? 2000);
+    this.pollIntervalMs = Math.max(10, options.pollIntervalMs ?? 2000);
+    this.settler = new WriteSettler({
+      stableMs: options.stableMs ?? 1000,
+      onSettled: (files) => this.settled(files),
+    });
+  }
+
+  /** Watches `roots`; resolves once every root is being watched. */
+  static async start(roots: readonly string[], options: FolderWatcherOptions): Promise<FolderWatcher> {
+    if (typeof options?.onBatch !== 'function') throw new ClipdexError('INVALID_ARGUMENT', 'FolderWatcher needs an onBatch callback');
+    const watcher = new FolderWatcher(options);
+    try {
+      await Promise.all(roots.map((r) => watcher.add(r)));
+    } catch (err) {
+      await watcher.close();
+      throw err;
+    }
+    return watcher;
+  }
+
+  get roots(): string[] {
+    return [...this.states.keys()];
+  }
+
+  mode(root: string): WatchMode | undefined {
+    return this.states.get(resolve(root))?.mode;
+  }
+
+  /** Files written recently that are still waiting to settle. */
+  get pendingWrites(): number {
+    return this.settler.size;
+  }
+
+  async add(rootArg: string): Promise<void> {
+    const root = resolve(rootArg);
+    if (this.closed) throw new ClipdexError('INVALID_ARGUMENT', 'This watcher is closed');
+    if (this.states.has(root)) return this.states.get(root)!.ready;
+    let realRoot: string;
+    try {
+      realRoot = await realpath(root);
+    } catch (err) {
+      throw new ClipdexError('FILE_NOT_FOUND', `Cannot watch ${root}: ${errorMessage(err)}`, { cause: err, details: { root } });
+    }
+    const state = new RootState(root, realRoot, this.options.usePolling ? 'polling' : 'native');
+    this.states.set(root, state);
+    state.watcher = this.open(state);
+    return state.ready;
+  }
+
+  async remove(rootArg: string): Promise<void> {
+    const root = resolve(rootArg);
+    const state = this.states.get(root);
+    if (!state) return;
+    this.states.delete(root);
+    state.markReady();
+    this.settler.forgetUnder(root);
+    for (const path of [...this.buffer.keys()]) if (this.buffer.get(path)!.root === root) this.buffer.delete(path);
+    await state.watcher.close();
+  }
+
+  /** Delivers what is buffered now and waits until every delivery has finished. */
+  async flush(): Promise<void> {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    while (!this.closed && (this.buffer.size > 0 || this.delivering)) {
+      if (this.delivering) await this.delivering;
+      else this.deliver();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.flushTimer);
+    this.settler.close();
+    await Promise.all([...this.states.values()].map((s) => s.watcher.close()));
+    this.states.clear();
+    this.buffer.clear();
+    await this.delivering;
+  }
+
+  private open(state: RootState): FSWatcher {
+    const polling = state.mode === 'polling';
+    const watcher = this.createWatcher(state.root, {
+      ignoreInitial: true,
+      persistent: true,
+      followSymlinks: this.options.followSymlinks ?? true,
+      alwaysStat: true,
+      usePolling: polling,
+      interval: this.pollIntervalMs,
+      binaryInterval: this.pollIntervalMs,
+      // Our settler does this job; chokidar's would hold events back a second time.
+      awaitWriteFinish: false,
+      ignored: (path: string, stats?: Stats) => this.ignored(state, path, stats),
+    });
+    const live = () => !this.closed && this.states.get(state.root) === state && state.watcher === watcher;
+    watcher.on('ready', () => {
+      if (live()) state.markReady();
+    });
+    watcher.on('error', (err: unknown) => {
+      if (!live()) return;
+      const error = err instanceof Error ? err : new Error(String(err));
+      const code = (error as NodeJS.ErrnoException).code ?? '';
+      if (LIMIT_CODES.has(code) && state.mode === 'native') void this.fallBackToPolling(state, code, error);
+      else if (!LIMIT_CODES.has(code)) this.options.onError?.(error, state.root);
+    });
+    watcher.on('all', (event, path, stats) => {
+      if (live()) this.onEvent(state, event as WatchEventType, path, stats);
+    });
+    return watcher;
+  }
+
+  private async fallBackToPolling(state: RootState, code: string, cause: Error): Promise<void> {
+    state.mode = 'polling';
+    const old = state.watcher;
+    state.watcher = this.open(state);
+    if (!state.noticed) {
+      state.noticed = true;
+      this.options.onNotice?.({ kind: 'polling-fallback', root: state.root, code, message: limitMessage(state.root, code, this.pollIntervalMs, cause), rescanAdvised: true });
+    }
+    await old.close().catch(() => undefined);
+  }
+
+  private ignored(state: RootState, path: string, stats?: Stats): boolean {
+    const rel = relativeToRoot(state.root, path);
+    if (rel === null || rel === '') return false;
+    if (this.rules.isExcludedPath(rel)) return true;
+    if (stats?.isFile()) return !hasImageExtension(basename(path));
+    if (stats?.isDirectory() && (this.options.followSymlinks ?? true)) {
+      // chokidar's stats follow links; only lstat says whether this folder is one.
+      let isLink = false;
+      try {
+        isLink = lstatSync(path).isSymbolicLink();
+      } catch {
+        return false;
+      }
+      if (isLink) return classifyDirLinkSync(path, state.realRoot) !== 'follow';
+    }
+    return false;
+  }
+
+  private onEvent(state: RootState, type: WatchEventType, path: string, stats?: Stats): void {
+    const rel = relativeToRoot(state.root, path);
+    if (rel === null) return;
+    switch (type) {
+      case 'add':
+      case 'change':
+        if (!this.rules.isCandidateFile(rel)) return;
+        this.settler.touch(path, type, stats ? { size: stats.size, mtimeMs: stats.mtimeMs, ino: stats.ino } : undefined);
+        return;
+      case 'unlink':
+        if (!this.rules.isCandidateFile(rel)) return;
+        this.settler.forget(path);
+        this.enqueue({ type, root: state.root, path, relPath: rel });
+        return;
+      case 'addDir':
+        if (rel !== '' && this.rules.isExcludedDir(rel)) return;
+        this.enqueue({ type, root: state.root, path, relPath: rel });
+        return;
+      case 'unlinkDir':
+        if (rel !== '' && this.rules.isExcludedDir(rel)) return;
+        this.settler.forgetUnder(path);
+        // Whatever is buffered under the folder is overtaken by its removal.
+        for (const p of [...this.buffer.keys()]) if (p.startsWith(path + sep)) this.buffer.delete(p);
+        this.enqueue({ type, root: state.root, path, relPath: rel });
+        return;
+      default:
+        return;
+    }
+  }
+
+  private settled(files: SettledFile<'add' | 'change'>[]): void {
+    for (const f of files) {
+      const state = this.rootOf(f.path);
+      if (!state) continue;
+      const rel = relativeToRoot(state.root, f.path)!;
+      this.enqueue({ type: f.tag, root: state.root, path: f.path, relPath: rel, size: f.size, mtimeMs: f.mtimeMs });
+    }
+  }
+
+  private rootOf(path: string): RootState | undefined {
+    let best: RootState | undefined;
+    for (const s of this.states.values()) {
+      if (relativeToRoot(s.root, path) !== null && (!best || s.root.length > best.root.length)) best = s;
+    }
+    return best;
+  }
+
+  private enqueue(event: WatchEvent): void {
+    if (this.closed) return;
+    if (this.buffer.size === 0) this.firstBufferedAt = Date.now();
+    // Delete first so the path moves to the end: batches keep the order things happened in.
+    this.buffer.delete(event.path);
+    this.buffer.set(event.path, event);
+    if (this.buffer.size >= this.maxBatch) {
+      this.deliver();
+      return;
+    }
+    clearTimeout(this.flushTimer);
+    const due = Math.min(Date.now() + this.debounceMs, this.firstBufferedAt + this.maxWaitMs);
+    this.flushTimer = setTimeout(() => this.deliver(), Math.max(0, due - Date.now()));
+  }
+
+  private deliver(): void {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    // One delivery at a time; what arrives meanwhile keeps coalescing and goes next.
+    if (this.delivering || this.buffer.size === 0 || this.closed) return;
+    const events = [...this.buffer.values()].slice(0, this.maxBatch);
+    for (const e of events) this.buffer.delete(e.path);
+    if (this.buffer.size > 0) this.firstBufferedAt = Date.now();
+    this.delivering = (async () => {
+      try {
+        await this.options.onBatch(events);
+      } catch (err) {
+        this.options.onError?.(err instanceof Error ? err : new Error(String(err)), null);
+      } finally {
+        this.delivering = null;
+        if (this.buffer.size > 0 && !this.closed) {
+          const due = Math.max(0, this.firstBufferedAt + this.maxWaitMs - Date.now());
+          if (this.buffer.size >= this.maxBatch || due === 0) this.deliver();
+          else this.flushTimer = setTimeout(() => this.deliver(), Math.min(due, this.debounceMs));
+        }
+      }
+    })();
+  }
+}
+
+function limitMessage(root: string, code: string, pollMs: number, cause: Error): string {
+  const every = pollMs >= 1000 ? `${(pollMs / 1000).toFixed(pollMs % 1000 === 0 ? 0 : 1)} s` : `${pollMs} ms`;
+  const fix =
+    code === 'ENOSPC'
+      ? 'raise the limit on file watches (e.g. `sudo sysctl fs.inotify.max_user_watches=524288`, and fs.inotify.max_user_instances) and restart'
+      : 'raise the limit on open files (e.g. `ulimit -n 65536`) and restart';
+  return (
+    `Watching ${root} by polling every ${every}: the system limit was reached (${code}: ${cause.message}). ` +
+    `Changes there will show up more slowly and cost more CPU. To watch natively, ${fix}.`
+  );
+}
