@@ -246,6 +246,55 @@ describe('FolderWatcher', () => {
     expect(w.errors).toEqual([]);
   });
 
+  it('withholds deletions when a root disappears, reports it offline, and online again once it returns', async () => {
+    const root = await freshRoot('offline');
+    const other = await freshRoot('stays');
+    await writeJpeg(join(root, 'a.jpg'), 11);
+    await writeJpeg(join(root, 'sub', 'b.jpg'), 12);
+    const w = await watch([root, other], { offlineCheckMs: 100 });
+
+    // As chokidar sees an unmounted share: every file under the root "deleted".
+    await rm(root, { recursive: true });
+    await w.waitEvent('rootOffline', root);
+    expect(w.watcher.mode(root)).toBe('offline');
+    expect(w.events().filter((e) => e.root === root && (e.type === 'unlink' || e.type === 'unlinkDir'))).toEqual([]);
+
+    // An empty folder in its place looks like a bare mount point: still offline.
+    await mkdir(root);
+    await sleep(500);
+    expect(w.find('rootOnline', root)).toBeUndefined();
+    expect(w.watcher.mode(root)).toBe('offline');
+
+    await writeJpeg(join(root, 'c.jpg'), 13);
+    await w.waitEvent('rootOnline', root);
+    expect(w.watcher.mode(root)).toBe('native');
+    await writeJpeg(join(root, 'd.jpg'), 14);
+    await w.waitEvent('add', join(root, 'd.jpg'));
+
+    // Ordinary deletions in a root that is still there pass through untouched.
+    await unlink(join(root, 'd.jpg'));
+    await w.waitEvent('unlink', join(root, 'd.jpg'));
+    await writeJpeg(join(other, 'e.jpg'), 15);
+    await unlink(join(other, 'e.jpg'));
+    await w.waitEvent('unlink', join(other, 'e.jpg'));
+    expect(w.events().filter((e) => e.type === 'rootOffline')).toHaveLength(1);
+  });
+
+  it('stops reporting a removed root and keeps the others', async () => {
+    const dropped = await freshRoot('dropped');
+    const kept = await freshRoot('kept');
+    const w = await watch([dropped, kept]);
+    expect(w.watcher.roots.sort()).toEqual([dropped, kept].sort());
+    await w.watcher.remove(dropped);
+    expect(w.watcher.roots).toEqual([kept]);
+    await writeJpeg(join(dropped, 'x.jpg'), 16);
+    await writeJpeg(join(kept, 'y.jpg'), 17);
+    await w.waitEvent('add', join(kept, 'y.jpg'));
+    await sleep(500);
+    await w.watcher.flush();
+    expect(w.events().map((e) => e.path)).toEqual([join(kept, 'y.jpg')]);
+  });
+
   it('refuses a root that does not exist', async () => {
     await expect(FolderWatcher.start([join(tmp, 'missing-root')], { onBatch: () => {} })).rejects.toMatchObject({ code: 'FILE_NOT_FOUND' });
   });

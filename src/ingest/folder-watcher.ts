@@ -15,11 +15,15 @@
  *   root with polling, reported once per root through `onNotice`. Changes made while switching
  *   can be missed, so the notice asks the caller to rescan that root.
  *
+ * - Offline roots: before deletions are passed on, their root is checked to still be the same
+ *   folder (device and inode); a vanished or replaced root is reported as 'rootOffline' instead
+ *   (an unmounted share shows up as every file deleted), and 'rootOnline' when it returns.
+ *
  * There is no initial 'add' flood (ignoreInitial): the initial state comes from the scanner.
  * Start the watcher before the scan, so changes made during the scan are not lost.
  */
 import { lstatSync, type Stats } from 'node:fs';
-import { realpath } from 'node:fs/promises';
+import { opendir, realpath, stat } from 'node:fs/promises';
 import { basename, resolve, sep } from 'node:path';
 import chokidar, { type ChokidarOptions, type FSWatcher } from 'chokidar';
 import { ClipdexError, errorMessage } from '../errors.js';
@@ -27,7 +31,12 @@ import { classifyDirLinkSync } from './dir-links.js';
 import { createFileRules, hasImageExtension, relativeToRoot, type FileRules } from './file-rules.js';
 import { WriteSettler, type SettledFile } from './write-settle.js';
 
-export type WatchEventType = 'add' | 'change' | 'unlink' | 'addDir' | 'unlinkDir';
+/**
+ * 'rootOffline': the root vanished or was replaced (unmounted, its mount point left empty); its
+ * deletions in that batch were withheld, and the caller should mark its files offline rather
+ * than delete them. 'rootOnline': it is back (and being watched again): reconcile it.
+ */
+export type WatchEventType = 'add' | 'change' | 'unlink' | 'addDir' | 'unlinkDir' | 'rootOffline' | 'rootOnline';
 
 export interface WatchEvent {
   /** 'add' and 'change' both mean "this path now holds a complete file: check it". */
@@ -40,7 +49,7 @@ export interface WatchEvent {
   mtimeMs?: number;
 }
 
-export type WatchMode = 'native' | 'polling';
+export type WatchMode = 'native' | 'polling' | 'offline';
 
 export interface WatchNotice {
   kind: 'polling-fallback';
@@ -69,6 +78,8 @@ export interface FolderWatcherOptions {
   usePolling?: boolean;
   /** Polling interval when polling (default 2000 ms). */
   pollIntervalMs?: number;
+  /** How often an offline root is looked for (default 10 s). */
+  offlineCheckMs?: number;
   /** Follow links to folders outside the root (default true), like the scanner. */
   followSymlinks?: boolean;
   onBatch: (events: WatchEvent[]) => void | Promise<void>;
@@ -84,14 +95,35 @@ const LIMIT_CODES = new Set(['ENOSPC', 'EMFILE', 'ENFILE']);
 class RootState {
   watcher!: FSWatcher;
   noticed = false;
+  offline = false;
   markReady!: () => void;
   readonly ready = new Promise<void>((res) => (this.markReady = res));
 
   constructor(
     readonly root: string,
-    readonly realRoot: string,
-    public mode: WatchMode,
+    public realRoot: string,
+    public identity: RootIdentity,
+    public mode: 'native' | 'polling',
   ) {}
+}
+
+interface RootIdentity {
+  dev: number;
+  ino: number;
+}
+
+/** The root as it is now, if it is a folder; null when it cannot be seen at all. */
+async function rootIdentity(root: string): Promise<(RootIdentity & { realRoot: string; empty: boolean }) | null> {
+  try {
+    const s = await stat(root);
+    if (!s.isDirectory()) return null;
+    const dir = await opendir(root);
+    const first = await dir.read();
+    await dir.close();
+    return { dev: s.dev, ino: s.ino, realRoot: await realpath(root), empty: first === null };
+  } catch {
+    return null;
+  }
 }
 
 export class FolderWatcher {
@@ -102,6 +134,7 @@ export class FolderWatcher {
   private buffer = new Map<string, WatchEvent>();
   private firstBufferedAt = 0;
   private flushTimer: NodeJS.Timeout | undefined;
+  private offlineTimer: NodeJS.Timeout | undefined;
   private delivering: Promise<void> | null = null;
   private closed = false;
   private readonly debounceMs: number;
@@ -140,7 +173,8 @@ export class FolderWatcher {
   }
 
   mode(root: string): WatchMode | undefined {
-    return this.states.get(resolve(root))?.mode;
+    const state = this.states.get(resolve(root));
+    return state?.offline ? 'offline' : state?.mode;
   }
 
   /** Files written recently that are still waiting to settle. */
@@ -153,12 +187,15 @@ export class FolderWatcher {
     if (this.closed) throw new ClipdexError('INVALID_ARGUMENT', 'This watcher is closed');
     if (this.states.has(root)) return this.states.get(root)!.ready;
     let realRoot: string;
+    let s: Stats;
     try {
       realRoot = await realpath(root);
+      s = await stat(root);
     } catch (err) {
       throw new ClipdexError('FILE_NOT_FOUND', `Cannot watch ${root}: ${errorMessage(err)}`, { cause: err, details: { root } });
     }
-    const state = new RootState(root, realRoot, this.options.usePolling ? 'polling' : 'native');
+    if (!s.isDirectory()) throw new ClipdexError('INVALID_ARGUMENT', `Cannot watch ${root}: not a folder`, { details: { root } });
+    const state = new RootState(root, realRoot, { dev: s.dev, ino: s.ino }, this.options.usePolling ? 'polling' : 'native');
     this.states.set(root, state);
     state.watcher = this.open(state);
     return state.ready;
@@ -189,6 +226,7 @@ export class FolderWatcher {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.flushTimer);
+    clearInterval(this.offlineTimer);
     this.settler.close();
     await Promise.all([...this.states.values()].map((s) => s.watcher.close()));
     this.states.clear();
@@ -210,7 +248,7 @@ export class FolderWatcher {
       awaitWriteFinish: false,
       ignored: (path: string, stats?: Stats) => this.ignored(state, path, stats),
     });
-    const live = () => !this.closed && this.states.get(state.root) === state && state.watcher === watcher;
+    const live = () => !this.closed && !state.offline && this.states.get(state.root) === state && state.watcher === watcher;
     watcher.on('ready', () => {
       if (live()) state.markReady();
     });
@@ -318,6 +356,72 @@ export class FolderWatcher {
     this.flushTimer = setTimeout(() => this.deliver(), Math.max(0, due - Date.now()));
   }
 
+  /**
+   * Deletions are the one kind of event that can lose data: before passing them on, check that
+   * their root is still the folder it was. An unmounted share leaves an empty mount point behind
+   * (another device), and chokidar then reports every file under it as deleted.
+   */
+  private async withholdLostRoots(events: WatchEvent[]): Promise<WatchEvent[]> {
+    const roots = new Set(events.filter((e) => e.type === 'unlink' || e.type === 'unlinkDir').map((e) => e.root));
+    const lost = new Set<string>();
+    for (const root of roots) {
+      const state = this.states.get(root);
+      if (!state || state.offline) continue;
+      const now = await rootIdentity(root);
+      if (now && now.dev === state.identity.dev && now.ino === state.identity.ino) continue;
+      lost.add(root);
+      state.offline = true;
+      this.settler.forgetUnder(root);
+      for (const [path, e] of [...this.buffer]) if (e.root === root) this.buffer.delete(path);
+      await state.watcher.close().catch(() => undefined);
+      this.watchForReturn();
+    }
+    if (lost.size === 0) return events;
+    const kept = events.filter((e) => !lost.has(e.root));
+    for (const root of lost) kept.push({ type: 'rootOffline', root, path: root, relPath: '' });
+    return kept;
+  }
+
+  /**
+   * Looks for offline roots every offlineCheckMs. A root is back when it is a folder with
+   * something in it: an empty folder in its place is taken for a bare mount point. (Its device
+   * and inode cannot decide: a remounted share may get another device number, and a folder
+   * deleted and made again often gets its old inode number back.)
+   */
+  private watchForReturn(): void {
+    if (this.offlineTimer || this.closed) return;
+    this.offlineTimer = setInterval(() => void this.checkOffline(), this.options.offlineCheckMs ?? 10_000);
+    this.offlineTimer.unref();
+  }
+
+  private async checkOffline(): Promise<void> {
+    const offline = [...this.states.values()].filter((s) => s.offline);
+    if (offline.length === 0 || this.closed) {
+      clearInterval(this.offlineTimer);
+      this.offlineTimer = undefined;
+      return;
+    }
+    for (const state of offline) {
+      const now = await rootIdentity(state.root);
+      if (!now || now.empty || !state.offline || this.closed) continue;
+      state.offline = false;
+      state.identity = { dev: now.dev, ino: now.ino };
+      state.realRoot = now.realRoot;
+      state.watcher = this.open(state);
+      // Reported once the new watches are in place (or after a while: a huge tree keeps chokidar busy),
+      // so the rescan it prompts cannot miss changes that land in between.
+      const watcher = state.watcher;
+      await new Promise<void>((res) => {
+        const timer = setTimeout(res, 30_000);
+        watcher.once('ready', () => {
+          clearTimeout(timer);
+          res();
+        });
+      });
+      this.enqueue({ type: 'rootOnline', root: state.root, path: state.root, relPath: '' });
+    }
+  }
+
   private deliver(): void {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
@@ -328,7 +432,8 @@ export class FolderWatcher {
     if (this.buffer.size > 0) this.firstBufferedAt = Date.now();
     this.delivering = (async () => {
       try {
-        await this.options.onBatch(events);
+        const screened = await this.withholdLostRoots(events);
+        if (screened.length > 0 && !this.closed) await this.options.onBatch(screened);
       } catch (err) {
         this.options.onError?.(err instanceof Error ? err : new Error(String(err)), null);
       } finally {
