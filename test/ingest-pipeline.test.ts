@@ -252,6 +252,18 @@ describe('encode pipeline', () => {
     await expect(running).rejects.toMatchObject({ name: 'AbortError' });
   });
 
+  it('decodes from the path when hashing, EXIF and thumbnails are off, with the same embeddings', async () => {
+    const files = good.slice(0, 5);
+    const [plain, full] = await Promise.all([run(files, { hash: false, exif: false, thumbnail: false }), run(files)]);
+    expect(plain.results).toHaveLength(files.length);
+    for (const r of plain.results) {
+      if (r.status !== 'encoded') throw new Error(`${r.file.path}: ${r.status}`);
+      expect([r.content, r.exif, r.thumbnail]).toEqual([undefined, undefined, undefined]);
+      const twin = full.results.find((f) => f.file === r.file)!;
+      expect(twin.status === 'encoded' && cosine(twin.embedding, r.embedding)).toBeGreaterThan(0.9999);
+    }
+  });
+
   it('handles an empty input', async () => {
     const { stats, delivered } = await run([]);
     expect(delivered).toEqual([]);
