@@ -94,6 +94,12 @@ describe('content hash', () => {
     await raceWriter((p) => readFileSnapshot(p), replace, 'replace');
   });
 
+  it('stops hashing when the signal aborts', async () => {
+    const path = join(tmp, 'abort.bin');
+    await writeFile(path, randomBytes(1024 * 1024));
+    await expect(hashFile(path, { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
+  });
+
   it('typed errors: missing file, folder, too large', async () => {
     await expect(hashFile(join(tmp, 'nope.jpg'))).rejects.toMatchObject({ code: 'FILE_NOT_FOUND' });
     await expect(readFileSnapshot(join(tmp, 'nope.jpg'))).rejects.toMatchObject({ code: 'FILE_NOT_FOUND' });
