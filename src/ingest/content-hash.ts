@@ -88,8 +88,12 @@ export async function hashFile(path: string, options: { signal?: AbortSignal } =
   try {
     const hash = createHash('sha256');
     let bytesRead = 0;
-    const stream = fh.createReadStream({ autoClose: false, start: 0, highWaterMark: 1 << 20, signal: options.signal });
+    // Checked per 1 MiB chunk rather than handed to the stream, whose own abort also fires an
+    // 'error' event that nobody listens to once the loop has ended.
+    options.signal?.throwIfAborted();
+    const stream = fh.createReadStream({ autoClose: false, start: 0, highWaterMark: 1 << 20 });
     for await (const chunk of stream as AsyncIterable<Buffer>) {
+      options.signal?.throwIfAborted();
       hash.update(chunk);
       bytesRead += chunk.length;
     }
