@@ -1,0 +1,202 @@
+/**
+ * The one query engine behind the library, the REST API, the CLI and the web page: terms (phrases, stored
+ * photos, uploaded or local images) are embedded, combined with their weights (negative terms subtract, as
+ * rclip allows), searched in the vector index with exact filters, cut off relative to the best score,
+ * sorted, paged, and joined with the photos' metadata.
+ */
+import { ClipdexError } from '../errors.js';
+import type { Library } from '../library/library.js';
+import type { ImageInput } from '../model/image-source.js';
+import type { ImageRecord } from '../store/images-repo.js';
+import type { ImageFilter } from '../store/image-filter.js';
+import { LruCache } from './lru-cache.js';
+
+export type QueryTerm = { weight?: number } & (
+  | { text: string }
+  | { imageId: number }
+  /** An uploaded image's bytes. */
+  | { image: Uint8Array }
+  /** A local file; never accepted from the network (the server builds terms itself). */
+  | { path: string }
+);
+
+export type SortOrder = 'relevance' | 'date-desc' | 'date-asc';
+
+export interface SearchRequest {
+  terms: QueryTerm[];
+  filter?: ImageFilter;
+  /** Results per page; default 50, at most 500. */
+  limit?: number;
+  offset?: number;
+  sort?: SortOrder;
+  /**
+   * Keep only results scoring at least this fraction of the best score (0–1). A fixed cosine threshold
+   * fails across queries (a good match for one phrase scores 0.25, for a photo 0.9); a share of the best
+   * adapts. Default: none for relevance order, 0.9 for date order (a date-sorted list needs a boundary).
+   */
+  minScoreRatio?: number;
+  /** Leave out the query's own photo when searching by a stored photo. Default true. */
+  excludeQueryImages?: boolean;
+}
+
+export interface SearchResult {
+  id: number;
+  path: string;
+  score: number;
+  size: number;
+  width: number | null;
+  height: number | null;
+  format: string | null;
+  takenAt: number | null;
+  cameraMake: string | null;
+  cameraModel: string | null;
+}
+
+export interface SearchResponse {
+  results: SearchResult[];
+  offset: number;
+  limit: number;
+  hasMore: boolean;
+  /** Best score among all matches (before paging), for "score relative to best" displays. */
+  bestScore: number | null;
+  tookMs: number;
+  modelKey: string;
+}
+
+export const MAX_LIMIT = 500;
+/** Results a cut-off or date sort looks at: the index returns the best this many, then they are filtered. */
+const MAX_CANDIDATES = 2000;
+const DATE_SORT_RATIO = 0.9;
+
+export function resultFromRecord(r: ImageRecord, score: number): SearchResult {
+  return {
+    id: r.id,
+    path: r.path,
+    score,
+    size: r.size,
+    width: r.width,
+    height: r.height,
+    format: r.format,
+    takenAt: r.takenAt,
+    cameraMake: r.cameraMake,
+    cameraModel: r.cameraModel,
+  };
+}
+
+export class QueryEngine {
+  /** Phrase → embedding, per model key: typing "dog", "dog " and "dog" again costs one encode. */
+  private readonly textCache = new LruCache<string, Float32Array>(1000);
+
+  constructor(
+    private readonly library: Library,
+    private readonly options: { maxPixels?: number } = {},
+  ) {}
+
+  async search(request: SearchRequest): Promise<SearchResponse> {
+    const started = performance.now();
+    const { index, key } = this.library.requireModel();
+    const limit = checkInt(request.limit ?? 50, 'limit', 1, MAX_LIMIT);
+    const offset = checkInt(request.offset ?? 0, 'offset', 0, MAX_CANDIDATES);
+    const sort = request.sort ?? 'relevance';
+    const ratio = request.minScoreRatio ?? (sort === 'relevance' ? undefined : DATE_SORT_RATIO);
+    if (ratio !== undefined && !(ratio >= 0 && ratio <= 1)) {
+      throw new ClipdexError('INVALID_ARGUMENT', `minScoreRatio must be between 0 and 1, got ${ratio}`);
+    }
+    const query = await this.queryVector(request.terms);
+    const excluded = new Set(
+      request.excludeQueryImages === false ? [] : request.terms.flatMap((t) => ('imageId' in t && (t.weight ?? 1) > 0 ? [t.imageId] : [])),
+    );
+    const wholeList = ratio !== undefined || sort !== 'relevance';
+    const want = Math.min(MAX_CANDIDATES, (wholeList ? MAX_CANDIDATES : offset + limit + 1) + excluded.size);
+    let hits = (await index.search(query, want, request.filter ? { filter: request.filter } : {})).filter((h) => !excluded.has(h.id));
+    const bestScore = hits[0]?.score ?? null;
+    if (ratio !== undefined && bestScore !== null && bestScore > 0) hits = hits.filter((h) => h.score >= bestScore * ratio);
+
+    let results = hits.flatMap((h) => {
+      const record = this.library.images.get(h.id);
+      return record ? [resultFromRecord(record, h.score)] : [];
+    });
+    if (sort !== 'relevance') {
+      const dir = sort === 'date-desc' ? -1 : 1;
+      // Photos without a capture date go last either way, best score first among them.
+      results = [...results].sort((a, b) =>
+        a.takenAt === null || b.takenAt === null
+          ? (a.takenAt === null ? 1 : 0) - (b.takenAt === null ? 1 : 0) || b.score - a.score
+          : dir * (a.takenAt - b.takenAt) || b.score - a.score,
+      );
+    }
+    return {
+      results: results.slice(offset, offset + limit),
+      offset,
+      limit,
+      hasMore: results.length > offset + limit,
+      bestScore,
+      tookMs: Math.round((performance.now() - started) * 100) / 100,
+      modelKey: key,
+    };
+  }
+
+  /** Σ weight·embedding over the terms, normalised: the point in embedding space the search looks around. */
+  async queryVector(terms: readonly QueryTerm[]): Promise<Float32Array> {
+    if (terms.length === 0) throw new ClipdexError('INVALID_ARGUMENT', 'a search needs at least one term (a phrase or an image)');
+    if (terms.length > 16) throw new ClipdexError('INVALID_ARGUMENT', `at most 16 terms per search, got ${terms.length}`);
+    const { model } = this.library.requireModel();
+    const weights = terms.map((t) => t.weight ?? 1);
+    for (const w of weights) {
+      if (!Number.isFinite(w) || Math.abs(w) > 100) throw new ClipdexError('INVALID_ARGUMENT', `term weights must be finite numbers in [-100, 100], got ${w}`);
+    }
+    if (!weights.some((w) => w > 0)) throw new ClipdexError('INVALID_ARGUMENT', 'at least one term needs a positive weight');
+    const vectors = await Promise.all(terms.map((t) => this.termVector(t)));
+    const sum = new Float32Array(model.dim);
+    vectors.forEach((v, i) => {
+      for (let d = 0; d < sum.length; d++) sum[d]! += weights[i]! * v[d]!;
+    });
+    let norm = 0;
+    for (const x of sum) norm += x * x;
+    norm = Math.sqrt(norm);
+    if (!(norm > 1e-6)) throw new ClipdexError('INVALID_ARGUMENT', 'the terms cancel each other out; change their weights');
+    for (let d = 0; d < sum.length; d++) sum[d]! /= norm;
+    return sum;
+  }
+
+  private async termVector(term: QueryTerm): Promise<Float32Array> {
+    const { model, key } = this.library.requireModel();
+    if ('text' in term) {
+      const text = term.text.trim();
+      if (!text) throw new ClipdexError('INVALID_ARGUMENT', 'a phrase term is empty');
+      if (text.length > 1000) throw new ClipdexError('INVALID_ARGUMENT', 'a phrase is limited to 1000 characters');
+      const cacheKey = `${key}\n${text}`;
+      const cached = this.textCache.get(cacheKey);
+      if (cached) return cached;
+      const [v] = await model.embedTexts([text]);
+      this.textCache.set(cacheKey, v!);
+      return v!;
+    }
+    if ('imageId' in term) {
+      if (!Number.isSafeInteger(term.imageId) || term.imageId < 1) {
+        throw new ClipdexError('INVALID_ARGUMENT', `image ids are positive integers, got ${term.imageId}`);
+      }
+      // A stored photo's own embedding: no decoding, no encoder.
+      const v = this.library.embeddings.forImage(term.imageId, key);
+      if (!v) {
+        const exists = this.library.images.get(term.imageId);
+        throw new ClipdexError(
+          exists ? 'INVALID_ARGUMENT' : 'FILE_NOT_FOUND',
+          exists ? `photo ${term.imageId} is not indexed yet (status: ${exists.status})` : `no photo with id ${term.imageId}`,
+        );
+      }
+      return v;
+    }
+    const input: ImageInput = 'image' in term ? term.image : term.path;
+    const [result] = await model.embedImages([input], { ...(this.options.maxPixels ? { maxPixels: this.options.maxPixels } : {}), name: 'path' in term ? term.path : 'the uploaded image' });
+    if (!result!.ok) throw result!.error;
+    return result!.embedding;
+  }
+}
+
+function checkInt(value: number, name: string, min: number, max: number): number {
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ClipdexError('INVALID_ARGUMENT', `${name} must be an integer from ${min} to ${max}, got ${value}`);
+  }
+  return value;
+}

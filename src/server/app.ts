@@ -1,0 +1,320 @@
+import { existsSync, realpathSync } from 'node:fs';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import helmet from 'helmet';
+import multer from 'multer';
+import { ClipdexError } from '../errors.js';
+import type { Library } from '../library/library.js';
+import { providerUnavailableReason } from '../model/ort-session.js';
+import { listManifests } from '../model/model-registry.js';
+import { QueryEngine, resultFromRecord, type QueryTerm, type SearchRequest } from '../search/query-engine.js';
+import type { ImageFilter } from '../store/image-filter.js';
+import { addRootBody, combinedSearchBody, errorsQuery, idParam, similarQuery, textSearchQuery } from './api-schemas.js';
+import { EventHub } from './event-hub.js';
+import { errorHandler, sendError } from './http-errors.js';
+import { openApiDocument } from './openapi.js';
+import { hostAndOriginGuard, tokenGuard, type AccessOptions } from './security.js';
+
+/** What the server needs from the ingestion engine (which runs in the same process). */
+export interface IngestService {
+  /** JSON-serialisable progress: phase, files done/total, rate, errors so far. */
+  status(): Record<string, unknown>;
+  addRoot(path: string): Promise<{ id: number; path: string }>;
+  removeRoot(id: number): Promise<boolean>;
+  onEvent(listener: (event: { type: string } & Record<string, unknown>) => void): () => void;
+}
+
+export interface AppOptions {
+  library: Library;
+  access: AccessOptions;
+  ingest?: IngestService;
+  /** Largest upload accepted for search by image. Default 32 MB. */
+  maxUploadBytes?: number;
+  /** Pixel limit for uploaded images (decompression bombs). Default 60 MP. */
+  maxUploadPixels?: number;
+  log?: (message: string) => void;
+  /** The web UI folder; default the package's web/. */
+  webDir?: string;
+}
+
+export const DEFAULT_WEB_DIR = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'web');
+
+const CONTENT_TYPES: Record<string, string> = {
+  jpeg: 'image/jpeg',
+  png: 'image/png',
+  webp: 'image/webp',
+  gif: 'image/gif',
+  tiff: 'image/tiff',
+  bmp: 'image/bmp',
+  heic: 'image/heic',
+  avif: 'image/avif',
+};
+
+/** An async route whose rejections reach the error handler. */
+function route(fn: (req: Request, res: Response) => Promise<unknown> | unknown) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    Promise.resolve()
+      .then(() => fn(req, res))
+      .catch(next);
+  };
+}
+
+function filterOf(o: { folder?: string | undefined; after?: number | undefined; before?: number | undefined; format?: readonly string[] | undefined }): ImageFilter | undefined {
+  const f: ImageFilter = {
+    ...(o.folder ? { folder: resolve(o.folder) } : {}),
+    ...(o.after !== undefined ? { takenFrom: o.after } : {}),
+    ...(o.before !== undefined ? { takenTo: o.before } : {}),
+    ...(o.format?.length ? { formats: o.format } : {}),
+  };
+  return Object.keys(f).length ? f : undefined;
+}
+
+function pageOf<T extends { limit?: number | undefined; offset?: number | undefined; sort?: SearchRequest['sort'] | undefined; minScoreRatio?: number | undefined }>(o: T) {
+  return {
+    ...(o.limit !== undefined ? { limit: o.limit } : {}),
+    ...(o.offset !== undefined ? { offset: o.offset } : {}),
+    ...(o.sort !== undefined ? { sort: o.sort } : {}),
+    ...(o.minScoreRatio !== undefined ? { minScoreRatio: o.minScoreRatio } : {}),
+  };
+}
+
+/**
+ * A file is served only when it is the stored path of a photo, still inside one of the watched roots once
+ * every symlink is resolved. No path from the client is ever opened.
+ */
+function servablePath(library: Library, imagePath: string, rootId: number): string | null {
+  const root = library.roots.get(rootId);
+  if (!root || !existsSync(imagePath)) return null;
+  let real: string;
+  let realRoot: string;
+  try {
+    real = realpathSync(imagePath);
+    realRoot = realpathSync(root.path);
+  } catch {
+    return null;
+  }
+  const rel = relative(realRoot, real);
+  return rel && !rel.startsWith('..') && !isAbsolute(rel) && !rel.split(sep).includes('..') ? real : null;
+}
+
+export function createApp(options: AppOptions): { app: express.Express; events: EventHub; engine: QueryEngine } {
+  const { library } = options;
+  const log = options.log ?? (() => {});
+  const engine = new QueryEngine(library, { maxPixels: options.maxUploadPixels ?? 60_000_000 });
+  const events = new EventHub();
+  options.ingest?.onEvent((e) => events.publish(e.type, e));
+  const upload = multer({
+    storage: multer.memoryStorage(),
+    limits: { fileSize: options.maxUploadBytes ?? 32 * 1024 * 1024, files: 4, fields: 8, fieldSize: 64 * 1024, parts: 12 },
+  });
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+  app.use(
+    helmet({
+      contentSecurityPolicy: {
+        useDefaults: false,
+        directives: {
+          defaultSrc: ["'self'"],
+          imgSrc: ["'self'", 'blob:', 'data:'],
+          scriptSrc: ["'self'"],
+          styleSrc: ["'self'"],
+          connectSrc: ["'self'"],
+          objectSrc: ["'none'"],
+          baseUri: ["'none'"],
+          frameAncestors: ["'none'"],
+          formAction: ["'self'"],
+        },
+      },
+      crossOriginResourcePolicy: { policy: 'same-origin' },
+      referrerPolicy: { policy: 'no-referrer' },
+    }),
+  );
+  app.use(hostAndOriginGuard(options.access));
+  app.use(tokenGuard(options.access.token));
+  app.use('/api', express.json({ limit: '64kb' }));
+
+  app.get('/api/openapi.json', (_req, res) => res.json(openApiDocument()));
+
+  app.get(
+    '/api/search',
+    route(async (req, res) => {
+      const q = textSearchQuery.parse(req.query);
+      res.json(await engine.search({ terms: [{ text: q.q }], ...pageOf(q), ...optionalFilter(q) }));
+    }),
+  );
+
+  app.post(
+    '/api/search',
+    upload.array('image', 4),
+    route(async (req, res) => {
+      // Multipart: the JSON query travels in a `query` field beside the files; otherwise the body is the query.
+      const raw = req.is('multipart/form-data') ? parseQueryField(req.body?.query) : req.body;
+      const body = combinedSearchBody.parse(raw ?? {});
+      const files = (req.files as Express.Multer.File[] | undefined) ?? [];
+      const terms: QueryTerm[] = [...body.terms];
+      files.forEach((f, i) => terms.push({ image: f.buffer, weight: body.uploadWeights?.[i] ?? 1 }));
+      if (terms.length === 0) throw new ClipdexError('INVALID_ARGUMENT', 'a search needs at least one term: a phrase, a photo id or an uploaded image');
+      res.json(await engine.search({ terms, ...pageOf(body), ...optionalFilter({ ...body }) }));
+    }),
+  );
+
+  app.get(
+    '/api/images/:id',
+    route((req, res) => {
+      const { id } = idParam.parse(req.params);
+      const image = library.images.get(id);
+      if (!image) return sendError(res, 404, 'NOT_FOUND', `no photo with id ${id}`);
+      const { score: _score, ...meta } = resultFromRecord(image, 0);
+      res.json({ ...meta, status: image.status, errorCode: image.errorCode, errorMessage: image.errorMessage, contentHash: image.contentHash, rootId: image.rootId });
+    }),
+  );
+
+  app.get(
+    '/api/images/:id/similar',
+    route(async (req, res) => {
+      const { id } = idParam.parse(req.params);
+      const q = similarQuery.parse(req.query);
+      res.json(await engine.search({ terms: [{ imageId: id }], ...pageOf(q), ...optionalFilter(q) }));
+    }),
+  );
+
+  app.get(
+    '/api/images/:id/thumbnail',
+    route((req, res) => {
+      const { id } = idParam.parse(req.params);
+      const image = library.images.get(id);
+      if (!image?.contentHash || !library.thumbnails.has(image.contentHash)) {
+        return sendError(res, 404, 'NOT_FOUND', `no thumbnail for photo ${id}`);
+      }
+      res.setHeader('Cache-Control', 'private, max-age=31536000, immutable');
+      res.type('image/webp');
+      res.sendFile(library.thumbnails.path(image.contentHash), { dotfiles: 'allow' });
+    }),
+  );
+
+  app.get(
+    '/api/images/:id/file',
+    route((req, res) => {
+      const { id } = idParam.parse(req.params);
+      const image = library.images.get(id);
+      const path = image ? servablePath(library, image.path, image.rootId) : null;
+      if (!image || !path) return sendError(res, 404, 'NOT_FOUND', `photo ${id} is not available`);
+      res.setHeader('Cache-Control', 'private, no-cache');
+      res.setHeader('Content-Disposition', `inline; filename*=UTF-8''${encodeURIComponent(path.split(sep).pop() ?? 'photo')}`);
+      res.type(CONTENT_TYPES[image.format ?? ''] ?? 'application/octet-stream');
+      res.sendFile(path, { dotfiles: 'allow' });
+    }),
+  );
+
+  app.get(
+    '/api/status',
+    route((_req, res) => res.json(statusOf(options))),
+  );
+
+  app.get(
+    '/api/errors',
+    route((req, res) => {
+      const q = errorsQuery.parse(req.query);
+      const limit = q.limit ?? 100;
+      const rows = library.images.listByStatus('error', limit + 1, q.afterId ?? 0);
+      res.json({
+        errors: rows.slice(0, limit).map((r) => ({ id: r.id, path: r.path, code: r.errorCode, message: r.errorMessage, updatedAt: r.updatedAt })),
+        nextAfterId: rows.length > limit ? rows[limit - 1]!.id : null,
+      });
+    }),
+  );
+
+  app.get('/api/roots', (_req, res) => res.json({ roots: library.roots.list() }));
+  app.post(
+    '/api/roots',
+    route(async (req, res) => {
+      const { path } = addRootBody.parse(req.body);
+      if (!options.ingest) return sendError(res, 503, 'INGEST_UNAVAILABLE', 'this server does not index folders');
+      if (!isAbsolute(path)) throw new ClipdexError('INVALID_ARGUMENT', 'the folder must be an absolute path');
+      res.status(201).json(await options.ingest.addRoot(path));
+    }),
+  );
+  app.delete(
+    '/api/roots/:id',
+    route(async (req, res) => {
+      const { id } = idParam.parse(req.params);
+      if (!options.ingest) return sendError(res, 503, 'INGEST_UNAVAILABLE', 'this server does not index folders');
+      if (!(await options.ingest.removeRoot(id))) return sendError(res, 404, 'NOT_FOUND', `no root with id ${id}`);
+      res.status(204).end();
+    }),
+  );
+
+  app.get(
+    '/api/models',
+    route(async (_req, res) => {
+      const manifests = await listManifests();
+      res.json({
+        active: library.modelRef,
+        loaded: library.loaded ? { key: library.loaded.key, dim: library.loaded.model.dim } : null,
+        models: manifests.map((m) => ({ id: m.id, description: m.description, supported: m.supported, embeddingDim: m.embeddingDim })),
+      });
+    }),
+  );
+
+  app.get('/api/events', (req, res) => events.attach(req, res, () => statusOf(options)));
+
+  app.use('/api', (_req, res) => sendError(res, 404, 'NOT_FOUND', 'no such API endpoint; see /api/openapi.json'));
+
+  const webDir = options.webDir ?? DEFAULT_WEB_DIR;
+  app.use(express.static(webDir, { index: 'index.html', dotfiles: 'ignore', maxAge: 0 }));
+
+  app.use(errorHandler(log));
+  return { app, events, engine };
+}
+
+function optionalFilter(o: Parameters<typeof filterOf>[0]): { filter?: ImageFilter } {
+  const filter = filterOf(o);
+  return filter ? { filter } : {};
+}
+
+function parseQueryField(value: unknown): unknown {
+  if (value === undefined) return {};
+  if (typeof value !== 'string') throw new ClipdexError('INVALID_ARGUMENT', 'the `query` field must be a JSON string');
+  try {
+    return JSON.parse(value);
+  } catch {
+    throw new ClipdexError('INVALID_ARGUMENT', 'the `query` field is not valid JSON');
+  }
+}
+
+export function statusOf(options: Pick<AppOptions, 'library' | 'ingest'>): Record<string, unknown> {
+  const { library } = options;
+  const counts = library.images.countByStatus();
+  const loaded = library.loaded;
+  const err = library.modelError;
+  return {
+    indexed: counts.indexed,
+    pending: counts.pending,
+    failed: counts.error,
+    offline: counts.offline,
+    model: {
+      ref: library.modelRef,
+      ready: loaded !== null,
+      key: loaded?.key ?? null,
+      dim: loaded?.model.dim ?? null,
+      providers: loaded ? loaded.model.providers : null,
+      cuda: providerUnavailableReason('cuda') ?? 'available',
+      error: err
+        ? {
+            code: err.code,
+            message: err.message,
+            fix:
+              err.code === 'MODEL_NOT_FOUND'
+                ? `run \`clipdex models pull ${library.modelRef}\` (or \`clipdex models import <dir>\` offline), then restart the server; indexing waits until then`
+                : 'run `clipdex doctor` for details',
+          }
+        : null,
+    },
+    index: loaded ? loaded.index.health() : null,
+    ingest: options.ingest?.status() ?? null,
+    roots: library.roots.list(),
+  };
+}

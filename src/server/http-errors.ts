@@ -1,0 +1,62 @@
+import type { NextFunction, Request, Response } from 'express';
+import multer from 'multer';
+import { ZodError } from 'zod';
+import { ClipdexError, type ErrorCode } from '../errors.js';
+
+/** Every API error body: a stable code for programs, a sentence for people. */
+export interface ErrorBody {
+  error: { code: string; message: string; details?: unknown };
+}
+
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  INVALID_ARGUMENT: 400,
+  EMPTY_FILE: 400,
+  NOT_AN_IMAGE: 415,
+  UNSUPPORTED_FORMAT: 415,
+  DECODE_FAILED: 422,
+  IMAGE_TOO_LARGE: 413,
+  FILE_NOT_FOUND: 404,
+  FILE_UNREADABLE: 403,
+  MODEL_NOT_FOUND: 503,
+  MODEL_UNSUPPORTED: 503,
+  MODEL_INVALID: 503,
+  EXECUTION_PROVIDER_UNAVAILABLE: 503,
+  DIMENSION_MISMATCH: 409,
+};
+
+export function statusFor(code: string): number {
+  return STATUS[code as ErrorCode] ?? 500;
+}
+
+export function sendError(res: Response, status: number, code: string, message: string, details?: unknown): void {
+  const body: ErrorBody = { error: { code, message, ...(details === undefined ? {} : { details }) } };
+  res.status(status).json(body);
+}
+
+/** Turns anything thrown in a route into a JSON error; only true bugs become 500, and those say nothing internal. */
+export function errorHandler(log: (message: string) => void) {
+  return (err: unknown, _req: Request, res: Response, _next: NextFunction): void => {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (err instanceof ClipdexError) return sendError(res, statusFor(err.code), err.code, err.message);
+    if (err instanceof ZodError) {
+      const issue = err.issues[0];
+      const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
+      return sendError(res, 400, 'INVALID_ARGUMENT', `${where}${issue?.message ?? 'invalid request'}`, err.issues);
+    }
+    if (err instanceof multer.MulterError) {
+      const status = err.code === 'LIMIT_FILE_SIZE' ? 413 : 400;
+      return sendError(res, status, status === 413 ? 'UPLOAD_TOO_LARGE' : 'INVALID_UPLOAD', err.message);
+    }
+    const e = err as { type?: string; status?: number; message?: string };
+    if (e?.type === 'entity.parse.failed') return sendError(res, 400, 'INVALID_JSON', 'the request body is not valid JSON');
+    if (e?.type === 'entity.too.large') return sendError(res, 413, 'BODY_TOO_LARGE', 'the request body is too large');
+    if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) {
+      return sendError(res, e.status, 'BAD_REQUEST', e.message ?? 'bad request');
+    }
+    log(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    sendError(res, 500, 'INTERNAL', 'internal error; see the server log');
+  };
+}

@@ -1,0 +1,118 @@
+import { createRequire } from 'node:module';
+import { z } from 'zod';
+import { addRootBody, combinedSearchBody, errorsQuery, similarQuery, textSearchQuery } from './api-schemas.js';
+
+const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
+
+type JsonSchema = Record<string, unknown>;
+
+/** Query parameters from a zod object, described as the client sends them (before coercion). */
+function queryParameters(schema: z.ZodObject): JsonSchema[] {
+  const json = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as { properties?: Record<string, JsonSchema>; required?: string[] };
+  return Object.entries(json.properties ?? {}).map(([name, s]) => ({
+    name,
+    in: 'query',
+    required: json.required?.includes(name) ?? false,
+    ...(typeof s.description === 'string' ? { description: s.description } : {}),
+    schema: { ...s, description: undefined },
+  }));
+}
+
+function body(schema: z.ZodType): JsonSchema {
+  return z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as JsonSchema;
+}
+
+const idPath = { name: 'id', in: 'path', required: true, schema: { type: 'integer', minimum: 1 } };
+const error = { description: 'error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+const results = { description: 'ranked results', content: { 'application/json': { schema: { $ref: '#/components/schemas/SearchResponse' } } } };
+
+let cached: JsonSchema | null = null;
+
+/** The OpenAPI 3.1 description served at /api/openapi.json. */
+export function openApiDocument(): JsonSchema {
+  cached ??= {
+    openapi: '3.1.0',
+    info: {
+      title: 'clipdex',
+      version,
+      description:
+        'Local semantic photo search. Bound to loopback by default; when bound elsewhere every call needs `Authorization: Bearer <token>`.',
+    },
+    components: {
+      securitySchemes: { token: { type: 'http', scheme: 'bearer' } },
+      schemas: {
+        Error: {
+          type: 'object',
+          properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } }, required: ['code', 'message'] } },
+        },
+        SearchResult: {
+          type: 'object',
+          properties: {
+            id: { type: 'integer' },
+            path: { type: 'string' },
+            score: { type: 'number', description: 'cosine similarity' },
+            size: { type: 'integer' },
+            width: { type: ['integer', 'null'] },
+            height: { type: ['integer', 'null'] },
+            format: { type: ['string', 'null'] },
+            takenAt: { type: ['integer', 'null'], description: 'capture time, ms since the epoch' },
+            cameraMake: { type: ['string', 'null'] },
+            cameraModel: { type: ['string', 'null'] },
+          },
+        },
+        SearchResponse: {
+          type: 'object',
+          properties: {
+            results: { type: 'array', items: { $ref: '#/components/schemas/SearchResult' } },
+            offset: { type: 'integer' },
+            limit: { type: 'integer' },
+            hasMore: { type: 'boolean' },
+            bestScore: { type: ['number', 'null'] },
+            tookMs: { type: 'number' },
+            modelKey: { type: 'string' },
+          },
+        },
+      },
+    },
+    security: [{}, { token: [] }],
+    paths: {
+      '/api/search': {
+        get: { summary: 'Search by phrase', parameters: queryParameters(textSearchQuery), responses: { 200: results, 400: error, 503: error } },
+        post: {
+          summary: 'Combined search: phrases, stored photos and uploaded images with weights (negative weights subtract)',
+          requestBody: {
+            content: {
+              'application/json': { schema: body(combinedSearchBody) },
+              'multipart/form-data': {
+                schema: {
+                  type: 'object',
+                  properties: {
+                    image: { type: 'array', items: { type: 'string', format: 'binary' }, maxItems: 4 },
+                    query: { type: 'string', description: 'the JSON body above, as a string' },
+                  },
+                },
+              },
+            },
+          },
+          responses: { 200: results, 400: error, 413: error, 415: error, 422: error, 503: error },
+        },
+      },
+      '/api/images/{id}': { get: { summary: 'Photo metadata', parameters: [idPath], responses: { 200: { description: 'metadata' }, 404: error } } },
+      '/api/images/{id}/similar': {
+        get: { summary: 'Photos similar to a stored photo', parameters: [idPath, ...queryParameters(similarQuery)], responses: { 200: results, 404: error } },
+      },
+      '/api/images/{id}/thumbnail': { get: { summary: 'WebP thumbnail (~320 px)', parameters: [idPath], responses: { 200: { description: 'image/webp' }, 404: error } } },
+      '/api/images/{id}/file': { get: { summary: 'The original file (only from inside a watched folder)', parameters: [idPath], responses: { 200: { description: 'the image' }, 404: error } } },
+      '/api/status': { get: { summary: 'Counts, indexing progress, model and execution provider, index health', responses: { 200: { description: 'status' } } } },
+      '/api/errors': { get: { summary: 'Files that failed to index, with the reason', parameters: queryParameters(errorsQuery), responses: { 200: { description: 'failed files' } } } },
+      '/api/roots': {
+        get: { summary: 'Watched folders', responses: { 200: { description: 'roots' } } },
+        post: { summary: 'Watch and index a folder', requestBody: { content: { 'application/json': { schema: body(addRootBody) } } }, responses: { 201: { description: 'added' }, 400: error } },
+      },
+      '/api/roots/{id}': { delete: { summary: 'Stop watching a folder and forget its photos', parameters: [idPath], responses: { 204: { description: 'removed' }, 404: error } } },
+      '/api/models': { get: { summary: 'Known models and the one loaded', responses: { 200: { description: 'models' } } } },
+      '/api/events': { get: { summary: 'Server-Sent Events: status, indexed, removed', responses: { 200: { description: 'text/event-stream' } } } },
+    },
+  };
+  return cached;
+}
