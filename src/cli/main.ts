@@ -4,6 +4,8 @@ import { Command, CommanderError } from 'commander';
 import { errorMessage, isClipdexError } from '../errors.js';
 import { doctorCommand } from './commands/doctor.js';
 import { modelsCommand } from './commands/models.js';
+import { searchCommand, similarCommand } from './commands/search.js';
+import { serveCommand } from './commands/serve.js';
 import { tokenizeCommand } from './commands/tokenize.js';
 import { EXIT, exitCodeFor, log } from './context.js';
 
@@ -22,6 +24,9 @@ export function createProgram(): Command {
   program.addCommand(tokenizeCommand());
   program.addCommand(modelsCommand());
   program.addCommand(doctorCommand());
+  program.addCommand(searchCommand());
+  program.addCommand(similarCommand());
+  program.addCommand(serveCommand());
   // Subcommands inherit exitOverride only when set on each; errors are mapped in one place below.
   for (const cmd of program.commands) cmd.exitOverride();
   for (const cmd of program.commands.flatMap((c) => c.commands)) cmd.exitOverride();

@@ -1,0 +1,131 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import { ClipdexError } from '../../errors.js';
+import { Library } from '../../library/library.js';
+import { QueryEngine, type QueryTerm, type SearchRequest, type SearchResponse } from '../../search/query-engine.js';
+import type { ImageFilter } from '../../store/image-filter.js';
+import { globalOptions, printJson, type GlobalOptions } from '../context.js';
+
+function parseDate(value: string, name: string): number {
+  const t = Date.parse(value);
+  if (Number.isNaN(t)) throw new ClipdexError('INVALID_ARGUMENT', `--${name} must be a date such as 2024-06-30, got ${JSON.stringify(value)}`);
+  return t;
+}
+
+function intOption(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new ClipdexError('INVALID_ARGUMENT', `expected an integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+interface CommonOptions {
+  offset?: number;
+  folder?: string;
+  after?: string;
+  before?: string;
+  format?: string;
+  sort?: SearchRequest['sort'];
+  minScoreRatio?: string;
+}
+
+function addCommonOptions(cmd: Command): Command {
+  return cmd
+    .option('-k, --limit <n>', 'how many results', intOption, 20)
+    .option('--offset <n>', 'skip this many results (paging)', intOption)
+    .option('--folder <dir>', 'only photos under this folder')
+    .option('--after <date>', 'only photos taken on or after this date (YYYY-MM-DD)')
+    .option('--before <date>', 'only photos taken before this date')
+    .option('--format <list>', 'only these formats, e.g. jpeg,png')
+    .addOption(new Option('--sort <order>', 'result order').choices(['relevance', 'date-desc', 'date-asc']))
+    .option('--min-score-ratio <r>', 'keep results scoring at least this share (0-1) of the best');
+}
+
+function requestOptions(o: CommonOptions & { limit?: number }): Omit<SearchRequest, 'terms'> {
+  const filter: ImageFilter = {
+    ...(o.folder ? { folder: resolve(o.folder) } : {}),
+    ...(o.after ? { takenFrom: parseDate(o.after, 'after') } : {}),
+    ...(o.before ? { takenTo: parseDate(o.before, 'before') } : {}),
+    ...(o.format ? { formats: o.format.split(',').map((f) => f.trim().toLowerCase()).filter(Boolean) } : {}),
+  };
+  return {
+    limit: o.limit ?? 20,
+    ...(o.offset !== undefined ? { offset: o.offset } : {}),
+    ...(o.sort ? { sort: o.sort } : {}),
+    ...(o.minScoreRatio !== undefined ? { minScoreRatio: Number(o.minScoreRatio) } : {}),
+    ...(Object.keys(filter).length ? { filter } : {}),
+  };
+}
+
+async function runSearch(g: GlobalOptions, termsFor: (library: Library) => QueryTerm[], o: CommonOptions & { limit?: number }): Promise<void> {
+  const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir });
+  try {
+    const response = await new QueryEngine(library).search({ terms: termsFor(library), ...requestOptions(o) });
+    print(g, response);
+  } finally {
+    await library.close();
+  }
+}
+
+function print(g: GlobalOptions, response: SearchResponse): void {
+  if (g.json) return printJson(response);
+  if (response.results.length === 0) {
+    process.stderr.write('no results\n');
+    return;
+  }
+  for (const r of response.results) process.stdout.write(`${r.score.toFixed(4)}  ${r.path}\n`);
+  if (response.hasMore) process.stderr.write(`more results: --offset ${response.offset + response.limit}\n`);
+}
+
+/** `beach +image.jpg -people`: terms of a combined query; a leading - subtracts, an existing file is an image. */
+export function parseTerms(words: string[], extra: { add?: string[]; subtract?: string[] }): QueryTerm[] {
+  const terms: QueryTerm[] = [];
+  const phrase = words.join(' ').trim();
+  if (phrase) terms.push({ text: phrase });
+  for (const [list, weight] of [
+    [extra.add ?? [], 1],
+    [extra.subtract ?? [], -1],
+  ] as const) {
+    for (const item of list) {
+      if (/^\d+$/.test(item)) terms.push({ imageId: Number(item), weight });
+      else if (existsSync(item)) terms.push({ path: resolve(item), weight });
+      else terms.push({ text: item, weight });
+    }
+  }
+  return terms;
+}
+
+export function searchCommand(): Command {
+  const cmd = new Command('search')
+    .description('find photos by a phrase; --add/--subtract mix in more phrases, photos (paths) or photo ids')
+    .argument('[phrase...]', 'what to look for, e.g. "dog asleep on the sofa"')
+    .option('--add <term...>', 'another phrase, image path or photo id to add')
+    .option('--subtract <term...>', 'a phrase, image path or photo id to subtract (e.g. "people")');
+  addCommonOptions(cmd).action(async (words: string[], o: CommonOptions & { limit: number; add?: string[]; subtract?: string[] }, c: Command) => {
+    const terms = parseTerms(words, o);
+    if (terms.length === 0) throw new ClipdexError('INVALID_ARGUMENT', 'give a phrase to search for (or --add an image)');
+    await runSearch(globalOptions(c), () => terms, o);
+  });
+  return cmd;
+}
+
+export function similarCommand(): Command {
+  const cmd = new Command('similar').description('find photos similar to a photo: an indexed photo id, or any image file').argument('<path|id>', 'photo id or image path');
+  addCommonOptions(cmd).action(async (target: string, o: CommonOptions & { limit: number }, c: Command) => {
+    const g = globalOptions(c);
+    if (!/^\d+$/.test(target) && !existsSync(target)) {
+      throw new ClipdexError('FILE_NOT_FOUND', `${target} is neither a photo id nor an existing file`);
+    }
+    await runSearch(
+      g,
+      (library) => {
+        if (/^\d+$/.test(target)) return [{ imageId: Number(target) }];
+        // An indexed file searches by its stored embedding (and is left out of its own results).
+        const known = library.images.getByPath(resolve(target));
+        return [known?.status === 'indexed' ? { imageId: known.id } : { path: resolve(target) }];
+      },
+      o,
+    );
+  });
+  return cmd;
+}

@@ -1,0 +1,50 @@
+import { Command } from 'commander';
+import { ClipdexError } from '../../errors.js';
+import { Library } from '../../library/library.js';
+import { startServer } from '../../server/server.js';
+import { globalOptions, log } from '../context.js';
+
+function portOption(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ClipdexError('INVALID_ARGUMENT', `--port must be 0–65535, got ${value}`);
+  return n;
+}
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('run the web UI and REST API, indexing and watching the library folders')
+    .option('--port <n>', 'port (0 picks a free one)', portOption, 7523)
+    .option('--host <address>', 'address to bind; anything but loopback requires the access token', '127.0.0.1')
+    .option('--root <dir...>', 'folders to index and watch (remembered in the library)')
+    .option('--allowed-host <name...>', 'extra host names the server may be reached by')
+    .action(async (o: { port: number; host: string; root?: string[]; allowedHost?: string[] }, cmd: Command) => {
+      const g = globalOptions(cmd);
+      // The server starts without a model too: the page and `status` then say what is missing.
+      const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir, modelOptional: true });
+      if (library.modelError) log(`clipdex: ${library.modelError.message}\nclipdex: serving without search until the model is available; indexing waits.`);
+      const running = await startServer({
+        library,
+        host: o.host,
+        port: o.port,
+        ...(o.allowedHost ? { allowedHosts: o.allowedHost } : {}),
+        log,
+      });
+      log(`clipdex: listening on ${running.url}`);
+      if (running.token) {
+        log(
+          running.tokenIsNew
+            ? `clipdex: access token (shown once; kept in ${library.paths.dir}/server-token): ${running.token}\nclipdex: open ${running.url}/?token=${running.token}`
+            : `clipdex: bound beyond loopback: the access token is in ${library.paths.dir}/server-token`,
+        );
+      }
+      if (g.json) process.stdout.write(`${JSON.stringify({ url: running.url, port: running.port, token: running.tokenIsNew ? running.token : null })}\n`);
+      await new Promise<void>((resolvePromise) => {
+        const stop = () => resolvePromise();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      log('clipdex: shutting down');
+      await running.close();
+      await library.close();
+    });
+}
