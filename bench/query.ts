@@ -1,0 +1,166 @@
+/**
+ * npm run bench:query — what a user feels: text queries over HTTP against a library of 100k photos, with the
+ * ViT-B/32-shaped self-built model (text encoder at the real token length) and the HNSW index.
+ *
+ *   cold start: `clipdex serve` launched → first search answered (median of 3 starts)
+ *   latency: p50/p99 of sequential queries, every phrase new (no cache hits)
+ *   throughput: queries/s with 8 concurrent clients
+ *
+ * The library is made once in bench/out/query-<n> (photos are rows with clustered 512-d embeddings: no image
+ * is decoded, since ingest has its own benchmark). BENCH_N=20000 for a quicker run.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { Library } from '../src/library/library.js';
+import { buildTinyModel } from '../src/model/tiny-model-builder.js';
+import { clusteredVectors } from '../test/helpers/store-fixtures.js';
+
+const N = Number(process.env.BENCH_N ?? 100_000);
+const OUT = resolve('bench/out');
+const MODEL_DIR = join(OUT, 'vit-b-32');
+const DATA_DIR = join(OUT, `query-${N}`);
+const CLI = resolve('dist/cli/main.js');
+const sharedVocab = resolve('..', 'shared', 'clip', 'bpe_simple_vocab_16e6.txt.gz');
+
+const WORDS = ['dog', 'cat', 'beach', 'sunset', 'mountain', 'snow', 'kids', 'birthday', 'cake', 'garden', 'kayak', 'lake', 'city', 'night', 'forest', 'car', 'bike', 'grandma', 'wedding', 'concert'];
+let phraseCounter = 0;
+/** Every phrase different, so the text cache never answers for the encoder. */
+function nextPhrase(): string {
+  const i = phraseCounter++;
+  return `${WORDS[i % WORDS.length]} ${WORDS[(i * 7 + 3) % WORDS.length]} in the ${WORDS[(i * 13 + 5) % WORDS.length]} number ${i}`;
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+async function ensureLibrary(): Promise<void> {
+  if (!existsSync(join(MODEL_DIR, 'onnx', 'vision_model.onnx'))) {
+    console.log('building the vit-b-32 preset model …');
+    await buildTinyModel({ out: MODEL_DIR, preset: 'vit-b-32', vocab: existsSync(sharedVocab) ? sharedVocab : undefined, force: true });
+  }
+  if (existsSync(join(DATA_DIR, 'library.db'))) return;
+  mkdirSync(DATA_DIR, { recursive: true });
+  console.log(`making a library of ${N} photos in ${DATA_DIR} …`);
+  const t0 = performance.now();
+  const library = await Library.open({ dataDir: DATA_DIR, model: MODEL_DIR });
+  const { key, model, index } = library.requireModel();
+  const vectors = clusteredVectors(N, model.dim, { seed: 7 });
+  const root = library.roots.add('/photos');
+  const insert = library.store.db.transaction(() => {
+    for (let i = 0; i < N; i++) {
+      const hash = i.toString(16).padStart(64, '0');
+      library.embeddings.put(hash, key, vectors.subarray(i * model.dim, (i + 1) * model.dim));
+      library.images.upsert({
+        rootId: root.id,
+        path: `/photos/${Math.floor(i / 1000)}/IMG_${i}.jpg`,
+        size: 3_000_000,
+        mtimeMs: 1_700_000_000_000 + i,
+        contentHash: hash,
+        width: 4000,
+        height: 3000,
+        format: 'jpeg',
+        takenAt: 1_600_000_000_000 + i * 60_000,
+        status: 'indexed',
+      });
+    }
+  });
+  insert();
+  console.log(`inserted in ${((performance.now() - t0) / 1000).toFixed(1)} s; building the HNSW index …`);
+  index.sync();
+  await index.rebuild();
+  await index.idle();
+  console.log(`index ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${JSON.stringify(index.health())}`);
+  await library.close();
+}
+
+interface Server {
+  url: string;
+  stop(): Promise<void>;
+}
+
+async function startServe(): Promise<{ server: Server; firstAnswerMs: number }> {
+  const started = performance.now();
+  const child = spawn(process.execPath, [CLI, '--model', MODEL_DIR, '--data-dir', DATA_DIR, '--json', 'serve', '--port', '0'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, CLIPDEX_THREADS: '2' },
+  });
+  const line = await new Promise<string>((resolveLine, reject) => {
+    createInterface({ input: child.stdout! }).once('line', resolveLine);
+    child.once('exit', (code) => reject(new Error(`serve exited with ${code}`)));
+  });
+  const { url } = JSON.parse(line) as { url: string };
+  const res = await fetch(`${url}/api/search?q=${encodeURIComponent(nextPhrase())}&limit=20`);
+  if (!res.ok) throw new Error(`first query failed: ${res.status} ${await res.text()}`);
+  await res.json();
+  const firstAnswerMs = performance.now() - started;
+  return {
+    firstAnswerMs,
+    server: {
+      url,
+      stop: () =>
+        new Promise<void>((r) => {
+          child.once('exit', () => r());
+          child.kill('SIGTERM');
+        }),
+    },
+  };
+}
+
+async function query(url: string): Promise<number> {
+  const t = performance.now();
+  const res = await fetch(`${url}/api/search?q=${encodeURIComponent(nextPhrase())}&limit=20`);
+  if (!res.ok) throw new Error(`query failed: ${res.status}`);
+  await res.json();
+  return performance.now() - t;
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(CLI)) throw new Error('run `npm run build` first (the benchmark starts the real `clipdex serve`)');
+  await ensureLibrary();
+  const starts: number[] = [];
+  let server: Server | null = null;
+  for (let i = 0; i < 3; i++) {
+    const s = await startServe();
+    starts.push(s.firstAnswerMs);
+    if (i < 2) await s.server.stop();
+    else server = s.server;
+  }
+  console.log(`cold start → first answer: ${starts.map((s) => s.toFixed(0)).join(', ')} ms`);
+
+  for (let i = 0; i < 10; i++) await query(server!.url); // warm-up
+  const latencies: number[] = [];
+  for (let i = 0; i < 200; i++) latencies.push(await query(server!.url));
+
+  const clients = 8;
+  const seconds = 10;
+  let done = 0;
+  const concurrent: number[] = [];
+  const until = performance.now() + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (performance.now() < until) {
+        concurrent.push(await query(server!.url));
+        done++;
+      }
+    }),
+  );
+  await server!.stop();
+
+  const result = {
+    photos: N,
+    model: 'vit-b-32 preset (self-built, 512-d)',
+    coldStartMs: { runs: starts.map((s) => Math.round(s)), median: Math.round(percentile(starts, 50)) },
+    sequential: { queries: latencies.length, p50Ms: +percentile(latencies, 50).toFixed(1), p99Ms: +percentile(latencies, 99).toFixed(1) },
+    concurrent: { clients, seconds, queries: done, qps: +(done / seconds).toFixed(1), p50Ms: +percentile(concurrent, 50).toFixed(1), p99Ms: +percentile(concurrent, 99).toFixed(1) },
+  };
+  console.log(JSON.stringify(result, null, 2));
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
