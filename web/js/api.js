@@ -1,0 +1,99 @@
+/**
+ * The REST API as the page uses it. Every call returns parsed JSON or throws an ApiError carrying the
+ * server's error code and sentence; an aborted call rethrows the AbortError so callers can ignore it.
+ */
+
+export class ApiError extends Error {
+  /** @param {number} status @param {string} code @param {string} message */
+  constructor(status, code, message) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export function isAbort(err) {
+  return err instanceof DOMException && err.name === 'AbortError';
+}
+
+async function request(path, { method = 'GET', json, body, signal } = {}) {
+  const init = { method, signal, headers: { Accept: 'application/json' } };
+  if (json !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(json);
+  } else if (body !== undefined) {
+    init.body = body;
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch (err) {
+    if (isAbort(err)) throw err;
+    throw new ApiError(0, 'NETWORK', 'the clipdex server cannot be reached; is it still running?');
+  }
+  if (res.status === 204) return null;
+  const data = await res.json().catch(() => null);
+  if (!res.ok) {
+    throw new ApiError(res.status, data?.error?.code ?? `HTTP_${res.status}`, data?.error?.message ?? `${res.status} ${res.statusText}`);
+  }
+  return data;
+}
+
+/**
+ * Filters and paging as query parameters (GET) or body fields (POST).
+ * @typedef {{ folder?: string, after?: string, before?: string, formats?: string[], sort?: string }} Filters
+ */
+function queryString(params) {
+  const qs = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0)) continue;
+    qs.set(k, Array.isArray(v) ? v.join(',') : String(v));
+  }
+  const s = qs.toString();
+  return s ? `?${s}` : '';
+}
+
+function filterParams(filters = {}, page = {}) {
+  return {
+    folder: filters.folder || undefined,
+    after: filters.after || undefined,
+    before: filters.before || undefined,
+    format: filters.formats?.length ? filters.formats : undefined,
+    sort: filters.sort && filters.sort !== 'relevance' ? filters.sort : undefined,
+    limit: page.limit,
+    offset: page.offset || undefined,
+  };
+}
+
+export const api = {
+  status: (signal) => request('/api/status', { signal }),
+
+  /** A phrase alone: GET, so the browser and the server's phrase cache both help. */
+  searchText: (text, filters, page, signal) => request(`/api/search${queryString({ q: text, ...filterParams(filters, page) })}`, { signal }),
+
+  similar: (id, filters, page, signal) => request(`/api/images/${encodeURIComponent(id)}/similar${queryString(filterParams(filters, page))}`, { signal }),
+
+  /**
+   * Weighted terms ({text, weight} or {imageId, weight}) plus uploaded files, in one query.
+   * @param {{ terms: object[], files?: File[] }} query
+   */
+  searchCombined(query, filters, page, signal) {
+    const params = filterParams(filters, page);
+    const body = { terms: query.terms };
+    for (const [k, v] of Object.entries(params)) if (v !== undefined) body[k] = v;
+    if (!query.files?.length) return request('/api/search', { method: 'POST', json: body, signal });
+    const form = new FormData();
+    for (const f of query.files) form.append('image', f, f.name || 'pasted-image');
+    form.append('query', JSON.stringify(body));
+    return request('/api/search', { method: 'POST', body: form, signal });
+  },
+
+  errors: ({ limit, afterId } = {}) => request(`/api/errors${queryString({ limit, afterId })}`),
+  roots: () => request('/api/roots'),
+  addRoot: (path) => request('/api/roots', { method: 'POST', json: { path } }),
+  removeRoot: (id) => request(`/api/roots/${encodeURIComponent(id)}`, { method: 'DELETE' }),
+
+  thumbnailUrl: (id) => `/api/images/${encodeURIComponent(id)}/thumbnail`,
+  fileUrl: (id) => `/api/images/${encodeURIComponent(id)}/file`,
+};

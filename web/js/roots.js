@@ -1,0 +1,91 @@
+/** The folders page: the watched roots, adding one by its path on the server's disk, removing one. */
+import { api } from './api.js';
+import { formatDate, h, show } from './dom.js';
+
+export class RootsView {
+  /**
+   * @param {{ list: HTMLElement, empty: HTMLElement, form: HTMLFormElement, input: HTMLInputElement, error: HTMLElement }} els
+   * @param {(roots: object[]) => void} onChange every time the list is known anew (filters offer these folders)
+   */
+  constructor(els, onChange) {
+    this.els = els;
+    this.onChange = onChange;
+    this.roots = [];
+    els.form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.add(els.input.value.trim());
+    });
+  }
+
+  async load() {
+    try {
+      const { roots } = await api.roots();
+      this.render(roots);
+    } catch (err) {
+      this.fail(err.message);
+    }
+  }
+
+  async add(path) {
+    if (!path) return;
+    const button = this.els.form.querySelector('button[type="submit"]');
+    button.disabled = true;
+    show(this.els.error, false);
+    try {
+      await api.addRoot(path);
+      this.els.input.value = '';
+      await this.load();
+    } catch (err) {
+      this.fail(err.message);
+      this.els.input.focus();
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async remove(root) {
+    // Removing a folder drops its photos from the index: worth one question.
+    if (!window.confirm(`Stop watching ${root.path}?\nIts photos leave the index; the files themselves are not touched.`)) return;
+    show(this.els.error, false);
+    try {
+      await api.removeRoot(root.id);
+      await this.load();
+    } catch (err) {
+      this.fail(err.message);
+    }
+  }
+
+  fail(message) {
+    this.els.error.textContent = message;
+    show(this.els.error, true);
+  }
+
+  /** Also fed by live status snapshots, so an unplugged drive shows as offline without a reload. */
+  render(roots) {
+    const same = JSON.stringify(roots) === JSON.stringify(this.roots);
+    this.roots = roots;
+    if (same && this.els.list.childElementCount === roots.length) return;
+    this.els.list.replaceChildren(
+      ...roots.map((root) =>
+        h(
+          'li',
+          { className: 'root', dataset: { state: root.state } },
+          h(
+            'div',
+            { className: 'root-text' },
+            h('span', { className: 'root-path', text: root.path }),
+            h(
+              'span',
+              { className: 'root-detail' },
+              root.state === 'offline' ? h('span', { className: 'tag tag-warn', text: 'offline' }) : h('span', { className: 'tag', text: 'watching' }),
+              root.lastScanAt ? ` last scanned ${formatDate(root.lastScanAt)}` : ' not scanned yet',
+            ),
+          ),
+          h('button', { type: 'button', className: 'button button-danger', text: 'Remove', 'aria-label': `Remove folder ${root.path}`, onClick: () => this.remove(root) }),
+        ),
+      ),
+    );
+    show(this.els.empty, roots.length === 0);
+    this.onChange(roots);
+  }
+}

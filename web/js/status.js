@@ -1,0 +1,150 @@
+/**
+ * Live state from the server over Server-Sent Events (`/api/events`): `status` snapshots drive the status
+ * bar and the missing-model banner; `indexed` and `removed` tell the search view about new and deleted
+ * photos. EventSource reconnects by itself; when the server refuses the stream it is retried here.
+ */
+import { api } from './api.js';
+import { formatCount, h, show, withCode } from './dom.js';
+
+const RETRY_MS = 5000;
+
+/**
+ * @param {{ onStatus: (s: object) => void, onIndexed: (items: object[]) => void, onRemoved: (ids: number[]) => void,
+ *           onConnection: (state: 'live' | 'reconnecting' | 'offline') => void, onNotice: (n: { code: string, message: string }) => void }} handlers
+ */
+export function connectEvents(handlers) {
+  let source = null;
+  const parse = (e) => {
+    try {
+      return JSON.parse(e.data);
+    } catch {
+      return null;
+    }
+  };
+  const open = () => {
+    source = new EventSource('/api/events');
+    source.addEventListener('open', () => handlers.onConnection('live'));
+    source.addEventListener('status', (e) => {
+      const s = parse(e);
+      if (s) handlers.onStatus(s);
+    });
+    source.addEventListener('indexed', (e) => {
+      const items = parse(e);
+      if (Array.isArray(items)) handlers.onIndexed(items);
+    });
+    source.addEventListener('removed', (e) => {
+      const items = parse(e);
+      if (Array.isArray(items)) handlers.onRemoved(items.map((i) => (typeof i === 'number' ? i : (i?.imageId ?? i?.id))).filter(Number.isInteger));
+    });
+    // Things to read once: a folder that cannot be read, a watcher that fell back to polling, an engine failure.
+    for (const type of ['notice', 'failure']) {
+      source.addEventListener(type, (e) => {
+        const n = parse(e);
+        if (n && typeof n.message === 'string') handlers.onNotice({ code: String(n.code ?? type), message: n.message, failure: type === 'failure' });
+      });
+    }
+    source.addEventListener('error', () => {
+      if (source.readyState === EventSource.CLOSED) {
+        handlers.onConnection('offline');
+        source.close();
+        setTimeout(open, RETRY_MS);
+      } else {
+        handlers.onConnection('reconnecting');
+      }
+    });
+  };
+  // A first snapshot by plain GET, so the page is filled even where streams are slow to start (proxies).
+  api.status().then(handlers.onStatus, () => handlers.onConnection('offline'));
+  open();
+  return () => source?.close();
+}
+
+/** Rate and time left from the ingestion engine's progress, where it reports them. */
+function ingestDetail(ingest) {
+  if (!ingest || typeof ingest !== 'object') return '';
+  const rate = Number(ingest.filesPerSecond);
+  const eta = Number(ingest.etaSeconds);
+  const parts = [];
+  if (Number.isFinite(rate) && rate > 0) parts.push(`${rate.toFixed(rate < 10 ? 1 : 0)} photos/s`);
+  if (ingest.etaSeconds !== null && Number.isFinite(eta) && eta > 0) {
+    parts.push(eta < 90 ? `about ${Math.ceil(eta)} s left` : `about ${Math.ceil(eta / 60)} min left`);
+  }
+  return parts.join(' · ');
+}
+
+export class StatusBar {
+  /** @param {Record<string, HTMLElement>} els text, progress, failed, model, connection, problemsCount, banner, bannerMessage, bannerFix */
+  constructor(els) {
+    this.els = els;
+  }
+
+  setConnection(state) {
+    const el = this.els.connection;
+    el.dataset.state = state;
+    el.title = { live: 'Live updates on', reconnecting: 'Reconnecting to the server…', offline: 'The server cannot be reached' }[state];
+    if (state === 'offline') this.els.text.textContent = 'The clipdex server cannot be reached; retrying…';
+  }
+
+  render(s) {
+    const { text, progress, failed, model, problemsCount } = this.els;
+    const indexed = s.indexed ?? 0;
+    const pending = s.pending ?? 0;
+    const errors = s.failed ?? 0;
+    const ingest = s.ingest && typeof s.ingest === 'object' ? s.ingest : null;
+    // The engine's own counters when it runs; the library's counts otherwise (e.g. files queued before a restart).
+    const total = ingest && ingest.total > 0 ? ingest.total : indexed + errors + pending;
+    const done = ingest && ingest.total > 0 ? ingest.done : indexed + errors;
+    const busy = pending > 0 || (ingest !== null && ingest.phase !== undefined && ingest.phase !== 'idle');
+    const parts = [];
+    if (ingest?.phase === 'scanning' && pending === 0) {
+      parts.push(`Scanning folders… ${formatCount(indexed)} photo${indexed === 1 ? '' : 's'} indexed`);
+    } else if (busy && total > done) {
+      parts.push(`Indexing: ${formatCount(done)} of ${formatCount(total)} photos`);
+      const detail = ingestDetail(ingest);
+      if (detail) parts.push(detail);
+    } else {
+      parts.push(`${formatCount(indexed)} photo${indexed === 1 ? '' : 's'} indexed`);
+    }
+    if (s.model && !s.model.ready && pending > 0) parts.push('waiting for the model');
+    if (s.offline > 0) parts.push(`${formatCount(s.offline)} offline`);
+    if (Array.isArray(s.roots) && s.roots.length === 0) parts.push('no folders yet');
+    text.textContent = parts.join(' · ');
+    text.dataset.indexed = String(indexed);
+
+    progress.max = Math.max(1, total);
+    progress.value = Math.min(done, total);
+    show(progress, busy && total > done);
+
+    failed.textContent = `${formatCount(errors)} failed`;
+    show(failed, errors > 0);
+    problemsCount.textContent = formatCount(errors);
+    show(problemsCount, errors > 0);
+
+    const m = s.model ?? {};
+    const providers = Array.isArray(m.providers) ? m.providers.join(', ') : '';
+    model.textContent = m.ready ? `${m.key ?? m.ref}${providers ? ` · ${providers}` : ''}` : `model ${m.ref ?? ''}: not loaded`;
+    model.title = m.ready ? `Model ${m.ref}, running on ${providers || 'CPU'}` : (m.error?.message ?? 'model not loaded');
+    this.renderBanner(m.error);
+  }
+
+  /** The one thing that stops everything gets said plainly, with the server's own fix. */
+  renderBanner(error) {
+    const { banner, bannerMessage, bannerFix } = this.els;
+    if (!error) return show(banner, false);
+    bannerMessage.textContent = error.message ?? '';
+    bannerFix.replaceChildren(withCode(error.fix ?? 'run `clipdex doctor` for details'));
+    show(banner, true);
+  }
+}
+
+/** Short-lived messages at the bottom of the page; several identical ones in a row show once. */
+export function toaster(region, lifetimeMs = 8000) {
+  return ({ message, failure }) => {
+    if ([...region.children].some((t) => t.dataset.message === message)) return;
+    const toast = h('div', { className: `toast${failure ? ' toast-failure' : ''}`, dataset: { message } }, h('span', { text: message }));
+    const close = () => toast.remove();
+    toast.append(h('button', { type: 'button', className: 'chip-remove', 'aria-label': 'Dismiss', text: '✕', onClick: close }));
+    region.append(toast);
+    setTimeout(close, lifetimeMs);
+  };
+}

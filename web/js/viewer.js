@@ -1,0 +1,150 @@
+/**
+ * The photo viewer: a modal dialog with the large image, its metadata and "find similar". The preview
+ * thumbnail shows at once and the original replaces it when loaded; ← and → browse the results, Escape
+ * closes (the dialog's own behaviour), and focus returns to where it was.
+ */
+import { api } from './api.js';
+import { formatBytes, formatCamera, formatCount, formatDate, h, show, splitPath } from './dom.js';
+import { scoreText } from './grid.js';
+
+/** Formats a browser may not draw even though the server indexes them. */
+const MAYBE_UNVIEWABLE = new Set(['heic', 'tiff']);
+
+export class Viewer {
+  /**
+   * @param {HTMLDialogElement} dialog
+   * @param {{ results: () => object[], bestScore: () => number | null, hasMore: () => boolean,
+   *           loadMore: () => Promise<void>, onSimilar: (photo: object) => void }} source
+   */
+  constructor(dialog, source) {
+    this.dialog = dialog;
+    this.source = source;
+    this.index = -1;
+    this.loading = 0;
+    const $ = (id) => dialog.querySelector(`#${id}`);
+    this.els = {
+      image: $('viewer-image'),
+      title: $('viewer-title'),
+      meta: $('viewer-meta'),
+      note: $('viewer-note'),
+      prev: $('viewer-prev'),
+      next: $('viewer-next'),
+      similar: $('viewer-similar'),
+      original: $('viewer-original'),
+    };
+    $('viewer-close').addEventListener('click', () => this.close());
+    this.els.prev.addEventListener('click', () => this.step(-1));
+    this.els.next.addEventListener('click', () => this.step(1));
+    this.els.similar.addEventListener('click', () => {
+      const photo = this.current();
+      if (!photo) return;
+      this.close();
+      source.onSimilar(photo);
+    });
+    dialog.addEventListener('keydown', (e) => {
+      if (e.key === 'ArrowLeft' || e.key === 'ArrowRight') {
+        e.preventDefault();
+        this.step(e.key === 'ArrowLeft' ? -1 : 1);
+      }
+    });
+    // A click on the backdrop (the dialog box itself, outside its content) closes it.
+    dialog.addEventListener('click', (e) => {
+      if (e.target === dialog) this.close();
+    });
+    dialog.addEventListener('close', () => {
+      this.index = -1;
+      this.els.image.removeAttribute('src');
+      this.returnFocus?.focus?.();
+    });
+  }
+
+  get isOpen() {
+    return this.dialog.open;
+  }
+
+  current() {
+    return this.source.results()[this.index];
+  }
+
+  open(index) {
+    if (!this.dialog.open) {
+      this.returnFocus = document.activeElement;
+      this.dialog.showModal();
+    }
+    this.show(index);
+    this.els.similar.focus();
+  }
+
+  close() {
+    if (this.dialog.open) this.dialog.close();
+  }
+
+  async step(delta) {
+    const results = this.source.results();
+    let target = this.index + delta;
+    if (target >= results.length && this.source.hasMore()) {
+      await this.source.loadMore();
+    }
+    target = Math.max(0, Math.min(this.source.results().length - 1, target));
+    if (target !== this.index && this.dialog.open) this.show(target);
+  }
+
+  show(index) {
+    const photo = this.source.results()[index];
+    if (!photo) return;
+    this.index = index;
+    const { name } = splitPath(photo.path);
+    this.els.title.textContent = name;
+    this.els.image.alt = name;
+    this.els.original.href = api.fileUrl(photo.id);
+    this.renderMeta(photo);
+    this.loadImage(photo);
+    const count = this.source.results().length;
+    this.els.prev.disabled = index <= 0;
+    this.els.next.disabled = index >= count - 1 && !this.source.hasMore();
+    // The card under the viewer follows along, so closing leaves focus on the photo last seen.
+    const cardEl = document.querySelector(`.card[data-index="${index}"]`);
+    if (cardEl) this.returnFocus = cardEl;
+  }
+
+  /** Thumbnail first (cached, instant), then the original once it has decoded. */
+  loadImage(photo) {
+    const ticket = ++this.loading;
+    const { image, note } = this.els;
+    show(note, false);
+    image.src = api.thumbnailUrl(photo.id);
+    image.classList.add('preview');
+    const full = new Image();
+    full.decoding = 'async';
+    full.src = api.fileUrl(photo.id);
+    full
+      .decode()
+      .then(() => {
+        if (ticket !== this.loading) return;
+        image.src = full.src;
+        image.classList.remove('preview');
+      })
+      .catch(() => {
+        if (ticket !== this.loading) return;
+        note.textContent = MAYBE_UNVIEWABLE.has(photo.format ?? '')
+          ? `This browser cannot show ${photo.format.toUpperCase()} files; showing the preview. “Open original” downloads the file.`
+          : 'The original file could not be loaded (moved, deleted, or its folder is offline); showing the preview.';
+        show(note, true);
+      });
+  }
+
+  renderMeta(photo) {
+    const rows = [
+      ['Path', photo.path],
+      ['Size', formatBytes(photo.size)],
+      ['Dimensions', photo.width && photo.height ? `${formatCount(photo.width)} × ${formatCount(photo.height)} px` : ''],
+      ['Taken', photo.takenAt !== null && photo.takenAt !== undefined ? formatDate(photo.takenAt) : 'unknown'],
+      ['Camera', formatCamera(photo.cameraMake, photo.cameraModel) || 'unknown'],
+      ['Format', photo.format ? photo.format.toUpperCase() : ''],
+      ['Score', scoreText(photo.score, this.source.bestScore())],
+    ];
+    this.els.meta.replaceChildren(
+      ...rows.filter(([, value]) => value).flatMap(([label, value]) => [h('dt', { text: label }), h('dd', { text: value, dataset: { field: label.toLowerCase() } })]),
+    );
+  }
+}
