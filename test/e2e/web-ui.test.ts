@@ -228,6 +228,21 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
     await page.click('#filters-toggle');
   });
 
+  it('subtracts the words after a minus: one weighted query', async () => {
+    const posted = page.waitForRequest((r) => r.url().endsWith('/api/search') && r.method() === 'POST');
+    await page.fill('#q', 'a photo -a fish -black-and-white');
+    await page.press('#q', 'Enter');
+    const body = (await posted).postDataJSON() as { terms: unknown[] };
+    expect(body.terms).toEqual([
+      { text: 'a photo', weight: 1 },
+      { text: 'a fish', weight: -1 },
+      { text: 'black-and-white', weight: -1 },
+    ]);
+    const res = await fetch(`${server.url}/api/search`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, limit: 60 }) });
+    const expected = ((await res.json()) as { results: Result[] }).results.map((r) => r.id);
+    await eventually(async () => JSON.stringify(await cardIds()) === JSON.stringify(expected), 'the grid of the weighted query');
+  });
+
   it('renders a file name made of HTML as text, never as markup', async () => {
     await page.fill('#q', 'a photo');
     await page.press('#q', 'Enter');
