@@ -59,7 +59,7 @@ export function connectEvents(handlers) {
   return () => source?.close();
 }
 
-/** Rate and time left from the ingestion engine's progress, where it reports them. */
+/** Rate and time left from the ingestion engine's progress (`status.ingest.progress`), where it reports them. */
 function ingestDetail(ingest) {
   if (!ingest || typeof ingest !== 'object') return '';
   const rate = Number(ingest.filesPerSecond);
@@ -90,13 +90,14 @@ export class StatusBar {
     const indexed = s.indexed ?? 0;
     const pending = s.pending ?? 0;
     const errors = s.failed ?? 0;
-    const ingest = s.ingest && typeof s.ingest === 'object' ? s.ingest : null;
+    const phase = s.ingest?.phase;
+    const ingest = s.ingest?.progress && typeof s.ingest.progress === 'object' ? s.ingest.progress : null;
     // The engine's own counters when it runs; the library's counts otherwise (e.g. files queued before a restart).
     const total = ingest && ingest.total > 0 ? ingest.total : indexed + errors + pending;
     const done = ingest && ingest.total > 0 ? ingest.done : indexed + errors;
-    const busy = pending > 0 || (ingest !== null && ingest.phase !== undefined && ingest.phase !== 'idle');
+    const busy = pending > 0 || (phase !== undefined && phase !== 'idle');
     const parts = [];
-    if (ingest?.phase === 'scanning' && pending === 0) {
+    if (phase === 'scanning' && pending === 0) {
       parts.push(`Scanning folders… ${formatCount(indexed)} photo${indexed === 1 ? '' : 's'} indexed`);
     } else if (busy && total > done) {
       parts.push(`Indexing: ${formatCount(done)} of ${formatCount(total)} photos`);
@@ -121,9 +122,13 @@ export class StatusBar {
     show(problemsCount, errors > 0);
 
     const m = s.model ?? {};
-    const providers = Array.isArray(m.providers) ? m.providers.join(', ') : '';
-    model.textContent = m.ready ? `${m.key ?? m.ref}${providers ? ` · ${providers}` : ''}` : `model ${m.ref ?? ''}: not loaded`;
-    model.title = m.ready ? `Model ${m.ref}, running on ${providers || 'CPU'}` : (m.error?.message ?? 'model not loaded');
+    // A model given as a directory is named by its last folder; an id stays as it is.
+    const name = String(m.ref ?? '').split(/[\\/]/).filter(Boolean).pop() ?? '';
+    const device = m.providers?.image ? String(m.providers.image).toUpperCase() : '';
+    model.textContent = m.ready ? `${name}${device ? ` · ${device}` : ''}` : `model ${name}: not loaded`;
+    model.title = m.ready
+      ? `Model ${m.ref} (${m.key}); images encoded on ${m.providers?.image ?? '?'}, text on ${m.providers?.text ?? '?'}`
+      : (m.error?.message ?? 'model not loaded');
     this.renderBanner(m.error);
   }
 
