@@ -165,7 +165,8 @@ let lastFailed = null;
 connectEvents({
   onStatus: (s) => {
     statusBar.render(s);
-    if (Array.isArray(s.roots)) roots.render(s.roots);
+    const liveRoots = Array.isArray(s.ingest?.roots) ? s.ingest.roots : s.roots;
+    if (Array.isArray(liveRoots)) roots.render(liveRoots);
     // The problems page follows new failures while it is open.
     if (currentView === 'problems' && lastFailed !== null && s.failed !== lastFailed) problems.load(true);
     lastFailed = s.failed;

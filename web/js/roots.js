@@ -2,6 +2,23 @@
 import { api } from './api.js';
 import { formatDate, h, show } from './dom.js';
 
+/**
+ * How a folder is doing. The ingest engine's view (`status.ingest.roots`: scanning, watch mode, why it is
+ * offline) is used where the server has one; the stored roots (`status.roots`) carry state only.
+ */
+function rootTag(root) {
+  if (root.state === 'offline') return h('span', { className: 'tag tag-warn', text: 'offline' });
+  if (root.scanning) return h('span', { className: 'tag tag-accent', text: 'scanning' });
+  if (root.watch === 'polling') return h('span', { className: 'tag', text: 'watching (polling)', title: 'The system ran out of file watches; changes are found by polling' });
+  if (root.watch === 'off') return h('span', { className: 'tag', text: 'not watched' });
+  return h('span', { className: 'tag', text: 'watching' });
+}
+
+function rootDetail(root) {
+  if (root.state === 'offline' && root.stateReason) return root.stateReason;
+  return root.lastScanAt ? `last scanned ${formatDate(root.lastScanAt)}` : 'not scanned yet';
+}
+
 export class RootsView {
   /**
    * @param {{ list: HTMLElement, empty: HTMLElement, form: HTMLFormElement, input: HTMLInputElement, error: HTMLElement }} els
@@ -74,12 +91,7 @@ export class RootsView {
             'div',
             { className: 'root-text' },
             h('span', { className: 'root-path', text: root.path }),
-            h(
-              'span',
-              { className: 'root-detail' },
-              root.state === 'offline' ? h('span', { className: 'tag tag-warn', text: 'offline' }) : h('span', { className: 'tag', text: 'watching' }),
-              root.lastScanAt ? ` last scanned ${formatDate(root.lastScanAt)}` : ' not scanned yet',
-            ),
+            h('span', { className: 'root-detail' }, rootTag(root), ' ', rootDetail(root)),
           ),
           h('button', { type: 'button', className: 'button button-danger', text: 'Remove', 'aria-label': `Remove folder ${root.path}`, onClick: () => this.remove(root) }),
         ),
