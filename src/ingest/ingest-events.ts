@@ -1,0 +1,60 @@
+/**
+ * What the ingest engine tells its listeners (the CLI's progress bar, the server's event stream).
+ * Plain data, so it serialises to JSON as is.
+ */
+
+export type IngestPhase = 'scanning' | 'encoding' | 'idle';
+
+export interface IngestProgress {
+  phase: IngestPhase;
+  /** Files whose result was recorded since the engine started. */
+  done: number;
+  /** done + what is queued now (in flight included). */
+  total: number;
+  /** Queued entries (roots that are offline included). */
+  pending: number;
+  /** Over the last few seconds. */
+  filesPerSecond: number;
+  /** Seconds until the queue is empty at the current rate; null when unknown. */
+  etaSeconds: number | null;
+  /** Files recorded as failed since the engine started. */
+  errors: number;
+  /** Encoder runs avoided by content already embedded (renames, copies, unchanged content). */
+  reused: number;
+  encoded: number;
+  renamed: number;
+  removed: number;
+  /** Roots being scanned now. */
+  scanning: number;
+}
+
+export type IngestEvent =
+  | { type: 'progress'; progress: IngestProgress }
+  /** encoded false: the content's embedding was already stored (a copy, or a change that kept the content). */
+  | { type: 'indexed'; imageId: number; path: string; rootId: number; encoded: boolean }
+  | { type: 'renamed'; imageId: number; from: string; to: string }
+  | { type: 'removed'; imageId: number; path: string }
+  | { type: 'error'; imageId: number; path: string; code: string; message: string }
+  | { type: 'root'; rootId: number; path: string; state: 'ok' | 'offline'; reason?: string }
+  | { type: 'scan'; rootId: number; path: string; phase: 'started' | 'finished'; summary?: ScanReport }
+  /** Something the user should read once (a polling fallback, a folder that cannot be read). */
+  | { type: 'notice'; rootId: number | null; code: string; message: string }
+  /** A failure of the engine itself (the encoder, the database); it retries on its own. */
+  | { type: 'failure'; code: string; message: string };
+
+export interface ScanReport {
+  files: number;
+  queued: number;
+  unchanged: number;
+  /** Rows removed because their files are gone. */
+  removed: number;
+  renamed: number;
+  /** Offline images that came back unchanged. */
+  restored: number;
+  unreadableDirs: string[];
+  /** The walk finished and the root stayed the same folder: the sweep ran. */
+  complete: boolean;
+  offline: boolean;
+}
+
+export type IngestListener = (event: IngestEvent) => void;

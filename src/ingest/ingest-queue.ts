@@ -1,0 +1,164 @@
+/**
+ * The pipeline's input: an endless async feed over the SQLite work queue. An entry is handed out once
+ * and stays in the table until the sink records its result (in the same transaction that writes the
+ * image row), so a crash leaves it queued and the next run picks it up: nothing is lost and nothing
+ * lands twice.
+ *
+ * In memory only what must not be handed out now:
+ * - in flight: taken by the pipeline, result not recorded yet. One path is never in flight twice, so
+ *   an older read of a file can never overwrite a newer one.
+ * - parked: changed while it was read; waits (in a WriteSettler) until it has been quiet again.
+ * Both are skipped by the cursor; when one becomes available again the cursor rewinds.
+ */
+import { IngestStore, type QueueEntry } from './ingest-store.js';
+import { WriteSettler } from './write-settle.js';
+
+export interface QueueItem extends QueueEntry {
+  /** The pipeline reads `path`. */
+  path: string;
+}
+
+export interface IngestQueueOptions {
+  /** How long a file that changed while read must be quiet before it is read again (ms). */
+  stableMs: number;
+  /** Entries read from SQLite at a time. */
+  pageSize?: number;
+}
+
+/** Wakes every waiter; each re-checks its own condition. */
+class Signal {
+  private waiters: (() => void)[] = [];
+  wait(): Promise<void> {
+    return new Promise((res) => this.waiters.push(res));
+  }
+  notify(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const res of w) res();
+  }
+}
+
+export class IngestQueue {
+  private readonly inFlight = new Map<string, number>();
+  private readonly parked = new Set<string>();
+  /** Paths whose newer entry the cursor passed while an older one was in flight. */
+  private readonly passed = new Set<string>();
+  private readonly settler: WriteSettler<undefined>;
+  private readonly signal = new Signal();
+  private readonly pageSize: number;
+  private buffer: QueueEntry[] = [];
+  private cursor = 0;
+  private rewind = false;
+  private closed = false;
+
+  constructor(
+    private readonly store: IngestStore,
+    options: IngestQueueOptions,
+  ) {
+    this.pageSize = options.pageSize ?? 128;
+    this.settler = new WriteSettler<undefined>({
+      stableMs: options.stableMs,
+      onSettled: (files) => files.forEach((f) => this.unpark(f.path)),
+      // Gone while parked: its next read reports it missing and the sink cleans up.
+      onGone: (paths) => paths.forEach((p) => this.unpark(p)),
+    });
+  }
+
+  /** Entries taken and not yet recorded. */
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  get parkedCount(): number {
+    return this.parked.size;
+  }
+
+  /** Nothing to hand out now and nothing out: what is queued belongs to offline roots, if anything. */
+  isIdle(): boolean {
+    return this.inFlight.size === 0 && this.parked.size === 0 && this.buffer.length === 0 && this.store.queueOnlineCount() === 0;
+  }
+
+  /** Something new may be available (an entry queued, a root back online). */
+  wake(rewind = false): void {
+    if (rewind) this.rewind = true;
+    this.signal.notify();
+  }
+
+  /** The sink recorded (or dropped) the result for this item. */
+  done(item: QueueEntry): void {
+    if (this.inFlight.get(item.path) === item.id) this.inFlight.delete(item.path);
+    // An entry for this path queued while it was in flight was skipped by the cursor: go back for it.
+    this.wake(this.passed.delete(item.path));
+  }
+
+  /** The file changed while read: hand it out again once it has settled. */
+  park(item: QueueEntry): void {
+    if (this.inFlight.get(item.path) === item.id) this.inFlight.delete(item.path);
+    this.passed.delete(item.path);
+    this.parked.add(item.path);
+    this.settler.touch(item.path, undefined);
+  }
+
+  /** Holds back a queued file that was written moments ago (the scan found it mid-copy). */
+  parkFresh(path: string): void {
+    this.parked.add(path);
+    this.settler.touch(path, undefined);
+  }
+
+  private unpark(path: string): void {
+    if (this.parked.delete(path)) this.wake(true);
+  }
+
+  /** After the pipeline stopped on a failure: whatever it held was never recorded and is queued still. */
+  resetInFlight(): void {
+    this.inFlight.clear();
+    this.passed.clear();
+    this.buffer = [];
+    this.wake(true);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.settler.close();
+    this.signal.notify();
+  }
+
+  /** Hands out queued entries as they become available; ends only when the queue is closed. */
+  async *feed(): AsyncGenerator<QueueItem> {
+    while (!this.closed) {
+      const item = this.take();
+      if (item) {
+        yield item;
+        continue;
+      }
+      await this.signal.wait();
+    }
+  }
+
+  private take(): QueueItem | undefined {
+    for (;;) {
+      if (this.buffer.length === 0 && !this.refill()) return undefined;
+      const entry = this.buffer.shift()!;
+      const flying = this.inFlight.get(entry.path);
+      if (flying !== undefined) {
+        if (flying !== entry.id) this.passed.add(entry.path);
+        continue;
+      }
+      if (this.parked.has(entry.path)) continue;
+      this.inFlight.set(entry.path, entry.id);
+      return entry;
+    }
+  }
+
+  private refill(): boolean {
+    if (this.rewind) {
+      this.rewind = false;
+      this.cursor = 0;
+    }
+    const page = this.store.queuePage(this.cursor, this.pageSize);
+    if (page.length === 0) return false;
+    this.cursor = page[page.length - 1]!.id;
+    this.buffer = page;
+    return true;
+  }
+}
