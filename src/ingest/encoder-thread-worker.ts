@@ -1,0 +1,52 @@
+/**
+ * Worker side of encoder-thread.ts: opens the image tower and encodes the batches it is sent.
+ * onnxruntime-node runs a session synchronously on the calling thread, so here it blocks this worker,
+ * not the thread that decodes the next batch (and, in `clipdex serve`, answers requests).
+ */
+import { join } from 'node:path';
+import { parentPort, workerData } from 'node:worker_threads';
+import { isClipdexError, errorMessage } from '../errors.js';
+import { ImageEncoder } from '../model/image-encoder.js';
+import type { ModelSpec } from '../model/model-dir.js';
+import type { SessionOptions } from '../model/ort-session.js';
+import { openTower } from '../model/tower-session.js';
+
+export interface EncoderWorkerData {
+  spec: ModelSpec;
+  session: SessionOptions;
+  batch: number | undefined;
+}
+
+export type EncoderRequest = { type: 'encode'; id: number; pixels: Float32Array; count: number };
+
+export type EncoderReply =
+  | { type: 'ready'; batchSize: number; provider: string }
+  | { type: 'result'; id: number; data: Float32Array; dim: number }
+  | { type: 'error'; id: number | null; code: string | null; message: string };
+
+const port = parentPort!;
+const { spec, session, batch } = workerData as EncoderWorkerData;
+
+const fail = (id: number | null, err: unknown): void =>
+  port.postMessage({ type: 'error', id, code: isClipdexError(err) ? err.code : null, message: errorMessage(err) } satisfies EncoderReply);
+
+try {
+  const tower = await openTower(join(spec.dir, spec.vision.file), spec.vision, 'image', session);
+  const encoder = new ImageEncoder(tower, spec.preprocess.size, batch);
+  port.on('message', (m: EncoderRequest) => {
+    void (async () => {
+      try {
+        const rows = await encoder.encode(m.pixels, m.count);
+        const dim = rows[0]?.length ?? 0;
+        const data = new Float32Array(rows.length * dim);
+        rows.forEach((r, i) => data.set(r, i * dim));
+        port.postMessage({ type: 'result', id: m.id, data, dim } satisfies EncoderReply, [data.buffer]);
+      } catch (err) {
+        fail(m.id, err);
+      }
+    })();
+  });
+  port.postMessage({ type: 'ready', batchSize: encoder.batchSize, provider: encoder.provider } satisfies EncoderReply);
+} catch (err) {
+  fail(null, err);
+}

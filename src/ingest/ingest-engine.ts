@@ -1,0 +1,671 @@
+/**
+ * The ingest engine: keeps a library's roots and its database in step, once (`clipdex index`) or for as
+ * long as it runs (`clipdex serve`).
+ *
+ *   watcher ──▶ live changes ─┐
+ *                             ├──▶ ingest_queue (SQLite) ──▶ encode pipeline ──▶ sink (SQLite, thumbnails)
+ *   reconcile (scan) ─────────┘
+ *
+ * The watcher starts before the scan, so nothing that changes during the scan is missed; the pipeline
+ * runs from the first queued file, so encoding overlaps the walk. All state that matters is in SQLite
+ * (rows, queue); what is in memory (in-flight files, held deletions, counters) is rebuilt or redone
+ * after a restart. Heavy work runs off the JS thread (ORT, libvips), so the engine can live inside the
+ * server process.
+ */
+import { opendir, realpath, stat } from 'node:fs/promises';
+import { resolve, sep } from 'node:path';
+import { ClipdexError, errorMessage, isClipdexError } from '../errors.js';
+import type { Library, LoadedModel } from '../library/library.js';
+import type { ThumbnailOptions } from '../model/image-decode.js';
+import type { SessionOptions } from '../model/ort-session.js';
+import type { ImageStatus } from '../store/images-repo.js';
+import { runEncodePipeline, type PipelineModel } from './encode-pipeline.js';
+import { ThreadImageEncoder } from './encoder-thread.js';
+import { createFileRules } from './file-rules.js';
+import { FolderWatcher, type WatchMode, type WatchNotice } from './folder-watcher.js';
+import type { IngestEvent, IngestListener, IngestPhase, IngestProgress, ScanReport } from './ingest-events.js';
+import { IngestQueue } from './ingest-queue.js';
+import { createIngestSink } from './ingest-sink.js';
+import { identityKey, IngestStore, type RootInfo } from './ingest-store.js';
+import { LiveChanges } from './live-changes.js';
+import { reconcileRoot } from './reconcile.js';
+
+export interface IngestEngineOptions {
+  /** Folders to add (and remember) before starting. */
+  roots?: readonly string[];
+  /** Exclude globs for the roots added here (see file-rules.ts); a known root keeps its own when omitted. */
+  exclude?: readonly string[];
+  /** Work on the roots given in `roots` only, not on every root the library remembers (default false). */
+  onlyGivenRoots?: boolean;
+  /** Watch the roots for changes (default true). */
+  watch?: boolean;
+  /** Reconcile every root at start (default true). */
+  scan?: boolean;
+  onEvent?: IngestListener;
+  /**
+   * How long a written file must stay unchanged before it is read (default 750 ms). Half a second covers
+   * local copies and keeps "file lands → searchable" near a second; the pipeline's own check (stat
+   * before and after reading) catches a writer that pauses longer, and reads the file again later.
+   */
+  stableMs?: number;
+  /** Quiet time before a batch of watch events is handled (default 150 ms). */
+  debounceMs?: number;
+  /** How long a deleted file's row waits for its new name (default 2 × stableMs + 2 × debounceMs + 500 ms). */
+  renameWindowMs?: number;
+  /** Watch by polling from the start (network shares that send no events). */
+  usePolling?: boolean;
+  pollIntervalMs?: number;
+  /** How often an offline root is looked for (default 10 s). */
+  offlineCheckMs?: number;
+  /** Pipeline settings (see encode-pipeline.ts). */
+  decodeConcurrency?: number;
+  batchSize?: number;
+  window?: number;
+  thumbnail?: boolean | ThumbnailOptions;
+  maxPixels?: number;
+  /**
+   * Encode on a worker thread (default true); see encoder-thread.ts for why. false shares the library's
+   * image tower instead and saves its memory, at the price of blocking the event loop while it runs.
+   */
+  encoderThread?: boolean;
+  /** ONNX Runtime options for the encoder thread (default: as the environment says, all cores). */
+  session?: SessionOptions;
+  /** Least time between two progress events (default 250 ms). */
+  progressIntervalMs?: number;
+  /** Stop, and make idle() reject, on the first failure of the engine itself (the CLI); default: retry. */
+  stopOnFailure?: boolean;
+}
+
+export interface IngestCounts {
+  indexed: number;
+  /** Queued files (roots that are offline included). */
+  pending: number;
+  failed: number;
+  offline: number;
+}
+
+export interface RootStatus extends RootInfo {
+  /** How it is watched now; 'off' when the engine does not watch. */
+  watch: WatchMode | 'off';
+  scanning: boolean;
+}
+
+/** A type, not an interface, so it is assignable to Record<string, unknown> (the server's view of it). */
+export type IngestStatus = {
+  phase: IngestPhase;
+  progress: IngestProgress;
+  counts: IngestCounts;
+  roots: RootStatus[];
+  modelKey: string;
+  provider: string;
+  /** Deleted files whose rows wait for a possible rename. */
+  heldDeletions: number;
+  lastFailure: { code: string; message: string; at: number } | null;
+};
+
+/** Image counts by status and the queue length, straight from the database (no engine needed). */
+export function readIngestCounts(library: Pick<Library, 'images' | 'store'>): IngestCounts {
+  const byStatus: Record<ImageStatus, number> = library.images.countByStatus();
+  const pending = new IngestStore(library.store.db).queueCount();
+  return { indexed: byStatus.indexed, pending, failed: byStatus.error, offline: byStatus.offline };
+}
+
+const RATE_WINDOW_MS = 10_000;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+export class IngestEngine {
+  private readonly store: IngestStore;
+  private readonly queue: IngestQueue;
+  private readonly live: LiveChanges;
+  private readonly model: LoadedModel;
+  private readonly listeners = new Set<IngestListener>();
+  private readonly watchers = new Map<number, FolderWatcher>();
+  private readonly managed = new Set<number>();
+  private readonly scans = new Map<number, { dirty: boolean; done: Promise<void> }>();
+  private readonly abort = new AbortController();
+  private readonly stableMs: number;
+  private readonly debounceMs: number;
+  private readonly watchEnabled: boolean;
+  private readonly counters = { encoded: 0, reused: 0, renamed: 0, removed: 0, errors: 0 };
+  private readonly rate: { at: number; done: number }[] = [];
+  private pipeline: Promise<void> = Promise.resolve();
+  private encoder: ThreadImageEncoder | null = null;
+  private ticker: NodeJS.Timeout | undefined;
+  private offlineTimer: NodeJS.Timeout | undefined;
+  private handlingBatches = 0;
+  private lastProgressKey = '';
+  private pendingCache = { at: 0, value: 0 };
+  private wroteSinceSync = false;
+  private garbage = { due: false, removed: 0, lastAt: Date.now() };
+  private failure: { error: unknown; at: number } | null = null;
+  private fatal: unknown = null;
+  private closed = false;
+
+  private constructor(
+    private readonly library: Library,
+    private readonly options: IngestEngineOptions,
+  ) {
+    this.model = library.requireModel();
+    this.store = new IngestStore(library.store.db);
+    this.stableMs = Math.max(0, options.stableMs ?? 750);
+    this.debounceMs = Math.max(0, options.debounceMs ?? 150);
+    this.watchEnabled = options.watch ?? true;
+    this.queue = new IngestQueue(this.store, { stableMs: this.stableMs });
+    if (options.onEvent) this.listeners.add(options.onEvent);
+    this.live = new LiveChanges({
+      store: this.store,
+      embeddings: library.embeddings,
+      modelKey: this.model.key,
+      queue: this.queue,
+      emit: (e) => this.emit(e),
+      rootIdOf: (path) => this.store.rootByPath(path)?.id,
+      rootAvailable: (id) => this.rootAvailable(id),
+      onRootOffline: (id, reason) => void this.rootLost(id, reason),
+      onRootOnline: (id) => void this.rootBack(id),
+      renameWindowMs: options.renameWindowMs ?? 2 * this.stableMs + 2 * this.debounceMs + 500,
+      busy: () => [...this.watchers.values()].some((w) => w.pendingWrites > 0),
+    });
+  }
+
+  /**
+   * Adds `options.roots`, starts watching (before scanning, so nothing changed during the scan is
+   * missed), starts the pipeline and the scans. Resolves once watching; `idle()` says when all is done.
+   */
+  static async start(library: Library, options: IngestEngineOptions = {}): Promise<IngestEngine> {
+    const engine = new IngestEngine(library, options);
+    try {
+      await engine.begin();
+    } catch (err) {
+      await engine.close();
+      throw err;
+    }
+    return engine;
+  }
+
+  private async begin(): Promise<void> {
+    const given: RootInfo[] = [];
+    for (const path of this.options.roots ?? []) given.push(await this.register(path, this.options.exclude));
+    const roots = this.options.onlyGivenRoots ? given : this.store.roots();
+    for (const root of roots) this.managed.add(root.id);
+    if (this.options.encoderThread ?? true) {
+      this.encoder = await ThreadImageEncoder.open(this.model.model.spec, {
+        ...(this.options.session ? { session: this.options.session } : {}),
+        ...(this.options.batchSize ? { batch: this.options.batchSize } : {}),
+      });
+    }
+    this.pipeline = this.runPipeline(this.encoder ?? this.model.model);
+    await Promise.all(roots.map((r) => this.watchRoot(r.id)));
+    this.ticker = setInterval(() => this.tick(), this.options.progressIntervalMs ?? 250);
+    this.ticker.unref();
+    if (this.options.scan ?? true) for (const root of roots) void this.requestScan(root.id);
+  }
+
+  // ---- public API ----
+
+  /** Listens to every event (the server forwards them to browsers); returns the function that stops listening. */
+  onEvent(listener: IngestListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Adds (and remembers) a folder, watches it and scans it. */
+  async addRoot(path: string, options: { exclude?: readonly string[] } = {}): Promise<RootInfo> {
+    this.assertOpen();
+    const root = await this.register(path, options.exclude);
+    this.managed.add(root.id);
+    await this.watchRoot(root.id);
+    void this.requestScan(root.id);
+    return root;
+  }
+
+  /** Forgets a root and its images (their embeddings and thumbnails go at the next garbage collection). */
+  async removeRoot(rootId: number): Promise<boolean> {
+    this.assertOpen();
+    this.managed.delete(rootId);
+    await this.unwatchRoot(rootId);
+    const removed = this.store.transaction(() => this.store.removeRoot(rootId));
+    if (removed) {
+      this.garbage.due = true;
+      this.queue.wake(true);
+    }
+    return removed;
+  }
+
+  /** Reconciles one root, or every root; resolves when the walk and the sweep are done. */
+  async rescan(rootId?: number): Promise<void> {
+    this.assertOpen();
+    const ids = rootId === undefined ? [...this.managed] : [rootId];
+    for (const id of ids) {
+      if (!this.store.root(id)) throw new ClipdexError('INVALID_ARGUMENT', `no root with id ${id}`);
+    }
+    await Promise.all(ids.map((id) => this.requestScan(id)));
+  }
+
+  /**
+   * Resolves when nothing is left to do: scans finished, queue drained (for roots that are online),
+   * no write waiting to settle, no watch batch in hand. Rejects when the engine stopped on a failure.
+   */
+  async idle(): Promise<void> {
+    for (;;) {
+      if (this.fatal) throw this.fatal;
+      await Promise.all([...this.watchers.values()].map((w) => w.flush()));
+      if (this.isIdle()) return;
+      // A referenced timer: a caller waiting here keeps the process alive even when nothing else does.
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  status(): IngestStatus {
+    const counts = readIngestCounts(this.library);
+    const roots = this.store.roots().map((r) => ({
+      ...r,
+      watch: (this.watchers.get(r.id)?.mode(r.path) ?? (this.watchEnabled && r.state === 'offline' ? 'offline' : 'off')) as WatchMode | 'off',
+      scanning: this.scans.has(r.id),
+    }));
+    const f = this.failure;
+    return {
+      phase: this.phase(),
+      progress: this.progress(counts.pending),
+      counts,
+      roots,
+      modelKey: this.model.key,
+      provider: this.encoder?.provider ?? this.model.model.providers.image,
+      heldDeletions: this.live.held,
+      lastFailure: f ? { code: isClipdexError(f.error) ? f.error.code : 'INTERNAL', message: errorMessage(f.error), at: f.at } : null,
+    };
+  }
+
+  /**
+   * Drops embeddings and thumbnails of content that no file has any more. Runs by itself once the
+   * engine is idle after a scan or after deletions; returns how many contents were dropped.
+   */
+  async collectGarbage(): Promise<number> {
+    this.garbage = { due: false, removed: 0, lastAt: Date.now() };
+    const hashes = this.store.collectGarbage();
+    for (const hash of hashes) await this.library.thumbnails.remove(hash).catch(() => false);
+    return hashes.length;
+  }
+
+  /**
+   * Stops watching and scanning, lets the files already in the pipeline finish (their results are
+   * recorded), settles held deletions, and leaves everything else queued for next time.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.ticker);
+    clearInterval(this.offlineTimer);
+    this.abort.abort();
+    await Promise.all([...this.watchers.keys()].map((id) => this.unwatchRoot(id)));
+    await Promise.all([...this.scans.values()].map((s) => s.done.catch(() => undefined)));
+    this.queue.close();
+    await this.pipeline;
+    await this.encoder?.close();
+    await this.live.close();
+    this.emitProgress(true);
+    this.listeners.clear();
+  }
+
+  // ---- roots ----
+
+  private async register(pathArg: string, exclude: readonly string[] | undefined): Promise<RootInfo> {
+    const path = resolve(pathArg);
+    let real: string;
+    try {
+      const st = await stat(path);
+      if (!st.isDirectory()) throw new ClipdexError('INVALID_ARGUMENT', `${path} is not a folder`, { details: { path } });
+      real = await realpath(path);
+    } catch (err) {
+      if (isClipdexError(err)) throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new ClipdexError(code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'FILE_UNREADABLE', `cannot add ${path}: ${errorMessage(err)}`, {
+        cause: err,
+        details: { path },
+      });
+    }
+    // Validates the globs before anything is stored.
+    if (exclude) createFileRules({ exclude });
+    for (const other of this.store.roots()) {
+      if (other.path === path) continue;
+      const otherReal = await realpath(other.path).catch(() => other.path);
+      const inside = (a: string, b: string) => a.startsWith(b.endsWith(sep) ? b : b + sep);
+      if (inside(path, other.path) || inside(real, otherReal)) {
+        throw new ClipdexError('INVALID_ARGUMENT', `${path} is inside the folder ${other.path}, which is indexed already`, { details: { path } });
+      }
+      if (inside(other.path, path) || inside(otherReal, real)) {
+        throw new ClipdexError(
+          'INVALID_ARGUMENT',
+          `${path} contains the indexed folder ${other.path}; remove that root first (its photos would be indexed twice)`,
+          { details: { path } },
+        );
+      }
+    }
+    return this.store.addRoot(path, exclude);
+  }
+
+  /** The root folder is there and is the folder scanned before, or at least not an empty stand-in. */
+  private async rootAvailable(rootId: number): Promise<boolean> {
+    const root = this.store.root(rootId);
+    if (!root) return false;
+    try {
+      const st = await stat(root.path);
+      if (!st.isDirectory()) return false;
+      if (root.identity === null || root.identity === identityKey(st)) return true;
+      const dir = await opendir(root.path);
+      const first = await dir.read();
+      await dir.close();
+      return first !== null;
+    } catch {
+      return false;
+    }
+  }
+
+  private async watchRoot(rootId: number): Promise<void> {
+    if (!this.watchEnabled || this.closed || this.watchers.has(rootId)) return;
+    const root = this.store.root(rootId);
+    if (!root) return;
+    if (!(await this.rootAvailable(rootId))) {
+      this.lookForOfflineRoots();
+      return;
+    }
+    try {
+      const watcher = await FolderWatcher.start([root.path], {
+        rules: createFileRules({ exclude: root.exclude }),
+        stableMs: this.stableMs,
+        debounceMs: this.debounceMs,
+        ...(this.options.usePolling ? { usePolling: true } : {}),
+        ...(this.options.pollIntervalMs ? { pollIntervalMs: this.options.pollIntervalMs } : {}),
+        onBatch: (events) => this.onWatchBatch(events),
+        onNotice: (notice) => this.onWatchNotice(rootId, notice),
+        onError: (error) => this.emit({ type: 'notice', rootId, code: (error as NodeJS.ErrnoException).code ?? 'WATCH_ERROR', message: error.message }),
+      });
+      if (this.closed || !this.managed.has(rootId)) await watcher.close();
+      else this.watchers.set(rootId, watcher);
+    } catch (err) {
+      // Gone between the check and the watch: treated as offline, looked for again later.
+      this.rootLost(rootId, errorMessage(err));
+    }
+  }
+
+  private async unwatchRoot(rootId: number): Promise<void> {
+    const watcher = this.watchers.get(rootId);
+    this.watchers.delete(rootId);
+    await watcher?.close();
+  }
+
+  private async onWatchBatch(events: Parameters<LiveChanges['handle']>[0]): Promise<void> {
+    if (this.closed) return;
+    this.handlingBatches++;
+    try {
+      await this.live.handle(events);
+    } catch (err) {
+      this.recordFailure(err);
+    } finally {
+      this.handlingBatches--;
+    }
+  }
+
+  private onWatchNotice(rootId: number, notice: WatchNotice): void {
+    this.emit({ type: 'notice', rootId, code: notice.code, message: notice.message });
+    // Changes made while the watcher switched to polling may have been missed.
+    if (notice.rescanAdvised) void this.requestScan(rootId);
+  }
+
+  /** The root vanished (the watcher, a scan or a read said so): offline until it is back. */
+  private rootLost(rootId: number, reason: string): void {
+    const root = this.store.root(rootId);
+    if (!root || this.closed) return;
+    if (root.state !== 'offline') {
+      this.store.transaction(() => this.store.markRootOffline(rootId, reason));
+      this.emit({ type: 'root', rootId, path: root.path, state: 'offline', reason });
+    }
+    void this.unwatchRoot(rootId);
+    this.lookForOfflineRoots();
+  }
+
+  /** Back: watch it again first, then reconcile (which sets it online when the walk completes). */
+  private async rootBack(rootId: number): Promise<void> {
+    const root = this.store.root(rootId);
+    if (!root || this.closed) return;
+    await this.watchRoot(rootId);
+    await this.requestScan(rootId);
+    const now = this.store.root(rootId);
+    if (now?.state === 'ok') this.emit({ type: 'root', rootId, path: now.path, state: 'ok' });
+  }
+
+  private lookForOfflineRoots(): void {
+    if (this.offlineTimer || this.closed) return;
+    this.offlineTimer = setInterval(() => void this.checkOfflineRoots(), this.options.offlineCheckMs ?? 10_000);
+    this.offlineTimer.unref();
+  }
+
+  private checking = false;
+
+  private async checkOfflineRoots(): Promise<void> {
+    if (this.checking || this.closed) return;
+    this.checking = true;
+    try {
+      const offline = [...this.managed].map((id) => this.store.root(id)).filter((r): r is RootInfo => r?.state === 'offline' && !this.scans.has(r.id));
+      if (offline.length === 0) {
+        clearInterval(this.offlineTimer);
+        this.offlineTimer = undefined;
+        return;
+      }
+      for (const root of offline) if (await this.rootAvailable(root.id)) await this.rootBack(root.id);
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  // ---- scanning ----
+
+  /** One reconcile per root at a time; asking during one runs another pass right after it. */
+  private requestScan(rootId: number): Promise<void> {
+    const running = this.scans.get(rootId);
+    if (running) {
+      running.dirty = true;
+      return running.done;
+    }
+    const entry = { dirty: true, done: Promise.resolve() };
+    this.scans.set(rootId, entry);
+    entry.done = (async () => {
+      try {
+        while (entry.dirty && !this.closed) {
+          entry.dirty = false;
+          await this.reconcileOnce(rootId);
+        }
+      } finally {
+        this.scans.delete(rootId);
+      }
+    })();
+    return entry.done;
+  }
+
+  private async reconcileOnce(rootId: number): Promise<void> {
+    const root = this.store.root(rootId);
+    if (!root) return;
+    this.emit({ type: 'scan', rootId, path: root.path, phase: 'started' });
+    let report: ScanReport;
+    try {
+      report = await reconcileRoot(root, {
+        store: this.store,
+        images: this.library.images,
+        embeddings: this.library.embeddings,
+        modelKey: this.model.key,
+        queue: this.queue,
+        emit: (e) => this.emit(e),
+        stableMs: this.stableMs,
+        signal: this.abort.signal,
+      });
+    } catch (err) {
+      if (!this.closed) this.recordFailure(err);
+      return;
+    }
+    if (report.complete) this.garbage.due = true;
+    this.emit({ type: 'scan', rootId, path: root.path, phase: 'finished', summary: report });
+    if (report.offline) this.rootLost(rootId, this.store.root(rootId)?.stateReason ?? 'unavailable');
+    else if (root.state === 'offline' && this.store.root(rootId)?.state === 'ok') {
+      this.emit({ type: 'root', rootId, path: root.path, state: 'ok' });
+    }
+    // Entries of a root that came back sit below the queue's cursor.
+    this.queue.wake(true);
+  }
+
+  // ---- pipeline ----
+
+  private async runPipeline(model: PipelineModel): Promise<void> {
+    const { sink, skip } = createIngestSink({
+      store: this.store,
+      images: this.library.images,
+      embeddings: this.library.embeddings,
+      thumbnails: this.library.thumbnails,
+      modelKey: this.model.key,
+      queue: this.queue,
+      thumbnailsEnabled: this.options.thumbnail !== false,
+      emit: (e) => this.emit(e),
+      rootAvailable: (id) => this.rootAvailable(id),
+      rootLost: (id, reason) => this.rootLost(id, reason),
+    });
+    const o = this.options;
+    for (let failures = 0; !this.closed; ) {
+      try {
+        await runEncodePipeline(this.queue.feed(), sink, {
+          model,
+          skip,
+          ...(o.decodeConcurrency !== undefined ? { decodeConcurrency: o.decodeConcurrency } : {}),
+          ...(o.batchSize !== undefined ? { batchSize: o.batchSize } : {}),
+          ...(o.window !== undefined ? { window: o.window } : {}),
+          ...(o.thumbnail !== undefined ? { thumbnail: o.thumbnail } : {}),
+          ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
+        });
+        return; // the feed ends only when the queue is closed
+      } catch (err) {
+        if (this.closed) return;
+        this.recordFailure(err);
+        this.queue.resetInFlight();
+        if (o.stopOnFailure) {
+          this.fatal = err;
+          return;
+        }
+        await sleep(Math.min(30_000, 500 * 2 ** Math.min(failures++, 6)));
+      }
+    }
+  }
+
+  private recordFailure(err: unknown): void {
+    this.failure = { error: err, at: Date.now() };
+    this.emit({ type: 'failure', code: isClipdexError(err) ? err.code : 'INTERNAL', message: errorMessage(err) });
+  }
+
+  // ---- progress ----
+
+  private emit(event: IngestEvent): void {
+    switch (event.type) {
+      case 'indexed':
+        this.counters[event.encoded ? 'encoded' : 'reused']++;
+        this.wroteSinceSync = true;
+        break;
+      case 'renamed':
+        this.counters.renamed++;
+        break;
+      case 'removed':
+        this.counters.removed++;
+        this.garbage.removed++;
+        this.wroteSinceSync = true;
+        break;
+      case 'error':
+        this.counters.errors++;
+        break;
+      default:
+        break;
+    }
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch {
+        // a listener's failure is its own business
+      }
+    }
+  }
+
+  private get done(): number {
+    const c = this.counters;
+    return c.encoded + c.reused + c.renamed + c.errors;
+  }
+
+  private isIdle(): boolean {
+    return (
+      this.scans.size === 0 &&
+      this.handlingBatches === 0 &&
+      [...this.watchers.values()].every((w) => w.pendingWrites === 0) &&
+      this.queue.isIdle()
+    );
+  }
+
+  private phase(): IngestPhase {
+    if (this.scans.size > 0) return 'scanning';
+    return this.queue.isIdle() ? 'idle' : 'encoding';
+  }
+
+  private progress(pending?: number): IngestProgress {
+    const now = Date.now();
+    if (pending === undefined) {
+      if (now - this.pendingCache.at > 500) this.pendingCache = { at: now, value: this.store.queueCount() };
+      pending = this.pendingCache.value;
+    }
+    const done = this.done;
+    this.rate.push({ at: now, done });
+    while (this.rate.length > 2 && this.rate[0]!.at < now - RATE_WINDOW_MS) this.rate.shift();
+    const first = this.rate[0]!;
+    const seconds = (now - first.at) / 1000;
+    const filesPerSecond = seconds > 0.5 ? (done - first.done) / seconds : 0;
+    const c = this.counters;
+    return {
+      phase: this.phase(),
+      done,
+      total: done + pending,
+      pending,
+      filesPerSecond,
+      etaSeconds: filesPerSecond > 0 ? pending / filesPerSecond : null,
+      errors: c.errors,
+      reused: c.reused,
+      encoded: c.encoded,
+      renamed: c.renamed,
+      removed: c.removed,
+      scanning: this.scans.size,
+    };
+  }
+
+  private emitProgress(force: boolean): void {
+    if (this.listeners.size === 0) return;
+    const progress = this.progress();
+    const key = `${progress.phase}:${progress.done}:${progress.pending}:${progress.removed}`;
+    if (!force && key === this.lastProgressKey) return;
+    this.lastProgressKey = key;
+    this.emit({ type: 'progress', progress });
+  }
+
+  private tick(): void {
+    if (this.closed) return;
+    this.emitProgress(false);
+    if (this.wroteSinceSync && this.model.index) {
+      // The index replays SQLite's change log by itself at each search; applying it as we go keeps that
+      // replay short and lets the index start a background merge when enough has accumulated.
+      this.wroteSinceSync = false;
+      try {
+        this.model.index.sync();
+      } catch (err) {
+        this.recordFailure(err);
+      }
+    }
+    const g = this.garbage;
+    if ((g.due || (g.removed > 0 && Date.now() - g.lastAt > 10 * 60_000)) && this.isIdle()) {
+      void this.collectGarbage().catch((err: unknown) => this.recordFailure(err));
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ClipdexError('INVALID_ARGUMENT', 'the ingest engine is closed');
+  }
+}
