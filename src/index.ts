@@ -17,3 +17,12 @@ export { buildTinyModel, type BuildOptions } from './model/tiny-model-builder.js
 export { cacheDir, dataDir } from './model/cache-dir.js';
 export { openSession, type ProviderName } from './model/ort-session.js';
 export type { ModelManifest, PreprocessConfig, ModelLayout } from './model/manifest.js';
+export {
+  IngestEngine,
+  readIngestCounts,
+  type IngestEngineOptions,
+  type IngestStatus,
+  type IngestCounts,
+  type RootStatus,
+} from './ingest/ingest-engine.js';
+export type { IngestEvent, IngestListener, IngestProgress, IngestPhase, ScanReport } from './ingest/ingest-events.js';

@@ -3,9 +3,11 @@ import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { errorMessage, isClipdexError } from '../errors.js';
 import { doctorCommand } from './commands/doctor.js';
+import { indexCommand } from './commands/index-cmd.js';
 import { modelsCommand } from './commands/models.js';
 import { searchCommand, similarCommand } from './commands/search.js';
 import { serveCommand } from './commands/serve.js';
+import { statusCommand } from './commands/status.js';
 import { tokenizeCommand } from './commands/tokenize.js';
 import { EXIT, exitCodeFor, log } from './context.js';
 
@@ -27,6 +29,8 @@ export function createProgram(): Command {
   program.addCommand(searchCommand());
   program.addCommand(similarCommand());
   program.addCommand(serveCommand());
+  program.addCommand(indexCommand());
+  program.addCommand(statusCommand());
   // Subcommands inherit exitOverride only when set on each; errors are mapped in one place below.
   for (const cmd of program.commands) cmd.exitOverride();
   for (const cmd of program.commands.flatMap((c) => c.commands)) cmd.exitOverride();
