@@ -38,7 +38,9 @@ CREATE TABLE images (
   created_at    INTEGER NOT NULL,
   updated_at    INTEGER NOT NULL
 ) STRICT;
-CREATE INDEX images_content_hash ON images (content_hash);
+-- (content_hash, status): the change-log triggers look up indexed images by content; with only single-column
+-- indexes SQLite may pick the status one and scan every indexed photo per new embedding (quadratic ingest).
+CREATE INDEX images_content_hash ON images (content_hash, status);
 CREATE INDEX images_status ON images (status);
 CREATE INDEX images_taken_at ON images (taken_at);
 CREATE INDEX images_root ON images (root_id);
