@@ -106,10 +106,10 @@ describe('watching a folder', () => {
   let root: string;
   let lib: Library;
   let engine: IngestEngine;
-  let encodeSpy: ReturnType<typeof vi.spyOn>;
+  let encodeSpy: { mock: { calls: unknown[][] }; mockRestore(): void };
   const events: IngestEvent[] = [];
   const row = (path: string) => lib.images.getByPath(path);
-  const encodedImages = () => encodeSpy.mock.calls.reduce((n, call) => n + (call[1] as number), 0);
+  const encodedImages = () => encodeSpy.mock.calls.reduce((n: number, call) => n + (call[1] as number), 0);
   const embeddingCreatedAt = (hash: string) =>
     (lib.store.db.prepare('SELECT created_at AS t FROM embeddings WHERE content_hash = ?').get(hash) as { t: number } | undefined)?.t;
 
