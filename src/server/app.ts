@@ -9,6 +9,7 @@ import type { Library } from '../library/library.js';
 import { providerUnavailableReason } from '../model/ort-session.js';
 import { listManifests } from '../model/model-registry.js';
 import { QueryEngine, resultFromRecord, type QueryTerm, type SearchRequest } from '../search/query-engine.js';
+import { readIngestCounts } from '../ingest/ingest-engine.js';
 import type { ImageFilter } from '../store/image-filter.js';
 import { addRootBody, combinedSearchBody, errorsQuery, idParam, similarQuery, textSearchQuery } from './api-schemas.js';
 import { EventHub } from './event-hub.js';
@@ -287,13 +288,13 @@ function parseQueryField(value: unknown): unknown {
 
 export function statusOf(options: Pick<AppOptions, 'library' | 'ingest'>): Record<string, unknown> {
   const { library } = options;
-  const counts = library.images.countByStatus();
+  const counts = readIngestCounts(library);
   const loaded = library.loaded;
   const err = library.modelError;
   return {
     indexed: counts.indexed,
     pending: counts.pending,
-    failed: counts.error,
+    failed: counts.failed,
     offline: counts.offline,
     model: {
       ref: library.modelRef,

@@ -1,5 +1,7 @@
+import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { ClipdexError } from '../../errors.js';
+import { IngestEngine } from '../../ingest/ingest-engine.js';
 import { Library } from '../../library/library.js';
 import { startServer } from '../../server/server.js';
 import { globalOptions, log } from '../context.js';
@@ -22,8 +24,22 @@ export function serveCommand(): Command {
       // The server starts without a model too: the page and `status` then say what is missing.
       const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir, modelOptional: true });
       if (library.modelError) log(`clipdex: ${library.modelError.message}\nclipdex: serving without search until the model is available; indexing waits.`);
+      const ingest = library.loaded
+        ? await IngestEngine.start(library, {
+            ...(o.root ? { roots: o.root } : {}),
+            watch: true,
+            onEvent: (e) => {
+              if (e.type === 'notice' || e.type === 'failure') log(`clipdex: ${e.message}`);
+            },
+          })
+        : null;
+      if (!ingest && o.root) {
+        // Remembered now, indexed once the model is there (at the next start).
+        for (const root of o.root) if (!library.roots.getByPath(resolve(root))) library.roots.add(resolve(root));
+      }
       const running = await startServer({
         library,
+        ...(ingest ? { ingest } : {}),
         host: o.host,
         port: o.port,
         ...(o.allowedHost ? { allowedHosts: o.allowedHost } : {}),
@@ -45,6 +61,7 @@ export function serveCommand(): Command {
       });
       log('clipdex: shutting down');
       await running.close();
+      await ingest?.close();
       await library.close();
     });
 }
