@@ -3,7 +3,7 @@
  * chokidar, sharp. Watch scenarios share one running engine and run in order.
  */
 import { execFile } from 'node:child_process';
-import { appendFile, mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, mkdtemp, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -15,7 +15,8 @@ import type { IngestEvent } from '../src/ingest/ingest-events.js';
 import { IngestStore } from '../src/ingest/ingest-store.js';
 import type { Library } from '../src/library/library.js';
 import { buildTinyModel } from '../src/model/tiny-model-builder.js';
-import { jpegBytes, sleep, waitFor, writeJpeg } from './helpers/ingest-fixtures.js';
+import sharp from 'sharp';
+import { IS_ROOT, jpegBytes, sleep, waitFor, withoutRootPowers, writeJpeg } from './helpers/ingest-fixtures.js';
 import { findsItself, imageFilesUnder, openLibrary, searchByFile, tinyJpeg } from './helpers/ingest-library.js';
 import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
 
@@ -99,6 +100,72 @@ describe.skipIf(!sharedPath('photos'))(`../shared/photos, edge cases included ${
       await engine.close();
       await lib.close();
     }
+  });
+});
+
+describe('bad files', () => {
+  it(`every kind is recorded with its reason, indexing goes on, and a file is retried only once it changes${IS_ROOT ? ' (as root: run with effective uid nobody)' : ''}`, async () => {
+    const { root, dataDir } = await fresh('bad');
+    // Readable and writable for the unprivileged user the test switches to when run as root.
+    await chmod(tmp, 0o755);
+    await chmod(root, 0o777);
+    await mkdir(dataDir, { mode: 0o777 });
+    await chmod(dataDir, 0o777);
+    const p = (name: string) => join(root, name);
+    await writeJpeg(p('good.jpg'), 500);
+    await writeFile(p('jpeg-named.png'), await jpegBytes(501));
+    const full = await jpegBytes(502, 200, 150);
+    await writeFile(p('truncated.jpg'), full.subarray(0, full.length >> 1));
+    await writeFile(p('text.jpg'), 'a shopping list, not a photo');
+    await writeFile(p('empty.webp'), Buffer.alloc(0));
+    await sharp({ create: { width: 3000, height: 3000, channels: 3, background: '#123' } }).png().toFile(p('bomb.png'));
+    await writeJpeg(p('locked.jpg'), 503);
+    await chmod(p('locked.jpg'), 0o000);
+    await symlink('loop.jpg', p('loop.jpg'));
+    const expected: Record<string, RegExp> = {
+      'truncated.jpg': /^DECODE_FAILED$/,
+      'text.jpg': /^NOT_AN_IMAGE$/,
+      'empty.webp': /^EMPTY_FILE$/,
+      'bomb.png': /^IMAGE_TOO_LARGE$/,
+      'locked.jpg': /^FILE_UNREADABLE$/,
+      'loop.jpg': /^FILE_UNREADABLE$/,
+    };
+    const runOnce = () =>
+      withoutRootPowers(async () => {
+        const lib = await openLibrary(dataDir, modelDir);
+        const events: IngestEvent[] = [];
+        const engine = await IngestEngine.start(lib, { roots: [root], watch: false, maxPixels: 2000 * 2000, onEvent: (e) => events.push(e) });
+        try {
+          await engine.idle();
+          const rows = lib.store.db.prepare('SELECT path, status, error_code AS code, error_message AS message FROM images').all() as {
+            path: string; status: string; code: string | null; message: string | null;
+          }[];
+          return { rows: new Map(rows.map((r) => [basename(r.path), r])), events, failures: events.filter((e) => e.type === 'failure') };
+        } finally {
+          await engine.close();
+          await lib.close();
+        }
+      });
+
+    const first = await runOnce();
+    expect(first.failures).toEqual([]);
+    expect(first.rows.get('good.jpg')?.status).toBe('indexed');
+    expect(first.rows.get('jpeg-named.png')?.status).toBe('indexed');
+    for (const [name, code] of Object.entries(expected)) {
+      const r = first.rows.get(name);
+      expect(r?.status, name).toBe('error');
+      expect(r?.code, `${name}: ${r?.message}`).toMatch(code);
+      expect(r?.message, name).toContain(name);
+    }
+    expect(first.rows.get('loop.jpg')?.message).toMatch(/loop/);
+    expect(first.rows.size).toBe(2 + Object.keys(expected).length);
+
+    // Unchanged bad files are not read again; a repaired one is.
+    await writeFile(p('truncated.jpg'), full);
+    const second = await runOnce();
+    expect(second.events.filter((e) => e.type === 'error')).toEqual([]);
+    expect(second.rows.get('truncated.jpg')?.status).toBe('indexed');
+    expect(second.rows.get('text.jpg')?.status).toBe('error');
   });
 });
 

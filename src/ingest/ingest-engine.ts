@@ -429,9 +429,8 @@ export class IngestEngine {
     const root = this.store.root(rootId);
     if (!root || this.closed) return;
     await this.watchRoot(rootId);
+    // The reconcile sets it online (and says so) once its walk completes.
     await this.requestScan(rootId);
-    const now = this.store.root(rootId);
-    if (now?.state === 'ok') this.emit({ type: 'root', rootId, path: now.path, state: 'ok' });
   }
 
   private lookForOfflineRoots(): void {

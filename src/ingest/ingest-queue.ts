@@ -75,7 +75,7 @@ export class IngestQueue {
 
   /** Nothing to hand out now and nothing out: what is queued belongs to offline roots, if anything. */
   isIdle(): boolean {
-    return this.inFlight.size === 0 && this.parked.size === 0 && this.buffer.length === 0 && this.store.queueOnlineCount() === 0;
+    return this.inFlight.size === 0 && this.parked.size === 0 && this.buffer.length === 0 && !this.store.hasQueuedOnline();
   }
 
   /** Something new may be available (an entry queued, a root back online). */

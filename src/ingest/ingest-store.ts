@@ -67,8 +67,8 @@ export class IngestStore {
          WHERE q.id > ? ORDER BY q.id LIMIT ?`,
       ),
       queueCount: p<[], { n: number }>('SELECT count(*) AS n FROM ingest_queue'),
-      queueOnlineCount: p<[], { n: number }>(
-        `SELECT count(*) AS n FROM ingest_queue q JOIN roots r ON r.id = q.root_id AND r.state = 'ok'`,
+      queueOnlineAny: p<[], { one: number }>(
+        `SELECT 1 AS one FROM ingest_queue q JOIN roots r ON r.id = q.root_id AND r.state = 'ok' LIMIT 1`,
       ),
       queuedBySizeMtime: p<[number, number], QueueEntry>(
         'SELECT id, path, root_id AS rootId, size, mtime_ms AS mtimeMs FROM ingest_queue WHERE size = ? AND mtime_ms = ?',
@@ -171,9 +171,9 @@ export class IngestStore {
     return this.s.queueCount.get()!.n;
   }
 
-  /** Queued entries that can be worked on now (their root is online). */
-  queueOnlineCount(): number {
-    return this.s.queueOnlineCount.get()!.n;
+  /** True when an entry can be worked on now (its root is online). */
+  hasQueuedOnline(): boolean {
+    return this.s.queueOnlineAny.get() !== undefined;
   }
 
   queuedBySizeMtime(size: number, mtimeMs: number): QueueEntry[] {

@@ -73,14 +73,23 @@ export class LiveChanges {
   async handle(events: readonly WatchEvent[]): Promise<void> {
     this.lastActivity = Date.now();
     const { store } = this.deps;
+    // Queued in one transaction at the end: a burst of 2,000 new files is one commit, not 2,000.
+    const queue: { path: string; rootId: number; size: number; mtimeMs: number }[] = [];
+    const flush = () => {
+      if (queue.length > 0) store.transaction(() => queue.splice(0).forEach((q) => store.enqueue(q.path, q.rootId, q.size, q.mtimeMs)));
+    };
     for (const e of events) {
       const rootId = this.deps.rootIdOf(e.root);
       if (rootId === undefined) continue;
+      // A deletion must not overtake the addition of the same path queued before it.
+      if (e.type !== 'add' && e.type !== 'change') flush();
       switch (e.type) {
         case 'add':
-        case 'change':
-          await this.written(e, rootId);
+        case 'change': {
+          const work = await this.written(e, rootId);
+          if (work) queue.push(work);
           break;
+        }
         case 'unlink': {
           store.dequeuePath(e.path);
           const row = store.imageByPath(e.path);
@@ -102,28 +111,29 @@ export class LiveChanges {
           break;
       }
     }
+    flush();
     this.deps.queue.wake();
     this.schedule();
   }
 
-  private async written(e: WatchEvent, rootId: number): Promise<void> {
+  /** What to queue for a written file, or null when it needs nothing (unchanged, or a rename done here). */
+  private async written(e: WatchEvent, rootId: number): Promise<{ path: string; rootId: number; size: number; mtimeMs: number } | null> {
     const { store, embeddings, modelKey } = this.deps;
     // It exists (again): whatever deletion was held for this path is void.
     this.fileHolds.delete(e.path);
-    const size = e.size;
-    const mtimeMs = e.mtimeMs;
+    let { size, mtimeMs } = e;
     if (size === undefined || mtimeMs === undefined) {
       const st = await lstat(e.path).catch(() => null);
-      if (!st) return;
-      return this.written({ ...e, size: st.size, mtimeMs: st.mtimeMs }, rootId);
+      if (!st) return null;
+      ({ size, mtimeMs } = st);
     }
     const row = store.imageByPath(e.path);
     if (row && row.size === size && row.mtimeMs === mtimeMs) {
       const embedded = row.contentHash !== null && embeddings.has(row.contentHash, modelKey);
-      if (row.status === 'error' || (row.status === 'indexed' && embedded)) return;
+      if (row.status === 'error' || (row.status === 'indexed' && embedded)) return null;
     }
-    if (!row && this.held > 0 && (await this.renamed(e.path, rootId, size, mtimeMs))) return;
-    store.enqueue(e.path, rootId, size, mtimeMs);
+    if (!row && this.held > 0 && (await this.renamed(e.path, rootId, size, mtimeMs))) return null;
+    return { path: e.path, rootId, size, mtimeMs };
   }
 
   /** Is this new file a held row under a new name? Renames it when it is. */
