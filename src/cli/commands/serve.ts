@@ -1,8 +1,9 @@
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { ClipdexError } from '../../errors.js';
+import { ClipdexError, errorMessage } from '../../errors.js';
 import { IngestEngine } from '../../ingest/ingest-engine.js';
 import { Library } from '../../library/library.js';
+import { LateIngest } from '../../server/late-ingest.js';
 import { startServer } from '../../server/server.js';
 import { globalOptions, log } from '../context.js';
 
@@ -24,14 +25,19 @@ export function serveCommand(): Command {
       // The server starts without a model too: the page and `status` then say what is missing.
       const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir, modelOptional: true });
       if (library.modelError) log(`clipdex: ${library.modelError.message}\nclipdex: serving without search until the model is available; indexing waits.`);
+      // The engine starts behind the listening server: a search needs only the text tower and the index.
       const ingest = library.loaded
-        ? await IngestEngine.start(library, {
-            ...(o.root ? { roots: o.root } : {}),
-            watch: true,
-            onEvent: (e) => {
-              if (e.type === 'notice' || e.type === 'failure') log(`clipdex: ${e.message}`);
-            },
-          })
+        ? new LateIngest(
+            () =>
+              IngestEngine.start(library, {
+                ...(o.root ? { roots: o.root } : {}),
+                watch: true,
+                onEvent: (e) => {
+                  if (e.type === 'notice' || e.type === 'failure') log(`clipdex: ${e.message}`);
+                },
+              }),
+            (err) => log(`clipdex: indexing could not start: ${errorMessage(err)}`),
+          )
         : null;
       if (!ingest && o.root) {
         // Remembered now, indexed once the model is there (at the next start).
@@ -61,7 +67,7 @@ export function serveCommand(): Command {
       });
       log('clipdex: shutting down');
       await running.close();
-      await ingest?.close();
+      await (await ingest?.ready)?.close();
       await library.close();
     });
 }
