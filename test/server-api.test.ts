@@ -189,6 +189,14 @@ describe('files and thumbnails', () => {
     expect(file.headers.get('content-type')).toBe('image/jpeg');
   });
 
+  it('answers 404 NOT_FOUND for a photo whose thumbnail is missing', async () => {
+    const hash = library.images.get(ids[4]!)!.contentHash!;
+    await library.thumbnails.remove(hash);
+    const res = await api(`/api/images/${ids[4]}/thumbnail`);
+    expect(res.status).toBe(404);
+    expect(res.body.error.code).toBe('NOT_FOUND');
+  });
+
   it('never serves a file outside the watched roots, even through a symlink inside one', async () => {
     const res = await api(`/api/images/${ids[6]}/file`);
     expect(res.status).toBe(404);

@@ -184,10 +184,10 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
 
   app.get(
     '/api/images/:id/thumbnail',
-    route((req, res) => {
+    route(async (req, res) => {
       const { id } = idParam.parse(req.params);
       const image = library.images.get(id);
-      if (!image?.contentHash || !library.thumbnails.has(image.contentHash)) {
+      if (!image?.contentHash || !(await library.thumbnails.has(image.contentHash))) {
         return sendError(res, 404, 'NOT_FOUND', `no thumbnail for photo ${id}`);
       }
       res.setHeader('Cache-Control', 'private, max-age=31536000, immutable');

@@ -111,7 +111,19 @@ export function openApiDocument(): JsonSchema {
       },
       '/api/roots/{id}': { delete: { summary: 'Stop watching a folder and forget its photos', parameters: [idPath], responses: { 204: { description: 'removed' }, 404: error } } },
       '/api/models': { get: { summary: 'Known models and the one loaded', responses: { 200: { description: 'models' } } } },
-      '/api/events': { get: { summary: 'Server-Sent Events: status, indexed, removed', responses: { 200: { description: 'text/event-stream' } } } },
+      '/api/events': {
+        get: {
+          summary: 'Server-Sent Events, coalesced over ~0.5 s',
+          description:
+            '`status`: the same JSON as GET /api/status (sent on connect and after changes). `indexed`: an array of ' +
+            '`{ imageId, path, rootId, encoded }`. `removed`: an array of `{ imageId, path }`. `progress`: ' +
+            '`{ progress: { phase, done, total, pending, filesPerSecond, etaSeconds, errors, … } }`. `renamed`, `error`, ' +
+            '`root`, `scan`, `notice`, `failure`: the latest of each kind. In GET /api/status, `ingest` carries ' +
+            '`phase`, `progress` and `roots[{ id, path, state, stateReason, watch, scanning }]`, and `model.providers` is ' +
+            '`{ image, text, fallbacks: [{ provider, reason }] }`.',
+          responses: { 200: { description: 'text/event-stream' } },
+        },
+      },
     },
   };
   return cached;
