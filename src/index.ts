@@ -26,3 +26,7 @@ export {
   type RootStatus,
 } from './ingest/ingest-engine.js';
 export type { IngestEvent, IngestListener, IngestProgress, IngestPhase, ScanReport } from './ingest/ingest-events.js';
+export { Library, type OpenLibraryOptions } from './library/library.js';
+export { QueryEngine, type QueryTerm, type SearchRequest, type SearchResponse, type SearchResult } from './search/query-engine.js';
+export { startServer, type ServeOptions, type RunningServer } from './server/server.js';
+export type { ImageFilter } from './store/image-filter.js';

@@ -9,7 +9,7 @@ const built = existsSync(join(projectRoot, 'dist', 'index.js'));
 describe.skipIf(!built)(`library entry 'clipdex'${built ? '' : ' (skipped: dist/ not built; npm test builds it)'}`, () => {
   it('exports the runtime with its types', async () => {
     const lib = await import('clipdex');
-    for (const name of ['ClipModel', 'ClipTokenizer', 'resolveModel', 'buildTinyModel', 'pullModel', 'preprocessBatch', 'ClipdexError']) {
+    for (const name of ['ClipModel', 'ClipTokenizer', 'resolveModel', 'buildTinyModel', 'pullModel', 'preprocessBatch', 'ClipdexError', 'Library', 'QueryEngine', 'IngestEngine', 'startServer']) {
       expect(lib, name).toHaveProperty(name);
     }
     expect(existsSync(join(projectRoot, 'dist', 'index.d.ts'))).toBe(true);
