@@ -328,6 +328,8 @@ describe('restart', () => {
     await engine.close();
     const before = new Map(lib.store.db.prepare('SELECT path, id FROM images').all().map((r) => [(r as { path: string }).path, (r as { id: number }).id]));
     expect(before.size).toBe(7);
+    const goneHash = lib.images.getByPath(p('gone.jpg'))!.contentHash!;
+    expect(await lib.thumbnails.has(goneHash)).toBe(true);
     expect(lib.images.getByPath(p('broken.jpg'))!.status).toBe('error');
     await lib.close();
 
@@ -364,6 +366,11 @@ describe('restart', () => {
       const searchGone = await searchByFile(lib, p('keep.jpg'));
       expect(searchGone?.id).toBe(row('keep.jpg')!.id);
       expect(indexContents(lib).ids).not.toContain(before.get(p('gone.jpg')));
+      // The deleted photo's content is used by no file any more: its embedding and thumbnail go too.
+      await engine.close();
+      expect(await lib.thumbnails.has(goneHash)).toBe(false);
+      expect(lib.embeddings.has(goneHash, lib.requireModel().key)).toBe(false);
+      expect(lib.embeddings.has(row('keep.jpg')!.contentHash!, lib.requireModel().key)).toBe(true);
     } finally {
       await engine.close();
       await lib.close();
@@ -423,6 +430,28 @@ describe('roots', () => {
       await expect(engine.addRoot(join(root, 'missing'))).rejects.toMatchObject({ code: 'FILE_NOT_FOUND' });
       expect(lib.roots.list().map((r) => r.path)).toEqual([root]);
       expect((await stat(root)).isDirectory()).toBe(true);
+    } finally {
+      await engine.close();
+      await lib.close();
+    }
+  });
+
+  it('adds a root while running, and removing one drops its photos from search, then their content', async () => {
+    const { root, dataDir } = await fresh('add-remove');
+    for (let i = 0; i < 3; i++) await writeJpeg(join(root, `r${i}.jpg`), 600 + i);
+    const lib = await openLibrary(dataDir, modelDir);
+    const engine = await IngestEngine.start(lib, FAST);
+    try {
+      const added = await engine.addRoot(root);
+      await engine.idle();
+      expect(engine.status().counts.indexed).toBe(3);
+      const hashes = lib.store.db.prepare('SELECT content_hash AS h FROM images').all().map((r) => (r as { h: string }).h);
+      expect(await engine.removeRoot(added.id)).toBe(true);
+      expect(engine.status().counts).toMatchObject({ indexed: 0, pending: 0 });
+      expect(indexContents(lib).ids).toEqual([]);
+      expect(await engine.collectGarbage()).toBe(3);
+      for (const h of hashes) expect(await lib.thumbnails.has(h)).toBe(false);
+      expect(await engine.removeRoot(added.id)).toBe(false);
     } finally {
       await engine.close();
       await lib.close();

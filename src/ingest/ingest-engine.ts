@@ -122,8 +122,7 @@ export class IngestEngine {
   private readonly listeners = new Set<IngestListener>();
   private readonly watchers = new Map<number, FolderWatcher>();
   private readonly managed = new Set<number>();
-  private readonly scans = new Map<number, { dirty: boolean; done: Promise<void> }>();
-  private readonly abort = new AbortController();
+  private readonly scans = new Map<number, { dirty: boolean; done: Promise<void>; abort: AbortController }>();
   private readonly stableMs: number;
   private readonly debounceMs: number;
   private readonly watchEnabled: boolean;
@@ -224,6 +223,12 @@ export class IngestEngine {
     this.assertOpen();
     this.managed.delete(rootId);
     await this.unwatchRoot(rootId);
+    // A scan still writing rows for it would fail on the missing root: stop it first.
+    const scan = this.scans.get(rootId);
+    if (scan) {
+      scan.abort.abort();
+      await scan.done.catch(() => undefined);
+    }
     const removed = this.store.transaction(() => this.store.removeRoot(rootId));
     if (removed) {
       this.garbage.due = true;
@@ -296,13 +301,16 @@ export class IngestEngine {
     this.closed = true;
     clearInterval(this.ticker);
     clearInterval(this.offlineTimer);
-    this.abort.abort();
+    for (const scan of this.scans.values()) scan.abort.abort();
     await Promise.all([...this.watchers.keys()].map((id) => this.unwatchRoot(id)));
     await Promise.all([...this.scans.values()].map((s) => s.done.catch(() => undefined)));
     this.queue.close();
     await this.pipeline;
     await this.encoder?.close();
     await this.live.close();
+    // A one-shot run ends as soon as it is idle, before the ticker's collection: do it here. Only when
+    // idle: a file still queued may be a moved photo whose stored embedding it is about to reuse.
+    if ((this.garbage.due || this.garbage.removed > 0) && this.isIdle()) await this.collectGarbage().catch((err: unknown) => this.recordFailure(err));
     this.emitProgress(true);
     this.listeners.clear();
   }
@@ -466,13 +474,13 @@ export class IngestEngine {
       running.dirty = true;
       return running.done;
     }
-    const entry = { dirty: true, done: Promise.resolve() };
+    const entry = { dirty: true, done: Promise.resolve(), abort: new AbortController() };
     this.scans.set(rootId, entry);
     entry.done = (async () => {
       try {
-        while (entry.dirty && !this.closed) {
+        while (entry.dirty && !this.closed && !entry.abort.signal.aborted) {
           entry.dirty = false;
-          await this.reconcileOnce(rootId);
+          await this.reconcileOnce(rootId, entry.abort.signal);
         }
       } finally {
         this.scans.delete(rootId);
@@ -481,7 +489,7 @@ export class IngestEngine {
     return entry.done;
   }
 
-  private async reconcileOnce(rootId: number): Promise<void> {
+  private async reconcileOnce(rootId: number, signal: AbortSignal): Promise<void> {
     const root = this.store.root(rootId);
     if (!root) return;
     this.emit({ type: 'scan', rootId, path: root.path, phase: 'started' });
@@ -495,10 +503,10 @@ export class IngestEngine {
         queue: this.queue,
         emit: (e) => this.emit(e),
         stableMs: this.stableMs,
-        signal: this.abort.signal,
+        signal,
       });
     } catch (err) {
-      if (!this.closed) this.recordFailure(err);
+      if (!this.closed && !signal.aborted) this.recordFailure(err);
       return;
     }
     if (report.complete) this.garbage.due = true;
