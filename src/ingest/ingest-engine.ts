@@ -140,6 +140,7 @@ export class IngestEngine {
   private failure: { error: unknown; at: number } | null = null;
   private fatal: unknown = null;
   private closed = false;
+  private closing: Promise<void> | null = null;
 
   private constructor(
     private readonly library: Library,
@@ -249,11 +250,14 @@ export class IngestEngine {
 
   /**
    * Resolves when nothing is left to do: scans finished, queue drained (for roots that are online),
-   * no write waiting to settle, no watch batch in hand. Rejects when the engine stopped on a failure.
+   * no write waiting to settle, no watch batch in hand; or once the engine has closed. Rejects when
+   * the engine stopped on a failure.
    */
   async idle(): Promise<void> {
     for (;;) {
       if (this.fatal) throw this.fatal;
+      // Closing (Ctrl-C in `clipdex index`): what is left stays queued; there is nothing more to wait for.
+      if (this.closed) return this.closing ?? undefined;
       await Promise.all([...this.watchers.values()].map((w) => w.flush()));
       if (this.isIdle()) return;
       // A referenced timer: a caller waiting here keeps the process alive even when nothing else does.
@@ -296,8 +300,12 @@ export class IngestEngine {
    * Stops watching and scanning, lets the files already in the pipeline finish (their results are
    * recorded), settles held deletions, and leaves everything else queued for next time.
    */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
     this.closed = true;
     clearInterval(this.ticker);
     clearInterval(this.offlineTimer);
