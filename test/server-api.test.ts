@@ -263,11 +263,11 @@ describe('without a model', () => {
     const lib = await Library.open({ dataDir: join(tmp, 'data-nomodel'), model: 'clip-vit-b-32', cacheDir: join(tmp, 'empty-cache'), modelOptional: true });
     const s = await startServer({ library: lib, port: 0 });
     try {
-      const status = await (await fetch(`${s.url}/api/status`)).json();
+      const status = (await (await fetch(`${s.url}/api/status`)).json()) as { model: unknown };
       expect(status.model).toMatchObject({ ready: false, error: { code: 'MODEL_NOT_FOUND', fix: expect.stringContaining('clipdex models pull clip-vit-b-32') } });
       const search = await fetch(`${s.url}/api/search?q=dog`);
       expect(search.status).toBe(503);
-      expect((await search.json()).error.code).toBe('MODEL_NOT_FOUND');
+      expect(((await search.json()) as { error: { code: string } }).error.code).toBe('MODEL_NOT_FOUND');
     } finally {
       await s.close();
       await lib.close();

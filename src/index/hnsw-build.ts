@@ -19,6 +19,7 @@ import { fileCrc32, HnswIndex, type HnswParams } from './hnsw-index.js';
 import { graphFileName } from './index-files.js';
 import { chooseEf, recallAt, StreamingTopK } from './recall.js';
 import { normalizeInto } from './vector-index.js';
+import { seededRandom } from '../util/seeded-random.js';
 
 export interface BuildBase {
   file: string;
@@ -203,21 +204,9 @@ async function streamRows(
   }
 }
 
-/** Deterministic pseudo-random generator (mulberry32): the same library gets the same sample. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function pickQueryIds(ids: number[], queries: number, seed: number): [number, number][] {
   if (ids.length === 0) return [];
-  const r = rng(seed);
+  const r = seededRandom(seed);
   return Array.from({ length: queries }, () => [ids[Math.floor(r() * ids.length)]!, ids[Math.floor(r() * ids.length)]!]);
 }
 

@@ -29,6 +29,7 @@ import { preprocessImage } from '../model/image-preprocess.js';
 import type { PreprocessConfig } from '../model/manifest.js';
 import { readFileSnapshot, type ContentSnapshot } from './content-hash.js';
 import { readExifMeta, type ExifMeta } from './exif-meta.js';
+import { Wakeup } from './wakeup.js';
 
 export interface PipelineFile {
   path: string;
@@ -140,18 +141,6 @@ interface Decoded<F> {
   exif?: ExifMeta;
 }
 
-/** Wakes every waiter; each re-checks its own condition (no lost wake-ups on one thread). */
-class Wakeup {
-  private waiters: (() => void)[] = [];
-  wait(): Promise<void> {
-    return new Promise((res) => this.waiters.push(res));
-  }
-  notify(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const res of w) res();
-  }
-}
 
 function asError(err: unknown, path: string): ClipdexError {
   if (err instanceof ClipdexError) return err;

@@ -12,6 +12,7 @@
  */
 import { IngestStore, type QueueEntry } from './ingest-store.js';
 import { WriteSettler } from './write-settle.js';
+import { Wakeup } from './wakeup.js';
 
 export interface QueueItem extends QueueEntry {
   /** The pipeline reads `path`. */
@@ -25,18 +26,6 @@ export interface IngestQueueOptions {
   pageSize?: number;
 }
 
-/** Wakes every waiter; each re-checks its own condition. */
-class Signal {
-  private waiters: (() => void)[] = [];
-  wait(): Promise<void> {
-    return new Promise((res) => this.waiters.push(res));
-  }
-  notify(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const res of w) res();
-  }
-}
 
 export class IngestQueue {
   private readonly inFlight = new Map<string, number>();
@@ -44,7 +33,7 @@ export class IngestQueue {
   /** Paths whose newer entry the cursor passed while an older one was in flight. */
   private readonly passed = new Set<string>();
   private readonly settler: WriteSettler<undefined>;
-  private readonly signal = new Signal();
+  private readonly signal = new Wakeup();
   private readonly pageSize: number;
   private buffer: QueueEntry[] = [];
   private cursor = 0;

@@ -1,3 +1,5 @@
+import { seededRandom } from '../util/seeded-random.js';
+
 /**
  * The CLIP architecture as plain data: sizes per preset and seeded weights.
  * Both the ONNX graph writer and the reference forward pass in the tests read these,
@@ -94,17 +96,7 @@ export interface ClipWeights {
   text: TextWeights;
 }
 
-/** mulberry32: tiny, fast and identical on every platform, so the same seed writes the same bytes. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom };
 
 class Gaussian {
   private spare: number | null = null;

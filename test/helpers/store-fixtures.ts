@@ -6,6 +6,7 @@ import { libraryPaths, openDatabase, type OpenDatabaseOptions, type StoreDatabas
 import { EmbeddingsRepo } from '../../src/store/embeddings-repo.js';
 import { ImagesRepo, type ImageInput } from '../../src/store/images-repo.js';
 import { RootsRepo } from '../../src/store/roots-repo.js';
+import { seededRandom } from '../../src/util/seeded-random.js';
 
 export function tempLibraryDir(prefix = 'clipdex-store-'): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -37,16 +38,7 @@ export function openTestLibrary(dir: string, options: OpenDatabaseOptions = {}):
 }
 
 /** mulberry32: small, fast, seeded. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = seededRandom;
 
 export function gaussian(r: () => number): () => number {
   return () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
