@@ -15,7 +15,6 @@
  *   except a file that changed while read (parked until it settles, then read again), and a file that
  *   is gone (its row goes) or whose whole root is gone (the root goes offline; nothing is recorded).
  */
-import { lstat } from 'node:fs/promises';
 import { ClipdexError } from '../errors.js';
 import type { EmbeddingsRepo } from '../store/embeddings-repo.js';
 import type { ImageRecord, ImagesRepo } from '../store/images-repo.js';
@@ -26,6 +25,7 @@ import type { IngestEvent } from './ingest-events.js';
 import type { IngestQueue, QueueItem } from './ingest-queue.js';
 import type { IngestStore } from './ingest-store.js';
 import type { ThumbnailStore } from './thumbnail-store.js';
+import { isMissing } from './path-missing.js';
 
 export interface SinkDeps {
   store: IngestStore;
@@ -45,15 +45,6 @@ export interface SinkDeps {
   maxChangedRetries?: number;
 }
 
-const isMissing = async (path: string): Promise<boolean> => {
-  try {
-    await lstat(path);
-    return false;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' || code === 'ENOTDIR';
-  }
-};
 
 function exifColumns(exif: ExifMeta | undefined) {
   return {

@@ -19,6 +19,7 @@ import type { WatchEvent } from './folder-watcher.js';
 import type { IngestEvent } from './ingest-events.js';
 import type { IngestQueue } from './ingest-queue.js';
 import type { IngestStore } from './ingest-store.js';
+import { isMissing } from './path-missing.js';
 
 export interface LiveChangesDeps {
   store: IngestStore;
@@ -43,15 +44,6 @@ interface Hold {
   imageId?: number;
 }
 
-async function isMissing(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return false;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' || code === 'ENOTDIR';
-  }
-}
 
 const EXPIRE_PAGE = 500;
 

@@ -1,0 +1,12 @@
+import { lstat } from 'node:fs/promises';
+
+/** True when nothing is at `path` any more (the file, or a folder above it, is gone); other errors are not "missing". */
+export async function isMissing(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return false;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' || code === 'ENOTDIR';
+  }
+}
