@@ -4,13 +4,10 @@
  * loaded through tsx's ESM hooks registered inside the worker (Node 20 does not pass --import hooks on
  * to workers).
  */
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { ClipdexError, type ErrorCode } from '../errors.js';
 import type { BuildJob, BuildProgress, BuildResult } from './hnsw-build.js';
 import type { WorkerMessage } from './hnsw-build-worker.js';
+import { spawnWorker } from '../util/spawn-worker.js';
 
 export interface RunningBuild {
   result: Promise<BuildResult>;
@@ -19,7 +16,7 @@ export interface RunningBuild {
 }
 
 export function startBuild(job: BuildJob, onProgress: (p: BuildProgress) => void = () => {}): RunningBuild {
-  const worker = spawnWorker(job);
+  const worker = spawnWorker(import.meta.url, 'hnsw-build-worker', job, { code: 'INDEX_BUILD_FAILED', what: 'the index worker' });
   let settled = false;
   const result = new Promise<BuildResult>((resolve, reject) => {
     worker.on('message', (m: WorkerMessage) => {
@@ -51,20 +48,4 @@ export function startBuild(job: BuildJob, onProgress: (p: BuildProgress) => void
       await worker.terminate();
     },
   };
-}
-
-function spawnWorker(job: BuildJob): Worker {
-  const here = fileURLToPath(import.meta.url);
-  const js = join(dirname(here), 'hnsw-build-worker.js');
-  if (!here.endsWith('.ts') && existsSync(js)) return new Worker(js, { workerData: job });
-  const ts = join(dirname(here), 'hnsw-build-worker.ts');
-  // tsx's public ESM API, resolved through its exports map from here (an eval'd worker resolves from the cwd).
-  let tsxApi: string;
-  try {
-    tsxApi = import.meta.resolve('tsx/esm/api');
-  } catch (err) {
-    throw new ClipdexError('INDEX_BUILD_FAILED', 'running from TypeScript sources needs tsx to start the index worker', { cause: err });
-  }
-  const boot = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(pathToFileURL(ts).href)}); })`;
-  return new Worker(boot, { eval: true, workerData: job });
 }

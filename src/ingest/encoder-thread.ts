@@ -7,15 +7,13 @@
  * serve` no request is answered. On its own thread the encoder blocks only itself.
  * The cost: a second copy of the image tower in memory (the library keeps its own for queries).
  */
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { ClipdexError, type ErrorCode } from '../errors.js';
 import type { ModelSpec } from '../model/model-dir.js';
 import type { SessionOptions } from '../model/ort-session.js';
 import type { PipelineModel } from './encode-pipeline.js';
 import type { EncoderReply, EncoderRequest, EncoderWorkerData } from './encoder-thread-worker.js';
+import { spawnWorker } from '../util/spawn-worker.js';
 
 interface Pending {
   resolve: (rows: Float32Array[]) => void;
@@ -53,7 +51,7 @@ export class ThreadImageEncoder implements PipelineModel {
   /** Starts the thread and opens the image tower there; rejects with the tower's own error. */
   static async open(spec: ModelSpec, options: { session?: SessionOptions; batch?: number } = {}): Promise<ThreadImageEncoder> {
     const data: EncoderWorkerData = { spec, session: options.session ?? {}, batch: options.batch };
-    const worker = spawn(data);
+    const worker = spawnWorker(import.meta.url, 'encoder-thread-worker', data, { code: 'INFERENCE_FAILED', what: 'the encoder thread' });
     try {
       const ready = await new Promise<EncoderReply & { type: 'ready' }>((resolve, reject) => {
         worker.once('message', (m: EncoderReply) => {
@@ -92,20 +90,4 @@ export class ThreadImageEncoder implements PipelineModel {
     this.worker.removeAllListeners('exit');
     await this.worker.terminate();
   }
-}
-
-/** From dist/ the compiled worker beside this file; from sources (vitest, tsx) the .ts through tsx's hooks. */
-function spawn(data: EncoderWorkerData): Worker {
-  const here = fileURLToPath(import.meta.url);
-  const js = join(dirname(here), 'encoder-thread-worker.js');
-  if (!here.endsWith('.ts') && existsSync(js)) return new Worker(js, { workerData: data });
-  const ts = join(dirname(here), 'encoder-thread-worker.ts');
-  let tsxApi: string;
-  try {
-    tsxApi = import.meta.resolve('tsx/esm/api');
-  } catch (err) {
-    throw new ClipdexError('INFERENCE_FAILED', 'running from TypeScript sources needs tsx to start the encoder thread', { cause: err });
-  }
-  const boot = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(pathToFileURL(ts).href)}); })`;
-  return new Worker(boot, { eval: true, workerData: data });
 }
