@@ -39,18 +39,10 @@ export interface SearchRequest {
   excludeQueryImages?: boolean;
 }
 
-export interface SearchResult {
-  id: number;
-  path: string;
+/** A photo as results carry it: its metadata plus the cosine score of this search. */
+export type SearchResult = Pick<ImageRecord, 'id' | 'path' | 'size' | 'width' | 'height' | 'format' | 'takenAt' | 'cameraMake' | 'cameraModel'> & {
   score: number;
-  size: number;
-  width: number | null;
-  height: number | null;
-  format: string | null;
-  takenAt: number | null;
-  cameraMake: string | null;
-  cameraModel: string | null;
-}
+};
 
 export interface SearchResponse {
   results: SearchResult[];
