@@ -1,0 +1,102 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ContrastiveKernel } from '../src/train/contrastive-kernel.js';
+import { seededRandom } from '../src/util/seeded-random.js';
+import { referenceLoss, type ReferenceInput } from './helpers/contrastive-reference.js';
+
+const d = 6;
+let kernel: ContrastiveKernel;
+
+beforeAll(async () => {
+  kernel = await ContrastiveKernel.create(d, { threads: 1 });
+});
+afterAll(async () => {
+  await kernel.release();
+});
+
+function unitRows(count: number, rand: () => number): Float32Array {
+  const out = new Float32Array(count * d);
+  for (let r = 0; r < count; r++) {
+    let norm = 0;
+    for (let k = 0; k < d; k++) {
+      out[r * d + k] = rand() * 2 - 1;
+      norm += out[r * d + k]! ** 2;
+    }
+    for (let k = 0; k < d; k++) out[r * d + k]! /= Math.sqrt(norm);
+  }
+  return out;
+}
+
+function nearIdentity(rand: () => number, spread: number): Float32Array {
+  const w = new Float32Array(d * d);
+  for (let a = 0; a < d; a++) for (let b = 0; b < d; b++) w[a * d + b] = (a === b ? 1 : 0) + spread * (rand() * 2 - 1);
+  return w;
+}
+
+describe('contrastive training kernel (ONNX graph with hand-derived gradients)', () => {
+  // Five images, three captions; images 0–2 share caption 0 (multi-positive), image 4 has two captions.
+  const n = 5;
+  const m = 3;
+  const positives = Float32Array.from([1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 1]);
+  const rand = seededRandom(7);
+  const input: ReferenceInput & { images: Float32Array; texts: Float32Array; positives: Float32Array } = {
+    images: unitRows(n, rand),
+    texts: unitRows(m, rand),
+    positives,
+    n,
+    m,
+    d,
+  };
+  const imageW = nearIdentity(rand, 0.3);
+  const textW = nearIdentity(rand, 0.3);
+  const logScale = 1.7;
+  const lambda = 0.05;
+
+  it('computes the same loss as an independent float64 reference', async () => {
+    const r = await kernel.step(input, { imageW, textW, logScale, lambda });
+    const expected = referenceLoss(input, imageW, textW, logScale, lambda);
+    expect(Math.abs(r.loss - expected)).toBeLessThan(1e-5);
+    expect(r.loss).toBeCloseTo(0.5 * (r.imageToText + r.textToImage) + (r.loss - 0.5 * (r.imageToText + r.textToImage)), 6);
+  });
+
+  it('has gradients equal to central finite differences of the reference (every weight and the temperature)', async () => {
+    const r = await kernel.step(input, { imageW, textW, logScale, lambda });
+    const h = 1e-6;
+    let worst = 0;
+    const check = (analytic: number, plus: number, minus: number) => {
+      const numeric = (plus - minus) / (2 * h);
+      const err = Math.abs(analytic - numeric) / (1e-3 + Math.abs(numeric));
+      worst = Math.max(worst, err);
+    };
+    for (const [w, grad, other] of [
+      [imageW, r.gradImageW, textW],
+      [textW, r.gradTextW, imageW],
+    ] as const) {
+      for (let i = 0; i < d * d; i++) {
+        const wp = Float64Array.from(w);
+        const wm = Float64Array.from(w);
+        wp[i]! += h;
+        wm[i]! -= h;
+        const isImage = w === imageW;
+        const plus = isImage ? referenceLoss(input, wp, other, logScale, lambda) : referenceLoss(input, other, wp, logScale, lambda);
+        const minus = isImage ? referenceLoss(input, wm, other, logScale, lambda) : referenceLoss(input, other, wm, logScale, lambda);
+        check(grad[i]!, plus, minus);
+      }
+    }
+    check(r.gradLogScale, referenceLoss(input, imageW, textW, logScale + h, lambda), referenceLoss(input, imageW, textW, logScale - h, lambda));
+    // float32 graph vs float64 differences: agreement to ~1e-4 relative; a wrong term is off by O(1).
+    expect(worst).toBeLessThan(2e-3);
+  });
+
+  it('a gradient step lowers the loss', async () => {
+    const r = await kernel.step(input, { imageW, textW, logScale, lambda });
+    const lr = 0.05;
+    const wi = imageW.map((w, i) => w - lr * r.gradImageW[i]!);
+    const wt = textW.map((w, i) => w - lr * r.gradTextW[i]!);
+    const after = await kernel.step(input, { imageW: wi, textW: wt, logScale: logScale - lr * r.gradLogScale, lambda });
+    expect(after.loss).toBeLessThan(r.loss);
+  });
+
+  it('refuses a batch whose shapes do not match', async () => {
+    await expect(kernel.step({ ...input, n: 4 }, { imageW, textW, logScale, lambda })).rejects.toThrow(/shapes/);
+  });
+});
