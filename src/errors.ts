@@ -25,7 +25,10 @@ export type ErrorCode =
   | 'MIGRATION_FAILED'
   | 'DIMENSION_MISMATCH'
   | 'INDEX_BUILD_FAILED'
-  | 'FILE_CHANGED';
+  | 'FILE_CHANGED'
+  | 'ADAPTER_INVALID'
+  | 'NOT_ENOUGH_LABELS'
+  | 'BUSY';
 
 export class ClipdexError extends Error {
   readonly code: ErrorCode;

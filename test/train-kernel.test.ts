@@ -100,3 +100,37 @@ describe('contrastive training kernel (ONNX graph with hand-derived gradients)',
     await expect(kernel.step({ ...input, n: 4 }, { imageW, textW, logScale, lambda })).rejects.toThrow(/shapes/);
   });
 });
+
+describe('multi-positive targets (many photos share one caption)', () => {
+  it('a perfect model reaches the floor with multi-positive targets; naive CLIP batches add ln 4 per shared caption', async () => {
+    // Three captions, four photos each, every photo exactly on its caption: retrieval is perfect.
+    const rand = seededRandom(11);
+    const captions = unitRows(3, rand);
+    const n = 12;
+    const images = new Float32Array(n * d);
+    for (let i = 0; i < n; i++) images.set(captions.subarray((i % 3) * d, (i % 3 + 1) * d), i * d);
+    const eye = nearIdentity(rand, 0);
+    const params = { imageW: eye, textW: eye, logScale: Math.log(100), lambda: 0 };
+
+    const multi = new Float32Array(n * 3);
+    for (let i = 0; i < n; i++) multi[i * 3 + (i % 3)] = 1;
+    const good = await kernel.step({ images, texts: captions, positives: multi, n, m: 3 }, params);
+
+    // Naive CLIP batch: caption k is a separate column for pair k, duplicates count as negatives.
+    const texts = new Float32Array(n * d);
+    for (let i = 0; i < n; i++) texts.set(captions.subarray((i % 3) * d, (i % 3 + 1) * d), i * d);
+    const onehot = new Float32Array(n * n);
+    for (let i = 0; i < n; i++) onehot[i * n + i] = 1;
+    const naive = await kernel.step({ images, texts, positives: onehot, n, m: n }, params);
+
+    // Multi-positive: image→text is ~0, text→image is the entropy of its targets (4 equally right photos),
+    // so the loss reads as distance from perfect and validation loss is comparable across batch makeups.
+    expect(good.imageToText).toBeLessThan(0.01);
+    expect(Math.abs(good.textToImage - Math.log(4))).toBeLessThan(0.01);
+    // Naive: each photo must pick "its" copy among 4 identical captions, and each copy "its" photo among 4
+    // equally right ones — impossible, so both directions sit at ln 4 however good the model is.
+    expect(naive.imageToText).toBeGreaterThan(0.99 * Math.log(4));
+    expect(naive.textToImage).toBeGreaterThan(0.99 * Math.log(4));
+    expect(naive.loss - good.loss).toBeGreaterThan(0.45 * Math.log(4));
+  });
+});

@@ -26,6 +26,7 @@ import { FolderWatcher, type WatchMode, type WatchNotice } from './folder-watche
 import type { IngestEvent, IngestListener, IngestPhase, IngestProgress, ScanReport } from './ingest-events.js';
 import { IngestQueue } from './ingest-queue.js';
 import { createIngestSink } from './ingest-sink.js';
+import { ActiveAdapterWriter } from '../train/adapter-embeddings.js';
 import { identityKey, IngestStore, type RootInfo } from './ingest-store.js';
 import { LiveChanges } from './live-changes.js';
 import { reconcileRoot } from './reconcile.js';
@@ -530,6 +531,7 @@ export class IngestEngine {
   // ---- pipeline ----
 
   private async runPipeline(model: PipelineModel): Promise<void> {
+    const adapterWriter = new ActiveAdapterWriter(this.library.store.db, this.library.embeddings, this.model.key);
     const { sink, skip } = createIngestSink({
       store: this.store,
       images: this.library.images,
@@ -537,6 +539,7 @@ export class IngestEngine {
       thumbnails: this.library.thumbnails,
       modelKey: this.model.key,
       queue: this.queue,
+      onEmbedded: (hash, vector) => adapterWriter.write(hash, vector),
       thumbnailsEnabled: this.options.thumbnail !== false,
       emit: (e) => this.emit(e),
       rootAvailable: (id) => this.rootAvailable(id),

@@ -41,6 +41,8 @@ export interface SinkDeps {
   rootAvailable: (rootId: number) => Promise<boolean>;
   /** The root vanished under us: mark it offline (its queue entries wait). */
   rootLost: (rootId: number, reason: string) => void;
+  /** Called in the write transaction after a new embedding is stored (the active adapter's projection). */
+  onEmbedded?: (contentHash: string, vector: Float32Array) => void;
   /** Times a file may change while being read before it is recorded as an error (default 8). */
   maxChangedRetries?: number;
 }
@@ -165,6 +167,7 @@ export function createIngestSink(deps: SinkDeps) {
         let meta: { width: number | null; height: number | null; format: string | null };
         if (r.status === 'encoded') {
           embeddings.put(content.hash, modelKey, r.embedding);
+          deps.onEmbedded?.(content.hash, r.embedding);
           meta = { width: r.info.width, height: r.info.height, format: r.info.format };
         } else {
           meta = store.metaOfHash(content.hash) ?? { width: prev?.width ?? null, height: prev?.height ?? null, format: prev?.format ?? null };

@@ -10,6 +10,8 @@ import { EmbeddingsRepo } from '../store/embeddings-repo.js';
 import { ImagesRepo } from '../store/images-repo.js';
 import { PairsRepo } from '../store/pairs-repo.js';
 import { RootsRepo } from '../store/roots-repo.js';
+import { adapterModelKey, AdaptedEmbeddings } from '../train/adapter-embeddings.js';
+import { decodeAdapter, type AdapterWeights } from '../train/adapter-weights.js';
 import { modelKeyFor } from './model-key.js';
 
 export interface OpenLibraryOptions {
@@ -31,10 +33,23 @@ export interface OpenLibraryOptions {
 /** The model side of a library, present only when its model loaded. */
 export interface LoadedModel {
   model: ClipModel;
-  /** Model name + weights fingerprint: the key of its embeddings and its index. */
+  /** Model name + weights fingerprint: the key of its base embeddings and base index. */
   key: string;
+  /** The base model's index (kept while an adapter is active: rollback to the base is instant). */
   index: IndexManager;
 }
+
+/** What searches run against: the base model's vectors, or an activated adapter's. */
+export interface SearchSpace {
+  /** The model key of the vectors searched. */
+  key: string;
+  index: IndexManager;
+  /** The active adapter; queries are projected through it. null: the base model. */
+  adapter: { id: number; version: number; weights: AdapterWeights } | null;
+}
+
+/** An index that was swapped out is closed this long after the switch, so searches already running finish. */
+const RETIRE_AFTER_MS = 10_000;
 
 /**
  * One photo library opened for use: its SQLite store and repositories, the CLIP model and the vector index
@@ -47,6 +62,9 @@ export class Library {
   readonly pairs: PairsRepo;
   readonly adapters: AdaptersRepo;
   readonly thumbnails: ThumbnailStore;
+  private space: SearchSpace | null;
+  private readonly retiring = new Set<{ index: IndexManager; close: () => Promise<void>; timer: NodeJS.Timeout }>();
+  private readonly indexOptions: Pick<OpenLibraryOptions, 'onIndexProgress' | 'onIndexError'>;
 
   private constructor(
     readonly paths: LibraryPaths,
@@ -54,7 +72,10 @@ export class Library {
     readonly modelRef: string,
     readonly loaded: LoadedModel | null,
     readonly modelError: ClipdexError | null,
+    options: OpenLibraryOptions = {},
   ) {
+    this.space = loaded ? { key: loaded.key, index: loaded.index, adapter: null } : null;
+    this.indexOptions = { ...(options.onIndexProgress ? { onIndexProgress: options.onIndexProgress } : {}), ...(options.onIndexError ? { onIndexError: options.onIndexError } : {}) };
     this.images = new ImagesRepo(store.db);
     this.roots = new RootsRepo(store.db);
     this.embeddings = new EmbeddingsRepo(store.db);
@@ -80,7 +101,9 @@ export class Library {
         ...(options.onIndexProgress ? { onProgress: options.onIndexProgress } : {}),
         ...(options.onIndexError ? { onError: options.onIndexError } : {}),
       });
-      return new Library(paths, store, modelRef, { model, key, index }, null);
+      const library = new Library(paths, store, modelRef, { model, key, index }, null, options);
+      await library.openActiveAdapter();
+      return library;
     } catch (err) {
       await model?.release().catch(() => undefined);
       const modelError = isClipdexError(err)
@@ -100,7 +123,81 @@ export class Library {
     throw this.modelError ?? new ClipdexError('MODEL_NOT_FOUND', `model ${this.modelRef} is not loaded`);
   }
 
+  /** The vectors searches use now. */
+  searchSpace(): SearchSpace {
+    this.requireModel();
+    return this.space!;
+  }
+
+  /** Opens the index of a model key of this library (an adapter's), with the library's progress callbacks. */
+  async openIndex(modelKey: string, onProgress?: OpenLibraryOptions['onIndexProgress']): Promise<IndexManager> {
+    const progress = onProgress ?? this.indexOptions.onIndexProgress;
+    return IndexManager.open({
+      store: this.store,
+      indexDir: this.paths.indexDir,
+      modelKey,
+      ...(progress ? { onProgress: progress } : {}),
+      ...(this.indexOptions.onIndexError ? { onError: this.indexOptions.onIndexError } : {}),
+    });
+  }
+
+  /**
+   * Switches searches to another space in one assignment: a search that already holds the old space
+   * finishes on it (its index is closed a little later), the next one uses the new space.
+   */
+  setSearchSpace(next: SearchSpace, onRetired?: (previous: SearchSpace) => Promise<void>): SearchSpace {
+    const previous = this.searchSpace();
+    this.space = next;
+    if (previous.index !== next.index && previous.index !== this.loaded!.index) this.retire(previous, onRetired);
+    return previous;
+  }
+
+  private retire(space: SearchSpace, onRetired?: (previous: SearchSpace) => Promise<void>): void {
+    const close = async () => {
+      await space.index.close().catch(() => undefined);
+      await onRetired?.(space).catch((err: unknown) => this.indexOptions.onIndexError?.(err));
+    };
+    const entry = {
+      index: space.index,
+      close,
+      timer: setTimeout(() => {
+        this.retiring.delete(entry);
+        void close();
+      }, RETIRE_AFTER_MS),
+    };
+    entry.timer.unref();
+    this.retiring.add(entry);
+  }
+
+  /**
+   * At open: searches use the active adapter when there is one. Its projected embeddings are completed
+   * first (photos added by a process that did not know the adapter); if anything about it fails, the base
+   * model serves and the error is reported, never a half-switched state.
+   */
+  private async openActiveAdapter(): Promise<void> {
+    const loaded = this.loaded!;
+    const active = this.adapters.active(loaded.key);
+    if (!active) return;
+    try {
+      const weights = decodeAdapter(active.weights);
+      const key = adapterModelKey(loaded.key, active.id);
+      await new AdaptedEmbeddings(this.store.db, this.embeddings, loaded.key).fillMissing(key, weights);
+      const index = await this.openIndex(key);
+      this.space = { key, index, adapter: { id: active.id, version: active.version, weights } };
+    } catch (err) {
+      this.indexOptions.onIndexError?.(
+        new ClipdexError('ADAPTER_INVALID', `the active adapter v${active.version} could not be opened; searching with the base model: ${errorMessage(err)}`, { cause: err }),
+      );
+    }
+  }
+
   async close(): Promise<void> {
+    for (const entry of this.retiring) {
+      clearTimeout(entry.timer);
+      await entry.close();
+    }
+    this.retiring.clear();
+    if (this.space && this.loaded && this.space.index !== this.loaded.index) await this.space.index.close();
     if (this.loaded) {
       await this.loaded.index.close();
       await this.loaded.model.release();

@@ -5,7 +5,8 @@
  * sorted, paged, and joined with the photos' metadata.
  */
 import { ClipdexError } from '../errors.js';
-import type { Library } from '../library/library.js';
+import type { Library, SearchSpace } from '../library/library.js';
+import { projectRows } from '../train/adapter-weights.js';
 import type { ImageInput } from '../model/image-source.js';
 import type { ImageRecord } from '../store/images-repo.js';
 import type { ImageFilter } from '../store/image-filter.js';
@@ -86,7 +87,9 @@ export class QueryEngine {
 
   async search(request: SearchRequest): Promise<SearchResponse> {
     const started = performance.now();
-    const { index, key } = this.library.requireModel();
+    // One space for the whole search: an adapter switch in the middle does not mix two spaces' vectors.
+    const space = this.library.searchSpace();
+    const { index, key } = space;
     const limit = checkInt(request.limit ?? 50, 'limit', 1, MAX_LIMIT);
     const offset = checkInt(request.offset ?? 0, 'offset', 0, MAX_CANDIDATES);
     const sort = request.sort ?? 'relevance';
@@ -94,7 +97,7 @@ export class QueryEngine {
     if (ratio !== undefined && !(ratio >= 0 && ratio <= 1)) {
       throw new ClipdexError('INVALID_ARGUMENT', `minScoreRatio must be between 0 and 1, got ${ratio}`);
     }
-    const query = await this.queryVector(request.terms);
+    const query = await this.queryVector(request.terms, space);
     const excluded = new Set(
       request.excludeQueryImages === false ? [] : request.terms.flatMap((t) => ('imageId' in t && (t.weight ?? 1) > 0 ? [t.imageId] : [])),
     );
@@ -129,7 +132,7 @@ export class QueryEngine {
   }
 
   /** Σ weight·embedding over the terms, normalised: the point in embedding space the search looks around. */
-  async queryVector(terms: readonly QueryTerm[]): Promise<Float32Array> {
+  async queryVector(terms: readonly QueryTerm[], space: SearchSpace = this.library.searchSpace()): Promise<Float32Array> {
     if (terms.length === 0) throw new ClipdexError('INVALID_ARGUMENT', 'a search needs at least one term (a phrase or an image)');
     if (terms.length > 16) throw new ClipdexError('INVALID_ARGUMENT', `at most 16 terms per search, got ${terms.length}`);
     const { model } = this.library.requireModel();
@@ -138,7 +141,7 @@ export class QueryEngine {
       if (!Number.isFinite(w) || Math.abs(w) > 100) throw new ClipdexError('INVALID_ARGUMENT', `term weights must be finite numbers in [-100, 100], got ${w}`);
     }
     if (!weights.some((w) => w > 0)) throw new ClipdexError('INVALID_ARGUMENT', 'at least one term needs a positive weight');
-    const vectors = await Promise.all(terms.map((t) => this.termVector(t)));
+    const vectors = await Promise.all(terms.map((t) => this.termVector(t, space)));
     const sum = new Float32Array(model.dim);
     vectors.forEach((v, i) => {
       for (let d = 0; d < sum.length; d++) sum[d]! += weights[i]! * v[d]!;
@@ -151,8 +154,11 @@ export class QueryEngine {
     return sum;
   }
 
-  private async termVector(term: QueryTerm): Promise<Float32Array> {
-    const { model, key } = this.library.requireModel();
+  private async termVector(term: QueryTerm, space: SearchSpace): Promise<Float32Array> {
+    const { model } = this.library.requireModel();
+    const { key, adapter } = space;
+    // Phrases and new images are encoded by the base model, then projected like the stored vectors were.
+    const project = (v: Float32Array, w: 'image' | 'text') => (adapter ? projectRows(v, 1, adapter.weights[w], adapter.weights.dim) : v);
     if ('text' in term) {
       const text = term.text.trim();
       if (!text) throw new ClipdexError('INVALID_ARGUMENT', 'a phrase term is empty');
@@ -160,9 +166,10 @@ export class QueryEngine {
       const cacheKey = `${key}\n${text}`;
       const cached = this.textCache.get(cacheKey);
       if (cached) return cached;
-      const [v] = await model.embedTexts([text]);
-      this.textCache.set(cacheKey, v!);
-      return v!;
+      const [base] = await model.embedTexts([text]);
+      const v = project(base!, 'text');
+      this.textCache.set(cacheKey, v);
+      return v;
     }
     if ('imageId' in term) {
       if (!Number.isSafeInteger(term.imageId) || term.imageId < 1) {
@@ -182,7 +189,7 @@ export class QueryEngine {
     const input: ImageInput = 'image' in term ? term.image : term.path;
     const [result] = await model.embedImages([input], { ...(this.options.maxPixels ? { maxPixels: this.options.maxPixels } : {}), name: 'path' in term ? term.path : 'the uploaded image' });
     if (!result!.ok) throw result!.error;
-    return result!.embedding;
+    return project(result!.embedding, 'image');
   }
 }
 

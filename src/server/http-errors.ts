@@ -22,6 +22,9 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   MODEL_INVALID: 503,
   EXECUTION_PROVIDER_UNAVAILABLE: 503,
   DIMENSION_MISMATCH: 409,
+  NOT_ENOUGH_LABELS: 409,
+  BUSY: 409,
+  ADAPTER_INVALID: 422,
 };
 
 export function statusFor(code: string): number {

@@ -89,6 +89,14 @@ export class IndexChangesRepo {
     return this.tracked(modelKey)!;
   }
 
+  /** Stops logging changes for a key and forgets its log (its index is being deleted). */
+  unregister(modelKey: string): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM index_changes WHERE model_key = ?').run(modelKey);
+      this.db.prepare('DELETE FROM vector_indexes WHERE model_key = ?').run(modelKey);
+    })();
+  }
+
   tracked(modelKey: string): TrackedIndex | undefined {
     return this.trackedStmt.get(modelKey);
   }

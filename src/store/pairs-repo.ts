@@ -22,9 +22,12 @@ export class PairsRepo {
   private readonly forImageStmt;
   private readonly removeStmt;
   private readonly countStmt;
+  private readonly updateStmt;
+  private readonly setSplitStmt;
+  private readonly findStmt;
 
   constructor(
-    db: Database.Database,
+    private readonly db: Database.Database,
     private readonly now: () => number = Date.now,
   ) {
     this.addStmt = db.prepare<[number, string, PairSplit, number], LabeledPair>(
@@ -36,6 +39,35 @@ export class PairsRepo {
     this.forImageStmt = db.prepare<[number], LabeledPair>(`SELECT ${COLUMNS} FROM labeled_pairs WHERE image_id = ? ORDER BY id`);
     this.removeStmt = db.prepare<[number]>('DELETE FROM labeled_pairs WHERE id = ?');
     this.countStmt = db.prepare<[], { split: PairSplit; n: number }>('SELECT split, count(*) AS n FROM labeled_pairs GROUP BY split');
+    this.updateStmt = db.prepare<[string, number], LabeledPair>(`UPDATE labeled_pairs SET caption = ? WHERE id = ? RETURNING ${COLUMNS}`);
+    this.setSplitStmt = db.prepare<[PairSplit, number]>('UPDATE labeled_pairs SET split = ? WHERE image_id = ?');
+    this.findStmt = db.prepare<[number, string], LabeledPair>(`SELECT ${COLUMNS} FROM labeled_pairs WHERE image_id = ? AND caption = ?`);
+  }
+
+  /**
+   * Adds a pair unless the same photo already has the same caption (labeling twice is not two examples);
+   * returns the pair and whether it is new. A new pair joins its photo's split, so a photo is never in both.
+   */
+  addUnique(imageId: number, caption: string): { pair: LabeledPair; added: boolean } {
+    const text = caption.trim();
+    const existing = this.findStmt.get(imageId, text);
+    if (existing) return { pair: existing, added: false };
+    const split = this.forImageStmt.get(imageId)?.split ?? 'train';
+    return { pair: this.add(imageId, text, split), added: true };
+  }
+
+  /** Changes a caption; undefined when there is no such pair. */
+  update(id: number, caption: string): LabeledPair | undefined {
+    const text = caption.trim();
+    if (text === '') throw new ClipdexError('INVALID_ARGUMENT', 'a caption must not be empty');
+    return this.updateStmt.get(text, id);
+  }
+
+  /** Puts every pair of each photo in the given split (the trainer's split, stored with the pairs). */
+  setSplits(splits: ReadonlyMap<number, PairSplit>): void {
+    this.db.transaction(() => {
+      for (const [imageId, split] of splits) this.setSplitStmt.run(split, imageId);
+    })();
   }
 
   add(imageId: number, caption: string, split: PairSplit): LabeledPair {

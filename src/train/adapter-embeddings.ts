@@ -1,0 +1,126 @@
+/**
+ * The stored embeddings of an activated adapter: every base embedding re-projected (x·W, normalised) under
+ * the adapter's own model key, so its vector index is an ordinary index of that key — built, merged,
+ * crash-checked and change-logged like the base one. Costs one more 4·d-byte row per photo while the
+ * adapter is active; dropped when it is deactivated.
+ */
+import type Database from 'better-sqlite3';
+import { IndexChangesRepo } from '../store/index-changes-repo.js';
+import type { EmbeddingsRepo } from '../store/embeddings-repo.js';
+import { blobToVector } from '../store/vector-blob.js';
+import { decodeAdapter, projectRows, type AdapterWeights } from './adapter-weights.js';
+import { projectBulk } from './projection-kernel.js';
+
+/** The model key an adapter's embeddings and index live under. */
+export function adapterModelKey(baseKey: string, adapterId: number): string {
+  return `${baseKey}@adapter-${adapterId}`;
+}
+
+const CHUNK = 4096;
+
+export class AdaptedEmbeddings {
+  private readonly missingStmt;
+  private readonly missingCountStmt;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly embeddings: EmbeddingsRepo,
+    readonly baseKey: string,
+  ) {
+    this.missingStmt = db.prepare<{ base: string; key: string; after: number; limit: number }, { id: number; contentHash: string; vector: Buffer }>(
+      `SELECT b.id, b.content_hash AS contentHash, b.vector FROM embeddings b
+       WHERE b.model_key = @base AND b.id > @after
+         AND NOT EXISTS (SELECT 1 FROM embeddings a WHERE a.content_hash = b.content_hash AND a.model_key = @key)
+       ORDER BY b.id LIMIT @limit`,
+    );
+    this.missingCountStmt = db.prepare<{ base: string; key: string }, { n: number }>(
+      `SELECT count(*) AS n FROM embeddings b WHERE b.model_key = @base
+         AND NOT EXISTS (SELECT 1 FROM embeddings a WHERE a.content_hash = b.content_hash AND a.model_key = @key)`,
+    );
+  }
+
+  missingCount(key: string): number {
+    return this.missingCountStmt.get({ base: this.baseKey, key })!.n;
+  }
+
+  /**
+   * Projects every base embedding that has no row under `key` yet, in chunks through ORT, one transaction
+   * per chunk. Returns how many were written. Safe to run while photos are being added: rows written later
+   * are found by a later pass (the final one runs inside the activation transaction, see `fillMissingSync`).
+   */
+  async fillMissing(key: string, w: AdapterWeights, onProgress?: (done: number, total: number) => void): Promise<number> {
+    this.embeddings.registerModel(key, w.dim);
+    const total = this.missingCount(key);
+    let done = 0;
+    let after = 0;
+    for (;;) {
+      const rows = this.missingStmt.all({ base: this.baseKey, key, after, limit: CHUNK });
+      if (rows.length === 0) break;
+      const input = new Float32Array(rows.length * w.dim);
+      rows.forEach((r, i) => input.set(blobToVector(r.vector, w.dim), i * w.dim));
+      const projected = await projectBulk(input, rows.length, w.image, w.dim);
+      this.db.transaction(() => {
+        rows.forEach((r, i) => this.embeddings.put(r.contentHash, key, projected.slice(i * w.dim, (i + 1) * w.dim)));
+      })();
+      done += rows.length;
+      after = rows[rows.length - 1]!.id;
+      onProgress?.(done, Math.max(total, done));
+    }
+    return done;
+  }
+
+  /** The same, synchronously (TS projection): for the few rows left, inside the caller's transaction. */
+  fillMissingSync(key: string, w: AdapterWeights): number {
+    let done = 0;
+    let after = 0;
+    for (;;) {
+      const rows = this.missingStmt.all({ base: this.baseKey, key, after, limit: CHUNK });
+      if (rows.length === 0) return done;
+      for (const r of rows) this.embeddings.put(r.contentHash, key, projectRows(blobToVector(r.vector, w.dim), 1, w.image, w.dim));
+      done += rows.length;
+      after = rows[rows.length - 1]!.id;
+    }
+  }
+
+  /** One freshly encoded photo: its projection under the active adapter's key (called in the writer's transaction). */
+  writeOne(key: string, w: AdapterWeights, contentHash: string, baseVector: Float32Array): void {
+    this.embeddings.put(contentHash, key, projectRows(baseVector, 1, w.image, w.dim));
+  }
+
+  /** Forgets an adapter key: stops its change log first (so deleting its rows logs nothing), then its rows. */
+  drop(key: string): void {
+    this.db.transaction(() => {
+      new IndexChangesRepo(this.db).unregister(key);
+      this.embeddings.removeModel(key);
+    })();
+  }
+}
+
+/**
+ * Keeps the active adapter's embeddings complete while photos are added: the ingest sink calls `write` in
+ * the same transaction as the base embedding. It reads which adapter is active from the database at each
+ * call (one indexed row), so a switch made by another process (the CLI beside a server) is followed at once.
+ */
+export class ActiveAdapterWriter {
+  private readonly activeStmt;
+  private readonly weightsStmt;
+  private cached: { id: number; key: string; weights: AdapterWeights } | null = null;
+  private readonly adapted: AdaptedEmbeddings;
+
+  constructor(db: Database.Database, embeddings: EmbeddingsRepo, private readonly baseKey: string) {
+    this.adapted = new AdaptedEmbeddings(db, embeddings, baseKey);
+    this.activeStmt = db.prepare<[string], { id: number }>('SELECT id FROM adapters WHERE model_key = ? AND active = 1');
+    this.weightsStmt = db.prepare<[number], { weights: Buffer }>('SELECT weights FROM adapters WHERE id = ?');
+  }
+
+  write(contentHash: string, baseVector: Float32Array): void {
+    const id = this.activeStmt.get(this.baseKey)?.id;
+    if (id === undefined) return;
+    if (this.cached?.id !== id) {
+      const row = this.weightsStmt.get(id)!;
+      this.cached = { id, key: adapterModelKey(this.baseKey, id), weights: decodeAdapter(row.weights) };
+    }
+    if (this.cached.weights.dim !== baseVector.length) return; // refused at activation; never half-write
+    this.adapted.writeOne(this.cached.key, this.cached.weights, contentHash, baseVector);
+  }
+}

@@ -1,0 +1,243 @@
+/**
+ * The trainer as users drive it, over one library: gather the labeled pairs with their stored embeddings,
+ * split by photo, train, save the adapter with its numbers; activate (re-project every stored embedding,
+ * build that index in the background, switch searches in one step), roll back, export. The CLI, the REST
+ * API and the web page all call this.
+ */
+import { rm } from 'node:fs/promises';
+import { ClipdexError } from '../errors.js';
+import { keyDir } from '../index/index-files.js';
+import type { IndexProgress } from '../index/index-manager.js';
+import type { Library, SearchSpace } from '../library/library.js';
+import type { AdapterRecord, AdapterSummary } from '../store/adapters-repo.js';
+import { blobToVector } from '../store/vector-blob.js';
+import { adapterModelKey, AdaptedEmbeddings } from './adapter-embeddings.js';
+import { decodeAdapter, encodeAdapter } from './adapter-weights.js';
+import { assignSplit } from './pair-split.js';
+import { PROBE_PHRASES } from './probe-phrases.js';
+import { trainAdapters, type TrainOptions, type TrainOutcome, type TrainProgress, type TrainingData } from './trainer.js';
+
+export interface TrainRequest extends TrainOptions {
+  /** Share of labeled photos held out for validation. Default 0.2. */
+  valFraction?: number;
+}
+
+export type AdapterJobProgress =
+  | { phase: 'preparing'; message: string }
+  | { phase: 'training'; training: TrainProgress }
+  | { phase: 'evaluating' }
+  | { phase: 'projecting'; done: number; total: number }
+  | { phase: 'indexing'; index: IndexProgress }
+  | { phase: 'switching' };
+
+export interface TrainResult {
+  adapter: AdapterSummary;
+  outcome: TrainOutcome;
+  /** Pairs left out because their photo has no embedding yet (not indexed, or failed). */
+  skippedPairs: number;
+}
+
+export interface ActivationResult {
+  adapter: AdapterSummary | null;
+  projected: number;
+  durationMs: number;
+}
+
+/** The metrics JSON stored with each adapter version (everything but the weights). */
+export interface AdapterMetrics extends Omit<TrainOutcome, 'weights'> {
+  baseKey: string;
+  dim: number;
+  valFraction: number;
+  skippedPairs: number;
+}
+
+const GALLERY_SAMPLE = 2000;
+
+export class AdapterService {
+  private job: string | null = null;
+
+  constructor(private readonly library: Library) {}
+
+  /** What is running now ('training', 'activating'), or null. */
+  get busy(): string | null {
+    return this.job;
+  }
+
+  list(): { versions: AdapterSummary[]; active: number | null } {
+    const { key } = this.library.requireModel();
+    const versions = this.library.adapters.list(key);
+    return { versions, active: versions.find((v) => v.active)?.version ?? null };
+  }
+
+  /** An adapter of the loaded model by version number. */
+  version(version: number): AdapterRecord {
+    const { key } = this.library.requireModel();
+    const summary = this.library.adapters.list(key).find((a) => a.version === version);
+    if (!summary) throw new ClipdexError('FILE_NOT_FOUND', `no adapter version ${version} for model ${key} (see \`clipdex adapters list\`)`);
+    return this.library.adapters.get(summary.id)!;
+  }
+
+  async train(request: TrainRequest = {}, onProgress?: (p: AdapterJobProgress) => void, signal?: AbortSignal): Promise<TrainResult> {
+    return this.exclusive('training', async () => {
+      const valFraction = request.valFraction ?? 0.2;
+      if (!(valFraction >= 0 && valFraction < 1)) throw new ClipdexError('INVALID_ARGUMENT', `the validation share must be in [0, 1), got ${valFraction}`);
+      onProgress?.({ phase: 'preparing', message: 'reading labeled photos and encoding captions' });
+      const { data, skippedPairs } = await this.collect(valFraction, request.seed ?? 1);
+      const outcome = await trainAdapters(data, request, (training) => onProgress?.({ phase: 'training', training }), signal);
+      onProgress?.({ phase: 'evaluating' });
+      const { key } = this.library.requireModel();
+      const { weights, ...rest } = outcome;
+      const metrics: AdapterMetrics = { ...rest, baseKey: key, dim: data.dim, valFraction, skippedPairs };
+      const saved = this.library.adapters.add(key, encodeAdapter(weights), metrics as unknown as Record<string, unknown>);
+      const { weights: _bytes, ...adapter } = saved;
+      return { adapter, outcome, skippedPairs };
+    });
+  }
+
+  /**
+   * Makes a version the one searches use: projects every stored embedding under the adapter's key, opens
+   * (building, in the worker) its index, then in one transaction projects what arrived meanwhile and marks
+   * it active, and swaps the library's search space. Searches keep answering from the old space throughout.
+   */
+  async activate(version: number, onProgress?: (p: AdapterJobProgress) => void): Promise<ActivationResult> {
+    return this.exclusive('activating', async () => {
+      const started = performance.now();
+      const { model, key: baseKey } = this.library.requireModel();
+      const record = this.version(version);
+      const weights = decodeAdapter(record.weights);
+      if (weights.dim !== model.dim) throw new ClipdexError('ADAPTER_INVALID', `adapter v${version} is ${weights.dim}-dimensional; the model is ${model.dim}-dimensional`);
+      const current = this.library.searchSpace();
+      if (current.adapter?.id === record.id) return { adapter: summary(this.library.adapters.get(record.id)!), projected: 0, durationMs: 0 };
+      const key = adapterModelKey(baseKey, record.id);
+      const adapted = new AdaptedEmbeddings(this.library.store.db, this.library.embeddings, baseKey);
+      let projected = await adapted.fillMissing(key, weights, (done, total) => onProgress?.({ phase: 'projecting', done, total }));
+      const index = await this.library.openIndex(key, (p) => onProgress?.({ phase: 'indexing', index: p }));
+      try {
+        onProgress?.({ phase: 'switching' });
+        projected += this.library.store.db.transaction(() => {
+          const n = adapted.fillMissingSync(key, weights);
+          this.library.adapters.activate(record.id);
+          return n;
+        })();
+      } catch (err) {
+        await index.close();
+        throw err;
+      }
+      this.library.setSearchSpace({ key, index, adapter: { id: record.id, version: record.version, weights } }, (old) => this.dropSpace(old));
+      return { adapter: summary(this.library.adapters.get(record.id)!), projected, durationMs: Math.round(performance.now() - started) };
+    });
+  }
+
+  /** Back to the base model (`'base'`) or to an earlier version (activated again: re-projected and indexed). */
+  async rollback(to: 'base' | number, onProgress?: (p: AdapterJobProgress) => void): Promise<ActivationResult> {
+    if (to !== 'base') return this.activate(to, onProgress);
+    return this.exclusive('activating', async () => {
+      const started = performance.now();
+      const loaded = this.library.requireModel();
+      this.library.adapters.deactivate(loaded.key);
+      this.library.setSearchSpace({ key: loaded.key, index: loaded.index, adapter: null }, (old) => this.dropSpace(old));
+      return { adapter: null, projected: 0, durationMs: Math.round(performance.now() - started) };
+    });
+  }
+
+  /**
+   * A version that is no longer searched gives back its stored vectors and index files (once its index is
+   * closed) — unless it became active again meanwhile.
+   */
+  private async dropSpace(space: SearchSpace): Promise<void> {
+    if (!space.adapter || this.library.searchSpace().key === space.key) return;
+    new AdaptedEmbeddings(this.library.store.db, this.library.embeddings, this.library.requireModel().key).drop(space.key);
+    await rm(keyDir(this.library.paths.indexDir, space.key), { recursive: true, force: true });
+  }
+
+  private async exclusive<T>(what: string, run: () => Promise<T>): Promise<T> {
+    if (this.job) throw new ClipdexError('BUSY', `the trainer is busy ${this.job}; wait for it to finish`);
+    this.job = what;
+    try {
+      return await run();
+    } finally {
+      this.job = null;
+    }
+  }
+
+  /** Labeled pairs with the base embeddings of their photos and captions, the split assigned and stored. */
+  private async collect(valFraction: number, seed: number): Promise<{ data: TrainingData; skippedPairs: number }> {
+    const { model, key } = this.library.requireModel();
+    const d = model.dim;
+    const pairs = this.library.pairs.list();
+    const imageRow = new Map<number, number>();
+    const captionRow = new Map<string, number>();
+    const imageVectors: Float32Array[] = [];
+    const usable: [number, number][] = [];
+    const usableRefs: { imageId: number; caption: string }[] = [];
+    let skippedPairs = 0;
+    for (const p of pairs) {
+      let row = imageRow.get(p.imageId);
+      if (row === undefined) {
+        const v = this.library.embeddings.forImage(p.imageId, key);
+        if (!v || this.library.images.get(p.imageId)?.status !== 'indexed') {
+          skippedPairs++;
+          continue;
+        }
+        row = imageVectors.push(v) - 1;
+        imageRow.set(p.imageId, row);
+      }
+      let c = captionRow.get(p.caption);
+      if (c === undefined) {
+        c = captionRow.size;
+        captionRow.set(p.caption, c);
+      }
+      usable.push([row, c]);
+      usableRefs.push({ imageId: p.imageId, caption: p.caption });
+    }
+    const split = assignSplit(usableRefs, valFraction, seed);
+    this.library.pairs.setSplits(split);
+    const imageIds = [...imageRow.keys()];
+    const images = new Float32Array(imageVectors.length * d);
+    imageVectors.forEach((v, i) => images.set(v, i * d));
+    const captions = [...captionRow.keys()];
+    const texts = await this.embedTexts(captions);
+    const probeList = PROBE_PHRASES.filter((p) => !captionRow.has(p));
+    const gallery = this.gallerySample(key, d);
+    return {
+      data: {
+        dim: d,
+        images,
+        texts,
+        pairs: usable,
+        imageSplit: imageIds.map((id) => split.get(id) ?? 'train'),
+        logitScale: model.spec.logitScale,
+        ...(gallery.count >= 10 ? { probes: { texts: await this.embedTexts(probeList), count: probeList.length, gallery: gallery.vectors, galleryCount: gallery.count } } : {}),
+      },
+      skippedPairs,
+    };
+  }
+
+  private async embedTexts(texts: string[]): Promise<Float32Array> {
+    const { model } = this.library.requireModel();
+    const out = new Float32Array(texts.length * model.dim);
+    for (let s = 0; s < texts.length; s += 64) {
+      const vectors = await model.embedTexts(texts.slice(s, s + 64));
+      vectors.forEach((v, i) => out.set(v, (s + i) * model.dim));
+    }
+    return out;
+  }
+
+  /** A fixed pseudo-random sample of the library's photos (the same at every run, for comparable retention). */
+  private gallerySample(key: string, d: number): { vectors: Float32Array; count: number } {
+    const rows = this.library.store.db
+      .prepare<[string, number], { vector: Buffer }>(
+        `SELECT e.vector FROM images i JOIN embeddings e ON e.content_hash = i.content_hash AND e.model_key = ?
+         WHERE i.status = 'indexed' ORDER BY (i.id * 2654435761) % 4294967296 LIMIT ?`,
+      )
+      .all(key, GALLERY_SAMPLE);
+    const vectors = new Float32Array(rows.length * d);
+    rows.forEach((r, i) => vectors.set(blobToVector(r.vector, d), i * d));
+    return { vectors, count: rows.length };
+  }
+}
+
+function summary(record: AdapterRecord): AdapterSummary {
+  const { weights: _w, ...rest } = record;
+  return rest;
+}

@@ -1,0 +1,104 @@
+/**
+ * Ways to label many photos at once: a list of (photo, caption) rows from a CSV or JSON file, and
+ * folder-as-label, where each photo's folder name becomes its caption through a template
+ * ("a photo of {folder}"). Photos are named by id or by path (absolute, or relative to a base folder);
+ * rows that name no indexed photo are reported, not fatal, so one typo does not lose a thousand labels.
+ */
+import { realpathSync } from 'node:fs';
+import { basename, dirname, isAbsolute, resolve, sep } from 'node:path';
+import { ClipdexError } from '../errors.js';
+import type { Library } from '../library/library.js';
+
+export interface LabelRow {
+  /** A photo id, or a path. */
+  photo: number | string;
+  caption: string;
+}
+
+export interface LabelImportReport {
+  added: number;
+  /** The photo already had this caption. */
+  duplicates: number;
+  /** Rows that could not be used, with why (first 100). */
+  problems: { row: number; photo: string; reason: string }[];
+  problemCount: number;
+}
+
+export const DEFAULT_FOLDER_TEMPLATE = 'a photo of {folder}';
+const MAX_CAPTION = 1000;
+
+/** The image id a row names: an id, or a path as stored (absolute; relative ones resolved from `baseDir`). */
+export function resolvePhoto(library: Library, photo: number | string, baseDir = process.cwd()): number | string {
+  if (typeof photo === 'number' || /^\d+$/.test(photo)) {
+    const id = Number(photo);
+    const record = library.images.get(id);
+    if (!record) return `no photo with id ${id}`;
+    return record.id;
+  }
+  const trimmed = photo.trim();
+  if (trimmed === '') return 'empty photo path';
+  const absolute = isAbsolute(trimmed) ? trimmed : resolve(baseDir, trimmed);
+  const record = library.images.getByPath(absolute) ?? library.images.getByPath(realOrSame(absolute));
+  if (!record) return `${absolute} is not a photo in this library (is its folder added and indexed?)`;
+  return record.id;
+}
+
+function realOrSame(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
+export function checkCaption(caption: unknown): string {
+  if (typeof caption !== 'string' || caption.trim() === '') throw new ClipdexError('INVALID_ARGUMENT', 'a caption must be a non-empty string');
+  const text = caption.trim();
+  if (text.length > MAX_CAPTION) throw new ClipdexError('INVALID_ARGUMENT', `a caption is limited to ${MAX_CAPTION} characters`);
+  return text;
+}
+
+/** Adds the rows in one transaction. */
+export function importLabels(library: Library, rows: readonly LabelRow[], baseDir?: string): LabelImportReport {
+  const report: LabelImportReport = { added: 0, duplicates: 0, problems: [], problemCount: 0 };
+  const problem = (row: number, photo: unknown, reason: string) => {
+    report.problemCount++;
+    if (report.problems.length < 100) report.problems.push({ row, photo: String(photo), reason });
+  };
+  library.store.db.transaction(() => {
+    rows.forEach((r, i) => {
+      let caption: string;
+      try {
+        caption = checkCaption(r.caption);
+      } catch (err) {
+        return problem(i + 1, r.photo, (err as Error).message);
+      }
+      const id = resolvePhoto(library, r.photo, baseDir);
+      if (typeof id === 'string') return problem(i + 1, r.photo, id);
+      const { added } = library.pairs.addUnique(id, caption);
+      if (added) report.added++;
+      else report.duplicates++;
+    });
+  })();
+  return report;
+}
+
+/**
+ * Every photo under `folder` (at any depth) labeled with the template, `{folder}` being the name of the
+ * folder the photo is directly in ("tools", "grandma_garden" → "grandma garden").
+ */
+export function folderLabelRows(library: Library, folder: string, template = DEFAULT_FOLDER_TEMPLATE): LabelRow[] {
+  if (!template.includes('{folder}')) throw new ClipdexError('INVALID_ARGUMENT', 'the template must contain {folder}, e.g. "a photo of {folder}"');
+  const root = realOrSame(resolve(folder));
+  const prefix = root.endsWith(sep) ? root : root + sep;
+  const rows = library.store.db
+    .prepare<[string, string], { id: number; path: string }>(
+      `SELECT id, path FROM images WHERE path >= ? AND path < ? AND status = 'indexed' ORDER BY path`,
+    )
+    .all(prefix, prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1));
+  return rows.map((r) => ({ photo: r.id, caption: template.replaceAll('{folder}', folderWords(basename(dirname(r.path)))) }));
+}
+
+function folderWords(name: string): string {
+  return name.replace(/[_-]+/g, ' ').replace(/\s+/g, ' ').trim();
+}

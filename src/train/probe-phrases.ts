@@ -1,0 +1,38 @@
+/**
+ * Everyday phrases for the retention report: how much searches the user did NOT train on move after
+ * fine-tuning. Varied on purpose (animals, places, objects, scenes, styles) so a drift anywhere shows.
+ */
+export const PROBE_PHRASES: readonly string[] = [
+  'a photo of a dog',
+  'a photo of a cat',
+  'a beach at sunset',
+  'snow on the mountains',
+  'a city street at night',
+  'a birthday cake with candles',
+  'a child playing in the park',
+  'a bowl of soup',
+  'a red car',
+  'a bicycle leaning against a wall',
+  'a forest path in autumn',
+  'a crowded market',
+  'a plate of pasta',
+  'a boat on a lake',
+  'an old building with columns',
+  'a close-up of a flower',
+  'people dancing at a wedding',
+  'a cup of coffee on a table',
+  'a computer on a desk',
+  'a bridge over a river',
+  'a group photo of friends',
+  'a black and white portrait',
+  'a bird on a branch',
+  'a train station',
+  'a swimming pool',
+  'fireworks in the sky',
+  'a kitchen with wooden cabinets',
+  'a horse in a field',
+  'a screenshot of a document',
+  'a rainy window',
+  'a pizza',
+  'a tent in the woods',
+];

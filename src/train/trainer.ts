@@ -1,0 +1,293 @@
+/**
+ * Fine-tunes the two adapters on embedded pairs: CLIP's own recipe (symmetric InfoNCE, learnable
+ * temperature, Adam), early stopping on validation loss, then WiSE-FT — the blend between the base model
+ * and the tuned one that scores best on validation, leaning to the base when scores tie, so the model keeps
+ * what it knew. Pure computation: the data comes in as embeddings, the result goes out as weights and
+ * numbers; reading the library and saving the adapter belong to the adapter service.
+ */
+import { ClipdexError } from '../errors.js';
+import type { PairSplit } from '../store/pairs-repo.js';
+import { seededRandom } from '../util/seeded-random.js';
+import { Adam } from './adam.js';
+import { identityMatrix, mixAdapter, projectRows, type AdapterWeights } from './adapter-weights.js';
+import { ContrastiveKernel } from './contrastive-kernel.js';
+import { meanRecall, retrievalMetrics, type RetrievalMetrics } from './retrieval-metrics.js';
+import { fixedBatches, makeBatch, pairKeySet, shuffledBatches, type EmbeddedPairs, type TargetMode } from './training-batches.js';
+
+export interface TrainingData extends EmbeddedPairs {
+  /** Split of each photo row. */
+  imageSplit: readonly PairSplit[];
+  /** The base model's logit scale (e^s; 100 for OpenAI's CLIP): where the learnable temperature starts. */
+  logitScale: number;
+  /**
+   * For the retention report: base embeddings of phrases that are not captions in the training set, and
+   * a sample of the library's photos to search with them.
+   */
+  probes?: { texts: Float32Array; count: number; gallery: Float32Array; galleryCount: number };
+}
+
+export interface TrainOptions {
+  /** At most this many epochs; early stopping usually ends sooner. Default 100. */
+  epochs?: number;
+  /** Pairs per batch. Default 256 (CLIP's contrastive signal grows with the batch; memory here is no limit). */
+  batchSize?: number;
+  /** Default 2e-3. */
+  learningRate?: number;
+  /** Penalty towards identity, λ·|W − I|². Default 0.01. */
+  identityPenalty?: number;
+  /** Epochs without a better validation loss before stopping. Default 8. */
+  patience?: number;
+  seed?: number;
+  targets?: TargetMode;
+  /** WiSE-FT blends tried on validation. Default 0, 0.1, …, 1. */
+  blends?: number[];
+  threads?: number;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  trainLoss: number;
+  /** null without validation pairs. */
+  valLoss: number | null;
+  /** The learned logit scale e^s after the epoch. */
+  logitScale: number;
+}
+
+export interface TrainProgress {
+  epoch: number;
+  maxEpochs: number;
+  history: EpochRecord[];
+  bestEpoch: number;
+  bestValLoss: number | null;
+  epochsWithoutImprovement: number;
+  patience: number;
+}
+
+export interface Retention {
+  /** Share of the top 10 photos for phrases outside the training set that stay in the top 10 (1 = unchanged). */
+  top10Overlap: number;
+  /** Mean cosine between the base and the adapted embedding of those phrases. */
+  textCosine: number;
+  phrases: number;
+  gallery: number;
+}
+
+export interface TrainOutcome {
+  /** The blended adapter (what would be activated). */
+  weights: AdapterWeights;
+  /** The blend chosen on validation: 0 = base, 1 = fully fine-tuned. */
+  blend: number;
+  blends: { blend: number; meanRecall: number }[];
+  logitScale: number;
+  history: EpochRecord[];
+  bestEpoch: number;
+  stoppedEarly: boolean;
+  before: RetrievalMetrics | null;
+  after: RetrievalMetrics | null;
+  retention: Retention | null;
+  /** Beats the base model on validation (and may be activated). */
+  improved: boolean;
+  /** Why it did or did not improve, in words for the user. */
+  verdict: string;
+  trainPairs: number;
+  valPairs: number;
+  trainImages: number;
+  valImages: number;
+  captions: number;
+  durationMs: number;
+  options: Required<Omit<TrainOptions, 'threads'>>;
+}
+
+const MAX_LOG_SCALE = Math.log(100);
+
+export function resolveTrainOptions(o: TrainOptions = {}): Required<Omit<TrainOptions, 'threads'>> {
+  const r = {
+    epochs: o.epochs ?? 100,
+    batchSize: o.batchSize ?? 256,
+    learningRate: o.learningRate ?? 2e-3,
+    identityPenalty: o.identityPenalty ?? 0.01,
+    patience: o.patience ?? 8,
+    seed: o.seed ?? 1,
+    targets: o.targets ?? 'multi-positive',
+    blends: o.blends ?? [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
+  };
+  const int = (v: number, name: string, min: number, max: number) => {
+    if (!Number.isInteger(v) || v < min || v > max) throw new ClipdexError('INVALID_ARGUMENT', `${name} must be an integer from ${min} to ${max}, got ${v}`);
+  };
+  int(r.epochs, 'epochs', 1, 10_000);
+  int(r.batchSize, 'batch size', 2, 65_536);
+  int(r.patience, 'patience', 1, 10_000);
+  int(r.seed, 'seed', 0, 2 ** 31 - 1);
+  if (!(r.learningRate > 0 && r.learningRate < 1)) throw new ClipdexError('INVALID_ARGUMENT', `learning rate must be in (0, 1), got ${r.learningRate}`);
+  if (!(r.identityPenalty >= 0 && r.identityPenalty < 100)) throw new ClipdexError('INVALID_ARGUMENT', `identity penalty must be in [0, 100), got ${r.identityPenalty}`);
+  if (r.blends.length === 0 || r.blends.some((b) => !(b >= 0 && b <= 1))) throw new ClipdexError('INVALID_ARGUMENT', 'blends must be numbers in [0, 1]');
+  return r;
+}
+
+export async function trainAdapters(data: TrainingData, options: TrainOptions = {}, onProgress?: (p: TrainProgress) => void, signal?: AbortSignal): Promise<TrainOutcome> {
+  const started = performance.now();
+  const opts = resolveTrainOptions(options);
+  const d = data.dim;
+  const trainPairs = data.pairs.flatMap((p, k) => (data.imageSplit[p[0]] === 'train' ? [k] : []));
+  const valPairs = data.pairs.flatMap((p, k) => (data.imageSplit[p[0]] === 'val' ? [k] : []));
+  const trainCaptions = new Set(trainPairs.map((k) => data.pairs[k]![1]));
+  if (trainPairs.length < 4 || trainCaptions.size < 2) {
+    throw new ClipdexError(
+      'NOT_ENOUGH_LABELS',
+      `training needs at least 4 labeled photos with at least 2 different captions in the training split (has ${trainPairs.length} pairs, ${trainCaptions.size} caption${trainCaptions.size === 1 ? '' : 's'}): contrastive learning learns from telling captions apart`,
+    );
+  }
+  const related = pairKeySet(data.pairs);
+  const kernel = await ContrastiveKernel.create(d, options.threads === undefined ? {} : { threads: options.threads });
+  try {
+    const rand = seededRandom(opts.seed);
+    const imageW = identityMatrix(d);
+    const textW = identityMatrix(d);
+    const logScale = Float64Array.of(Math.min(MAX_LOG_SCALE, Math.max(0, Math.log(data.logitScale))));
+    const adam = { image: new Adam(d * d, { learningRate: opts.learningRate }), text: new Adam(d * d, { learningRate: opts.learningRate }), scale: new Adam(1, { learningRate: opts.learningRate }) };
+    const valBatches = fixedBatches(valPairs.length, opts.batchSize).map((b) => makeBatch(data, b.map((i) => valPairs[i]!), related, opts.targets));
+    const history: EpochRecord[] = [];
+    let best = { loss: Infinity, epoch: 0, image: imageW.slice(), text: textW.slice(), logScale: logScale[0]! };
+    let sinceBest = 0;
+    let stoppedEarly = false;
+
+    for (let epoch = 1; epoch <= opts.epochs; epoch++) {
+      if (signal?.aborted) throw new ClipdexError('INVALID_ARGUMENT', 'training was cancelled');
+      let lossSum = 0;
+      for (const batch of shuffledBatches(trainPairs.length, opts.batchSize, rand)) {
+        const input = makeBatch(data, batch.map((i) => trainPairs[i]!), related, opts.targets);
+        const r = await kernel.step(input, { imageW, textW, logScale: logScale[0]!, lambda: opts.identityPenalty });
+        adam.image.step(imageW, r.gradImageW);
+        adam.text.step(textW, r.gradTextW);
+        adam.scale.step(logScale, [r.gradLogScale]);
+        // CLIP clamps its logit scale at 100 after every step; below 1 the softmax would be flat.
+        logScale[0] = Math.min(MAX_LOG_SCALE, Math.max(0, logScale[0]!));
+        lossSum += (r.loss - penaltyOf(imageW, textW, d, opts.identityPenalty)) * batch.length;
+      }
+      let valLoss: number | null = null;
+      if (valBatches.length > 0) {
+        let sum = 0;
+        let count = 0;
+        for (const input of valBatches) {
+          const r = await kernel.step(input, { imageW, textW, logScale: logScale[0]!, lambda: 0 });
+          sum += r.loss * input.n;
+          count += input.n;
+        }
+        valLoss = sum / count;
+      }
+      history.push({ epoch, trainLoss: lossSum / trainPairs.length, valLoss, logitScale: Math.exp(logScale[0]!) });
+      const monitored = valLoss ?? lossSum / trainPairs.length;
+      if (monitored < best.loss - 1e-6) {
+        best = { loss: monitored, epoch, image: imageW.slice(), text: textW.slice(), logScale: logScale[0]! };
+        sinceBest = 0;
+      } else {
+        sinceBest++;
+      }
+      onProgress?.({ epoch, maxEpochs: opts.epochs, history, bestEpoch: best.epoch, bestValLoss: valLoss === null ? null : best.loss, epochsWithoutImprovement: sinceBest, patience: opts.patience });
+      if (sinceBest >= opts.patience) {
+        stoppedEarly = true;
+        break;
+      }
+    }
+
+    const tuned: AdapterWeights = { dim: d, image: best.image, text: best.text };
+    const evaluation = evaluateBlends(data, tuned, opts.blends);
+    const chosen = evaluation.chosen;
+    const weights = mixAdapter(tuned, chosen.blend);
+    const improved = evaluation.before !== null && chosen.blend > 0 && chosen.meanRecall > meanRecall(evaluation.before);
+    const verdict =
+      evaluation.before === null
+        ? 'no validation photos, so there is no evidence that the adapter helps; label more photos (each label needs at least 2) or raise the validation share'
+        : improved
+          ? `beats the base model on ${valPairs.length} validation pairs: mean recall ${pct(meanRecall(evaluation.before))} → ${pct(chosen.meanRecall)} (blend ${chosen.blend})`
+          : `does not beat the base model on ${valPairs.length} validation pairs (mean recall ${pct(meanRecall(evaluation.before))} at best ${pct(Math.max(...evaluation.blends.map((b) => b.meanRecall)))}); kept but not activated`;
+    return {
+      weights,
+      blend: chosen.blend,
+      blends: evaluation.blends,
+      logitScale: Math.exp(best.logScale),
+      history,
+      bestEpoch: best.epoch,
+      stoppedEarly,
+      before: evaluation.before,
+      after: evaluation.before === null ? null : evaluation.at(chosen.blend),
+      retention: data.probes ? retention(data, weights) : null,
+      improved,
+      verdict,
+      trainPairs: trainPairs.length,
+      valPairs: valPairs.length,
+      trainImages: data.imageSplit.filter((s) => s === 'train').length,
+      valImages: data.imageSplit.filter((s) => s === 'val').length,
+      captions: data.texts.length / d,
+      durationMs: Math.round(performance.now() - started),
+      options: opts,
+    };
+  } finally {
+    await kernel.release();
+  }
+}
+
+function penaltyOf(a: Float32Array, b: Float32Array, d: number, lambda: number): number {
+  if (lambda === 0) return 0;
+  let s = 0;
+  for (let i = 0; i < a.length; i++) {
+    const eye = i % (d + 1) === 0 ? 1 : 0;
+    s += (a[i]! - eye) ** 2 + (b[i]! - eye) ** 2;
+  }
+  return lambda * s;
+}
+
+function pct(x: number): string {
+  return `${(100 * x).toFixed(1)}%`;
+}
+
+/**
+ * Validation metrics at every blend. The chosen blend is the smallest whose mean recall is within 0.5
+ * points of the best: among equally good models, the one closest to the base keeps the most of what it knew.
+ */
+function evaluateBlends(data: TrainingData, tuned: AdapterWeights, blends: number[]) {
+  const d = data.dim;
+  const valRows = data.imageSplit.flatMap((s, i) => (s === 'val' ? [i] : []));
+  const at = (blend: number): RetrievalMetrics => {
+    const w = mixAdapter(tuned, blend);
+    const images = new Float32Array(valRows.length * d);
+    valRows.forEach((row, k) => images.set(data.images.subarray(row * d, (row + 1) * d), k * d));
+    const m = data.texts.length / d;
+    const rowOf = new Map(valRows.map((row, k) => [row, k]));
+    const pairs = data.pairs.flatMap(([i, c]) => (rowOf.has(i) ? [[rowOf.get(i)!, c] as const] : []));
+    return retrievalMetrics(projectRows(images, valRows.length, w.image, d), valRows.length, projectRows(data.texts, m, w.text, d), m, d, pairs);
+  };
+  if (valRows.length === 0) return { before: null, blends: [], chosen: { blend: 0, meanRecall: 0 }, at };
+  const sorted = [...new Set([0, ...blends])].sort((a, b) => a - b);
+  const scored = sorted.map((blend) => ({ blend, meanRecall: Math.round(meanRecall(at(blend)) * 10_000) / 10_000 }));
+  const bestScore = Math.max(...scored.map((s) => s.meanRecall));
+  const chosen = scored.find((s) => s.meanRecall >= bestScore - 0.005)!;
+  return { before: at(0), blends: scored, chosen, at };
+}
+
+function retention(data: TrainingData, w: AdapterWeights): Retention {
+  const p = data.probes!;
+  const d = data.dim;
+  const baseTexts = p.texts;
+  const tunedTexts = projectRows(p.texts, p.count, w.text, d);
+  const tunedGallery = projectRows(p.gallery, p.galleryCount, w.image, d);
+  const top10 = (texts: Float32Array, gallery: Float32Array, q: number) => {
+    const scores: { s: number; i: number }[] = [];
+    for (let i = 0; i < p.galleryCount; i++) {
+      let s = 0;
+      for (let k = 0; k < d; k++) s += texts[q * d + k]! * gallery[i * d + k]!;
+      scores.push({ s, i });
+    }
+    return new Set(scores.sort((a, b) => b.s - a.s).slice(0, 10).map((x) => x.i));
+  };
+  let overlap = 0;
+  let cosine = 0;
+  for (let q = 0; q < p.count; q++) {
+    const before = top10(baseTexts, p.gallery, q);
+    const after = top10(tunedTexts, tunedGallery, q);
+    overlap += [...after].filter((i) => before.has(i)).length / Math.max(1, before.size);
+    for (let k = 0; k < d; k++) cosine += baseTexts[q * d + k]! * tunedTexts[q * d + k]!;
+  }
+  const round = (x: number) => Math.round(x * 10_000) / 10_000;
+  return { top10Overlap: round(overlap / Math.max(1, p.count)), textCosine: round(cosine / Math.max(1, p.count)), phrases: p.count, gallery: p.galleryCount };
+}

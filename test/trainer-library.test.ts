@@ -1,0 +1,141 @@
+/**
+ * The trainer on a real library: the four labeled folders of ../shared/photos/labeled indexed with the
+ * self-built model, folder-as-label pairs, training, activation (re-projection + index switch), search
+ * through the adapter, rollback, reproducibility.
+ */
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Library } from '../src/library/library.js';
+import { QueryEngine } from '../src/search/query-engine.js';
+import { AdapterService, type TrainResult } from '../src/train/adapter-service.js';
+import { folderLabelRows, importLabels } from '../src/train/label-import.js';
+import { indexFiles, tinyModel } from './helpers/library-fixture.js';
+import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
+
+const labeled = sharedPath('photos', 'labeled');
+const FOLDERS = ['fishes', 'tools', 'renewable', 'others'];
+
+describe.skipIf(!labeled)(`training on ../shared/photos/labeled ${labeled ? '' : NEEDS_SHARED}`, () => {
+  let dir: string;
+  let library: Library;
+  let service: AdapterService;
+  let engine: QueryEngine;
+  let first: TrainResult;
+  const idsByFolder = new Map<string, number[]>();
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'clipdex-train-'));
+    const model = await tinyModel(dir);
+    library = await Library.open({ dataDir: join(dir, 'data'), model, cacheDir: join(dir, 'cache') });
+    for (const folder of FOLDERS) {
+      const files = readdirSync(join(labeled!, folder)).filter((f) => f.endsWith('.webp')).sort().map((f) => join(labeled!, folder, f));
+      idsByFolder.set(folder, await indexFiles(library, labeled!, files));
+    }
+    service = new AdapterService(library);
+    engine = new QueryEngine(library);
+    const report = importLabels(library, folderLabelRows(library, labeled!));
+    expect(report.problemCount).toBe(0);
+    first = await service.train({ seed: 3 });
+  }, 120_000);
+
+  afterAll(async () => {
+    await library?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('labels every photo with its folder name through the template, once', () => {
+    expect(library.pairs.count().train + library.pairs.count().val).toBe(113);
+    const fish = library.pairs.forImage(idsByFolder.get('fishes')![0]!);
+    expect(fish.map((p) => p.caption)).toEqual(['a photo of fishes']);
+    const again = importLabels(library, folderLabelRows(library, labeled!));
+    expect(again).toMatchObject({ added: 0, duplicates: 113 });
+  });
+
+  it('splits by photo, stratified by label, and stores the split', () => {
+    const val = library.pairs.list('val');
+    expect(val.length).toBe(first.outcome.valPairs);
+    for (const folder of FOLDERS) {
+      const ids = new Set(idsByFolder.get(folder));
+      const inVal = val.filter((p) => ids.has(p.imageId)).length;
+      expect(inVal).toBeGreaterThanOrEqual(1);
+      expect(inVal).toBeLessThan(ids.size);
+    }
+  });
+
+  it('finds held-out photos of each label far better than the base model', () => {
+    const { before, after } = first.outcome;
+    // Measured with seed 3 on 23 held-out photos: text→image recall@5 0.25 → 0.65, image→text recall@1
+    // 0.26 → 0.78 (the base is a random-weight model, so about chance with four labels).
+    expect(after!.textToImage.r5).toBeGreaterThanOrEqual(before!.textToImage.r5 + 0.2);
+    expect(after!.textToImage.r5).toBeGreaterThanOrEqual(2 * before!.textToImage.r5);
+    expect(after!.imageToText.r1).toBeGreaterThanOrEqual(before!.imageToText.r1 + 0.2);
+    expect(first.outcome.improved).toBe(true);
+    expect(first.adapter.active).toBe(false);
+    expect(first.outcome.blend).toBeGreaterThan(0);
+    expect(first.outcome.retention!.phrases).toBeGreaterThan(20);
+    expect(first.outcome.retention!.top10Overlap).toBeGreaterThan(0);
+  });
+
+  it('stops early on validation loss and keeps the best epoch', () => {
+    const { history, bestEpoch, stoppedEarly, options } = first.outcome;
+    expect(stoppedEarly).toBe(true);
+    expect(history.length).toBe(bestEpoch + options.patience);
+    const best = history[bestEpoch - 1]!.valLoss!;
+    for (const h of history) expect(h.valLoss!).toBeGreaterThanOrEqual(best);
+  });
+
+  it('is reproducible: the same seed gives the same adapter, bit for bit', async () => {
+    const again = await service.train({ seed: 3 });
+    const a = library.adapters.get(first.adapter.id)!.weights;
+    const b = library.adapters.get(again.adapter.id)!.weights;
+    expect(Buffer.from(b).equals(Buffer.from(a))).toBe(true);
+    expect(again.outcome.history).toEqual(first.outcome.history);
+    expect(again.adapter.version).toBe(first.adapter.version + 1);
+  });
+
+  it('activates (searches go through the adapter), and rolls back to identical base results', async () => {
+    const phrases = FOLDERS.map((f) => `a photo of ${f}`);
+    const search = async () => Promise.all(phrases.map((text) => engine.search({ terms: [{ text }], limit: 20 })));
+    const baseResults = await search();
+    const precision = (results: Awaited<ReturnType<typeof search>>) =>
+      results.reduce((sum, r, i) => sum + r.results.filter((hit) => idsByFolder.get(FOLDERS[i]!)!.includes(hit.id)).length / 20, 0) / FOLDERS.length;
+
+    const activation = await service.activate(first.adapter.version);
+    expect(activation.adapter!.active).toBe(true);
+    expect(activation.projected).toBe(113);
+    expect(library.searchSpace().adapter?.version).toBe(first.adapter.version);
+    const tuned = await search();
+    expect(tuned[0]!.modelKey).toBe(library.searchSpace().key);
+    // Over the whole library (train photos included) the labels now find their photos: measured precision@20
+    // 0.24 → 0.65.
+    expect(precision(tuned)).toBeGreaterThan(precision(baseResults) + 0.2);
+
+    await service.rollback('base');
+    expect(library.searchSpace().adapter).toBeNull();
+    expect(library.adapters.active(library.requireModel().key)).toBeUndefined();
+    const back = await search();
+    expect(back.map((r) => r.results.map((h) => [h.id, h.score]))).toEqual(baseResults.map((r) => r.results.map((h) => [h.id, h.score])));
+  });
+
+  it('reopening the library restores the active adapter', async () => {
+    await service.activate(first.adapter.version);
+    const before = await engine.search({ terms: [{ text: 'a photo of tools' }], limit: 10 });
+    await library.close();
+    library = await Library.open({ dataDir: join(dir, 'data'), model: join(dir, 'model'), cacheDir: join(dir, 'cache') });
+    service = new AdapterService(library);
+    engine = new QueryEngine(library);
+    expect(library.searchSpace().adapter?.version).toBe(first.adapter.version);
+    const after = await engine.search({ terms: [{ text: 'a photo of tools' }], limit: 10 });
+    expect(after.results.map((r) => r.id)).toEqual(before.results.map((r) => r.id));
+    await service.rollback('base');
+  });
+
+  it('keeps an adapter that cannot show a gain, but says why and does not count it as better', async () => {
+    const r = await service.train({ seed: 3, valFraction: 0 });
+    expect(r.outcome.improved).toBe(false);
+    expect(r.outcome.verdict).toMatch(/no validation photos/);
+    expect(r.adapter.active).toBe(false);
+  });
+});
