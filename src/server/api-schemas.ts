@@ -67,3 +67,40 @@ export const idParam = z.object({ id: int(1, Number.MAX_SAFE_INTEGER) });
 export const errorsQuery = z.object({ limit: int(1, 1000).optional(), afterId: int(0, Number.MAX_SAFE_INTEGER).optional() });
 
 export const addRootBody = z.object({ path: z.string().min(1).max(4096) }).strict();
+
+const caption = z.string().trim().min(1, 'a caption must not be empty').max(1000);
+
+export const labelsQuery = z.object({
+  limit: int(1, 1000).optional().describe('labels per page (default 200)'),
+  afterId: int(0, Number.MAX_SAFE_INTEGER).optional().describe('labels after this id (paging)'),
+  imageId: int(1, Number.MAX_SAFE_INTEGER).optional().describe('only the labels of this photo'),
+  caption: z.string().min(1).max(1000).optional().describe('only labels with exactly this caption'),
+});
+
+/** POST /api/labels: one caption for one or more photos (the web page's "label selected"). */
+export const addLabelsBody = z.object({ imageIds: z.array(z.number().int().positive()).min(1).max(1000), caption }).strict();
+
+export const editLabelBody = z.object({ caption }).strict();
+
+/** POST /api/labels/import: rows (photo id or absolute path + caption), or a folder-as-label import. */
+export const importLabelsBody = z.union([
+  z.object({ rows: z.array(z.object({ photo: z.union([z.number().int().positive(), z.string().min(1).max(4096)]), caption: z.string().max(1000) }).strict()).min(1).max(100_000) }).strict(),
+  z.object({ folder: z.string().min(1).max(4096), template: z.string().min(1).max(500).optional() }).strict(),
+]);
+
+export const trainBody = z
+  .object({
+    epochs: z.number().int().min(1).max(10_000).optional(),
+    batchSize: z.number().int().min(2).max(65_536).optional(),
+    valFraction: z.number().min(0).max(0.9).optional(),
+    seed: z.number().int().min(0).max(2 ** 31 - 1).optional(),
+    learningRate: z.number().gt(0).lt(1).optional(),
+    patience: z.number().int().min(1).max(10_000).optional(),
+  })
+  .strict();
+
+export const versionParam = z.object({ version: int(1, Number.MAX_SAFE_INTEGER) });
+
+export const rollbackBody = z.object({ to: z.union([z.literal('base'), z.number().int().positive()]).default('base') }).strict();
+
+export const exportBody = z.object({ dir: z.string().min(1).max(4096).optional() }).strict();

@@ -11,7 +11,25 @@ import { listManifests } from '../model/model-registry.js';
 import { QueryEngine, resultFromRecord, type QueryTerm, type SearchRequest } from '../search/query-engine.js';
 import { readIngestCounts } from '../ingest/ingest-engine.js';
 import type { ImageFilter } from '../store/image-filter.js';
-import { addRootBody, combinedSearchBody, errorsQuery, idParam, similarQuery, textSearchQuery } from './api-schemas.js';
+import {
+  addLabelsBody,
+  addRootBody,
+  combinedSearchBody,
+  editLabelBody,
+  errorsQuery,
+  exportBody,
+  idParam,
+  importLabelsBody,
+  labelsQuery,
+  rollbackBody,
+  similarQuery,
+  textSearchQuery,
+  trainBody,
+  versionParam,
+} from './api-schemas.js';
+import { AdapterService } from '../train/adapter-service.js';
+import { folderLabelRows, importLabels } from '../train/label-import.js';
+import { TrainingJobs } from './training-jobs.js';
 import { EventHub } from './event-hub.js';
 import { errorHandler, sendError } from './http-errors.js';
 import { openApiDocument } from './openapi.js';
@@ -99,11 +117,13 @@ function servablePath(library: Library, imagePath: string, rootId: number): stri
   return rel && !rel.startsWith('..') && !isAbsolute(rel) && !rel.split(sep).includes('..') ? real : null;
 }
 
-export function createApp(options: AppOptions): { app: express.Express; events: EventHub; engine: QueryEngine } {
+export function createApp(options: AppOptions): { app: express.Express; events: EventHub; engine: QueryEngine; jobs: TrainingJobs } {
   const { library } = options;
   const log = options.log ?? (() => {});
   const engine = new QueryEngine(library, { maxPixels: options.maxUploadPixels ?? 60_000_000 });
   const events = new EventHub();
+  const adapters = new AdapterService(library);
+  const jobs = new TrainingJobs(adapters, events, log);
   options.ingest?.onEvent((e) => events.publish(e.type, e));
   const upload = multer({
     storage: multer.memoryStorage(),
@@ -260,6 +280,109 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
     }),
   );
 
+  // ---- labels (image/caption pairs the trainer learns from) ----
+  app.get(
+    '/api/labels',
+    route((req, res) => {
+      const q = labelsQuery.parse(req.query);
+      const limit = q.limit ?? 200;
+      const rows = library.store.db
+        .prepare<{ after: number; image: number | null; caption: string | null; limit: number }, Record<string, unknown>>(
+          `SELECT p.id, p.image_id AS imageId, i.path, p.caption, p.split, p.created_at AS createdAt
+           FROM labeled_pairs p JOIN images i ON i.id = p.image_id
+           WHERE p.id > @after AND (@image IS NULL OR p.image_id = @image) AND (@caption IS NULL OR p.caption = @caption)
+           ORDER BY p.id LIMIT @limit`,
+        )
+        .all({ after: q.afterId ?? 0, image: q.imageId ?? null, caption: q.caption ?? null, limit: limit + 1 });
+      const captions = library.store.db
+        .prepare<[], { caption: string; photos: number }>('SELECT caption, count(DISTINCT image_id) AS photos FROM labeled_pairs GROUP BY caption ORDER BY photos DESC, caption')
+        .all();
+      res.json({
+        labels: rows.slice(0, limit),
+        nextAfterId: rows.length > limit ? (rows[limit - 1]!.id as number) : null,
+        counts: library.pairs.count(),
+        captions,
+      });
+    }),
+  );
+  app.post(
+    '/api/labels',
+    route((req, res) => {
+      const { imageIds, caption } = addLabelsBody.parse(req.body);
+      const report = importLabels(library, imageIds.map((photo) => ({ photo, caption })));
+      if (report.added + report.duplicates === 0) return sendError(res, 404, 'NOT_FOUND', report.problems[0]?.reason ?? 'no such photos');
+      res.status(201).json(report);
+    }),
+  );
+  app.post(
+    '/api/labels/import',
+    route((req, res) => {
+      const body = importLabelsBody.parse(req.body);
+      if ('folder' in body && !isAbsolute(body.folder)) throw new ClipdexError('INVALID_ARGUMENT', 'the folder must be an absolute path');
+      const rows = 'rows' in body ? body.rows : folderLabelRows(library, body.folder, body.template);
+      if ('folder' in body && rows.length === 0) return sendError(res, 404, 'NOT_FOUND', `no indexed photos under ${body.folder}`);
+      res.status(201).json(importLabels(library, rows));
+    }),
+  );
+  app.patch(
+    '/api/labels/:id',
+    route((req, res) => {
+      const { id } = idParam.parse(req.params);
+      const { caption } = editLabelBody.parse(req.body);
+      const pair = library.pairs.update(id, caption);
+      if (!pair) return sendError(res, 404, 'NOT_FOUND', `no label with id ${id}`);
+      res.json(pair);
+    }),
+  );
+  app.delete(
+    '/api/labels/:id',
+    route((req, res) => {
+      const { id } = idParam.parse(req.params);
+      if (!library.pairs.remove(id)) return sendError(res, 404, 'NOT_FOUND', `no label with id ${id}`);
+      res.status(204).end();
+    }),
+  );
+
+  // ---- training and adapters ----
+  app.get('/api/training', (_req, res) => res.json(jobs.state()));
+  app.post(
+    '/api/training',
+    route((req, res) => {
+      const body = trainBody.parse(req.body ?? {});
+      library.requireModel();
+      res.status(202).json(jobs.train(body));
+    }),
+  );
+  app.get(
+    '/api/adapters',
+    route((_req, res) => {
+      res.json(adapters.list());
+    }),
+  );
+  app.post(
+    '/api/adapters/:version/activate',
+    route((req, res) => {
+      const { version } = versionParam.parse(req.params);
+      res.status(202).json(jobs.activate(version));
+    }),
+  );
+  app.post(
+    '/api/adapters/rollback',
+    route((req, res) => {
+      const { to } = rollbackBody.parse(req.body ?? {});
+      res.status(202).json(jobs.rollback(to));
+    }),
+  );
+  app.post(
+    '/api/adapters/:version/export',
+    route(async (req, res) => {
+      const { version } = versionParam.parse(req.params);
+      const { dir } = exportBody.parse(req.body ?? {});
+      if (dir !== undefined && !isAbsolute(dir)) throw new ClipdexError('INVALID_ARGUMENT', 'the export folder must be an absolute path');
+      res.status(201).json(await adapters.export(version, dir));
+    }),
+  );
+
   app.get('/api/events', (req, res) => events.attach(req, res, () => statusOf(options)));
 
   app.use('/api', (_req, res) => sendError(res, 404, 'NOT_FOUND', 'no such API endpoint; see /api/openapi.json'));
@@ -268,7 +391,7 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
   app.use(express.static(webDir, { index: 'index.html', dotfiles: 'ignore', maxAge: 0 }));
 
   app.use(errorHandler(log));
-  return { app, events, engine };
+  return { app, events, engine, jobs };
 }
 
 function optionalFilter(o: Parameters<typeof filterOf>[0]): { filter?: ImageFilter } {
@@ -315,7 +438,18 @@ export function statusOf(options: Pick<AppOptions, 'library' | 'ingest'>): Recor
         : null,
     },
     index: loaded ? loaded.index.health() : null,
+    search: loaded ? searchSpaceStatus(library) : null,
     ingest: options.ingest?.status() ?? null,
     roots: library.roots.list(),
+  };
+}
+
+/** Which vectors searches use: the base model's, or an adapter version's (and that index's health). */
+function searchSpaceStatus(library: Library): Record<string, unknown> {
+  const space = library.searchSpace();
+  return {
+    key: space.key,
+    adapter: space.adapter ? { id: space.adapter.id, version: space.adapter.version } : null,
+    index: space.adapter ? space.index.health() : null,
   };
 }

@@ -12,6 +12,7 @@ import type { Library, SearchSpace } from '../library/library.js';
 import type { AdapterRecord, AdapterSummary } from '../store/adapters-repo.js';
 import { blobToVector } from '../store/vector-blob.js';
 import { adapterModelKey, AdaptedEmbeddings } from './adapter-embeddings.js';
+import { defaultExportDir, exportAdaptedModel } from './adapter-export.js';
 import { decodeAdapter, encodeAdapter } from './adapter-weights.js';
 import { assignSplit } from './pair-split.js';
 import { PROBE_PHRASES } from './probe-phrases.js';
@@ -138,6 +139,25 @@ export class AdapterService {
       this.library.setSearchSpace({ key: loaded.key, index: loaded.index, adapter: null }, (old) => this.dropSpace(old));
       return { adapter: null, projected: 0, durationMs: Math.round(performance.now() - started) };
     });
+  }
+
+  /**
+   * Writes version `version` as a model directory of plain ONNX files (default under the data directory's
+   * exports/); returns the folder. Loadable with `--model <dir>`, or by any ONNX Runtime.
+   */
+  async export(version: number, outDir?: string): Promise<{ dir: string }> {
+    const { model, key } = this.library.requireModel();
+    const record = this.version(version);
+    const weights = decodeAdapter(record.weights);
+    const modelName = key.split('#')[0]!;
+    const dir = await exportAdaptedModel(model.spec, weights, outDir ?? defaultExportDir(this.library.paths.dir, modelName, version), {
+      baseModel: this.library.modelRef,
+      baseKey: key,
+      adapterVersion: version,
+      blend: Number(record.metrics.blend ?? 1),
+      metrics: { before: record.metrics.before, after: record.metrics.after, retention: record.metrics.retention },
+    });
+    return { dir };
   }
 
   /**

@@ -1,0 +1,111 @@
+/**
+ * Writes a fine-tuned model as ordinary ONNX files: the base model directory copied, each tower's graph
+ * with the adapter appended as one MatMul after its embedding output (the output keeps its name, so
+ * clipdex — or anything that reads CLIP exports — loads it like any other model). Towers whose graph
+ * already normalises its output get an LpNormalization after the MatMul, so that stays true.
+ */
+import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, join, relative, resolve } from 'node:path';
+import onnxProto from 'onnx-proto';
+import { ClipdexError, errorMessage } from '../errors.js';
+import type { ModelSpec } from '../model/model-dir.js';
+import type { TowerSpec } from '../model/manifest.js';
+import type { AdapterWeights } from './adapter-weights.js';
+
+const { onnx } = onnxProto;
+
+export interface ExportInfo {
+  baseModel: string;
+  baseKey: string;
+  adapterVersion: number;
+  blend: number;
+  metrics: Record<string, unknown>;
+}
+
+/** Writes `<outDir>` (which must not exist or be empty) and returns it. */
+export async function exportAdaptedModel(spec: ModelSpec, weights: AdapterWeights, outDir: string, info: ExportInfo): Promise<string> {
+  const out = resolve(outDir);
+  if (existsSync(out) && readdirSync(out).length > 0) throw new ClipdexError('INVALID_ARGUMENT', `${out} exists and is not empty; choose a new folder`);
+  const tmp = `${out}.partial-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  const towers = [spec.vision.file, spec.text.file].map((f) => resolve(spec.dir, f));
+  try {
+    // Everything but the tower graphs (and their other precision variants, which would not carry the adapter).
+    cpSync(spec.dir, tmp, {
+      recursive: true,
+      filter: (src) => {
+        const abs = resolve(src);
+        if (towers.includes(abs)) return false;
+        return !(abs.endsWith('.onnx') && towers.some((t) => dirname(t) === dirname(abs)));
+      },
+    });
+    for (const [tower, w] of [
+      [spec.vision, weights.image],
+      [spec.text, weights.text],
+    ] as const) {
+      const bytes = appendAdapter(await readFile(join(spec.dir, tower.file)), tower, w, weights.dim);
+      mkdirSync(dirname(join(tmp, tower.file)), { recursive: true });
+      writeFileSync(join(tmp, tower.file), bytes);
+    }
+    writeFileSync(join(tmp, 'clipdex-adapter.json'), `${JSON.stringify({ ...info, exportedAt: new Date().toISOString() }, null, 2)}\n`);
+    if (existsSync(out)) rmSync(out, { recursive: true });
+    mkdirSync(dirname(out), { recursive: true });
+    renameSync(tmp, out);
+    return out;
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    if (err instanceof ClipdexError) throw err;
+    throw new ClipdexError('MODEL_INVALID', `cannot export the adapted model to ${out}: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+/** The graph with `output ← MatMul(output_base, W)` (and LpNormalization when the tower normalises). */
+export function appendAdapter(modelBytes: Uint8Array, tower: TowerSpec, w: Float32Array, dim: number): Uint8Array {
+  const model = onnx.ModelProto.decode(modelBytes);
+  const graph = model.graph;
+  if (!graph) throw new ClipdexError('MODEL_INVALID', `${tower.file} has no graph`);
+  graph.node ??= [];
+  graph.initializer ??= [];
+  const outputs = (graph.output ?? []).map((o) => o.name ?? '');
+  const name = outputs.includes(tower.output) ? tower.output : (outputs.find((o) => /embed/i.test(o)) ?? (outputs.length === 1 ? outputs[0] : undefined));
+  if (!name) throw new ClipdexError('MODEL_INVALID', `${tower.file} has no output named ${tower.output}`);
+  const base = `${name}_clipdex_base`;
+  for (const node of graph.node) {
+    node.output = (node.output ?? []).map((o) => (o === name ? base : o));
+    node.input = (node.input ?? []).map((i) => (i === name ? base : i));
+  }
+  const weightName = 'clipdex_adapter_weight';
+  // ONNX raw data is little-endian, as is every platform Node's ORT runs on.
+  const raw = new Uint8Array(w.buffer, w.byteOffset, w.byteLength).slice();
+  graph.initializer.push(onnx.TensorProto.create({ name: weightName, dataType: 1, dims: [dim, dim], rawData: raw }));
+  const projected = tower.normalized ? `${name}_clipdex_projected` : name;
+  graph.node.push(onnx.NodeProto.create({ opType: 'MatMul', input: [base, weightName], output: [projected], name: 'clipdex_adapter' }));
+  if (tower.normalized) {
+    graph.node.push(
+      onnx.NodeProto.create({
+        opType: 'LpNormalization',
+        input: [projected],
+        output: [name],
+        name: 'clipdex_adapter_normalize',
+        attribute: [
+          onnx.AttributeProto.create({ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: -1 }),
+          onnx.AttributeProto.create({ name: 'p', type: onnx.AttributeProto.AttributeType.INT, i: 2 }),
+        ],
+      }),
+    );
+  }
+  model.producerName = `${model.producerName || 'unknown'}+clipdex-adapter`;
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/** A default export folder name under the data directory. */
+export function defaultExportDir(dataDir: string, modelName: string, version: number): string {
+  const safe = modelName.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 60);
+  return join(dataDir, 'exports', `${safe}-adapter-v${version}`);
+}
+
+export function relativeOrAbsolute(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel && !rel.startsWith('..') ? rel : path;
+}
