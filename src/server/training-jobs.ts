@@ -61,6 +61,7 @@ export class TrainingJobs {
   }
 
   train(request: TrainRequest): JobState {
+    this.service.checkReady();
     return this.start('train', (onProgress) => this.service.train(request, onProgress).then(({ adapter, outcome, skippedPairs }) => ({ adapter, outcome: { ...outcome, weights: undefined }, skippedPairs })));
   }
 

@@ -78,6 +78,20 @@ export class AdapterService {
     return this.library.adapters.get(summary.id)!;
   }
 
+  /** Refuses early (before a background job starts) when the labels cannot train anything. */
+  checkReady(): void {
+    this.library.requireModel();
+    const { photos, captions } = this.library.store.db
+      .prepare<[], { photos: number; captions: number }>('SELECT count(DISTINCT image_id) AS photos, count(DISTINCT caption) AS captions FROM labeled_pairs')
+      .get()!;
+    if (photos < 4 || captions < 2) {
+      throw new ClipdexError(
+        'NOT_ENOUGH_LABELS',
+        `training needs labeled photos with at least 2 different captions (has ${photos} photo${photos === 1 ? '' : 's'}, ${captions} caption${captions === 1 ? '' : 's'}); label more photos first`,
+      );
+    }
+  }
+
   async train(request: TrainRequest = {}, onProgress?: (p: AdapterJobProgress) => void, signal?: AbortSignal): Promise<TrainResult> {
     return this.exclusive('training', async () => {
       const valFraction = request.valFraction ?? 0.2;
