@@ -186,3 +186,11 @@ describe('training and adapters', () => {
     expect(again.status).toBe(400);
   });
 });
+
+it('describes the label, training and adapter endpoints in OpenAPI', async () => {
+  const { body } = await api('/api/openapi.json');
+  expect(Object.keys(body.paths)).toEqual(
+    expect.arrayContaining(['/api/labels', '/api/labels/import', '/api/labels/{id}', '/api/training', '/api/adapters', '/api/adapters/{version}/activate', '/api/adapters/rollback', '/api/adapters/{version}/export']),
+  );
+  expect(body.paths['/api/training'].post.requestBody.content['application/json'].schema.properties).toHaveProperty('valFraction');
+});

@@ -1,6 +1,19 @@
 import { createRequire } from 'node:module';
 import { z } from 'zod';
-import { addRootBody, combinedSearchBody, errorsQuery, similarQuery, textSearchQuery } from './api-schemas.js';
+import {
+  addLabelsBody,
+  addRootBody,
+  combinedSearchBody,
+  editLabelBody,
+  errorsQuery,
+  exportBody,
+  importLabelsBody,
+  labelsQuery,
+  rollbackBody,
+  similarQuery,
+  textSearchQuery,
+  trainBody,
+} from './api-schemas.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -110,6 +123,48 @@ export function openApiDocument(): JsonSchema {
         post: { summary: 'Watch and index a folder', requestBody: { content: { 'application/json': { schema: body(addRootBody) } } }, responses: { 201: { description: 'added' }, 400: error } },
       },
       '/api/roots/{id}': { delete: { summary: 'Stop watching a folder and forget its photos', parameters: [idPath], responses: { 204: { description: 'removed' }, 404: error } } },
+      '/api/labels': {
+        get: { summary: 'Labeled pairs (photo, caption, split), captions with photo counts', parameters: queryParameters(labelsQuery), responses: { 200: { description: 'labels' }, 400: error } },
+        post: {
+          summary: 'Label photos with one caption (a photo gets a caption once)',
+          requestBody: { content: { 'application/json': { schema: body(addLabelsBody) } } },
+          responses: { 201: { description: '{ added, duplicates, problems, problemCount }' }, 400: error, 404: error },
+        },
+      },
+      '/api/labels/import': {
+        post: {
+          summary: 'Import rows { photo: id or absolute path, caption }, or label every photo under a folder with a template ("a photo of {folder}")',
+          requestBody: { content: { 'application/json': { schema: body(importLabelsBody) } } },
+          responses: { 201: { description: '{ added, duplicates, problems, problemCount }' }, 400: error, 404: error },
+        },
+      },
+      '/api/labels/{id}': {
+        patch: { summary: 'Change a caption', parameters: [idPath], requestBody: { content: { 'application/json': { schema: body(editLabelBody) } } }, responses: { 200: { description: 'the label' }, 404: error } },
+        delete: { summary: 'Delete a label', parameters: [idPath], responses: { 204: { description: 'deleted' }, 404: error } },
+      },
+      '/api/training': {
+        get: { summary: 'The current or last training/activation/rollback job: { running, job: { kind, state, progress, result, error } }', responses: { 200: { description: 'job state' } } },
+        post: {
+          summary: 'Start training an adapter on the labels (runs in the background; progress as `training` events)',
+          requestBody: { content: { 'application/json': { schema: body(trainBody) } } },
+          responses: { 202: { description: 'started' }, 400: error, 409: error },
+        },
+      },
+      '/api/adapters': { get: { summary: 'Adapter versions of the loaded model with their metrics, and the active one', responses: { 200: { description: '{ versions, active }' } } } },
+      '/api/adapters/{version}/activate': {
+        post: { summary: 'Re-project, index and switch searches to this version (background job)', parameters: [{ ...idPath, name: 'version' }], responses: { 202: { description: 'started' }, 404: error, 409: error } },
+      },
+      '/api/adapters/rollback': {
+        post: { summary: 'Back to the base model (`to: "base"`, the default) or to an earlier version', requestBody: { content: { 'application/json': { schema: body(rollbackBody) } } }, responses: { 202: { description: 'started' }, 400: error, 404: error, 409: error } },
+      },
+      '/api/adapters/{version}/export': {
+        post: {
+          summary: 'Write this version as a model folder of plain ONNX files (default under the data directory)',
+          parameters: [{ ...idPath, name: 'version' }],
+          requestBody: { content: { 'application/json': { schema: body(exportBody) } } },
+          responses: { 201: { description: '{ dir }' }, 400: error, 404: error },
+        },
+      },
       '/api/models': { get: { summary: 'Known models and the one loaded', responses: { 200: { description: 'models' } } } },
       '/api/events': {
         get: {
