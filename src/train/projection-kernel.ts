@@ -8,10 +8,12 @@ import { ClipdexError, errorMessage } from '../errors.js';
 import { GraphBuilder } from '../model/onnx-graph.js';
 
 let session: Promise<ort.InferenceSession> | null = null;
+let simSession: Promise<ort.InferenceSession> | null = null;
 
 export async function projectBulk(rows: Float32Array, count: number, w: Float32Array, dim: number): Promise<Float32Array> {
   if (count === 0) return new Float32Array(0);
-  const s = await kernel();
+  session ??= open(projectionGraph(), () => (session = null));
+  const s = await session;
   try {
     const out = await s.run({
       x: new ort.Tensor('float32', rows.subarray(0, count * dim), [count, dim]),
@@ -23,20 +25,41 @@ export async function projectBulk(rows: Float32Array, count: number, w: Float32A
   }
 }
 
-function kernel(): Promise<ort.InferenceSession> {
-  session ??= ort.InferenceSession.create(graph(), {
+/** a·bᵀ (n×m) for row-major a (n×d) and b (m×d): every cosine between two sets of unit vectors. */
+export async function similarityMatrix(a: Float32Array, n: number, b: Float32Array, m: number, dim: number): Promise<Float32Array> {
+  if (n === 0 || m === 0) return new Float32Array(0);
+  simSession ??= open(similarityGraph(), () => (simSession = null));
+  const s = await simSession;
+  try {
+    const out = await s.run({ a: new ort.Tensor('float32', a.subarray(0, n * dim), [n, dim]), b: new ort.Tensor('float32', b.subarray(0, m * dim), [m, dim]) });
+    return out.s!.data as Float32Array;
+  } catch (err) {
+    throw new ClipdexError('INFERENCE_FAILED', `computing similarities failed: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+function open(graph: Uint8Array, forget: () => void): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(graph, {
     executionProviders: ['cpu'],
     intraOpNumThreads: availableParallelism(),
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
   }).catch((err: unknown) => {
-    session = null;
-    throw new ClipdexError('INFERENCE_FAILED', `cannot create the projection kernel: ${errorMessage(err)}`, { cause: err });
+    forget();
+    throw new ClipdexError('INFERENCE_FAILED', `cannot create a trainer kernel: ${errorMessage(err)}`, { cause: err });
   });
-  return session;
 }
 
-function graph(): Uint8Array {
+function similarityGraph(): Uint8Array {
+  const g = new GraphBuilder('clipdex_similarity');
+  const a = g.input('a', 'float', ['n', 'd']);
+  const b = g.input('b', 'float', ['m', 'd']);
+  g.op('Gemm', [a, b], { transB: 1 }, 's');
+  g.output('s', 'float', ['n', 'm']);
+  return g.toBytes();
+}
+
+function projectionGraph(): Uint8Array {
   const g = new GraphBuilder('clipdex_adapter_projection');
   const x = g.input('x', 'float', ['n', 'd']);
   const w = g.input('w', 'float', ['d', 'd']);

@@ -9,10 +9,11 @@ import { ClipdexError } from '../errors.js';
 import type { PairSplit } from '../store/pairs-repo.js';
 import { seededRandom } from '../util/seeded-random.js';
 import { Adam } from './adam.js';
-import { identityMatrix, mixAdapter, projectRows, type AdapterWeights } from './adapter-weights.js';
+import { identityMatrix, mixAdapter, type AdapterWeights } from './adapter-weights.js';
+import { projectBulk, similarityMatrix } from './projection-kernel.js';
 import { ContrastiveKernel } from './contrastive-kernel.js';
 import { meanRecall, retrievalMetrics, type RetrievalMetrics } from './retrieval-metrics.js';
-import { fixedBatches, makeBatch, pairKeySet, shuffledBatches, type EmbeddedPairs, type TargetMode } from './training-batches.js';
+import { fixedBatches, makeBatch, pairRelation, shuffledBatches, type EmbeddedPairs, type TargetMode } from './training-batches.js';
 
 export interface TrainingData extends EmbeddedPairs {
   /** Split of each photo row. */
@@ -39,7 +40,7 @@ export interface TrainOptions {
   patience?: number;
   seed?: number;
   targets?: TargetMode;
-  /** WiSE-FT blends tried on validation. Default 0, 0.1, …, 1. */
+  /** WiSE-FT blends tried on validation (then ±0.1 around the best). Default 0, 0.2, …, 1. */
   blends?: number[];
   threads?: number;
 }
@@ -109,7 +110,7 @@ export function resolveTrainOptions(o: TrainOptions = {}): Required<Omit<TrainOp
     patience: o.patience ?? 8,
     seed: o.seed ?? 1,
     targets: o.targets ?? 'multi-positive',
-    blends: o.blends ?? [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
+    blends: o.blends ?? [0, 0.2, 0.4, 0.6, 0.8, 1],
   };
   const int = (v: number, name: string, min: number, max: number) => {
     if (!Number.isInteger(v) || v < min || v > max) throw new ClipdexError('INVALID_ARGUMENT', `${name} must be an integer from ${min} to ${max}, got ${v}`);
@@ -137,7 +138,7 @@ export async function trainAdapters(data: TrainingData, options: TrainOptions = 
       `training needs at least 4 labeled photos with at least 2 different captions in the training split (has ${trainPairs.length} pairs, ${trainCaptions.size} caption${trainCaptions.size === 1 ? '' : 's'}): contrastive learning learns from telling captions apart`,
     );
   }
-  const related = pairKeySet(data.pairs);
+  const related = pairRelation(data.pairs);
   const kernel = await ContrastiveKernel.create(d, options.threads === undefined ? {} : { threads: options.threads });
   try {
     const rand = seededRandom(opts.seed);
@@ -191,7 +192,7 @@ export async function trainAdapters(data: TrainingData, options: TrainOptions = 
     }
 
     const tuned: AdapterWeights = { dim: d, image: best.image, text: best.text };
-    const evaluation = evaluateBlends(data, tuned, opts.blends);
+    const evaluation = await evaluateBlends(data, tuned, opts.blends);
     const chosen = evaluation.chosen;
     const weights = mixAdapter(tuned, chosen.blend);
     const improved = evaluation.before !== null && chosen.blend > 0 && chosen.meanRecall > meanRecall(evaluation.before);
@@ -210,8 +211,8 @@ export async function trainAdapters(data: TrainingData, options: TrainOptions = 
       bestEpoch: best.epoch,
       stoppedEarly,
       before: evaluation.before,
-      after: evaluation.before === null ? null : evaluation.at(chosen.blend),
-      retention: data.probes ? retention(data, weights) : null,
+      after: evaluation.before === null ? null : await evaluation.at(chosen.blend),
+      retention: data.probes ? await retention(data, weights) : null,
       improved,
       verdict,
       trainPairs: trainPairs.length,
@@ -242,49 +243,59 @@ function pct(x: number): string {
 }
 
 /**
- * Validation metrics at every blend. The chosen blend is the smallest whose mean recall is within 0.5
- * points of the best: among equally good models, the one closest to the base keeps the most of what it knew.
+ * Validation metrics at every blend (0, 0.2, …, 1, then ±0.1 around the best). The chosen blend is the
+ * smallest whose mean recall is within 0.5 points of the best: among equally good models, the one closest
+ * to the base keeps the most of what it knew.
  */
-function evaluateBlends(data: TrainingData, tuned: AdapterWeights, blends: number[]) {
+async function evaluateBlends(data: TrainingData, tuned: AdapterWeights, blends: number[]) {
   const d = data.dim;
   const valRows = data.imageSplit.flatMap((s, i) => (s === 'val' ? [i] : []));
-  const at = (blend: number): RetrievalMetrics => {
+  const images = new Float32Array(valRows.length * d);
+  valRows.forEach((row, k) => images.set(data.images.subarray(row * d, (row + 1) * d), k * d));
+  const m = data.texts.length / d;
+  const rowOf = new Map(valRows.map((row, k) => [row, k]));
+  const pairs = data.pairs.flatMap(([i, c]) => (rowOf.has(i) ? [[rowOf.get(i)!, c] as const] : []));
+  const cache = new Map<number, RetrievalMetrics>();
+  const at = async (blend: number): Promise<RetrievalMetrics> => {
+    const known = cache.get(blend);
+    if (known) return known;
     const w = mixAdapter(tuned, blend);
-    const images = new Float32Array(valRows.length * d);
-    valRows.forEach((row, k) => images.set(data.images.subarray(row * d, (row + 1) * d), k * d));
-    const m = data.texts.length / d;
-    const rowOf = new Map(valRows.map((row, k) => [row, k]));
-    const pairs = data.pairs.flatMap(([i, c]) => (rowOf.has(i) ? [[rowOf.get(i)!, c] as const] : []));
-    return retrievalMetrics(projectRows(images, valRows.length, w.image, d), valRows.length, projectRows(data.texts, m, w.text, d), m, d, pairs);
+    const sims = await similarityMatrix(await projectBulk(images, valRows.length, w.image, d), valRows.length, await projectBulk(data.texts, m, w.text, d), m, d);
+    const metrics = retrievalMetrics(sims, valRows.length, m, pairs);
+    cache.set(blend, metrics);
+    return metrics;
   };
   if (valRows.length === 0) return { before: null, blends: [], chosen: { blend: 0, meanRecall: 0 }, at };
-  const sorted = [...new Set([0, ...blends])].sort((a, b) => a - b);
-  const scored = sorted.map((blend) => ({ blend, meanRecall: Math.round(meanRecall(at(blend)) * 10_000) / 10_000 }));
+  const score = async (blend: number) => ({ blend, meanRecall: Math.round(meanRecall(await at(blend)) * 10_000) / 10_000 });
+  const scored: { blend: number; meanRecall: number }[] = [];
+  for (const blend of [...new Set([0, ...blends])].sort((a, b) => a - b)) scored.push(await score(blend));
+  const coarseBest = scored.reduce((a, b) => (b.meanRecall > a.meanRecall ? b : a));
+  for (const blend of [coarseBest.blend - 0.1, coarseBest.blend + 0.1]) {
+    const b = Math.round(blend * 100) / 100;
+    if (b > 0 && b < 1 && !scored.some((s) => Math.abs(s.blend - b) < 1e-9)) scored.push(await score(b));
+  }
+  scored.sort((a, b) => a.blend - b.blend);
   const bestScore = Math.max(...scored.map((s) => s.meanRecall));
   const chosen = scored.find((s) => s.meanRecall >= bestScore - 0.005)!;
-  return { before: at(0), blends: scored, chosen, at };
+  return { before: await at(0), blends: scored, chosen, at };
 }
 
-function retention(data: TrainingData, w: AdapterWeights): Retention {
+async function retention(data: TrainingData, w: AdapterWeights): Promise<Retention> {
   const p = data.probes!;
   const d = data.dim;
   const baseTexts = p.texts;
-  const tunedTexts = projectRows(p.texts, p.count, w.text, d);
-  const tunedGallery = projectRows(p.gallery, p.galleryCount, w.image, d);
-  const top10 = (texts: Float32Array, gallery: Float32Array, q: number) => {
-    const scores: { s: number; i: number }[] = [];
-    for (let i = 0; i < p.galleryCount; i++) {
-      let s = 0;
-      for (let k = 0; k < d; k++) s += texts[q * d + k]! * gallery[i * d + k]!;
-      scores.push({ s, i });
-    }
-    return new Set(scores.sort((a, b) => b.s - a.s).slice(0, 10).map((x) => x.i));
+  const tunedTexts = await projectBulk(p.texts, p.count, w.text, d);
+  const baseSims = await similarityMatrix(baseTexts, p.count, p.gallery, p.galleryCount, d);
+  const tunedSims = await similarityMatrix(tunedTexts, p.count, await projectBulk(p.gallery, p.galleryCount, w.image, d), p.galleryCount, d);
+  const top10 = (sims: Float32Array, q: number) => {
+    const row = Array.from(sims.subarray(q * p.galleryCount, (q + 1) * p.galleryCount), (s, i) => ({ s, i }));
+    return new Set(row.sort((a, b) => b.s - a.s).slice(0, 10).map((x) => x.i));
   };
   let overlap = 0;
   let cosine = 0;
   for (let q = 0; q < p.count; q++) {
-    const before = top10(baseTexts, p.gallery, q);
-    const after = top10(tunedTexts, tunedGallery, q);
+    const before = top10(baseSims, q);
+    const after = top10(tunedSims, q);
     overlap += [...after].filter((i) => before.has(i)).length / Math.max(1, before.size);
     for (let k = 0; k < d; k++) cosine += baseTexts[q * d + k]! * tunedTexts[q * d + k]!;
   }

@@ -19,12 +19,21 @@ export interface EmbeddedPairs {
   pairs: readonly (readonly [number, number])[];
 }
 
-export function pairKeySet(pairs: readonly (readonly [number, number])[]): Set<string> {
-  return new Set(pairs.map(([i, c]) => `${i}:${c}`));
+/** photo row → its caption rows: the pair relation positives are read from. */
+export type PairRelation = ReadonlyMap<number, readonly number[]>;
+
+export function pairRelation(pairs: readonly (readonly [number, number])[]): PairRelation {
+  const captionsOf = new Map<number, number[]>();
+  for (const [i, c] of pairs) {
+    const list = captionsOf.get(i);
+    if (list) list.push(c);
+    else captionsOf.set(i, [c]);
+  }
+  return captionsOf;
 }
 
 /** The batch for these pair indices. `related` is the pair relation used for positives (all known pairs). */
-export function makeBatch(data: EmbeddedPairs, pairIndices: readonly number[], related: Set<string>, mode: TargetMode): StepInput {
+export function makeBatch(data: EmbeddedPairs, pairIndices: readonly number[], related: PairRelation, mode: TargetMode): StepInput {
   const d = data.dim;
   if (mode === 'pair-only') {
     const n = pairIndices.length;
@@ -56,7 +65,10 @@ export function makeBatch(data: EmbeddedPairs, pairIndices: readonly number[], r
   captionRows.forEach((c, k) => texts.set(data.texts.subarray(c * d, (c + 1) * d), k * d));
   const positives = new Float32Array(n * m);
   for (let a = 0; a < n; a++) {
-    for (let b = 0; b < m; b++) if (related.has(`${imageRows[a]}:${captionRows[b]}`)) positives[a * m + b] = 1;
+    for (const c of related.get(imageRows[a]!) ?? []) {
+      const b = captionAt.get(c);
+      if (b !== undefined) positives[a * m + b] = 1;
+    }
   }
   return { images, texts, positives, n, m };
 }
