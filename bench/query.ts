@@ -121,6 +121,7 @@ async function query(url: string): Promise<number> {
 async function main(): Promise<void> {
   if (!existsSync(CLI)) throw new Error('run `npm run build` first (the benchmark starts the real `clipdex serve`)');
   await ensureLibrary();
+  if (process.env.BENCH_SETUP_ONLY === '1') return; // bench:train only needs the library
   const starts: number[] = [];
   let server: Server | null = null;
   for (let i = 0; i < 3; i++) {

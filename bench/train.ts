@@ -1,0 +1,159 @@
+/**
+ * npm run bench:train — the trainer's cost at the sizes users reach:
+ *
+ *   training: 1k and 10k labeled pairs of 512-d embeddings (ViT-B/32's dimension), two shapes each —
+ *     "captions": every photo its own caption; "folders": 20 photos per caption (folder-as-label) —
+ *     full runs with the defaults (early stopping, blend search, evaluation);
+ *   activation: re-project 100k stored embeddings through an adapter and build their index, against a
+ *     plain rebuild of the base index in the same run (goal: ≤ build time + 10%);
+ *   quality (when ../shared is there): the four labeled folders with the self-built tiny model.
+ *
+ * The 100k library is bench/out/query-100000 (made by bench:query; made here if missing) copied to a
+ * scratch folder, so the query benchmark's library is never changed. BENCH_N overrides 100k.
+ */
+import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { Library } from '../src/library/library.js';
+import { AdapterService } from '../src/train/adapter-service.js';
+import { encodeAdapter } from '../src/train/adapter-weights.js';
+import { folderLabelRows, importLabels } from '../src/train/label-import.js';
+import { trainAdapters, type TrainingData } from '../src/train/trainer.js';
+import { seededRandom } from '../src/util/seeded-random.js';
+import { indexFiles, tinyModel } from '../test/helpers/library-fixture.js';
+import { clusteredVectors, gaussian } from '../test/helpers/store-fixtures.js';
+
+const OUT = resolve('bench/out');
+const N = Number(process.env.BENCH_N ?? 100_000);
+const D = 512;
+
+function normalizeRows(v: Float32Array, d: number): Float32Array {
+  for (let r = 0; r < v.length / d; r++) {
+    let s = 0;
+    for (let k = 0; k < d; k++) s += v[r * d + k]! ** 2;
+    s = Math.sqrt(s) || 1;
+    for (let k = 0; k < d; k++) v[r * d + k]! /= s;
+  }
+  return v;
+}
+
+/** Photos as clustered CLIP-like vectors; captions a hidden linear map of their photos' cluster centre plus noise. */
+function pairsData(pairs: number, perCaption: number, seed: number): TrainingData {
+  const rand = seededRandom(seed);
+  const g = gaussian(rand);
+  const images = clusteredVectors(pairs, D, { seed, clusters: Math.max(4, Math.round(pairs / perCaption)) });
+  const captions = Math.ceil(pairs / perCaption);
+  const map = Float32Array.from({ length: D * D }, () => g() / Math.sqrt(D));
+  const texts = new Float32Array(captions * D);
+  for (let c = 0; c < captions; c++) {
+    // The caption of a group: the mean of its photos, mapped, plus noise.
+    const mean = new Float32Array(D);
+    for (let i = c * perCaption; i < Math.min(pairs, (c + 1) * perCaption); i++) for (let k = 0; k < D; k++) mean[k]! += images[i * D + k]!;
+    for (let j = 0; j < D; j++) {
+      let s = 0;
+      for (let k = 0; k < D; k++) s += mean[k]! * map[k * D + j]!;
+      texts[c * D + j] = s + 0.3 * g();
+    }
+  }
+  normalizeRows(texts, D);
+  return {
+    dim: D,
+    images,
+    texts,
+    pairs: Array.from({ length: pairs }, (_, i) => [i, Math.floor(i / perCaption)] as const),
+    imageSplit: Array.from({ length: pairs }, (_, i) => (i % 5 === 0 ? 'val' : 'train')),
+    logitScale: 100,
+  };
+}
+
+async function trainingRuns() {
+  const rows = [];
+  for (const size of [1000, 10_000]) {
+    for (const [shape, per] of [
+      ['captions', 1],
+      ['folders', 20],
+    ] as const) {
+      const data = pairsData(size, per, 7);
+      const t = performance.now();
+      const out = await trainAdapters(data, { seed: 1 });
+      const ms = performance.now() - t;
+      const steps = out.history.length * Math.ceil((size * 0.8) / 256);
+      rows.push({ pairs: size, shape, seconds: +(ms / 1000).toFixed(2), epochs: out.history.length, bestEpoch: out.bestEpoch, stepsPerSecond: +(steps / (ms / 1000)).toFixed(1), meanRecallBefore: out.blends[0]?.meanRecall, meanRecallAfter: out.blends.find((b) => b.blend === out.blend)?.meanRecall, blend: out.blend });
+      console.log(JSON.stringify(rows[rows.length - 1]));
+    }
+  }
+  return rows;
+}
+
+async function activationRun() {
+  const source = join(OUT, `query-${N}`);
+  if (!existsSync(join(source, 'library.db'))) {
+    console.log(`making ${source} with bench:query's setup …`);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', resolve('bench/query.ts')], { env: { ...process.env, BENCH_N: String(N), BENCH_SETUP_ONLY: '1' }, stdio: 'inherit' });
+    if (r.status !== 0) throw new Error('could not make the 100k library');
+  }
+  const scratch = join(OUT, `train-${N}`);
+  rmSync(scratch, { recursive: true, force: true });
+  cpSync(source, scratch, { recursive: true });
+  const library = await Library.open({ dataDir: scratch, model: join(OUT, 'vit-b-32') });
+  try {
+    const { index, model, key } = library.requireModel();
+    // A plain rebuild of the base index: the yardstick.
+    let t = performance.now();
+    await index.rebuild();
+    const buildMs = performance.now() - t;
+    // An adapter near identity, as training leaves them.
+    const rand = seededRandom(5);
+    const g = gaussian(rand);
+    const w = () => Float32Array.from({ length: model.dim * model.dim }, (_, i) => (i % (model.dim + 1) === 0 ? 1 : 0) + 0.02 * g());
+    library.adapters.add(key, encodeAdapter({ dim: model.dim, image: w(), text: w() }), { bench: true });
+    const version = library.adapters.list(key).at(-1)!.version;
+    const phases: Record<string, number> = {};
+    let phase = '';
+    let phaseStart = performance.now();
+    t = performance.now();
+    const result = await new AdapterService(library).activate(version, (p) => {
+      if (p.phase !== phase) {
+        if (phase) phases[phase] = +((performance.now() - phaseStart) / 1000).toFixed(2);
+        phase = p.phase;
+        phaseStart = performance.now();
+      }
+    });
+    phases[phase] = +((performance.now() - phaseStart) / 1000).toFixed(2);
+    const activateMs = performance.now() - t;
+    const health = library.searchSpace().index.health();
+    const row = { photos: N, baseRebuildSeconds: +(buildMs / 1000).toFixed(1), activateSeconds: +(activateMs / 1000).toFixed(1), ratio: +(activateMs / buildMs).toFixed(3), projected: result.projected, phases, adapterIndex: { engine: health.engine, count: health.count, ef: health.ef, recall: health.recall } };
+    console.log(JSON.stringify(row));
+    return row;
+  } finally {
+    await library.close();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+async function labeledRun() {
+  const labeled = resolve('..', 'shared', 'photos', 'labeled');
+  if (!existsSync(labeled)) return { skipped: '../shared/photos/labeled not found' };
+  const dir = join(OUT, 'train-labeled');
+  rmSync(dir, { recursive: true, force: true });
+  const library = await Library.open({ dataDir: join(dir, 'data'), model: await tinyModel(dir), cacheDir: join(dir, 'cache') });
+  try {
+    for (const folder of readdirSync(labeled).filter((f) => !f.includes('.')).sort()) {
+      const files = readdirSync(join(labeled, folder)).filter((f) => f.endsWith('.webp')).sort().map((f) => join(labeled, folder, f));
+      await indexFiles(library, labeled, files);
+    }
+    importLabels(library, folderLabelRows(library, labeled));
+    const { outcome } = await new AdapterService(library).train({ seed: 3 });
+    const row = { valPhotos: outcome.valImages, before: outcome.before, after: outcome.after, blend: outcome.blend, retention: outcome.retention, bestEpoch: outcome.bestEpoch, ms: outcome.durationMs };
+    console.log(JSON.stringify(row));
+    return row;
+  } finally {
+    await library.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const results = { training: await trainingRuns(), activation: await activationRun(), labeled: await labeledRun() };
+const { writeFileSync } = await import('node:fs');
+writeFileSync(join(OUT, 'train.json'), JSON.stringify(results, null, 2));
+console.log(`results: ${join(OUT, 'train.json')}`);
