@@ -2,13 +2,16 @@
 import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { errorMessage, isClipdexError } from '../errors.js';
+import { adaptersCommand } from './commands/adapters-cmd.js';
 import { doctorCommand } from './commands/doctor.js';
 import { indexCommand } from './commands/index-cmd.js';
+import { labelCommand, labelsCommand } from './commands/label-cmd.js';
 import { modelsCommand } from './commands/models.js';
 import { searchCommand, similarCommand } from './commands/search.js';
 import { serveCommand } from './commands/serve.js';
 import { statusCommand } from './commands/status.js';
 import { tokenizeCommand } from './commands/tokenize.js';
+import { trainCommand } from './commands/train-cmd.js';
 import { EXIT, exitCodeFor, log } from './context.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
@@ -31,6 +34,10 @@ export function createProgram(): Command {
   program.addCommand(serveCommand());
   program.addCommand(indexCommand());
   program.addCommand(statusCommand());
+  program.addCommand(labelCommand());
+  program.addCommand(labelsCommand());
+  program.addCommand(trainCommand());
+  program.addCommand(adaptersCommand());
   // Subcommands inherit exitOverride only when set on each; errors are mapped in one place below.
   for (const cmd of program.commands) cmd.exitOverride();
   for (const cmd of program.commands.flatMap((c) => c.commands)) cmd.exitOverride();

@@ -1,0 +1,180 @@
+/**
+ * `clipdex train`: fine-tunes an adapter on the labels, shows each epoch as it ends, then what changed on
+ * the held-out photos, and saves the adapter as a new version (activated only with --activate, and only
+ * when it beat the base model).
+ */
+import { Command } from 'commander';
+import { ClipdexError, isClipdexError } from '../../errors.js';
+import { Library } from '../../library/library.js';
+import { AdapterService, type ActivationResult, type AdapterJobProgress, type TrainRequest, type TrainResult } from '../../train/adapter-service.js';
+import type { DirectionMetrics, RetrievalMetrics } from '../../train/retrieval-metrics.js';
+import { resolveTrainOptions, type TrainProgress } from '../../train/trainer.js';
+import { EXIT, globalOptions, log, printJson } from '../context.js';
+import { activationProgress, seconds, validationRecall } from './adapters-cmd.js';
+
+function number(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n)) throw new ClipdexError('INVALID_ARGUMENT', `--${name} must be a number, got ${JSON.stringify(value)}`);
+    return n;
+  };
+}
+
+/** One epoch in words: the losses, the best epoch so far, and how long early stopping still waits. */
+function epochLine(p: TrainProgress): string {
+  const last = p.history[p.history.length - 1]!;
+  const val = last.valLoss === null ? 'no validation' : `val loss ${last.valLoss.toFixed(4)}`;
+  const left = p.patience - p.epochsWithoutImprovement;
+  return `epoch ${p.epoch}/${p.maxEpochs}  train loss ${last.trainLoss.toFixed(4)}  ${val}  best epoch ${p.bestEpoch}  patience ${left}/${p.patience} left`;
+}
+
+/**
+ * On a terminal one line rewritten in place (no bar: the epoch count is only a ceiling, early stopping
+ * usually ends sooner, so the patience left says more); on a pipe one plain line per epoch, a readable log.
+ */
+function trainingDisplay(): { onProgress: (p: AdapterJobProgress) => void; stop: () => void } {
+  const tty = process.stderr.isTTY === true;
+  let open = false;
+  const end = () => {
+    if (open) process.stderr.write('\n');
+    open = false;
+  };
+  return {
+    onProgress(p) {
+      if (p.phase === 'preparing') log(`clipdex: ${p.message}`);
+      else if (p.phase === 'evaluating') {
+        end();
+        log('clipdex: choosing the blend on the validation photos');
+      } else if (p.phase === 'training') {
+        const t = p.training;
+        if (!tty) return log(epochLine(t));
+        // Cut to the terminal's width: a wrapped line could not be rewritten in place.
+        const width = (process.stderr.columns || 120) - 1;
+        process.stderr.write(`\r\x1b[2K${epochLine(t).slice(0, width)}`);
+        open = true;
+      }
+    },
+    stop: end,
+  };
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+/**
+ * Before/after on the validation photos. The mean recall row uses the trainer's own (rounded) figures for
+ * the base and the chosen blend, so it reads the same as the verdict sentence.
+ */
+function metricsTable(before: RetrievalMetrics, after: RetrievalMetrics, mean: { before: number; after: number }): string[] {
+  const col = (s: string) => s.padStart(9);
+  const rows: string[] = [`${''.padEnd(30)}${col('before')}${col('after')}${col('change')}`];
+  for (const [name, key] of [
+    ['text → image', 'textToImage'],
+    ['image → text', 'imageToText'],
+  ] as const) {
+    const b: DirectionMetrics = before[key];
+    const a: DirectionMetrics = after[key];
+    const head = `${name}, ${b.queries} ${key === 'textToImage' ? 'caption' : 'photo'}${b.queries === 1 ? '' : 's'}`;
+    const recall = (k: 'r1' | 'r5' | 'r10', label: string) => `${label.padEnd(30)}${col(pct(b[k]))}${col(pct(a[k]))}${col(signed(100 * (a[k] - b[k]), 1, ' pt'))}`;
+    rows.push(head, recall('r1', '  recall@1'), recall('r5', '  recall@5'), recall('r10', '  recall@10'));
+    rows.push(`${'  mean rank'.padEnd(30)}${col(b.meanRank.toFixed(2))}${col(a.meanRank.toFixed(2))}${col(signed(a.meanRank - b.meanRank, 2, ''))}`);
+  }
+  rows.push(`${'mean of the six recalls'.padEnd(30)}${col(pct(mean.before))}${col(pct(mean.after))}${col(signed(100 * (mean.after - mean.before), 1, ' pt'))}`);
+  return rows;
+}
+
+function signed(x: number, digits: number, unit: string): string {
+  return `${x > 0 ? '+' : ''}${x.toFixed(digits)}${unit}`;
+}
+
+function printResult(r: TrainResult, activation: ActivationResult | null, activateRequested: boolean): void {
+  const o = r.outcome;
+  const out: string[] = [];
+  out.push(
+    `Trained on ${o.trainPairs} pairs (${o.trainImages} photos), validated on ${o.valPairs} pairs (${o.valImages} photos), ${o.captions} caption${o.captions === 1 ? '' : 's'}; ` +
+      `${o.history.length} epoch${o.history.length === 1 ? '' : 's'}${o.stoppedEarly ? ' (stopped early)' : ''}, best ${o.bestEpoch}, ${seconds(o.durationMs)}.`,
+  );
+  if (r.skippedPairs > 0) out.push(`${r.skippedPairs} labeled pair${r.skippedPairs === 1 ? ' was' : 's were'} left out: the photo is not indexed yet.`);
+  const mean = validationRecall(o);
+  if (o.before && o.after && mean) {
+    out.push('', 'On the validation photos:', ...metricsTable(o.before, o.after, mean).map((l) => `  ${l}`), '');
+  }
+  out.push(`Blend ${o.blend} (0 = base model, 1 = fully fine-tuned; the smallest as good as the best on validation).`);
+  if (o.retention) {
+    const t = o.retention;
+    out.push(
+      `Retention: for ${t.phrases} phrases outside your labels, ${pct(t.top10Overlap)} of the top 10 among ${t.gallery} photos stay the same (mean cosine of a phrase's embedding before and after: ${t.textCosine.toFixed(3)}).`,
+    );
+  }
+  out.push(`Verdict: ${o.verdict}.`);
+  out.push(`Saved as adapter v${r.adapter.version}.`);
+  if (activation) out.push(`Activated v${r.adapter.version}: ${activation.projected} photos re-projected, ${seconds(activation.durationMs)} in all; searches use it now.`);
+  else if (activateRequested) out.push(`Not activated: it has not shown a gain over the base model on validation; \`clipdex adapters activate ${r.adapter.version}\` activates it anyway.`);
+  else if (o.improved) out.push(`Searches still use the model as before; to use it: clipdex adapters activate ${r.adapter.version}`);
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+export function trainCommand(): Command {
+  return new Command('train')
+    .description('teach the model your labels: fine-tune an adapter, report before/after on held-out photos, save it as a new version')
+    .option('--epochs <n>', 'at most this many epochs (early stopping usually ends sooner; default 100)', number('epochs'))
+    .option('--batch <n>', 'pairs per batch (default 256)', number('batch'))
+    .option('--val-split <share>', 'share of labeled photos held out to judge the result (default 0.2)', number('val-split'))
+    .option('--seed <n>', 'random seed: the same seed and labels give the same adapter (default 1)', number('seed'))
+    .option('--lr <rate>', 'learning rate (default 0.002)', number('lr'))
+    .option('--patience <n>', 'stop after this many epochs without a better validation loss (default 8)', number('patience'))
+    .option('--activate', 'use the new adapter for searches right away, if it beat the base model')
+    .action(async (opts: { epochs?: number; batch?: number; valSplit?: number; seed?: number; lr?: number; patience?: number; activate?: boolean }, cmd: Command) => {
+      const g = globalOptions(cmd);
+      const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir });
+      const display = trainingDisplay();
+      const abort = new AbortController();
+      const onSigint = () => {
+        if (abort.signal.aborted) process.exit(EXIT.failure);
+        log('\nclipdex: stopping after this epoch (Ctrl-C again to quit at once); nothing is saved');
+        abort.abort();
+      };
+      process.on('SIGINT', onSigint);
+      try {
+        const service = new AdapterService(library);
+        const request: TrainRequest = {
+          ...(opts.epochs !== undefined ? { epochs: opts.epochs } : {}),
+          ...(opts.batch !== undefined ? { batchSize: opts.batch } : {}),
+          ...(opts.valSplit !== undefined ? { valFraction: opts.valSplit } : {}),
+          ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+          ...(opts.lr !== undefined ? { learningRate: opts.lr } : {}),
+          ...(opts.patience !== undefined ? { patience: opts.patience } : {}),
+        };
+        // Bad options fail here, before training re-draws and stores the labels' split.
+        resolveTrainOptions(request);
+        const result = await service.train(request, display.onProgress, abort.signal).catch((err: unknown) => {
+          if (!isClipdexError(err, 'NOT_ENOUGH_LABELS')) throw err;
+          throw new ClipdexError('NOT_ENOUGH_LABELS', `${err.message}. Label photos first: clipdex label <photo> "caption", or clipdex labels import-folder <dir>`, { cause: err });
+        });
+        display.stop();
+        let activation: ActivationResult | null = null;
+        if (opts.activate && result.outcome.improved) {
+          const progress = activationProgress();
+          try {
+            activation = await service.activate(result.adapter.version, progress.onProgress);
+            await library.searchSpace().index.idle();
+          } finally {
+            progress.stop();
+          }
+        }
+        if (g.json) {
+          const { weights: _weights, ...outcome } = result.outcome;
+          printJson({
+            adapter: activation?.adapter ?? result.adapter,
+            outcome,
+            skippedPairs: result.skippedPairs,
+            activated: activation !== null,
+            activation,
+          });
+        } else printResult(result, activation, opts.activate === true);
+      } finally {
+        display.stop();
+        process.off('SIGINT', onSigint);
+        await library.close();
+      }
+    });
+}
