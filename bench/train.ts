@@ -21,7 +21,7 @@ import { folderLabelRows, importLabels } from '../src/train/label-import.js';
 import { trainAdapters, type TrainingData } from '../src/train/trainer.js';
 import { seededRandom } from '../src/util/seeded-random.js';
 import { indexFiles, tinyModel } from '../test/helpers/library-fixture.js';
-import { clusteredVectors, gaussian } from '../test/helpers/store-fixtures.js';
+import { gaussian } from '../test/helpers/store-fixtures.js';
 
 const OUT = resolve('bench/out');
 const N = Number(process.env.BENCH_N ?? 100_000);
@@ -37,22 +37,28 @@ function normalizeRows(v: Float32Array, d: number): Float32Array {
   return v;
 }
 
-/** Photos as clustered CLIP-like vectors; captions a hidden linear map of their photos' cluster centre plus noise. */
+/**
+ * Labeled photos as CLIP-like data: each caption has a hidden centre; its photos are the centre plus noise
+ * (photos of one label look alike), its text embedding a hidden linear map of the centre plus noise (the
+ * text tower does not speak the photos' language until trained).
+ */
 function pairsData(pairs: number, perCaption: number, seed: number): TrainingData {
-  const rand = seededRandom(seed);
-  const g = gaussian(rand);
-  const images = clusteredVectors(pairs, D, { seed, clusters: Math.max(4, Math.round(pairs / perCaption)) });
+  const g = gaussian(seededRandom(seed));
   const captions = Math.ceil(pairs / perCaption);
   const map = Float32Array.from({ length: D * D }, () => g() / Math.sqrt(D));
+  const centres = normalizeRows(Float32Array.from({ length: captions * D }, () => g()), D);
+  const images = new Float32Array(pairs * D);
+  for (let i = 0; i < pairs; i++) {
+    const c = Math.floor(i / perCaption);
+    for (let k = 0; k < D; k++) images[i * D + k] = centres[c * D + k]! + 0.7 * g() / Math.sqrt(D) * 3;
+  }
+  normalizeRows(images, D);
   const texts = new Float32Array(captions * D);
   for (let c = 0; c < captions; c++) {
-    // The caption of a group: the mean of its photos, mapped, plus noise.
-    const mean = new Float32Array(D);
-    for (let i = c * perCaption; i < Math.min(pairs, (c + 1) * perCaption); i++) for (let k = 0; k < D; k++) mean[k]! += images[i * D + k]!;
     for (let j = 0; j < D; j++) {
       let s = 0;
-      for (let k = 0; k < D; k++) s += mean[k]! * map[k * D + j]!;
-      texts[c * D + j] = s + 0.3 * g();
+      for (let k = 0; k < D; k++) s += centres[c * D + k]! * map[k * D + j]!;
+      texts[c * D + j] = s + 0.5 * g() / Math.sqrt(D);
     }
   }
   normalizeRows(texts, D);
@@ -61,7 +67,8 @@ function pairsData(pairs: number, perCaption: number, seed: number): TrainingDat
     images,
     texts,
     pairs: Array.from({ length: pairs }, (_, i) => [i, Math.floor(i / perCaption)] as const),
-    imageSplit: Array.from({ length: pairs }, (_, i) => (i % 5 === 0 ? 'val' : 'train')),
+    // Every caption has photos on both sides (the folders shape), like the stratified split.
+    imageSplit: Array.from({ length: pairs }, (_, i) => (i % 5 === 2 ? 'val' : 'train')),
     logitScale: 100,
   };
 }

@@ -52,14 +52,21 @@ function direction(queries: { scores: Float32Array; positives: Set<number> }[]):
   let r10 = 0;
   let rankSum = 0;
   for (const { scores, positives } of queries) {
-    // Rank of a correct answer = 1 + how many wrong ones score at least as high (ties count against it),
-    // + how many correct ones score strictly higher. Counting beats sorting: O(m) per correct answer.
-    const negatives: number[] = [];
-    const pos: number[] = [];
-    scores.forEach((s, i) => (positives.has(i) ? pos : negatives).push(s));
-    negatives.sort((a, b) => b - a);
-    pos.sort((a, b) => b - a);
-    const ranks = pos.map((s, k) => 1 + k + countAtLeast(negatives, s));
+    // Rank of a correct answer = 1 + how many wrong answers score at least as high (ties count against
+    // it) + how many correct ones score strictly higher. With few correct answers (a photo's caption),
+    // counting is O(m) each; with many (a label's photos), sort the wrong ones once and binary-search.
+    const pos = [...positives].map((i) => scores[i]!).sort((a, b) => b - a);
+    let ranks: number[];
+    if (pos.length <= 8) {
+      ranks = pos.map((p, k) => {
+        let atLeast = 0;
+        for (let i = 0; i < scores.length; i++) if (scores[i]! >= p) atLeast++;
+        return 1 + k + atLeast - pos.filter((x) => x >= p).length;
+      });
+    } else {
+      const negatives = Float32Array.from(scores.filter((_, i) => !positives.has(i))).sort().reverse();
+      ranks = pos.map((p, k) => 1 + k + countAtLeast(negatives, p));
+    }
     const recallAt = (k: number) => ranks.filter((r) => r <= k).length / Math.min(k, positives.size);
     r1 += recallAt(1);
     r5 += recallAt(5);
@@ -72,7 +79,7 @@ function direction(queries: { scores: Float32Array; positives: Set<number> }[]):
 }
 
 /** How many of `desc` (sorted high to low) are ≥ x: binary search. */
-function countAtLeast(desc: number[], x: number): number {
+function countAtLeast(desc: Float32Array, x: number): number {
   let lo = 0;
   let hi = desc.length;
   while (lo < hi) {

@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { meanRecall, retrievalMetrics } from '../src/train/retrieval-metrics.js';
+import { assignSplit } from '../src/train/pair-split.js';
+
+describe('retrieval metrics', () => {
+  // 3 images × 2 texts. Text 0 belongs to images 0 and 1, text 1 to image 2.
+  const sims = Float32Array.from([
+    0.9, 0.1, // image 0: text 0 first
+    0.2, 0.8, // image 1: text 1 first (wrong), text 0 second
+    0.3, 0.7, // image 2: text 1 first
+  ]);
+  const pairs = [
+    [0, 0],
+    [1, 0],
+    [2, 1],
+  ] as const;
+  const m = retrievalMetrics(sims, 3, 2, pairs);
+
+  it('scores image→text by the rank of the right caption', () => {
+    expect(m.imageToText).toEqual({ r1: 0.6667, r5: 1, r10: 1, meanRank: 1.3333, queries: 3 });
+  });
+
+  it('scores text→image as the share of the top k that is right, out of what could be', () => {
+    // Text 0 ranks images 0 (0.9), 2 (0.3), 1 (0.2): r1 = 1, r5 = 2/2; text 1 ranks 1 (0.8), 2 (0.7): r1 = 0.
+    expect(m.textToImage).toEqual({ r1: 0.5, r5: 1, r10: 1, meanRank: 1.5, queries: 2 });
+    expect(meanRecall(m)).toBeCloseTo((0.5 + 1 + 1 + 0.6667 + 1 + 1) / 6, 4);
+  });
+
+  it('counts a tie with a wrong answer against the query', () => {
+    const tie = retrievalMetrics(Float32Array.from([0.5, 0.5]), 1, 2, [[0, 1]]);
+    expect(tie.imageToText.r1).toBe(0);
+    expect(tie.imageToText.meanRank).toBe(2);
+  });
+
+  it('handles many right answers (a label with many photos) the same way as few', () => {
+    const n = 40;
+    const s = Float32Array.from({ length: n }, (_, i) => 1 - i / n); // one text; image i scores 1 - i/n
+    const p = Array.from({ length: 20 }, (_, k) => [2 * k, 0] as const); // every even image is right
+    const r = retrievalMetrics(s, n, 1, p);
+    expect(r.textToImage.r1).toBe(1);
+    expect(r.textToImage.r5).toBe(0.6); // top 5: images 0..4 → 0, 2, 4 right
+    expect(r.textToImage.r10).toBe(0.5);
+  });
+});
+
+describe('validation split', () => {
+  const pairs = [
+    ...Array.from({ length: 10 }, (_, i) => ({ imageId: i + 1, caption: 'a' })),
+    ...Array.from({ length: 3 }, (_, i) => ({ imageId: 100 + i, caption: 'b' })),
+    { imageId: 200, caption: 'c' },
+    { imageId: 1, caption: 'second caption of photo 1' },
+  ];
+
+  it('is by photo, stratified by caption, and stable for a seed', () => {
+    const split = assignSplit(pairs, 0.2, 4);
+    expect([...split.keys()].length).toBe(14);
+    const val = (ids: number[]) => ids.filter((id) => split.get(id) === 'val').length;
+    expect(val(Array.from({ length: 10 }, (_, i) => i + 1))).toBe(2);
+    expect(val([100, 101, 102])).toBe(1); // at least one per label with ≥ 2 photos
+    expect(split.get(200)).toBe('train'); // a label with one photo can only teach
+    expect(assignSplit([...pairs].reverse(), 0.2, 4)).toEqual(split);
+    const other = assignSplit(pairs, 0.2, 5);
+    expect([...other.values()].filter((s) => s === 'val').length).toBe(3);
+  });
+
+  it('puts everything in train at 0', () => {
+    expect([...assignSplit(pairs, 0, 1).values()].every((s) => s === 'train')).toBe(true);
+  });
+});
