@@ -132,6 +132,42 @@ describe.skipIf(!labeled)(`training on ../shared/photos/labeled ${labeled ? '' :
     await service.rollback('base');
   });
 
+  it('answers every search while an activation switches the index under it', async () => {
+    const activation = service.activate(first.adapter.version);
+    const keys = new Set<string>();
+    let searches = 0;
+    let done = false;
+    void activation.finally(() => (done = true));
+    while (!done || searches < 5) {
+      const r = await engine.search({ terms: [{ text: `a photo of ${FOLDERS[searches % 4]}` }], limit: 5 });
+      expect(r.results.length).toBe(5);
+      keys.add(r.modelKey);
+      searches++;
+    }
+    await activation;
+    expect([...keys].every((k) => k === library.requireModel().key || k === library.searchSpace().key)).toBe(true);
+    await service.rollback('base');
+  });
+
+  it('follows an activation and a rollback made by another process on the same library', async () => {
+    const other = await Library.open({ dataDir: join(dir, 'data'), model: join(dir, 'model'), cacheDir: join(dir, 'cache') });
+    const waitFor = async (version: number | null) => {
+      for (let i = 0; i < 100 && (library.searchSpace().adapter?.version ?? null) !== version; i++) await new Promise((r) => setTimeout(r, 100));
+      return library.searchSpace().adapter?.version ?? null;
+    };
+    try {
+      await new AdapterService(other).activate(first.adapter.version);
+      expect(await waitFor(first.adapter.version)).toBe(first.adapter.version);
+      const here = await engine.search({ terms: [{ text: 'a photo of fishes' }], limit: 10 });
+      const there = await new QueryEngine(other).search({ terms: [{ text: 'a photo of fishes' }], limit: 10 });
+      expect(here.results.map((r) => r.id)).toEqual(there.results.map((r) => r.id));
+      await new AdapterService(other).rollback('base');
+      expect(await waitFor(null)).toBeNull();
+    } finally {
+      await other.close();
+    }
+  });
+
   it('keeps an adapter that cannot show a gain, but says why and does not count it as better', async () => {
     const r = await service.train({ seed: 3, valFraction: 0 });
     expect(r.outcome.improved).toBe(false);

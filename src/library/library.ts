@@ -126,7 +126,44 @@ export class Library {
   /** The vectors searches use now. */
   searchSpace(): SearchSpace {
     this.requireModel();
+    this.followActiveAdapter();
     return this.space!;
+  }
+
+  private lastActiveCheck = 0;
+  private following = false;
+
+  /**
+   * Follows an activation or rollback made by another process (the CLI beside a running server): at most
+   * every 2 s, compares the database's active adapter with the one searched, and switches in the background
+   * (the other process built and saved that index, so opening it is quick). The switch happens only if the
+   * database still says so when the index is ready.
+   */
+  private followActiveAdapter(): void {
+    const loaded = this.loaded;
+    if (!loaded || this.following || Date.now() - this.lastActiveCheck < 2000) return;
+    this.lastActiveCheck = Date.now();
+    const activeId = () => this.adapters.active(loaded.key)?.id ?? null;
+    const wanted = activeId();
+    if (wanted === (this.space?.adapter?.id ?? null)) return;
+    this.following = true;
+    void (async () => {
+      let next: SearchSpace = { key: loaded.key, index: loaded.index, adapter: null };
+      if (wanted !== null) {
+        const record = this.adapters.get(wanted);
+        if (!record) return;
+        const weights = decodeAdapter(record.weights);
+        const key = adapterModelKey(loaded.key, record.id);
+        await new AdaptedEmbeddings(this.store.db, this.embeddings, loaded.key).fillMissing(key, weights);
+        next = { key, index: await this.openIndex(key), adapter: { id: record.id, version: record.version, weights } };
+      }
+      if (activeId() === wanted && (this.space?.adapter?.id ?? null) !== wanted) this.setSearchSpace(next);
+      else if (next.adapter) await next.index.close();
+    })()
+      .catch((err: unknown) => this.indexOptions.onIndexError?.(new ClipdexError('ADAPTER_INVALID', `cannot follow the adapter activated elsewhere: ${errorMessage(err)}`, { cause: err })))
+      .finally(() => {
+        this.following = false;
+      });
   }
 
   /** Opens the index of a model key of this library (an adapter's), with the library's progress callbacks. */
