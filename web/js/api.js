@@ -94,6 +94,24 @@ export const api = {
   addRoot: (path) => request('/api/roots', { method: 'POST', json: { path } }),
   removeRoot: (id) => request(`/api/roots/${encodeURIComponent(id)}`, { method: 'DELETE' }),
 
+  // ---- labels: the photo/caption pairs the trainer learns from ----
+  /** @param {{ limit?: number, afterId?: number, imageId?: number, caption?: string }} [params] */
+  labels: (params = {}, signal) => request(`/api/labels${queryString(params)}`, { signal }),
+  addLabels: (imageIds, caption) => request('/api/labels', { method: 'POST', json: { imageIds, caption } }),
+  importFolderLabels: (folder, template) => request('/api/labels/import', { method: 'POST', json: template ? { folder, template } : { folder } }),
+  editLabel: (id, caption) => request(`/api/labels/${encodeURIComponent(id)}`, { method: 'PATCH', json: { caption } }),
+  deleteLabel: (id) => request(`/api/labels/${encodeURIComponent(id)}`, { method: 'DELETE' }),
+
+  // ---- training and adapters: long jobs answer 202 and report over the event stream ----
+  training: () => request('/api/training'),
+  /** @param {{ epochs?: number, batchSize?: number, valFraction?: number, seed?: number, learningRate?: number, patience?: number }} options */
+  train: (options) => request('/api/training', { method: 'POST', json: options }),
+  adapters: () => request('/api/adapters'),
+  activateAdapter: (version) => request(`/api/adapters/${encodeURIComponent(version)}/activate`, { method: 'POST', json: {} }),
+  /** @param {'base' | number} to */
+  rollback: (to) => request('/api/adapters/rollback', { method: 'POST', json: { to } }),
+  exportAdapter: (version, dir) => request(`/api/adapters/${encodeURIComponent(version)}/export`, { method: 'POST', json: dir ? { dir } : {} }),
+
   thumbnailUrl: (id) => `/api/images/${encodeURIComponent(id)}/thumbnail`,
   fileUrl: (id) => `/api/images/${encodeURIComponent(id)}/file`,
 };

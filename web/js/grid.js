@@ -1,6 +1,7 @@
 /** The results grid: one focusable card per photo, thumbnail first, name and score on hover or focus. */
 import { api } from './api.js';
 import { h, splitPath } from './dom.js';
+import { selectBox } from './selection.js';
 
 export function scoreText(score, bestScore) {
   const abs = score.toFixed(3);
@@ -10,8 +11,9 @@ export function scoreText(score, bestScore) {
 /**
  * @param {{ id: number, path: string, score: number, format: string | null }} photo
  * @param {number} index position in the result list, handed back to onOpen
+ * @param {import('./selection.js').Selection} [selection] where photos are picked for labeling
  */
-export function card(photo, index, bestScore, onOpen) {
+export function card(photo, index, bestScore, onOpen, selection) {
   const { name } = splitPath(photo.path);
   const score = scoreText(photo.score, bestScore);
   const img = h('img', { src: api.thumbnailUrl(photo.id), alt: '', loading: 'lazy', decoding: 'async', draggable: 'true' });
@@ -23,7 +25,9 @@ export function card(photo, index, bestScore, onOpen) {
       title: `${name}\nscore ${score}`,
       'aria-label': `${name}, score ${photo.score.toFixed(3)}`,
       dataset: { id: String(photo.id), index: String(index) },
-      onClick: () => onOpen(index),
+      onClick: (e) => {
+        if (!selection?.handleClick(e, photo, index)) onOpen(index);
+      },
     },
     img,
     h('span', { className: 'card-info', 'aria-hidden': 'true' }, h('span', { className: 'card-name', text: name }), h('span', { className: 'card-score', text: score })),
@@ -33,7 +37,13 @@ export function card(photo, index, bestScore, onOpen) {
     button.classList.add('no-thumb');
     button.prepend(h('span', { className: 'card-placeholder', text: (photo.format ?? 'photo').toUpperCase(), 'aria-hidden': 'true' }));
   });
-  return h('li', { className: 'tile' }, button);
+  const selected = selection?.has(photo.id) ?? false;
+  return h(
+    'li',
+    { className: `tile${selected ? ' selected' : ''}`, dataset: { id: String(photo.id) } },
+    button,
+    selection ? selectBox(photo, name, index, selection) : null,
+  );
 }
 
 /** Cards are buttons in document order; arrow keys move between them the way they look on screen. */

@@ -1,9 +1,16 @@
-/** Wires the page together: views by URL hash, search, viewer, live status, folders, problems, drop and paste. */
+/**
+ * Wires the page together: views by URL hash, search with selection for labeling, viewer, live status,
+ * labels, training, folders, problems, drop and paste.
+ */
 import { Filters } from './filters.js';
+import { formatCount } from './dom.js';
+import { LabelsView } from './labels.js';
 import { ProblemsView } from './problems.js';
 import { RootsView } from './roots.js';
 import { SearchController } from './search.js';
+import { Selection } from './selection.js';
 import { StatusBar, connectEvents, toaster } from './status.js';
+import { TrainingView } from './training.js';
 import { Viewer } from './viewer.js';
 
 const $ = (id) => {
@@ -13,6 +20,27 @@ const $ = (id) => {
 };
 
 const input = $('q');
+const toast = toaster($('toasts'));
+
+const selection = new Selection(
+  {
+    bar: $('label-bar'),
+    count: $('selection-count'),
+    live: $('selection-live'),
+    caption: $('label-caption'),
+    captions: $('caption-options'),
+    submit: $('label-submit'),
+    selectAll: $('select-all'),
+    clear: $('select-clear'),
+    message: $('label-message'),
+    mode: $('select-mode'),
+    grid: $('results'),
+  },
+  {
+    results: () => search.results,
+    onLabeled: () => labels.refreshSummary(),
+  },
+);
 
 const search = new SearchController(
   {
@@ -25,7 +53,7 @@ const search = new SearchController(
     chips: $('query-chips'),
     fresh: $('new-photos'),
   },
-  { onOpen: (index) => viewer.open(index) },
+  { onOpen: (index) => viewer.open(index), selection },
 );
 
 const viewer = new Viewer($('viewer'), {
@@ -37,7 +65,87 @@ const viewer = new Viewer($('viewer'), {
     route('search');
     search.similarTo(photo).then(() => $('results').querySelector('.card')?.focus());
   },
+  onLabeled: () => labels.refreshSummary(),
 });
+
+const labels = new LabelsView(
+  {
+    captions: $('captions-list'),
+    counts: $('labels-counts'),
+    filter: $('labels-filter'),
+    table: $('labels-table'),
+    body: $('labels-body'),
+    empty: $('labels-empty'),
+    more: $('labels-more'),
+    error: $('labels-error'),
+    status: $('labels-status'),
+    importForm: $('import-labels'),
+    importFolder: $('import-folder'),
+    importTemplate: $('import-template'),
+    importMessage: $('import-message'),
+  },
+  ({ captions, counts }) => {
+    selection.setCaptions(captions);
+    const total = counts.train + counts.val;
+    $('train-labels-summary').textContent =
+      total === 0
+        ? 'No labels yet: label photos first (at least 4 photos with 2 different captions).'
+        : `Training data: ${formatCount(total)} labels with ${formatCount(captions.length)} caption${captions.length === 1 ? '' : 's'}.`;
+  },
+);
+
+const training = new TrainingView(
+  {
+    form: $('train-form'),
+    epochs: $('train-epochs'),
+    batch: $('train-batch'),
+    val: $('train-val'),
+    seed: $('train-seed'),
+    patience: $('train-patience'),
+    lr: $('train-lr'),
+    start: $('train-start'),
+    error: $('train-error'),
+    phase: $('train-phase'),
+    bar: $('train-bar'),
+    detail: $('train-detail'),
+    early: $('train-early'),
+    chart: $('loss-chart'),
+    lossTable: $('loss-table'),
+    report: $('train-report'),
+    reportTitle: $('report-title'),
+    verdict: $('report-verdict'),
+    metrics: $('report-metrics'),
+    metricsEmpty: $('report-metrics-empty'),
+    blend: $('report-blend'),
+    blends: $('report-blends'),
+    retention: $('report-retention'),
+    data: $('report-data'),
+    activeName: $('adapters-active-name'),
+    adaptersTable: $('adapters-table'),
+    adaptersBody: $('adapters-body'),
+    adaptersEmpty: $('adapters-empty'),
+    adaptersError: $('adapters-error'),
+    adaptersMessage: $('adapters-message'),
+    rollbackBase: $('rollback-base'),
+    rollbackForm: $('rollback-form'),
+    rollbackTo: $('rollback-to'),
+    rollbackButton: $('rollback-button'),
+    statusJob: $('status-job'),
+  },
+  {
+    onJobFinished: (job) => {
+      if (job.state === 'failed') toast({ message: `${job.kind === 'train' ? 'Training' : 'Switching adapters'} failed: ${job.error?.message ?? 'unknown error'}`, failure: true });
+      else if (job.kind === 'train') toast({ message: `Training finished: adapter v${job.result?.adapter?.version} saved.` });
+      // Training assigns each labeled photo to training or validation: the labels page shows the split.
+      if (job.kind === 'train') {
+        if (currentView === 'labels') labels.load(true);
+        else labels.refreshSummary();
+      }
+    },
+    // A new search space ranks differently: results on screen are from the old one.
+    onActiveChanged: (active) => search.noteSpaceChanged(active === null ? 'Searches use the base model again' : `Searches now use adapter v${active}`),
+  },
+);
 
 const filters = new Filters(
   { form: $('filters'), toggle: $('filters-toggle'), count: $('filters-count'), formats: $('filter-formats'), folders: $('folder-options') },
@@ -63,6 +171,7 @@ const statusBar = new StatusBar({
   progress: $('status-progress'),
   failed: $('status-failed'),
   model: $('status-model'),
+  adapter: $('status-adapter'),
   connection: $('status-connection'),
   problemsCount: $('problems-count'),
   banner: $('model-banner'),
@@ -70,8 +179,8 @@ const statusBar = new StatusBar({
   bannerFix: $('model-fix'),
 });
 
-// ---- views: #/ (search), #/folders, #/problems ----
-const VIEWS = ['search', 'folders', 'problems'];
+// ---- views: #/ (search), #/labels, #/training, #/folders, #/problems ----
+const VIEWS = ['search', 'labels', 'training', 'folders', 'problems'];
 let currentView = null;
 
 function viewFromHash() {
@@ -95,7 +204,12 @@ function applyView() {
   }
   if (name === 'folders') roots.load();
   if (name === 'problems') problems.load(true);
-  document.title = { search: 'clipdex', folders: 'Folders · clipdex', problems: 'Problems · clipdex' }[name];
+  if (name === 'labels') labels.load(true);
+  if (name === 'training') {
+    training.load();
+    labels.refreshSummary();
+  }
+  document.title = { search: 'clipdex', labels: 'Labels · clipdex', training: 'Training · clipdex', folders: 'Folders · clipdex', problems: 'Problems · clipdex' }[name];
 }
 
 window.addEventListener('hashchange', applyView);
@@ -122,6 +236,8 @@ document.addEventListener('keydown', (e) => {
     input.focus();
     input.select();
   }
+  // Escape lets go of a selection, the way it leaves select mode in file managers.
+  if (e.key === 'Escape' && !typing && !viewer.isOpen && currentView === 'search' && (selection.size > 0 || selection.mode)) selection.clear();
 });
 
 // ---- drop or paste an image anywhere ----
@@ -170,9 +286,19 @@ connectEvents({
     // The problems page follows new failures while it is open.
     if (currentView === 'problems' && lastFailed !== null && s.failed !== lastFailed) problems.load(true);
     lastFailed = s.failed;
+    if (s.search) training.noteSearchAdapter(s.search.adapter?.version ?? null);
   },
   onIndexed: (items) => search.noteIndexed(items.length),
-  onRemoved: (ids) => search.dropPhotos(ids),
-  onConnection: (state) => statusBar.setConnection(state),
-  onNotice: toaster($('toasts')),
+  onRemoved: (ids) => {
+    search.dropPhotos(ids);
+    selection.drop(ids);
+  },
+  onConnection: (state) => {
+    statusBar.setConnection(state);
+    // Events missed while the stream was down are not replayed: ask for the job as it is now.
+    if (state === 'live') training.refreshJob();
+  },
+  onNotice: toast,
+  onTraining: (t) => training.render(t),
 });
+labels.refreshSummary();

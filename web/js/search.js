@@ -16,7 +16,7 @@ export class SearchController {
   /**
    * @param {{ input: HTMLInputElement, grid: HTMLElement, summary: HTMLElement, error: HTMLElement, empty: HTMLElement,
    *           more: HTMLButtonElement, chips: HTMLElement, fresh: HTMLButtonElement }} els
-   * @param {{ onOpen: (index: number) => void }} hooks
+   * @param {{ onOpen: (index: number) => void, selection?: import('./selection.js').Selection }} hooks
    */
   constructor(els, hooks) {
     this.els = els;
@@ -95,6 +95,13 @@ export class SearchController {
     if (!this.hasQuery() || count <= 0) return;
     this.freshCount += count;
     this.els.fresh.textContent = `${formatCount(this.freshCount)} new photo${this.freshCount === 1 ? '' : 's'} indexed · update results`;
+    show(this.els.fresh, true);
+  }
+
+  /** Another adapter now ranks searches: results on screen came from the old one, so offer to ask again. */
+  noteSpaceChanged(text) {
+    if (!this.hasQuery()) return;
+    this.els.fresh.textContent = `${text} · update results`;
     show(this.els.fresh, true);
   }
 
@@ -179,7 +186,7 @@ export class SearchController {
 
   appendCards(start) {
     const frag = document.createDocumentFragment();
-    for (let i = start; i < this.results.length; i++) frag.append(card(this.results[i], i, this.bestScore, this.hooks.onOpen));
+    for (let i = start; i < this.results.length; i++) frag.append(card(this.results[i], i, this.bestScore, this.hooks.onOpen, this.hooks.selection));
     this.els.grid.append(frag);
     show(this.els.more, this.hasMore);
     show(this.els.empty, false);

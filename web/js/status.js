@@ -1,7 +1,8 @@
 /**
  * Live state from the server over Server-Sent Events (`/api/events`): `status` snapshots drive the status
  * bar and the missing-model banner; `indexed` and `removed` tell the search view about new and deleted
- * photos. EventSource reconnects by itself; when the server refuses the stream it is retried here.
+ * photos; `training` carries the training or activation job. EventSource reconnects by itself; when the
+ * server refuses the stream it is retried here.
  */
 import { api } from './api.js';
 import { formatCount, h, show, withCode } from './dom.js';
@@ -10,7 +11,8 @@ const RETRY_MS = 5000;
 
 /**
  * @param {{ onStatus: (s: object) => void, onIndexed: (items: object[]) => void, onRemoved: (ids: number[]) => void,
- *           onConnection: (state: 'live' | 'reconnecting' | 'offline') => void, onNotice: (n: { code: string, message: string }) => void }} handlers
+ *           onConnection: (state: 'live' | 'reconnecting' | 'offline') => void, onNotice: (n: { code: string, message: string }) => void,
+ *           onTraining?: (t: { running: boolean, job: object | null }) => void }} handlers
  */
 export function connectEvents(handlers) {
   let source = null;
@@ -35,6 +37,10 @@ export function connectEvents(handlers) {
     source.addEventListener('removed', (e) => {
       const items = parse(e);
       if (Array.isArray(items)) handlers.onRemoved(items.map((i) => (typeof i === 'number' ? i : (i?.imageId ?? i?.id))).filter(Number.isInteger));
+    });
+    source.addEventListener('training', (e) => {
+      const t = parse(e);
+      if (t && typeof t === 'object') handlers.onTraining?.(t);
     });
     // Things to read once: a folder that cannot be read, a watcher that fell back to polling, an engine failure.
     for (const type of ['notice', 'failure']) {
@@ -73,7 +79,7 @@ function ingestDetail(ingest) {
 }
 
 export class StatusBar {
-  /** @param {Record<string, HTMLElement>} els text, progress, failed, model, connection, problemsCount, banner, bannerMessage, bannerFix */
+  /** @param {Record<string, HTMLElement>} els text, progress, failed, model, adapter, connection, problemsCount, banner, bannerMessage, bannerFix */
   constructor(els) {
     this.els = els;
   }
@@ -129,7 +135,20 @@ export class StatusBar {
     model.title = m.ready
       ? `Model ${m.ref} (${m.key}); images encoded on ${m.providers?.image ?? '?'}, text on ${m.providers?.text ?? '?'}`
       : (m.error?.message ?? 'model not loaded');
+    this.renderAdapter(s.search);
     this.renderBanner(m.error);
+  }
+
+  /** Which trained adapter searches go through, if any (`status.search.adapter`). */
+  renderAdapter(search) {
+    const { adapter } = this.els;
+    if (!adapter) return;
+    const v = search?.adapter?.version;
+    adapter.dataset.version = Number.isInteger(v) ? String(v) : '';
+    adapter.textContent = Number.isInteger(v) ? `adapter v${v}` : 'base model';
+    adapter.title = Number.isInteger(v) ? `Searches use trained adapter v${v}; roll back on the Training page` : 'Searches use the base model (no trained adapter active)';
+    // Before the model is loaded there is no search space to name.
+    show(adapter, Boolean(search));
   }
 
   /** The one thing that stops everything gets said plainly, with the server's own fix. */

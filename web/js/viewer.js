@@ -1,5 +1,5 @@
 /**
- * The photo viewer: a modal dialog with the large image, its metadata and "find similar". The preview
+ * The photo viewer: a modal dialog with the large image, its metadata, its labels and "find similar". The preview
  * thumbnail shows at once and the original replaces it when loaded; ← and → browse the results, Escape
  * closes (the dialog's own behaviour), and focus returns to where it was.
  */
@@ -14,7 +14,7 @@ export class Viewer {
   /**
    * @param {HTMLDialogElement} dialog
    * @param {{ results: () => object[], bestScore: () => number | null, hasMore: () => boolean,
-   *           loadMore: () => Promise<void>, onSimilar: (photo: object) => void }} source
+   *           loadMore: () => Promise<void>, onSimilar: (photo: object) => void, onLabeled?: () => void }} source
    */
   constructor(dialog, source) {
     this.dialog = dialog;
@@ -31,7 +31,17 @@ export class Viewer {
       next: $('viewer-next'),
       similar: $('viewer-similar'),
       original: $('viewer-original'),
+      labels: $('viewer-labels'),
+      labelsEmpty: $('viewer-labels-empty'),
+      labelForm: $('viewer-label-form'),
+      labelInput: $('viewer-label-input'),
+      labelError: $('viewer-label-error'),
     };
+    this.labelsTicket = 0;
+    this.els.labelForm.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.addLabel();
+    });
     $('viewer-close').addEventListener('click', () => this.close());
     this.els.prev.addEventListener('click', () => this.step(-1));
     this.els.next.addEventListener('click', () => this.step(1));
@@ -42,6 +52,8 @@ export class Viewer {
       source.onSimilar(photo);
     });
     dialog.addEventListener('keydown', (e) => {
+      // In the caption box the arrows move the caret, not to another photo.
+      if (e.target instanceof HTMLInputElement) return;
       if (e.key === 'ArrowLeft' || e.key === 'ArrowRight') {
         e.preventDefault();
         this.step(e.key === 'ArrowLeft' ? -1 : 1);
@@ -99,6 +111,7 @@ export class Viewer {
     this.els.original.href = api.fileUrl(photo.id);
     this.renderMeta(photo);
     this.loadImage(photo);
+    this.loadLabels(photo);
     const count = this.source.results().length;
     this.els.prev.disabled = index <= 0;
     this.els.next.disabled = index >= count - 1 && !this.source.hasMore();
@@ -131,6 +144,41 @@ export class Viewer {
           : 'The original file could not be loaded (moved, deleted, or its folder is offline); showing the preview.';
         show(note, true);
       });
+  }
+
+  /** The captions this photo is labeled with; an answer for a photo no longer shown is dropped. */
+  async loadLabels(photo) {
+    const ticket = ++this.labelsTicket;
+    show(this.els.labelError, false);
+    try {
+      const { labels } = await api.labels({ imageId: photo.id, limit: 100 });
+      if (ticket !== this.labelsTicket) return;
+      this.els.labels.replaceChildren(
+        ...labels.map((l) =>
+          h('li', { className: 'label-chip', dataset: { id: String(l.id) } }, h('span', { className: 'label-chip-caption', text: l.caption }), ' ', h('span', { className: 'tag', text: l.split, title: l.split === 'val' ? 'held out to check training' : 'learned from' })),
+        ),
+      );
+      show(this.els.labelsEmpty, labels.length === 0);
+    } catch (err) {
+      if (ticket !== this.labelsTicket) return;
+      this.els.labelError.textContent = err.message;
+      show(this.els.labelError, true);
+    }
+  }
+
+  async addLabel() {
+    const photo = this.current();
+    const caption = this.els.labelInput.value.trim();
+    if (!photo || !caption) return;
+    try {
+      await api.addLabels([photo.id], caption);
+      this.els.labelInput.value = '';
+      this.source.onLabeled?.();
+      if (this.current() === photo) await this.loadLabels(photo);
+    } catch (err) {
+      this.els.labelError.textContent = err.message;
+      show(this.els.labelError, true);
+    }
   }
 
   renderMeta(photo) {

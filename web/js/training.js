@@ -1,0 +1,460 @@
+/**
+ * The training page: options and Start; the running job followed live from the event stream's `training`
+ * events (phase, epoch, early-stopping state, the loss plot); the report of a finished run (retrieval before
+ * and after, both ways, the chosen blend, retention, the verdict); and the adapter versions with activate,
+ * roll back and export. One job runs at a time on the server, so every button that starts one waits for it.
+ */
+import { api } from './api.js';
+import { formatCount, formatDate, h, show, withCode } from './dom.js';
+import { drawLossChart } from './loss-chart.js';
+
+const DIRECTIONS = [
+  ['textToImage', 'Text → image'],
+  ['imageToText', 'Image → text'],
+];
+const METRICS = [
+  ['r1', 'Recall@1'],
+  ['r5', 'Recall@5'],
+  ['r10', 'Recall@10'],
+  ['meanRank', 'Mean rank'],
+];
+
+const pct = (x) => `${(100 * x).toFixed(1)}%`;
+
+/** The mean of the six recalls: the one number the trainer compares models by. */
+export function meanRecall(m) {
+  if (!m) return null;
+  const a = m.textToImage;
+  const b = m.imageToText;
+  return (a.r1 + a.r5 + a.r10 + b.r1 + b.r5 + b.r10) / 6;
+}
+
+/**
+ * Mean recall before and after, as the trainer reported them: its own rounded figures per blend where it
+ * has them (so the page and the verdict sentence agree to the last digit), else computed from the metrics.
+ */
+export function recallChange(m) {
+  const at = (blend) => m.blends?.find((b) => b.blend === blend)?.meanRecall;
+  const before = at(0) ?? meanRecall(m.before);
+  const after = at(m.blend) ?? meanRecall(m.after);
+  return before === null || after === null || !m.after ? null : { before, after };
+}
+
+/** One line for where a job is, in words. */
+export function phaseText(job) {
+  const p = job.progress;
+  const who = job.kind === 'train' ? 'Training' : job.kind === 'activate' ? 'Activating' : 'Rolling back';
+  if (!p) return `${who}: starting…`;
+  switch (p.phase) {
+    case 'preparing':
+      return `Preparing: ${p.message}`;
+    case 'training':
+      return 'Training';
+    case 'evaluating':
+      return 'Evaluating: retrieval before and after on the held-out photos';
+    case 'projecting':
+      return `${who}: re-projecting stored photos`;
+    case 'indexing':
+      return `${who}: building the search index`;
+    case 'switching':
+      return `${who}: switching searches over`;
+    default:
+      return who;
+  }
+}
+
+export class TrainingView {
+  /**
+   * @param {Record<string, HTMLElement>} els see main.js
+   * @param {{ onJobFinished: (job: object) => void, onActiveChanged: (active: number | null) => void }} hooks
+   */
+  constructor(els, hooks) {
+    this.els = els;
+    this.hooks = hooks;
+    this.running = false;
+    /** The job last rendered, as kind:startedAt:state, to notice when one finishes. */
+    this.lastJobKey = null;
+    this.versions = [];
+    /** The version searches use (null: the base model; undefined: not known yet). */
+    this.active = undefined;
+    /** The version whose report is shown (null: the one from the latest run, or none). */
+    this.reportVersion = null;
+    this.history = [];
+    this.bestEpoch = undefined;
+    this.loaded = false;
+
+    els.form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.start();
+    });
+    els.rollbackBase.addEventListener('click', () => this.runJob(() => api.rollback('base'), 'Rolling back to the base model…'));
+    els.rollbackForm.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const v = Number(els.rollbackTo.value);
+      if (Number.isInteger(v) && v > 0) this.runJob(() => api.rollback(v), `Rolling back to adapter v${v}…`);
+    });
+    els.lossTable.addEventListener('toggle', () => this.renderLossTable());
+    drawLossChart(els.chart, []);
+  }
+
+  /** Called when the page is shown: the job now, and the versions. */
+  async load() {
+    this.loaded = true;
+    await Promise.all([this.refreshJob(), this.loadAdapters()]);
+  }
+
+  async refreshJob() {
+    try {
+      this.render(await api.training());
+    } catch (err) {
+      this.fail(err.message);
+    }
+  }
+
+  async loadAdapters() {
+    try {
+      const { versions, active } = await api.adapters();
+      this.versions = versions;
+      this.setActive(active);
+      this.renderAdapters();
+      // Coming to the page after a run (or a restart): the newest version's report stands in for the run.
+      if (this.reportVersion === null && !this.els.report.dataset.version && versions.length) {
+        const latest = versions.reduce((a, b) => (b.version > a.version ? b : a));
+        this.showReport(latest.metrics, latest.version);
+      }
+    } catch (err) {
+      this.els.adaptersError.replaceChildren(withCode(err.message));
+      show(this.els.adaptersError, true);
+    }
+  }
+
+  /** The server's status names the version searches use; a change made elsewhere (the CLI) shows here too. */
+  noteSearchAdapter(version) {
+    if (version === this.active) return;
+    this.setActive(version);
+    if (this.loaded) this.loadAdapters();
+  }
+
+  setActive(active) {
+    const changed = this.active !== undefined && active !== this.active;
+    this.active = active;
+    this.els.activeName.textContent = active === null ? 'the base model' : `adapter v${active}`;
+    this.els.activeName.dataset.version = active === null ? '' : String(active);
+    show(this.els.rollbackBase, active !== null);
+    if (changed) this.hooks.onActiveChanged(active);
+  }
+
+  readOptions() {
+    const num = (input) => (input.value.trim() === '' ? undefined : Number(input.value));
+    const opts = {
+      epochs: num(this.els.epochs),
+      batchSize: num(this.els.batch),
+      valFraction: num(this.els.val) === undefined ? undefined : num(this.els.val) / 100,
+      seed: num(this.els.seed),
+      patience: num(this.els.patience),
+      learningRate: num(this.els.lr),
+    };
+    for (const k of Object.keys(opts)) if (opts[k] === undefined || Number.isNaN(opts[k])) delete opts[k];
+    return opts;
+  }
+
+  async start() {
+    if (!this.els.form.reportValidity()) return;
+    this.reportVersion = null;
+    this.history = [];
+    this.bestEpoch = undefined;
+    delete this.els.report.dataset.version;
+    show(this.els.report, false);
+    drawLossChart(this.els.chart, []);
+    await this.runJob(() => api.train(this.readOptions()), 'Starting training…');
+  }
+
+  /** Starts a server job; its progress then arrives as events (the 202 answer is the first of them). */
+  async runJob(call, startingText) {
+    show(this.els.error, false);
+    this.els.phase.textContent = startingText;
+    this.setBusy(true);
+    try {
+      const job = await call();
+      this.render({ running: job.state === 'running', job });
+    } catch (err) {
+      this.setBusy(false);
+      this.els.phase.textContent = '';
+      this.fail(err.code === 'BUSY' ? `${err.message}.` : err.message);
+    }
+  }
+
+  setBusy(busy) {
+    this.running = busy;
+    const { start, rollbackBase, rollbackButton } = this.els;
+    start.disabled = busy;
+    rollbackBase.disabled = busy;
+    rollbackButton.disabled = busy || this.els.rollbackTo.options.length === 0;
+    for (const b of this.els.adaptersBody.querySelectorAll('button[data-job]')) b.disabled = busy;
+  }
+
+  /** One `training` event (or GET /api/training): `{ running, job }`. */
+  render(state) {
+    const job = state?.job;
+    if (!job) {
+      this.setBusy(false);
+      this.renderStatusJob(null);
+      this.els.phase.textContent = 'Nothing running.';
+      return;
+    }
+    const key = `${job.kind}:${job.startedAt}:${job.state}`;
+    // The 202 answer can arrive after the event that says the same job already finished: never step back.
+    if (job.state === 'running' && this.lastJobKey?.startsWith(`${job.kind}:${job.startedAt}:`) && !this.lastJobKey.endsWith(':running')) return;
+    const finishedNow = key !== this.lastJobKey && job.state !== 'running' && this.lastJobKey?.startsWith(`${job.kind}:${job.startedAt}:`);
+    this.lastJobKey = key;
+    this.setBusy(job.state === 'running');
+    this.renderStatusJob(job);
+
+    if (job.state === 'running') {
+      this.els.phase.textContent = phaseText(job);
+      this.els.phase.dataset.phase = job.progress?.phase ?? 'starting';
+      if (job.kind === 'train') this.renderTraining(job.progress?.phase === 'training' ? job.progress.training : null);
+      else this.renderJobDetail(job.progress);
+    } else if (job.state === 'failed') {
+      this.els.phase.textContent = `${job.kind === 'train' ? 'Training' : job.kind === 'activate' ? 'Activation' : 'Rollback'} failed`;
+      this.els.phase.dataset.phase = 'failed';
+      this.fail(job.error?.message ?? 'the job failed');
+    } else {
+      this.els.phase.dataset.phase = 'done';
+      if (job.kind === 'train') this.renderTrainDone(job.result);
+      else {
+        const v = job.result?.adapter?.version ?? null;
+        this.els.phase.textContent = v === null ? 'Searches use the base model again.' : `Searches now use adapter v${v}.`;
+        this.els.detail.textContent = job.result?.projected ? `${formatCount(job.result.projected)} photos re-projected in ${(job.result.durationMs / 1000).toFixed(1)} s` : '';
+        show(this.els.bar, false);
+      }
+    }
+    if (finishedNow) {
+      this.hooks.onJobFinished(job);
+      if (this.loaded) this.loadAdapters();
+    }
+  }
+
+  /** Live numbers of a training run: epoch, early stopping, the curves. */
+  renderTraining(t) {
+    const { bar, detail, early } = this.els;
+    if (!t) {
+      show(bar, false);
+      detail.textContent = '';
+      early.textContent = '';
+      return;
+    }
+    bar.max = t.maxEpochs;
+    bar.value = t.epoch;
+    show(bar, true);
+    detail.textContent = `Epoch ${formatCount(t.epoch)} of ${formatCount(t.maxEpochs)}`;
+    detail.dataset.epoch = String(t.epoch);
+    const best = t.bestValLoss === null ? `best epoch ${t.bestEpoch}` : `best epoch ${t.bestEpoch} (validation loss ${t.bestValLoss.toFixed(3)})`;
+    early.textContent = `Early stopping: ${best} · ${t.epochsWithoutImprovement} of ${t.patience} epochs without improvement`;
+    early.dataset.sinceBest = String(t.epochsWithoutImprovement);
+    this.history = t.history;
+    this.bestEpoch = t.bestEpoch;
+    drawLossChart(this.els.chart, t.history, { bestEpoch: t.bestEpoch });
+    this.renderLossTable();
+  }
+
+  renderJobDetail(p) {
+    const { bar, detail } = this.els;
+    let done = null;
+    let total = null;
+    if (p?.phase === 'projecting') [done, total] = [p.done, p.total];
+    if (p?.phase === 'indexing') [done, total] = [p.index.done, p.index.total];
+    show(bar, total !== null && total > 0);
+    if (total) {
+      bar.max = total;
+      bar.value = done;
+      detail.textContent = `${formatCount(done)} of ${formatCount(total)}`;
+    } else {
+      detail.textContent = '';
+    }
+  }
+
+  renderTrainDone(result) {
+    const outcome = result?.outcome;
+    const version = result?.adapter?.version;
+    show(this.els.bar, false);
+    if (!outcome) return;
+    this.els.phase.textContent = `Training finished: adapter v${version} saved. ${outcome.improved ? 'It beats the base model.' : 'It does not beat the base model.'}`;
+    this.els.detail.textContent = `${formatCount(outcome.history.length)} epoch${outcome.history.length === 1 ? '' : 's'} in ${(outcome.durationMs / 1000).toFixed(1)} s`;
+    this.els.early.textContent = outcome.stoppedEarly ? `Stopped early: no better validation loss after epoch ${outcome.bestEpoch}; its weights were kept.` : `Ran every epoch; the weights of epoch ${outcome.bestEpoch} were kept.`;
+    this.reportVersion = version ?? null;
+    this.showReport(outcome, version);
+  }
+
+  /** The report of a run: from a job that just finished, or from a stored version's metrics. */
+  showReport(m, version) {
+    const { report } = this.els;
+    report.dataset.version = String(version ?? '');
+    this.els.reportTitle.textContent = `Adapter v${version}: before and after`;
+    this.history = m.history ?? [];
+    this.bestEpoch = m.bestEpoch;
+    drawLossChart(this.els.chart, this.history, { bestEpoch: m.bestEpoch });
+    this.renderLossTable();
+
+    this.els.verdict.replaceChildren(
+      h('span', { className: `tag ${m.improved ? 'tag-ok' : 'tag-warn'}`, text: m.improved ? 'improves' : 'no gain' }),
+      ' ',
+      h('span', { className: 'verdict-text', text: m.verdict ?? '' }),
+    );
+    this.renderMetrics(m.before, m.after, recallChange(m));
+    this.renderBlend(m.blend, m.blends ?? []);
+    const r = m.retention;
+    this.els.retention.replaceChildren(
+      r
+        ? h(
+            'span',
+            {},
+            h('strong', { text: pct(r.top10Overlap) }),
+            ` of the top 10 photos for ${formatCount(r.phrases)} phrases outside your captions stay the same (searched over ${formatCount(r.gallery)} photos); those phrases' embeddings keep a cosine of `,
+            h('strong', { text: r.textCosine.toFixed(3) }),
+            ' with the base model’s.',
+          )
+        : 'Not measured (no photos to search).',
+    );
+    this.els.data.textContent = [
+      `${formatCount(m.trainPairs)} training pairs (${formatCount(m.trainImages)} photos)`,
+      `${formatCount(m.valPairs)} validation pairs (${formatCount(m.valImages)} photos)`,
+      `${formatCount(m.captions)} captions`,
+      m.options ? `seed ${m.options.seed}, batch ${m.options.batchSize}, learning rate ${m.options.learningRate}` : null,
+    ]
+      .filter(Boolean)
+      .join(' · ');
+    show(report, true);
+    for (const row of this.els.adaptersBody.querySelectorAll('tr')) row.classList.toggle('reported', row.dataset.version === String(version));
+  }
+
+  renderMetrics(before, after, change) {
+    const { metrics, metricsEmpty } = this.els;
+    const tbody = metrics.querySelector('tbody');
+    if (!before || !after) {
+      tbody.replaceChildren();
+      show(metrics, false);
+      show(metricsEmpty, true);
+      return;
+    }
+    show(metrics, true);
+    show(metricsEmpty, false);
+    tbody.replaceChildren(
+      ...METRICS.map(([key, label]) => {
+        const cells = DIRECTIONS.flatMap(([dir]) => {
+          const b = before[dir][key];
+          const a = after[dir][key];
+          const text = (v) => (key === 'meanRank' ? v.toFixed(2) : pct(v));
+          // A lower mean rank is better; higher recall is.
+          const better = key === 'meanRank' ? a < b - 1e-9 : a > b + 1e-9;
+          const worse = key === 'meanRank' ? a > b + 1e-9 : a < b - 1e-9;
+          return [
+            h('td', { text: text(b), dataset: { direction: dir, metric: key, when: 'before' } }),
+            h('td', { text: text(a), className: better ? 'better' : worse ? 'worse' : '', dataset: { direction: dir, metric: key, when: 'after' } }),
+          ];
+        });
+        return h('tr', {}, h('th', { scope: 'row', text: label }), ...cells);
+      }),
+    );
+    const q = DIRECTIONS.map(([dir, label]) => `${label.toLowerCase()}: ${formatCount(before[dir].queries)} queries`).join(', ');
+    metrics.querySelector('caption').textContent = `Retrieval on the held-out photos (${q})${change ? `; mean recall ${pct(change.before)} → ${pct(change.after)}` : ''}`;
+  }
+
+  renderBlend(blend, blends) {
+    this.els.blend.replaceChildren(
+      h('strong', { text: String(blend) }),
+      ` (0 is the base model, 1 the fully tuned one): the smallest blend within half a point of the best mean recall on validation, so the adapter keeps as much of what the model knew as it can.`,
+    );
+    this.els.blends.replaceChildren(
+      ...blends.map((b) =>
+        h('li', { className: b.blend === blend ? 'chosen' : '', title: `blend ${b.blend}: mean recall ${pct(b.meanRecall)}` }, h('span', { className: 'blend-at', text: String(b.blend) }), h('span', { className: 'blend-recall', text: pct(b.meanRecall) })),
+      ),
+    );
+  }
+
+  /** The numbers behind the plot, built only while someone has the table open. */
+  renderLossTable() {
+    const { lossTable } = this.els;
+    const tbody = lossTable.querySelector('tbody');
+    if (!lossTable.open) return tbody.replaceChildren();
+    tbody.replaceChildren(
+      ...this.history.map((r) =>
+        h(
+          'tr',
+          { className: r.epoch === this.bestEpoch ? 'best' : '' },
+          h('th', { scope: 'row', text: String(r.epoch) }),
+          h('td', { text: r.trainLoss.toFixed(4) }),
+          h('td', { text: r.valLoss === null ? '—' : r.valLoss.toFixed(4) }),
+          h('td', { text: r.logitScale.toFixed(2) }),
+        ),
+      ),
+    );
+  }
+
+  renderAdapters() {
+    const { adaptersBody, adaptersTable, adaptersEmpty, rollbackTo, rollbackForm } = this.els;
+    const sorted = [...this.versions].sort((a, b) => b.version - a.version);
+    adaptersBody.replaceChildren(
+      ...sorted.map((v) => {
+        const m = v.metrics ?? {};
+        const change = recallChange(m);
+        const actions = [];
+        if (!v.active) {
+          actions.push(h('button', { type: 'button', className: 'button button-small button-accent', text: 'Activate', dataset: { job: 'activate' }, 'aria-label': `Activate adapter v${v.version}`, onClick: () => this.activate(v) }));
+        }
+        actions.push(h('button', { type: 'button', className: 'button button-small', text: 'Report', 'aria-label': `Show the report of adapter v${v.version}`, onClick: () => this.showReport(m, v.version) }));
+        actions.push(h('button', { type: 'button', className: 'button button-small', text: 'Export', 'aria-label': `Export adapter v${v.version}`, onClick: (e) => this.exportVersion(v.version, e.currentTarget) }));
+        return h(
+          'tr',
+          { dataset: { version: String(v.version) }, className: `${v.active ? 'active' : ''}${String(v.version) === this.els.report.dataset.version ? ' reported' : ''}` },
+          h('th', { scope: 'row' }, `v${v.version}`, v.active ? ' ' : null, v.active ? h('span', { className: 'tag tag-accent', text: 'active' }) : null),
+          h('td', { text: formatDate(v.createdAt) }),
+          h('td', { text: m.blend === undefined ? '—' : String(m.blend) }),
+          h('td', { text: change ? `${pct(change.before)} → ${pct(change.after)}` : '—' }),
+          h('td', {}, h('span', { className: `tag ${m.improved ? 'tag-ok' : 'tag-warn'}`, text: m.improved ? 'improves' : 'no gain' })),
+          h('td', { className: 'adapter-actions' }, ...actions),
+        );
+      }),
+    );
+    show(adaptersTable, sorted.length > 0);
+    show(adaptersEmpty, sorted.length === 0);
+    const others = sorted.filter((v) => !v.active);
+    rollbackTo.replaceChildren(...others.map((v) => h('option', { value: String(v.version), text: `adapter v${v.version} (${formatDate(v.createdAt)})` })));
+    show(rollbackForm, others.length > 0);
+    this.setBusy(this.running);
+  }
+
+  activate(v) {
+    // A version that lost to the base model on validation is kept for comparison; using it is a choice.
+    if (!v.metrics?.improved && !window.confirm(`Adapter v${v.version} did not beat the base model on the held-out photos.\nUse it for searches anyway?`)) return;
+    this.runJob(() => api.activateAdapter(v.version), `Activating adapter v${v.version}…`);
+  }
+
+  async exportVersion(version, button) {
+    const { adaptersMessage } = this.els;
+    button.disabled = true;
+    adaptersMessage.textContent = `Exporting adapter v${version}…`;
+    try {
+      const { dir } = await api.exportAdapter(version);
+      adaptersMessage.replaceChildren(`Exported adapter v${version} as a model folder: `, h('code', { className: 'export-dir', text: dir }), ' (load it with ', h('code', { text: '--model <folder>' }), ').');
+    } catch (err) {
+      adaptersMessage.replaceChildren(withCode(err.message));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  /** The status bar's short line about a job, on every page. */
+  renderStatusJob(job) {
+    const el = this.els.statusJob;
+    if (!job || job.state !== 'running') return show(el, false);
+    const t = job.progress?.phase === 'training' ? job.progress.training : null;
+    el.textContent = t ? `Training: epoch ${formatCount(t.epoch)}/${formatCount(t.maxEpochs)}` : phaseText(job);
+    show(el, true);
+  }
+
+  fail(message) {
+    this.els.error.replaceChildren(withCode(message));
+    show(this.els.error, true);
+  }
+}
