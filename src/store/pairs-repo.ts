@@ -60,6 +60,8 @@ export class PairsRepo {
   update(id: number, caption: string): LabeledPair | undefined {
     const text = caption.trim();
     if (text === '') throw new ClipdexError('INVALID_ARGUMENT', 'a caption must not be empty');
+    // SQLite's length() stops at a NUL, so "\0abc" would fail the CHECK as an internal error.
+    if (text.includes('\0')) throw new ClipdexError('INVALID_ARGUMENT', 'a caption must not contain NUL characters');
     return this.updateStmt.get(text, id);
   }
 
@@ -73,6 +75,8 @@ export class PairsRepo {
   add(imageId: number, caption: string, split: PairSplit): LabeledPair {
     const text = caption.trim();
     if (text === '') throw new ClipdexError('INVALID_ARGUMENT', 'a caption must not be empty');
+    // SQLite's length() stops at a NUL, so "\0abc" would fail the CHECK as an internal error.
+    if (text.includes('\0')) throw new ClipdexError('INVALID_ARGUMENT', 'a caption must not contain NUL characters');
     if (split !== 'train' && split !== 'val') throw new ClipdexError('INVALID_ARGUMENT', `split must be "train" or "val", got ${JSON.stringify(split)}`);
     try {
       return this.addStmt.get(imageId, text, split, this.now())!;

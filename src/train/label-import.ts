@@ -55,6 +55,7 @@ export function checkCaption(caption: unknown): string {
   if (typeof caption !== 'string' || caption.trim() === '') throw new ClipdexError('INVALID_ARGUMENT', 'a caption must be a non-empty string');
   const text = caption.trim();
   if (text.length > MAX_CAPTION) throw new ClipdexError('INVALID_ARGUMENT', `a caption is limited to ${MAX_CAPTION} characters`);
+  if (text.includes('\0')) throw new ClipdexError('INVALID_ARGUMENT', 'a caption must not contain NUL characters');
   return text;
 }
 
