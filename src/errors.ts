@@ -28,7 +28,8 @@ export type ErrorCode =
   | 'FILE_CHANGED'
   | 'ADAPTER_INVALID'
   | 'NOT_ENOUGH_LABELS'
-  | 'BUSY';
+  | 'BUSY'
+  | 'INVALID_UPLOAD';
 
 export class ClipdexError extends Error {
   readonly code: ErrorCode;

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
 import multer from 'multer';
-import { ClipdexError } from '../errors.js';
+import { ClipdexError, errorMessage } from '../errors.js';
 import type { Library } from '../library/library.js';
 import { providerUnavailableReason } from '../model/ort-session.js';
 import { listManifests } from '../model/model-registry.js';
@@ -167,9 +167,10 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
     }),
   );
 
+  const uploadImages = upload.array('image', 4);
   app.post(
     '/api/search',
-    upload.array('image', 4),
+    (req, res, next) => uploadImages(req, res, (err?: unknown) => next(malformedUpload(err))),
     route(async (req, res) => {
       // Multipart: the JSON query travels in a `query` field beside the files; otherwise the body is the query.
       const raw = req.is('multipart/form-data') ? parseQueryField(req.body?.query) : req.body;
@@ -397,6 +398,12 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
 function optionalFilter(o: Parameters<typeof filterOf>[0]): { filter?: ImageFilter } {
   const filter = filterOf(o);
   return filter ? { filter } : {};
+}
+
+/** busboy's framing errors (a body cut short, a boundary missing or wrong) are the client's, not internal ones. */
+function malformedUpload(err: unknown): unknown {
+  if (!err || err instanceof multer.MulterError || err instanceof ClipdexError) return err;
+  return new ClipdexError('INVALID_UPLOAD', `the upload is not valid multipart/form-data: ${errorMessage(err)}`, { cause: err });
 }
 
 function parseQueryField(value: unknown): unknown {

@@ -24,6 +24,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   DIMENSION_MISMATCH: 409,
   NOT_ENOUGH_LABELS: 409,
   BUSY: 409,
+  INVALID_UPLOAD: 400,
   ADAPTER_INVALID: 422,
 };
 
