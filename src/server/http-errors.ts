@@ -34,7 +34,11 @@ export function statusFor(code: string): number {
 
 export function sendError(res: Response, status: number, code: string, message: string, details?: unknown): void {
   const body: ErrorBody = { error: { code, message, ...(details === undefined ? {} : { details }) } };
-  res.status(status).json(body);
+  // A route may have set its success headers before failing (sendFile's 416 or 404): an image type and a
+  // year of caching must not label or keep the error.
+  res.removeHeader('Content-Disposition');
+  res.setHeader('Cache-Control', 'no-store');
+  res.status(status).type('application/json').json(body);
 }
 
 /** Turns anything thrown in a route into a JSON error; only true bugs become 500, and those say nothing internal. */
