@@ -29,7 +29,10 @@ export type ErrorCode =
   | 'ADAPTER_INVALID'
   | 'NOT_ENOUGH_LABELS'
   | 'BUSY'
-  | 'INVALID_UPLOAD';
+  | 'INVALID_UPLOAD'
+  | 'DISK_FULL'
+  | 'STORAGE_READ_ONLY'
+  | 'STORAGE_FAILED';
 
 export class ClipdexError extends Error {
   readonly code: ErrorCode;

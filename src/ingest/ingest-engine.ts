@@ -27,6 +27,7 @@ import type { IngestEvent, IngestListener, IngestPhase, IngestProgress, ScanRepo
 import { IngestQueue } from './ingest-queue.js';
 import { createIngestSink } from './ingest-sink.js';
 import { ActiveAdapterWriter } from '../train/adapter-embeddings.js';
+import { storageError } from '../util/storage-error.js';
 import { identityKey, IngestStore, type RootInfo } from './ingest-store.js';
 import { LiveChanges } from './live-changes.js';
 import { reconcileRoot } from './reconcile.js';
@@ -571,7 +572,9 @@ export class IngestEngine {
     }
   }
 
-  private recordFailure(err: unknown): void {
+  private recordFailure(error: unknown): void {
+    // A full or read-only disk under the library reads as "ENOSPC … write" or "disk I/O error": say where and what to do.
+    const err = storageError(error, this.library.paths.dir) ?? error;
     this.failure = { error: err, at: Date.now() };
     this.emit({ type: 'failure', code: isClipdexError(err) ? err.code : 'INTERNAL', message: errorMessage(err) });
   }

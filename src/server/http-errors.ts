@@ -2,6 +2,7 @@ import type { NextFunction, Request, Response } from 'express';
 import multer from 'multer';
 import { ZodError } from 'zod';
 import { ClipdexError, type ErrorCode } from '../errors.js';
+import { storageError } from '../util/storage-error.js';
 
 /** Every API error body: a stable code for programs, a sentence for people. */
 export interface ErrorBody {
@@ -26,6 +27,9 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   BUSY: 409,
   INVALID_UPLOAD: 400,
   ADAPTER_INVALID: 422,
+  DISK_FULL: 507,
+  STORAGE_READ_ONLY: 503,
+  STORAGE_FAILED: 503,
 };
 
 export function statusFor(code: string): number {
@@ -63,6 +67,12 @@ export function errorHandler(log: (message: string) => void) {
     if (e?.type === 'entity.too.large') return sendError(res, 413, 'BODY_TOO_LARGE', 'the request body is too large');
     if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) {
       return sendError(res, e.status, 'BAD_REQUEST', e.message ?? 'bad request');
+    }
+    // A write that the disk refused (full, read-only) is not a bug: say so, not "internal error".
+    const storage = storageError(err);
+    if (storage) {
+      log(`clipdex: ${storage.message}`);
+      return sendError(res, statusFor(storage.code), storage.code, storage.message);
     }
     log(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     sendError(res, 500, 'INTERNAL', 'internal error; see the server log');
