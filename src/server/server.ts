@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, STATUS_CODES, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import type { Library } from '../library/library.js';
 import { createApp, type IngestService } from './app.js';
@@ -50,7 +51,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const loopback = isLoopback(host);
   const { token, created } = loopback ? { token: null, created: false } : loadOrCreateToken(options.library.paths.dir);
 
-  const server = createServer();
+  // A request without Host reaches the app's Host check (a JSON 403) instead of Node's bodyless 400.
+  const server = createServer({ requireHostHeader: false });
   // The port must be known before the Host check is configured; listen first, then attach the app.
   await new Promise<void>((resolvePromise, reject) => {
     server.once('error', reject);
@@ -68,6 +70,14 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     ...(options.webDir ? { webDir: options.webDir } : {}),
   });
   server.on('request', app);
+  // What Node's parser refuses before the app sees it (a 20 kB URL, a broken request line) gets the API's
+  // JSON error shape too, with the statuses Node would use.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ECONNRESET' || !socket.writable || (socket as Duplex & { bytesWritten?: number }).bytesWritten) return socket.destroy();
+    const [status, code]: [number, string] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'HEADERS_TOO_LARGE'] : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'REQUEST_TIMEOUT'] : [400, 'BAD_REQUEST'];
+    const body = JSON.stringify({ error: { code, message: status === 400 ? 'the request is not valid HTTP' : (STATUS_CODES[status] ?? 'bad request').toLowerCase() } });
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
   // Slow or stuck clients must not pin sockets forever.
   server.requestTimeout = 60_000;
   server.headersTimeout = 20_000;
