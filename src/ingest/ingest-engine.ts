@@ -113,6 +113,8 @@ export function readIngestCounts(library: Pick<Library, 'images' | 'store'>): In
 }
 
 const RATE_WINDOW_MS = 10_000;
+/** After a change could not be recorded (a full or read-only disk), the roots are walked again this much later. */
+const RESCAN_AFTER_FAILURE_MS = 10_000;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
@@ -134,6 +136,8 @@ export class IngestEngine {
   private encoder: ThreadImageEncoder | null = null;
   private ticker: NodeJS.Timeout | undefined;
   private offlineTimer: NodeJS.Timeout | undefined;
+  /** When the roots are to be reconciled again because changes were lost to a failure; 0: not due. */
+  private rescanAt = 0;
   private handlingBatches = 0;
   private lastProgressKey = '';
   private pendingCache = { at: 0, value: 0 };
@@ -419,6 +423,9 @@ export class IngestEngine {
       await this.live.handle(events);
     } catch (err) {
       this.recordFailure(err);
+      // The batch's changes are recorded nowhere else (the watcher will not send them again): a later walk
+      // of the roots finds them.
+      this.rescanLater();
     } finally {
       this.handlingBatches--;
     }
@@ -490,7 +497,11 @@ export class IngestEngine {
       try {
         while (entry.dirty && !this.closed && !entry.abort.signal.aborted) {
           entry.dirty = false;
-          await this.reconcileOnce(rootId, entry.abort.signal);
+          await this.reconcileOnce(rootId, entry.abort.signal).catch((err: unknown) => {
+            // Marking the root offline failed (the database refused the write): try the walk again later.
+            this.recordFailure(err);
+            this.rescanLater();
+          });
         }
       } finally {
         this.scans.delete(rootId);
@@ -516,7 +527,10 @@ export class IngestEngine {
         signal,
       });
     } catch (err) {
-      if (!this.closed && !signal.aborted) this.recordFailure(err);
+      if (!this.closed && !signal.aborted) {
+        this.recordFailure(err);
+        this.rescanLater();
+      }
       return;
     }
     if (report.complete) this.garbage.due = true;
@@ -570,6 +584,10 @@ export class IngestEngine {
         await sleep(Math.min(30_000, 500 * 2 ** Math.min(failures++, 6)));
       }
     }
+  }
+
+  private rescanLater(): void {
+    if (this.rescanAt === 0 && !this.closed) this.rescanAt = Date.now() + RESCAN_AFTER_FAILURE_MS;
   }
 
   private recordFailure(error: unknown): void {
@@ -679,6 +697,10 @@ export class IngestEngine {
       } catch (err) {
         this.recordFailure(err);
       }
+    }
+    if (this.rescanAt !== 0 && Date.now() >= this.rescanAt) {
+      this.rescanAt = 0;
+      for (const id of this.managed) if (this.store.root(id)?.state === 'ok') void this.requestScan(id);
     }
     const g = this.garbage;
     if ((g.due || (g.removed > 0 && Date.now() - g.lastAt > 10 * 60_000)) && this.isIdle()) {
