@@ -562,6 +562,7 @@ export class IngestEngine {
     });
     const o = this.options;
     for (let failures = 0; !this.closed; ) {
+      const doneBefore = this.done;
       try {
         await runEncodePipeline(this.queue.feed(), sink, {
           model,
@@ -581,6 +582,9 @@ export class IngestEngine {
           this.fatal = err;
           return;
         }
+        // Files got done since the last failure: this is a new trouble, retried soon, not the 30 s wait that
+        // a server's earlier troubles (days ago) would otherwise impose on it.
+        if (this.done > doneBefore) failures = 0;
         await sleep(Math.min(30_000, 500 * 2 ** Math.min(failures++, 6)));
       }
     }
