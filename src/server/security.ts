@@ -86,7 +86,13 @@ function sameToken(given: string | undefined, token: string): boolean {
 function cookieValue(req: Request, name: string): string | undefined {
   for (const part of (req.headers.cookie ?? '').split(';')) {
     const [k, ...v] = part.trim().split('=');
-    if (k === name) return decodeURIComponent(v.join('='));
+    if (k !== name) continue;
+    try {
+      return decodeURIComponent(v.join('='));
+    } catch {
+      // A malformed escape (`%E0%A4%A`) is no token, not an internal error.
+      return undefined;
+    }
   }
   return undefined;
 }
