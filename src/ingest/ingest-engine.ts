@@ -171,6 +171,10 @@ export class IngestEngine {
       onRootOnline: (id) => void this.rootBack(id),
       renameWindowMs: options.renameWindowMs ?? 2 * this.stableMs + 2 * this.debounceMs + 500,
       busy: () => [...this.watchers.values()].some((w) => w.pendingWrites > 0),
+      onError: (err) => {
+        this.recordFailure(err);
+        this.rescanLater();
+      },
     });
   }
 

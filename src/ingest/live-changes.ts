@@ -35,6 +35,8 @@ export interface LiveChangesDeps {
   renameWindowMs: number;
   /** True while the watcher still holds writes that have not settled (additions still to come). */
   busy?: () => boolean;
+  /** Held deletions could not be recorded (a full or read-only disk): their rows wait for the next walk. */
+  onError?: (err: unknown) => void;
 }
 
 interface Hold {
@@ -170,7 +172,10 @@ export class LiveChanges {
     if (this.timer || this.closed || this.held === 0) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      void this.expire(false).finally(() => this.schedule());
+      // A rejection here would be unhandled and end the process (a photo deleted to free a full disk did).
+      void this.expire(false)
+        .catch((err: unknown) => this.deps.onError?.(err))
+        .finally(() => this.schedule());
     }, Math.max(50, this.deps.renameWindowMs / 4));
     this.timer.unref();
   }
