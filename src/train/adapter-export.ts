@@ -4,7 +4,7 @@
  * clipdex — or anything that reads CLIP exports — loads it like any other model). Towers whose graph
  * already normalises its output get an LpNormalization after the MatMul, so that stays true.
  */
-import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import onnxProto from 'onnx-proto';
@@ -26,6 +26,9 @@ export interface ExportInfo {
 /** Writes `<outDir>` (which must not exist or be empty) and returns it. */
 export async function exportAdaptedModel(spec: ModelSpec, weights: AdapterWeights, outDir: string, info: ExportInfo): Promise<string> {
   const out = resolve(outDir);
+  // Checked before any file system call: a NUL or an existing file would throw outside the error handling below.
+  if (out.includes('\0')) throw new ClipdexError('INVALID_ARGUMENT', 'the export folder must not contain NUL characters');
+  if (existsSync(out) && !statSync(out).isDirectory()) throw new ClipdexError('INVALID_ARGUMENT', `${out} exists and is not a folder; choose a new folder`);
   if (existsSync(out) && readdirSync(out).length > 0) throw new ClipdexError('INVALID_ARGUMENT', `${out} exists and is not empty; choose a new folder`);
   const tmp = `${out}.partial-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
