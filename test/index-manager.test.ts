@@ -359,3 +359,27 @@ describe('index manager: a bad index file is detected and rebuilt, never loaded'
     await expectRebuilt(d, /another library/);
   });
 });
+
+describe('filtered search over a large subset', () => {
+  it('remembers the filter between searches but never across a change (a move to another folder)', async () => {
+    const lib = library();
+    const n = 3000;
+    const vectors = clusteredVectors(n, DIM, { seed: 21 });
+    const ids = addIndexedImages(lib, KEY, vectors, DIM, { rootPath: '/a' });
+    // exactBelow low so there is a graph; exactSubsetBelow low so the filter goes through the graph path.
+    const m = await manager(lib, { exactBelow: 500, exactSubsetBelow: 10 });
+    await m.merge();
+    const root = lib.roots.getByPath('/a')!;
+    // Every photo sits in /a; move half of them to /a/sub without touching their status or content.
+    for (let i = 0; i < n; i += 2) lib.images.rename(ids[i]!, `/a/sub/img${i}.jpg`, root.id);
+    const query = row(vectors, 1, DIM);
+    const first = await m.search(query, 10, { filter: { folder: '/a/sub' } });
+    const again = await m.search(query, 10, { filter: { folder: '/a/sub' } });
+    expect(again).toEqual(first);
+    expect(first.every((h) => ids.indexOf(h.id) % 2 === 0)).toBe(true);
+    // Move the query's own photo (odd, so outside /a/sub) in: the next filtered search must see it.
+    lib.images.rename(ids[1]!, '/a/sub/moved.jpg', root.id);
+    const after = await m.search(query, 10, { filter: { folder: '/a/sub' } });
+    expect(after[0]!.id).toBe(ids[1]);
+  });
+});
