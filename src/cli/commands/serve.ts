@@ -23,7 +23,14 @@ export function serveCommand(): Command {
     .action(async (o: { port: number; host: string; root?: string[]; allowedHost?: string[] }, cmd: Command) => {
       const g = globalOptions(cmd);
       // The server starts without a model too: the page and `status` then say what is missing.
-      const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir, modelOptional: true });
+      // Background index failures (a build or a save that failed, a discarded index) reach the log, not only status.
+      const library = await Library.open({
+        dataDir: g.dataDir,
+        model: g.model,
+        cacheDir: g.cacheDir,
+        modelOptional: true,
+        onIndexError: (err) => log(`clipdex: ${errorMessage(err)}`),
+      });
       if (library.modelError) log(`clipdex: ${library.modelError.message}\nclipdex: serving without search until the model is available; indexing waits.`);
       // The engine starts behind the listening server: a search needs only the text tower and the index.
       const ingest = library.loaded
@@ -34,6 +41,9 @@ export function serveCommand(): Command {
                 watch: true,
                 onEvent: (e) => {
                   if (e.type === 'notice' || e.type === 'failure') log(`clipdex: ${e.message}`);
+                  // A folder that went away (unmounted, deleted) or came back: its photos' fate is worth a line.
+                  else if (e.type === 'root' && e.state === 'offline') log(`clipdex: folder ${e.path} is offline (${e.reason ?? 'unavailable'}); its photos are kept and come back with it`);
+                  else if (e.type === 'root') log(`clipdex: folder ${e.path} is back online`);
                 },
               }),
             (err) => log(`clipdex: indexing could not start: ${errorMessage(err)}`),
