@@ -5,7 +5,8 @@
  * usearch in the same run. Each engine runs in its own process so peak RSS is its own.
  *
  * Env: BENCH_1M=1 adds the 1M run (minutes; competes for the cores); BENCH_N=<n> runs one custom size
- * (a quick smoke run: BENCH_N=5000); BENCH_USEARCH_THREADS (default 1, like hnswlib's single build thread).
+ * (a quick smoke run: BENCH_N=5000); BENCH_USEARCH_THREADS (default 1, like hnswlib's single build thread);
+ * BENCH_REUSE=1 re-measures serving on the last build; BENCH_SKIP_USEARCH=1 leaves usearch out.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -107,12 +108,21 @@ async function runSize(n: number) {
   console.log(`n=${n}: mean cosine ${mc.toFixed(3)}; exact search (ORT) ${JSON.stringify(exact)}`);
 
   const libDir = join(dir, 'library');
-  rmSync(libDir, { recursive: true, force: true });
-  const hnswBuild = child('hnsw-build', [libDir, vectorsPath, String(DIM)]);
-  console.log(`  ${JSON.stringify(hnswBuild)}`);
+  // BENCH_REUSE=1: measure serving again on the library and graph of the last run (a 1M build is ~30 min).
+  const reuse = process.env.BENCH_REUSE === '1' && existsSync(join(libDir, 'library.db')) && existsSync(join(dir, 'build.json'));
+  let hnswBuild: Record<string, unknown>;
+  if (reuse) {
+    hnswBuild = JSON.parse(readFileSync(join(dir, 'build.json'), 'utf8')) as Record<string, unknown>;
+    console.log(`  reusing the library built earlier: ${JSON.stringify(hnswBuild)}`);
+  } else {
+    rmSync(libDir, { recursive: true, force: true });
+    hnswBuild = child('hnsw-build', [libDir, vectorsPath, String(DIM)]);
+    writeFileSync(join(dir, 'build.json'), JSON.stringify(hnswBuild));
+    console.log(`  ${JSON.stringify(hnswBuild)}`);
+  }
   const hnswServe = child('hnsw-serve', [libDir, queriesPath, truthPath, String(DIM)]);
   console.log(`  ${JSON.stringify(hnswServe)}`);
-  const usearch = child('usearch', [dir, vectorsPath, queriesPath, truthPath, String(DIM)]);
+  const usearch = process.env.BENCH_SKIP_USEARCH === '1' ? { engine: 'usearch (skipped: BENCH_SKIP_USEARCH=1)', buildMs: 0, loadMs: 0, peakRssMb: 0, fileBytes: 0, queries: [] } : child('usearch', [dir, vectorsPath, queriesPath, truthPath, String(DIM)]);
   console.log(`  ${JSON.stringify(usearch)}`);
   return { n, dim: DIM, meanCosine: +mc.toFixed(3), queries: QUERIES, exact, hnswBuild, hnswServe, usearch, faiss: FAISS_NOTE };
 }
