@@ -552,7 +552,9 @@ describe('the REST API under fuzzing', () => {
       // A request cut before the blank line that ends its head is one the server is right to wait for
       // (the test hangs up after 1.5 s of quiet); anything complete must be answered.
       if (answer.status === 0) {
-        if (bytes.includes('\r\n\r\n') || bytes.includes('\n\n')) silent.push(name);
+        // (Empty lines before the request line are skipped by HTTP parsers, as RFC 9112 asks.)
+        const text = bytes.toString('latin1').replace(/^[\r\n]+/, '');
+        if (text.includes('\r\n\r\n') || text.includes('\n\n')) silent.push(name);
         continue;
       }
       expect(answer.status, name).toBeLessThan(500);
