@@ -85,6 +85,9 @@ export class IndexChangesRepo {
 
   /** From now on every change affecting this key's members is logged (in the writer's transaction). */
   register(modelKey: string): TrackedIndex {
+    // Read first: a key registered before needs no write, so a library whose database is read-only still opens.
+    const known = this.tracked(modelKey);
+    if (known) return known;
     this.registerStmt.run(modelKey, this.now());
     return this.tracked(modelKey)!;
   }
