@@ -12,6 +12,7 @@ import { PairsRepo } from '../store/pairs-repo.js';
 import { RootsRepo } from '../store/roots-repo.js';
 import { adapterModelKey, AdaptedEmbeddings } from '../train/adapter-embeddings.js';
 import { decodeAdapter, type AdapterWeights } from '../train/adapter-weights.js';
+import { storageError } from '../util/storage-error.js';
 import { modelKeyFor } from './model-key.js';
 
 export interface OpenLibraryOptions {
@@ -106,9 +107,10 @@ export class Library {
       return library;
     } catch (err) {
       await model?.release().catch(() => undefined);
+      // A database that refuses a write here (full disk, read-only file) is not a broken model: say which it is.
       const modelError = isClipdexError(err)
         ? err
-        : new ClipdexError('MODEL_INVALID', `cannot load model ${modelRef}: ${errorMessage(err)}`, { cause: err });
+        : (storageError(err, paths.dir) ?? new ClipdexError('MODEL_INVALID', `cannot load model ${modelRef}: ${errorMessage(err)}`, { cause: err }));
       if (!options.modelOptional) {
         store.close();
         throw modelError;
