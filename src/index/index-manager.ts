@@ -11,6 +11,7 @@
  * (build-runner.ts), which writes a new file; the new graph is then swapped in and caught up. A missing,
  * truncated, corrupt or mismatched file is never handed to hnswlib: it is rebuilt from SQLite.
  */
+import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClipdexError, errorMessage } from '../errors.js';
@@ -28,6 +29,7 @@ import {
   readState,
   removeOrphans,
   removeState,
+  STATE_FILE,
   STATE_FORMAT,
   writeState,
   type IndexState,
@@ -186,6 +188,11 @@ export class IndexManager {
       this.live = { base: saved.base, state: saved.state, delta: null, appliedSeq: saved.state.checkpointSeq };
       this.applyLog(this.live);
     } else if (this.dim !== null && this.canBuild && this.log.memberCount(this.modelKey) >= this.opts.exactBelow) {
+      if (this.lastRebuildReason === null && this.log.tracked(this.modelKey)?.savedCheckpoint != null) {
+        // A graph was saved before and its files are gone (the index folder deleted): say so, do not rebuild silently.
+        this.lastRebuildReason = `the saved index files in ${this.dir} were missing; rebuilt from the database`;
+        this.options.onError?.(new ClipdexError('INDEX_BUILD_FAILED', `index for ${this.modelKey} is missing from ${this.dir}, rebuilding from the database`));
+      }
       // Built before open() returns rather than searched exactly meanwhile: a million vectors in memory
       // beside the worker's graph would double the footprint.
       try {
@@ -383,7 +390,12 @@ export class IndexManager {
     if (this.dim === null || !this.canBuild) return Promise.resolve();
     const dim = this.dim;
     const rebuild =
-      options.rebuild === true || !live.base || !live.state || live.base.deletedCount / Math.max(1, live.base.labelCount) > this.opts.compactAbove;
+      options.rebuild === true ||
+      !live.base ||
+      !live.state ||
+      live.base.deletedCount / Math.max(1, live.base.labelCount) > this.opts.compactAbove ||
+      // The graph file was deleted under us (the index folder removed): a merge would fail on it every minute.
+      !existsSync(join(this.dir, live.state.file));
     const base = live.state;
     if (rebuild && options.rebuild !== true && live.base && this.log.memberCount(this.modelKey) < this.opts.exactBelow / 2) {
       // Deletions shrank the collection well below the HNSW threshold: exact search, no graph to keep.
@@ -533,8 +545,14 @@ export class IndexManager {
       lastBuildMs: state?.buildMs ?? null,
       building: this.job !== null,
       lastRebuildReason: this.lastRebuildReason,
-      lastError: this.lastError,
+      lastError: this.lastError ?? this.missingFiles(state),
     };
+  }
+
+  /** The saved graph in use has vanished from disk (deleted while running): searches go on from memory. */
+  private missingFiles(state: IndexState | null): string | null {
+    if (!state || this.job || (existsSync(join(this.dir, STATE_FILE)) && existsSync(join(this.dir, state.file)))) return null;
+    return `the index files in ${this.dir} are gone (deleted?); searches use the copy in memory, and the next merge or restart rebuilds them from the database`;
   }
 
   /**
