@@ -105,10 +105,20 @@ export type IngestStatus = {
   lastFailure: { code: string; message: string; at: number } | null;
 };
 
+/**
+ * One store per database for readIngestCounts: an IngestStore prepares its 34 statements when built, and a
+ * new one per call made each /api/status cost tens of ms of the server's main thread (twice: the engine's
+ * status counts too), which under load starved the ingest pipeline sharing that thread.
+ */
+const countStores = new WeakMap<Library['store']['db'], IngestStore>();
+
 /** Image counts by status and the queue length, straight from the database (no engine needed). */
 export function readIngestCounts(library: Pick<Library, 'images' | 'store'>): IngestCounts {
   const byStatus: Record<ImageStatus, number> = library.images.countByStatus();
-  const pending = new IngestStore(library.store.db).queueCount();
+  const db = library.store.db;
+  let store = countStores.get(db);
+  if (!store) countStores.set(db, (store = new IngestStore(db)));
+  const pending = store.queueCount();
   return { indexed: byStatus.indexed, pending, failed: byStatus.error, offline: byStatus.offline };
 }
 
