@@ -42,10 +42,13 @@ function heicDecode(): HeicDecodeModule {
  */
 export async function decodeHeic(bytes: Buffer, name: string, maxPixels: number): Promise<RawHeic> {
   let frames: HeicFrames;
+  const restore = logToStderr();
   try {
     frames = await heicDecode().all({ buffer: bytes });
   } catch (err) {
     throw new ClipdexError('DECODE_FAILED', `Cannot decode HEIC ${name}: ${errorMessage(err)}`, { cause: err, details: { file: name } });
+  } finally {
+    restore();
   }
   try {
     const first = frames[0];
@@ -58,6 +61,27 @@ export async function decodeHeic(bytes: Buffer, name: string, maxPixels: number)
   } finally {
     frames.dispose();
   }
+}
+
+let redirected = 0;
+let consoleLog: typeof console.log = console.log;
+
+/**
+ * libheif-js reports a file it cannot parse with console.log, which writes to stdout and breaks the JSON
+ * that `clipdex --json index` prints there; while any HEIC parse runs, console.log goes to stderr.
+ * Counted, so overlapping decodes restore the real console.log only when the last one ends.
+ */
+function logToStderr(): () => void {
+  if (redirected++ === 0) {
+    consoleLog = console.log;
+    console.log = (...args: unknown[]) => console.error(...args);
+  }
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    if (--redirected === 0) console.log = consoleLog;
+  };
 }
 
 /** libheif always hands out RGBA; a photo's alpha is all 255, and RGB is a quarter smaller. */
