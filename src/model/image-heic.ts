@@ -44,22 +44,25 @@ export async function decodeHeic(bytes: Buffer, name: string, maxPixels: number)
   let frames: HeicFrames;
   const restore = logToStderr();
   try {
-    frames = await heicDecode().all({ buffer: bytes });
-  } catch (err) {
-    throw new ClipdexError('DECODE_FAILED', `Cannot decode HEIC ${name}: ${errorMessage(err)}`, { cause: err, details: { file: name } });
-  } finally {
-    restore();
-  }
-  try {
-    const first = frames[0];
-    if (!first) throw new ClipdexError('DECODE_FAILED', `Cannot decode HEIC ${name}: it holds no image`, { details: { file: name } });
-    if (first.width * first.height > maxPixels) throw tooLarge(name, first.width, first.height, maxPixels);
-    const { width, height, data } = await first.decode().catch((err: unknown) => {
+    try {
+      frames = await heicDecode().all({ buffer: bytes });
+    } catch (err) {
       throw new ClipdexError('DECODE_FAILED', `Cannot decode HEIC ${name}: ${errorMessage(err)}`, { cause: err, details: { file: name } });
-    });
-    return dropOpaqueAlpha(data, width, height);
+    }
+    try {
+      const first = frames[0];
+      if (!first) throw new ClipdexError('DECODE_FAILED', `Cannot decode HEIC ${name}: it holds no image`, { details: { file: name } });
+      if (first.width * first.height > maxPixels) throw tooLarge(name, first.width, first.height, maxPixels);
+      const { width, height, data } = await first.decode().catch((err: unknown) => {
+        throw new ClipdexError('DECODE_FAILED', `Cannot decode HEIC ${name}: ${errorMessage(err)}`, { cause: err, details: { file: name } });
+      });
+      return dropOpaqueAlpha(data, width, height);
+    } finally {
+      frames.dispose();
+    }
   } finally {
-    frames.dispose();
+    // Parsing and decoding both log their failures ("Decoding image failed" comes from the decode).
+    restore();
   }
 }
 
