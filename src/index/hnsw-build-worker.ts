@@ -4,6 +4,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { isClipdexError, errorMessage } from '../errors.js';
+import { storageError } from '../util/storage-error.js';
 import { runBuild, type BuildJob } from './hnsw-build.js';
 
 export type WorkerMessage =
@@ -24,7 +25,10 @@ if (port) {
     }
   }).then(
     (result) => port.postMessage({ type: 'done', result } satisfies WorkerMessage),
-    (err: unknown) =>
-      port.postMessage({ type: 'error', message: errorMessage(err), code: isClipdexError(err) ? err.code : null } satisfies WorkerMessage),
+    (error: unknown) => {
+      // A full or read-only disk under the index folder: the main thread gets DISK_FULL & co., not a bare errno.
+      const err = storageError(error, job.dir) ?? error;
+      port.postMessage({ type: 'error', message: errorMessage(err), code: isClipdexError(err) ? err.code : null } satisfies WorkerMessage);
+    },
   );
 }

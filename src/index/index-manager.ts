@@ -34,6 +34,7 @@ import {
   writeState,
   type IndexState,
 } from './index-files.js';
+import { storageError } from '../util/storage-error.js';
 import { LabelSet } from './label-set.js';
 import { checkK, checkQuery, mergeHits, type EngineName, type SearchHit } from './vector-index.js';
 
@@ -443,7 +444,9 @@ export class IndexManager {
       try {
         await run();
         this.lastError = null;
-      } catch (err) {
+      } catch (error) {
+        // install() writes SQLite and state.json: a full or read-only disk there is said as such.
+        const err = storageError(error, this.options.indexDir) ?? error;
         this.lastError = errorMessage(err);
         this.retryAt = Date.now() + RETRY_AFTER_MS;
         throw err;
