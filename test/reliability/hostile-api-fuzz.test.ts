@@ -256,8 +256,13 @@ describe('the REST API under fuzzing', () => {
         return { contentType, data };
       });
 
-    const body = (shape: string): fc.Arbitrary<{ contentType?: string; data?: Buffer | string; encoding?: string } | undefined> =>
-      fc.oneof(
+    interface BodySpec {
+      contentType?: string;
+      data?: Buffer | string;
+      encoding?: string;
+    }
+    const body = (shape: string): fc.Arbitrary<BodySpec | undefined> =>
+      fc.oneof<fc.WeightedArbitrary<BodySpec | undefined>[]>(
         { weight: 8, arbitrary: shapes[shape]!.map((v) => ({ contentType: 'application/json', data: wtf8(toJson(v)) })) },
         { weight: 2, arbitrary: fc.jsonValue({ maxDepth: 4 }).map((v) => ({ contentType: 'application/json', data: JSON.stringify(v) ?? 'null' })) },
         { weight: 1, arbitrary: fc.constant(undefined) },
@@ -282,7 +287,7 @@ describe('the REST API under fuzzing', () => {
         // Malformed JSON: cut short, trailing garbage, a BOM, lone surrogate escapes, or random bytes.
         {
           weight: 2,
-          arbitrary: fc.tuple(shapes[shape]!, fc.nat(), fc.constantFrom('cut', 'trail', 'bom', 'escape', 'bytes')).chain(([v, n, how]) => {
+          arbitrary: fc.tuple(shapes[shape]!, fc.nat(), fc.constantFrom('cut', 'trail', 'bom', 'escape', 'bytes')).chain(([v, n, how]): fc.Arbitrary<BodySpec> => {
             const text = toJson(v);
             if (how === 'bytes') return fc.uint8Array({ maxLength: 500 }).map((a) => ({ contentType: 'application/json', data: Buffer.from(a) }));
             const data = {
