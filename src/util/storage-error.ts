@@ -33,9 +33,11 @@ export function storageError(err: unknown, libraryDir?: string): ClipdexError | 
     );
   }
   if (code.startsWith('SQLITE_READONLY') || code === 'EROFS' || ((code === 'EACCES' || code === 'EPERM') && inLibrary)) {
+    // SQLite opens a file it may not write read-only, and the connection stays so: that case needs a restart.
+    const then = code.startsWith('SQLITE_READONLY') ? ', then restart clipdex (it opened the database read-only)' : '';
     return new ClipdexError(
       'STORAGE_READ_ONLY',
-      `cannot write to ${what}: it is read-only (${errorMessage(err)}); make it writable again (file and folder permissions, chattr -i, a read-only mount) — searches keep working, indexing waits`,
+      `cannot write to ${what}: it is read-only (${errorMessage(err)}); make it writable again (file and folder permissions, chattr -i, a read-only mount)${then} — searches keep working, indexing waits`,
       { cause: err, details },
     );
   }
