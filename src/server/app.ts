@@ -440,7 +440,10 @@ export function statusOf(options: Pick<AppOptions, 'library' | 'ingest'>): Recor
             fix:
               err.code === 'MODEL_NOT_FOUND'
                 ? `run \`clipdex models pull ${library.modelRef}\` (or \`clipdex models import <dir>\` offline), then restart the server; indexing waits until then`
-                : 'run `clipdex doctor` for details',
+                : err.code === 'MODEL_INVALID'
+                  ? // A damaged or half-copied model file: "run doctor" alone does not say that the files must be replaced.
+                    `the model files cannot be loaded (damaged or incomplete?): \`clipdex doctor\` says which; replace them (\`clipdex models pull ${library.modelRef}\` again, or copy the model folder anew), then restart the server`
+                  : 'run `clipdex doctor` for details',
           }
         : null,
     },
