@@ -2,7 +2,7 @@
  * Opens a library database: one SQLite file per library, migrated at open, tuned for one writer and
  * many readers (the CLI, the server and the index build worker may all have it open).
  */
-import { mkdirSync } from 'node:fs';
+import { accessSync, constants, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { ClipdexError, errorMessage } from '../errors.js';
@@ -107,6 +107,15 @@ export function openDatabase(path: string, options: OpenDatabaseOptions = {}): S
   }
 }
 
+function writable(dir: string): boolean {
+  try {
+    accessSync(dir, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** SQLite's own errors for a file that is not a database read as "file is not a database"; say what it means. */
 function guardSqlite<T>(fn: () => T, file: string): T {
   try {
@@ -119,6 +128,14 @@ function guardSqlite<T>(fn: () => T, file: string): T {
         cause: err,
         details: { path: file },
       });
+    }
+    if ((code === 'SQLITE_CANTOPEN' || code.startsWith('SQLITE_READONLY')) && !writable(dirname(file))) {
+      // A library on a read-only mount failed to start with a bare "unable to open database file".
+      throw new ClipdexError(
+        'STORAGE_READ_ONLY',
+        `cannot open the library database ${file}: its folder ${dirname(file)} is read-only (a read-only mount?), and SQLite must create its -wal and -shm files beside it; make the folder writable and start again`,
+        { cause: err, details: { path: file } },
+      );
     }
     throw err;
   }
