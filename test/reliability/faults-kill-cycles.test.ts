@@ -387,11 +387,20 @@ describe('SIGKILL of `clipdex serve` during index rebuilds and adapter activatio
         await writePhotos(photos, seed, 6);
         seed += 6;
         expect((await api(s.url!, 'POST', `/api/adapters/${target.version}/activate`)).status).toBe(202);
-        const killAt = Date.now() + r() * activationMs;
+        // Mostly a random moment of the activation; the second one (and the last, if none got there) is left to
+        // switch and killed right after, inside the 10 s in which the old version's index is still open: the
+        // restart must then search the new version, whole, and later cycles switch from an active adapter.
+        const activation = plan.slice(0, cycle + 1).filter((k) => k === 'activate').length;
+        const late = activation === 2 || (activation === ACTIVATE_KILLS && stats.switchedBeforeKill === 0);
+        const killAt = late ? Number.POSITIVE_INFINITY : Date.now() + r() * activationMs * 1.2;
         let phase = 'started';
         while (Date.now() < killAt) {
-          const j = (await api<{ running: boolean; job: { progress: { phase: string } | null } }>(s.url!, 'GET', '/api/training')).body;
-          phase = j.running ? (j.job.progress?.phase ?? 'started') : 'done';
+          const j = (await api<{ running: boolean; job: { progress: { phase: string } | null; state: string } }>(s.url!, 'GET', '/api/training')).body;
+          phase = j.running ? (j.job.progress?.phase ?? 'started') : j.job.state;
+          if (late && !j.running) {
+            await sleep(r() * 300);
+            break;
+          }
           await sleep(40);
         }
         await s.kill();
