@@ -41,6 +41,7 @@ import {
   mountTmpfs,
   NEEDS_MOUNT,
   spawnServe,
+  STRESS,
   tempDir,
   unmount,
   waitFor,
@@ -48,6 +49,9 @@ import {
   writePhotos,
   type Served,
 } from './faults-support.js';
+
+/** Times the two watched folders go away and come back under one server. */
+const ROOT_ROUNDS = STRESS ? 5 : 1;
 
 let tmp: { dir: string; cleanup: () => Promise<void> };
 let modelDir: string;
@@ -264,6 +268,8 @@ describe('the index folder', () => {
   });
 });
 
+const occurrences = (text: string, part: string) => text.split(part).length - 1;
+
 /** True when `chattr +i` works on files under `dir` (root on a file system that supports it). */
 function chattrWorks(dir: string): boolean {
   const probe = join(dir, 'chattr-probe');
@@ -362,44 +368,51 @@ describe.skipIf(!canMount())(`watched folders ${canMount() ? '' : NEEDS_MOUNT}`,
       await indexed(s, 30);
       const idsBefore = withDb(join(dataDir, 'library.db'), (db) => db.prepare('SELECT id, path FROM images ORDER BY id').all());
 
-      rmSync(deleted, { recursive: true });
-      await unmount(mounted);
-      const down = await waitFor(
-        async () => {
-          const st = await status(s.url);
-          const offline = st.ingest!.roots.filter((r) => r.state === 'offline').map((r) => r.path);
-          return offline.length === 2 && st.indexed === 10 ? st : undefined;
-        },
-        `both roots offline\n${s.log()}`,
-        60_000,
-        200,
-      );
-      for (const root of [deleted, mounted]) {
-        const r = down.ingest!.roots.find((x) => x.path === root)!;
-        expect(r.stateReason, root).toMatch(/vanished|unmounted|not the one scanned before|empty folder/);
-        expect(s.log()).toContain(`clipdex: folder ${root} is offline (`);
-      }
-      expect(down.ingest!.roots.find((x) => x.path === stays)!.state).toBe('ok');
-      // Kept, not deleted: the same rows, waiting offline.
-      expect(down.offline).toBe(20);
-      expect(withDb(join(dataDir, 'library.db'), (db) => db.prepare('SELECT id, path FROM images ORDER BY id').all())).toEqual(idsBefore);
-      const q = await search(s.url, 'a red bicycle');
-      expect(q.status).toBe(200);
-      expect(q.body.results!.map((r) => r.path).sort()).toEqual(imageFilesUnder(stays));
+      // STRESS=1: gone and back several times under the same server.
+      const backAfterMs: number[] = [];
+      for (let round = 0; round < ROOT_ROUNDS; round++) {
+        rmSync(deleted, { recursive: true });
+        await unmount(mounted);
+        const down = await waitFor(
+          async () => {
+            const st = await status(s.url);
+            const offline = st.ingest!.roots.filter((r) => r.state === 'offline').map((r) => r.path);
+            return offline.length === 2 && st.indexed === 10 ? st : undefined;
+          },
+          `both roots offline\n${s.log()}`,
+          60_000,
+          200,
+        );
+        for (const root of [deleted, mounted]) {
+          const r = down.ingest!.roots.find((x) => x.path === root)!;
+          expect(r.stateReason, root).toMatch(/vanished|unmounted|not the one scanned before|empty folder/);
+          expect(occurrences(s.log(), `clipdex: folder ${root} is offline (`)).toBe(round + 1);
+        }
+        expect(down.ingest!.roots.find((x) => x.path === stays)!.state).toBe('ok');
+        // Kept, not deleted: the same rows, waiting offline.
+        expect(down.offline).toBe(20);
+        expect(withDb(join(dataDir, 'library.db'), (db) => db.prepare('SELECT id, path FROM images ORDER BY id').all())).toEqual(idsBefore);
+        const q = await search(s.url, 'a red bicycle');
+        expect(q.status).toBe(200);
+        expect(q.body.results!.map((r) => r.path).sort()).toEqual(imageFilesUnder(stays));
 
-      // Back: the folder restored, the share mounted again (a new tmpfs, so a new device id) with its files.
-      cpSync(join(backup, 'deleted'), deleted, { recursive: true, preserveTimestamps: true });
-      mountTmpfs(mounted, '8m');
-      cpSync(join(backup, 'mounted'), mounted, { recursive: true, preserveTimestamps: true });
-      const up = await indexed(s, 30, 60_000);
-      expect(up.offline).toBe(0);
-      expect(up.ingest!.roots.every((r) => r.state === 'ok')).toBe(true);
-      expect(s.log()).toContain(`clipdex: folder ${deleted} is back online`);
-      expect(s.log()).toContain(`clipdex: folder ${mounted} is back online`);
-      // The same photos (same ids), not new rows.
-      expect(withDb(join(dataDir, 'library.db'), (db) => db.prepare('SELECT id, path FROM images ORDER BY id').all())).toEqual(idsBefore);
-      expect(indexedPaths(join(dataDir, 'library.db')).length).toBe(30);
-      expect((await search(s.url, 'a red bicycle')).body.results).toHaveLength(30);
+        // Back: the folder restored, the share mounted again (a new tmpfs, so a new device id) with its files.
+        cpSync(join(backup, 'deleted'), deleted, { recursive: true, preserveTimestamps: true });
+        mountTmpfs(mounted, '8m');
+        cpSync(join(backup, 'mounted'), mounted, { recursive: true, preserveTimestamps: true });
+        const restoredAt = Date.now();
+        const up = await indexed(s, 30, 60_000);
+        backAfterMs.push(Date.now() - restoredAt);
+        expect(up.offline).toBe(0);
+        expect(up.ingest!.roots.every((r) => r.state === 'ok')).toBe(true);
+        expect(occurrences(s.log(), `clipdex: folder ${deleted} is back online`)).toBe(round + 1);
+        expect(occurrences(s.log(), `clipdex: folder ${mounted} is back online`)).toBe(round + 1);
+        // The same photos (same ids), not new rows.
+        expect(withDb(join(dataDir, 'library.db'), (db) => db.prepare('SELECT id, path FROM images ORDER BY id').all())).toEqual(idsBefore);
+        expect(indexedPaths(join(dataDir, 'library.db')).length).toBe(30);
+        expect((await search(s.url, 'a red bicycle')).body.results).toHaveLength(30);
+      }
+      console.log(`watched folders: ${ROOT_ROUNDS} rounds of one folder deleted and one tmpfs unmounted; 20 photos kept offline each time, back with the same ids after ${backAfterMs.join(', ')} ms`);
       await s.stop();
     } finally {
       await unmount(mounted);
