@@ -36,8 +36,8 @@ function exifDate(ms: number): string {
 }
 
 /**
- * Photo `i`: a gradient of some hue, a few circles and bars, and i written in binary as a strip of
- * squares, so no two files share content (a shared hash would be "reused", not encoded). Sizes from
+ * Photo `i`: a gradient of some hue, a few circles and bars drawn from its own seed, and i written in binary
+ * as a strip of squares, so no two files share content (a shared hash would be "reused", not encoded). Sizes from
  * 160×120 to 480×360; about a third PNG, the rest JPEG with a capture date spread over ten years.
  */
 export async function makePhoto(i: number, prefix: string): Promise<Photo> {

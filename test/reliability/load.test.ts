@@ -65,18 +65,25 @@ const SAMPLE_EVERY_MS = STRESS ? 2000 : 1000;
  * RSS: the first 20% of the samples are warm-up (V8 grows its heap to the working set of N concurrent
  * requests, SQLite's page cache and the encoder thread's arena fill, the HNSW build worker starts); of the
  * rest, the last third's max may be at most 1.5× the first third's. Steady-state RSS of a Node server moves
- * by 10–30% with GC timing, arena reuse and the build worker coming and going, so a tighter bound would fail
- * on noise; a leak per request (hundreds of thousands of them in STRESS), per photo or per build grows
- * without end and crosses it (at ~300 MB, 150 MB more within the window).
+ * by 10–30% with GC timing, arena reuse and the build worker coming and going (measured: 1.0–1.3, the top
+ * when the graph build falls in the last third), so a tighter bound would fail on noise. What it catches is
+ * growth of 175–225 MB (from 350–450 MB) within the window: a leak of whole buffers per request or per
+ * build, not of a few objects per request. Most photos are ingested after the window, so RSS once the queue
+ * has drained is held to the same 1.5× of the peak under load: a decoded image (600 KB of pixels) kept per
+ * photo would be gigabytes there.
  */
 const WARMUP_SHARE = 0.2;
 const RSS_GROWTH_LIMIT = 1.5;
-/** "Not stuck": a request slower than this is a hang, and so is a p99 above half of it. */
-const REQUEST_TIMEOUT_MS = 30_000;
 /**
- * After the window, the time the queue gets to drain. Under saturating load ingest runs at a fraction of
- * its idle rate (its steps share the server's one JS thread with the requests), so most photos are indexed
- * after the window: 16–40 photos/s on this shared 2-core machine once the clients stop; 10 photos/s allowed.
+ * "Not stuck": a request slower than the server's own requestTimeout (60 s, server.ts) is a hang, and so is
+ * a p99 above half of it. Closed-loop clients on a shared 2-core machine see p99s of seconds (8 s with 50).
+ */
+const REQUEST_TIMEOUT_MS = 60_000;
+/**
+ * After the window, the time the queue gets to drain. Under saturating load ingest nearly stops: each file
+ * takes ~10 turns of the server's event loop (open, stat, read, stat, close, decode, thumbnail…) and each turn
+ * also serves every waiting request, so most photos are indexed after the window, at 16–40 photos/s on this
+ * shared 2-core machine once the clients stop; 10 photos/s allowed.
  */
 const DRAIN_MS = Math.max(60_000, PHOTOS * 100);
 
@@ -356,6 +363,7 @@ describe.skipIf(process.platform !== 'linux')(`load: ${CLIENTS} clients × ${SEC
 
       expect(steady.length, 'RSS samples after warm-up').toBeGreaterThanOrEqual(6);
       expect(lastThirdMax, `RSS ${JSON.stringify(duringLoad)}`).toBeLessThanOrEqual(RSS_GROWTH_LIMIT * firstThirdMax);
+      expect(rssAfter, 'RSS once the queue has drained').toBeLessThanOrEqual(RSS_GROWTH_LIMIT * result.rssMb.peak);
 
       // Not speed, only "not stuck".
       expect(result.latencyMs.p99).toBeLessThan(REQUEST_TIMEOUT_MS / 2);
