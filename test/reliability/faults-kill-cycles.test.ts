@@ -188,6 +188,7 @@ describe('SIGKILL of `clipdex serve` during ingestion', () => {
       await add(10 + Math.floor(r() * 20)); // lands while the server is down: the scan at start finds it
       const s = start(dataDir, root);
       let reported: string[] = indexedPaths(dbPath, root);
+      let onDiskAtKill: number | undefined;
       const atStart = reported.length;
       if (early) {
         // The kill lands while the server opens, scans and encodes what landed while it was down.
@@ -208,10 +209,16 @@ describe('SIGKILL of `clipdex serve` during ingestion', () => {
         expect(st.failed).toBe(0);
         await checkSearch(s.url!, dbPath, baseKey!);
         stats.liveChecks++;
-        // Photos land while it runs (the watcher path); the kill comes after a random number of them is in.
+        // Photos land while it runs (the watcher path), a few at a time as a copy would bring them (all at once,
+        // one pipeline batch can take them all between two looks); the kill comes after a random number is in.
         const before = files.length;
         const extra = 20 + Math.floor(r() * 30);
-        await add(extra);
+        const landing = (async () => {
+          for (let k = 0; k < extra; k += 5) {
+            await add(Math.min(5, extra - k));
+            await sleep(100);
+          }
+        })();
         const target = before + 1 + Math.floor(r() * (extra - 2));
         const deadline = Date.now() + 30_000;
         while (Date.now() < deadline) {
@@ -221,13 +228,18 @@ describe('SIGKILL of `clipdex serve` during ingestion', () => {
         }
         await sleep(r() * 30);
         reported = indexedPaths(dbPath, root);
+        onDiskAtKill = imageFilesUnder(root).length;
+        await s.kill();
+        await landing;
       }
+      onDiskAtKill ??= imageFilesUnder(root).length;
       await s.kill();
       stats.kills++;
       stats.reportedBeforeKill += reported.length;
       const onDisk = imageFilesUnder(root);
       const now = indexedPaths(dbPath, root);
-      if (now.length > atStart && now.length < onDisk.length) stats.midIngestion++;
+      // Mid-ingestion: some photos went in since this start and some that were there at the kill had not.
+      if (now.length > atStart && now.length < onDiskAtKill) stats.midIngestion++;
 
       checkDatabaseAfterKill(dbPath, baseKey);
       // Nothing that was reported indexed before the kill is lost; nothing is indexed that is not a file.
@@ -253,7 +265,7 @@ describe('SIGKILL of `clipdex serve` during ingestion', () => {
     console.log(`ingestion kill cycles: ${JSON.stringify(stats)}; ${files.length} files, all indexed once, 0 lost`);
     expect(stats.kills).toBe(INGEST_KILLS);
     // The kills must have landed while work was being done, not after a finished run.
-    expect(stats.midIngestion).toBeGreaterThanOrEqual(Math.floor(INGEST_KILLS / 2));
+    expect(stats.midIngestion).toBeGreaterThanOrEqual(Math.floor(INGEST_KILLS * 0.4));
   });
 });
 
