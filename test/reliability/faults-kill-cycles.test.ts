@@ -360,16 +360,20 @@ describe('SIGKILL of `clipdex serve` during index rebuilds and adapter activatio
           if (damage === 'graph truncated') truncateSync(join(dir, state.file), 1000);
         }
         if (damage === 'index folder deleted') rmSync(join(dataDir, 'index'), { recursive: true, force: true });
-        // The start rebuilds every damaged graph before it listens (the base one, then the active adapter's).
+        // The start rebuilds every damaged graph before it listens (the base one, then the active adapter's). The
+        // rebuild has begun once the start got past the damaged files (cleaned them up, or made the folder again):
+        // from then on the kill comes at a random moment of the build (a drawn delay from the spawn would mostly
+        // land in the model load before it).
+        const rebuilding = () => (damage === 'index folder deleted' ? existsSync(before.dirs[0]!) : graphs[0] !== undefined && !existsSync(graphs[0]));
         s = start(dataDir, photos);
-        const killAt = 400 + r() * buildStartMs * (damage === 'index folder deleted' ? before.keys.length : 1) * 0.9;
+        await waitFor(() => rebuilding() || s.url !== null || !s.alive(), 'the rebuild to begin', 60_000, 5);
+        const killAt = r() * buildStartMs * (damage === 'index folder deleted' ? before.keys.length : 1) * 0.8;
         await Promise.race([sleep(killAt), s.ready]);
         const listening = s.url !== null;
         await s.kill();
         stats.rebuildKills++;
-        // Mid-rebuild: the start got past the damaged files (cleaned up, or the folder made again) but had not
-        // committed the new graph.
-        const started = damage === 'index folder deleted' ? existsSync(before.dirs[0]!) : graphs[0] !== undefined && !existsSync(graphs[0]);
+        // Mid-rebuild: begun, and the new graph not committed.
+        const started = rebuilding();
         const finished = existsSync(join(before.dirs[0]!, 'state.json'));
         if (!listening && started && !finished) stats.killedMidRebuild++;
         damagedByTest = !started;
