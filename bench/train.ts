@@ -94,17 +94,16 @@ async function trainingRuns() {
 
 async function activationRun() {
   const source = join(OUT, `query-${N}`);
-  if (!existsSync(join(source, 'library.db'))) {
-    console.log(`making ${source} with bench:query's setup …`);
-    const r = spawnSync(process.execPath, ['--import', 'tsx', resolve('bench/query.ts')], { env: { ...process.env, BENCH_N: String(N), BENCH_SETUP_ONLY: '1' }, stdio: 'inherit' });
-    if (r.status !== 0) throw new Error('could not make the 100k library');
-  }
+  // bench:query's setup makes (or checks, and if need be remakes) the library.
+  const r = spawnSync(process.execPath, ['--import', 'tsx', resolve('bench/query.ts')], { env: { ...process.env, BENCH_N: String(N), BENCH_SETUP_ONLY: '1' }, stdio: 'inherit' });
+  if (r.status !== 0) throw new Error(`could not make the ${N}-photo library`);
   const scratch = join(OUT, `train-${N}`);
   rmSync(scratch, { recursive: true, force: true });
   cpSync(source, scratch, { recursive: true });
   const library = await Library.open({ dataDir: scratch, model: join(OUT, 'vit-b-32') });
   try {
     const { index, model, key } = library.requireModel();
+    if (index.health().count !== N) throw new Error(`the library holds ${index.health().count} searchable photos, ${N} expected`);
     // A plain rebuild of the base index: the yardstick.
     let t = performance.now();
     await index.rebuild();
@@ -129,6 +128,7 @@ async function activationRun() {
     phases[phase] = +((performance.now() - phaseStart) / 1000).toFixed(2);
     const activateMs = performance.now() - t;
     const health = library.searchSpace().index.health();
+    if (health.count !== N) throw new Error(`the adapter's index holds ${health.count} photos, ${N} expected`);
     const row = { photos: N, baseRebuildSeconds: +(buildMs / 1000).toFixed(1), activateSeconds: +(activateMs / 1000).toFixed(1), ratio: +(activateMs / buildMs).toFixed(3), projected: result.projected, phases, adapterIndex: { engine: health.engine, count: health.count, ef: health.ef, recall: health.recall } };
     console.log(JSON.stringify(row));
     return row;
