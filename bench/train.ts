@@ -9,7 +9,8 @@
  *   quality (when ../shared is there): the four labeled folders with the self-built tiny model.
  *
  * The 100k library is bench/out/query-100000 (made by bench:query; made here if missing) copied to a
- * scratch folder, so the query benchmark's library is never changed. BENCH_N overrides 100k.
+ * scratch folder, so the query benchmark's library is never changed. BENCH_N overrides 100k; BENCH_ONLY=
+ * training|activation|labeled runs one part.
  */
 import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -160,7 +161,13 @@ async function labeledRun() {
   }
 }
 
-const results = { training: await trainingRuns(), activation: await activationRun(), labeled: await labeledRun() };
+// BENCH_ONLY=training|activation|labeled runs one part.
+const only = process.env.BENCH_ONLY;
+const results = {
+  training: !only || only === 'training' ? await trainingRuns() : null,
+  activation: !only || only === 'activation' ? await activationRun() : null,
+  labeled: !only || only === 'labeled' ? await labeledRun() : null,
+};
 const { writeFileSync } = await import('node:fs');
 writeFileSync(join(OUT, 'train.json'), JSON.stringify(results, null, 2));
 console.log(`results: ${join(OUT, 'train.json')}`);

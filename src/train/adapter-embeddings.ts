@@ -16,11 +16,12 @@ export function adapterModelKey(baseKey: string, adapterId: number): string {
   return `${baseKey}@adapter-${adapterId}`;
 }
 
-const CHUNK = 4096;
+const CHUNK = 16_384;
 
 export class AdaptedEmbeddings {
   private readonly missingStmt;
   private readonly missingCountStmt;
+  private readonly insertStmt;
 
   constructor(
     private readonly db: Database.Database,
@@ -32,6 +33,10 @@ export class AdaptedEmbeddings {
        WHERE b.model_key = @base AND b.id > @after
          AND NOT EXISTS (SELECT 1 FROM embeddings a WHERE a.content_hash = b.content_hash AND a.model_key = @key)
        ORDER BY b.id LIMIT @limit`,
+    );
+    // Rows projected by ORT from finite unit vectors: no per-value checks, no upsert (none exist yet).
+    this.insertStmt = db.prepare<[string, string, number, Buffer, number]>(
+      'INSERT INTO embeddings (content_hash, model_key, dim, vector, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (content_hash, model_key) DO NOTHING',
     );
     this.missingCountStmt = db.prepare<{ base: string; key: string }, { n: number }>(
       `SELECT count(*) AS n FROM embeddings b WHERE b.model_key = @base
@@ -48,9 +53,10 @@ export class AdaptedEmbeddings {
    * per chunk. Returns how many were written. Safe to run while photos are being added: rows written later
    * are found by a later pass (the final one runs inside the activation transaction, see `fillMissingSync`).
    */
-  async fillMissing(key: string, w: AdapterWeights, onProgress?: (done: number, total: number) => void): Promise<number> {
+  async fillMissing(key: string, w: AdapterWeights, onProgress?: (done: number, total: number) => void): Promise<{ written: number; throughId: number }> {
     this.embeddings.registerModel(key, w.dim);
-    const total = this.missingCount(key);
+    // An upper bound (counting the missing ones exactly costs a pass of its own).
+    const total = this.embeddings.count(this.baseKey);
     let done = 0;
     let after = 0;
     for (;;) {
@@ -59,20 +65,29 @@ export class AdaptedEmbeddings {
       const input = new Float32Array(rows.length * w.dim);
       rows.forEach((r, i) => input.set(blobToVector(r.vector, w.dim), i * w.dim));
       const projected = await projectBulk(input, rows.length, w.image, w.dim);
+      const bytes = Buffer.from(projected.buffer, projected.byteOffset, projected.byteLength);
+      const now = Date.now();
+      const rowBytes = 4 * w.dim;
+      // In content-hash order, the order of the unique index the rows go into: fewer B-tree pages touched.
+      const order = rows.map((_, i) => i).sort((a, b) => (rows[a]!.contentHash < rows[b]!.contentHash ? -1 : 1));
       this.db.transaction(() => {
-        rows.forEach((r, i) => this.embeddings.put(r.contentHash, key, projected.slice(i * w.dim, (i + 1) * w.dim)));
+        for (const i of order) this.insertStmt.run(rows[i]!.contentHash, key, w.dim, bytes.subarray(i * rowBytes, (i + 1) * rowBytes), now);
       })();
       done += rows.length;
       after = rows[rows.length - 1]!.id;
       onProgress?.(done, Math.max(total, done));
     }
-    return done;
+    return { written: done, throughId: after };
   }
 
-  /** The same, synchronously (TS projection): for the few rows left, inside the caller's transaction. */
-  fillMissingSync(key: string, w: AdapterWeights): number {
+  /**
+   * The same, synchronously (TS projection): for the few rows left, inside the caller's transaction.
+   * `afterId`: base rows up to it are known done (a vector never changes under its content hash and key,
+   * so only newer rows can be missing).
+   */
+  fillMissingSync(key: string, w: AdapterWeights, afterId = 0): number {
     let done = 0;
-    let after = 0;
+    let after = afterId;
     for (;;) {
       const rows = this.missingStmt.all({ base: this.baseKey, key, after, limit: CHUNK });
       if (rows.length === 0) return done;
