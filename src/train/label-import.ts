@@ -90,13 +90,27 @@ export function importLabels(library: Library, rows: readonly LabelRow[], baseDi
  */
 export function folderLabelRows(library: Library, folder: string, template = DEFAULT_FOLDER_TEMPLATE): LabelRow[] {
   if (!template.includes('{folder}')) throw new ClipdexError('INVALID_ARGUMENT', 'the template must contain {folder}, e.g. "a photo of {folder}"');
-  const root = realOrSame(resolve(folder));
-  const prefix = root.endsWith(sep) ? root : root + sep;
-  const rows = library.store.db
-    .prepare<[string, string], { id: number; path: string }>(
-      `SELECT id, path FROM images WHERE path >= ? AND path < ? AND status = 'indexed' ORDER BY path`,
-    )
-    .all(prefix, prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1));
+  const under = library.store.db.prepare<[string, string], { id: number; path: string }>(
+    `SELECT id, path FROM images WHERE path >= ? AND path < ? AND status = 'indexed' ORDER BY path`,
+  );
+  // Photos are stored under the path their root was added with, which may run through a symlink: look
+  // under the folder as given, under its real path, and under each root that holds it by real path.
+  const given = resolve(folder);
+  const realFolder = realOrSame(given);
+  const candidates = new Set([given, realFolder]);
+  for (const r of library.roots.list()) {
+    const realRoot = realOrSame(r.path);
+    if (realFolder === realRoot || realFolder.startsWith(realRoot + sep)) candidates.add(r.path + realFolder.slice(realRoot.length));
+  }
+  const seen = new Set<number>();
+  const rows: { id: number; path: string }[] = [];
+  for (const root of candidates) {
+    const prefix = root.endsWith(sep) ? root : root + sep;
+    for (const r of under.all(prefix, prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1))) {
+      if (!seen.has(r.id)) rows.push(r);
+      seen.add(r.id);
+    }
+  }
   return rows.map((r) => ({ photo: r.id, caption: template.replaceAll('{folder}', folderWords(basename(dirname(r.path)))) }));
 }
 
