@@ -20,7 +20,6 @@ const CHUNK = 16_384;
 
 export class AdaptedEmbeddings {
   private readonly missingStmt;
-  private readonly missingCountStmt;
   private readonly insertStmt;
 
   constructor(
@@ -38,14 +37,6 @@ export class AdaptedEmbeddings {
     this.insertStmt = db.prepare<[string, string, number, Buffer, number]>(
       'INSERT INTO embeddings (content_hash, model_key, dim, vector, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (content_hash, model_key) DO NOTHING',
     );
-    this.missingCountStmt = db.prepare<{ base: string; key: string }, { n: number }>(
-      `SELECT count(*) AS n FROM embeddings b WHERE b.model_key = @base
-         AND NOT EXISTS (SELECT 1 FROM embeddings a WHERE a.content_hash = b.content_hash AND a.model_key = @key)`,
-    );
-  }
-
-  missingCount(key: string): number {
-    return this.missingCountStmt.get({ base: this.baseKey, key })!.n;
   }
 
   /**

@@ -6,7 +6,7 @@
  */
 import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, join, relative, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { ClipdexError, errorMessage } from '../errors.js';
 import type { ModelSpec } from '../model/model-dir.js';
@@ -106,9 +106,4 @@ export function appendAdapter(modelBytes: Uint8Array, tower: TowerSpec, w: Float
 export function defaultExportDir(dataDir: string, modelName: string, version: number): string {
   const safe = modelName.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 60);
   return join(dataDir, 'exports', `${safe}-adapter-v${version}`);
-}
-
-export function relativeOrAbsolute(path: string): string {
-  const rel = relative(process.cwd(), path);
-  return rel && !rel.startsWith('..') ? rel : path;
 }
