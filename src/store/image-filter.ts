@@ -69,10 +69,9 @@ export class ImageFilterQueries {
     const where = ["+i.status = 'indexed'"];
     if (filter.folder !== undefined) {
       if (typeof filter.folder !== 'string' || filter.folder === '') throw new ClipdexError('INVALID_ARGUMENT', 'folder filter must be a non-empty path');
-      // A range on the UNIQUE(path) index: every path starting with "<folder>/" sorts in [prefix, prefix with its last char + 1).
-      const prefix = filter.folder.endsWith(sep) || filter.folder.endsWith('/') ? filter.folder : filter.folder + sep;
-      params.lo = prefix;
-      params.hi = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+      const range = folderPathRange(filter.folder);
+      params.lo = range.lo;
+      params.hi = range.hi;
       where.push('i.path >= @lo AND i.path < @hi');
     }
     if (filter.takenFrom !== undefined) {
@@ -100,4 +99,13 @@ export class ImageFilterQueries {
 function finite(value: number, name: string): number {
   if (typeof value !== 'number' || !Number.isFinite(value)) throw new ClipdexError('INVALID_ARGUMENT', `${name} must be a finite number (ms since the epoch)`);
   return value;
+}
+
+/**
+ * Every path under a folder as a range on the UNIQUE(path) index: paths starting with "<folder>/" sort in
+ * [prefix, prefix with its last character + 1).
+ */
+export function folderPathRange(folder: string): { lo: string; hi: string } {
+  const prefix = folder.endsWith(sep) || folder.endsWith('/') ? folder : folder + sep;
+  return { lo: prefix, hi: prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1) };
 }

@@ -8,6 +8,7 @@ import { realpathSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve, sep } from 'node:path';
 import { ClipdexError } from '../errors.js';
 import type { Library } from '../library/library.js';
+import { folderPathRange } from '../store/image-filter.js';
 
 export interface LabelRow {
   /** A photo id, or a path. */
@@ -105,8 +106,8 @@ export function folderLabelRows(library: Library, folder: string, template = DEF
   const seen = new Set<number>();
   const rows: { id: number; path: string }[] = [];
   for (const root of candidates) {
-    const prefix = root.endsWith(sep) ? root : root + sep;
-    for (const r of under.all(prefix, prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1))) {
+    const { lo, hi } = folderPathRange(root);
+    for (const r of under.all(lo, hi)) {
       if (!seen.has(r.id)) rows.push(r);
       seen.add(r.id);
     }
