@@ -4,7 +4,7 @@ import { ThumbnailStore } from '../ingest/thumbnail-store.js';
 import { cacheDir as defaultCacheDir, dataDir as defaultDataDir } from '../model/cache-dir.js';
 import { ClipModel, type LoadModelOptions } from '../model/clip-model.js';
 import { DEFAULT_MODEL_ID, resolveModel } from '../model/model-registry.js';
-import { AdaptersRepo } from '../store/adapters-repo.js';
+import { AdaptersRepo, type AdapterRecord } from '../store/adapters-repo.js';
 import { libraryPaths, openDatabase, type LibraryPaths, type StoreDatabase } from '../store/database.js';
 import { EmbeddingsRepo } from '../store/embeddings-repo.js';
 import { ImagesRepo } from '../store/images-repo.js';
@@ -154,10 +154,7 @@ export class Library {
       if (wanted !== null) {
         const record = this.adapters.get(wanted);
         if (!record) return;
-        const weights = decodeAdapter(record.weights);
-        const key = adapterModelKey(loaded.key, record.id);
-        await new AdaptedEmbeddings(this.store.db, this.embeddings, loaded.key).fillMissing(key, weights);
-        next = { key, index: await this.openIndex(key), adapter: { id: record.id, version: record.version, weights } };
+        next = await this.openAdapterSpace(record);
       }
       if (activeId() === wanted && (this.space?.adapter?.id ?? null) !== wanted) this.setSearchSpace(next);
       else if (next.adapter) await next.index.close();
@@ -218,16 +215,24 @@ export class Library {
     const active = this.adapters.active(loaded.key);
     if (!active) return;
     try {
-      const weights = decodeAdapter(active.weights);
-      const key = adapterModelKey(loaded.key, active.id);
-      await new AdaptedEmbeddings(this.store.db, this.embeddings, loaded.key).fillMissing(key, weights);
-      const index = await this.openIndex(key);
-      this.space = { key, index, adapter: { id: active.id, version: active.version, weights } };
+      this.space = await this.openAdapterSpace(active);
     } catch (err) {
       this.indexOptions.onIndexError?.(
         new ClipdexError('ADAPTER_INVALID', `the active adapter v${active.version} could not be opened; searching with the base model: ${errorMessage(err)}`, { cause: err }),
       );
     }
+  }
+
+  /**
+   * An adapter version's search space, as another process (or an earlier run) activated it: its projected
+   * embeddings completed first (photos added by a process that did not know the adapter), then its index.
+   */
+  private async openAdapterSpace(record: AdapterRecord): Promise<SearchSpace> {
+    const base = this.loaded!.key;
+    const weights = decodeAdapter(record.weights);
+    const key = adapterModelKey(base, record.id);
+    await new AdaptedEmbeddings(this.store.db, this.embeddings, base).fillMissing(key, weights);
+    return { key, index: await this.openIndex(key), adapter: { id: record.id, version: record.version, weights } };
   }
 
   async close(): Promise<void> {

@@ -104,8 +104,7 @@ export class AdapterService {
       const { weights, ...rest } = outcome;
       const metrics: AdapterMetrics = { ...rest, baseKey: key, dim: data.dim, valFraction, skippedPairs };
       const saved = this.library.adapters.add(key, encodeAdapter(weights), metrics as unknown as Record<string, unknown>);
-      const { weights: _bytes, ...adapter } = saved;
-      return { adapter, outcome, skippedPairs };
+      return { adapter: summary(saved), outcome, skippedPairs };
     });
   }
 
