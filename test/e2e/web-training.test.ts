@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyModel } from '../../src/model/tiny-model-builder.js';
-import { CHROMIUM, CHROMIUM_ARGS, HAS_CHROMIUM, NEEDS_CHROMIUM, eventually, startServe, type ServeProcess } from '../helpers/e2e-server.js';
+import { CHROMIUM, CHROMIUM_ARGS, HAS_CHROMIUM, NEEDS_CHROMIUM, eventually, startServe, watchPage, type ServeProcess } from '../helpers/e2e-server.js';
 import { NEEDS_SHARED, projectRoot, sharedPath } from '../helpers/shared.js';
 
 const ARTIFACTS = join(projectRoot, 'test-artifacts', 'e2e');
@@ -116,18 +116,8 @@ describe.skipIf(SKIP_REASON !== '')(`web UI: labeling and training ${SKIP_REASON
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
     page = await (await browser.newContext({ viewport: { width: 1280, height: 900 }, colorScheme: 'light' })).newPage();
     page.setDefaultTimeout(15_000);
-    page.on('console', (m) => {
-      if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) pageProblems.push(`console: ${m.text()}`);
-    });
-    page.on('response', (r) => {
-      if (r.status() >= 400) failedResponses.push(`${r.request().method()} ${new URL(r.url()).pathname} ${r.status()}`);
-    });
-    page.on('pageerror', (e) => pageProblems.push(`page error: ${e.message}`));
-    page.on('dialog', (d) => {
-      // confirm() guards activating an adapter that did not improve; alert() would be a caption run as script.
-      if (d.type() !== 'confirm') pageProblems.push(`${d.type()}: ${d.message()}`);
-      void d.accept();
-    });
+    // confirm() guards activating an adapter that did not improve; alert() would be a caption run as script.
+    watchPage(page, pageProblems, { failedResponses });
     await page.goto(server.url);
     await eventually(async () => (await page.getAttribute('#status-connection', 'data-state')) === 'live', 'the live event stream');
   });

@@ -9,7 +9,7 @@ import { basename, join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyModel } from '../../src/model/tiny-model-builder.js';
-import { CHROMIUM, CHROMIUM_ARGS, HAS_CHROMIUM, NEEDS_CHROMIUM, eventually, startServe, writeCorruptPhoto, writePhotoFixture, type ServeProcess } from '../helpers/e2e-server.js';
+import { CHROMIUM, CHROMIUM_ARGS, HAS_CHROMIUM, NEEDS_CHROMIUM, eventually, startServe, writeCorruptPhoto, writePhotoFixture, watchPage, type ServeProcess } from '../helpers/e2e-server.js';
 import { projectRoot } from '../helpers/shared.js';
 
 const ARTIFACTS = join(projectRoot, 'test-artifacts', 'e2e');
@@ -73,19 +73,8 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
     page = await context.newPage();
     // Fail in seconds, not the default 30 s, so a broken step leaves time for the rest of the suite.
     page.setDefaultTimeout(15_000);
-    page.on('console', (m) => {
-      // Failed HTTP responses are checked one by one below, by URL; everything else logged as an error counts.
-      if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) pageProblems.push(`console: ${m.text()}`);
-    });
-    page.on('response', (r) => {
-      if (r.status() >= 400) failedResponses.push(`${r.request().method()} ${new URL(r.url()).pathname} ${r.status()}`);
-    });
-    page.on('pageerror', (e) => pageProblems.push(`page error: ${e.message}`));
-    page.on('dialog', (d) => {
-      // confirm() is how a folder is removed; alert() would mean a file name ran as script.
-      if (d.type() !== 'confirm') pageProblems.push(`${d.type()}: ${d.message()}`);
-      void d.accept();
-    });
+    // confirm() is how a folder is removed; alert() would mean a file name ran as script.
+    watchPage(page, pageProblems, { failedResponses });
     await page.goto(server.url);
   });
 

@@ -8,6 +8,7 @@ import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import sharp from 'sharp';
+import type { Page } from 'playwright-core';
 import { CLI } from './cli.js';
 import { sharedPath } from './shared.js';
 
@@ -133,4 +134,26 @@ export async function eventually<T>(probe: () => Promise<T | undefined | false> 
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * Records what a page must never do into `problems`: console errors (failed loads aside: those are
+ * checked by URL in `failedResponses`), uncaught errors, and any dialog but confirm() — an alert() would
+ * be markup run as script. confirm() is answered with `dialog` (the page uses it to guard removals).
+ */
+export function watchPage(page: Page, problems: string[], options: { failedResponses?: string[]; dialog?: 'accept' | 'dismiss' } = {}): void {
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(`console: ${m.text()}`);
+  });
+  const failed = options.failedResponses;
+  if (failed) {
+    page.on('response', (r) => {
+      if (r.status() >= 400) failed.push(`${r.request().method()} ${new URL(r.url()).pathname} ${r.status()}`);
+    });
+  }
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('dialog', (d) => {
+    if (d.type() !== 'confirm') problems.push(`${d.type()}: ${d.message()}`);
+    void (options.dialog === 'dismiss' ? d.dismiss() : d.accept());
+  });
 }

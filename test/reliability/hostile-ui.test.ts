@@ -14,7 +14,7 @@ import sharp from 'sharp';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyModel } from '../../src/model/tiny-model-builder.js';
-import { CHROMIUM, CHROMIUM_ARGS, HAS_CHROMIUM, NEEDS_CHROMIUM, eventually, startServe, type ServeProcess } from '../helpers/e2e-server.js';
+import { CHROMIUM, CHROMIUM_ARGS, HAS_CHROMIUM, NEEDS_CHROMIUM, eventually, startServe, watchPage, type ServeProcess } from '../helpers/e2e-server.js';
 
 // Code passed to page.evaluate runs in the browser; this project type-checks without the DOM library.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -139,14 +139,7 @@ describe.skipIf(!HAS_CHROMIUM)(`hostile names and captions in the web UI ${HAS_C
     });
     page = await context.newPage();
     page.setDefaultTimeout(15_000);
-    page.on('pageerror', (e) => pageProblems.push(`page error: ${e.message}`));
-    page.on('dialog', (d) => {
-      if (d.type() !== 'confirm') pageProblems.push(`${d.type()}: ${d.message()}`);
-      void d.dismiss();
-    });
-    page.on('console', (m) => {
-      if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) pageProblems.push(`console: ${m.text()}`);
-    });
+    watchPage(page, pageProblems, { dialog: 'dismiss' });
     await page.goto(server.url);
   }, 180_000);
 
