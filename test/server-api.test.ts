@@ -224,6 +224,34 @@ describe('status, roots, models, OpenAPI', () => {
 });
 
 describe('access control', () => {
+  it('streams events with names a browser reads as messages: a photo that failed to index is `failed`, never `error`', async () => {
+    const ac = new AbortController();
+    const res = await fetch(`${server.url}/api/events`, { signal: ac.signal });
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const reader = res.body!.getReader();
+    let text = '';
+    const readUntil = async (needle: string) => {
+      const deadline = Date.now() + 10_000;
+      while (!text.includes(needle) && Date.now() < deadline) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      return text.includes(needle);
+    };
+    try {
+      expect(await readUntil('event: status')).toBe(true);
+      // What the ingest engine publishes for a broken file (the engine calls its event `error`).
+      server.events.publish('error', { type: 'error', imageId: 99, path: '/x/broken.jpg', code: 'DECODE_FAILED', message: 'not an image' });
+      expect(await readUntil('event: failed')).toBe(true);
+      const failed = text.split('\n\n').find((block) => block.startsWith('event: failed'))!;
+      expect(JSON.parse(failed.split('\ndata: ')[1]!)).toMatchObject({ imageId: 99, code: 'DECODE_FAILED' });
+      expect(text).not.toMatch(/^event: error$/m);
+    } finally {
+      ac.abort();
+    }
+  });
+
   it('refuses a foreign Host (DNS rebinding) and a foreign Origin (CSRF)', async () => {
     expect((await rawGet('/api/status', { host: 'evil.example' })).status).toBe(403);
     expect((await rawGet('/api/status', { host: `127.0.0.1:${server.port}`, origin: 'https://evil.example' })).status).toBe(403);

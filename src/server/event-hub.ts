@@ -30,7 +30,8 @@ export class EventHub {
   }
 
   /** Coalesces events by type within a short window; 'status' is recomputed when the window closes. */
-  publish(type: string, data: unknown): void {
+  publish(kind: string, data: unknown): void {
+    const type = sseEventName(kind);
     if (type === 'indexed' || type === 'removed') {
       const list = (this.pending.get(type) as unknown[] | undefined) ?? [];
       if (list.length < 200) list.push(data);
@@ -68,4 +69,13 @@ export class EventHub {
   private send(res: Response, type: string, data: unknown): void {
     res.write(`event: ${type}\ndata: ${JSON.stringify(data ?? null)}\n\n`);
   }
+}
+
+/**
+ * The name an event travels under. A browser's EventSource dispatches a message named `error` to the same
+ * listeners as a dropped connection, so a photo that failed to index must not be called that: the page
+ * would read it as "reconnecting" and stay there while the stream is in fact live.
+ */
+export function sseEventName(kind: string): string {
+  return kind === 'error' ? 'failed' : kind;
 }

@@ -172,8 +172,8 @@ export function openApiDocument(): JsonSchema {
           description:
             '`status`: the same JSON as GET /api/status (sent on connect and after changes). `indexed`: an array of ' +
             '`{ imageId, path, rootId, encoded }`. `removed`: an array of `{ imageId, path }`. `progress`: ' +
-            '`{ progress: { phase, done, total, pending, filesPerSecond, etaSeconds, errors, … } }`. `renamed`, `error`, ' +
-            '`root`, `scan`, `notice`, `failure`: the latest of each kind. In GET /api/status, `ingest` carries ' +
+            '`{ progress: { phase, done, total, pending, filesPerSecond, etaSeconds, errors, … } }`. `renamed`, `failed` (a photo that could not ' +
+            'be indexed: `{ imageId, path, code, message }`), `root`, `scan`, `notice`, `failure`: the latest of each kind. In GET /api/status, `ingest` carries ' +
             '`phase`, `progress` and `roots[{ id, path, state, stateReason, watch, scanning }]`, and `model.providers` is ' +
             '`{ image, text, fallbacks: [{ provider, reason }] }`.',
           responses: { 200: { description: 'text/event-stream' } },

@@ -91,7 +91,8 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
     await eventually(async () => (await page.textContent('#status-text'))?.startsWith(`${expected} photos indexed`), 'the idle status text');
     await eventually(async () => (await page.isVisible('#status-failed')) && (await page.textContent('#status-failed')), 'the failed count');
     expect(await page.textContent('#status-failed')).toBe('1 failed');
-    // The event stream reconnects by itself; once seen dropping under a loaded CI run, so wait for it to be live.
+    // The broken photo's failure travels on the stream too; the page must not take it for a dropped
+    // connection (it once did, when the event was named `error`, and stayed "reconnecting" for good).
     await eventually(async () => (await page.getAttribute('#status-connection', 'data-state')) === 'live', 'the live event stream');
     await shot('01-start');
   });

@@ -49,7 +49,9 @@ export function connectEvents(handlers) {
         if (n && typeof n.message === 'string') handlers.onNotice({ code: String(n.code ?? type), message: n.message, failure: type === 'failure' });
       });
     }
-    source.addEventListener('error', () => {
+    source.addEventListener('error', (e) => {
+      // A message named `error` (an older server's failed photo) arrives here too; a connection error is a plain Event.
+      if (e instanceof MessageEvent) return;
       if (source.readyState === EventSource.CLOSED) {
         handlers.onConnection('offline');
         source.close();
@@ -60,7 +62,10 @@ export function connectEvents(handlers) {
     });
   };
   // A first snapshot by plain GET, so the page is filled even where streams are slow to start (proxies).
-  api.status().then(handlers.onStatus, () => handlers.onConnection('offline'));
+  // Its failure means the server is gone only while the stream has not opened either (it may answer later).
+  api.status().then(handlers.onStatus, () => {
+    if (source?.readyState !== EventSource.OPEN) handlers.onConnection('offline');
+  });
   open();
   return () => source?.close();
 }
