@@ -6,7 +6,7 @@
  * no ghost deletions).
  */
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { keyDir } from '../src/index/index-files.js';
@@ -114,7 +114,9 @@ describe('crash safety', () => {
               v.forEach((x, j) => expect(held[j]).toBeCloseTo(x / norm, 5));
             }
             // Leftovers of killed writes (temporary graph files, superseded graphs) are gone.
-            const files = readdirSync(keyDir(lib.indexDir, CRASH_KEY));
+            // (A child killed before its first index write leaves no folder at all.)
+            const dir = keyDir(lib.indexDir, CRASH_KEY);
+            const files = existsSync(dir) ? readdirSync(dir) : [];
             const state = m.health().engine === 'hnsw' ? JSON.parse(readFileSync(join(keyDir(lib.indexDir, CRASH_KEY), 'state.json'), 'utf8')) : null;
             expect(files.sort()).toEqual(state ? ['state.json', state.file].sort() : []);
             // Searching with a member's own vector finds it (or a duplicate with the same content) first.
