@@ -9,8 +9,9 @@
  */
 import { open, stat } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
-import hnswlib from 'hnswlib-node';
+import type { HierarchicalNSW } from 'hnswlib-node';
 import { ClipdexError, errorMessage } from '../errors.js';
+import { hnswlib } from './hnswlib-binding.js';
 import { LabelSet } from './label-set.js';
 import { checkK, checkLabel, checkQuery, type EngineSearchOptions, type SearchHit, type VectorIndex } from './vector-index.js';
 
@@ -33,7 +34,7 @@ export class HnswIndex implements VectorIndex {
   ef = 64;
 
   private constructor(
-    private readonly raw: hnswlib.HierarchicalNSW,
+    private readonly raw: HierarchicalNSW,
     readonly dim: number,
     live: LabelSet,
     deleted: LabelSet,
@@ -49,7 +50,7 @@ export class HnswIndex implements VectorIndex {
   }
 
   /**
-   * Loads a file that `verifyHnswFile` has accepted. `deletedLabels` comes from the state file: hnswlib
+   * Loads a file (through `loadVerifiedHnsw`, which checks it). `deletedLabels` comes from the state file: hnswlib
    * keeps deletion marks in the file but offers no way to read them back.
    */
   static async load(path: string, dim: number, deletedLabels: readonly number[]): Promise<HnswIndex> {
@@ -227,10 +228,27 @@ export interface ExpectedFile {
 }
 
 /**
- * Everything checked before hnswlib sees a file: size, checksum, and the header against what the state
- * file says (dimension, element count, M). Returns the reason it must not be loaded, or null.
+ * Loads a saved graph only if it passes every check: size and header against what the state file says
+ * (dimension, element count, M) before hnswlib sees the file, and the checksum of the whole file. The
+ * checksum is read while hnswlib loads (one pass each, on two threads, so the open costs the longer of the
+ * two rather than their sum); that is safe because hnswlib's loader only copies bytes and checks sizes — a
+ * corrupt graph is harmful only when searched, and a graph whose checksum fails is dropped unsearched.
+ * Returns the index, or the reason it must not be used.
  */
-export async function verifyHnswFile(path: string, expected: ExpectedFile): Promise<string | null> {
+export async function loadVerifiedHnsw(path: string, expected: ExpectedFile, deletedLabels: readonly number[]): Promise<HnswIndex | { problem: string }> {
+  const shape = await checkHnswFileShape(path, expected);
+  if (shape !== null) return { problem: shape };
+  const [loaded, checksum] = await Promise.allSettled([HnswIndex.load(path, expected.dim, deletedLabels), fileCrc32(path)]);
+  if (checksum.status === 'rejected') return { problem: `index file unreadable (${errorMessage(checksum.reason)})` };
+  if (checksum.value.crc32 !== expected.crc32) {
+    return { problem: `index file checksum ${checksum.value.crc32.toString(16)} does not match ${expected.crc32.toString(16)} (corrupt)` };
+  }
+  if (loaded.status === 'rejected') return { problem: errorMessage(loaded.reason) };
+  return loaded.value;
+}
+
+/** Size and header against the state file, or the reason the file must not be loaded. */
+async function checkHnswFileShape(path: string, expected: ExpectedFile): Promise<string | null> {
   let size: number;
   try {
     size = (await stat(path)).size;
@@ -252,7 +270,5 @@ export async function verifyHnswFile(path: string, expected: ExpectedFile): Prom
   if (h.dim !== expected.dim) return `index file has dimension ${h.dim}, ${expected.dim} expected`;
   if (h.count !== expected.labels) return `index file has ${h.count} elements, ${expected.labels} expected`;
   if (h.M !== expected.M) return `index file has M=${h.M}, ${expected.M} expected`;
-  const { crc32: actual } = await fileCrc32(path);
-  if (actual !== expected.crc32) return `index file checksum ${actual.toString(16)} does not match ${expected.crc32.toString(16)} (corrupt)`;
   return null;
 }

@@ -23,7 +23,8 @@ import { blobToVector } from '../store/vector-blob.js';
 import { startBuild, type RunningBuild } from './build-runner.js';
 import { ExactIndex, exactSearchRows } from './exact-index.js';
 import type { BuildProgress, BuildResult } from './hnsw-build.js';
-import { DEFAULT_HNSW_PARAMS, HnswIndex, verifyHnswFile, type HnswParams } from './hnsw-index.js';
+import { DEFAULT_HNSW_PARAMS, HnswIndex, loadVerifiedHnsw, type HnswParams } from './hnsw-index.js';
+import { hnswlibBuild, type HnswlibBuild } from './hnswlib-binding.js';
 import {
   keyDir,
   readState,
@@ -91,6 +92,8 @@ export interface IndexHealth {
   /** Vectors searched exactly beside the graph until the next merge (everything in exact mode). */
   pending: number;
   ef: number | null;
+  /** Which build of hnswlib serves the graph (clipdex's CPU-tuned one, or the stock one and why). */
+  hnswlib: HnswlibBuild;
   /** recall@10 measured at `ef` when it was chosen. */
   recall: number | null;
   recallQueries: number;
@@ -219,14 +222,12 @@ export class IndexManager {
     let base: HnswIndex | null = null;
     if (reason === null) {
       const s = state as IndexState;
-      reason = await verifyHnswFile(join(this.dir, s.file), { bytes: s.fileBytes, crc32: s.crc32, dim: s.dim, labels: s.labels, M: s.M });
-      if (reason === null) {
-        try {
-          base = await HnswIndex.load(join(this.dir, s.file), s.dim, s.deleted);
-          base.ef = s.ef;
-        } catch (err) {
-          reason = errorMessage(err);
-        }
+      const loaded = await loadVerifiedHnsw(join(this.dir, s.file), { bytes: s.fileBytes, crc32: s.crc32, dim: s.dim, labels: s.labels, M: s.M }, s.deleted);
+      if ('problem' in loaded) {
+        reason = loaded.problem;
+      } else {
+        base = loaded;
+        base.ef = s.ef;
       }
     }
     if (reason !== null || base === null) {
@@ -539,6 +540,7 @@ export class IndexManager {
       deleted: base?.deletedCount ?? 0,
       pending: delta?.size ?? 0,
       ef: base?.ef ?? null,
+      hnswlib: hnswlibBuild,
       recall: state?.recall ?? null,
       recallQueries: state?.recallQueries ?? 0,
       fileBytes: state?.fileBytes ?? null,

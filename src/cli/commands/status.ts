@@ -88,6 +88,10 @@ export function statusCommand(): Command {
             `Index     ${index.engine}, ${index.count} vectors${index.engine === 'hnsw' ? ` (${index.graphCount} in the graph, ${index.pending} beside it)` : ''}${quality}` +
               `${index.building ? ', building' : ''}${index.lastError ? `; last error: ${index.lastError}` : ''}`,
           );
+          const hb = index.hnswlib;
+          out.push(
+            `          hnswlib-node ${hb.version}, ${hb.kind === 'clipdex' ? `clipdex's build for this CPU${hb.features.length ? ` (${hb.features.join(' ')})` : ''}` : `stock build${hb.reason ? ` (${hb.reason})` : ''}`}`,
+          );
         }
         out.push(roots.length === 0 ? 'Folders   none yet: add one with `clipdex index <dir>`' : 'Folders');
         for (const r of roots) {
