@@ -6,7 +6,8 @@
  *
  * Env: BENCH_1M=1 adds the 1M run (minutes; competes for the cores); BENCH_N=<n> runs one custom size
  * (a quick smoke run: BENCH_N=5000); BENCH_USEARCH_THREADS (default 1, like hnswlib's single build thread);
- * BENCH_REUSE=1 re-measures serving on the last build; BENCH_SKIP_USEARCH=1 leaves usearch out.
+ * BENCH_REUSE=1 re-measures serving on the last build; BENCH_SKIP_USEARCH=1 leaves usearch out;
+ * BENCH_SKIP_STOCK=1 leaves out serving with hnswlib-node's stock build (clipdex's own is always measured).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,9 +29,10 @@ function percentile(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 }
 
-function child(role: string, args: string[]): Record<string, unknown> {
+function child(role: string, args: string[], env: Record<string, string> = {}): Record<string, unknown> {
   const started = performance.now();
   const r = spawnSync(process.execPath, ['--import', 'tsx', resolve('bench/index-engine.ts'), role, ...args], {
+    env: { ...process.env, ...env },
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
     maxBuffer: 64 << 20,
@@ -120,16 +122,32 @@ async function runSize(n: number) {
     writeFileSync(join(dir, 'build.json'), JSON.stringify(hnswBuild));
     console.log(`  ${JSON.stringify(hnswBuild)}`);
   }
+  // hnswlib-node's stock build on the same graph first (BENCH_SKIP_STOCK=1 leaves it out), then clipdex's.
+  const hnswServeStock = process.env.BENCH_SKIP_STOCK === '1' ? null : child('hnsw-serve', [libDir, queriesPath, truthPath, String(DIM)], { CLIPDEX_HNSWLIB: 'stock' });
+  if (hnswServeStock) console.log(`  ${JSON.stringify(hnswServeStock)}`);
   const hnswServe = child('hnsw-serve', [libDir, queriesPath, truthPath, String(DIM)]);
   console.log(`  ${JSON.stringify(hnswServe)}`);
+  // Opening as a server start does, in fresh processes, the two builds taking turns (BENCH_OPEN_ROUNDS).
+  const opens: { clipdex: number[]; stock: number[] } = { clipdex: [], stock: [] };
+  for (let round = 0; round < Number(process.env.BENCH_OPEN_ROUNDS ?? 3); round++) {
+    for (const build of ['stock', 'clipdex'] as const) {
+      if (build === 'stock' && process.env.BENCH_SKIP_STOCK === '1') continue;
+      const o = child('hnsw-open', [libDir], build === 'stock' ? { CLIPDEX_HNSWLIB: 'stock' } : {}) as { openMs: number; engine: string };
+      if (o.engine !== 'hnsw') throw new Error(`the saved graph was not loaded (${o.engine})`);
+      opens[build].push(o.openMs);
+    }
+  }
+  console.log(`  open (ms): ${JSON.stringify(opens)}`);
   const usearch = process.env.BENCH_SKIP_USEARCH === '1' ? { engine: 'usearch (skipped: BENCH_SKIP_USEARCH=1)', buildMs: 0, loadMs: 0, peakRssMb: 0, fileBytes: 0, queries: [] } : child('usearch', [dir, vectorsPath, queriesPath, truthPath, String(DIM)]);
   console.log(`  ${JSON.stringify(usearch)}`);
-  return { n, dim: DIM, meanCosine: +mc.toFixed(3), queries: QUERIES, exact, hnswBuild, hnswServe, usearch, faiss: FAISS_NOTE };
+  return { n, dim: DIM, meanCosine: +mc.toFixed(3), queries: QUERIES, exact, hnswBuild, hnswServe, hnswServeStock, opens, usearch, faiss: FAISS_NOTE };
 }
 
 function table(r: Awaited<ReturnType<typeof runSize>>): string {
   const hb = r.hnswBuild as Record<string, number>;
-  const hs = r.hnswServe as { openMs: number; rawReadIndexMs: number; rssAfterOpenMb: number; peakRssMb: number; fileBytes: number; queries: { name: string; p50Ms: number; p99Ms: number; recallAt10: number }[]; filtered: { filter: string; p50Ms: number; p99Ms: number }[] };
+  type Serve = { engine: string; openMs: number; rawReadIndexMs: number; rssAfterOpenMb: number; queries: { name: string; p50Ms: number; p99Ms: number; recallAt10: number }[] };
+  const stock = r.hnswServeStock as Serve | null;
+  const hs = r.hnswServe as { engine: string; openMs: number; rawReadIndexMs: number; rssAfterOpenMb: number; peakRssMb: number; fileBytes: number; queries: { name: string; p50Ms: number; p99Ms: number; recallAt10: number }[]; filtered: { filter: string; p50Ms: number; p99Ms: number }[] };
   const us = r.usearch as { engine: string; buildMs: number; loadMs: number; peakRssMb: number; fileBytes: number; queries: { name: string; p50Ms: number; p99Ms: number; recallAt10: number }[] };
   const mb = (b: number) => (b / 1e6).toFixed(0);
   const lines = [
@@ -137,15 +155,20 @@ function table(r: Awaited<ReturnType<typeof runSize>>): string {
     '',
     '| engine | build | peak RSS (build) | file | load | RSS after load |',
     '|---|---|---|---|---|---|',
-    `| hnswlib-node M=16 efC=100 (SQLite → worker, incl. ef tuning) | ${(hb.buildWallMs! / 1000).toFixed(1)} s | ${hb.peakRssMb} MB | ${mb(hs.fileBytes)} MB | ${hs.openMs} ms open (CRC + load + replay); ${hs.rawReadIndexMs} ms readIndex | +${hs.rssAfterOpenMb} MB |`,
+    `| ${hs.engine} M=16 efC=100 (SQLite → worker, incl. ef tuning) | ${(hb.buildWallMs! / 1000).toFixed(1)} s | ${hb.peakRssMb} MB | ${mb(hs.fileBytes)} MB | ${hs.openMs} ms open (CRC + load + replay); ${hs.rawReadIndexMs} ms readIndex | +${hs.rssAfterOpenMb} MB |`,
+    ...(stock ? [`| ${stock.engine}, same graph | – | – | – | ${stock.openMs} ms open; ${stock.rawReadIndexMs} ms readIndex | +${stock.rssAfterOpenMb} MB |`] : []),
     `| ${us.engine} | ${(us.buildMs / 1000).toFixed(1)} s | ${us.peakRssMb} MB | ${mb(us.fileBytes)} MB | ${us.loadMs} ms | – |`,
     `| exact (ORT Gemm+TopK) | – | – | – | – | – |`,
     '',
     '| engine | ef | p50 | p99 | recall@10 |',
     '|---|---|---|---|---|',
-    ...hs.queries.map((q) => `| hnswlib-node | ${q.name} | ${q.p50Ms} ms | ${q.p99Ms} ms | ${q.recallAt10} |`),
+    ...hs.queries.map((q) => `| hnswlib-node, clipdex build | ${q.name} | ${q.p50Ms} ms | ${q.p99Ms} ms | ${q.recallAt10} |`),
+    ...(stock?.queries ?? []).map((q) => `| hnswlib-node, stock build | ${q.name} | ${q.p50Ms} ms | ${q.p99Ms} ms | ${q.recallAt10} |`),
     ...us.queries.map((q) => `| usearch | ${q.name} | ${q.p50Ms} ms | ${q.p99Ms} ms | ${q.recallAt10} |`),
     `| exact (ORT) | – | ${r.exact.p50Ms} ms | ${r.exact.p99Ms} ms | 1 (batched ×50: ${r.exact.batched50PerQueryMs} ms/query) |`,
+    '',
+    `Opening the saved graph in a fresh process (IndexManager.open: header check, checksum and readIndex, change-log replay), ` +
+      `builds taking turns: clipdex build ${r.opens.clipdex.join(' / ')} ms; stock build ${r.opens.stock.join(' / ') || 'not measured'} ms.`,
     '',
     '| filtered search (manager, k=10) | p50 | p99 |',
     '|---|---|---|',

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { ExactIndex } from '../src/index/exact-index.js';
-import { HnswIndex, parseHnswHeader } from '../src/index/hnsw-index.js';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileCrc32, HnswIndex, LabelCollector, parseHnswHeader } from '../src/index/hnsw-index.js';
 import { LabelSet } from '../src/index/label-set.js';
 import { chooseEf, recallAt } from '../src/index/recall.js';
 import { mergeHits } from '../src/index/vector-index.js';
@@ -145,12 +148,40 @@ describe('index building blocks', () => {
     put(64, 2 * M);
     put(72, M);
     const size = 96 + 4 * (offsetData + dim * 4 + 8) + 4 * 4;
-    expect(parseHnswHeader(header, size)).toEqual({ header: { maxElements: 10, count: 4, dim, M, maxM0: 2 * M, maxLevel: 0 } });
+    expect(parseHnswHeader(header, size)).toEqual({
+      header: { maxElements: 10, count: 4, sizePerElement: offsetData + dim * 4 + 8, labelOffset: offsetData + dim * 4, dim, M, maxM0: 2 * M, maxLevel: 0 },
+    });
     expect(parseHnswHeader(header, size - 1)).toHaveProperty('problem');
     expect(parseHnswHeader(header.subarray(0, 50), size)).toHaveProperty('problem');
     const bad = Buffer.from(header);
     bad.writeBigUInt64LE(BigInt(2 ** 40), 16); // count far beyond capacity
     expect(parseHnswHeader(bad, size)).toHaveProperty('problem');
+  });
+
+  it('the checksum pass reads every label out of a saved graph, whatever the chunk boundaries', async () => {
+    const dim = 16;
+    const index = HnswIndex.create(dim, 300);
+    const vectors = clusteredVectors(257, dim, { seed: 5 });
+    const ids = Array.from({ length: 257 }, (_, i) => (i === 7 ? 0xffff_fff0 : i * 13 + 1));
+    ids.forEach((id, i) => index.add(id, vectors.subarray(i * dim, (i + 1) * dim)));
+    const dir = mkdtempSync(join(tmpdir(), 'clipdex-labels-'));
+    try {
+      const file = join(dir, 'g.bin');
+      await index.write(file);
+      const head = readFileSync(file).subarray(0, 96);
+      const parsed = parseHnswHeader(head, statSync(file).size);
+      if (!('header' in parsed)) throw new Error(parsed.problem);
+      const whole = await fileCrc32(file);
+      // 8 MB, and sizes that cut labels in every possible place.
+      for (const chunk of [8 << 20, 1000, 333, 7, 1]) {
+        const collector = new LabelCollector(parsed.header);
+        const { crc32: crc } = await fileCrc32(file, (c, at) => collector.take(c, at), chunk);
+        expect(crc).toBe(whole.crc32);
+        expect([...collector.labels].sort((a, b) => a - b)).toEqual([...ids].sort((a, b) => a - b));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('label sets, hit merging, tie-aware recall and the ef ladder', () => {

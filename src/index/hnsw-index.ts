@@ -50,10 +50,15 @@ export class HnswIndex implements VectorIndex {
   }
 
   /**
-   * Loads a file (through `loadVerifiedHnsw`, which checks it). `deletedLabels` comes from the state file: hnswlib
-   * keeps deletion marks in the file but offers no way to read them back.
+   * Loads a file (servers go through `loadVerifiedHnsw`, which checks it first). `deletedLabels` comes from
+   * the state file: hnswlib keeps deletion marks in the file but offers no way to read them back.
    */
   static async load(path: string, dim: number, deletedLabels: readonly number[]): Promise<HnswIndex> {
+    const raw = await HnswIndex.readRaw(path, dim);
+    return HnswIndex.fromRaw(raw, dim, raw.getIdsList(), deletedLabels);
+  }
+
+  private static async readRaw(path: string, dim: number): Promise<HierarchicalNSW> {
     const raw = new hnswlib.HierarchicalNSW('cosine', dim);
     try {
       await raw.readIndex(path); // runs on libuv's thread pool: the event loop keeps serving
@@ -63,10 +68,36 @@ export class HnswIndex implements VectorIndex {
     if (raw.getNumDimensions() !== dim) {
       throw new ClipdexError('DIMENSION_MISMATCH', `HNSW index ${path} has ${raw.getNumDimensions()} dimensions, expected ${dim}`);
     }
+    return raw;
+  }
+
+  private static fromRaw(raw: HierarchicalNSW, dim: number, labels: Iterable<number>, deletedLabels: readonly number[]): HnswIndex {
     const deleted = new LabelSet(deletedLabels);
     const live = new LabelSet();
-    for (const id of raw.getIdsList()) if (!deleted.has(id)) live.add(id);
+    for (const id of labels) if (!deleted.has(id)) live.add(id);
     return new HnswIndex(raw, dim, live, deleted);
+  }
+
+  /**
+   * Loads a saved graph only if it passes every check: size and header against what the state file says
+   * (dimension, element count, M) before hnswlib sees the file, then the checksum of the whole file. The
+   * checksum pass runs while hnswlib loads (one read each, on two threads, so an open costs the longer of
+   * the two rather than their sum) and collects every element's label on the way (hnswlib's getIdsList
+   * would be another 0.1–0.4 s at 1M). Loading before the checksum is known is safe because hnswlib's
+   * loader only copies bytes and checks sizes: a corrupt graph does harm only when searched, and a graph
+   * whose checksum fails is dropped unsearched. Returns the index, or the reason it must not be used.
+   */
+  static async loadVerified(path: string, expected: ExpectedFile, deletedLabels: readonly number[]): Promise<HnswIndex | { problem: string }> {
+    const shape = await checkHnswFileShape(path, expected);
+    if ('problem' in shape) return shape;
+    const labels = new LabelCollector(shape.header);
+    const [loaded, checksum] = await Promise.allSettled([HnswIndex.readRaw(path, expected.dim), fileCrc32(path, (chunk, at) => labels.take(chunk, at))]);
+    if (checksum.status === 'rejected') return { problem: `index file unreadable (${errorMessage(checksum.reason)})` };
+    if (checksum.value.crc32 !== expected.crc32) {
+      return { problem: `index file checksum ${checksum.value.crc32.toString(16)} does not match ${expected.crc32.toString(16)} (corrupt)` };
+    }
+    if (loaded.status === 'rejected') return { problem: errorMessage(loaded.reason) };
+    return HnswIndex.fromRaw(loaded.value, expected.dim, labels.labels, deletedLabels);
   }
 
   get size(): number {
@@ -159,6 +190,8 @@ export class HnswIndex implements VectorIndex {
 export interface HnswHeader {
   maxElements: number;
   count: number;
+  sizePerElement: number;
+  labelOffset: number;
   dim: number;
   M: number;
   maxM0: number;
@@ -197,20 +230,21 @@ export function parseHnswHeader(buf: Buffer, fileBytes: number): { header: HnswH
   if (count > 0 && enterPoint >= count) return { problem: 'entry point out of range' };
   const minimum = HEADER_BYTES + count * sizePerElement + count * 4;
   if (fileBytes < minimum) return { problem: `file is ${fileBytes} bytes, at least ${minimum} expected for ${count} elements` };
-  return { header: { maxElements, count, dim, M, maxM0, maxLevel } };
+  return { header: { maxElements, count, sizePerElement, labelOffset, dim, M, maxM0, maxLevel } };
 }
 
-/** CRC-32 of a whole file, read in chunks (zlib.crc32: ~3.6 GB/s here). */
-export async function fileCrc32(path: string): Promise<{ crc32: number; bytes: number }> {
+/** CRC-32 of a whole file, read in chunks (zlib.crc32: ~3.6 GB/s here); `onChunk` sees each chunk too. */
+export async function fileCrc32(path: string, onChunk?: (chunk: Buffer, at: number) => void, chunkBytes = 8 << 20): Promise<{ crc32: number; bytes: number }> {
   const fh = await open(path, 'r');
   try {
-    const chunk = Buffer.allocUnsafe(8 << 20);
+    const chunk = Buffer.allocUnsafe(chunkBytes);
     let crc = 0;
     let bytes = 0;
     for (;;) {
       const { bytesRead } = await fh.read(chunk, 0, chunk.length, null);
       if (bytesRead === 0) break;
       crc = crc32(chunk.subarray(0, bytesRead), crc);
+      onChunk?.(chunk.subarray(0, bytesRead), bytes);
       bytes += bytesRead;
     }
     return { crc32: crc, bytes };
@@ -227,35 +261,16 @@ export interface ExpectedFile {
   M: number;
 }
 
-/**
- * Loads a saved graph only if it passes every check: size and header against what the state file says
- * (dimension, element count, M) before hnswlib sees the file, and the checksum of the whole file. The
- * checksum is read while hnswlib loads (one pass each, on two threads, so the open costs the longer of the
- * two rather than their sum); that is safe because hnswlib's loader only copies bytes and checks sizes — a
- * corrupt graph is harmful only when searched, and a graph whose checksum fails is dropped unsearched.
- * Returns the index, or the reason it must not be used.
- */
-export async function loadVerifiedHnsw(path: string, expected: ExpectedFile, deletedLabels: readonly number[]): Promise<HnswIndex | { problem: string }> {
-  const shape = await checkHnswFileShape(path, expected);
-  if (shape !== null) return { problem: shape };
-  const [loaded, checksum] = await Promise.allSettled([HnswIndex.load(path, expected.dim, deletedLabels), fileCrc32(path)]);
-  if (checksum.status === 'rejected') return { problem: `index file unreadable (${errorMessage(checksum.reason)})` };
-  if (checksum.value.crc32 !== expected.crc32) {
-    return { problem: `index file checksum ${checksum.value.crc32.toString(16)} does not match ${expected.crc32.toString(16)} (corrupt)` };
-  }
-  if (loaded.status === 'rejected') return { problem: errorMessage(loaded.reason) };
-  return loaded.value;
-}
-
-/** Size and header against the state file, or the reason the file must not be loaded. */
-async function checkHnswFileShape(path: string, expected: ExpectedFile): Promise<string | null> {
+/** Size and header against the state file: the header, or the reason the file must not be loaded. */
+async function checkHnswFileShape(path: string, expected: ExpectedFile): Promise<{ header: HnswHeader } | { problem: string }> {
+  const problem = (text: string) => ({ problem: text });
   let size: number;
   try {
     size = (await stat(path)).size;
   } catch (err) {
-    return `index file missing (${errorMessage(err)})`;
+    return problem(`index file missing (${errorMessage(err)})`);
   }
-  if (size !== expected.bytes) return `index file is ${size} bytes, ${expected.bytes} expected (truncated or replaced)`;
+  if (size !== expected.bytes) return problem(`index file is ${size} bytes, ${expected.bytes} expected (truncated or replaced)`);
   const fh = await open(path, 'r');
   let head: Buffer;
   try {
@@ -265,10 +280,48 @@ async function checkHnswFileShape(path: string, expected: ExpectedFile): Promise
     await fh.close();
   }
   const parsed = parseHnswHeader(head, size);
-  if ('problem' in parsed) return `index file header: ${parsed.problem}`;
+  if ('problem' in parsed) return problem(`index file header: ${parsed.problem}`);
   const h = parsed.header;
-  if (h.dim !== expected.dim) return `index file has dimension ${h.dim}, ${expected.dim} expected`;
-  if (h.count !== expected.labels) return `index file has ${h.count} elements, ${expected.labels} expected`;
-  if (h.M !== expected.M) return `index file has M=${h.M}, ${expected.M} expected`;
-  return null;
+  if (h.dim !== expected.dim) return problem(`index file has dimension ${h.dim}, ${expected.dim} expected`);
+  if (h.count !== expected.labels) return problem(`index file has ${h.count} elements, ${expected.labels} expected`);
+  if (h.M !== expected.M) return problem(`index file has M=${h.M}, ${expected.M} expected`);
+  return parsed;
+}
+
+/**
+ * Every element's label, picked out of the file as it streams past (hnswlib's layout: a 96-byte header,
+ * then per element its level-0 links, vector and 8-byte label, \`sizePerElement\` bytes in all).
+ */
+export class LabelCollector {
+  readonly labels: Float64Array;
+  private next = 0;
+  /** Bytes of a label cut by a chunk boundary. */
+  private readonly pending = Buffer.alloc(8);
+  private have = 0;
+
+  constructor(private readonly header: Pick<HnswHeader, 'count' | 'sizePerElement' | 'labelOffset'>) {
+    this.labels = new Float64Array(header.count);
+  }
+
+  /** Feeds the file's bytes [at, at + chunk.length), in order. */
+  take(chunk: Buffer, at: number): void {
+    const { count, sizePerElement, labelOffset } = this.header;
+    const end = at + chunk.length;
+    while (this.next < count) {
+      const pos = HEADER_BYTES + this.next * sizePerElement + labelOffset;
+      if (this.have === 0 && pos >= at && pos + 8 <= end) {
+        const o = pos - at;
+        this.labels[this.next++] = chunk.readUInt32LE(o) + chunk.readUInt32LE(o + 4) * 2 ** 32;
+        continue;
+      }
+      const from = Math.max(pos + this.have, at);
+      if (from >= end) return;
+      const n = Math.min(8 - this.have, end - from);
+      chunk.copy(this.pending, this.have, from - at, from - at + n);
+      this.have += n;
+      if (this.have < 8) return;
+      this.labels[this.next++] = this.pending.readUInt32LE(0) + this.pending.readUInt32LE(4) * 2 ** 32;
+      this.have = 0;
+    }
+  }
 }

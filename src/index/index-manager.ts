@@ -23,7 +23,7 @@ import { blobToVector } from '../store/vector-blob.js';
 import { startBuild, type RunningBuild } from './build-runner.js';
 import { ExactIndex, exactSearchRows } from './exact-index.js';
 import type { BuildProgress, BuildResult } from './hnsw-build.js';
-import { DEFAULT_HNSW_PARAMS, HnswIndex, loadVerifiedHnsw, type HnswParams } from './hnsw-index.js';
+import { DEFAULT_HNSW_PARAMS, HnswIndex, type HnswParams } from './hnsw-index.js';
 import { hnswlibBuild, type HnswlibBuild } from './hnswlib-binding.js';
 import {
   keyDir,
@@ -222,7 +222,7 @@ export class IndexManager {
     let base: HnswIndex | null = null;
     if (reason === null) {
       const s = state as IndexState;
-      const loaded = await loadVerifiedHnsw(join(this.dir, s.file), { bytes: s.fileBytes, crc32: s.crc32, dim: s.dim, labels: s.labels, M: s.M }, s.deleted);
+      const loaded = await HnswIndex.loadVerified(join(this.dir, s.file), { bytes: s.fileBytes, crc32: s.crc32, dim: s.dim, labels: s.labels, M: s.M }, s.deleted);
       if ('problem' in loaded) {
         reason = loaded.problem;
       } else {
