@@ -287,20 +287,11 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
     route((req, res) => {
       const q = labelsQuery.parse(req.query);
       const limit = q.limit ?? 200;
-      const rows = library.store.db
-        .prepare<{ after: number; image: number | null; caption: string | null; limit: number }, Record<string, unknown>>(
-          `SELECT p.id, p.image_id AS imageId, i.path, p.caption, p.split, p.created_at AS createdAt
-           FROM labeled_pairs p JOIN images i ON i.id = p.image_id
-           WHERE p.id > @after AND (@image IS NULL OR p.image_id = @image) AND (@caption IS NULL OR p.caption = @caption)
-           ORDER BY p.id LIMIT @limit`,
-        )
-        .all({ after: q.afterId ?? 0, image: q.imageId ?? null, caption: q.caption ?? null, limit: limit + 1 });
-      const captions = library.store.db
-        .prepare<[], { caption: string; photos: number }>('SELECT caption, count(DISTINCT image_id) AS photos FROM labeled_pairs GROUP BY caption ORDER BY photos DESC, caption')
-        .all();
+      const rows = library.pairs.page({ imageId: q.imageId ?? null, caption: q.caption ?? null }, limit + 1, q.afterId ?? 0);
+      const captions = library.pairs.captions();
       res.json({
         labels: rows.slice(0, limit),
-        nextAfterId: rows.length > limit ? (rows[limit - 1]!.id as number) : null,
+        nextAfterId: rows.length > limit ? rows[limit - 1]!.id : null,
         counts: library.pairs.count(),
         captions,
       });

@@ -14,6 +14,28 @@ export interface LabeledPair {
 
 const COLUMNS = 'id, image_id AS imageId, caption, split, created_at AS createdAt';
 
+/** A pair with its photo's path, as lists show it. */
+export interface ListedPair extends LabeledPair {
+  path: string;
+}
+
+/** One caption: how many labels use it, on how many photos, in which split. */
+export interface CaptionSummary {
+  caption: string;
+  labels: number;
+  photos: number;
+  train: number;
+  val: number;
+}
+
+/** Narrows a listing; a field left out does not filter. */
+export interface PairFilter {
+  imageId?: number | null;
+  caption?: string | null;
+}
+
+const FILTER = '(@image IS NULL OR p.image_id = @image) AND (@caption IS NULL OR p.caption = @caption)';
+
 export class PairsRepo {
   private readonly addStmt;
   private readonly getStmt;
@@ -25,6 +47,8 @@ export class PairsRepo {
   private readonly updateStmt;
   private readonly setSplitStmt;
   private readonly findStmt;
+  private readonly pageStmt;
+  private readonly captionsStmt;
 
   constructor(
     private readonly db: Database.Database,
@@ -42,6 +66,27 @@ export class PairsRepo {
     this.updateStmt = db.prepare<[string, number], LabeledPair>(`UPDATE labeled_pairs SET caption = ? WHERE id = ? RETURNING ${COLUMNS}`);
     this.setSplitStmt = db.prepare<[PairSplit, number]>('UPDATE labeled_pairs SET split = ? WHERE image_id = ?');
     this.findStmt = db.prepare<[number, string], LabeledPair>(`SELECT ${COLUMNS} FROM labeled_pairs WHERE image_id = ? AND caption = ?`);
+    type Bind = { after: number; image: number | null; caption: string | null; limit: number };
+    this.pageStmt = db.prepare<Bind, ListedPair>(
+      `SELECT p.id, p.image_id AS imageId, i.path, p.caption, p.split, p.created_at AS createdAt
+       FROM labeled_pairs p JOIN images i ON i.id = p.image_id
+       WHERE p.id > @after AND ${FILTER} ORDER BY p.id LIMIT @limit`,
+    );
+    this.captionsStmt = db.prepare<Omit<Bind, 'after' | 'limit'>, CaptionSummary>(
+      `SELECT p.caption, count(*) AS labels, count(DISTINCT p.image_id) AS photos,
+              sum(p.split = 'train') AS train, sum(p.split = 'val') AS val
+       FROM labeled_pairs p WHERE ${FILTER} GROUP BY p.caption ORDER BY labels DESC, p.caption`,
+    );
+  }
+
+  /** Up to `limit` pairs with their photos' paths, by id, after `afterId` (for paging). */
+  page(filter: PairFilter, limit: number, afterId = 0): ListedPair[] {
+    return this.pageStmt.all({ after: afterId, image: filter.imageId ?? null, caption: filter.caption ?? null, limit });
+  }
+
+  /** Every caption in use (under the filter), most used first. */
+  captions(filter: PairFilter = {}): CaptionSummary[] {
+    return this.captionsStmt.all({ image: filter.imageId ?? null, caption: filter.caption ?? null });
   }
 
   /**

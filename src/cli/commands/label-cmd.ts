@@ -8,7 +8,7 @@ import { Command } from 'commander';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { ClipdexError, errorMessage } from '../../errors.js';
 import { Library } from '../../library/library.js';
-import type { LabeledPair, PairSplit } from '../../store/pairs-repo.js';
+import type { CaptionSummary, LabeledPair, ListedPair, PairFilter } from '../../store/pairs-repo.js';
 import { checkCaption, DEFAULT_FOLDER_TEMPLATE, folderLabelRows, importLabels, resolvePhoto, type LabelRow } from '../../train/label-import.js';
 import { EXIT, globalOptions, log, printJson, type GlobalOptions } from '../context.js';
 
@@ -202,38 +202,9 @@ export function labelCommand(): Command {
     });
 }
 
-interface ListedLabel {
-  id: number;
-  imageId: number;
-  path: string;
-  caption: string;
-  split: PairSplit;
-  createdAt: number;
-}
-
-interface CaptionCount {
-  caption: string;
-  labels: number;
-  train: number;
-  val: number;
-}
-
-function listLabels(library: Library, filter: { caption: string | null; image: number | null }, limit: number): { labels: ListedLabel[]; captions: CaptionCount[]; total: number } {
-  const where = '(@caption IS NULL OR p.caption = @caption) AND (@image IS NULL OR p.image_id = @image)';
-  const db = library.store.db;
-  const labels = db
-    .prepare<{ caption: string | null; image: number | null; limit: number }, ListedLabel>(
-      `SELECT p.id, p.image_id AS imageId, i.path, p.caption, p.split, p.created_at AS createdAt
-       FROM labeled_pairs p JOIN images i ON i.id = p.image_id WHERE ${where} ORDER BY p.id LIMIT @limit`,
-    )
-    .all({ ...filter, limit });
-  const captions = db
-    .prepare<{ caption: string | null; image: number | null }, CaptionCount>(
-      `SELECT p.caption, count(*) AS labels, sum(p.split = 'train') AS train, sum(p.split = 'val') AS val
-       FROM labeled_pairs p WHERE ${where} GROUP BY p.caption ORDER BY labels DESC, p.caption`,
-    )
-    .all(filter);
-  return { labels, captions, total: captions.reduce((s, c) => s + c.labels, 0) };
+function listLabels(library: Library, filter: PairFilter, limit: number): { labels: ListedPair[]; captions: CaptionSummary[]; total: number } {
+  const captions = library.pairs.captions(filter);
+  return { labels: library.pairs.page(filter, limit), captions, total: captions.reduce((s, c) => s + c.labels, 0) };
 }
 
 function printList(result: ReturnType<typeof listLabels>): void {
@@ -271,7 +242,7 @@ export function labelsCommand(): Command {
           if (typeof id === 'string') throw new ClipdexError('FILE_NOT_FOUND', id);
           image = id;
         }
-        const result = listLabels(library, { caption: opts.caption?.trim() ?? null, image }, opts.limit);
+        const result = listLabels(library, { caption: opts.caption?.trim() ?? null, imageId: image }, opts.limit);
         if (g.json) printJson({ ...result, counts: library.pairs.count() });
         else printList(result);
       });
