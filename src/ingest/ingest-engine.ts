@@ -102,7 +102,8 @@ export type IngestStatus = {
   provider: string;
   /** Deleted files whose rows wait for a possible rename. */
   heldDeletions: number;
-  lastFailure: { code: string; message: string; at: number } | null;
+  /** The engine's last failure; `resolvedAt` is when it next got a file done (it is over, kept to read). */
+  lastFailure: { code: string; message: string; at: number; resolvedAt: number | null } | null;
 };
 
 /**
@@ -153,7 +154,7 @@ export class IngestEngine {
   private pendingCache = { at: 0, value: 0 };
   private wroteSinceSync = false;
   private garbage = { due: false, removed: 0, lastAt: Date.now() };
-  private failure: { error: unknown; at: number } | null = null;
+  private failure: { error: unknown; at: number; resolvedAt: number | null } | null = null;
   private fatal: unknown = null;
   private closed = false;
   private closing: Promise<void> | null = null;
@@ -301,7 +302,7 @@ export class IngestEngine {
       modelKey: this.model.key,
       provider: this.encoder?.provider ?? this.model.model.providers.image,
       heldDeletions: this.live.held,
-      lastFailure: f ? { code: isClipdexError(f.error) ? f.error.code : 'INTERNAL', message: errorMessage(f.error), at: f.at } : null,
+      lastFailure: f ? { code: isClipdexError(f.error) ? f.error.code : 'INTERNAL', message: errorMessage(f.error), at: f.at, resolvedAt: f.resolvedAt } : null,
     };
   }
 
@@ -611,7 +612,7 @@ export class IngestEngine {
   private recordFailure(error: unknown): void {
     // A full or read-only disk under the library reads as "ENOSPC … write" or "disk I/O error": say where and what to do.
     const err = storageError(error, this.library.paths.dir) ?? error;
-    this.failure = { error: err, at: Date.now() };
+    this.failure = { error: err, at: Date.now(), resolvedAt: null };
     this.emit({ type: 'failure', code: isClipdexError(err) ? err.code : 'INTERNAL', message: errorMessage(err) });
   }
 
@@ -622,6 +623,7 @@ export class IngestEngine {
       case 'indexed':
         this.counters[event.encoded ? 'encoded' : 'reused']++;
         this.wroteSinceSync = true;
+        if (this.failure && this.failure.resolvedAt === null) this.failure.resolvedAt = Date.now();
         break;
       case 'renamed':
         this.counters.renamed++;

@@ -75,7 +75,7 @@ interface Status {
   indexed: number;
   pending: number;
   failed: number;
-  ingest: { phase: string; lastFailure: { code: string; message: string; at: number } | null } | null;
+  ingest: { phase: string; lastFailure: { code: string; message: string; at: number; resolvedAt: number | null } | null } | null;
 }
 
 describe.skipIf(!MOUNTABLE)(`a full disk under the library ${MOUNTABLE ? '' : NEEDS_MOUNT}`, () => {
@@ -176,6 +176,9 @@ describe.skipIf(!MOUNTABLE)(`a full disk under the library ${MOUNTABLE ? '' : NE
       );
       const recoveries = [Date.now() - freedAt];
       expect(done.failed).toBe(0);
+      // The failure is kept to read, marked as over once files were indexed again.
+      expect(done.ingest!.lastFailure).toMatchObject({ code: 'DISK_FULL', resolvedAt: expect.any(Number) });
+      expect(done.ingest!.lastFailure!.resolvedAt!).toBeGreaterThanOrEqual(done.ingest!.lastFailure!.at);
 
       // Filled up and freed again, with photos arriving and leaving each time (STRESS=1: more rounds).
       for (let round = 1; round < ROUNDS; round++) {
