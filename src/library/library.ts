@@ -11,6 +11,7 @@ import { ImagesRepo } from '../store/images-repo.js';
 import { PairsRepo } from '../store/pairs-repo.js';
 import { RootsRepo } from '../store/roots-repo.js';
 import { adapterModelKey, AdaptedEmbeddings } from '../train/adapter-embeddings.js';
+import { removeAdapterLeftovers } from '../train/adapter-leftovers.js';
 import { decodeAdapter, type AdapterWeights } from '../train/adapter-weights.js';
 import { storageError } from '../util/storage-error.js';
 import { modelKeyFor } from './model-key.js';
@@ -104,6 +105,7 @@ export class Library {
       });
       const library = new Library(paths, store, modelRef, { model, key, index }, null, options);
       await library.openActiveAdapter();
+      await library.removeAdapterLeftovers();
       return library;
     } catch (err) {
       await model?.release().catch(() => undefined);
@@ -220,6 +222,17 @@ export class Library {
       this.indexOptions.onIndexError?.(
         new ClipdexError('ADAPTER_INVALID', `the active adapter v${active.version} could not be opened; searching with the base model: ${errorMessage(err)}`, { cause: err }),
       );
+    }
+  }
+
+  /** What killed activations left behind (see adapter-leftovers.ts); a failure here only gets reported. */
+  private async removeAdapterLeftovers(): Promise<void> {
+    const base = this.loaded!.key;
+    const active = this.adapters.active(base);
+    try {
+      await removeAdapterLeftovers(this.store.db, this.embeddings, this.paths.indexDir, base, active ? adapterModelKey(base, active.id) : null);
+    } catch (err) {
+      this.indexOptions.onIndexError?.(new ClipdexError('ADAPTER_INVALID', `cannot remove what an interrupted adapter activation left behind: ${errorMessage(err)}`, { cause: err }));
     }
   }
 

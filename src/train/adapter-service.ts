@@ -12,8 +12,9 @@ import type { Library, SearchSpace } from '../library/library.js';
 import type { AdapterRecord, AdapterSummary } from '../store/adapters-repo.js';
 import { blobToVector } from '../store/vector-blob.js';
 import { adapterModelKey, AdaptedEmbeddings } from './adapter-embeddings.js';
+import { ActivationLease } from './adapter-leftovers.js';
 import { defaultExportDir, exportAdaptedModel } from './adapter-export.js';
-import { decodeAdapter, encodeAdapter } from './adapter-weights.js';
+import { decodeAdapter, encodeAdapter, type AdapterWeights } from './adapter-weights.js';
 import { assignSplit } from './pair-split.js';
 import { PROBE_PHRASES } from './probe-phrases.js';
 import { trainAdapters, type TrainOptions, type TrainOutcome, type TrainProgress, type TrainingData } from './trainer.js';
@@ -123,27 +124,39 @@ export class AdapterService {
       const current = this.library.searchSpace();
       if (current.adapter?.id === record.id) return { adapter: summary(this.library.adapters.get(record.id)!), projected: 0, durationMs: 0 };
       const key = adapterModelKey(baseKey, record.id);
-      const adapted = new AdaptedEmbeddings(this.library.store.db, this.library.embeddings, baseKey);
-      const filled = await adapted.fillMissing(key, weights, (done, total) => onProgress?.({ phase: 'projecting', done, total }));
-      let projected = filled.written;
-      // The projected rows (2 KB each) sit in the WAL; the index build reads them all, and reads through a
-      // 200 MB WAL are slower than from the database file. Fold them in first (PASSIVE: never blocks).
-      if (filled.written > 10_000) this.library.store.db.pragma('wal_checkpoint(PASSIVE)');
-      const index = await this.library.openIndex(key, (p) => onProgress?.({ phase: 'indexing', index: p }));
+      // Until this activation ends, a library opening elsewhere leaves the key's rows and folder alone.
+      const lease = ActivationLease.take(this.library.store.db, key);
       try {
-        onProgress?.({ phase: 'switching' });
-        projected += this.library.store.db.transaction(() => {
-          const n = adapted.fillMissingSync(key, weights, filled.throughId);
-          this.library.adapters.activate(record.id);
-          return n;
-        })();
-      } catch (err) {
-        await index.close();
-        throw err;
+        return await this.switchTo(record, weights, key, started, onProgress);
+      } finally {
+        lease.release();
       }
-      this.library.setSearchSpace({ key, index, adapter: { id: record.id, version: record.version, weights } }, (old) => this.dropSpace(old));
-      return { adapter: summary(this.library.adapters.get(record.id)!), projected, durationMs: Math.round(performance.now() - started) };
     });
+  }
+
+  /** The activation proper (its key leased by the caller). */
+  private async switchTo(record: AdapterRecord, weights: AdapterWeights, key: string, started: number, onProgress?: (p: AdapterJobProgress) => void): Promise<ActivationResult> {
+    const { key: baseKey } = this.library.requireModel();
+    const adapted = new AdaptedEmbeddings(this.library.store.db, this.library.embeddings, baseKey);
+    const filled = await adapted.fillMissing(key, weights, (done, total) => onProgress?.({ phase: 'projecting', done, total }));
+    let projected = filled.written;
+    // The projected rows (2 KB each) sit in the WAL; the index build reads them all, and reads through a
+    // 200 MB WAL are slower than from the database file. Fold them in first (PASSIVE: never blocks).
+    if (filled.written > 10_000) this.library.store.db.pragma('wal_checkpoint(PASSIVE)');
+    const index = await this.library.openIndex(key, (p) => onProgress?.({ phase: 'indexing', index: p }));
+    try {
+      onProgress?.({ phase: 'switching' });
+      projected += this.library.store.db.transaction(() => {
+        const n = adapted.fillMissingSync(key, weights, filled.throughId);
+        this.library.adapters.activate(record.id);
+        return n;
+      })();
+    } catch (err) {
+      await index.close();
+      throw err;
+    }
+    this.library.setSearchSpace({ key, index, adapter: { id: record.id, version: record.version, weights } }, (old) => this.dropSpace(old));
+    return { adapter: summary(this.library.adapters.get(record.id)!), projected, durationMs: Math.round(performance.now() - started) };
   }
 
   /** Back to the base model (`'base'`) or to an earlier version (activated again: re-projected and indexed). */

@@ -1,0 +1,146 @@
+/**
+ * What an activation leaves behind when its process dies (SIGKILL, power cut, Ctrl-C mid-way) or when a
+ * process stops within seconds of switching away from a version: an adapter key's projected embeddings
+ * (2 KB per photo) and its index folder, searched by nobody. A library removes them when it opens.
+ *
+ * An activation running in another process (the CLI beside a server) must not lose its work to that, so
+ * each activation holds a lease in the database, refreshed every 10 s: a key with a fresh lease is left
+ * alone; one whose lease has not been refreshed for a minute belongs to a process that is gone.
+ */
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type Database from 'better-sqlite3';
+import { keyDir, STATE_FILE } from '../index/index-files.js';
+import type { EmbeddingsRepo } from '../store/embeddings-repo.js';
+import { AdaptedEmbeddings } from './adapter-embeddings.js';
+
+const LEASE_PREFIX = 'activation-lease:';
+export const LEASE_HEARTBEAT_MS = 10_000;
+export const LEASE_STALE_MS = 60_000;
+
+/** Marks an adapter key as being built by this process until released. */
+export class ActivationLease {
+  private readonly timer: NodeJS.Timeout;
+
+  private constructor(
+    private readonly db: Database.Database,
+    private readonly key: string,
+  ) {
+    this.beat();
+    this.timer = setInterval(() => {
+      try {
+        this.beat();
+      } catch {
+        // A full or read-only disk: the activation itself will fail and say so.
+      }
+    }, LEASE_HEARTBEAT_MS);
+    this.timer.unref();
+  }
+
+  static take(db: Database.Database, key: string): ActivationLease {
+    return new ActivationLease(db, key);
+  }
+
+  release(): void {
+    clearInterval(this.timer);
+    try {
+      this.db.prepare('DELETE FROM meta WHERE key = ?').run(LEASE_PREFIX + this.key);
+    } catch {
+      // Left behind, it goes stale within a minute.
+    }
+  }
+
+  private beat(): void {
+    this.db
+      .prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
+      .run(LEASE_PREFIX + this.key, JSON.stringify({ pid: process.pid, at: Date.now() }));
+  }
+}
+
+/**
+ * Adapter keys of `baseKey` with stored embeddings or a registered index that are neither `activeKey` nor
+ * leased by a live activation (`leased`: the keys that are). Read in one transaction, so a lease and the
+ * rows it covers are seen together.
+ */
+export function findAdapterLeftovers(db: Database.Database, baseKey: string, activeKey: string | null, now = Date.now()): { leftovers: string[]; leased: string[] } {
+  const prefix = `${baseKey}@adapter-`;
+  return db.transaction(() => {
+    const keys = db
+      .prepare<[string, string, string, string], { key: string }>(
+        `SELECT model_key AS key FROM embedding_models WHERE substr(model_key, 1, length(?)) = ?
+         UNION SELECT model_key FROM vector_indexes WHERE substr(model_key, 1, length(?)) = ?`,
+      )
+      .all(prefix, prefix, prefix, prefix)
+      .map((r) => r.key);
+    const leased = db
+      .prepare<[string, string], { key: string; value: string }>('SELECT key, value FROM meta WHERE substr(key, 1, length(?)) = ?')
+      .all(LEASE_PREFIX, LEASE_PREFIX)
+      .filter((r) => now - leaseTime(r.value) < LEASE_STALE_MS)
+      .map((r) => r.key.slice(LEASE_PREFIX.length));
+    return { leftovers: keys.filter((k) => k !== activeKey && !leased.includes(k)), leased };
+  })();
+}
+
+function leaseTime(value: string): number {
+  try {
+    const at = (JSON.parse(value) as { at?: unknown }).at;
+    return typeof at === 'number' ? at : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Removes the leftovers of `baseKey`'s adapters: their rows (change log first, then embeddings) and index
+ * folders — those of the keys found, and folders whose state file names an adapter key of this base that
+ * the database no longer knows (a crash between dropping the rows and the folder). Returns the keys removed.
+ */
+export async function removeAdapterLeftovers(
+  db: Database.Database,
+  embeddings: EmbeddingsRepo,
+  indexDir: string,
+  baseKey: string,
+  activeKey: string | null,
+): Promise<string[]> {
+  const { leftovers, leased } = findAdapterLeftovers(db, baseKey, activeKey);
+  const adapted = new AdaptedEmbeddings(db, embeddings, baseKey);
+  for (const key of leftovers) adapted.drop(key);
+  // Leases nobody refreshes any more go too (written only when there are some: a read-only library opens).
+  const stale = db
+    .prepare<[string, string], { key: string }>('SELECT key FROM meta WHERE substr(key, 1, length(?)) = ?')
+    .all(LEASE_PREFIX, LEASE_PREFIX)
+    .filter((r) => !leased.includes(r.key.slice(LEASE_PREFIX.length)));
+  for (const r of stale) db.prepare<[string]>('DELETE FROM meta WHERE key = ?').run(r.key);
+  const folders = new Set(leftovers.map((k) => keyDir(indexDir, k)));
+  const keep = new Set([activeKey, ...leased].filter((k): k is string => k !== null).map((k) => keyDir(indexDir, k)));
+  const known = new Set(
+    db
+      .prepare<[], { key: string }>('SELECT model_key AS key FROM embedding_models UNION SELECT model_key FROM vector_indexes')
+      .all()
+      .map((r) => keyDir(indexDir, r.key)),
+  );
+  let entries: string[] = [];
+  try {
+    entries = await readdir(indexDir);
+  } catch {
+    // No index folder yet.
+  }
+  for (const name of entries) {
+    const dir = join(indexDir, name);
+    if (folders.has(dir) || keep.has(dir) || known.has(dir)) continue;
+    const key = await stateModelKey(dir);
+    if (key?.startsWith(`${baseKey}@adapter-`)) folders.add(dir);
+  }
+  for (const dir of folders) if (!keep.has(dir)) await rm(dir, { recursive: true, force: true });
+  return leftovers;
+}
+
+/** The model key a folder's state file names (read loosely: a damaged state still says whose it was). */
+async function stateModelKey(dir: string): Promise<string | null> {
+  try {
+    const key = (JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8')) as { modelKey?: unknown }).modelKey;
+    return typeof key === 'string' ? key : null;
+  } catch {
+    return null;
+  }
+}
