@@ -8,7 +8,7 @@ import { ClipdexError } from '../src/errors.js';
 import { decodeBmp } from '../src/model/image-bmp.js';
 import { decodeRgb, openImage, readImageInfo } from '../src/model/image-decode.js';
 import { detectImageFormat } from '../src/model/image-format.js';
-import { decodeHeic } from '../src/model/image-heic.js';
+import { decodeHeic, decodeHeicHere } from '../src/model/image-heic.js';
 import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
 
 const edgeDir = sharedPath('photos', 'edge');
@@ -406,6 +406,21 @@ describe.skipIf(!edgeDir)(`../shared/photos/edge ${edgeDir ? '' : NEEDS_SHARED}`
     expect([out.width, out.height]).toEqual([451, 300]);
     // heic-decode checks the header size before allocating pixels.
     await expectCode(decodeHeic(bytes, 'IMG_0001.jpg', 100_000), 'IMAGE_TOO_LARGE', 'IMG_0001.jpg');
+  });
+
+  it('decodes HEIC off the event loop: the thread that asked stays mostly idle, and pixels match a decode in place', async () => {
+    const bytes = await readFile(edge('chelsea.heic'));
+    const here = await decodeHeicHere(bytes, 'chelsea.heic', 1e8);
+    await decodeHeic(bytes, 'warm-up', 1e8);
+    // libheif's decode is synchronous WASM: run here, this thread would be busy nearly all the time.
+    const before = performance.eventLoopUtilization();
+    const results = await Promise.all(Array.from({ length: 8 }, () => decodeHeic(bytes, 'chelsea.heic', 1e8)));
+    const busy = performance.eventLoopUtilization(before).utilization;
+    expect(busy).toBeLessThan(0.5);
+    for (const r of results) {
+      expect([r.width, r.height, r.channels]).toEqual([here.width, here.height, here.channels]);
+      expect(r.data.equals(here.data)).toBe(true);
+    }
   });
 
   it.skipIf(!skimageDir)('HEIC pixels match the PNG it was made from (chelsea)', async () => {

@@ -2,10 +2,14 @@
  * HEIC fallback decoder. The prebuilt sharp ships libheif without an HEVC decoder, so iPhone
  * photos fail there; `heic-decode` (libheif compiled to WASM) reads them. It is loaded lazily,
  * because the WASM module costs start-up time that folders without HEIC files never need.
- * Note: decoding is synchronous inside the WASM module and blocks the event loop while it runs.
+ * Decoding is synchronous inside the WASM module (~0.15 s per megapixel here: seconds for an iPhone
+ * photo), so it runs on a worker thread of its own, started on the first HEIC file; the event loop (a
+ * server's requests, the other decodes) keeps turning meanwhile.
  */
 import { createRequire } from 'node:module';
-import { ClipdexError, errorMessage } from '../errors.js';
+import type { Worker } from 'node:worker_threads';
+import { ClipdexError, errorMessage, type ErrorCode } from '../errors.js';
+import { spawnWorker } from '../util/spawn-worker.js';
 import { tooLarge } from './image-errors.js';
 
 interface HeicFrame {
@@ -34,13 +38,75 @@ function heicDecode(): HeicDecodeModule {
   return heicModule;
 }
 
+export interface HeicRequest {
+  id: number;
+  bytes: Uint8Array;
+  name: string;
+  maxPixels: number;
+}
+
+export type HeicReply =
+  | { id: number; ok: true; data: Uint8Array; width: number; height: number; channels: 3 | 4 }
+  | { id: number; ok: false; code: string; message: string; details: Record<string, unknown> | null };
+
+let worker: Worker | null = null;
+let nextId = 1;
+const pending = new Map<number, { resolve: (r: RawHeic) => void; reject: (err: unknown) => void }>();
+
+function heicWorker(): Worker {
+  if (worker) return worker;
+  const w = spawnWorker(import.meta.url, 'image-heic-worker', null, { code: 'DECODE_FAILED', what: 'the HEIC decoder thread' });
+  w.on('message', (m: HeicReply) => {
+    const p = pending.get(m.id);
+    if (!p) return;
+    pending.delete(m.id);
+    if (m.ok) p.resolve({ data: Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), width: m.width, height: m.height, channels: m.channels });
+    else p.reject(new ClipdexError(m.code as ErrorCode, m.message, m.details ? { details: m.details } : {}));
+  });
+  const gone = (why: string) => {
+    if (worker === w) worker = null;
+    for (const p of pending.values()) p.reject(new ClipdexError('DECODE_FAILED', `the HEIC decoder thread ${why}`));
+    pending.clear();
+  };
+  w.on('error', (err) => gone(`crashed: ${err.message}`));
+  w.on('exit', (code) => gone(`exited (code ${code})`));
+  // Idle, it must not keep a finished CLI run alive; busy, the pending decodes keep it referenced.
+  w.unref();
+  worker = w;
+  return w;
+}
+
 /**
- * Decodes the first top-level image (the one heic-decode itself treats as the picture) to RGBA.
- * libheif applies the HEIF rotation/mirror boxes, so the pixels come out upright; HEIF files
- * must not be re-oriented from EXIF. The size is checked from the header before any pixels
+ * Decodes the first top-level image of a HEIC/HEIF file on the decoder thread; see decodeHeicHere.
+ */
+export function decodeHeic(bytes: Buffer, name: string, maxPixels: number): Promise<RawHeic> {
+  const w = heicWorker();
+  const id = nextId++;
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return new Promise<RawHeic>((resolve, reject) => {
+    if (pending.size === 0) w.ref();
+    pending.set(id, {
+      resolve: (r) => {
+        if (pending.size === 0) w.unref();
+        resolve(r);
+      },
+      reject: (err) => {
+        if (pending.size === 0) w.unref();
+        reject(err);
+      },
+    });
+    w.postMessage({ id, bytes: copy, name, maxPixels } satisfies HeicRequest, [copy.buffer]);
+  });
+}
+
+/**
+ * Decodes the first top-level image (the one heic-decode itself treats as the picture) to RGB(A), on
+ * the calling thread. libheif applies the HEIF rotation/mirror boxes, so the pixels come out upright;
+ * HEIF files must not be re-oriented from EXIF. The size is checked from the header before any pixels
  * are allocated, so a decompression bomb is refused cheaply.
  */
-export async function decodeHeic(bytes: Buffer, name: string, maxPixels: number): Promise<RawHeic> {
+export async function decodeHeicHere(bytes: Buffer, name: string, maxPixels: number): Promise<RawHeic> {
   let frames: HeicFrames;
   const restore = logToStderr();
   try {
