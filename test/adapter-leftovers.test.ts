@@ -4,7 +4,8 @@
  * fresh lease on it, and never the active adapter's. Real library, SQLite file, index folders, tiny model.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keyDir } from '../src/index/index-files.js';
@@ -87,7 +88,7 @@ describe('leftovers of interrupted activations', () => {
     }
   });
 
-  it('leaves alone a key leased by a live activation elsewhere, and takes it once the lease is a minute old', async () => {
+  it('leaves alone a key leased by a live activation elsewhere; takes it once that process is gone or its lease a minute old', async () => {
     let library = await open();
     const key = await interruptedActivation(library);
     const lease = ActivationLease.take(library.store.db, key);
@@ -101,12 +102,17 @@ describe('leftovers of interrupted activations', () => {
     library = await open();
     expect(rows(library, key)).toBe(12);
     expect(existsSync(keyDir(library.paths.indexDir, key))).toBe(true);
-    // The activation ends (here: its process goes away without releasing; the lease ages).
+    // The activation's process dies without releasing (a lease whose pid is gone from this machine).
     lease.release();
-    library.store.db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(
-      `activation-lease:${key}`,
-      JSON.stringify({ pid: 1, at: Date.now() - LEASE_STALE_MS - 1000 }),
-    );
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    const putLease = (value: object) =>
+      library.store.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(`activation-lease:${key}`, JSON.stringify(value));
+    putLease({ pid: Number(dead.stdout), host: hostname(), at: Date.now() });
+    expect(findAdapterLeftovers(library.store.db, base, activeKey).leftovers).toContain(key);
+    // A process on another machine is trusted until its lease has not been refreshed for a minute.
+    putLease({ pid: Number(dead.stdout), host: 'another-machine', at: Date.now() });
+    expect(findAdapterLeftovers(library.store.db, base, activeKey).leftovers).not.toContain(key);
+    putLease({ pid: Number(dead.stdout), host: 'another-machine', at: Date.now() - LEASE_STALE_MS - 1000 });
     await library.close();
 
     library = await open();

@@ -5,9 +5,12 @@
  *
  * An activation running in another process (the CLI beside a server) must not lose its work to that, so
  * each activation holds a lease in the database, refreshed every 10 s: a key with a fresh lease is left
- * alone; one whose lease has not been refreshed for a minute belongs to a process that is gone.
+ * alone. A lease is dead once its process is gone from this machine (so a server restarted right after a
+ * crash cleans up at once), or when it has not been refreshed for a minute (a process on another machine
+ * sharing the library).
  */
 import { readdir, readFile, rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { keyDir, STATE_FILE } from '../index/index-files.js';
@@ -53,7 +56,7 @@ export class ActivationLease {
   private beat(): void {
     this.db
       .prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
-      .run(LEASE_PREFIX + this.key, JSON.stringify({ pid: process.pid, at: Date.now() }));
+      .run(LEASE_PREFIX + this.key, JSON.stringify({ pid: process.pid, host: hostname(), at: Date.now() } satisfies Lease));
   }
 }
 
@@ -75,18 +78,38 @@ export function findAdapterLeftovers(db: Database.Database, baseKey: string, act
     const leased = db
       .prepare<[string, string], { key: string; value: string }>('SELECT key, value FROM meta WHERE substr(key, 1, length(?)) = ?')
       .all(LEASE_PREFIX, LEASE_PREFIX)
-      .filter((r) => now - leaseTime(r.value) < LEASE_STALE_MS)
+      .filter((r) => leaseLive(r.value, now))
       .map((r) => r.key.slice(LEASE_PREFIX.length));
     return { leftovers: keys.filter((k) => k !== activeKey && !leased.includes(k)), leased };
   })();
 }
 
-function leaseTime(value: string): number {
+interface Lease {
+  pid: number;
+  host: string;
+  at: number;
+}
+
+function leaseLive(value: string, now: number): boolean {
+  let lease: Partial<Lease>;
   try {
-    const at = (JSON.parse(value) as { at?: unknown }).at;
-    return typeof at === 'number' ? at : 0;
+    lease = JSON.parse(value) as Partial<Lease>;
   } catch {
-    return 0;
+    return false;
+  }
+  if (typeof lease.at !== 'number' || now - lease.at >= LEASE_STALE_MS) return false;
+  if (lease.host !== hostname() || typeof lease.pid !== 'number') return true;
+  return processAlive(lease.pid);
+}
+
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists, under another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
