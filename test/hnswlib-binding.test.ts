@@ -98,6 +98,24 @@ describe.skipIf(!tuned)(`clipdex’s build against the stock one ${tuned ? '' : 
     expect(readByOurs.getCurrentCount()).toBe(N);
   });
 
+  it('takes a Float32Array as well as an array, with the same answers and the same checks', () => {
+    expect(hnswlibBuild.float32Input).toBe(true);
+    const index = build(hnswlib, N);
+    const typed = (v: Float32Array) => v as unknown as number[];
+    for (let q = 0; q < 10; q++) {
+      const query = queries.subarray(q * DIM, (q + 1) * DIM);
+      expect(index.searchKnn(typed(query), 10)).toEqual(index.searchKnn(Array.from(query), 10));
+    }
+    // A view into a larger buffer is read from its own offset.
+    const offsetView = new Float32Array(vectors.buffer, vectors.byteOffset + 5 * DIM * 4, DIM);
+    expect(index.searchKnn(typed(offsetView), 1).neighbors).toEqual([6]);
+    expect(() => index.searchKnn(typed(new Float32Array(DIM - 1)), 10)).toThrow(/length/);
+    expect(() => index.searchKnn(new Float64Array(DIM) as unknown as number[], 10)).toThrow(/Array/);
+    index.resizeIndex(N + 1);
+    index.addPoint(typed(queries.subarray(0, DIM)), 999_999);
+    expect(index.searchKnn(typed(queries.subarray(0, DIM)), 1).neighbors).toEqual([999_999]);
+  });
+
   it('its patched loader still refuses a truncated or extended file', async () => {
     const file = join(tmp, 'damaged.bin');
     const index = build(hnswlib, 4000);

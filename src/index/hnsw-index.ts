@@ -11,7 +11,7 @@ import { open, stat } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import type { HierarchicalNSW } from 'hnswlib-node';
 import { ClipdexError, errorMessage } from '../errors.js';
-import { hnswlib } from './hnswlib-binding.js';
+import { hnswlib, hnswlibBuild } from './hnswlib-binding.js';
 import { LabelSet } from './label-set.js';
 import { checkK, checkLabel, checkQuery, type EngineSearchOptions, type SearchHit, type VectorIndex } from './vector-index.js';
 
@@ -24,6 +24,12 @@ export interface HnswParams {
 }
 
 export const DEFAULT_HNSW_PARAMS: HnswParams = { M: 16, efConstruction: 100, seed: 100 };
+
+/**
+ * A vector as the addon takes it: clipdex's build reads a Float32Array in one copy; the stock build wants
+ * number[] (its typings say so too, hence the cast).
+ */
+const asInput: (v: Float32Array) => number[] = hnswlibBuild.float32Input ? (v) => v as unknown as number[] : (v) => Array.from(v);
 
 export class HnswIndex implements VectorIndex {
   readonly engine = 'hnsw' as const;
@@ -140,7 +146,7 @@ export class HnswIndex implements VectorIndex {
     if (!known && this.raw.getCurrentCount() >= this.raw.getMaxElements()) {
       this.raw.resizeIndex(Math.ceil(this.raw.getMaxElements() * 1.5) + 16);
     }
-    this.raw.addPoint(Array.from(vector), id);
+    this.raw.addPoint(asInput(vector), id);
     this.deleted.delete(id);
     this.live.add(id);
   }
@@ -170,7 +176,8 @@ export class HnswIndex implements VectorIndex {
     const n = Math.min(k, this.live.size);
     if (n === 0) return [];
     this.raw.setEf(Math.max(options.ef ?? this.ef, n));
-    const result = options.filter ? this.raw.searchKnn(Array.from(query), n, options.filter) : this.raw.searchKnn(Array.from(query), n);
+    const input = asInput(query);
+    const result = options.filter ? this.raw.searchKnn(input, n, options.filter) : this.raw.searchKnn(input, n);
     const hits: SearchHit[] = [];
     for (let i = 0; i < result.neighbors.length; i++) hits.push({ id: result.neighbors[i]!, score: 1 - result.distances[i]! });
     return hits;

@@ -19,6 +19,8 @@ export interface TunedManifest {
   requires: string[];
   cxxflags: string[];
   patches: string[];
+  /** addPoint and searchKnn accept a Float32Array (copied in one go instead of 512 N-API reads). */
+  float32Input?: boolean;
   addon: string;
 }
 
@@ -30,6 +32,8 @@ export interface HnswlibBuild {
   features: string[];
   /** Why the stock build is used, where clipdex's was not. */
   reason: string | null;
+  /** Vectors may be passed as Float32Array (the stock build takes number[] only). */
+  float32Input: boolean;
 }
 
 /** The decision alone, from what was found on disk and in the CPU: the part worth testing. */
@@ -98,12 +102,12 @@ function load(): { lib: Hnswlib; build: HnswlibBuild } {
   if (choice.use === 'clipdex' && manifest) {
     try {
       const lib = require(join(tunedDir, manifest.addon)) as Hnswlib;
-      return { lib, build: { kind: 'clipdex', version, features: manifest.requires, reason: null } };
+      return { lib, build: { kind: 'clipdex', version, features: manifest.requires, reason: null, float32Input: manifest.float32Input === true } };
     } catch (err) {
       reason = `clipdex\u2019s hnswlib build does not load: ${errorMessage(err)}`;
     }
   }
-  return { lib: require('hnswlib-node') as Hnswlib, build: { kind: 'stock', version, features: [], reason } };
+  return { lib: require('hnswlib-node') as Hnswlib, build: { kind: 'stock', version, features: [], reason, float32Input: false } };
 }
 
 const loaded = load();
