@@ -56,8 +56,8 @@ export class HnswIndex implements VectorIndex {
   }
 
   /**
-   * Loads a file (servers go through `loadVerifiedHnsw`, which checks it first). `deletedLabels` comes from
-   * the state file: hnswlib keeps deletion marks in the file but offers no way to read them back.
+   * Loads a file as it is (a library opens through `loadVerified`, which checks it first). `deletedLabels`
+   * comes from the state file: hnswlib keeps deletion marks in the file but offers no way to read them back.
    */
   static async load(path: string, dim: number, deletedLabels: readonly number[]): Promise<HnswIndex> {
     const raw = await HnswIndex.readRaw(path, dim);
