@@ -10,14 +10,14 @@
  * is decoded, since ingest has its own benchmark). BENCH_N=20000 for a quicker run.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, linkSync, mkdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Library } from '../src/library/library.js';
 import { buildTinyModel } from '../src/model/tiny-model-builder.js';
-import { clusteredVectors } from '../test/helpers/store-fixtures.js';
+import { addSyntheticPhotos } from '../test/helpers/synthetic-photos.js';
 
 const N = Number(process.env.BENCH_N ?? 100_000);
 const OUT = resolve('bench/out');
@@ -63,50 +63,20 @@ async function ensureLibrary(): Promise<void> {
   mkdirSync(DATA_DIR, { recursive: true });
   console.log(`making a library of ${N} photos in ${DATA_DIR} …`);
   const t0 = performance.now();
-  // ext4 allows 65,000 links to one file: one source file per 50,000 photos.
   const jpeg = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 90, g: 120, b: 60 } } }).jpeg().toBuffer();
-  const sourceFor = (i: number) => {
-    const source = join(OUT, `query-source-${Math.floor(i / 50_000)}.jpg`);
-    if (i % 50_000 === 0) {
-      rmSync(source, { force: true });
-      writeFileSync(source, jpeg);
-      utimesSync(source, new Date(Date.UTC(2020, 0, 1)), new Date(Date.UTC(2020, 0, 1)));
-    }
-    return source;
-  };
-  sourceFor(0);
-  const st = statSync(sourceFor(0));
   const library = await Library.open({ dataDir: DATA_DIR, model: MODEL_DIR });
-  const { key, model, index } = library.requireModel();
-  const vectors = clusteredVectors(N, model.dim, { seed: 7 });
-  const root = library.roots.add(PHOTOS_DIR);
-  const files: string[] = [];
-  for (let i = 0; i < N; i++) {
-    const folder = join(PHOTOS_DIR, String(Math.floor(i / 1000)));
-    if (i % 1000 === 0) mkdirSync(folder, { recursive: true });
-    const file = join(folder, `IMG_${i}.jpg`);
-    linkSync(sourceFor(i), file);
-    files.push(file);
-  }
-  const insert = library.store.db.transaction(() => {
-    for (let i = 0; i < N; i++) {
-      const hash = i.toString(16).padStart(64, '0');
-      library.embeddings.put(hash, key, vectors.subarray(i * model.dim, (i + 1) * model.dim));
-      library.images.upsert({
-        rootId: root.id,
-        path: files[i]!,
-        size: st.size,
-        mtimeMs: st.mtimeMs,
-        contentHash: hash,
-        width: 4000,
-        height: 3000,
-        format: 'jpeg',
-        takenAt: 1_600_000_000_000 + i * 60_000,
-        status: 'indexed',
-      });
-    }
+  const { index } = library.requireModel();
+  await addSyntheticPhotos(library, {
+    root: PHOTOS_DIR,
+    count: N,
+    seed: 7,
+    path: (i) => join(PHOTOS_DIR, String(Math.floor(i / 1000)), `IMG_${i}.jpg`),
+    hash: (i) => i.toString(16).padStart(64, '0'),
+    files: { linked: jpeg, sourceDir: OUT },
+    width: 4000,
+    height: 3000,
+    takenAt: (i) => 1_600_000_000_000 + i * 60_000,
   });
-  insert();
   console.log(`inserted in ${((performance.now() - t0) / 1000).toFixed(1)} s; building the HNSW index …`);
   index.sync();
   await index.rebuild();

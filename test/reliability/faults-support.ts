@@ -7,7 +7,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -15,7 +15,7 @@ import Database from 'better-sqlite3';
 import { Library } from '../../src/library/library.js';
 import { CLI } from '../helpers/cli.js';
 import { tinyJpeg } from '../helpers/ingest-library.js';
-import { clusteredVectors } from '../helpers/store-fixtures.js';
+import { addSyntheticPhotos } from '../helpers/synthetic-photos.js';
 
 export const STRESS = process.env.STRESS === '1';
 
@@ -224,41 +224,20 @@ export async function writePhotos(dir: string, firstSeed: number, count: number,
 /** The server builds an HNSW graph from 20,000 vectors (IndexManager's default exactBelow); `clipdex serve` has no knob for it. */
 export const HNSW_THRESHOLD = 20_000;
 
-/**
- * Adds `n` indexed photos with clustered embeddings under `archiveDir` straight through the store (as
- * bench/query.ts does: no decoding). Each row has a real (tiny, not-an-image) file of its size and mtime, so
- * the server's scan finds them unchanged and keeps them; without the files the scan would sweep the rows, or
- * an absent folder would take them offline and out of the index.
- */
+/** Adds `n` indexed photos with clustered embeddings under `archiveDir` (see synthetic-photos.ts), each file its own. */
 export async function addArchive(dataDir: string, modelDir: string, archiveDir: string, n: number, seed = 7): Promise<void> {
-  const files: { path: string; size: number; mtimeMs: number }[] = new Array(n);
-  const perDir = 1000;
-  for (let d = 0; d * perDir < n; d++) {
-    const dir = join(archiveDir, `y${String(d).padStart(3, '0')}`);
-    await mkdir(dir, { recursive: true });
-    await Promise.all(
-      Array.from({ length: Math.min(perDir, n - d * perDir) }, async (_, k) => {
-        const i = d * perDir + k;
-        const path = join(dir, `a${i}.jpg`);
-        await writeFile(path, `archived ${i}\n`);
-        const st = await stat(path);
-        files[i] = { path, size: st.size, mtimeMs: st.mtimeMs };
-      }),
-    );
-  }
   const library = await Library.open({ dataDir, model: modelDir, session: { providers: ['cpu'] } });
   try {
-    const { key, model } = library.requireModel();
-    const vectors = clusteredVectors(n, model.dim, { seed });
-    const root = library.roots.getByPath(archiveDir) ?? library.roots.add(archiveDir);
-    library.store.db.transaction(() => {
-      for (let i = 0; i < n; i++) {
-        const hash = (0xa0000000 + i).toString(16).padStart(64, '0');
-        library.embeddings.put(hash, key, vectors.subarray(i * model.dim, (i + 1) * model.dim));
-        const f = files[i]!;
-        library.images.upsert({ rootId: root.id, path: f.path, size: f.size, mtimeMs: f.mtimeMs, contentHash: hash, width: 64, height: 48, format: 'jpeg', status: 'indexed' });
-      }
-    })();
+    await addSyntheticPhotos(library, {
+      root: archiveDir,
+      count: n,
+      seed,
+      path: (i) => join(archiveDir, `y${String(Math.floor(i / 1000)).padStart(3, '0')}`, `a${i}.jpg`),
+      hash: (i) => (0xa0000000 + i).toString(16).padStart(64, '0'),
+      files: 'distinct',
+      width: 64,
+      height: 48,
+    });
   } finally {
     await library.close();
   }

@@ -3,13 +3,13 @@
  * clients send (each request knows whether it is valid, and what its answer must satisfy), the per-kind
  * tally with latencies, the server's RSS from /proc, and what counts as an error line in its log.
  */
-import { linkSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import sharp from 'sharp';
 import { Library } from '../../src/library/library.js';
 import { seededRandom } from '../../src/util/seeded-random.js';
-import { clusteredVectors } from '../helpers/store-fixtures.js';
+import { addSyntheticPhotos } from '../helpers/synthetic-photos.js';
 
 export type Rng = () => number;
 
@@ -109,49 +109,23 @@ export async function writePhotos(root: string, photos: readonly Photo[]): Promi
  * bench/query.ts makes its library. Each thumbnail is a link to one WebP.
  */
 export async function makeArchive(dataDir: string, modelDir: string, root: string, count: number, sample: Photo): Promise<void> {
-  const dir = join(root, 'archive');
-  mkdirSync(dir, { recursive: true });
-  const source = join(dirname(root), 'archive-source.jpg');
-  writeFileSync(source, sample.bytes);
-  // A whole second, long ago: compared exactly with the stored mtime, and not "being written" to the scan.
-  utimesSync(source, new Date(Date.UTC(2020, 0, 1)), new Date(Date.UTC(2020, 0, 1)));
-  const st = statSync(source);
   const { width = null, height = null } = await sharp(sample.bytes).metadata();
-  const thumb = join(dirname(root), 'archive-thumb.webp');
-  await sharp(sample.bytes).resize(160).webp().toFile(thumb);
+  const thumbnail = join(dirname(root), 'archive-thumb.webp');
+  await sharp(sample.bytes).resize(160).webp().toFile(thumbnail);
   const library = await Library.open({ dataDir, model: modelDir });
   try {
-    const { key, model } = library.requireModel();
-    const vectors = clusteredVectors(count, model.dim, { seed: 5 });
-    const rootId = (library.roots.getByPath(root) ?? library.roots.add(root)).id;
-    const paths: { file: string; hash: string }[] = [];
-    for (let i = 0; i < count; i++) {
-      const file = join(dir, `archive-${String(i).padStart(5, '0')}.jpg`);
-      linkSync(source, file);
-      paths.push({ file, hash: `a${i.toString(16).padStart(63, '0')}` });
-    }
-    library.store.db.transaction(() => {
-      for (const [i, { file, hash }] of paths.entries()) {
-        library.embeddings.put(hash, key, vectors.subarray(i * model.dim, (i + 1) * model.dim));
-        library.images.upsert({
-          rootId,
-          path: file,
-          size: st.size,
-          mtimeMs: st.mtimeMs,
-          contentHash: hash,
-          width,
-          height,
-          format: 'jpeg',
-          takenAt: FIRST_DAY + (i % 3650) * DAY,
-          status: 'indexed',
-        });
-      }
-    })();
-    for (const { hash } of paths) {
-      const t = library.thumbnails.path(hash);
-      mkdirSync(dirname(t), { recursive: true });
-      linkSync(thumb, t);
-    }
+    await addSyntheticPhotos(library, {
+      root,
+      count,
+      seed: 5,
+      path: (i) => join(root, 'archive', `archive-${String(i).padStart(5, '0')}.jpg`),
+      hash: (i) => `a${i.toString(16).padStart(63, '0')}`,
+      files: { linked: sample.bytes, sourceDir: dirname(root) },
+      width,
+      height,
+      takenAt: (i) => FIRST_DAY + (i % 3650) * DAY,
+      thumbnail,
+    });
   } finally {
     await library.close();
   }
