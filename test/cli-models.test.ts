@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hnswlibBuild } from '../src/index/hnswlib-binding.js';
 import { closedEndpoint, startFakeHub, type FakeHub } from './helpers/fake-hub.js';
 import { runCli } from './helpers/cli.js';
 import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
@@ -151,6 +152,16 @@ describe('clipdex models (end to end, built bin)', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/✗ model: .*not downloaded/);
     expect(r.stdout).toMatch(/fix: run `clipdex models pull clip-vit-b-32`/);
+  });
+
+  it('doctor names the hnswlib build, and says how to get clipdex\'s when the stock one runs', async () => {
+    const forced = await runCli(['doctor'], { ...userEnv('doctor-hnswlib'), CLIPDEX_HNSWLIB: 'stock' });
+    expect(forced.stdout).toMatch(/! vector index: hnswlib-node \d+\.\d+\.\d+, stock build: CLIPDEX_HNSWLIB=stock/);
+    expect(forced.stdout).toMatch(/fix: unset CLIPDEX_HNSWLIB/);
+    if (hnswlibBuild.kind === 'clipdex') {
+      const r = await runCli(['doctor'], userEnv('doctor-hnswlib'));
+      expect(r.stdout).toMatch(/✓ vector index: hnswlib-node .*clipdex's build for this CPU/);
+    }
   });
 
   it('rejects bad arguments with a usage error', async () => {

@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import { Command } from 'commander';
 import * as ort from 'onnxruntime-node';
 import { errorMessage, isClipdexError } from '../../errors.js';
+import { hnswlibBuild } from '../../index/hnswlib-binding.js';
 import { ClipModel } from '../../model/clip-model.js';
 import { resolveModel } from '../../model/model-registry.js';
 import { providerUnavailableReason } from '../../model/ort-session.js';
@@ -41,6 +42,20 @@ export async function runChecks(g: { model: string; dataDir: string; cacheDir: s
     cuda
       ? { name: 'gpu', status: 'warn', detail: `CUDA not used: ${cuda}`, fix: 'clipdex runs on the CPU; see README "GPU (CUDA)" to enable a GPU' }
       : { name: 'gpu', status: 'ok', detail: 'CUDA provider installed and an NVIDIA driver found' },
+  );
+
+  checks.push(
+    hnswlibBuild.kind === 'clipdex'
+      ? { name: 'vector index', status: 'ok', detail: `hnswlib-node ${hnswlibBuild.version}, clipdex's build for this CPU${hnswlibBuild.features.length ? ` (${hnswlibBuild.features.join(' ')})` : ''}` }
+      : {
+          name: 'vector index',
+          status: 'warn',
+          detail: `hnswlib-node ${hnswlibBuild.version}, stock build: ${hnswlibBuild.reason ?? 'unknown reason'}`,
+          fix:
+            hnswlibBuild.reason === 'CLIPDEX_HNSWLIB=stock'
+              ? 'unset CLIPDEX_HNSWLIB to search ~1.6× faster on large libraries with clipdex\'s build'
+              : 'searches work, ~1.6× slower on large libraries; `npm run build:hnswlib` in clipdex\'s folder builds it for this CPU',
+        },
   );
 
   try {
