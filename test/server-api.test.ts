@@ -126,6 +126,35 @@ describe('search API', () => {
     expect(order.indexOf(ids[5])).toBeLessThan(order.indexOf(ids[3]));
   });
 
+  it('lists the library a page at a time: newest first, then by date or path, under the search filters', async () => {
+    type Listed = { images: { id: number; path: string; takenAt: number | null }[]; total: number; hasMore: boolean; offset: number; limit: number };
+    const all = (await api('/api/images?limit=100')).body as Listed;
+    expect(all.total).toBe(ids.length);
+    expect(all.hasMore).toBe(false);
+    expect(all.images.map((i) => i.id).sort((a, b) => a - b)).toEqual([...ids].sort((a, b) => a - b));
+    const taken = all.images.map((i) => i.takenAt!);
+    expect(taken).toEqual([...taken].sort((a, b) => b - a));
+    expect(all.images[0]).toMatchObject({ path: expect.any(String), width: 320, height: 240, format: 'jpeg' });
+    expect(all.images[0]).not.toHaveProperty('score');
+
+    const page = (await api('/api/images?limit=2&offset=1')).body as Listed;
+    expect(page.images.map((i) => i.id)).toEqual(all.images.slice(1, 3).map((i) => i.id));
+    expect(page).toMatchObject({ offset: 1, limit: 2, total: ids.length, hasMore: true });
+    const oldest = (await api('/api/images?sort=date-asc&limit=1')).body as Listed;
+    expect(oldest.images[0]!.id).toBe(all.images.at(-1)!.id);
+    const byPath = (await api('/api/images?sort=path')).body as Listed;
+    expect(byPath.images.map((i) => i.path)).toEqual(all.images.map((i) => i.path).sort());
+
+    const sub = (await api(`/api/images?folder=${encodeURIComponent(join(photos, 'sub'))}`)).body as Listed;
+    expect(sub.images.map((i) => i.path).sort()).toEqual([join(photos, 'sub', 'red-striped.jpg'), join(photos, 'sub', 'yellow.jpg')]);
+    expect(sub.total).toBe(2);
+    for (const bad of ['sort=relevance', 'limit=0', 'limit=501', 'offset=-1', 'after=yesterday']) {
+      const r = await api(`/api/images?${bad}`);
+      expect(r.status, bad).toBe(400);
+      expect(r.body.error.code, bad).toBe('INVALID_ARGUMENT');
+    }
+  });
+
   it('filters exactly by folder, date and format, and sorts by date', async () => {
     const folder = await api(`/api/search?q=photo&folder=${encodeURIComponent(join(photos, 'sub'))}`);
     expect(folder.body.results.map((r: { path: string }) => r.path).sort()).toEqual([join(photos, 'sub', 'red-striped.jpg'), join(photos, 'sub', 'yellow.jpg')]);

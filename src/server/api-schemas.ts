@@ -37,6 +37,17 @@ export const textSearchQuery = z.object({
 
 export const similarQuery = z.object(searchOptionsShape);
 
+/** GET /api/images: the library itself, newest first by default, with the search filters. */
+export const browseQuery = z.object({
+  limit: searchOptionsShape.limit,
+  offset: int(0, 10_000_000).optional().describe('photos to skip'),
+  folder: searchOptionsShape.folder,
+  after: searchOptionsShape.after,
+  before: searchOptionsShape.before,
+  format: searchOptionsShape.format,
+  sort: z.enum(['date-desc', 'date-asc', 'path']).optional().describe('date-desc (default: newest first, undated last), date-asc or path'),
+});
+
 const weight = z.number().min(-100).max(100).optional();
 
 /** POST /api/search: any mix of phrases and stored photos, each with a weight; uploads come as multipart files. */

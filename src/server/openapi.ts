@@ -11,6 +11,7 @@ import {
   labelsQuery,
   rollbackBody,
   similarQuery,
+  browseQuery,
   textSearchQuery,
   trainBody,
 } from './api-schemas.js';
@@ -108,6 +109,14 @@ export function openApiDocument(): JsonSchema {
             },
           },
           responses: { 200: results, 400: error, 413: error, 415: error, 422: error, 503: error },
+        },
+      },
+      '/api/images': {
+        get: {
+          summary: 'The library a page at a time (photos searches can find), newest first by default',
+          description: '`{ images: [{ id, path, size, width, height, format, takenAt, cameraMake, cameraModel }], offset, limit, total, hasMore }`.',
+          parameters: queryParameters(browseQuery),
+          responses: { 200: { description: 'photos' }, 400: error },
         },
       },
       '/api/images/{id}': { get: { summary: 'Photo metadata', parameters: [idPath], responses: { 200: { description: 'metadata' }, 404: error } } },

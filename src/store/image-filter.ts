@@ -23,6 +23,8 @@ export interface FilteredMember {
 
 type Params = { key: string; lo?: string; hi?: string; from?: number; to?: number; formats?: string };
 
+export type BrowseOrder = 'date-desc' | 'date-asc' | 'path';
+
 /** True when the filter constrains nothing. */
 export function isEmptyFilter(filter: ImageFilter | undefined): boolean {
   return !filter || (filter.folder === undefined && filter.takenFrom === undefined && filter.takenTo === undefined && filter.formats === undefined);
@@ -49,6 +51,17 @@ export class ImageFilterQueries {
   members(modelKey: string, filter: ImageFilter): FilteredMember[] {
     const { sql, params } = this.build('members', modelKey, filter);
     return this.statement(sql).all(params) as FilteredMember[];
+  }
+
+  /**
+   * A page of the matching members' ids in a stable order (`date-desc`: newest capture first, photos
+   * without a date last; `date-asc`; `path`), with how many match in all: browsing the library.
+   */
+  page(modelKey: string, filter: ImageFilter, order: BrowseOrder, limit: number, offset: number): { ids: number[]; total: number } {
+    const { sql, params } = this.build('ids', modelKey, filter);
+    const orderBy = { 'date-desc': 'i.taken_at IS NULL, i.taken_at DESC, i.id DESC', 'date-asc': 'i.taken_at IS NULL, i.taken_at ASC, i.id ASC', path: 'i.path' }[order];
+    const rows = this.statement(`${sql} ORDER BY ${orderBy} LIMIT @limit OFFSET @offset`).all({ ...params, limit, offset }) as { imageId: number }[];
+    return { ids: rows.map((r) => r.imageId), total: this.count(modelKey, filter) };
   }
 
   private statement(sql: string): Database.Statement {

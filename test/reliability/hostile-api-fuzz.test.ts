@@ -352,6 +352,7 @@ describe('the REST API under fuzzing', () => {
     const withId = (f: (id: string) => string) => idSegment.map(f);
     const routes: RouteSpec[] = [
       { name: 'search', methods: ['GET', 'POST'], path: fc.constant('/api/search'), shape: 'search' },
+      { name: 'browse', methods: ['GET'], path: fc.constant('/api/images'), shape: 'none' },
       { name: 'image', methods: ['GET'], path: withId((id) => `/api/images/${id}`), shape: 'none' },
       { name: 'similar', methods: ['GET'], path: withId((id) => `/api/images/${id}/similar`), shape: 'none' },
       { name: 'thumbnail', methods: ['GET'], path: withId((id) => `/api/images/${id}/thumbnail`), shape: 'none' },
