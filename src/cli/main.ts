@@ -7,7 +7,7 @@ import { doctorCommand } from './commands/doctor.js';
 import { indexCommand } from './commands/index-cmd.js';
 import { labelCommand, labelsCommand } from './commands/label-cmd.js';
 import { modelsCommand } from './commands/models.js';
-import { searchCommand, similarCommand } from './commands/search.js';
+import { listCommand, searchCommand, similarCommand } from './commands/search.js';
 import { serveCommand } from './commands/serve.js';
 import { statusCommand } from './commands/status.js';
 import { tokenizeCommand } from './commands/tokenize.js';
@@ -31,6 +31,7 @@ export function createProgram(): Command {
   program.addCommand(doctorCommand());
   program.addCommand(searchCommand());
   program.addCommand(similarCommand());
+  program.addCommand(listCommand());
   program.addCommand(serveCommand());
   program.addCommand(indexCommand());
   program.addCommand(statusCommand());

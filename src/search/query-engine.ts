@@ -9,7 +9,7 @@ import type { Library, SearchSpace } from '../library/library.js';
 import { projectRows } from '../train/adapter-weights.js';
 import type { ImageInput } from '../model/image-source.js';
 import type { ImageRecord } from '../store/images-repo.js';
-import type { ImageFilter } from '../store/image-filter.js';
+import { ImageFilterQueries, type BrowseOrder, type ImageFilter } from '../store/image-filter.js';
 import { LruCache } from './lru-cache.js';
 
 export type QueryTerm = { weight?: number } & (
@@ -56,6 +56,26 @@ export interface SearchResponse {
   modelKey: string;
 }
 
+/** A page of the library itself, in a stable order (`browse`). */
+export interface BrowseRequest {
+  filter?: ImageFilter;
+  /** Default date-desc: newest capture first, photos without a date last. */
+  sort?: BrowseOrder;
+  /** Default 50, at most 500. */
+  limit?: number;
+  offset?: number;
+}
+
+export interface BrowseResponse {
+  images: Omit<SearchResult, 'score'>[];
+  offset: number;
+  limit: number;
+  /** Photos matching the filter in all. */
+  total: number;
+  hasMore: boolean;
+  modelKey: string;
+}
+
 export const MAX_LIMIT = 500;
 /** Results a cut-off or date sort looks at: the index returns the best this many, then they are filtered. */
 const MAX_CANDIDATES = 2000;
@@ -79,11 +99,31 @@ export function resultFromRecord(r: ImageRecord, score: number): SearchResult {
 export class QueryEngine {
   /** Phrase → embedding, per model key: typing "dog", "dog " and "dog" again costs one encode. */
   private readonly textCache = new LruCache<string, Float32Array>(1000);
+  private browser: ImageFilterQueries | null = null;
 
   constructor(
     private readonly library: Library,
     private readonly options: { maxPixels?: number } = {},
   ) {}
+
+  /**
+   * The library a page at a time: the photos a search could find (indexed, with an embedding in the space
+   * searched), under the same filters, without a query.
+   */
+  browse(request: BrowseRequest = {}): BrowseResponse {
+    const { key } = this.library.searchSpace();
+    const limit = checkInt(request.limit ?? 50, 'limit', 1, MAX_LIMIT);
+    const offset = checkInt(request.offset ?? 0, 'offset', 0, Number.MAX_SAFE_INTEGER);
+    this.browser ??= new ImageFilterQueries(this.library.store.db);
+    const { ids, total } = this.browser.page(key, request.filter ?? {}, request.sort ?? 'date-desc', limit, offset);
+    const images = ids.flatMap((id) => {
+      const record = this.library.images.get(id);
+      if (!record) return [];
+      const { score: _score, ...photo } = resultFromRecord(record, 0);
+      return [photo];
+    });
+    return { images, offset, limit, total, hasMore: offset + ids.length < total, modelKey: key };
+  }
 
   async search(request: SearchRequest): Promise<SearchResponse> {
     const started = performance.now();

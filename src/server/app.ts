@@ -10,7 +10,7 @@ import { providerUnavailableReason } from '../model/ort-session.js';
 import { listManifests } from '../model/model-registry.js';
 import { QueryEngine, resultFromRecord, type QueryTerm, type SearchRequest } from '../search/query-engine.js';
 import { readIngestCounts } from '../ingest/ingest-engine.js';
-import { ImageFilterQueries, type ImageFilter } from '../store/image-filter.js';
+import type { ImageFilter } from '../store/image-filter.js';
 import {
   addLabelsBody,
   addRootBody,
@@ -184,24 +184,11 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
     }),
   );
 
-  // The library itself, a page at a time: photos that searches can find (indexed, with an embedding of
-  // the model searched), newest first unless asked otherwise, under the same filters as a search.
-  const browser = new ImageFilterQueries(library.store.db);
   app.get(
     '/api/images',
     route((req, res) => {
       const q = browseQuery.parse(req.query);
-      const limit = q.limit ?? 50;
-      const offset = q.offset ?? 0;
-      const { key } = library.searchSpace();
-      const { ids, total } = browser.page(key, filterOf(q) ?? {}, q.sort ?? 'date-desc', limit, offset);
-      const images = ids.flatMap((id) => {
-        const record = library.images.get(id);
-        if (!record) return [];
-        const { score: _score, ...meta } = resultFromRecord(record, 0);
-        return [meta];
-      });
-      res.json({ images, offset, limit, total, hasMore: offset + ids.length < total });
+      res.json(engine.browse({ ...optionalFilter(q), ...(q.sort ? { sort: q.sort } : {}), ...(q.limit !== undefined ? { limit: q.limit } : {}), ...(q.offset !== undefined ? { offset: q.offset } : {}) }));
     }),
   );
 

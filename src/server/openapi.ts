@@ -114,7 +114,7 @@ export function openApiDocument(): JsonSchema {
       '/api/images': {
         get: {
           summary: 'The library a page at a time (photos searches can find), newest first by default',
-          description: '`{ images: [{ id, path, size, width, height, format, takenAt, cameraMake, cameraModel }], offset, limit, total, hasMore }`.',
+          description: '`{ images: [{ id, path, size, width, height, format, takenAt, cameraMake, cameraModel }], offset, limit, total, hasMore, modelKey }`.',
           parameters: queryParameters(browseQuery),
           responses: { 200: { description: 'photos' }, 400: error },
         },

@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import { ClipdexError } from '../../errors.js';
 import { Library } from '../../library/library.js';
 import { QueryEngine, type QueryTerm, type SearchRequest, type SearchResponse } from '../../search/query-engine.js';
-import type { ImageFilter } from '../../store/image-filter.js';
+import type { BrowseOrder, ImageFilter } from '../../store/image-filter.js';
 import { globalOptions, printJson, type GlobalOptions } from '../context.js';
 
 function parseDate(value: string, name: string): number {
@@ -41,19 +41,23 @@ function addCommonOptions(cmd: Command): Command {
     .option('--min-score-ratio <r>', 'keep results scoring at least this share (0-1) of the best');
 }
 
-function requestOptions(o: CommonOptions & { limit?: number }): Omit<SearchRequest, 'terms'> {
+function filterOptions(o: Pick<CommonOptions, 'folder' | 'after' | 'before' | 'format'>): { filter?: ImageFilter } {
   const filter: ImageFilter = {
     ...(o.folder ? { folder: resolve(o.folder) } : {}),
     ...(o.after ? { takenFrom: parseDate(o.after, 'after') } : {}),
     ...(o.before ? { takenTo: parseDate(o.before, 'before') } : {}),
     ...(o.format ? { formats: o.format.split(',').map((f) => f.trim().toLowerCase()).filter(Boolean) } : {}),
   };
+  return Object.keys(filter).length ? { filter } : {};
+}
+
+function requestOptions(o: CommonOptions & { limit?: number }): Omit<SearchRequest, 'terms'> {
   return {
     limit: o.limit ?? 20,
     ...(o.offset !== undefined ? { offset: o.offset } : {}),
     ...(o.sort ? { sort: o.sort } : {}),
     ...(o.minScoreRatio !== undefined ? { minScoreRatio: Number(o.minScoreRatio) } : {}),
-    ...(Object.keys(filter).length ? { filter } : {}),
+    ...filterOptions(o),
   };
 }
 
@@ -128,4 +132,30 @@ export function similarCommand(): Command {
     );
   });
   return cmd;
+}
+
+/** `clipdex list`: the library itself, newest first, under the same filters as a search. */
+export function listCommand(): Command {
+  return new Command('list')
+    .description('list indexed photos, newest first (or oldest first, or by path), under the search filters')
+    .option('-k, --limit <n>', 'how many photos', intOption, 50)
+    .option('--offset <n>', 'skip this many photos (paging)', intOption)
+    .option('--folder <dir>', 'only photos under this folder')
+    .option('--after <date>', 'only photos taken on or after this date (YYYY-MM-DD)')
+    .option('--before <date>', 'only photos taken before this date')
+    .option('--format <list>', 'only these formats, e.g. jpeg,png')
+    .addOption(new Option('--sort <order>', 'order').choices(['date-desc', 'date-asc', 'path']).default('date-desc'))
+    .action(async (o: Omit<CommonOptions, 'sort'> & { limit: number; sort: BrowseOrder }, c: Command) => {
+      const g = globalOptions(c);
+      const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir });
+      try {
+        const page = new QueryEngine(library).browse({ limit: o.limit, sort: o.sort, ...(o.offset !== undefined ? { offset: o.offset } : {}), ...filterOptions(o) });
+        if (g.json) return printJson(page);
+        if (page.total === 0) process.stderr.write('no photos\n');
+        for (const p of page.images) process.stdout.write(`${p.takenAt === null ? 'undated   ' : new Date(p.takenAt).toISOString().slice(0, 10)}  ${p.path}\n`);
+        if (page.hasMore) process.stderr.write(`${page.offset + page.images.length} of ${page.total}; more: --offset ${page.offset + page.limit}\n`);
+      } finally {
+        await library.close();
+      }
+    });
 }
