@@ -29,14 +29,19 @@ interface CommonOptions {
   minScoreRatio?: string;
 }
 
-function addCommonOptions(cmd: Command): Command {
+/** Paging and the filters, shared by the searches and `list`. */
+function addPagingAndFilters(cmd: Command, what: string, limit: number): Command {
   return cmd
-    .option('-k, --limit <n>', 'how many results', intOption, 20)
-    .option('--offset <n>', 'skip this many results (paging)', intOption)
+    .option('-k, --limit <n>', `how many ${what}`, intOption, limit)
+    .option('--offset <n>', `skip this many ${what} (paging)`, intOption)
     .option('--folder <dir>', 'only photos under this folder')
     .option('--after <date>', 'only photos taken on or after this date (YYYY-MM-DD)')
     .option('--before <date>', 'only photos taken before this date')
-    .option('--format <list>', 'only these formats, e.g. jpeg,png')
+    .option('--format <list>', 'only these formats, e.g. jpeg,png');
+}
+
+function addCommonOptions(cmd: Command): Command {
+  return addPagingAndFilters(cmd, 'results', 20)
     .addOption(new Option('--sort <order>', 'result order').choices(['relevance', 'date-desc', 'date-asc']))
     .option('--min-score-ratio <r>', 'keep results scoring at least this share (0-1) of the best');
 }
@@ -136,14 +141,7 @@ export function similarCommand(): Command {
 
 /** `clipdex list`: the library itself, newest first, under the same filters as a search. */
 export function listCommand(): Command {
-  return new Command('list')
-    .description('list indexed photos, newest first (or oldest first, or by path), under the search filters')
-    .option('-k, --limit <n>', 'how many photos', intOption, 50)
-    .option('--offset <n>', 'skip this many photos (paging)', intOption)
-    .option('--folder <dir>', 'only photos under this folder')
-    .option('--after <date>', 'only photos taken on or after this date (YYYY-MM-DD)')
-    .option('--before <date>', 'only photos taken before this date')
-    .option('--format <list>', 'only these formats, e.g. jpeg,png')
+  return addPagingAndFilters(new Command('list').description('list indexed photos, newest first (or oldest first, or by path), under the search filters'), 'photos', 50)
     .addOption(new Option('--sort <order>', 'order').choices(['date-desc', 'date-asc', 'path']).default('date-desc'))
     .action(async (o: Omit<CommonOptions, 'sort'> & { limit: number; sort: BrowseOrder }, c: Command) => {
       const g = globalOptions(c);
