@@ -233,27 +233,21 @@ function remember(ctx: Context, id: number): void {
 const errorBody = (body: unknown) => (typeof (body as { error?: { code?: unknown } })?.error?.code === 'string' ? null : 'no error code in the body');
 
 /** The invalid requests: each must be refused with exactly this status, never answered 5xx. */
+/** Requests the API must refuse with a clear 4xx, one picked at random each time. */
+const INVALID_REQUESTS: readonly Omit<RequestSpec, 'kind' | 'check'>[] = [
+  { method: 'GET', path: '/api/search', expect: 400 },
+  { method: 'GET', path: '/api/search?q=dog&limit=0', expect: 400 },
+  { method: 'GET', path: '/api/search?q=dog&after=not-a-date', expect: 400 },
+  { method: 'GET', path: '/api/images/0/similar', expect: 400 },
+  { method: 'GET', path: '/api/images/987654321/similar', expect: 404 },
+  { method: 'GET', path: '/api/images/987654321/thumbnail', expect: 404 },
+  { method: 'POST', path: '/api/search', body: JSON.stringify({ terms: [] }), json: true, expect: 400 },
+  { method: 'POST', path: '/api/search', body: '{"terms": [{"text": "dog"', json: true, expect: 400 },
+];
+
 function invalidRequest(ctx: Context): RequestSpec {
-  const k = Math.floor(ctx.rng() * 8);
-  const base = { kind: 'invalid', check: errorBody } as const;
-  switch (k) {
-    case 0:
-      return { ...base, method: 'GET', path: '/api/search', expect: 400 };
-    case 1:
-      return { ...base, method: 'GET', path: '/api/search?q=dog&limit=0', expect: 400 };
-    case 2:
-      return { ...base, method: 'GET', path: '/api/search?q=dog&after=not-a-date', expect: 400 };
-    case 3:
-      return { ...base, method: 'GET', path: '/api/images/0/similar', expect: 400 };
-    case 4:
-      return { ...base, method: 'GET', path: '/api/images/987654321/similar', expect: 404 };
-    case 5:
-      return { ...base, method: 'GET', path: '/api/images/987654321/thumbnail', expect: 404 };
-    case 6:
-      return { ...base, method: 'POST', path: '/api/search', body: JSON.stringify({ terms: [] }), json: true, expect: 400 };
-    default:
-      return { ...base, method: 'POST', path: '/api/search', body: '{"terms": [{"text": "dog"', json: true, expect: 400 };
-  }
+  const spec = INVALID_REQUESTS[Math.floor(ctx.rng() * INVALID_REQUESTS.length)]!;
+  return { ...spec, kind: 'invalid', check: errorBody };
 }
 
 /** One request of the mix (weights in percent). */
