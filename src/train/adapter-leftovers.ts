@@ -62,10 +62,15 @@ export class ActivationLease {
 
 /**
  * Adapter keys of `baseKey` with stored embeddings or a registered index that are neither `activeKey` nor
- * leased by a live activation (`leased`: the keys that are). Read in one transaction, so a lease and the
- * rows it covers are seen together.
+ * leased by a live activation (`leased`: the keys that are; `deadLeases`: the lease rows nobody refreshes).
+ * Read in one transaction, so a lease and the rows it covers are seen together.
  */
-export function findAdapterLeftovers(db: Database.Database, baseKey: string, activeKey: string | null, now = Date.now()): { leftovers: string[]; leased: string[] } {
+export function findAdapterLeftovers(
+  db: Database.Database,
+  baseKey: string,
+  activeKey: string | null,
+  now = Date.now(),
+): { leftovers: string[]; leased: string[]; deadLeases: string[] } {
   const prefix = `${baseKey}@adapter-`;
   return db.transaction(() => {
     const keys = db
@@ -75,12 +80,12 @@ export function findAdapterLeftovers(db: Database.Database, baseKey: string, act
       )
       .all(prefix, prefix, prefix, prefix)
       .map((r) => r.key);
-    const leased = db
+    const leases = db
       .prepare<[string, string], { key: string; value: string }>('SELECT key, value FROM meta WHERE substr(key, 1, length(?)) = ?')
-      .all(LEASE_PREFIX, LEASE_PREFIX)
-      .filter((r) => leaseLive(r.value, now))
-      .map((r) => r.key.slice(LEASE_PREFIX.length));
-    return { leftovers: keys.filter((k) => k !== activeKey && !leased.includes(k)), leased };
+      .all(LEASE_PREFIX, LEASE_PREFIX);
+    const leased = leases.filter((r) => leaseLive(r.value, now)).map((r) => r.key.slice(LEASE_PREFIX.length));
+    const deadLeases = leases.filter((r) => !leased.includes(r.key.slice(LEASE_PREFIX.length))).map((r) => r.key);
+    return { leftovers: keys.filter((k) => k !== activeKey && !leased.includes(k)), leased, deadLeases };
   })();
 }
 
@@ -125,15 +130,11 @@ export async function removeAdapterLeftovers(
   baseKey: string,
   activeKey: string | null,
 ): Promise<string[]> {
-  const { leftovers, leased } = findAdapterLeftovers(db, baseKey, activeKey);
+  const { leftovers, leased, deadLeases } = findAdapterLeftovers(db, baseKey, activeKey);
   const adapted = new AdaptedEmbeddings(db, embeddings, baseKey);
   for (const key of leftovers) adapted.drop(key);
   // Leases nobody refreshes any more go too (written only when there are some: a read-only library opens).
-  const stale = db
-    .prepare<[string, string], { key: string }>('SELECT key FROM meta WHERE substr(key, 1, length(?)) = ?')
-    .all(LEASE_PREFIX, LEASE_PREFIX)
-    .filter((r) => !leased.includes(r.key.slice(LEASE_PREFIX.length)));
-  for (const r of stale) db.prepare<[string]>('DELETE FROM meta WHERE key = ?').run(r.key);
+  for (const key of deadLeases) db.prepare<[string]>('DELETE FROM meta WHERE key = ?').run(key);
   const folders = new Set(leftovers.map((k) => keyDir(indexDir, k)));
   const keep = new Set([activeKey, ...leased].filter((k): k is string => k !== null).map((k) => keyDir(indexDir, k)));
   const known = new Set(
