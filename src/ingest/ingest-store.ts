@@ -90,8 +90,11 @@ export class IngestStore {
       ),
       dropOrphans: p<[]>('DELETE FROM embeddings WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.content_hash = embeddings.content_hash)'),
       removeImage: p<[number]>('DELETE FROM images WHERE id = ?'),
-      rename: p<[string, number, number, number, number, number]>(
-        'UPDATE images SET path = ?, root_id = ?, size = ?, mtime_ms = ?, updated_at = ? WHERE id = ?',
+      // A failed file's message names it ("<path>: not an image"): it follows the file, or `status --errors`
+      // would show a name that no longer exists. SET reads the old `path`, so the replace needs no second query.
+      rename: p<[string, string, number, number, number, number, number]>(
+        `UPDATE images SET error_message = replace(error_message, path, ?), path = ?, root_id = ?, size = ?, mtime_ms = ?, updated_at = ?
+         WHERE id = ?`,
       ),
       touchVersion: p<[number, number, number, number]>('UPDATE images SET size = ?, mtime_ms = ?, updated_at = ? WHERE id = ?'),
       setStatus: p<[string, number, number]>('UPDATE images SET status = ?, updated_at = ? WHERE id = ?'),
@@ -216,7 +219,7 @@ export class IngestStore {
   renameImage(id: number, newPath: string, rootId: number, size: number, mtimeMs: number): void {
     const existing = this.s.imageByPath.get(newPath);
     if (existing && existing.id !== id) this.s.removeImage.run(existing.id);
-    this.s.rename.run(newPath, rootId, size, mtimeMs, this.now(), id);
+    this.s.rename.run(newPath, newPath, rootId, size, mtimeMs, this.now(), id);
     this.s.dequeuePath.run(newPath);
   }
 
