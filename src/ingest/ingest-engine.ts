@@ -151,7 +151,8 @@ export class IngestEngine {
   private rescanAt = 0;
   private handlingBatches = 0;
   private lastProgressKey = '';
-  private pendingCache = { at: 0, value: 0 };
+  /** The queue's length, counted at most twice a second, and again whenever `done` moved (see progress()). */
+  private pendingCache = { at: 0, done: -1, all: 0, online: 0 };
   private wroteSinceSync = false;
   private garbage = { due: false, removed: 0, lastAt: Date.now() };
   private failure: { error: unknown; at: number; resolvedAt: number | null } | null = null;
@@ -296,7 +297,7 @@ export class IngestEngine {
     const f = this.failure;
     return {
       phase: this.phase(),
-      progress: this.progress(counts.pending),
+      progress: this.progress(),
       counts,
       roots,
       modelKey: this.model.key,
@@ -667,13 +668,17 @@ export class IngestEngine {
     return this.queue.isIdle() ? 'idle' : 'encoding';
   }
 
-  private progress(pending?: number): IngestProgress {
+  private progress(): IngestProgress {
     const now = Date.now();
-    if (pending === undefined) {
-      if (now - this.pendingCache.at > 500) this.pendingCache = { at: now, value: this.store.queueCount() };
-      pending = this.pendingCache.value;
-    }
     const done = this.done;
+    // total is done + the queue, so both must be read at the same moment: a file recorded since the count
+    // was taken is in `done` and still in a stale count, and a whole batch recorded at once showed as a
+    // total one batch too high (48/260 for 244 files), to the very end of the run.
+    let queued = this.pendingCache;
+    if (now - queued.at > 500 || queued.done !== done) this.pendingCache = queued = { at: now, done, ...this.store.queueCounts() };
+    const pending = queued.all;
+    // Entries of an offline root wait for it: this run will not do them, so they are not part of its total.
+    const workable = queued.online;
     this.rate.push({ at: now, done });
     while (this.rate.length > 2 && this.rate[0]!.at < now - RATE_WINDOW_MS) this.rate.shift();
     const first = this.rate[0]!;
@@ -683,10 +688,10 @@ export class IngestEngine {
     return {
       phase: this.phase(),
       done,
-      total: done + pending,
+      total: done + workable,
       pending,
       filesPerSecond,
-      etaSeconds: filesPerSecond > 0 ? pending / filesPerSecond : null,
+      etaSeconds: filesPerSecond > 0 ? workable / filesPerSecond : null,
       errors: c.errors,
       reused: c.reused,
       encoded: c.encoded,

@@ -9,7 +9,7 @@ export interface IngestProgress {
   phase: IngestPhase;
   /** Files whose result was recorded since the engine started. */
   done: number;
-  /** done + what is queued now (in flight included). */
+  /** done + what is queued now for roots that are online (in flight included): what this run will do. */
   total: number;
   /** Queued entries (roots that are offline included). */
   pending: number;

@@ -67,6 +67,9 @@ export class IngestStore {
          WHERE q.id > ? ORDER BY q.id LIMIT ?`,
       ),
       queueCount: p<[], { n: number }>('SELECT count(*) AS n FROM ingest_queue'),
+      queueCounts: p<[], { all: number; online: number }>(
+        `SELECT count(*) AS "all", count(r.id) AS online FROM ingest_queue q LEFT JOIN roots r ON r.id = q.root_id AND r.state = 'ok'`,
+      ),
       queueOnlineAny: p<[], { one: number }>(
         `SELECT 1 AS one FROM ingest_queue q JOIN roots r ON r.id = q.root_id AND r.state = 'ok' LIMIT 1`,
       ),
@@ -172,6 +175,11 @@ export class IngestStore {
   /** Everything queued (offline roots included). */
   queueCount(): number {
     return this.s.queueCount.get()!.n;
+  }
+
+  /** Everything queued, and what of it can be worked on now (its root is online), in one pass. */
+  queueCounts(): { all: number; online: number } {
+    return this.s.queueCounts.get()!;
   }
 
   /** True when an entry can be worked on now (its root is online). */

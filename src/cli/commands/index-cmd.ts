@@ -12,7 +12,7 @@ function rateLabel(p: IngestProgress): string {
   const parts = [p.phase === 'scanning' ? 'scanning' : `${p.filesPerSecond.toFixed(p.filesPerSecond < 10 ? 1 : 0)} files/s`];
   parts.push(`${p.errors} error${p.errors === 1 ? '' : 's'}`);
   // The bar shows its own ETA on a terminal; the plain lines on a pipe say it here.
-  if (!process.stderr.isTTY && p.etaSeconds !== null && p.pending > 0) parts.push(`ETA ${Math.ceil(p.etaSeconds)} s`);
+  if (!process.stderr.isTTY && p.etaSeconds !== null && p.total > p.done) parts.push(`ETA ${Math.ceil(p.etaSeconds)} s`);
   return parts.join(', ');
 }
 
