@@ -5,6 +5,10 @@
 export type ErrorCode =
   | 'INVALID_ARGUMENT'
   | 'FILE_NOT_FOUND'
+  /** No such photo, label or other record by that id. */
+  | 'NOT_FOUND'
+  /** The photo is in the library but failed to index: it cannot be searched by or labeled until it does. */
+  | 'PHOTO_FAILED'
   | 'FILE_UNREADABLE'
   | 'EMPTY_FILE'
   | 'NOT_AN_IMAGE'
@@ -32,7 +36,11 @@ export type ErrorCode =
   | 'INVALID_UPLOAD'
   | 'DISK_FULL'
   | 'STORAGE_READ_ONLY'
-  | 'STORAGE_FAILED';
+  | 'STORAGE_FAILED'
+  /** The library database's pages are damaged (SQLITE_CORRUPT): not a model problem. */
+  | 'LIBRARY_DAMAGED'
+  /** The library database is new or empty beside thumbnails and index files: its content was lost. */
+  | 'LIBRARY_DATABASE_LOST';
 
 export class ClipdexError extends Error {
   readonly code: ErrorCode;

@@ -5,7 +5,7 @@ import { cacheDir as defaultCacheDir, dataDir as defaultDataDir } from '../model
 import { ClipModel, type LoadModelOptions } from '../model/clip-model.js';
 import { DEFAULT_MODEL_ID, resolveModel } from '../model/model-registry.js';
 import { AdaptersRepo, type AdapterRecord } from '../store/adapters-repo.js';
-import { libraryPaths, openDatabase, type LibraryPaths, type StoreDatabase } from '../store/database.js';
+import { libraryDamagedError, libraryPaths, openDatabase, type LibraryPaths, type StoreDatabase } from '../store/database.js';
 import { EmbeddingsRepo } from '../store/embeddings-repo.js';
 import { ImagesRepo } from '../store/images-repo.js';
 import { PairsRepo } from '../store/pairs-repo.js';
@@ -14,6 +14,7 @@ import { adapterModelKey, AdaptedEmbeddings } from '../train/adapter-embeddings.
 import { removeAdapterLeftovers } from '../train/adapter-leftovers.js';
 import { decodeAdapter, type AdapterWeights } from '../train/adapter-weights.js';
 import { storageError } from '../util/storage-error.js';
+import { refuseLostDatabase } from './lost-database.js';
 import { modelKeyFor } from './model-key.js';
 
 export interface OpenLibraryOptions {
@@ -89,7 +90,13 @@ export class Library {
   static async open(options: OpenLibraryOptions = {}): Promise<Library> {
     const paths = libraryPaths(options.dataDir ?? defaultDataDir());
     const modelRef = options.model ?? process.env.CLIPDEX_MODEL ?? DEFAULT_MODEL_ID;
-    const store = openDatabase(paths.database);
+    refuseLostDatabase(paths);
+    let store: StoreDatabase;
+    try {
+      store = openDatabase(paths.database);
+    } catch (err) {
+      throw libraryDamagedError(err, paths.database) ?? err;
+    }
     let model: ClipModel | null = null;
     try {
       const spec = await resolveModel(modelRef, { cacheRoot: options.cacheDir ?? defaultCacheDir() });
@@ -109,6 +116,13 @@ export class Library {
       return library;
     } catch (err) {
       await model?.release().catch(() => undefined);
+      // Damaged pages are often first read here (registering the model, opening its index): that is the
+      // library's problem, not the model's, and no caller can go on without a sound database.
+      const damaged = libraryDamagedError(err, paths.database);
+      if (damaged) {
+        store.close();
+        throw damaged;
+      }
       // A database that refuses a write here (full disk, read-only file) is not a broken model: say which it is.
       const modelError = isClipdexError(err)
         ? err

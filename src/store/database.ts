@@ -2,12 +2,12 @@
  * Opens a library database: one SQLite file per library, migrated at open, tuned for one writer and
  * many readers (the CLI, the server and the index build worker may all have it open).
  */
-import { accessSync, constants, mkdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { ClipdexError, errorMessage } from '../errors.js';
 import { dataDir } from '../model/cache-dir.js';
-import { checkMigratable, listMigrations, migrate, type AppliedMigration, MIGRATIONS_DIR } from './migrations.js';
+import { checkMigratable, listMigrations, migrate, schemaVersion, type AppliedMigration, MIGRATIONS_DIR } from './migrations.js';
 
 export interface LibraryPaths {
   dir: string;
@@ -123,7 +123,9 @@ function guardSqlite<T>(fn: () => T, file: string): T {
   } catch (err) {
     if (err instanceof ClipdexError) throw err;
     const code = (err as { code?: string }).code ?? '';
-    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+    const damaged = libraryDamagedError(err, file);
+    if (damaged) throw damaged;
+    if (code === 'SQLITE_NOTADB') {
       throw new ClipdexError('DATABASE_INVALID', `${file} is not a clipdex library database (${errorMessage(err)})`, {
         cause: err,
         details: { path: file },
@@ -138,5 +140,84 @@ function guardSqlite<T>(fn: () => T, file: string): T {
       );
     }
     throw err;
+  }
+}
+
+/** SQLite's word for damaged pages: SQLITE_CORRUPT and its extended codes (SQLITE_CORRUPT_INDEX, …). */
+export function isCorruptionError(err: unknown): boolean {
+  // Followed through `cause`: a layer above may have wrapped SQLite's error in one of its own.
+  for (let e = err, depth = 0; typeof e === 'object' && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('SQLITE_CORRUPT')) return true;
+  }
+  return false;
+}
+
+/**
+ * The damaged-library error `err` stands for, or null. A damaged page surfaces wherever a statement first
+ * reads it (often while the model is being registered), and was reported as a broken model with advice to
+ * download it again; this says what is damaged, what the photos can rebuild and what only the file holds.
+ */
+export function libraryDamagedError(err: unknown, file: string): ClipdexError | null {
+  if (err instanceof ClipdexError && err.code === 'LIBRARY_DAMAGED') return err;
+  if (!isCorruptionError(err)) return null;
+  return new ClipdexError('LIBRARY_DAMAGED', `the library database ${file} is damaged (${errorMessage(err)}). ${damagedDatabaseAdvice(file)}`, {
+    cause: err,
+    details: { path: file },
+  });
+}
+
+/** How to get back from a damaged library database, spelled out with its paths. */
+export function damagedDatabaseAdvice(file: string): string {
+  const name = basename(file);
+  return (
+    `\`clipdex doctor\` checks it page by page. To recover, in ${dirname(file)}: stop every clipdex using it and keep a copy of ${name} and ${name}-wal. ` +
+    `Labels and trained versions live only in this file: try \`sqlite3 ${name} .recover | sqlite3 recovered.db\` and use recovered.db as ${name} if it opens, or restore a backup. ` +
+    `Everything else — embeddings, thumbnails and the vector index — is rebuilt from the photos: move ${name} (and ${name}-wal, ${name}-shm) aside, ` +
+    `then run \`CLIPDEX_REINIT=1 clipdex index <your folders>\` once (CLIPDEX_REINIT=1 allows a new database beside the old thumbnails).`
+  );
+}
+
+export interface IntegrityReport {
+  /** `quick_check` (b-tree structure and records, O(N)) or `integrity_check` (also every index against its table). */
+  mode: 'quick_check' | 'integrity_check';
+  /** What SQLite found; empty when the file is sound. */
+  problems: string[];
+}
+
+/** Runs SQLite's own consistency check on a library file, read-only, and collects what it reports. */
+export function checkIntegrity(file: string, options: { full?: boolean; maxProblems?: number } = {}): IntegrityReport {
+  const mode = options.full ? 'integrity_check' : 'quick_check';
+  const max = options.maxProblems ?? 20;
+  const problems: string[] = [];
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true });
+    // The pragma yields its findings as rows and may then fail on the page it could not read: keep both.
+    for (const row of db.prepare(`PRAGMA ${mode}(${max})`).iterate() as IterableIterator<Record<string, unknown>>) {
+      const text = String(Object.values(row)[0]);
+      if (text !== 'ok' && !text.startsWith('*** in database')) problems.push(text);
+    }
+  } catch (err) {
+    // After findings, this is only SQLite tripping over the page it already reported.
+    if (problems.length === 0) problems.push(errorMessage(err));
+  } finally {
+    db?.close();
+  }
+  return { mode, problems };
+}
+
+/** What a library file holds, read without writing: a damaged or missing WAL can still be rescued after this. */
+export type DatabaseContent = 'missing' | 'empty-file' | 'empty-schema' | 'library';
+
+export function databaseContent(file: string): DatabaseContent {
+  if (!existsSync(file)) return 'missing';
+  if (statSync(file).size === 0) return 'empty-file';
+  // Read-only on purpose: the last read-write connection to close would delete a WAL it could not read.
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    return guardSqlite(() => schemaVersion(db), file) === 0 ? 'empty-schema' : 'library';
+  } finally {
+    db.close();
   }
 }

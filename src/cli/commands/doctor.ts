@@ -5,9 +5,11 @@ import { Command } from 'commander';
 import * as ort from 'onnxruntime-node';
 import { errorMessage, isClipdexError } from '../../errors.js';
 import { hnswlibBuild } from '../../index/hnswlib-binding.js';
+import { lostDatabaseReason, REINIT_ENV } from '../../library/lost-database.js';
 import { ClipModel } from '../../model/clip-model.js';
 import { resolveModel } from '../../model/model-registry.js';
 import { providerUnavailableReason } from '../../model/ort-session.js';
+import { checkIntegrity, damagedDatabaseAdvice, databaseContent, libraryPaths } from '../../store/database.js';
 import { EXIT, globalOptions, printJson } from '../context.js';
 
 export interface Check {
@@ -29,7 +31,51 @@ function writableDir(dir: string): Check['status'] {
   }
 }
 
-export async function runChecks(g: { model: string; dataDir: string; cacheDir: string }): Promise<Check[]> {
+/**
+ * The library database: lost (new or empty beside a library's thumbnails), damaged (SQLite's own check finds
+ * bad pages), or sound. quick_check by default: it reads every page but skips matching each index against
+ * its table, which makes the full integrity_check several times slower on a large library.
+ */
+export function libraryCheck(dataDir: string, full = false): Check {
+  const paths = libraryPaths(dataDir);
+  const name = 'library database';
+  try {
+    const lost = lostDatabaseReason(paths);
+    if (lost) {
+      return {
+        name,
+        status: 'fail',
+        detail: lost,
+        fix: `restore library.db (and library.db-wal) from a backup; or, to index the photos again into a new database, run once with ${REINIT_ENV}=1`,
+      };
+    }
+    if (databaseContent(paths.database) !== 'library') return { name, status: 'ok', detail: `${paths.database} (a new library: will be created)` };
+    const report = checkIntegrity(paths.database, { full });
+    if (report.problems.length > 0) {
+      const n = report.problems.length;
+      return {
+        name,
+        status: 'fail',
+        detail: `${paths.database} is damaged: ${report.mode} found ${n} problem${n === 1 ? '' : 's'}: ${report.problems.slice(0, 5).join('; ')}`,
+        fix: damagedDatabaseAdvice(paths.database),
+      };
+    }
+    return {
+      name,
+      status: 'ok',
+      detail: `${paths.database}: ${report.mode} ok${full ? '' : ' (`clipdex doctor --full` also matches every index against its table)'}`,
+    };
+  } catch (err) {
+    return {
+      name,
+      status: 'fail',
+      detail: errorMessage(err),
+      fix: isClipdexError(err, 'LIBRARY_DAMAGED') ? damagedDatabaseAdvice(paths.database) : 'point --data-dir at a clipdex library, or move this file aside',
+    };
+  }
+}
+
+export async function runChecks(g: { model: string; dataDir: string; cacheDir: string }, options: { full?: boolean } = {}): Promise<Check[]> {
   const checks: Check[] = [];
   checks.push({
     name: 'runtime',
@@ -98,6 +144,8 @@ export async function runChecks(g: { model: string; dataDir: string; cacheDir: s
     });
   }
 
+  checks.push(libraryCheck(g.dataDir, options.full));
+
   const watchesFile = '/proc/sys/fs/inotify/max_user_watches';
   if (existsSync(watchesFile)) {
     const watches = Number(readFileSync(watchesFile, 'utf8').trim());
@@ -117,10 +165,15 @@ export async function runChecks(g: { model: string; dataDir: string; cacheDir: s
 
 export function doctorCommand(): Command {
   return new Command('doctor')
-    .description('check the model, execution providers, directories and limits, with a fix for each problem')
-    .action(async (_opts: unknown, cmd: Command) => {
+    .description('check the model, execution providers, directories, the library database and limits, with a fix for each problem')
+    .option('--full', 'check the library database with the slower integrity_check instead of quick_check')
+    .addHelpText(
+      'after',
+      '\nExit code: 0 when nothing clipdex needs is missing (warnings, marked !, leave it 0); 1 when a check failed (marked ✗).',
+    )
+    .action(async (opts: { full?: boolean }, cmd: Command) => {
       const g = globalOptions(cmd);
-      const checks = await runChecks(g);
+      const checks = await runChecks(g, { full: opts.full === true });
       const failed = checks.some((c) => c.status === 'fail');
       if (g.json) printJson({ ok: !failed, checks });
       else {

@@ -3,7 +3,7 @@ import { ClipdexError } from '../../errors.js';
 import { readIngestCounts } from '../../ingest/ingest-engine.js';
 import { IngestStore } from '../../ingest/ingest-store.js';
 import { Library } from '../../library/library.js';
-import { globalOptions, printJson } from '../context.js';
+import { exitCodeFor, globalOptions, printJson } from '../context.js';
 
 interface FailedFile {
   id: number;
@@ -30,6 +30,11 @@ export function statusCommand(): Command {
       if (!Number.isInteger(n) || n < 1) throw new ClipdexError('INVALID_ARGUMENT', `--limit must be a positive integer, got ${v}`);
       return n;
     })
+    .addHelpText(
+      'after',
+      '\nExit code: 0 when the library and its model are ready; 3 when the model is missing or unsupported, 1 when it cannot be ' +
+        'loaded (the report is printed either way); 1 when the library database cannot be opened (damaged or lost).',
+    )
     .action(async (opts: { errors?: boolean; limit?: number }, cmd: Command) => {
       const g = globalOptions(cmd);
       // Status must work when the model is missing or broken: it is where the user looks to find out.
@@ -70,6 +75,8 @@ export function statusCommand(): Command {
           }
         }
         const library = { dataDir: lib.paths.dir, database: lib.paths.database, schemaVersion: lib.store.schemaVersion };
+        // The report is still useful without a model, but a script asking "is it ready?" must hear no.
+        if (!loaded) process.exitCode = exitCodeFor(lib.modelError ?? new ClipdexError('MODEL_NOT_FOUND', 'no model'));
         if (g.json) {
           printJson({ ...counts, roots, model, index, library, ...(errors ? { errors } : {}) });
           return;
