@@ -236,7 +236,7 @@ describe.skipIf(!labeled)(`clipdex label, labels, train and adapters on ../share
     expect(valPairs).toBeGreaterThan(0);
     expect(improved).toBe(true);
     expect(meanRecall(after!)).toBeGreaterThan(meanRecall(before!));
-    expect(after!.textToImage.r5).toBeGreaterThan(before!.textToImage.r5);
+    expect(after!.textToImage.p5).toBeGreaterThan(before!.textToImage.p5);
     expect(trained.outcome.verdict).toMatch(/beats the base model/);
     // Training stores the split it drew with the labels.
     expect((await list()).captions.reduce((s, c) => s + c.val, 0)).toBe(valPairs);

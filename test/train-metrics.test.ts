@@ -17,12 +17,12 @@ describe('retrieval metrics', () => {
   const m = retrievalMetrics(sims, 3, 2, pairs);
 
   it('scores image→text by the rank of the right caption', () => {
-    expect(m.imageToText).toEqual({ r1: 0.6667, r5: 1, r10: 1, meanRank: 1.3333, queries: 3 });
+    expect(m.imageToText).toEqual({ r1: 0.6667, r5: 1, r10: 1, p5: 1, p10: 1, meanRank: 1.3333, queries: 3 });
   });
 
-  it('scores text→image as the share of the top k that is right, out of what could be', () => {
-    // Text 0 ranks images 0 (0.9), 2 (0.3), 1 (0.2): r1 = 1, r5 = 2/2; text 1 ranks 1 (0.8), 2 (0.7): r1 = 0.
-    expect(m.textToImage).toEqual({ r1: 0.5, r5: 1, r10: 1, meanRank: 1.5, queries: 2 });
+  it('scores text→image as the share of queries with a right photo in the top k', () => {
+    // Text 0 ranks images 0 (0.9), 2 (0.3), 1 (0.2): right at 1; text 1 ranks 1 (0.8), 2 (0.7): right at 2.
+    expect(m.textToImage).toEqual({ r1: 0.5, r5: 1, r10: 1, p5: 1, p10: 1, meanRank: 1.5, queries: 2 });
     expect(meanRecall(m)).toBeCloseTo((0.5 + 1 + 1 + 0.6667 + 1 + 1) / 6, 4);
   });
 
@@ -32,14 +32,37 @@ describe('retrieval metrics', () => {
     expect(tie.imageToText.meanRank).toBe(2);
   });
 
+  it('never has recall@5 below recall@1, even when the top 5 holds fewer right photos than it could', () => {
+    // One text, six photos scored 0.9, 0.8, …; the right ones are photos 0 and 5. The old figure (hits in
+    // the top k over min(k, right ones)) gave 1 at k = 1 and 0.5 at k = 5.
+    const s = Float32Array.from([0.9, 0.8, 0.7, 0.6, 0.5, 0.4]);
+    const r = retrievalMetrics(s, 6, 1, [
+      [0, 0],
+      [5, 0],
+    ]).textToImage;
+    expect([r.r1, r.r5, r.r10]).toEqual([1, 1, 1]);
+    // The share of the top 5 that is right, out of what could be, keeps its own name.
+    expect(r.p5).toBe(0.5);
+    expect(r.p10).toBe(1);
+  });
+
+  it('is 0 at every k when no right answer is in the top k, and rises at the k that first holds one', () => {
+    const s = Float32Array.from({ length: 12 }, (_, i) => 1 - i / 12); // image i scores 1 - i/12
+    const r = retrievalMetrics(s, 12, 1, [[6, 0]]).textToImage; // the right photo is 7th
+    expect([r.r1, r.r5, r.r10, r.meanRank]).toEqual([0, 0, 1, 7]);
+  });
+
   it('handles many right answers (a label with many photos) the same way as few', () => {
     const n = 40;
     const s = Float32Array.from({ length: n }, (_, i) => 1 - i / n); // one text; image i scores 1 - i/n
     const p = Array.from({ length: 20 }, (_, k) => [2 * k, 0] as const); // every even image is right
     const r = retrievalMetrics(s, n, 1, p);
-    expect(r.textToImage.r1).toBe(1);
-    expect(r.textToImage.r5).toBe(0.6); // top 5: images 0..4 → 0, 2, 4 right
-    expect(r.textToImage.r10).toBe(0.5);
+    expect([r.textToImage.r1, r.textToImage.r5, r.textToImage.r10]).toEqual([1, 1, 1]);
+    expect(r.textToImage.p5).toBe(0.6); // top 5: images 0..4 → 0, 2, 4 right
+    expect(r.textToImage.p10).toBe(0.5);
+    // The sorted path (more than 8 right answers) ranks like the counting one: photo 1 right among many.
+    const late = retrievalMetrics(s, n, 1, Array.from({ length: 10 }, (_, k) => [30 + k, 0] as const));
+    expect([late.textToImage.r10, late.textToImage.meanRank]).toEqual([0, 31]);
   });
 });
 

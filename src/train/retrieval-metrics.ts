@@ -1,12 +1,21 @@
 /**
  * Retrieval quality on labeled pairs, both ways, as CLIP papers report it: recall@1/5/10 and mean rank.
- * With several correct answers (28 photos of "a photo of a fish"), recall@k is the share of the top k that
- * is correct, out of what could be (min(k, positives)); the rank is that of the best-placed correct answer.
+ * recall@k is the share of queries with at least one correct answer in the top k, so it never falls as k
+ * grows; the rank is that of the best-placed correct answer. With many correct answers (28 photos of "a
+ * photo of a fish") recall@5 says little about the rest of the top 5, so p5/p10 say how full of correct
+ * answers the top k is.
  */
 export interface DirectionMetrics {
+  /** recall@k: share of queries with a correct answer in the top k. */
   r1: number;
   r5: number;
   r10: number;
+  /**
+   * precision@k out of what could be: correct answers in the top k over min(k, correct answers), averaged
+   * over queries (1 when the top k is as full of correct answers as it can be). precision@1 is recall@1.
+   */
+  p5: number;
+  p10: number;
   meanRank: number;
   queries: number;
 }
@@ -46,10 +55,12 @@ export function retrievalMetrics(sims: Float32Array, n: number, m: number, pairs
 }
 
 function direction(queries: { scores: Float32Array; positives: Set<number> }[]): DirectionMetrics {
-  if (queries.length === 0) return { r1: 0, r5: 0, r10: 0, meanRank: 0, queries: 0 };
+  if (queries.length === 0) return { r1: 0, r5: 0, r10: 0, p5: 0, p10: 0, meanRank: 0, queries: 0 };
   let r1 = 0;
   let r5 = 0;
   let r10 = 0;
+  let p5 = 0;
+  let p10 = 0;
   let rankSum = 0;
   for (const { scores, positives } of queries) {
     // Rank of a correct answer = 1 + how many wrong answers score at least as high (ties count against
@@ -67,15 +78,19 @@ function direction(queries: { scores: Float32Array; positives: Set<number> }[]):
       const negatives = Float32Array.from(scores.filter((_, i) => !positives.has(i))).sort().reverse();
       ranks = pos.map((p, k) => 1 + k + countAtLeast(negatives, p));
     }
-    const recallAt = (k: number) => ranks.filter((r) => r <= k).length / Math.min(k, positives.size);
-    r1 += recallAt(1);
-    r5 += recallAt(5);
-    r10 += recallAt(10);
-    rankSum += ranks[0]!;
+    // ranks[0] is the best-placed correct answer: a hit at k is that one being within the top k.
+    const best = ranks[0]!;
+    const precisionAt = (k: number) => ranks.filter((r) => r <= k).length / Math.min(k, positives.size);
+    if (best <= 1) r1++;
+    if (best <= 5) r5++;
+    if (best <= 10) r10++;
+    p5 += precisionAt(5);
+    p10 += precisionAt(10);
+    rankSum += best;
   }
   const q = queries.length;
   const round = (x: number) => Math.round(x * 10_000) / 10_000;
-  return { r1: round(r1 / q), r5: round(r5 / q), r10: round(r10 / q), meanRank: round(rankSum / q), queries: q };
+  return { r1: round(r1 / q), r5: round(r5 / q), r10: round(r10 / q), p5: round(p5 / q), p10: round(p10 / q), meanRank: round(rankSum / q), queries: q };
 }
 
 /** How many of `desc` (sorted high to low) are ≥ x: binary search. */

@@ -74,8 +74,11 @@ function metricsTable(before: RetrievalMetrics, after: RetrievalMetrics, mean: {
     const b: DirectionMetrics = before[key];
     const a: DirectionMetrics = after[key];
     const head = `${name}, ${b.queries} ${key === 'textToImage' ? 'caption' : 'photo'}${b.queries === 1 ? '' : 's'}`;
-    const recall = (k: 'r1' | 'r5' | 'r10', label: string) => `${label.padEnd(30)}${col(pct(b[k]))}${col(pct(a[k]))}${col(signed(100 * (a[k] - b[k]), 1, ' pt'))}`;
-    rows.push(head, recall('r1', '  recall@1'), recall('r5', '  recall@5'), recall('r10', '  recall@10'));
+    const share = (k: 'r1' | 'r5' | 'r10' | 'p5' | 'p10', label: string) => `${label.padEnd(30)}${col(pct(b[k]))}${col(pct(a[k]))}${col(signed(100 * (a[k] - b[k]), 1, ' pt'))}`;
+    rows.push(head, share('r1', '  recall@1'), share('r5', '  recall@5'), share('r10', '  recall@10'));
+    // A caption has many right photos, a photo mostly one right caption (where precision is recall): only
+    // text → image says how full of right photos the top k is, beyond recall's "at least one".
+    if (key === 'textToImage') rows.push(share('p5', '  precision@5 (of possible)'), share('p10', '  precision@10 (of possible)'));
     rows.push(`${'  mean rank'.padEnd(30)}${col(b.meanRank.toFixed(2))}${col(a.meanRank.toFixed(2))}${col(signed(a.meanRank - b.meanRank, 2, ''))}`);
   }
   rows.push(`${'mean of the six recalls'.padEnd(30)}${col(pct(mean.before))}${col(pct(mean.after))}${col(signed(100 * (mean.after - mean.before), 1, ' pt'))}`);
@@ -93,7 +96,7 @@ function printResult(r: TrainResult, activation: ActivationResult | null, activa
     `Trained on ${o.trainPairs} pairs (${o.trainImages} photos), validated on ${o.valPairs} pairs (${o.valImages} photos), ${o.captions} caption${o.captions === 1 ? '' : 's'}; ` +
       `${o.history.length} epoch${o.history.length === 1 ? '' : 's'}${o.stoppedEarly ? ' (stopped early)' : ''}, best ${o.bestEpoch}, ${seconds(o.durationMs)}.`,
   );
-  if (r.skippedPairs > 0) out.push(`${r.skippedPairs} labeled pair${r.skippedPairs === 1 ? ' was' : 's were'} left out: the photo is not indexed yet.`);
+  if (r.skippedPairs > 0) out.push(`${r.skippedPairs} labeled pair${r.skippedPairs === 1 ? ' was' : 's were'} left out: the photo is not indexed (not yet, or it failed to index).`);
   const mean = validationRecall(o);
   if (o.before && o.after && mean) {
     out.push('', 'On the validation photos:', ...metricsTable(o.before, o.after, mean).map((l) => `  ${l}`), '');
