@@ -187,8 +187,28 @@ async function hugePagesSettled(): Promise<void> {
   }
 }
 
+/** The slice of usearch's API this comparison uses; usearch is not a dependency (it needs Node ≥ 22). */
+interface UsearchModule {
+  Index: new (config: Record<string, unknown>) => {
+    add(keys: BigUint64Array, vectors: Float32Array, threads: number): void;
+    save(path: string): void;
+    load(path: string): void;
+    search(q: Float32Array, k: number, threads: number): { keys: BigUint64Array; distances: Float32Array };
+  };
+  MetricKind: { Cos: unknown };
+  ScalarKind: { F32: unknown };
+}
+
 async function usearchRun(outDir: string, vectorsPath: string, queriesPath: string, truthPath: string, dim: number) {
-  const { Index, MetricKind, ScalarKind } = await import('usearch');
+  // A variable specifier keeps tsc from resolving a module that is installed only on demand.
+  const specifier = 'usearch';
+  let mod: UsearchModule;
+  try {
+    mod = (await import(specifier)) as UsearchModule;
+  } catch {
+    return { engine: 'usearch (not installed: `npm install --no-save usearch` on Node ≥ 22 to compare)', buildMs: 0, loadMs: 0, peakRssMb: 0, fileBytes: 0, queries: [] };
+  }
+  const { Index, MetricKind, ScalarKind } = mod;
   const vectors = readF32(vectorsPath);
   const queries = readF32(queriesPath);
   const truth = JSON.parse(readFileSync(truthPath, 'utf8')) as Truth;

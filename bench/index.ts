@@ -2,7 +2,7 @@
  * npm run bench:index — vector index at 100k (and 1M with BENCH_1M=1) clustered 512-d vectors:
  * build time, peak RSS, file size, load time, query p50/p99 and recall@10 at several ef, exact search
  * latency; hnswlib-node (through clipdex's own path: SQLite → build worker → tuned ef) side by side with
- * usearch in the same run. Each engine runs in its own process so peak RSS is its own.
+ * usearch in the same run when it is installed (`npm install --no-save usearch`, Node ≥ 22: not a dependency). Each engine runs in its own process so peak RSS is its own.
  *
  * Env: BENCH_1M=1 adds the 1M run (minutes; competes for the cores); BENCH_N=<n> runs one custom size
  * (a quick smoke run: BENCH_N=5000); BENCH_USEARCH_THREADS (default 1, like hnswlib's single build thread);
