@@ -17,7 +17,7 @@ function portOption(value: string): number {
 export function serveCommand(): Command {
   return new Command('serve')
     .description('run the web UI and REST API, indexing and watching the library folders')
-    .option('--port <n>', 'port (0 picks a free one)', portOption, 7523)
+    .option('--port <n>', 'port (0 picks a free one; env CLIPDEX_PORT)', portOption, process.env.CLIPDEX_PORT ? portOption(process.env.CLIPDEX_PORT) : 7523)
     .option('--host <address>', 'address to bind; anything but loopback requires the access token', '127.0.0.1')
     .option('--root <dir...>', 'folders to index and watch (remembered in the library)')
     .option('--allowed-host <name...>', 'extra host names the server may be reached by')

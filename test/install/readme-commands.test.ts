@@ -1,0 +1,190 @@
+/**
+ * The README is a contract: on a fresh clone its install command and its start command work exactly as
+ * written, and so does installing the packed tarball globally, offline from everything but the npm
+ * registry. The commands are read from the README itself, so an edit that breaks them fails here.
+ *
+ * Run by `npm run test:install` (and by CI): minutes of `npm ci` and `npm install -g`, so not part of
+ * `npm test`.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { projectRoot } from '../helpers/shared.js';
+
+const PHOTOS = 3;
+const work = mkdtempSync(join(tmpdir(), 'clipdex-install-'));
+const home = join(work, 'home');
+const clone = join(work, 'clone');
+const model = join(work, 'tiny-model');
+
+/** The README's "On a fresh machine" block: the line commented `# install` and the one commented `# start`. */
+function readmeSetup(): { install: string; start: string } {
+  const readme = readFileSync(join(projectRoot, 'README.md'), 'utf8');
+  const section = readme.split(/^## /m).find((s) => s.startsWith('On a fresh machine'));
+  const block = section && /```sh\n([\s\S]*?)```/.exec(section)?.[1];
+  if (!block) throw new Error('README.md has no ```sh block under "## On a fresh machine"');
+  const line = (tag: string) => {
+    const found = block.split('\n').find((l) => new RegExp(`#\\s*${tag}\\b`).test(l));
+    if (!found) throw new Error(`README.md's set-up block has no line commented "# ${tag}"`);
+    return found;
+  };
+  return { install: line('install'), start: line('start') };
+}
+
+/**
+ * What a user's shell has: HOME is a fresh folder (so `~/Pictures` is ours), npm keeps its usual cache (so
+ * packages come from it or the registry, as for anyone), and no variable of this test run leaks in.
+ */
+function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const key of ['PATH', 'LANG', 'TMPDIR', 'CI']) if (process.env[key] !== undefined) env[key] = process.env[key];
+  return { ...env, HOME: home, npm_config_cache: process.env.npm_config_cache ?? join(process.env.HOME ?? '/root', '.npm'), ...extra };
+}
+
+interface Ran {
+  code: number | null;
+  output: string;
+}
+
+/** Runs a command line through sh, as a terminal would. */
+function sh(command: string, cwd: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Ran> {
+  return new Promise((resolve) => {
+    const child = spawn('sh', ['-c', command], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    const timer = setTimeout(() => {
+      output += `\n[killed after ${timeoutMs} ms]`;
+      process.kill(-child.pid!, 'SIGKILL');
+    }, timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+/** npm prints `npm warn …` for each warning; a clean install prints none. */
+function npmWarnings(output: string): string[] {
+  return output.split('\n').filter((l) => /^npm warn/i.test(l.trim()));
+}
+
+/**
+ * Starts a long-running command line, waits for `clipdex: listening on URL`, and checks what a user would
+ * look at: the page and /api/status, until every photo is indexed. Stops the whole process group after.
+ */
+async function serveAndCheck(command: string, cwd: string, env: NodeJS.ProcessEnv): Promise<void> {
+  const child = spawn('sh', ['-c', command], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let log = '';
+  child.stdout.on('data', (c: Buffer) => (log += c.toString()));
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no "listening on" line within 120 s:\n${log}`)), 120_000);
+      child.stderr.on('data', (c: Buffer) => {
+        log += c.toString();
+        const m = /listening on (http:\/\/\S+)/.exec(log);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]!);
+        }
+      });
+      child.once('close', (code) => reject(new Error(`\`${command}\` exited (${code}) before listening:\n${log}`)));
+    });
+    const page = await fetch(`${url}/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<title>clipdex</title>');
+    // Indexing runs behind the listening server: poll the status a user would watch until it is done.
+    const deadline = Date.now() + 180_000;
+    let status: { indexed?: number; failed?: number; model?: unknown } = {};
+    while (Date.now() < deadline) {
+      const res = await fetch(`${url}/api/status`);
+      expect(res.status).toBe(200);
+      status = (await res.json()) as typeof status;
+      if (status.indexed === PHOTOS) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect({ indexed: status.indexed, failed: status.failed }, log).toEqual({ indexed: PHOTOS, failed: 0 });
+  } finally {
+    if (child.exitCode === null) process.kill(-child.pid!, 'SIGTERM');
+    const killer = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(killer);
+  }
+}
+
+beforeAll(async () => {
+  const pictures = join(home, 'Pictures');
+  await mkdir(pictures, { recursive: true });
+  for (let i = 0; i < PHOTOS; i++) {
+    await sharp({ create: { width: 320, height: 240, channels: 3, background: { r: 60 * i, g: 120, b: 255 - 60 * i } } })
+      .jpeg()
+      .toFile(join(pictures, `photo-${i}.jpg`));
+  }
+  const cloned = await sh(`git clone --quiet "${projectRoot}" "${clone}"`, work, userEnv(), 120_000);
+  expect(cloned.code, cloned.output).toBe(0);
+});
+
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe("the README's commands on a fresh clone", () => {
+  const { install, start } = readmeSetup();
+
+  it(`installs with \`${install.replace(/\s+#.*/, '')}\`, without a warning`, async () => {
+    const ran = await sh(install, clone, userEnv(), 15 * 60_000);
+    expect(ran.code, ran.output).toBe(0);
+    expect(npmWarnings(ran.output), ran.output).toEqual([]);
+    expect(existsSync(join(clone, 'dist', 'cli', 'main.js')), 'npm ci built dist/').toBe(true);
+    // ONNX Runtime's own postinstall (a CUDA download from NuGet) was not run: nothing to fetch offline.
+    expect(ran.output).not.toMatch(/nuget|ENOTFOUND/i);
+  });
+
+  it('builds a model with `npx clipdex models build-tiny`', async () => {
+    const ran = await sh(`npx clipdex models build-tiny --out "${model}"`, clone, userEnv(), 120_000);
+    expect(ran.code, ran.output).toBe(0);
+    expect(existsSync(join(model, 'onnx', 'vision_model.onnx'))).toBe(true);
+  });
+
+  it(`starts with \`${start.replace(/\s+#.*/, '')}\`: the page answers and ~/Pictures gets indexed`, async () => {
+    await serveAndCheck(start, clone, userEnv({ CLIPDEX_MODEL: model, CLIPDEX_PORT: '0', CLIPDEX_DATA_DIR: join(work, 'data-clone') }));
+  });
+});
+
+describe('the packed tarball, installed globally as from the registry', () => {
+  const prefix = join(work, 'global');
+  let tarball = '';
+
+  it('packs, leaving the clone as it was', async () => {
+    const ortManifest = join(clone, 'node_modules', 'onnxruntime-node', 'package.json');
+    const before = readFileSync(ortManifest, 'utf8');
+    const ran = await sh(`npm pack --pack-destination "${work}"`, clone, userEnv(), 10 * 60_000);
+    expect(ran.code, ran.output).toBe(0);
+    const packed = readdirSync(work).filter((f) => /^clipdex-\d+\.\d+\.\d+.*\.tgz$/.test(f));
+    expect(packed, ran.output).toHaveLength(1);
+    tarball = join(work, packed[0]!);
+    // postpack put back onnxruntime-node's own package.json after bundling it without its postinstall.
+    expect(readFileSync(ortManifest, 'utf8')).toBe(before);
+  });
+
+  it('installs with `npm install -g` without the CUDA download and without a warning', async () => {
+    const ran = await sh(`npm install -g --prefix "${prefix}" "${tarball}"`, work, userEnv(), 15 * 60_000);
+    expect(ran.code, ran.output).toBe(0);
+    expect(ran.output).not.toMatch(/nuget|ENOTFOUND/i);
+    expect(npmWarnings(ran.output), ran.output).toEqual([]);
+  });
+
+  it('answers `clipdex --version` from the global bin', async () => {
+    const version = (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
+    const ran = await sh(`"${join(prefix, 'bin', 'clipdex')}" --version`, work, userEnv(), 60_000);
+    expect(ran.code, ran.output).toBe(0);
+    expect(ran.output.trim()).toBe(version);
+  });
+
+  it('serves from the global bin: the page answers and ~/Pictures gets indexed', async () => {
+    await serveAndCheck(`"${join(prefix, 'bin', 'clipdex')}" serve --root ~/Pictures`, work, userEnv({ CLIPDEX_MODEL: model, CLIPDEX_PORT: '0', CLIPDEX_DATA_DIR: join(work, 'data-global') }));
+  });
+});
