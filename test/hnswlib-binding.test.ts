@@ -3,10 +3,10 @@
  * when it is chosen, and that it is the same index as the stock build — files written by either are read
  * by the other with identical answers, and the patched loader still refuses a damaged file.
  */
-import { mkdtempSync, rmSync, statSync, truncateSync, appendFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { chooseHnswlibBuild, hnswlib, hnswlibBuild, type Hnswlib, type TunedManifest } from '../src/index/hnswlib-binding.js';
 import { clusteredVectors } from './helpers/store-fixtures.js';
@@ -68,7 +68,12 @@ describe.skipIf(!tuned)(`clipdex’s build against the stock one ${tuned ? '' : 
 
   it('is really another build: not the stock module object', () => {
     expect(hnswlib).not.toBe(stock);
-    expect(hnswlibBuild.features.length).toBeGreaterThanOrEqual(0);
+    // The CPU features it reports are the ones the installed build was compiled for, and this CPU has each.
+    const dir = join(dirname(createRequire(import.meta.url).resolve('hnswlib-node/package.json')), '..', '.clipdex-hnswlib');
+    const installed = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as TunedManifest;
+    expect(hnswlibBuild.features).toEqual(installed.requires);
+    const flags = new Set(readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'))!.split(':')[1]!.trim().split(/\s+/));
+    expect(hnswlibBuild.features.filter((f) => !flags.has(f))).toEqual([]);
   });
 
   it('builds the same graph from the same seed and answers the same, on files either one wrote', async () => {

@@ -28,6 +28,21 @@ function logSumExp(xs: number[]): number {
 }
 
 export function referenceLoss(input: ReferenceInput, imageW: ArrayLike<number>, textW: ArrayLike<number>, logScale: number, lambda: number): number {
+  return referenceTerms(input, imageW, textW, logScale, lambda).loss;
+}
+
+export interface ReferenceTerms {
+  /** Mean over images of the image→caption cross-entropy against the normalised positives of its row. */
+  imageToText: number;
+  /** Mean over captions of the caption→image cross-entropy against the normalised positives of its column. */
+  textToImage: number;
+  /** Squared Frobenius distance of both adapters from the identity (before lambda). */
+  penalty: number;
+  /** 0.5 · (imageToText + textToImage) + lambda · penalty. */
+  loss: number;
+}
+
+export function referenceTerms(input: ReferenceInput, imageW: ArrayLike<number>, textW: ArrayLike<number>, logScale: number, lambda: number): ReferenceTerms {
   const { n, m, d } = input;
   const u = projectUnit(input.images, n, imageW, d);
   const v = projectUnit(input.texts, m, textW, d);
@@ -55,5 +70,5 @@ export function referenceLoss(input: ReferenceInput, imageW: ArrayLike<number>, 
       penalty += (imageW[a * d + b]! - eye) ** 2 + (textW[a * d + b]! - eye) ** 2;
     }
   }
-  return 0.5 * (i2t / n + t2i / m) + lambda * penalty;
+  return { imageToText: i2t / n, textToImage: t2i / m, penalty, loss: 0.5 * (i2t / n + t2i / m) + lambda * penalty };
 }
