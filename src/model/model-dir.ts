@@ -44,7 +44,8 @@ export async function readModelDir(dirArg: string, manifest?: ModelManifest): Pr
   return layout === 'hf' ? readHfDir(dir, manifest) : readOpenClipDir(dir, manifest);
 }
 
-function detectLayout(dir: string, manifest?: ModelManifest): ModelLayout {
+/** The export layout of the files in `dir`; a manifest whose tower files are there decides for them. */
+export function detectLayout(dir: string, manifest?: ModelManifest): ModelLayout {
   if (manifest && existsSync(join(dir, manifest.vision.file)) && existsSync(join(dir, manifest.text.file))) {
     return manifest.layout;
   }

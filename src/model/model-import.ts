@@ -1,12 +1,10 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
 import { cp, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { ClipdexError } from '../errors.js';
 import { cacheDir, modelCacheDir } from './cache-dir.js';
 import { writePullMarker } from './hub-download.js';
 import type { ModelManifest } from './manifest.js';
+import { manifestDifferences, sha256File } from './manifest-check.js';
 import { readModelDir } from './model-dir.js';
 import { LOCAL_REVISION, manifestCacheDir } from './model-registry.js';
 
@@ -19,8 +17,9 @@ export interface ImportResult {
 
 /**
  * Copies a model directory (downloaded elsewhere, or written by build-tiny) into the cache, for machines
- * that cannot reach the hub. With a manifest, the files the manifest lists must all be there; without one the
- * model is registered under `local-<name>`. Files are copied to a staging dir and renamed, and the same
+ * that cannot reach the hub. With a manifest, the folder must be that model (every listed file there, and
+ * layout, dimension, I/O names and checksums as the manifest says); without one the model is registered
+ * under `local-<name>`. Files are copied to a staging dir and renamed, and the same
  * completion marker as a pull is written, so a half-finished import is never taken for a model.
  */
 export async function importModel(
@@ -35,13 +34,19 @@ export async function importModel(
   let target: string;
   let files: string[];
   if (manifest) {
+    // A folder registered under a manifest's id is reported and used as that model: it must be that model.
+    const differences = await manifestDifferences(src, manifest);
+    if (differences.length > 0) {
+      throw new ClipdexError(
+        'INVALID_ARGUMENT',
+        `${src} is not ${manifest.id}: ${differences.join('; ')}. Nothing was imported. Import it without --as to use it as a model of its own ` +
+          `(local-<name>), or give the --as id it matches (\`clipdex models list\`)`,
+        { details: { id: manifest.id, differences } },
+      );
+    }
     id = manifest.id;
     target = manifestCacheDir(manifest, options.cacheRoot);
     files = (manifest.source?.files ?? []).map((f) => f.path);
-    const missing = files.filter((f) => !existsSync(join(src, ...f.split('/'))));
-    if (missing.length > 0) {
-      throw new ClipdexError('MODEL_INVALID', `${src} lacks files that ${manifest.id} needs: ${missing.join(', ')}`);
-    }
   } else {
     const name = options.name ?? src.split(sep).filter(Boolean).pop() ?? 'model';
     id = name.startsWith('local-') ? name : `local-${name}`;
@@ -84,8 +89,3 @@ async function listFiles(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(path), hash);
-  return hash.digest('hex');
-}
