@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -35,14 +35,24 @@ function readmeSetup(): { install: string; start: string } {
   return { install: line('install'), start: line('start') };
 }
 
+const realHome = process.env.HOME ?? homedir();
+
 /**
- * What a user's shell has: HOME is a fresh folder (so `~/Pictures` is ours), npm keeps its usual cache (so
- * packages come from it or the registry, as for anyone), and no variable of this test run leaks in.
+ * What a user's shell has: HOME is a fresh folder (so `~/Pictures` is ours), npm keeps this user's config
+ * and cache (so packages come from the cache or the registry, and native builds find Node's headers where
+ * this machine's npm config says), and no variable of this test run leaks in.
  */
 function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const key of ['PATH', 'LANG', 'TMPDIR', 'CI']) if (process.env[key] !== undefined) env[key] = process.env[key];
-  return { ...env, HOME: home, npm_config_cache: process.env.npm_config_cache ?? join(process.env.HOME ?? '/root', '.npm'), ...extra };
+  const userconfig = process.env.npm_config_userconfig ?? join(realHome, '.npmrc');
+  return {
+    ...env,
+    HOME: home,
+    npm_config_cache: process.env.npm_config_cache ?? join(realHome, '.npm'),
+    ...(existsSync(userconfig) ? { npm_config_userconfig: userconfig } : {}),
+    ...extra,
+  };
 }
 
 interface Ran {
