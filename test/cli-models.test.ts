@@ -115,19 +115,35 @@ describe('clipdex models (end to end, built bin)', () => {
     expect(r.stderr).toMatch(/clipdex models import/);
   });
 
-  it('imports a model directory for offline machines, under a known id or as a local model', async () => {
+  it('imports a model directory for offline machines as a local model, and lists it', async () => {
     const env = userEnv('import');
+    // The self-built model is 64-d: not any known model (model-import-check.test.ts has the details).
     const asKnown = await runCli(['models', 'import', modelDir, '--as', 'clip-vit-b-16', '--json'], env);
-    expect(asKnown.code, asKnown.stderr).toBe(0);
-    expect(JSON.parse(asKnown.stdout)).toMatchObject({ id: 'clip-vit-b-16', files: 7 });
-    const tok = await runCli(['--model', 'clip-vit-b-16', 'tokenize', 'a'], env);
-    expect(tok.code, tok.stderr).toBe(0);
+    expect(asKnown.code).toBe(2);
+    expect(asKnown.stderr).toMatch(/is not clip-vit-b-16: .*embedding dimension/);
 
     const local = await runCli(['models', 'import', modelDir, '--name', 'mine', '--json'], env);
     expect(JSON.parse(local.stdout)).toMatchObject({ id: 'local-mine' });
+    const localDir = join(tmp, 'import', 'cache', 'models', 'local-mine', 'local');
     const doctor = await runCli(['--model', 'local-mine', 'doctor', '--json'], env);
     const checks = (JSON.parse(doctor.stdout) as { checks: { name: string; status: string }[] }).checks;
     expect(checks.find((c) => c.name === 'model')).toMatchObject({ status: 'ok' });
+
+    // Listed beside the known models, marked as local, with where it lives and its dimension.
+    const list = await runCli(['--model', 'local-mine', 'models', 'list', '--json'], env);
+    expect(list.code, list.stderr).toBe(0);
+    const rows = (JSON.parse(list.stdout) as { models: { id: string; local: boolean }[] }).models;
+    expect(rows.find((m) => m.id === 'local-mine')).toMatchObject({
+      local: true,
+      downloaded: true,
+      default: true,
+      dir: localDir,
+      embeddingDim: 64,
+      layout: 'hf',
+    });
+    expect(rows.find((m) => m.id === 'clip-vit-b-32')).toMatchObject({ local: false });
+    const text = await runCli(['models', 'list'], env);
+    expect(text.stdout).toMatch(/ {2}local-mine +64-d {2}imported \(local\)\n.*models import.*local-mine/);
 
     const notAModel = join(tmp, 'not-a-model');
     mkdirSync(notAModel, { recursive: true });
@@ -152,6 +168,32 @@ describe('clipdex models (end to end, built bin)', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/✗ model: .*not downloaded/);
     expect(r.stdout).toMatch(/fix: run `clipdex models pull clip-vit-b-32`/);
+    const json = await runCli(['doctor', '--json'], userEnv('doctor'));
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: false });
+    const help = await runCli(['doctor', '--help']);
+    expect(help.stdout).toMatch(/Exit code: 0 when nothing clipdex needs is missing.*1 when a check failed/s);
+  });
+
+  it('doctor exits 0 with warnings only', async () => {
+    const r = await runCli(['--model', modelDir, 'doctor'], { ...userEnv('doctor-ok'), CLIPDEX_HNSWLIB: 'stock' });
+    expect(r.stdout).toMatch(/^! vector index/m);
+    expect(r.stdout).not.toMatch(/^✗/m);
+    expect(r.code, r.stdout).toBe(0);
+  });
+
+  it('status prints its report but exits 3 when no model is available, 0 when one is', async () => {
+    const r = await runCli(['status'], userEnv('status'));
+    expect(r.stdout).toMatch(/Model {5}clip-vit-b-32: not loaded: .*not downloaded/);
+    expect(r.stdout).toMatch(/Files {5}0 indexed/);
+    expect(r.code).toBe(3);
+    const json = await runCli(['status', '--json'], userEnv('status'));
+    expect(json.code).toBe(3);
+    expect(JSON.parse(json.stdout)).toMatchObject({ model: { ready: false, error: { code: 'MODEL_NOT_FOUND' } } });
+    const ready = await runCli(['--model', modelDir, 'status'], userEnv('status'));
+    expect(ready.code, ready.stderr).toBe(0);
+    const help = await runCli(['status', '--help']);
+    expect(help.stdout).toMatch(/Exit code: 0 when the library and its model are ready; 3 when the model is missing/);
   });
 
   it('doctor names the hnswlib build, and says how to get clipdex\'s when the stock one runs', async () => {

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { ClipdexError, errorMessage } from '../errors.js';
 import { cacheDir, modelCacheDir } from './cache-dir.js';
 import { isPulled, readPullMarker } from './hub-download.js';
-import type { ModelManifest } from './manifest.js';
+import type { ModelLayout, ModelManifest } from './manifest.js';
 import { readModelDir, type ModelSpec } from './model-dir.js';
 
 export const DEFAULT_MODEL_ID = 'clip-vit-b-32';
@@ -31,6 +31,37 @@ export async function listManifests(dir = MANIFEST_DIR): Promise<ModelManifest[]
       return validateManifest(raw, path);
     }),
   );
+}
+
+/** A model imported without a manifest (`models import DIR` → `local-<name>`), as found in the cache. */
+export interface LocalModel {
+  id: string;
+  dir: string;
+  /** null when the folder no longer reads as a model (`error` says why). */
+  layout: ModelLayout | null;
+  embeddingDim: number | null;
+  importedAt: string;
+  error?: string;
+}
+
+/** Every completed `local-…` import in the cache, by id; they have no manifest, so only the cache knows them. */
+export async function listLocalModels(root = cacheDir()): Promise<LocalModel[]> {
+  const modelsDir = join(resolve(root), 'models');
+  if (!existsSync(modelsDir)) return [];
+  const ids = (await readdir(modelsDir)).filter((name) => name.startsWith('local-')).sort();
+  const found: LocalModel[] = [];
+  for (const id of ids) {
+    const dir = modelCacheDir(id, LOCAL_REVISION, root);
+    const marker = existsSync(dir) ? await readPullMarker(dir) : null;
+    if (!marker) continue; // an import that never finished
+    try {
+      const spec = await readModelDir(dir);
+      found.push({ id, dir, layout: spec.layout, embeddingDim: spec.embeddingDim, importedAt: marker.completedAt });
+    } catch (err) {
+      found.push({ id, dir, layout: null, embeddingDim: null, importedAt: marker.completedAt, error: errorMessage(err) });
+    }
+  }
+  return found;
 }
 
 export async function findManifest(id: string, dir = MANIFEST_DIR): Promise<ModelManifest | undefined> {

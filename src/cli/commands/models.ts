@@ -4,21 +4,37 @@ import { ClipdexError } from '../../errors.js';
 import { hubEndpoint, isPulled, pullModel } from '../../model/hub-download.js';
 import { readModelDir } from '../../model/model-dir.js';
 import { importModel } from '../../model/model-import.js';
-import { findManifest, listManifests, manifestCacheDir } from '../../model/model-registry.js';
+import type { ModelLayout } from '../../model/manifest.js';
+import { findManifest, listLocalModels, listManifests, manifestCacheDir } from '../../model/model-registry.js';
 import { buildTinyModel, DEFAULT_SEED } from '../../model/tiny-model-builder.js';
 import { globalOptions, log, printJson } from '../context.js';
 import { createProgress, formatBytes } from '../progress.js';
+
+/** One line of `models list`: a manifest's model, or a `local-…` import (no manifest: `local` true). */
+interface ModelRow {
+  id: string;
+  supported: boolean;
+  reason?: string | undefined;
+  downloaded: boolean;
+  dir: string | null;
+  default: boolean;
+  embeddingDim: number | null;
+  layout: ModelLayout | null;
+  repo: string | null;
+  local: boolean;
+  description: string;
+}
 
 export function modelsCommand(): Command {
   const models = new Command('models').description('list, download, import and build CLIP models');
 
   models
     .command('list')
-    .description('the models clipdex knows, and which are downloaded')
+    .description('the models clipdex knows, which are downloaded, and the ones imported as local-<name>')
     .action(async (_opts: unknown, cmd: Command) => {
       const g = globalOptions(cmd);
-      const rows = await Promise.all(
-        (await listManifests()).map(async (m) => {
+      const rows: ModelRow[] = await Promise.all(
+        (await listManifests()).map(async (m): Promise<ModelRow> => {
           const dir = manifestCacheDir(m, g.cacheDir);
           const pulled = m.source ? await isPulled(dir, m.source) : false;
           return {
@@ -31,14 +47,31 @@ export function modelsCommand(): Command {
             embeddingDim: m.embeddingDim,
             layout: m.layout,
             repo: m.source?.repo ?? null,
+            local: false,
             description: m.description,
           };
         }),
       );
+      // Imported without --as: no manifest, so the cache is the only list of them.
+      for (const l of await listLocalModels(g.cacheDir)) {
+        rows.push({
+          id: l.id,
+          supported: l.error === undefined,
+          ...(l.error === undefined ? {} : { reason: l.error }),
+          downloaded: true,
+          dir: l.dir,
+          default: l.id === g.model,
+          embeddingDim: l.embeddingDim,
+          layout: l.layout,
+          repo: null,
+          local: true,
+          description: `imported with \`clipdex models import\` on ${l.importedAt.slice(0, 10)}, in ${l.dir}`,
+        });
+      }
       if (g.json) return printJson({ models: rows });
       for (const r of rows) {
-        const state = !r.supported ? 'not supported yet' : r.downloaded ? 'downloaded' : 'not downloaded';
-        process.stdout.write(`${r.default ? '*' : ' '} ${r.id.padEnd(40)} ${String(r.embeddingDim).padStart(4)}-d  ${state}\n`);
+        const state = r.local ? (r.supported ? 'imported (local)' : 'imported (local), does not load') : !r.supported ? 'not supported yet' : r.downloaded ? 'downloaded' : 'not downloaded';
+        process.stdout.write(`${r.default ? '*' : ' '} ${r.id.padEnd(40)} ${String(r.embeddingDim ?? '?').padStart(4)}-d  ${state}\n`);
         process.stdout.write(`    ${r.description}${r.reason ? ` (${r.reason})` : ''}\n`);
       }
     });
