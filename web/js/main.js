@@ -35,6 +35,8 @@ const selection = new Selection(
     message: $('label-message'),
     mode: $('select-mode'),
     grid: $('results'),
+    tray: $('selection-tray'),
+    elsewhere: $('selection-elsewhere'),
   },
   {
     results: () => search.results,

@@ -188,6 +188,8 @@ export class SearchController {
     const frag = document.createDocumentFragment();
     for (let i = start; i < this.results.length; i++) frag.append(card(this.results[i], i, this.bestScore, this.hooks.onOpen, this.hooks.selection));
     this.els.grid.append(frag);
+    // The selection says how many of its photos these results leave out.
+    this.hooks.selection?.render();
     show(this.els.more, this.hasMore);
     show(this.els.empty, false);
   }

@@ -1,23 +1,28 @@
 /**
  * Picking photos in the results to label them: a checkbox on every card, Ctrl/⌘-click, Shift-click for a
  * range, or "Select" mode where a plain click selects instead of opening. The selection is kept by photo id,
- * so it survives a new search (photos can be gathered from several) and re-rendered grids.
+ * so it survives a new search (photos can be gathered from several) and re-rendered grids; the tray in the
+ * label bar shows every selected photo, those of earlier searches too, so nothing is selected unseen.
+ * Labeling lets go of the selection: the next caption starts from nothing.
  */
 import { api } from './api.js';
-import { formatCount, h, show, withCode } from './dom.js';
+import { formatCount, h, show, splitPath, withCode } from './dom.js';
+
+/** Thumbnails shown in the tray; past this, a count says how many more. */
+const TRAY_MAX = 40;
 
 export class Selection {
   /**
    * @param {{ bar: HTMLFormElement, count: HTMLElement, live: HTMLElement, caption: HTMLInputElement, captions: HTMLDataListElement,
    *           submit: HTMLButtonElement, selectAll: HTMLButtonElement, clear: HTMLButtonElement, message: HTMLElement,
-   *           mode: HTMLButtonElement, grid: HTMLElement }} els
+   *           mode: HTMLButtonElement, grid: HTMLElement, tray: HTMLElement, elsewhere: HTMLElement }} els
    * @param {{ results: () => object[], onLabeled: (report: object, caption: string) => void }} source
    */
   constructor(els, source) {
     this.els = els;
     this.source = source;
-    /** @type {Set<number>} */
-    this.ids = new Set();
+    /** Selected photos by id ({ id, path }), in the order they were picked. @type {Map<number, { id: number, path: string }>} */
+    this.ids = new Map();
     this.mode = false;
     /** Index of the last card toggled by hand: where a Shift-click range starts. */
     this.anchor = null;
@@ -47,7 +52,7 @@ export class Selection {
     if (e.shiftKey && this.anchor !== null) {
       const results = this.source.results();
       const [from, to] = this.anchor < index ? [this.anchor, index] : [index, this.anchor];
-      for (let i = from; i <= to; i++) if (results[i]) this.ids.add(results[i].id);
+      for (let i = from; i <= to; i++) if (results[i]) this.ids.set(results[i].id, results[i]);
       this.anchor = index;
       this.sync();
       return true;
@@ -60,14 +65,14 @@ export class Selection {
   }
 
   toggle(photo, index, on = !this.ids.has(photo.id)) {
-    if (on) this.ids.add(photo.id);
+    if (on) this.ids.set(photo.id, photo);
     else this.ids.delete(photo.id);
     this.anchor = index;
     this.sync();
   }
 
   selectAllShown() {
-    for (const r of this.source.results()) this.ids.add(r.id);
+    for (const r of this.source.results()) this.ids.set(r.id, r);
     this.sync();
   }
 
@@ -111,8 +116,13 @@ export class Selection {
 
   render() {
     const n = this.ids.size;
-    const { bar, count, live, submit, clear } = this.els;
+    const { bar, count, live, submit, clear, elsewhere } = this.els;
     count.textContent = n === 0 ? 'Select photos to label them' : `${formatCount(n)} photo${n === 1 ? '' : 's'} selected`;
+    // Photos picked in an earlier search are selected too: say how many are not on screen.
+    const shown = n === 0 ? null : new Set(this.source.results().map((r) => r.id));
+    const hidden = shown ? [...this.ids.keys()].filter((id) => !shown.has(id)).length : 0;
+    elsewhere.textContent = hidden === 0 ? '' : `${formatCount(hidden)} of them not in these results`;
+    this.renderTray();
     // Announced from a region that is always in the page: the bar itself appears with the first pick.
     const said = n === 0 ? (this.mode ? 'Select mode: clicking a photo selects it' : '') : count.textContent;
     if (live.textContent !== said) live.textContent = said;
@@ -121,9 +131,27 @@ export class Selection {
     show(bar, n > 0 || this.mode);
   }
 
+  /** Every selected photo as a thumbnail with its own ✕, wherever it was picked. */
+  renderTray() {
+    const { tray } = this.els;
+    const picked = [...this.ids.values()];
+    const items = picked.slice(0, TRAY_MAX).map((photo) => {
+      const { name } = splitPath(photo.path);
+      return h(
+        'li',
+        { className: 'tray-item', dataset: { id: String(photo.id) }, title: name },
+        h('img', { src: api.thumbnailUrl(photo.id), alt: '', width: '40', height: '40', decoding: 'async' }),
+        h('button', { type: 'button', className: 'tray-remove', 'aria-label': `Deselect ${name}`, title: 'Deselect', text: '✕', onClick: () => this.toggle(photo, this.anchor, false) }),
+      );
+    });
+    if (picked.length > TRAY_MAX) items.push(h('li', { className: 'tray-more', text: `+${formatCount(picked.length - TRAY_MAX)} more` }));
+    tray.replaceChildren(...items);
+    show(tray, items.length > 0);
+  }
+
   async label() {
     const caption = this.els.caption.value.trim();
-    const ids = [...this.ids];
+    const ids = [...this.ids.keys()];
     if (!ids.length) return;
     if (!caption) {
       this.say('Type a caption first: the words you would search these photos by.', true);
@@ -141,6 +169,10 @@ export class Selection {
       if (report.problemCount) parts.push(`${formatCount(report.problemCount)} could not be labeled`);
       this.say(`${parts.join(' · ')}.`, false);
       this.els.caption.value = '';
+      // Done with these photos: a selection kept on would silently receive the next caption too.
+      this.ids.clear();
+      this.anchor = null;
+      this.sync();
       this.source.onLabeled(report, caption);
     } catch (err) {
       this.say(err.message, true);
