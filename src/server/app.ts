@@ -33,6 +33,8 @@ import { folderLabelRows, importLabels } from '../train/label-import.js';
 import { TrainingJobs } from './training-jobs.js';
 import { EventHub } from './event-hub.js';
 import { errorHandler, sendError } from './http-errors.js';
+import { folderProblem } from './folder-check.js';
+import { previewSplit, splitPreviewQuery } from './split-preview.js';
 import { openApiDocument } from './openapi.js';
 import { hostAndOriginGuard, tokenGuard, type AccessOptions } from './security.js';
 
@@ -265,6 +267,9 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
       const { path } = addRootBody.parse(req.body);
       if (!options.ingest) return sendError(res, 503, 'INGEST_UNAVAILABLE', 'this server does not index folders');
       if (!isAbsolute(path)) throw new ClipdexError('INVALID_ARGUMENT', 'the folder must be an absolute path');
+      // A missing folder or a file: a sentence for the page, not the file system's `ENOENT: … stat`.
+      const problem = await folderProblem(path);
+      if (problem) return sendError(res, problem.status, problem.code, problem.message, { path });
       res.status(201).json(await options.ingest.addRoot(path));
     }),
   );
@@ -346,6 +351,13 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
 
   // ---- training and adapters ----
   app.get('/api/training', (_req, res) => res.json(jobs.state()));
+  app.get(
+    '/api/training/split',
+    route((req, res) => {
+      const q = splitPreviewQuery.parse(req.query);
+      res.json(previewSplit(library, q.valFraction, q.seed));
+    }),
+  );
   app.post(
     '/api/training',
     route((req, res) => {

@@ -42,6 +42,8 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
   /** Problems the page reported itself: CSP violations, script errors, alert() calls. */
   const pageProblems: string[] = [];
   const failedResponses: string[] = [];
+  /** Error answers a test provoked on purpose, noted by that test: the last check needs no other test's. */
+  const provoked: string[] = [];
 
   async function api<T>(path: string): Promise<T> {
     const res = await fetch(`${server.url}${path}`);
@@ -52,6 +54,46 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
   const cardIds = () => page.$$eval('#results .card', (cards) => cards.map((c) => Number((c as Browserish).dataset.id)));
   const shot = (name: string) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
   const indexedShown = () => page.$eval('#status-text', (el) => Number((el as Browserish).dataset.indexed ?? -1));
+  const settled = () => eventually(async () => (await page.getAttribute('#results', 'aria-busy')) === null, 'the search to settle');
+  /** The phrase of a GET /api/search, or null for any other request. */
+  const searchedPhrase = (url: string) => {
+    const u = new URL(url);
+    return u.pathname === '/api/search' ? u.searchParams.get('q') : null;
+  };
+
+  /**
+   * The search page as a test starts it, whatever the tests before it left: viewer closed, no photo or
+   * upload in the query, no filters, nothing selected, no search under way.
+   */
+  async function freshSearchPage(): Promise<void> {
+    if (await page.$('#viewer[open]')) {
+      await page.keyboard.press('Escape');
+      await eventually(async () => !(await page.$('#viewer[open]')), 'the viewer to close');
+    }
+    await page.click('nav a[data-route="search"]');
+    await page.waitForSelector('#view-search:not([hidden])');
+    while (await page.$('#query-chips .chip-remove')) await page.click('#query-chips .chip-remove >> nth=0');
+    if (await page.isVisible('#filters-count')) {
+      if (await page.isHidden('#filters')) await page.click('#filters-toggle');
+      await page.click('#filters-reset');
+      await eventually(() => page.isHidden('#filters-count'), 'filters cleared');
+    }
+    if (await page.isVisible('#filters')) await page.click('#filters-toggle');
+    if (await page.isVisible('#label-bar')) await page.click('#select-clear');
+    await settled();
+  }
+
+  /** Searches for a phrase from the box and waits for the grid of its answer; returns that answer. */
+  async function searchFor(phrase: string): Promise<Result[]> {
+    const answered = page.waitForResponse((r) => searchedPhrase(r.url()) === phrase);
+    await page.fill('#q', phrase);
+    await page.press('#q', 'Enter');
+    await answered;
+    const { results } = await api<{ results: Result[] }>(`/api/search?q=${encodeURIComponent(phrase)}&limit=60`);
+    await eventually(async () => JSON.stringify(await cardIds()) === JSON.stringify(results.map((r) => r.id)), `the grid for “${phrase}”`);
+    await settled();
+    return results;
+  }
 
   beforeAll(async () => {
     tmp = await mkdtemp(join(tmpdir(), 'clipdex-e2e-'));
@@ -76,6 +118,12 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
     // confirm() is how a folder is removed; alert() would mean a file name ran as script.
     watchPage(page, pageProblems, { failedResponses });
     await page.goto(server.url);
+    // Every test may rely on the whole folder being indexed, not only the one that watches the status bar.
+    const expected = photoFiles.length + 1; // the fixture photos and the hostile-named copy
+    await eventually(async () => {
+      const s = await api<{ indexed: number; failed: number; pending: number }>('/api/status');
+      return s.indexed >= expected && s.failed === 1 && s.pending === 0;
+    }, `the fixture folder indexed\n${server.log()}`, 60_000);
   });
 
   afterAll(async () => {
@@ -85,8 +133,10 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
   });
 
   it('shows the indexed count in the status bar once the watched folder is indexed', async () => {
-    const expected = photoFiles.length + 1; // the fixture photos and the hostile-named copy
-    await eventually(async () => (await indexedShown()) >= expected, `the status bar to show ${expected} indexed photos\n${server.log()}`, 45_000);
+    // The fixture photos and the hostile-named copy (and the spare, once the live-update test added it).
+    const expected = (await api<{ indexed: number }>('/api/status')).indexed;
+    expect(expected).toBeGreaterThanOrEqual(photoFiles.length + 1);
+    await eventually(async () => (await indexedShown()) === expected, `the status bar to show ${expected} indexed photos\n${server.log()}`, 45_000);
     // Once the engine is idle the bar says so in words, not just in its data attribute.
     await eventually(async () => (await page.textContent('#status-text'))?.startsWith(`${expected} photos indexed`), 'the idle status text');
     await eventually(async () => (await page.isVisible('#status-failed')) && (await page.textContent('#status-failed')), 'the failed count');
@@ -98,21 +148,35 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
   });
 
   it('searches while typing: one request after the pause, the grid of the last phrase, scores on hover', async () => {
+    await freshSearchPage();
+    await page.fill('#q', '');
+    const phrase = 'a photo of a fish';
     const searches: string[] = [];
     const onRequest = (r: { url(): string }) => {
-      if (r.url().includes('/api/search')) searches.push(r.url());
+      const q = searchedPhrase(r.url());
+      if (q !== null) searches.push(q);
     };
     page.on('request', onRequest);
-    await page.click('#q');
-    await page.keyboard.type('a photo of a fish', { delay: 15 });
-    await page.waitForSelector('#results .card');
-    await eventually(async () => (await page.getAttribute('#results', 'aria-busy')) === null, 'the search to settle');
-    page.off('request', onRequest);
-    // Typed faster than the debounce: one request, for the whole phrase.
-    expect(searches).toHaveLength(1);
-    expect(new URL(searches[0]!).searchParams.get('q')).toBe('a photo of a fish');
+    try {
+      // Keystrokes faster than the debounce, for certain: all of them inside one task of the page, where no
+      // timer can run between two. (Keys sent one by one may be further apart than the pause on a loaded
+      // machine, and then a search for the words so far is right.) One request, for the whole phrase.
+      const answered = page.waitForResponse((r) => searchedPhrase(r.url()) === phrase);
+      await page.$eval('#q', (el, text) => {
+        const input = el as Browserish;
+        for (let i = 1; i <= text.length; i++) {
+          input.value = text.slice(0, i);
+          input.dispatchEvent(new (globalThis as Browserish).Event('input', { bubbles: true }));
+        }
+      }, phrase);
+      await answered;
+      await settled();
+      expect(searches).toEqual([phrase]);
+    } finally {
+      page.off('request', onRequest);
+    }
 
-    const expected = await api<{ results: Result[] }>(`/api/search?q=${encodeURIComponent('a photo of a fish')}&limit=60`);
+    const expected = await api<{ results: Result[] }>(`/api/search?q=${encodeURIComponent(phrase)}&limit=60`);
     expect(await cardIds()).toEqual(expected.results.map((r) => r.id));
     await eventually(() => page.$eval('#results .card img', (img) => (img as Browserish).complete && (img as Browserish).naturalWidth > 0), 'the first thumbnail');
 
@@ -123,21 +187,73 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
     await shot('02-grid');
   });
 
+  it('typed key by key, whatever the pauses, ends on the grid of the whole phrase', async () => {
+    await freshSearchPage();
+    await page.fill('#q', '');
+    const phrase = 'a wind turbine';
+    const searches: string[] = [];
+    const onRequest = (r: { url(): string }) => {
+      const q = searchedPhrase(r.url());
+      if (q !== null) searches.push(q);
+    };
+    page.on('request', onRequest);
+    try {
+      const answered = page.waitForResponse((r) => searchedPhrase(r.url()) === phrase);
+      await page.click('#q');
+      await page.keyboard.type(phrase, { delay: 15 });
+      await answered;
+    } finally {
+      page.off('request', onRequest);
+    }
+    // A slow machine may search for the words so far between keys; never for anything else, and last for all of it.
+    expect(searches.length).toBeGreaterThan(0);
+    expect(searches.every((q) => phrase.startsWith(q))).toBe(true);
+    expect(searches.at(-1)).toBe(phrase);
+    const expected = await api<{ results: Result[] }>(`/api/search?q=${encodeURIComponent(phrase)}&limit=60`);
+    await eventually(async () => JSON.stringify(await cardIds()) === JSON.stringify(expected.results.map((r) => r.id)), 'the grid of the whole phrase');
+    expect(await page.textContent('#search-summary')).toContain(phrase);
+  });
+
   it('never shows an older answer over a newer one', async () => {
-    // A phrase whose request is under way is replaced by another: only the newer one may fill the grid.
-    await page.fill('#q', 'a hammer');
-    await page.press('#q', 'Enter');
-    await page.fill('#q', 'a wind turbine');
-    await page.press('#q', 'Enter');
-    await eventually(async () => (await page.getAttribute('#results', 'aria-busy')) === null, 'the search to settle');
-    await page.waitForTimeout(300);
-    const expected = await api<{ results: Result[] }>(`/api/search?q=${encodeURIComponent('a wind turbine')}&limit=60`);
-    expect(await cardIds()).toEqual(expected.results.map((r) => r.id));
-    expect(await page.textContent('#search-summary')).toContain('a wind turbine');
+    await freshSearchPage();
+    // The older request's answer is held back until the newer one is on screen, then let go: only the
+    // newer one may fill the grid.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const isHammer = (url: URL) => url.pathname === '/api/search' && url.searchParams.get('q') === 'a hammer';
+    await page.route(isHammer, async (route) => {
+      await held;
+      await route.continue().catch(() => undefined); // the page may have aborted it already
+    });
+    try {
+      const hammerEnded = new Promise<void>((resolve) => {
+        const done = (r: { url(): string }) => {
+          if (searchedPhrase(r.url()) === 'a hammer') resolve();
+        };
+        page.on('requestfinished', done);
+        page.on('requestfailed', done);
+      });
+      const hammerSent = page.waitForRequest((r) => searchedPhrase(r.url()) === 'a hammer');
+      await page.fill('#q', 'a hammer');
+      await page.press('#q', 'Enter');
+      await hammerSent;
+      const turbine = await searchFor('a wind turbine');
+      release();
+      await hammerEnded;
+      // Whatever the page does with the late answer happens within a frame or two of it.
+      await page.evaluate(() => new Promise((resolve) => (globalThis as Browserish).requestAnimationFrame(() => (globalThis as Browserish).setTimeout(resolve, 0))));
+      await settled();
+      expect(await cardIds()).toEqual(turbine.map((r) => r.id));
+      expect(await page.textContent('#search-summary')).toContain('a wind turbine');
+    } finally {
+      release();
+      await page.unroute(isHammer);
+    }
   });
 
   it('opens a photo in the viewer with its metadata, browses with the arrow keys, closes with Escape', async () => {
-    const results = (await api<{ results: Result[] }>(`/api/search?q=${encodeURIComponent('a wind turbine')}&limit=60`)).results;
+    await freshSearchPage();
+    const results = await searchFor('a wind turbine');
     await page.click('#results .card >> nth=0');
     await page.waitForSelector('#viewer[open]');
     const first = results[0]!;
@@ -164,6 +280,8 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
   });
 
   it('finds similar photos from the viewer', async () => {
+    await freshSearchPage();
+    await searchFor('a wind turbine');
     const target = (await cardIds())[2]!;
     await page.click(`#results .card[data-id="${target}"]`);
     await page.waitForSelector('#viewer[open]');
@@ -179,6 +297,8 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
   });
 
   it('searches by an uploaded image: picked with the file input, or dropped on the page', async () => {
+    await freshSearchPage();
+    await page.fill('#q', '');
     const all = (await api<{ results: Result[] }>('/api/search?q=photo&limit=500')).results;
     const picked = photoFiles[4]!;
     const pickedId = all.find((r) => r.path.endsWith(basename(picked)))!.id;
@@ -211,6 +331,7 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
   });
 
   it('narrows results with the format filter', async () => {
+    await freshSearchPage();
     await page.fill('#q', 'a photo');
     await page.click('#filters-toggle');
     await page.check('#filter-formats input[value="jpeg"]');
@@ -226,6 +347,7 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
   });
 
   it('subtracts the words after a minus: one weighted query', async () => {
+    await freshSearchPage();
     const posted = page.waitForRequest((r) => r.url().endsWith('/api/search') && r.method() === 'POST');
     await page.fill('#q', 'a photo -a fish -black-and-white');
     await page.press('#q', 'Enter');
@@ -241,6 +363,7 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
   });
 
   it('renders a file name made of HTML as text, never as markup', async () => {
+    await freshSearchPage();
     await page.fill('#q', 'a photo');
     await page.press('#q', 'Enter');
     const card = page.locator('#results .card', { hasText: HOSTILE_NAME });
@@ -256,7 +379,10 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
   });
 
   it('updates the status bar live when a photo is added to the watched folder', async () => {
-    const before = await indexedShown();
+    await freshSearchPage();
+    // Results on screen, for the offer to update them; every photo is in them (the library is small).
+    const before = (await searchFor('a photo')).length;
+    await eventually(async () => (await indexedShown()) === before, 'the status bar to count every photo');
     await page.evaluate(() => ((globalThis as Browserish).stayed = true));
     await copyFile(spare, join(photos, basename(spare)));
     await eventually(async () => (await indexedShown()) === before + 1, `the status bar to count the new photo\n${server.log()}`, 30_000);
@@ -295,36 +421,153 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
     await eventually(async () => !(await page.locator('#roots-list .root-path', { hasText: extra }).count()), 'the folder to leave the list');
     expect(await page.locator('#roots-list .root-path', { hasText: photos }).count()).toBe(1);
     // A relative path is refused with the server's reason, shown beside the form.
+    provoked.push('POST /api/roots 400');
     await page.fill('#root-path', 'relative/folder');
     await page.click('#add-root button[type="submit"]');
     await page.waitForSelector('#root-error:not([hidden])');
     expect(await page.textContent('#root-error')).toContain('absolute');
   });
 
-  it('looks right in dark mode and on a phone-sized screen', async () => {
-    await page.emulateMedia({ colorScheme: 'dark' });
-    await page.click('nav a[data-route="search"]');
-    await page.fill('#q', 'a photo of a tool');
-    await page.press('#q', 'Enter');
-    await page.waitForSelector('#results .card');
-    const background = await page.evaluate(() => { const w = globalThis as Browserish; return String(w.getComputedStyle(w.document.body).backgroundColor); });
-    const [r, g, b] = background.match(/\d+/g)!.map(Number);
-    expect(r! + g! + b!).toBeLessThan(120);
-    await shot('09-dark');
-    await page.setViewportSize({ width: 390, height: 844 });
-    await page.waitForTimeout(200);
-    const columns = await page.$eval('#results', (el) => String((globalThis as Browserish).getComputedStyle(el).gridTemplateColumns).split(' ').length);
-    expect(columns).toBeGreaterThanOrEqual(2);
-    expect(columns).toBeLessThanOrEqual(3);
-    await shot('10-phone-dark');
-    await page.setViewportSize({ width: 1280, height: 820 });
-    await page.emulateMedia({ colorScheme: 'light' });
+  it('says so in words when the folder to add does not exist, or is a file', async () => {
+    await page.click('nav a[data-route="folders"]');
+    await page.waitForSelector('#view-folders:not([hidden])');
+    const missing = join(tmp, 'no-such-folder');
+    provoked.push('POST /api/roots 404');
+    const refused = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/roots' && r.request().method() === 'POST');
+    await page.fill('#root-path', missing);
+    await page.click('#add-root button[type="submit"]');
+    const res = await refused;
+    expect(res.status()).toBe(404);
+    expect(await res.json()).toEqual({ error: { code: 'FOLDER_NOT_FOUND', message: `No folder at ${missing}`, details: { path: missing } } });
+    await eventually(async () => (await page.textContent('#root-error')) === `No folder at ${missing}`, 'the missing-folder message');
+    expect(await page.isVisible('#root-error')).toBe(true);
+    expect(await page.locator('#roots-list .root-path', { hasText: missing }).count()).toBe(0);
+
+    const file = photoFiles[0]!;
+    provoked.push('POST /api/roots 400');
+    const refusedFile = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/roots' && r.request().method() === 'POST');
+    await page.fill('#root-path', file);
+    await page.click('#add-root button[type="submit"]');
+    expect((await refusedFile).status()).toBe(400);
+    await eventually(async () => (await page.textContent('#root-error')) === `${file} is a file, not a folder`, 'the not-a-folder message');
+    expect(await page.textContent('#root-error')).not.toMatch(/ENOENT|ENOTDIR|stat/);
+    await shot('08b-folder-missing');
   });
 
-  it('kept to its Content-Security-Policy, threw no errors, and got no error answers but the one it provoked', () => {
+  it('looks right in dark mode and on a phone-sized screen', async () => {
+    await freshSearchPage();
+    await page.emulateMedia({ colorScheme: 'dark' });
+    try {
+      await searchFor('a photo of a tool');
+      const background = await page.evaluate(() => { const w = globalThis as Browserish; return String(w.getComputedStyle(w.document.body).backgroundColor); });
+      const [r, g, b] = background.match(/\d+/g)!.map(Number);
+      expect(r! + g! + b!).toBeLessThan(120);
+      await shot('09-dark');
+      const columns = () => page.$eval('#results', (el) => String((globalThis as Browserish).getComputedStyle(el).gridTemplateColumns).split(' ').length);
+      const wide = await columns();
+      await page.setViewportSize({ width: 390, height: 844 });
+      // The grid reflows for the narrow screen: wait for that, then check how.
+      await eventually(async () => (await columns()) < wide, 'the grid to reflow');
+      expect(await columns()).toBeGreaterThanOrEqual(2);
+      expect(await columns()).toBeLessThanOrEqual(3);
+      await shot('10-phone-dark');
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 820 });
+      await page.emulateMedia({ colorScheme: 'light' });
+    }
+  });
+
+  it('lets go of the selection once labeled, and shows the selected photos of earlier searches in a tray', async () => {
+    await freshSearchPage();
+    const trayIds = () => page.$$eval('#selection-tray .tray-item', (items) => items.map((i) => Number((i as Browserish).dataset.id)));
+    const selectedTiles = () => page.$$eval('#results .tile.selected', (tiles) => tiles.map((t) => Number((t as Browserish).dataset.id)));
+    const fish = await searchFor('a photo of a fish');
+    const [a, b] = [fish[0]!.id, fish[1]!.id];
+    await page.click(`#results .card[data-id="${a}"]`, { modifiers: ['Control'] });
+    await page.click(`#results .card[data-id="${b}"]`, { modifiers: ['Control'] });
+    expect(await page.textContent('#selection-count')).toBe('2 photos selected');
+    expect(await trayIds()).toEqual([a, b]);
+    expect(await page.textContent('#selection-elsewhere')).toBe('');
+
+    // Another search, one that leaves a selected photo out (photos like `a` are every photo but `a`):
+    // the selection stays, in the tray, and the bar says one of them is not on screen.
+    await page.click(`#results .card[data-id="${a}"]`);
+    await page.waitForSelector('#viewer[open]');
+    const similar = page.waitForResponse((r) => new URL(r.url()).pathname === `/api/images/${a}/similar`);
+    await page.click('#viewer-similar');
+    await similar;
+    await eventually(async () => !(await cardIds()).includes(a) && (await cardIds()).includes(b), 'the photos like the first one');
+    expect(await page.textContent('#selection-count')).toBe('2 photos selected');
+    expect(await trayIds()).toEqual([a, b]);
+    expect(await page.textContent('#selection-elsewhere')).toBe('1 of them not in these results');
+    expect(await selectedTiles()).toEqual([b]);
+    await shot('12-selection-tray');
+
+    // The tray's ✕ lets go of one photo; the card on screen follows.
+    await page.click(`#selection-tray .tray-item[data-id="${b}"] .tray-remove`);
+    expect(await trayIds()).toEqual([a]);
+    expect(await selectedTiles()).toEqual([]);
+    await page.click(`#results .card[data-id="${b}"]`, { modifiers: ['Control'] });
+    expect(await trayIds()).toEqual([a, b]);
+
+    const first = `tray caption ${Date.now()}`;
+    await page.fill('#label-caption', first);
+    await page.click('#label-submit');
+    await eventually(async () => (await page.textContent('#label-message')) === `Labeled 2 photos “${first}”.`, 'the first confirmation');
+    // Labeled, then let go: nothing is selected any more, on screen or off it.
+    await eventually(() => page.isHidden('#label-bar'), 'the label bar to go with the selection');
+    expect(await trayIds()).toEqual([]);
+    expect(await selectedTiles()).toEqual([]);
+    expect(await page.isVisible('#label-message')).toBe(true);
+
+    // The next caption goes to the one photo picked for it, not to the earlier ones as well.
+    const c = (await cardIds()).find((id) => id !== a && id !== b)!;
+    await page.click(`#results .card[data-id="${c}"]`, { modifiers: ['Control'] });
+    expect(await page.textContent('#selection-count')).toBe('1 photo selected');
+    const second = `${first} (second)`;
+    await page.fill('#label-caption', second);
+    await page.click('#label-submit');
+    await eventually(async () => (await page.textContent('#label-message'))?.includes(second), 'the second confirmation');
+    expect(await page.textContent('#label-message')).toBe(`Labeled 1 photo “${second}”.`);
+    const labeled = async (caption: string) =>
+      (await api<{ labels: { imageId: number }[] }>(`/api/labels?limit=100&caption=${encodeURIComponent(caption)}`)).labels.map((l) => l.imageId).sort((x, y) => x - y);
+    expect(await labeled(first)).toEqual([a, b].sort((x, y) => x - y));
+    expect(await labeled(second)).toEqual([c]);
+  });
+
+  it('says, before any training, how many labels the first run will hold out (not "0 held out")', async () => {
+    // Labels of its own, over the API: four photos under two captions at least, as training needs.
+    const photos = (await api<{ results: Result[] }>('/api/search?q=photo&limit=60')).results.map((r) => r.id);
+    const tag = `split ${Date.now()}`;
+    for (const [i, caption] of [`${tag} one`, `${tag} two`].entries()) {
+      const res = await fetch(`${server.url}/api/labels`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ imageIds: photos.slice(i * 4, i * 4 + 4), caption }),
+      });
+      expect(res.status).toBe(201);
+    }
+    const labels = await api<{ counts: { train: number; val: number }; captions: unknown[] }>('/api/labels?limit=1');
+    expect(labels.counts.val).toBe(0); // never trained: every stored label still reads "train"
+    const preview = await api<{ valFraction: number; train: { labels: number }; val: { labels: number } }>('/api/training/split');
+    expect(preview.valFraction).toBe(0.2);
+    expect(preview.val.labels).toBeGreaterThan(0);
+    expect(preview.train.labels + preview.val.labels).toBe(labels.counts.train);
+
+    await page.click('nav a[data-route="labels"]');
+    await page.waitForSelector('#view-labels:not([hidden])');
+    await eventually(async () => (await page.getAttribute('#labels-counts', 'data-split')) === 'preview', 'the split the first run will use');
+    const total = labels.counts.train;
+    expect(await page.textContent('#labels-counts')).toBe(
+      `${total} labels · ${labels.captions.length} captions · ${preview.train.labels} for training, ${preview.val.labels} to be held out to check it when you train (the default 20% share)`,
+    );
+    expect(await page.textContent('#labels-counts')).not.toContain(' 0 held out');
+  });
+
+  it('kept to its Content-Security-Policy, threw no errors, and got no error answers but those the tests provoked', () => {
     expect(pageProblems).toEqual([]);
-    // The relative folder path above is the only request the server refused.
-    expect(failedResponses).toEqual(['POST /api/roots 400']);
+    // Each provoked refusal was noted by the test that asked for it; nothing else may have failed.
+    expect([...failedResponses].sort()).toEqual([...provoked].sort());
   });
 });
 

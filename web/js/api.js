@@ -104,6 +104,8 @@ export const api = {
 
   // ---- training and adapters: long jobs answer 202 and report over the event stream ----
   training: () => request('/api/training'),
+  /** What the next run would hold out, with these options (the server's defaults without). */
+  splitPreview: ({ valFraction, seed } = {}) => request(`/api/training/split${queryString({ valFraction, seed })}`),
   /** @param {{ epochs?: number, batchSize?: number, valFraction?: number, seed?: number, learningRate?: number, patience?: number }} options */
   train: (options) => request('/api/training', { method: 'POST', json: options }),
   adapters: () => request('/api/adapters'),

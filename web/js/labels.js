@@ -67,11 +67,7 @@ export class LabelsView {
   }
 
   renderSummary(captions, counts) {
-    const total = counts.train + counts.val;
-    this.els.counts.textContent =
-      total === 0
-        ? 'No labels yet.'
-        : `${formatCount(total)} label${total === 1 ? '' : 's'} · ${formatCount(captions.length)} caption${captions.length === 1 ? '' : 's'} · ${formatCount(counts.train)} for training, ${formatCount(counts.val)} held out to check it`;
+    this.renderCounts(captions, counts);
     this.els.captions.replaceChildren(
       ...captions.map((c) =>
         h(
@@ -95,6 +91,42 @@ export class LabelsView {
     );
     this.renderFilter();
     this.onSummary({ captions, counts });
+  }
+
+  /**
+   * How many labels there are and how they split. Training stores the split with the labels; before the
+   * first run every label reads "train", so the page asks the server what the next run (with the default
+   * options) will hold out instead of saying "0 held out".
+   */
+  renderCounts(captions, counts) {
+    const { counts: el } = this.els;
+    const total = counts.train + counts.val;
+    const generation = (this.countsGeneration = (this.countsGeneration ?? 0) + 1);
+    if (total === 0) {
+      el.textContent = 'No labels yet.';
+      el.dataset.split = 'none';
+      return;
+    }
+    const head = `${formatCount(total)} label${total === 1 ? '' : 's'} · ${formatCount(captions.length)} caption${captions.length === 1 ? '' : 's'} · `;
+    if (counts.val > 0) {
+      el.textContent = `${head}${formatCount(counts.train)} for training, ${formatCount(counts.val)} held out to check it`;
+      el.dataset.split = 'stored';
+      return;
+    }
+    // Said at once, then made exact: the split is by photo and per caption, so "a fifth" is only roughly it.
+    el.textContent = `${head}not split yet: about a fifth of the labeled photos will be held out to check training`;
+    el.dataset.split = 'pending';
+    api.splitPreview().then(
+      (p) => {
+        if (generation !== this.countsGeneration) return;
+        const skipped = p.skipped ? ` (${formatCount(p.skipped)} not usable yet: photo not indexed)` : '';
+        el.textContent = `${head}${formatCount(p.train.labels)} for training, ${formatCount(p.val.labels)} to be held out to check it when you train (the default ${Math.round(p.valFraction * 100)}% share)${skipped}`;
+        el.dataset.split = 'preview';
+      },
+      () => {
+        // No model (or an older server): the sentence above stands.
+      },
+    );
   }
 
   filterBy(caption) {

@@ -1,0 +1,48 @@
+import { z } from 'zod';
+import type { Library } from '../library/library.js';
+import { assignSplit } from '../train/pair-split.js';
+
+/** GET /api/training/split: the options that decide the split, as the training form sends them. */
+export const splitPreviewQuery = z
+  .object({
+    valFraction: z.coerce.number().min(0).max(0.9).optional(),
+    seed: z.coerce.number().int().min(0).max(2 ** 31 - 1).optional(),
+  })
+  .strict();
+
+export interface SplitPreview {
+  valFraction: number;
+  seed: number;
+  /** Labels (photo/caption pairs) and distinct photos on each side. */
+  train: { labels: number; photos: number };
+  val: { labels: number; photos: number };
+  /** Labels the trainer would leave out: their photo is not indexed (yet) or has no vector. */
+  skipped: number;
+}
+
+/**
+ * The split the next training run would use with these options, without storing it: the same pairs the
+ * trainer takes (indexed photos with a base-model vector, as AdapterService.collect picks them) through the
+ * same assignSplit. Before the first run every stored label reads 'train'; this says what will be held out.
+ */
+export function previewSplit(library: Library, valFraction = 0.2, seed = 1): SplitPreview {
+  const { key } = library.requireModel();
+  const usable = new Map<number, boolean>();
+  const refs: { imageId: number; caption: string }[] = [];
+  let skipped = 0;
+  for (const p of library.pairs.list()) {
+    let ok = usable.get(p.imageId);
+    if (ok === undefined) {
+      ok = library.images.get(p.imageId)?.status === 'indexed' && library.embeddings.forImage(p.imageId, key) !== undefined;
+      usable.set(p.imageId, ok);
+    }
+    if (ok) refs.push({ imageId: p.imageId, caption: p.caption });
+    else skipped++;
+  }
+  const split = assignSplit(refs, valFraction, seed);
+  const side = (which: 'train' | 'val') => {
+    const pairs = refs.filter((r) => (split.get(r.imageId) ?? 'train') === which);
+    return { labels: pairs.length, photos: new Set(pairs.map((r) => r.imageId)).size };
+  };
+  return { valFraction, seed, train: side('train'), val: side('val'), skipped };
+}
