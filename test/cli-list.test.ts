@@ -57,8 +57,17 @@ describe('clipdex list', () => {
     expect(trip.images.map((p) => p.path).sort()).toEqual(files.slice(0, 2).sort());
     const june3on = JSON.parse((await cli('--json', 'list', '--after', '2023-06-03')).stdout) as BrowseResponse;
     expect(june3on.total).toBe(3);
+    const none = await cli('list', '--folder', join(tmp, 'nowhere'));
+    expect([none.code, none.stdout, none.stderr]).toEqual([0, '', 'no photos\n']);
     const bad = await cli('list', '--sort', 'relevance');
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/Allowed choices are date-desc, date-asc, path/);
+  });
+
+  it('says where the photos are when the offset is past the end, rather than printing nothing', async () => {
+    const r = await cli('list', '--offset', '5000');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe('no photos at offset 5000 (6 in all)\n');
   });
 });

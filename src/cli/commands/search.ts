@@ -1,59 +1,63 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
+import type { z } from 'zod';
 import { ClipdexError } from '../../errors.js';
 import { Library } from '../../library/library.js';
+import type { ImageFormat } from '../../model/image-format.js';
+import {
+  browseOffsetParam,
+  dateParam,
+  folderParam,
+  formatListParam,
+  IMAGE_FORMATS,
+  imageFilterOf,
+  limitParam,
+  MAX_LIMIT,
+  minScoreRatioParam,
+  parseParam,
+  searchOffsetParam,
+  type FilterParams,
+} from '../../search/filter-params.js';
 import { QueryEngine, type QueryTerm, type SearchRequest, type SearchResponse } from '../../search/query-engine.js';
 import type { BrowseOrder, ImageFilter } from '../../store/image-filter.js';
 import { globalOptions, printJson, type GlobalOptions } from '../context.js';
 
-function parseDate(value: string, name: string): number {
-  const t = Date.parse(value);
-  if (Number.isNaN(t)) throw new ClipdexError('INVALID_ARGUMENT', `--${name} must be a date such as 2024-06-30, got ${JSON.stringify(value)}`);
-  return t;
-}
-
-function intOption(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n)) throw new ClipdexError('INVALID_ARGUMENT', `expected an integer, got ${JSON.stringify(value)}`);
-  return n;
+/** A commander option parser from a filter-params rule: a bad value fails with the option's name (exit 2). */
+function option<T>(schema: z.ZodType<T>, flag: string): (value: string) => T {
+  return (value) => parseParam(schema, value, flag);
 }
 
 interface CommonOptions {
   offset?: number;
   folder?: string;
-  after?: string;
-  before?: string;
-  format?: string;
+  after?: number;
+  before?: number;
+  format?: ImageFormat[];
   sort?: SearchRequest['sort'];
-  minScoreRatio?: string;
+  minScoreRatio?: number;
 }
 
-/** Paging and the filters, shared by the searches and `list`. */
-function addPagingAndFilters(cmd: Command, what: string, limit: number): Command {
+/** Paging and the filters, shared by the searches and `list`; values are checked by the same rules as the API's. */
+function addPagingAndFilters(cmd: Command, what: string, limit: number, offset: z.ZodType<number>): Command {
   return cmd
-    .option('-k, --limit <n>', `how many ${what}`, intOption, limit)
-    .option('--offset <n>', `skip this many ${what} (paging)`, intOption)
-    .option('--folder <dir>', 'only photos under this folder')
-    .option('--after <date>', 'only photos taken on or after this date (YYYY-MM-DD)')
-    .option('--before <date>', 'only photos taken before this date')
-    .option('--format <list>', 'only these formats, e.g. jpeg,png');
+    .option('-k, --limit <n>', `how many ${what} (at most ${MAX_LIMIT})`, option(limitParam, '--limit'), limit)
+    .option('--offset <n>', `skip this many ${what} (paging)`, option(offset, '--offset'))
+    .option('--folder <dir>', 'only photos under this folder', option(folderParam, '--folder'))
+    .option('--after <date>', 'only photos taken on or after this date (YYYY-MM-DD)', option(dateParam, '--after'))
+    .option('--before <date>', 'only photos taken before this date', option(dateParam, '--before'))
+    .option('--format <list>', `only these formats, e.g. jpeg,png (${IMAGE_FORMATS.join(', ')}; jpg, tif and heif work too)`, option(formatListParam, '--format'));
 }
 
 function addCommonOptions(cmd: Command): Command {
-  return addPagingAndFilters(cmd, 'results', 20)
+  return addPagingAndFilters(cmd, 'results', 20, searchOffsetParam)
     .addOption(new Option('--sort <order>', 'result order').choices(['relevance', 'date-desc', 'date-asc']))
-    .option('--min-score-ratio <r>', 'keep results scoring at least this share (0-1) of the best');
+    .option('--min-score-ratio <r>', 'keep results scoring at least this share (0-1) of the best', option(minScoreRatioParam, '--min-score-ratio'));
 }
 
-function filterOptions(o: Pick<CommonOptions, 'folder' | 'after' | 'before' | 'format'>): { filter?: ImageFilter } {
-  const filter: ImageFilter = {
-    ...(o.folder ? { folder: resolve(o.folder) } : {}),
-    ...(o.after ? { takenFrom: parseDate(o.after, 'after') } : {}),
-    ...(o.before ? { takenTo: parseDate(o.before, 'before') } : {}),
-    ...(o.format ? { formats: o.format.split(',').map((f) => f.trim().toLowerCase()).filter(Boolean) } : {}),
-  };
-  return Object.keys(filter).length ? { filter } : {};
+function filterOptions(o: FilterParams): { filter?: ImageFilter } {
+  const filter = imageFilterOf(o);
+  return filter ? { filter } : {};
 }
 
 function requestOptions(o: CommonOptions & { limit?: number }): Omit<SearchRequest, 'terms'> {
@@ -61,7 +65,7 @@ function requestOptions(o: CommonOptions & { limit?: number }): Omit<SearchReque
     limit: o.limit ?? 20,
     ...(o.offset !== undefined ? { offset: o.offset } : {}),
     ...(o.sort ? { sort: o.sort } : {}),
-    ...(o.minScoreRatio !== undefined ? { minScoreRatio: Number(o.minScoreRatio) } : {}),
+    ...(o.minScoreRatio !== undefined ? { minScoreRatio: o.minScoreRatio } : {}),
     ...filterOptions(o),
   };
 }
@@ -141,7 +145,7 @@ export function similarCommand(): Command {
 
 /** `clipdex list`: the library itself, newest first, under the same filters as a search. */
 export function listCommand(): Command {
-  return addPagingAndFilters(new Command('list').description('list indexed photos, newest first (or oldest first, or by path), under the search filters'), 'photos', 50)
+  return addPagingAndFilters(new Command('list').description('list indexed photos, newest first (or oldest first, or by path), under the search filters'), 'photos', 50, browseOffsetParam)
     .addOption(new Option('--sort <order>', 'order').choices(['date-desc', 'date-asc', 'path']).default('date-desc'))
     .action(async (o: Omit<CommonOptions, 'sort'> & { limit: number; sort: BrowseOrder }, c: Command) => {
       const g = globalOptions(c);
@@ -150,6 +154,8 @@ export function listCommand(): Command {
         const page = new QueryEngine(library).browse({ limit: o.limit, sort: o.sort, ...(o.offset !== undefined ? { offset: o.offset } : {}), ...filterOptions(o) });
         if (g.json) return printJson(page);
         if (page.total === 0) process.stderr.write('no photos\n');
+        // Past the end is not "nothing matches": say where the photos are.
+        else if (page.images.length === 0) process.stderr.write(`no photos at offset ${page.offset} (${page.total} in all)\n`);
         for (const p of page.images) process.stdout.write(`${p.takenAt === null ? 'undated   ' : new Date(p.takenAt).toISOString().slice(0, 10)}  ${p.path}\n`);
         if (page.hasMore) process.stderr.write(`${page.offset + page.images.length} of ${page.total}; more: --offset ${page.offset + page.limit}\n`);
       } finally {

@@ -1,0 +1,134 @@
+/**
+ * The one rule for what a search or a page of the library may ask: whole numbers in range, real calendar
+ * dates, known formats (with their usual aliases), the score ratio. The CLI's options, the API's schemas
+ * and the query engine all parse through these, so `--after 2018-06-31` and `?after=2018-06-31` are refused
+ * by the same words, and `jpg` means `jpeg` everywhere.
+ */
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { ClipdexError } from '../errors.js';
+import type { ImageFormat } from '../model/image-format.js';
+import type { ImageFilter } from '../store/image-filter.js';
+
+/** Results per page of a search or of the library. */
+export const MAX_LIMIT = 500;
+/** A search ranks at most this many candidates, so a page cannot start further in. */
+export const MAX_SEARCH_OFFSET = 2000;
+
+const WHOLE_NUMBER = /^\s*[+-]?\d+\s*$/;
+
+/** An integer in [min, max], as a number or as the digits of a query string or a command-line option. */
+export function intParam(min: number, max: number) {
+  const message = `must be an integer from ${min} to ${max}`;
+  // "", "1e3", "0x10" and "12abc" are not whole numbers, though Number() would read some of them as one.
+  return z.preprocess((v) => (typeof v === 'string' && WHOLE_NUMBER.test(v) ? Number(v) : v), z.number({ error: message }).int(message).min(min, message).max(max, message));
+}
+
+export const limitParam = intParam(1, MAX_LIMIT);
+export const searchOffsetParam = intParam(0, MAX_SEARCH_OFFSET);
+export const browseOffsetParam = intParam(0, Number.MAX_SAFE_INTEGER);
+
+/** A share of the best score, 0 to 1, as a number or its decimal text. */
+export const minScoreRatioParam = z.preprocess(
+  (v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v),
+  z.number({ error: 'must be a number from 0 to 1' }).min(0, 'must be a number from 0 to 1').max(1, 'must be a number from 0 to 1'),
+);
+
+const DATE_MESSAGE = 'must be a real date as YYYY-MM-DD (e.g. 2024-06-30) or an ISO 8601 timestamp';
+// zod's ISO checks know the calendar (30 days in June, 29 February only in leap years); Date.parse does
+// not: it rolls 2018-06-31 over to 1 July.
+const isoDate = z.iso.date();
+const isoDateTime = z.iso.datetime({ offset: true, local: true });
+
+/** A date (start of that day, UTC) or an ISO timestamp, to ms since the epoch. */
+export const dateParam = z
+  .string({ error: DATE_MESSAGE })
+  .trim()
+  .max(40, DATE_MESSAGE)
+  .refine((s) => isoDate.safeParse(s).success || isoDateTime.safeParse(s).success, DATE_MESSAGE)
+  .transform((s) => Date.parse(s));
+
+/** Every format the store records (as `detectImageFormat` names them), so a filter can match. */
+const FORMATS: Record<ImageFormat, readonly string[]> = {
+  jpeg: ['jpg', 'jpe', 'jfif'],
+  png: [],
+  webp: [],
+  gif: [],
+  tiff: ['tif'],
+  bmp: [],
+  heic: ['heif', 'hif'],
+  avif: [],
+};
+export const IMAGE_FORMATS = Object.keys(FORMATS) as ImageFormat[];
+const FORMAT_OF = new Map<string, ImageFormat>(IMAGE_FORMATS.flatMap((f) => [[f, f] as const, ...FORMATS[f].map((alias) => [alias, f] as const)]));
+const VALID_FORMATS = IMAGE_FORMATS.map((f) => (FORMATS[f].length ? `${f} (${FORMATS[f].join(', ')})` : f)).join(', ');
+
+/** The store's name for a format or one of its aliases, any case; undefined for an unknown one. */
+export function canonicalFormat(name: string): ImageFormat | undefined {
+  return FORMAT_OF.get(name.trim().toLowerCase());
+}
+
+/** A comma-separated list ("jpg,PNG") or an array of names, to the store's names, without repeats. */
+export const formatListParam = z
+  .union([z.string().max(200), z.array(z.string().max(20)).max(20)], { error: 'must be a list of formats such as jpeg,png' })
+  .transform((value, ctx) => {
+    const names = (typeof value === 'string' ? value.split(',') : value).map((f) => f.trim()).filter(Boolean);
+    if (names.length === 0) {
+      ctx.addIssue({ code: 'custom', message: `must name at least one format: ${VALID_FORMATS}` });
+      return z.NEVER;
+    }
+    const unknown = names.filter((f) => canonicalFormat(f) === undefined);
+    if (unknown.length > 0) {
+      ctx.addIssue({ code: 'custom', message: `names an unknown format: ${unknown.map((f) => JSON.stringify(f)).join(', ')}; valid formats: ${VALID_FORMATS}` });
+      return z.NEVER;
+    }
+    return [...new Set(names.map((f) => canonicalFormat(f)!))];
+  });
+
+export const folderParam = z.string().min(1).max(4096);
+export const searchSortParam = z.enum(['relevance', 'date-desc', 'date-asc']);
+export const browseSortParam = z.enum(['date-desc', 'date-asc', 'path']);
+
+/** The filters every search and the library listing take, under the names the CLI and the API use. */
+export const filterParamsShape = {
+  folder: folderParam.optional().describe('only photos under this folder (absolute path)'),
+  after: dateParam.optional().describe('taken on or after this date (YYYY-MM-DD or ISO 8601)'),
+  before: dateParam.optional().describe('taken before this date'),
+  format: formatListParam.optional().describe(`only these formats, e.g. jpeg,png (${VALID_FORMATS})`),
+};
+
+export interface FilterParams {
+  folder?: string | undefined;
+  after?: number | undefined;
+  before?: number | undefined;
+  format?: readonly string[] | undefined;
+}
+
+/** Parsed filter parameters as the store's filter; undefined when they constrain nothing. */
+export function imageFilterOf(p: FilterParams): ImageFilter | undefined {
+  const filter: ImageFilter = {
+    ...(p.folder ? { folder: resolve(p.folder) } : {}),
+    ...(p.after !== undefined ? { takenFrom: p.after } : {}),
+    ...(p.before !== undefined ? { takenTo: p.before } : {}),
+    ...(p.format?.length ? { formats: p.format } : {}),
+  };
+  return Object.keys(filter).length ? filter : undefined;
+}
+
+/**
+ * A filter as a library caller built it, its formats in the store's names: the engine's check, so a
+ * caller that did not come through the CLI or the API meets the same rule.
+ */
+export function checkImageFilter(filter: ImageFilter): ImageFilter {
+  if (filter.formats === undefined) return filter;
+  return { ...filter, formats: parseParam(formatListParam, filter.formats, 'formats') };
+}
+
+/** One value through its rule, a failure as INVALID_ARGUMENT naming it ("--after must be …, got …"). */
+export function parseParam<T>(schema: z.ZodType<T>, value: unknown, name: string): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const message = result.error.issues[0]?.message ?? 'is not valid';
+  const got = JSON.stringify(value);
+  throw new ClipdexError('INVALID_ARGUMENT', `${name} ${message}${message.includes(got) ? '' : `, got ${got}`}`, { cause: result.error });
+}
