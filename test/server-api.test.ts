@@ -191,6 +191,23 @@ describe('search API', () => {
     }
   });
 
+  it('answers NOT_FOUND (404) for an unknown photo id on every route that takes one', async () => {
+    const json = { method: 'POST', headers: { 'content-type': 'application/json' } };
+    const cases: [string, RequestInit | undefined][] = [
+      ['/api/images/999999', undefined],
+      ['/api/images/999999/similar', undefined],
+      ['/api/images/999999/thumbnail', undefined],
+      ['/api/images/999999/file', undefined],
+      ['/api/search', { ...json, body: JSON.stringify({ terms: [{ imageId: 999999 }] }) }],
+      ['/api/labels', { ...json, body: JSON.stringify({ imageIds: [999999], caption: 'nothing' }) }],
+    ];
+    for (const [path, init] of cases) {
+      const { status, body } = await api(path, init);
+      expect([status, body.error?.code], `${init?.method ?? 'GET'} ${path}`).toEqual([404, 'NOT_FOUND']);
+      expect(body.error.message, path).toMatch(/999999/);
+    }
+  });
+
   it('refuses uploads that are not images, too big, or decompression bombs', async () => {
     const send = async (bytes: Uint8Array, name: string) => {
       const form = new FormData();

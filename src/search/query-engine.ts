@@ -10,7 +10,11 @@ import { projectRows } from '../train/adapter-weights.js';
 import type { ImageInput } from '../model/image-source.js';
 import type { ImageRecord } from '../store/images-repo.js';
 import { ImageFilterQueries, type BrowseOrder, type ImageFilter } from '../store/image-filter.js';
+import { failedPhotoError } from './failed-photo.js';
+import { browseOffsetParam, checkImageFilter, limitParam, MAX_SEARCH_OFFSET, minScoreRatioParam, parseParam, searchOffsetParam } from './filter-params.js';
 import { LruCache } from './lru-cache.js';
+
+export { MAX_LIMIT } from './filter-params.js';
 
 export type QueryTerm = { weight?: number } & (
   | { text: string }
@@ -76,9 +80,11 @@ export interface BrowseResponse {
   modelKey: string;
 }
 
-export const MAX_LIMIT = 500;
-/** Results a cut-off or date sort looks at: the index returns the best this many, then they are filtered. */
-const MAX_CANDIDATES = 2000;
+/**
+ * Results a cut-off or date sort looks at: the index returns the best this many, then they are filtered.
+ * It is also the deepest offset a search takes, so the parameter rules hold it.
+ */
+const MAX_CANDIDATES = MAX_SEARCH_OFFSET;
 const DATE_SORT_RATIO = 0.9;
 
 export function resultFromRecord(r: ImageRecord, score: number): SearchResult {
@@ -112,10 +118,11 @@ export class QueryEngine {
    */
   browse(request: BrowseRequest = {}): BrowseResponse {
     const { key } = this.library.searchSpace();
-    const limit = checkInt(request.limit ?? 50, 'limit', 1, MAX_LIMIT);
-    const offset = checkInt(request.offset ?? 0, 'offset', 0, Number.MAX_SAFE_INTEGER);
+    const limit = parseParam(limitParam, request.limit ?? 50, 'limit');
+    const offset = parseParam(browseOffsetParam, request.offset ?? 0, 'offset');
+    const filter = request.filter ? checkImageFilter(request.filter) : {};
     this.browser ??= new ImageFilterQueries(this.library.store.db);
-    const { ids, total } = this.browser.page(key, request.filter ?? {}, request.sort ?? 'date-desc', limit, offset);
+    const { ids, total } = this.browser.page(key, filter, request.sort ?? 'date-desc', limit, offset);
     const images = ids.flatMap((id) => {
       const record = this.library.images.get(id);
       if (!record) return [];
@@ -130,20 +137,18 @@ export class QueryEngine {
     // One space for the whole search: an adapter switch in the middle does not mix two spaces' vectors.
     const space = this.library.searchSpace();
     const { index, key } = space;
-    const limit = checkInt(request.limit ?? 50, 'limit', 1, MAX_LIMIT);
-    const offset = checkInt(request.offset ?? 0, 'offset', 0, MAX_CANDIDATES);
+    const limit = parseParam(limitParam, request.limit ?? 50, 'limit');
+    const offset = parseParam(searchOffsetParam, request.offset ?? 0, 'offset');
+    const filter = request.filter ? checkImageFilter(request.filter) : undefined;
     const sort = request.sort ?? 'relevance';
-    const ratio = request.minScoreRatio ?? (sort === 'relevance' ? undefined : DATE_SORT_RATIO);
-    if (ratio !== undefined && !(ratio >= 0 && ratio <= 1)) {
-      throw new ClipdexError('INVALID_ARGUMENT', `minScoreRatio must be between 0 and 1, got ${ratio}`);
-    }
+    const ratio = request.minScoreRatio !== undefined ? parseParam(minScoreRatioParam, request.minScoreRatio, 'minScoreRatio') : sort === 'relevance' ? undefined : DATE_SORT_RATIO;
     const query = await this.queryVector(request.terms, space);
     const excluded = new Set(
       request.excludeQueryImages === false ? [] : request.terms.flatMap((t) => ('imageId' in t && (t.weight ?? 1) > 0 ? [t.imageId] : [])),
     );
     const wholeList = ratio !== undefined || sort !== 'relevance';
     const want = Math.min(MAX_CANDIDATES, (wholeList ? MAX_CANDIDATES : offset + limit + 1) + excluded.size);
-    let hits = (await index.search(query, want, request.filter ? { filter: request.filter } : {})).filter((h) => !excluded.has(h.id));
+    let hits = (await index.search(query, want, filter ? { filter } : {})).filter((h) => !excluded.has(h.id));
     const bestScore = hits[0]?.score ?? null;
     if (ratio !== undefined && bestScore !== null && bestScore > 0) hits = hits.filter((h) => h.score >= bestScore * ratio);
 
@@ -215,15 +220,14 @@ export class QueryEngine {
       if (!Number.isSafeInteger(term.imageId) || term.imageId < 1) {
         throw new ClipdexError('INVALID_ARGUMENT', `image ids are positive integers, got ${term.imageId}`);
       }
+      const record = this.library.images.get(term.imageId);
+      if (!record) throw new ClipdexError('NOT_FOUND', `no photo with id ${term.imageId}`);
+      // Refused before any lookup: whatever vector its hash may still find, the file as it is now could not be read.
+      const failed = failedPhotoError(record, 'searched by');
+      if (failed) throw failed;
       // A stored photo's own embedding: no decoding, no encoder.
       const v = this.library.embeddings.forImage(term.imageId, key);
-      if (!v) {
-        const exists = this.library.images.get(term.imageId);
-        throw new ClipdexError(
-          exists ? 'INVALID_ARGUMENT' : 'FILE_NOT_FOUND',
-          exists ? `photo ${term.imageId} is not indexed yet (status: ${exists.status})` : `no photo with id ${term.imageId}`,
-        );
-      }
+      if (!v) throw new ClipdexError('INVALID_ARGUMENT', `photo ${term.imageId} is not indexed yet (status: ${record.status})`);
       return v;
     }
     const input: ImageInput = 'image' in term ? term.image : term.path;
@@ -231,11 +235,4 @@ export class QueryEngine {
     if (!result!.ok) throw result!.error;
     return project(result!.embedding, 'image');
   }
-}
-
-function checkInt(value: number, name: string, min: number, max: number): number {
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new ClipdexError('INVALID_ARGUMENT', `${name} must be an integer from ${min} to ${max}, got ${value}`);
-  }
-  return value;
 }

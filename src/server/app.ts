@@ -1,5 +1,5 @@
 import { existsSync, realpathSync } from 'node:fs';
-import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { isAbsolute, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
@@ -9,6 +9,7 @@ import type { Library } from '../library/library.js';
 import { providerUnavailableReason } from '../model/ort-session.js';
 import { listManifests } from '../model/model-registry.js';
 import { QueryEngine, resultFromRecord, type QueryTerm, type SearchRequest } from '../search/query-engine.js';
+import { imageFilterOf, type FilterParams } from '../search/filter-params.js';
 import { readIngestCounts } from '../ingest/ingest-engine.js';
 import type { ImageFilter } from '../store/image-filter.js';
 import {
@@ -32,7 +33,7 @@ import { AdapterService } from '../train/adapter-service.js';
 import { folderLabelRows, importLabels } from '../train/label-import.js';
 import { TrainingJobs } from './training-jobs.js';
 import { EventHub } from './event-hub.js';
-import { errorHandler, sendError } from './http-errors.js';
+import { errorHandler, sendError, statusFor } from './http-errors.js';
 import { folderProblem } from './folder-check.js';
 import { previewSplit, splitPreviewQuery } from './split-preview.js';
 import { openApiDocument } from './openapi.js';
@@ -80,16 +81,6 @@ function route(fn: (req: Request, res: Response) => Promise<unknown> | unknown) 
       .then(() => fn(req, res))
       .catch(next);
   };
-}
-
-function filterOf(o: { folder?: string | undefined; after?: number | undefined; before?: number | undefined; format?: readonly string[] | undefined }): ImageFilter | undefined {
-  const f: ImageFilter = {
-    ...(o.folder ? { folder: resolve(o.folder) } : {}),
-    ...(o.after !== undefined ? { takenFrom: o.after } : {}),
-    ...(o.before !== undefined ? { takenTo: o.before } : {}),
-    ...(o.format?.length ? { formats: o.format } : {}),
-  };
-  return Object.keys(f).length ? f : undefined;
 }
 
 function pageOf<T extends { limit?: number | undefined; offset?: number | undefined; sort?: SearchRequest['sort'] | undefined; minScoreRatio?: number | undefined }>(o: T) {
@@ -316,7 +307,12 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
     route((req, res) => {
       const { imageIds, caption } = addLabelsBody.parse(req.body);
       const report = importLabels(library, imageIds.map((photo) => ({ photo, caption })));
-      if (report.added + report.duplicates === 0) return sendError(res, 404, 'NOT_FOUND', report.problems[0]?.reason ?? 'no such photos');
+      if (report.added + report.duplicates === 0) {
+        // Nothing labeled: the request fails as its first photo did (unknown: 404; failed to index: 409).
+        const first = report.problems[0];
+        const code = first?.code === 'PHOTO_FAILED' ? 'PHOTO_FAILED' : 'NOT_FOUND';
+        return sendError(res, statusFor(code), code, first?.reason ?? 'no such photos', { problems: report.problems });
+      }
       res.status(201).json(report);
     }),
   );
@@ -407,8 +403,8 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
   return { app, events, engine, jobs };
 }
 
-function optionalFilter(o: Parameters<typeof filterOf>[0]): { filter?: ImageFilter } {
-  const filter = filterOf(o);
+function optionalFilter(o: FilterParams): { filter?: ImageFilter } {
+  const filter = imageFilterOf(o);
   return filter ? { filter } : {};
 }
 

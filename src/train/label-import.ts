@@ -6,8 +6,9 @@
  */
 import { realpathSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve, sep } from 'node:path';
-import { ClipdexError } from '../errors.js';
+import { ClipdexError, type ErrorCode } from '../errors.js';
 import type { Library } from '../library/library.js';
+import { failedPhotoError } from '../search/failed-photo.js';
 import { folderPathRange } from '../store/image-filter.js';
 
 export interface LabelRow {
@@ -20,8 +21,8 @@ export interface LabelImportReport {
   added: number;
   /** The photo already had this caption. */
   duplicates: number;
-  /** Rows that could not be used, with why (first 100). */
-  problems: { row: number; photo: string; reason: string }[];
+  /** Rows that could not be used, with why (first 100): NOT_FOUND, PHOTO_FAILED or INVALID_ARGUMENT (the caption). */
+  problems: { row: number; photo: string; reason: string; code: ErrorCode }[];
   problemCount: number;
 }
 
@@ -44,6 +45,17 @@ export function resolvePhoto(library: Library, photo: number | string, baseDir =
   return record.id;
 }
 
+/**
+ * The photo a label may go on: one the library knows that has not failed to index. A failed photo has no
+ * embedding, so training would only leave its labels out later ("not indexed yet"); refuse it now, saying why.
+ */
+export function labelTarget(library: Library, photo: number | string, baseDir?: string): { id: number } | { code: ErrorCode; reason: string } {
+  const id = resolvePhoto(library, photo, baseDir);
+  if (typeof id === 'string') return { code: 'NOT_FOUND', reason: id };
+  const failed = failedPhotoError(library.images.get(id)!, 'labeled');
+  return failed ? { code: failed.code, reason: failed.message } : { id };
+}
+
 function realOrSame(path: string): string {
   try {
     return realpathSync(path);
@@ -63,9 +75,9 @@ export function checkCaption(caption: unknown): string {
 /** Adds the rows in one transaction. */
 export function importLabels(library: Library, rows: readonly LabelRow[], baseDir?: string): LabelImportReport {
   const report: LabelImportReport = { added: 0, duplicates: 0, problems: [], problemCount: 0 };
-  const problem = (row: number, photo: unknown, reason: string) => {
+  const problem = (row: number, photo: unknown, reason: string, code: ErrorCode) => {
     report.problemCount++;
-    if (report.problems.length < 100) report.problems.push({ row, photo: String(photo), reason });
+    if (report.problems.length < 100) report.problems.push({ row, photo: String(photo), reason, code });
   };
   library.store.db.transaction(() => {
     rows.forEach((r, i) => {
@@ -73,11 +85,11 @@ export function importLabels(library: Library, rows: readonly LabelRow[], baseDi
       try {
         caption = checkCaption(r.caption);
       } catch (err) {
-        return problem(i + 1, r.photo, (err as Error).message);
+        return problem(i + 1, r.photo, (err as Error).message, 'INVALID_ARGUMENT');
       }
-      const id = resolvePhoto(library, r.photo, baseDir);
-      if (typeof id === 'string') return problem(i + 1, r.photo, id);
-      const { added } = library.pairs.addUnique(id, caption);
+      const target = labelTarget(library, r.photo, baseDir);
+      if (!('id' in target)) return problem(i + 1, r.photo, target.reason, target.code);
+      const { added } = library.pairs.addUnique(target.id, caption);
       if (added) report.added++;
       else report.duplicates++;
     });

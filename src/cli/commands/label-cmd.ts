@@ -6,10 +6,10 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, extname, resolve } from 'node:path';
 import { Command } from 'commander';
 import { parse as parseCsv } from 'csv-parse/sync';
-import { ClipdexError, errorMessage } from '../../errors.js';
+import { ClipdexError, errorMessage, type ErrorCode } from '../../errors.js';
 import { Library } from '../../library/library.js';
 import type { CaptionSummary, LabeledPair, ListedPair, PairFilter } from '../../store/pairs-repo.js';
-import { checkCaption, DEFAULT_FOLDER_TEMPLATE, folderLabelRows, importLabels, resolvePhoto, type LabelRow } from '../../train/label-import.js';
+import { checkCaption, DEFAULT_FOLDER_TEMPLATE, folderLabelRows, importLabels, labelTarget, resolvePhoto, type LabelRow } from '../../train/label-import.js';
 import { EXIT, globalOptions, log, printJson, type GlobalOptions } from '../context.js';
 
 /** Where a problem came from, in the words of the input: "line 4" of a CSV, "entry 2" of JSON, "argument 1". */
@@ -17,6 +17,8 @@ interface Problem {
   at: string;
   photo: string;
   reason: string;
+  /** Why, for the one-photo `clipdex label` that fails as a whole. */
+  code?: ErrorCode;
 }
 
 /** A problem found while reading a file, with its position there (problems are reported in file order). */
@@ -159,12 +161,12 @@ function labelPhotos(library: Library, photos: string[], caption: string): AddRe
   const result: AddReport & { labels: LabeledPair[] } = { added: 0, duplicates: 0, problems: [], problemCount: 0, labels: [] };
   library.store.db.transaction(() => {
     photos.forEach((photo, i) => {
-      const id = resolvePhoto(library, photo);
-      if (typeof id === 'string') {
-        result.problems.push({ at: `argument ${i + 1}`, photo, reason: id });
+      const target = labelTarget(library, photo);
+      if (!('id' in target)) {
+        result.problems.push({ at: `argument ${i + 1}`, photo, reason: target.reason, code: target.code });
         return;
       }
-      const { pair, added } = library.pairs.addUnique(id, caption);
+      const { pair, added } = library.pairs.addUnique(target.id, caption);
       if (added) result.added++;
       else result.duplicates++;
       result.labels.push(pair);
@@ -195,8 +197,10 @@ export function labelCommand(): Command {
       await withLibrary(g, (library) => {
         const result = labelPhotos(library, photos, text);
         // One photo that cannot be labeled is an error, not a report of one problem.
-        if (photos.length === 1 && result.problemCount === 1) throw new ClipdexError('FILE_NOT_FOUND', result.problems[0]!.reason);
-        report(g, { added: result.added, duplicates: result.duplicates, problems: result.problems, problemCount: result.problemCount }, { caption: text, labels: result.labels });
+        const only = result.problems[0];
+        if (photos.length === 1 && only) throw new ClipdexError(only.code === 'PHOTO_FAILED' ? 'PHOTO_FAILED' : 'FILE_NOT_FOUND', only.reason);
+        const problems = result.problems.map(({ at, photo, reason }) => ({ at, photo, reason }));
+        report(g, { added: result.added, duplicates: result.duplicates, problems, problemCount: result.problemCount }, { caption: text, labels: result.labels });
         if (!g.json && result.labels.length > 0) process.stdout.write(`Label ids: ${result.labels.map((l) => l.id).join(', ')} ("${text}")\n`);
       });
     });
