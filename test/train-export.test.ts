@@ -2,7 +2,7 @@
  * An exported adapter is an ordinary model: the base graphs with one MatMul appended. Loaded by clipdex
  * (a plain ONNX Runtime session per tower), it must give what the in-process projection gives.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -76,4 +76,30 @@ it('refuses to overwrite a folder that has files in it', async () => {
   const built = await buildTinyModel({ out: join(dir, 'base-refuse'), seed: 5, force: true });
   const spec = await readModelDir(built.dir);
   await expect(exportAdaptedModel(spec, randomAdapter(64, 1), built.dir, { baseModel: 't', baseKey: 't', adapterVersion: 1, blend: 1, metrics: {} })).rejects.toThrow(/not empty/);
+});
+
+it('loses nothing that was written into the target folder while it exported', async () => {
+  const built = await buildTinyModel({ out: join(dir, 'base-race'), seed: 5, force: true });
+  const spec = await readModelDir(built.dir);
+  const target = join(dir, 'export-race');
+  mkdirSync(target); // empty: accepted when the export starts
+  const exporting = exportAdaptedModel(spec, randomAdapter(64, 2), target, { baseModel: 't', baseKey: 't', adapterVersion: 1, blend: 1, metrics: {} });
+  // The export is now past its checks and copying (it awaits the tower files); the user drops a photo in.
+  writeFileSync(join(target, 'IMG_0001.jpg'), 'a photo the user copied here');
+  await expect(exporting).rejects.toThrow(/written to while/);
+  expect(readFileSync(join(target, 'IMG_0001.jpg'), 'utf8')).toBe('a photo the user copied here');
+  // Nor is the half-written export left beside it.
+  expect(readdirSync(dir).filter((f) => f.startsWith('export-race.'))).toEqual([]);
+});
+
+it('never removes a folder it did not create, even one named like its own scratch folder', async () => {
+  const built = await buildTinyModel({ out: join(dir, 'base-scratch'), seed: 5, force: true });
+  const spec = await readModelDir(built.dir);
+  const target = join(dir, 'export-scratch');
+  const lookalike = `${target}.partial-${process.pid}`;
+  mkdirSync(lookalike);
+  writeFileSync(join(lookalike, 'keep.txt'), 'mine');
+  await exportAdaptedModel(spec, randomAdapter(64, 3), target, { baseModel: 't', baseKey: 't', adapterVersion: 1, blend: 1, metrics: {} });
+  expect(readFileSync(join(lookalike, 'keep.txt'), 'utf8')).toBe('mine');
+  expect(existsSync(join(target, 'clipdex-adapter.json'))).toBe(true);
 });

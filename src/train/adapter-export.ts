@@ -4,7 +4,7 @@
  * clipdex — or anything that reads CLIP exports — loads it like any other model). Towers whose graph
  * already normalises its output get an LpNormalization after the MatMul, so that stays true.
  */
-import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import onnxProto from 'onnx-proto';
@@ -30,10 +30,12 @@ export async function exportAdaptedModel(spec: ModelSpec, weights: AdapterWeight
   if (out.includes('\0')) throw new ClipdexError('INVALID_ARGUMENT', 'the export folder must not contain NUL characters');
   if (existsSync(out) && !statSync(out).isDirectory()) throw new ClipdexError('INVALID_ARGUMENT', `${out} exists and is not a folder; choose a new folder`);
   if (existsSync(out) && readdirSync(out).length > 0) throw new ClipdexError('INVALID_ARGUMENT', `${out} exists and is not empty; choose a new folder`);
-  const tmp = `${out}.partial-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
   const towers = [spec.vision.file, spec.text.file].map((f) => resolve(spec.dir, f));
+  let tmp: string | null = null;
   try {
+    // A new, uniquely named sibling: the only folder this export ever removes is one it created itself.
+    mkdirSync(dirname(out), { recursive: true });
+    tmp = mkdtempSync(`${out}.partial-`);
     // Everything but the tower graphs (and their other precision variants, which would not carry the adapter).
     cpSync(spec.dir, tmp, {
       recursive: true,
@@ -52,12 +54,19 @@ export async function exportAdaptedModel(spec: ModelSpec, weights: AdapterWeight
       writeFileSync(join(tmp, tower.file), bytes);
     }
     writeFileSync(join(tmp, 'clipdex-adapter.json'), `${JSON.stringify({ ...info, exportedAt: new Date().toISOString() }, null, 2)}\n`);
-    if (existsSync(out)) rmSync(out, { recursive: true });
-    mkdirSync(dirname(out), { recursive: true });
+    // The target was empty when the export began, but copying takes long (~600 MB for a real model) and
+    // someone may have put files there meanwhile: rmdir removes only an empty folder, so they are kept.
+    if (existsSync(out)) {
+      try {
+        rmdirSync(out);
+      } catch (err) {
+        throw new ClipdexError('INVALID_ARGUMENT', `${out} was written to while exporting; its files were left as they are. Export to a new folder.`, { cause: err });
+      }
+    }
     renameSync(tmp, out);
     return out;
   } catch (err) {
-    rmSync(tmp, { recursive: true, force: true });
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
     if (err instanceof ClipdexError) throw err;
     throw new ClipdexError('MODEL_INVALID', `cannot export the adapted model to ${out}: ${errorMessage(err)}`, { cause: err });
   }
