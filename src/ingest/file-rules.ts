@@ -32,6 +32,11 @@ export interface FileRulesOptions {
    * parent folders ('2019/private' excludes that folder and everything inside it).
    */
   exclude?: readonly string[];
+  /**
+   * Folders (relative to the root, '/'-separated) excluded with everything inside them, taken as they are
+   * rather than as globs: the library's own folders when they lie inside a root (see ownDirsUnder).
+   */
+  excludeDirs?: readonly string[];
 }
 
 export interface FileRules {
@@ -85,9 +90,26 @@ function compileGlobs(globs: readonly string[]): { segment: picomatch.Matcher | 
   return { segment: compile(segment), anchored: compile(anchored) };
 }
 
+/**
+ * The folders of `dirs` that lie inside `root`, relative to it, for `excludeDirs`. Give real paths as well
+ * as the paths as typed when either may go through a symbolic link: each pair is compared as given.
+ */
+export function ownDirsUnder(roots: readonly string[], dirs: readonly string[]): string[] {
+  const out = new Set<string>();
+  for (const root of roots) {
+    for (const dir of dirs) {
+      const rel = relativeToRoot(root, dir);
+      // '' is the root itself: a root inside a library folder is refused when it is added, not emptied here.
+      if (rel !== null && rel !== '') out.add(rel);
+    }
+  }
+  return [...out];
+}
+
 export function createFileRules(options: FileRulesOptions = {}): FileRules {
   const exclude = Object.freeze([...(options.exclude ?? [])]);
   const { segment, anchored } = compileGlobs(exclude);
+  const excludedDirs = new Set(options.excludeDirs ?? []);
 
   const isExcludedPath = (relPath: string): boolean => {
     if (relPath === '') return false;
@@ -98,7 +120,7 @@ export function createFileRules(options: FileRulesOptions = {}): FileRules {
       if (isSystemName(part)) return true;
       if (segment?.(part)) return true;
       prefix = prefix === '' ? part : `${prefix}/${part}`;
-      if (anchored?.(prefix)) return true;
+      if (anchored?.(prefix) || excludedDirs.has(prefix)) return true;
     }
     return false;
   };

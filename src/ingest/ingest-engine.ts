@@ -21,7 +21,7 @@ import type { SessionOptions } from '../model/ort-session.js';
 import type { ImageStatus } from '../store/images-repo.js';
 import { runEncodePipeline, type PipelineModel } from './encode-pipeline.js';
 import { ThreadImageEncoder } from './encoder-thread.js';
-import { createFileRules } from './file-rules.js';
+import { createFileRules, ownDirsUnder, type FileRules } from './file-rules.js';
 import { FolderWatcher, type WatchMode, type WatchNotice } from './folder-watcher.js';
 import type { IngestEvent, IngestListener, IngestPhase, IngestProgress, ScanReport } from './ingest-events.js';
 import { IngestQueue } from './ingest-queue.js';
@@ -76,6 +76,11 @@ export interface IngestEngineOptions {
   progressIntervalMs?: number;
   /** Stop, and make idle() reject, on the first failure of the engine itself (the CLI); default: retry. */
   stopOnFailure?: boolean;
+  /**
+   * More folders of clipdex's own (the model cache dir) that are never scanned or watched when they lie
+   * inside a root. The library's data dir and the model's folder are always left out.
+   */
+  libraryDirs?: readonly string[];
 }
 
 export interface IngestCounts {
@@ -144,6 +149,8 @@ export class IngestEngine {
   private readonly counters = { encoded: 0, reused: 0, renamed: 0, removed: 0, errors: 0 };
   private readonly rate: { at: number; done: number }[] = [];
   private pipeline: Promise<void> = Promise.resolve();
+  /** The library's own folders, as given and resolved through links (see ownFolders()). */
+  private ownDirs: string[] = [];
   private encoder: ThreadImageEncoder | null = null;
   private ticker: NodeJS.Timeout | undefined;
   private offlineTimer: NodeJS.Timeout | undefined;
@@ -206,6 +213,7 @@ export class IngestEngine {
   }
 
   private async begin(): Promise<void> {
+    this.ownDirs = await this.ownFolders();
     const given: RootInfo[] = [];
     for (const path of this.options.roots ?? []) given.push(await this.register(path, this.options.exclude));
     const roots = this.options.onlyGivenRoots ? given : this.store.roots();
@@ -347,6 +355,23 @@ export class IngestEngine {
 
   // ---- roots ----
 
+  /**
+   * Folders clipdex writes to or reads its model from. With `--data-dir ~/Pictures/clipdex-data` the
+   * thumbnails it writes are images inside a root: walked, they were indexed as photos, and watched, each
+   * photo indexed wrote a thumbnail that was queued in turn.
+   */
+  private async ownFolders(): Promise<string[]> {
+    const dirs = [this.library.paths.dir, this.model.model.spec.dir, ...(this.options.libraryDirs ?? [])].map((d) => resolve(d));
+    const real = await Promise.all(dirs.map((d) => realpath(d).catch(() => d)));
+    return [...new Set([...dirs, ...real])];
+  }
+
+  /** The root's file rules: its exclude globs, and the library's own folders inside it. */
+  private async rulesFor(root: RootInfo): Promise<FileRules> {
+    const realRoot = await realpath(root.path).catch(() => root.path);
+    return createFileRules({ exclude: root.exclude, excludeDirs: ownDirsUnder([root.path, realRoot], this.ownDirs) });
+  }
+
   private async register(pathArg: string, exclude: readonly string[] | undefined): Promise<RootInfo> {
     const path = resolve(pathArg);
     let real: string;
@@ -364,10 +389,16 @@ export class IngestEngine {
     }
     // Validates the globs before anything is stored.
     if (exclude) createFileRules({ exclude });
+    const inside = (a: string, b: string) => a.startsWith(b.endsWith(sep) ? b : b + sep);
+    const own = this.ownDirs.find((d) => path === d || real === d || inside(path, d) || inside(real, d));
+    if (own) {
+      throw new ClipdexError('INVALID_ARGUMENT', `${path} is inside ${own}, a folder of clipdex's own (its data or model files), not photos`, {
+        details: { path },
+      });
+    }
     for (const other of this.store.roots()) {
       if (other.path === path) continue;
       const otherReal = await realpath(other.path).catch(() => other.path);
-      const inside = (a: string, b: string) => a.startsWith(b.endsWith(sep) ? b : b + sep);
       if (inside(path, other.path) || inside(real, otherReal)) {
         throw new ClipdexError('INVALID_ARGUMENT', `${path} is inside the folder ${other.path}, which is indexed already`, { details: { path } });
       }
@@ -409,7 +440,7 @@ export class IngestEngine {
     }
     try {
       const watcher = await FolderWatcher.start([root.path], {
-        rules: createFileRules({ exclude: root.exclude }),
+        rules: await this.rulesFor(root),
         stableMs: this.stableMs,
         debounceMs: this.debounceMs,
         ...(this.options.usePolling ? { usePolling: true } : {}),
@@ -533,6 +564,7 @@ export class IngestEngine {
     let report: ScanReport;
     try {
       report = await reconcileRoot(root, {
+        rules: await this.rulesFor(root),
         store: this.store,
         images: this.library.images,
         embeddings: this.library.embeddings,

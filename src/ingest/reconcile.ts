@@ -21,10 +21,12 @@ import { fileError, hashFile } from './content-hash.js';
 import type { IngestEvent, ScanReport } from './ingest-events.js';
 import type { IngestQueue } from './ingest-queue.js';
 import { identityKey, type IngestStore, type RootInfo } from './ingest-store.js';
-import { createFileRules } from './file-rules.js';
+import { createFileRules, type FileRules } from './file-rules.js';
 import { scanRoot, type ScanProblem, type ScannedFile } from './scanner.js';
 
 export interface ReconcileDeps {
+  /** Which files count (default: the root's exclude globs alone). */
+  rules?: FileRules;
   store: IngestStore;
   images: ImagesRepo;
   embeddings: EmbeddingsRepo;
@@ -48,7 +50,7 @@ export async function reconcileRoot(root: RootInfo, deps: ReconcileDeps): Promis
   };
   const startedAt = Date.now();
   const scan = await scanRoot(root.path, {
-    rules: createFileRules({ exclude: root.exclude }),
+    rules: deps.rules ?? createFileRules({ exclude: root.exclude }),
     ...(deps.batchSize ? { batchSize: deps.batchSize } : {}),
     ...(deps.signal ? { signal: deps.signal } : {}),
   });

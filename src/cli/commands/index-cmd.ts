@@ -58,6 +58,8 @@ export function indexCommand(): Command {
           ...(opts.exclude.length > 0 ? { exclude: opts.exclude } : {}),
           onlyGivenRoots: dirs.length > 0,
           watch: opts.watch,
+          // A cache dir inside an indexed folder holds clipdex's downloads, not photos.
+          libraryDirs: [g.cacheDir],
           // No server shares this process, so nothing needs the event loop while a batch encodes; the
           // library's own image tower does the work and a second copy (~0.5 GB for ViT-B/32) is saved.
           // On 2 cores bench:ingest measured the same throughput either way.
