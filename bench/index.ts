@@ -103,7 +103,7 @@ async function runSize(n: number) {
     await topKInnerProduct(vectors, n, DIM, queries.subarray(q * DIM, (q + 1) * DIM), 10);
     if (q >= 5) single.push(performance.now() - t);
   }
-  let t = performance.now();
+  const t = performance.now();
   await topKInnerProduct(vectors, n, DIM, queries.subarray(0, 50 * DIM), 10);
   const batchedPerQuery = (performance.now() - t) / 50;
   const exact = { p50Ms: +percentile(single, 50).toFixed(2), p99Ms: +percentile(single, 99).toFixed(2), batched50PerQueryMs: +batchedPerQuery.toFixed(2) };

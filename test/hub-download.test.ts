@@ -7,7 +7,6 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isClipdexError } from '../src/errors.js';
 import { cacheDir, dataDir, modelCacheDir } from '../src/model/cache-dir.js';
 import {
-  COMPLETE_MARKER,
   hubEndpoint,
   hubFileUrl,
   isPulled,

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { IndexManager } from '../src/index/index-manager.js';
-import { addIndexedImages, bruteForce, clusteredVectors, openTestLibrary, row, tempLibraryDir } from './helpers/store-fixtures.js';
+import { addIndexedImages, bruteForce, clusteredVectors, openTestLibrary, tempLibraryDir } from './helpers/store-fixtures.js';
 
 const N = 20_000;
 const DIM = 512;

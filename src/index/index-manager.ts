@@ -18,7 +18,7 @@ import { ClipdexError, errorMessage } from '../errors.js';
 import type { StoreDatabase } from '../store/database.js';
 import { EmbeddingsRepo } from '../store/embeddings-repo.js';
 import { IndexChangesRepo, type ChangedMember } from '../store/index-changes-repo.js';
-import { ImageFilterQueries, isEmptyFilter, type FilteredMember, type ImageFilter } from '../store/image-filter.js';
+import { ImageFilterQueries, isEmptyFilter, type ImageFilter } from '../store/image-filter.js';
 import { blobToVector } from '../store/vector-blob.js';
 import { startBuild, type RunningBuild } from './build-runner.js';
 import { ExactIndex, exactSearchRows } from './exact-index.js';

@@ -40,7 +40,7 @@ export class LabelSet {
   delete(id: number): boolean {
     const page = this.pages.get(Math.floor(id / PAGE_SIZE));
     const i = id % PAGE_SIZE;
-    if (!page || page[i] !== 1) return false;
+    if (page?.[i] !== 1) return false;
     page[i] = 0;
     this.count--;
     return true;

@@ -44,14 +44,13 @@ for (let step = 0; ; step++) {
     // New files, each with new content and an embedding.
     const count = 1 + Math.floor(r() * 8);
     const planned = Array.from({ length: count }, () => ({ path: `/crash/${++next}-${Math.floor(r() * 1e9)}.jpg`, vector: randomVector() }));
-    let ids: number[] = [];
     transaction(
       () => planned.map((p) => `+${p.path}`),
       () => {
-        ids = planned.map((p) => {
+        for (const p of planned) {
           lib.embeddings.put(`c:${p.path}`, CRASH_KEY, p.vector);
-          return lib.images.upsert({ rootId: root.id, path: p.path, size: 1, mtimeMs: 1, contentHash: `c:${p.path}`, status: 'indexed' }).id;
-        });
+          lib.images.upsert({ rootId: root.id, path: p.path, size: 1, mtimeMs: 1, contentHash: `c:${p.path}`, status: 'indexed' });
+        }
       },
     );
   } else if (op < 0.65) {

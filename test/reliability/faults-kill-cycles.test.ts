@@ -287,7 +287,7 @@ describe('SIGKILL of `clipdex serve` during index rebuilds and adapter activatio
     const expectedIndexed = () => ARCHIVE + imageFilesUnder(photos).length;
 
     // First start: no saved index, so the graph is built before the server listens.
-    let t0 = Date.now();
+    const t0 = Date.now();
     let s = start(dataDir, photos);
     await s.ready;
     const buildStartMs = Date.now() - t0;
@@ -329,7 +329,7 @@ describe('SIGKILL of `clipdex serve` during index rebuilds and adapter activatio
 
     // Every rebuild kill is followed by an activation cycle, whose start completes that rebuild and is checked.
     const plan: ('rebuild' | 'activate')[] = [];
-    for (let i = 0, rb = 0, ac = 0; rb + ac < REBUILD_KILLS + ACTIVATE_KILLS; i++) {
+    for (let rb = 0, ac = 0; rb + ac < REBUILD_KILLS + ACTIVATE_KILLS; ) {
       const wantRebuild = rb < REBUILD_KILLS && (plan.at(-1) !== 'rebuild') && (ac >= ACTIVATE_KILLS || r() < 0.5);
       if (wantRebuild) {
         plan.push('rebuild');

@@ -249,7 +249,7 @@ export function tempDir(prefix: string): { dir: string; cleanup: () => Promise<v
   return {
     dir,
     cleanup: async () => {
-      const mounts = spawnSync('findmnt', ['-rn', '-o', 'TARGET'], { encoding: 'utf8' }).stdout.split('\n').filter((m) => m.startsWith(dir + '/'));
+      const mounts = spawnSync('findmnt', ['-rn', '-o', 'TARGET'], { encoding: 'utf8' }).stdout.split('\n').filter((m) => m.startsWith(`${dir}/`));
       for (const m of mounts.sort().reverse()) await unmount(m);
       rmSync(dir, { recursive: true, force: true });
     },

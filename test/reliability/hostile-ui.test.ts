@@ -31,6 +31,7 @@ const HOSTILE_FILES = [
   '"><svg onload=window.__xss=4>.jpg',
   `it's "quoted" & <b>bold<b> 'single'.jpg`,
   '&lt;img src=x onerror=window.__xss=5&gt;.jpg',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a literal "${…}" in a file name is the attack being tested
   '${window.__xss=6}{{constructor.constructor(\'window.__xss=7\')()}}.jpg',
   'javascript:window.__xss=8;.jpg',
   'rtl \u202Egpj.exe.jpg',
