@@ -34,7 +34,13 @@ const STATE: Record<'missing' | 'empty-file' | 'empty-schema', string> = {
 export function lostDatabaseReason(paths: LibraryPaths): string | null {
   const found = leftovers(paths);
   if (found.length === 0) return null;
-  const content = databaseContent(paths.database);
+  let content: ReturnType<typeof databaseContent>;
+  try {
+    content = databaseContent(paths.database);
+  } catch {
+    // A file that cannot be read (damaged, locked, read-only storage) is for the real open to explain.
+    return null;
+  }
   if (content === 'library') return null;
   return `${paths.database} ${STATE[content]}, but ${paths.dir} holds the ${found.join(' and ')} of a library`;
 }
