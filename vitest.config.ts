@@ -1,12 +1,77 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
+
+/**
+ * `npm test` runs every project below with one `vitest run`, one group after another (sequence.groupOrder).
+ *
+ * Why groups: on a 2-core machine a heavy file (thousands of files ingested, SIGKILL loops, a load driver, a
+ * browser) beside another heavy file starves both, and tests that pass alone time out (ingest-engine's
+ * "copying 2,000 files at once" beside reliability/load; a web-ui test under load). So the fast bulk runs
+ * two files at a time first, then each heavy group runs one file at a time with the machine to itself.
+ *
+ * A heavy file belongs in exactly one list below; everything else under test/ is `unit`.
+ * `npx vitest run test/x.test.ts` still runs just that file, in whichever project holds it.
+ */
+
+/** Ingest and index suites that fill both cores for a minute or more, or time file-system events. */
+const HEAVY_INGEST = [
+  'test/ingest-engine.test.ts',
+  'test/ingest-crash.test.ts',
+  'test/ingest-watcher.test.ts',
+  'test/index-crash.test.ts',
+  'test/index-recall.test.ts',
+];
+/** Real browsers (Chromium via playwright-core) against a running server. */
+const BROWSER = ['test/e2e/**/*.test.ts', 'test/reliability/hostile-ui.test.ts'];
+/** Load, fault-injection and hostile-input suites: servers killed, disks filled, many clients at once. */
+const RELIABILITY = ['test/reliability/**/*.test.ts'];
+/** Run on their own (vitest.install.config.ts): they pack and install the package. */
+const NOT_HERE = ['test/install/**'];
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    // Encoders and sharp use both cores on their own; two test files at a time keep this 2-core machine responsive.
-    maxWorkers: 2,
     testTimeout: 60_000,
     hookTimeout: 120_000,
     reporters: ['default'],
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'unit',
+          include: ['test/**/*.test.ts'],
+          exclude: [...configDefaults.exclude, ...HEAVY_INGEST, ...BROWSER, ...RELIABILITY, ...NOT_HERE],
+          // Encoders and sharp use both cores on their own; two files at a time keep the machine responsive.
+          maxWorkers: 2,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'heavy-ingest',
+          include: HEAVY_INGEST,
+          maxWorkers: 1,
+          sequence: { groupOrder: 1 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'reliability',
+          include: RELIABILITY,
+          exclude: [...configDefaults.exclude, ...BROWSER, ...NOT_HERE],
+          maxWorkers: 1,
+          sequence: { groupOrder: 2 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'browser',
+          include: BROWSER,
+          maxWorkers: 1,
+          sequence: { groupOrder: 3 },
+        },
+      },
+    ],
   },
 });
