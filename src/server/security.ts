@@ -98,6 +98,14 @@ function cookieValue(req: Request, name: string): string | undefined {
 }
 
 /**
+ * The login redirect's target: the requested path, as a path on this server. `//evil.example/` (or `/\\evil…`,
+ * which browsers read the same way) is a scheme-relative URL that leaves the site: an open redirect.
+ */
+function samePagePath(path: string): string {
+  return `/${path.replace(/^[/\\]+/, '')}`;
+}
+
+/**
  * With a token configured, every request must carry it: `Authorization: Bearer …` for scripts, or the
  * HttpOnly SameSite=Strict cookie the browser gets by opening `/?token=…` once (images and the event
  * stream cannot send headers). The token in the URL is swapped for the cookie at once and redirected away.
@@ -109,7 +117,7 @@ export function tokenGuard(token: string | null): RequestHandler {
     if (fromQuery !== undefined && req.method === 'GET' && !req.path.startsWith('/api/')) {
       if (!sameToken(fromQuery, token)) return sendError(res, 401, 'UNAUTHORIZED', 'wrong token');
       res.setHeader('Set-Cookie', `${TOKEN_COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/`);
-      return res.redirect(303, req.path);
+      return res.redirect(303, samePagePath(req.path));
     }
     const auth = req.headers.authorization;
     const bearer = auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined;

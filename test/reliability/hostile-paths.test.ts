@@ -419,5 +419,34 @@ describe('access control', () => {
       // The token does not stand in for the Origin check: a foreign page holding it is still refused.
       expect((await on({ method: 'GET', path: '/api/status', headers: { ...bearer, origin: 'https://evil.example' } })).status).toBe(403);
     });
+
+    it('answers any Host name when bound to every interface, and only to the token: a rebound name never has it', async () => {
+      // The policy (README, Security): on 0.0.0.0 without --allowed-host the server cannot know the names it is
+      // reached by (its addresses, photos.local, a proxy), so the Host is not checked and the token decides.
+      const foreign = { host: 'rebound.evil.example' };
+      expect((await on({ method: 'GET', path: '/api/status', headers: foreign })).status).toBe(401);
+      expect((await on({ method: 'GET', path: '/api/status', headers: { ...foreign, authorization: `Bearer ${token}` } })).status).toBe(200);
+      // Named hosts switch the Host check on again.
+      const named = await startServer({ library, host: '0.0.0.0', port: 0, allowedHosts: ['photos.local'] });
+      try {
+        const bearer = { authorization: `Bearer ${named.token}` };
+        expect((await send({ method: 'GET', path: '/api/status', headers: { ...foreign, ...bearer } }, named.port)).status).toBe(403);
+        expect((await send({ method: 'GET', path: '/api/status', headers: { host: `photos.local:${named.port}`, ...bearer } }, named.port)).status).toBe(200);
+      } finally {
+        await named.close();
+      }
+    });
+
+    it('redirects the /?token= login only to a path on this server, never to another site', async () => {
+      const t = encodeURIComponent(token);
+      for (const path of ['//evil.example/', '///evil.example/x', '/\\evil.example/', '/%2F%2Fevil.example/', '//evil.example/%2e%2e/']) {
+        const res = await on({ method: 'GET', path: `${path}?token=${t}` });
+        expect(res.status, path).toBe(303);
+        const location = res.headers.location as string;
+        // Resolved against this server, the target stays on it: one leading slash, no scheme or authority.
+        expect(new URL(location, 'http://clipdex.test').host, `${path} → ${location}`).toBe('clipdex.test');
+        expect(location, path).toMatch(/^\/(?![\/\\])/);
+      }
+    });
   });
 });
