@@ -172,7 +172,13 @@ describe.skipIf(SKIP_REASON !== '')(`web UI: labeling and training ${SKIP_REASON
     await eventually(async () => (await page.textContent('#label-message'))?.startsWith('Labeled 4 photos'), 'the labeling confirmation');
     expect(await page.textContent('#label-message')).toBe('Labeled 4 photos “a red fish”.');
     expect((await labelsWith('a red fish')).map((l) => l.imageId).sort((a, b) => a - b)).toEqual([...picked].sort((a, b) => a - b));
-    // The same photos again: nothing doubles, and the page says so.
+    // Labeled, then let go: no photo stays selected to receive the next caption unasked (select mode stays on).
+    await eventually(async () => (await page.textContent('#selection-count')) === 'Select photos to label them', 'the selection to be let go after labeling');
+    expect(await selectedIds()).toEqual([]);
+    expect(await page.$$('#selection-tray .tray-item')).toHaveLength(0);
+    // The same photos again, picked anew: nothing doubles, and the page says so.
+    for (let i = 0; i < 4; i++) await page.click(`#results .card >> nth=${i}`);
+    expect(await selectedIds()).toEqual(picked);
     await page.fill('#label-caption', 'a red fish');
     await page.click('#label-submit');
     await eventually(async () => (await page.textContent('#label-message'))?.startsWith('Nothing new'), 'the duplicate count');
@@ -186,10 +192,14 @@ describe.skipIf(SKIP_REASON !== '')(`web UI: labeling and training ${SKIP_REASON
     await page.click('#label-submit');
     await eventually(async () => (await page.textContent('#label-message'))?.startsWith('Labeled 1 photo'), 'the second confirmation');
     expect(await page.textContent('#label-message')).toBe(`Labeled 1 photo “${HOSTILE}”.`);
-    await page.locator('#label-submit').blur();
+    expect((await labelsWith(HOSTILE)).map((l) => l.imageId)).toEqual([ids[5]]);
+    // Escape lets go of a selection too.
+    await eventually(() => page.isHidden('#label-bar'), 'the selection to be let go after labeling');
+    await page.click('#results .card >> nth=6', { modifiers: ['Control'] });
+    await page.waitForSelector('#label-bar:not([hidden])');
     await page.keyboard.press('Escape');
     await eventually(() => page.isHidden('#label-bar'), 'the selection to be let go');
-    expect((await labelsWith(HOSTILE)).map((l) => l.imageId)).toEqual([ids[5]]);
+    expect(await selectedIds()).toEqual([]);
   });
 
   it("shows a photo's labels in the viewer, as text, and adds one there", async () => {
@@ -236,6 +246,11 @@ describe.skipIf(SKIP_REASON !== '')(`web UI: labeling and training ${SKIP_REASON
     expect(await page.$$eval('#captions-list .caption-text', (els) => els.map((e) => e.textContent))).toEqual(served.map((c) => c.caption));
     const total = photoCount + 6;
     expect(await page.textContent('#labels-counts')).toContain(`${total} labels · ${Object.keys(expected).length} captions`);
+    // Never trained yet: not "0 held out" but what the first run (default options) will hold out.
+    await eventually(async () => (await page.getAttribute('#labels-counts', 'data-split')) === 'preview', 'the split preview');
+    const preview = await api<{ train: { labels: number }; val: { labels: number } }>('/api/training/split');
+    expect(preview.val.labels).toBeGreaterThan(0);
+    expect(await page.textContent('#labels-counts')).toContain(`${preview.train.labels} for training, ${preview.val.labels} to be held out to check it when you train`);
 
     // The markup caption is text in the captions list and in the table, never an element.
     expect(await page.$$eval('#captions-list .caption-text', (els) => els.some((e) => e.textContent === '<img src=x onerror=alert(1)>' && e.children.length === 0))).toBe(true);
@@ -313,6 +328,8 @@ describe.skipIf(SKIP_REASON !== '')(`web UI: labeling and training ${SKIP_REASON
         });
       new w.MutationObserver(record).observe(d.getElementById('view-training'), { subtree: true, childList: true, attributes: true, characterData: true });
     });
+    // What the run will hold out, asked before it starts with its own options: the trainer must agree.
+    const preview = await api<{ train: { labels: number }; val: { labels: number } }>('/api/training/split?valFraction=0.2&seed=3');
     const posted = page.waitForRequest((r) => r.url().endsWith('/api/training') && r.method() === 'POST');
     await page.click('#train-start');
     expect((await posted).postDataJSON()).toEqual({ epochs: EPOCHS, batchSize: 256, valFraction: 0.2, seed: 3, patience: EPOCHS, learningRate: 0.002 });
@@ -323,6 +340,7 @@ describe.skipIf(SKIP_REASON !== '')(`web UI: labeling and training ${SKIP_REASON
     expect(job.state).toBe('done');
     const outcome = job.result.outcome;
     expect(outcome.history).toHaveLength(EPOCHS);
+    expect((await api<{ counts: { train: number; val: number } }>('/api/labels?limit=1')).counts).toEqual({ train: preview.train.labels, val: preview.val.labels });
 
     // Live: the plot had part of the run while the job was still training, and only ever grew.
     const seen = (await page.evaluate(() => (globalThis as Browserish).seen)) as { phase: string; epochs: number; detail: string; early: string; statusJob: string }[];
