@@ -48,6 +48,8 @@ const HOSTILE_CAPTIONS = [
   '{{constructor.constructor("window.__xss=14")()}}',
 ];
 const BAR_CAPTION = '<img src=x onerror=window.__xss=15> from the label bar';
+/** Added by the labels test for itself, then edited inline into EDITED_CAPTION (the others stay as they are). */
+const TO_EDIT_CAPTION = '<img src=x onerror=window.__xss=18> to be edited';
 const EDITED_CAPTION = '<svg/onload=window.__xss=16> edited inline';
 const SECOND_ROOT = '"><img src=x onerror=window.__xss=17>';
 
@@ -104,6 +106,30 @@ describe.skipIf(!HAS_CHROMIUM)(`hostile names and captions in the web UI ${HAS_C
     expect(found.csp, `${where}: CSP violations`).toEqual([]);
   }
 
+  /**
+   * Every test starts where it needs to be, whatever ran before it: the search page showing every photo,
+   * the viewer closed, nothing selected.
+   */
+  async function showAllPhotos(): Promise<void> {
+    if (await page.$('#viewer[open]')) {
+      await page.keyboard.press('Escape');
+      await eventually(async () => !(await page.$('#viewer[open]')), 'the viewer to close');
+    }
+    await page.click('nav a[data-route="search"]');
+    await page.waitForSelector('#view-search:not([hidden])');
+    if (await page.isVisible('#label-bar')) await page.click('#select-clear');
+    await page.fill('#q', 'photo');
+    await page.press('#q', 'Enter');
+    await eventually(async () => (await texts('#results .card .card-name')).length === fileNames.length && (await page.getAttribute('#results', 'aria-busy')) === null, 'every photo in the grid');
+  }
+
+  /** Opens the labels page anew, so it lists the labels as they are now. */
+  async function openLabelsPage(): Promise<void> {
+    await page.click('nav a[data-route="search"]');
+    await page.click('nav a[data-route="labels"]');
+    await page.waitForSelector('#view-labels:not([hidden])');
+  }
+
   beforeAll(async () => {
     tmp = await mkdtemp(join(tmpdir(), 'clipdex-hostile-ui-'));
     root = join(tmp, ROOT_NAME);
@@ -152,13 +178,13 @@ describe.skipIf(!HAS_CHROMIUM)(`hostile names and captions in the web UI ${HAS_C
   });
 
   it('results grid: every file name shows as its own characters', async () => {
-    await page.fill('#q', 'photo');
-    await page.press('#q', 'Enter');
+    await showAllPhotos();
     await expectShown('#results .card .card-name', fileNames, 'grid');
     await expectInert('grid');
   });
 
   it('viewer: title, full path and every caption show as text, for each hostile photo', async () => {
+    await showAllPhotos();
     const results = await api<{ results: { id: number; path: string }[] }>('/api/search?q=photo&limit=60');
     for (const name of fileNames) {
       await page.click(`#results .card[data-id="${idsByName.get(name)}"]`);
@@ -178,10 +204,12 @@ describe.skipIf(!HAS_CHROMIUM)(`hostile names and captions in the web UI ${HAS_C
     await expectShown('#viewer-labels .label-chip-caption', HOSTILE_CAPTIONS, 'viewer labels');
     await expectInert('viewer labels');
     await page.keyboard.press('Escape');
+    await eventually(async () => !(await page.$('#viewer[open]')), 'the viewer to close');
   });
 
   it("label bar: a caption typed into the page is sent as typed and echoed as text", async () => {
-    await page.click('#select-mode');
+    await showAllPhotos();
+    if ((await page.getAttribute('#select-mode', 'aria-pressed')) !== 'true') await page.click('#select-mode');
     const target = idsByName.get(HOSTILE_FILES[1]!)!;
     await page.click(`#results .card[data-id="${target}"]`);
     await page.fill('#label-caption', BAR_CAPTION);
@@ -191,7 +219,10 @@ describe.skipIf(!HAS_CHROMIUM)(`hostile names and captions in the web UI ${HAS_C
     const { labels } = await api<{ labels: { caption: string }[] }>(`/api/labels?imageId=${target}`);
     expect(labels.map((l) => l.caption)).toContain(BAR_CAPTION);
     await expectInert('label bar');
-    await page.click('#select-clear');
+    // The labels page lists it as text too.
+    await openLabelsPage();
+    await expectShown('#captions-list .caption-text', [BAR_CAPTION], 'caption list');
+    await expectInert('label bar caption on the labels page');
   });
 
   it('failed-files page: the markup-named file that is not a photo shows as text, with its reason', async () => {
@@ -205,8 +236,11 @@ describe.skipIf(!HAS_CHROMIUM)(`hostile names and captions in the web UI ${HAS_C
   });
 
   it('labels page: captions, their filter, pairs and file names show as text; an inline edit stays text', async () => {
-    await page.click('nav a[data-route="labels"]');
-    const all = [...HOSTILE_CAPTIONS, BAR_CAPTION];
+    // Its own label to edit inline, so the captions the other tests look for stay as they are.
+    const toEdit = [...idsByName.values()][1]!;
+    await post('/api/labels', { imageIds: [toEdit], caption: TO_EDIT_CAPTION });
+    await openLabelsPage();
+    const all = [...HOSTILE_CAPTIONS, TO_EDIT_CAPTION];
     await expectShown('#captions-list .caption-text', all, 'caption list');
     await expectShown('#labels-body .label-caption-text', all, 'label rows');
     await expectShown('#labels-body .label-name', [[...idsByName.keys()][0]!], 'label file names');
@@ -227,12 +261,12 @@ describe.skipIf(!HAS_CHROMIUM)(`hostile names and captions in the web UI ${HAS_C
     await page.click('#labels-filter button');
 
     // Inline edit: the input holds the old caption as its value, the new one is saved and shown as text.
-    await expectShown('#labels-body .label-caption-text', [HOSTILE_CAPTIONS[0]!], 'unfiltered rows');
+    await expectShown('#labels-body .label-caption-text', [TO_EDIT_CAPTION], 'unfiltered rows');
     // Found by its caption, then held by its id: while editing, the caption text gives way to the form.
-    const rowId = await page.locator('#labels-body tr', { has: page.locator('.label-caption-text', { hasText: HOSTILE_CAPTIONS[0]! }) }).first().getAttribute('data-id');
+    const rowId = await page.locator('#labels-body tr', { has: page.locator('.label-caption-text', { hasText: TO_EDIT_CAPTION }) }).first().getAttribute('data-id');
     const row = page.locator(`#labels-body tr[data-id="${rowId}"]`);
     await row.locator('.label-edit').click();
-    expect(await row.locator('input.label-input').inputValue()).toBe(HOSTILE_CAPTIONS[0]);
+    expect(await row.locator('input.label-input').inputValue()).toBe(TO_EDIT_CAPTION);
     await row.locator('input.label-input').fill(EDITED_CAPTION);
     await row.locator('input.label-input').press('Enter');
     await expectShown('#labels-body .label-caption-text', [EDITED_CAPTION], 'edited row');
@@ -256,8 +290,9 @@ describe.skipIf(!HAS_CHROMIUM)(`hostile names and captions in the web UI ${HAS_C
     expect(pageProblems).toEqual([]);
   });
 
-  it('the checks do catch markup when a page makes it (control, run last: it leaves a CSP report behind)', async () => {
+  it('the checks do catch markup when a page makes it (control; it cleans up after itself)', async () => {
     // What a careless `innerHTML = name` would do; the checks above must be able to fail.
+    const problemsBefore = pageProblems.length;
     await page.evaluate((html) => {
       const w = globalThis as Browserish;
       const div = w.document.createElement('div');
@@ -269,5 +304,16 @@ describe.skipIf(!HAS_CHROMIUM)(`hostile names and captions in the web UI ${HAS_C
     await expect(expectInert('control')).rejects.toThrow(/inline handlers|src=x|CSP/);
     // CSP is the second line: it blocked the handler, so even this markup set nothing.
     expect(await page.evaluate(() => (globalThis as Browserish).__xss)).toBeUndefined();
+    // Gone again, with its CSP report (and the console line Chromium writes for it), so the checks of any
+    // test run after this one start clean.
+    const isCspLine = (p: string) => p.startsWith('console:') && p.includes('Content Security Policy');
+    await eventually(() => pageProblems.slice(problemsBefore).some(isCspLine), "the console's report of the blocked handler");
+    for (let i = pageProblems.length - 1; i >= problemsBefore; i--) if (isCspLine(pageProblems[i]!)) pageProblems.splice(i, 1);
+    await page.evaluate(() => {
+      const w = globalThis as Browserish;
+      w.document.getElementById('careless').remove();
+      w.__cspViolations = [];
+    });
+    await expectInert('after the control');
   });
 });
