@@ -32,6 +32,7 @@ async function freshRoot(name: string): Promise<string> {
 /** A watcher whose batches are recorded; fast settings so tests stay short. */
 async function watch(roots: string[], extra: Partial<FolderWatcherOptions> = {}) {
   const batches: WatchEvent[][] = [];
+  const deliveredAt = new Map<WatchEvent, number>();
   const notices: WatchNotice[] = [];
   const errors: Error[] = [];
   const watcher = await FolderWatcher.start(roots, {
@@ -39,6 +40,7 @@ async function watch(roots: string[], extra: Partial<FolderWatcherOptions> = {})
     stableMs: 300,
     onBatch: (events) => {
       batches.push(events);
+      for (const e of events) deliveredAt.set(e, Date.now());
     },
     onNotice: (n) => notices.push(n),
     onError: (e) => errors.push(e),
@@ -49,14 +51,21 @@ async function watch(roots: string[], extra: Partial<FolderWatcherOptions> = {})
   const find = (type: WatchEvent['type'], path: string) => events().find((e) => e.type === type && e.path === path);
   const waitEvent = (type: WatchEvent['type'], path: string, timeoutMs = 15_000) =>
     waitFor(() => find(type, path), `${type} ${path}`, timeoutMs);
-  return { watcher, batches, notices, errors, events, find, waitEvent };
+  return { watcher, batches, deliveredAt, notices, errors, events, find, waitEvent };
 }
 
 describe('WriteSettler', () => {
   it('releases a file written in bursts once, after the last write, with its final size', async () => {
     const path = join(await freshRoot('settle'), 'slow.bin');
     const settled: SettledFile<string>[] = [];
-    const settler = new WriteSettler<string>({ stableMs: 400, onSettled: (f) => settled.push(...f) });
+    let releasedAt = 0;
+    const settler = new WriteSettler<string>({
+      stableMs: 400,
+      onSettled: (f) => {
+        releasedAt = Date.now();
+        settled.push(...f);
+      },
+    });
     try {
       let lastWriteAt = 0;
       for (let i = 0; i < 10; i++) {
@@ -71,7 +80,8 @@ describe('WriteSettler', () => {
       expect(settled).toHaveLength(1);
       expect(settled[0]).toMatchObject({ path, tag: 'add', size: 10_000 });
       expect(settler.size).toBe(0);
-      expect(lastWriteAt).toBeLessThanOrEqual(Date.now() - 400);
+      // Released a whole quiet period after the last write (each touch came after its write's timestamp).
+      expect(releasedAt - lastWriteAt).toBeGreaterThanOrEqual(400);
     } finally {
       settler.close();
     }
@@ -217,18 +227,19 @@ describe('FolderWatcher', () => {
     const path = join(root, 'slow.jpg');
     const parts = 10;
     const step = Math.ceil(bytes.length / parts);
-    let lastWriteAt = 0;
+    let lastWriteStartedAt = 0;
     for (let i = 0; i < parts; i++) {
+      // Taken before the write, so its event (and the quiet period it starts) can only come later.
+      lastWriteStartedAt = Date.now();
       await appendFile(path, bytes.subarray(i * step, (i + 1) * step));
-      lastWriteAt = Date.now();
       await sleep(150);
     }
     const event = await w.waitEvent('add', path);
-    const seenAt = Date.now();
     await sleep(700);
     expect(w.events().filter((e) => e.path === path)).toEqual([event]);
     expect(event.size).toBe(bytes.length);
-    expect(seenAt).toBeGreaterThanOrEqual(lastWriteAt);
+    // Reported a whole quiet period (stableMs 500) after the last write began, not while it was still growing.
+    expect(w.deliveredAt.get(event)! - lastWriteStartedAt).toBeGreaterThanOrEqual(500);
     expect((await sharp(path).metadata()).width).toBe(300);
   });
 
