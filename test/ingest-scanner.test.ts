@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClipdexError } from '../src/errors.js';
 import { classifyDirLink } from '../src/ingest/dir-links.js';
-import { createFileRules, hasImageExtension, relativeToRoot } from '../src/ingest/file-rules.js';
+import { createFileRules, hasImageExtension, ownDirsUnder, relativeToRoot } from '../src/ingest/file-rules.js';
 import { scanRoot, type RootScan, type ScanBatch, type ScannedFile, type ScanProblem } from '../src/ingest/scanner.js';
 import { IS_ROOT, withoutRootPowers } from './helpers/ingest-fixtures.js';
 
@@ -72,6 +72,23 @@ describe('file rules', () => {
     for (const bad of ['', '  ', '/', './']) {
       expect(() => createFileRules({ exclude: [bad] }), JSON.stringify(bad)).toThrow(ClipdexError);
     }
+  });
+
+  it("leaves out the library's own folders inside a root, by exact path, glob characters and all", () => {
+    const root = '/home/me/Pictures';
+    const own = ownDirsUnder([root], ['/home/me/Pictures/[data] *', '/home/me/.cache/clipdex', '/home/me/Pictures/trip/cache', root]);
+    // Outside the root, or the root itself: nothing to leave out here.
+    expect(own.sort()).toEqual(['[data] *', 'trip/cache']);
+    const rules = createFileRules({ excludeDirs: own });
+    expect(rules.isCandidateFile('[data] */thumbnails/ab/ab12.webp')).toBe(false);
+    expect(rules.isExcludedDir('trip/cache')).toBe(true);
+    expect(rules.isCandidateFile('trip/cache/models/x.jpg')).toBe(false);
+    // Only those folders: not their namesakes elsewhere, nor what a glob reading of the name would match.
+    expect(rules.isCandidateFile('d/ata/x.jpg')).toBe(true);
+    expect(rules.isCandidateFile('cache/x.jpg')).toBe(true);
+    expect(rules.isCandidateFile('d] x/y.jpg')).toBe(true);
+    expect(rules.isCandidateFile('trip/cache.jpg')).toBe(true);
+    expect(rules.exclude).toEqual([]);
   });
 
   it('judges paths relative to their root', () => {
