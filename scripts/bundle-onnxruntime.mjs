@@ -4,31 +4,44 @@
 // can switch it off for someone installing the package (npm reads neither from a dependency). Bundled
 // without the hook, the CPU runtime that ships inside onnxruntime-node is all that installs; clipdex's own
 // postinstall (scripts/postinstall.mjs) then fetches CUDA only where an NVIDIA GPU is present, and only
-// warns when it cannot. `strip` runs at prepack, `restore` at postpack, so the repository's copy is
-// changed only while the tarball is written.
+// warns when it cannot.
+//
+// The bundling is declared only while packing: in the repository, npm's allowScripts denial is what keeps
+// the hook off, and npm does not apply allowScripts to bundled dependencies. `strip` runs at prepack,
+// `restore` at postpack (and at the next strip, if a pack died in between).
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const manifest = join(root, 'node_modules', 'onnxruntime-node', 'package.json');
-// Kept outside the bundled folder, so the backup is not packed with it.
-const backup = join(root, 'node_modules', '.cache', 'clipdex', 'onnxruntime-node.package.json');
+const ownManifest = join(root, 'package.json');
+const ortManifest = join(root, 'node_modules', 'onnxruntime-node', 'package.json');
+// Kept outside the bundled folder, so the backups are not packed.
+const backupDir = join(root, 'node_modules', '.cache', 'clipdex');
+const backups = [
+  [ownManifest, join(backupDir, 'clipdex.package.json')],
+  [ortManifest, join(backupDir, 'onnxruntime-node.package.json')],
+];
+
+const readJson = (path) => JSON.parse(readFileSync(path, 'utf8'));
+const writeJson = (path, value) => writeFileSync(path, `${JSON.stringify(value, null, 2)}\n`);
 
 function strip() {
-  if (!existsSync(manifest)) throw new Error(`${manifest} is missing: run \`npm ci\` before packing`);
-  if (existsSync(backup)) restore(); // a pack that died before postpack left the copy stripped
-  const text = readFileSync(manifest, 'utf8');
-  const pkg = JSON.parse(text);
-  mkdirSync(dirname(backup), { recursive: true });
-  writeFileSync(backup, text);
-  for (const hook of ['preinstall', 'install', 'postinstall']) delete pkg.scripts?.[hook];
-  writeFileSync(manifest, `${JSON.stringify(pkg, null, 2)}\n`);
+  if (!existsSync(ortManifest)) throw new Error(`${ortManifest} is missing: run \`npm ci\` before packing`);
+  restore();
+  mkdirSync(backupDir, { recursive: true });
+  for (const [file, backup] of backups) writeFileSync(backup, readFileSync(file));
+  const own = readJson(ownManifest);
+  own.bundleDependencies = ['onnxruntime-node'];
+  writeJson(ownManifest, own);
+  const ort = readJson(ortManifest);
+  for (const hook of ['preinstall', 'install', 'postinstall']) delete ort.scripts?.[hook];
+  writeJson(ortManifest, ort);
   console.error('clipdex: bundling onnxruntime-node without its CUDA-download postinstall');
 }
 
 function restore() {
-  if (existsSync(backup)) renameSync(backup, manifest);
+  for (const [file, backup] of backups) if (existsSync(backup)) renameSync(backup, file);
 }
 
 const step = process.argv[2];
