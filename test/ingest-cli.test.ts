@@ -108,10 +108,10 @@ describe('clipdex index', () => {
     expect(nothing.stderr).toMatch(/nothing to index/);
   });
 
-  it('status works without a model and says why it is missing', async () => {
+  it('status works without a model, says why it is missing, and exits 3 (model missing)', async () => {
     const env = envFor('nomodel');
     const r = await runCli(['--model', join(tmp, 'no-model-here'), '--json', 'status'], env);
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, r.stderr).toBe(3);
     const s = JSON.parse(r.stdout) as StatusJson & { model: { error: { code: string } | null } };
     expect(s).toMatchObject({ indexed: 0, pending: 0, failed: 0, model: { ready: false } });
     expect(s.model.error?.code).toMatch(/^MODEL_/);

@@ -45,6 +45,8 @@ export function serveCommand(): Command {
             () =>
               IngestEngine.start(library, {
                 ...(o.root ? { roots: o.root } : {}),
+                // A --cache-dir inside a watched folder holds model files, not photos (the data dir is left out by the engine).
+                libraryDirs: [g.cacheDir],
                 watch: true,
                 onEvent: (e) => {
                   if (e.type === 'notice' || e.type === 'failure') log(`clipdex: ${e.message}`);
