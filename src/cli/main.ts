@@ -2,6 +2,8 @@
 import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { errorMessage, isClipdexError } from '../errors.js';
+import { dataDir } from '../model/cache-dir.js';
+import { libraryDamagedError, libraryPaths } from '../store/database.js';
 import { adaptersCommand } from './commands/adapters-cmd.js';
 import { doctorCommand } from './commands/doctor.js';
 import { indexCommand } from './commands/index-cmd.js';
@@ -55,6 +57,8 @@ export async function main(argv: string[]): Promise<number> {
       // Help and version are "errors" to commander; they printed already.
       return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
+    // Damaged pages first read by a query (after the library opened) get the same report as at open.
+    if (!isClipdexError(err)) err = libraryDamagedError(err, libraryPaths(dataDir(program.opts<{ dataDir?: string }>().dataDir)).database) ?? err;
     const wantsJson = argv.includes('--json');
     if (wantsJson) {
       process.stdout.write(

@@ -399,7 +399,7 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
   const webDir = options.webDir ?? DEFAULT_WEB_DIR;
   app.use(express.static(webDir, { index: 'index.html', dotfiles: 'ignore', maxAge: 0 }));
 
-  app.use(errorHandler(log));
+  app.use(errorHandler(log, options.library.paths.database));
   return { app, events, engine, jobs };
 }
 

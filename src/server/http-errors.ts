@@ -2,6 +2,7 @@ import type { NextFunction, Request, Response } from 'express';
 import multer from 'multer';
 import { ZodError } from 'zod';
 import { ClipdexError, type ErrorCode } from '../errors.js';
+import { libraryDamagedError } from '../store/database.js';
 import { storageError } from '../util/storage-error.js';
 
 /** Every API error body: a stable code for programs, a sentence for people. */
@@ -32,6 +33,8 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   DISK_FULL: 507,
   STORAGE_READ_ONLY: 503,
   STORAGE_FAILED: 503,
+  LIBRARY_DAMAGED: 503,
+  LIBRARY_DATABASE_LOST: 503,
 };
 
 export function statusFor(code: string): number {
@@ -48,7 +51,7 @@ export function sendError(res: Response, status: number, code: string, message: 
 }
 
 /** Turns anything thrown in a route into a JSON error; only true bugs become 500, and those say nothing internal. */
-export function errorHandler(log: (message: string) => void) {
+export function errorHandler(log: (message: string) => void, databaseFile: string) {
   return (err: unknown, _req: Request, res: Response, _next: NextFunction): void => {
     if (res.headersSent) {
       res.destroy();
@@ -69,6 +72,12 @@ export function errorHandler(log: (message: string) => void) {
     if (e?.type === 'entity.too.large') return sendError(res, 413, 'BODY_TOO_LARGE', 'the request body is too large');
     if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) {
       return sendError(res, e.status, 'BAD_REQUEST', e.message ?? 'bad request');
+    }
+    // Damaged pages first read by a query are the library's problem, with a way back, not an internal error.
+    const damaged = libraryDamagedError(err, databaseFile);
+    if (damaged) {
+      log(`clipdex: ${damaged.message}`);
+      return sendError(res, statusFor(damaged.code), damaged.code, damaged.message);
     }
     // A write that the disk refused (full, read-only) is not a bug: say so, not "internal error".
     const storage = storageError(err);
