@@ -15,6 +15,7 @@ import { removeAdapterLeftovers } from '../train/adapter-leftovers.js';
 import { decodeAdapter, type AdapterWeights } from '../train/adapter-weights.js';
 import { storageError } from '../util/storage-error.js';
 import { refuseLostDatabase } from './lost-database.js';
+import { adoptLegacyModelKey } from './legacy-model-key.js';
 import { modelKeyFor } from './model-key.js';
 
 export interface OpenLibraryOptions {
@@ -99,9 +100,12 @@ export class Library {
     }
     let model: ClipModel | null = null;
     try {
-      const spec = await resolveModel(modelRef, { cacheRoot: options.cacheDir ?? defaultCacheDir() });
+      const cacheRoot = options.cacheDir ?? defaultCacheDir();
+      const spec = await resolveModel(modelRef, { cacheRoot });
       model = await ClipModel.load(spec, options.session);
-      const key = await modelKeyFor(spec);
+      const key = await modelKeyFor(spec, { cacheDir: cacheRoot });
+      // A library keyed the old way keeps its vectors, indexes and trained versions under the new key.
+      await adoptLegacyModelKey(store, paths.indexDir, spec, key);
       new EmbeddingsRepo(store.db).registerModel(key, model.dim);
       const index = await IndexManager.open({
         store,
