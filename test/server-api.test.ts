@@ -263,7 +263,7 @@ describe('status, roots, models, OpenAPI', () => {
   it('describes itself with OpenAPI', async () => {
     const { body } = await api('/api/openapi.json');
     expect(body.openapi).toBe('3.1.0');
-    expect(Object.keys(body.paths)).toEqual(expect.arrayContaining(['/api/search', '/api/images/{id}/similar', '/api/status', '/api/roots']));
+    expect(Object.keys(body.paths)).toEqual(expect.arrayContaining(['/api/search', '/api/images/{id}/similar', '/api/status', '/api/roots', '/api/training/split']));
     const q = body.paths['/api/search'].get.parameters.find((p: { name: string }) => p.name === 'q');
     expect(q).toMatchObject({ in: 'query', required: true });
   });

@@ -15,6 +15,7 @@ import {
   textSearchQuery,
   trainBody,
 } from './api-schemas.js';
+import { splitPreviewQuery } from './split-preview.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -121,7 +122,7 @@ export function openApiDocument(): JsonSchema {
       },
       '/api/images/{id}': { get: { summary: 'Photo metadata', parameters: [idPath], responses: { 200: { description: 'metadata' }, 404: error } } },
       '/api/images/{id}/similar': {
-        get: { summary: 'Photos similar to a stored photo', parameters: [idPath, ...queryParameters(similarQuery)], responses: { 200: results, 404: error } },
+        get: { summary: 'Photos similar to a stored photo', parameters: [idPath, ...queryParameters(similarQuery)], responses: { 200: results, 404: error, 409: error } },
       },
       '/api/images/{id}/thumbnail': { get: { summary: 'WebP thumbnail (~320 px)', parameters: [idPath], responses: { 200: { description: 'image/webp' }, 404: error } } },
       '/api/images/{id}/file': { get: { summary: 'The original file (only from inside a watched folder)', parameters: [idPath], responses: { 200: { description: 'the image' }, 404: error } } },
@@ -129,7 +130,7 @@ export function openApiDocument(): JsonSchema {
       '/api/errors': { get: { summary: 'Files that failed to index, with the reason', parameters: queryParameters(errorsQuery), responses: { 200: { description: 'failed files' } } } },
       '/api/roots': {
         get: { summary: 'Watched folders', responses: { 200: { description: 'roots' } } },
-        post: { summary: 'Watch and index a folder', requestBody: { content: { 'application/json': { schema: body(addRootBody) } } }, responses: { 201: { description: 'added' }, 400: error } },
+        post: { summary: 'Watch and index a folder', requestBody: { content: { 'application/json': { schema: body(addRootBody) } } }, responses: { 201: { description: 'added' }, 400: error, 403: error, 404: error } },
       },
       '/api/roots/{id}': { delete: { summary: 'Stop watching a folder and forget its photos', parameters: [idPath], responses: { 204: { description: 'removed' }, 404: error } } },
       '/api/labels': {
@@ -137,7 +138,7 @@ export function openApiDocument(): JsonSchema {
         post: {
           summary: 'Label photos with one caption (a photo gets a caption once)',
           requestBody: { content: { 'application/json': { schema: body(addLabelsBody) } } },
-          responses: { 201: { description: '{ added, duplicates, problems, problemCount }' }, 400: error, 404: error },
+          responses: { 201: { description: '{ added, duplicates, problems, problemCount }' }, 400: error, 404: error, 409: error },
         },
       },
       '/api/labels/import': {
@@ -150,6 +151,13 @@ export function openApiDocument(): JsonSchema {
       '/api/labels/{id}': {
         patch: { summary: 'Change a caption', parameters: [idPath], requestBody: { content: { 'application/json': { schema: body(editLabelBody) } } }, responses: { 200: { description: 'the label' }, 404: error } },
         delete: { summary: 'Delete a label', parameters: [idPath], responses: { 204: { description: 'deleted' }, 404: error } },
+      },
+      '/api/training/split': {
+        get: {
+          summary: 'What the next training run would hold out: train/val counts of labels and photos, and labels it would skip',
+          parameters: queryParameters(splitPreviewQuery),
+          responses: { 200: { description: '{ train, val, skipped }' }, 400: error },
+        },
       },
       '/api/training': {
         get: { summary: 'The current or last training/activation/rollback job: { running, job: { kind, state, progress, result, error } }', responses: { 200: { description: 'job state' } } },
