@@ -17,17 +17,23 @@
  *   pass over content whose embedding is already stored (a rename, a duplicate) before any
  *   decoding or inference is spent on it.
  * - The sink sees results in completion order; `seq` is each file's position in the input.
+ * - Memory of the files themselves: each decoder reserves its file's size in a byte budget before
+ *   reading it and gives it back once the file is decoded, so the bytes of files held at once stay
+ *   under `readBudgetBytes` however large the files (a file larger than the whole budget is read
+ *   alone; one above `maxFileBytes` is refused with IMAGE_TOO_LARGE before it is read).
  *
  * HEIC files decode in heic-decode's WASM module, which runs on the JS thread: while one
  * decodes (a second or so for 12 MP) the rest of the pipeline waits. A worker thread would fix
  * it; not done, as HEIC is the exception on most libraries (and sharp builds with HEVC skip it).
  */
+import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { ClipdexError, errorMessage } from '../errors.js';
 import type { ImageInfo, ThumbnailOptions } from '../model/image-decode.js';
 import { preprocessImage } from '../model/image-preprocess.js';
 import type { PreprocessConfig } from '../model/manifest.js';
-import { readFileSnapshot, type ContentSnapshot } from './content-hash.js';
+import { ByteBudget, type Release } from '../util/byte-budget.js';
+import { DEFAULT_MAX_FILE_BYTES, readFileSnapshot, type ContentSnapshot } from './content-hash.js';
 import { readExifMeta, type ExifMeta } from './exif-meta.js';
 import { Wakeup } from './wakeup.js';
 
@@ -99,7 +105,12 @@ export interface PipelineStats extends PipelineProgress {
   encoderMs: number;
   sinkCalls: number;
   sinkMs: number;
+  /** The most bytes of files held at once by the decoders (their sizes as reserved in the read budget). */
+  maxReadBytes: number;
 }
+
+/** Default read budget: a few large camera files at once, many ordinary ones. */
+export const DEFAULT_READ_BUDGET_BYTES = 256 * 1024 * 1024;
 
 export interface EncodePipelineOptions<F extends PipelineFile> {
   model: PipelineModel;
@@ -115,6 +126,11 @@ export interface EncodePipelineOptions<F extends PipelineFile> {
   maxPixels?: number;
   /** Refuse files larger than this many bytes (default 1 GiB); only with `hash`. */
   maxFileBytes?: number;
+  /**
+   * Most bytes of files read and being decoded at once, summed over the decoders (default 256 MiB), or a
+   * budget shared with other work. A file larger than the budget waits until it can be read alone.
+   */
+  readBudget?: number | ByteBudget;
   /** Read each file once, hash it and decode the same bytes (default true). */
   hash?: boolean;
   /** Read EXIF capture date and camera (default true). */
@@ -163,6 +179,9 @@ export async function runEncodePipeline<F extends PipelineFile>(
   const useExif = options.exif ?? true;
   const thumbnail = options.thumbnail ?? true;
   const progressEvery = options.progressIntervalMs ?? 250;
+  const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  const budget = options.readBudget instanceof ByteBudget ? options.readBudget : new ByteBudget(options.readBudget ?? DEFAULT_READ_BUDGET_BYTES);
+  let readBytes = 0;
   const startedAt = performance.now();
 
   const iterator: AsyncIterator<F> | Iterator<F> =
@@ -186,7 +205,7 @@ export async function runEncodePipeline<F extends PipelineFile>(
   let lastProgressAt = -Infinity;
   const stats: PipelineStats = {
     done: 0, encoded: 0, skipped: 0, failed: 0, inFlight: 0, elapsedMs: 0, filesPerSecond: 0,
-    maxInFlight: 0, window, encoderBatches: 0, encoderMs: 0, sinkCalls: 0, sinkMs: 0,
+    maxInFlight: 0, window, encoderBatches: 0, encoderMs: 0, sinkCalls: 0, sinkMs: 0, maxReadBytes: 0,
   };
 
   const fail = (err: unknown): void => {
@@ -226,15 +245,47 @@ export async function runEncodePipeline<F extends PipelineFile>(
     return result;
   };
 
+  /**
+   * Reserves the file's size (as stat sees it now) in the read budget. A file that cannot be stat'ed, or
+   * one above `maxFileBytes`, reserves nothing: the read that follows fails with its typed error before
+   * any byte is held. Null when the pipeline stopped while waiting.
+   */
+  const reserve = async (path: string): Promise<{ bytes: number; release: Release } | null> => {
+    const size = await stat(path).then(
+      (st) => (st.isFile() ? st.size : 0),
+      () => 0,
+    );
+    const bytes = size > maxFileBytes ? 0 : size;
+    try {
+      const release = await budget.acquire(bytes, options.signal);
+      readBytes += bytes;
+      if (readBytes > stats.maxReadBytes) stats.maxReadBytes = readBytes;
+      return {
+        bytes,
+        release: () => {
+          readBytes -= bytes;
+          release();
+        },
+      };
+    } catch (err) {
+      fail(err);
+      return null;
+    }
+  };
+
   const decodeOne = async (file: F, n: number): Promise<void> => {
     const path = file.path;
     let content: ContentSnapshot | undefined;
+    const reserved = await reserve(path);
+    if (!reserved) return;
     try {
       let source: string | Buffer = path;
       if (useHash) {
-        const snap = await readFileSnapshot(path, options.maxFileBytes === undefined ? {} : { maxBytes: options.maxFileBytes });
+        const snap = await readFileSnapshot(path, { maxBytes: maxFileBytes });
         content = { hash: snap.hash, size: snap.size, mtimeMs: snap.mtimeMs, changed: snap.changed };
-        if (snap.changed) {
+        // Grew between the budget's stat and the read: more bytes are held than were reserved, and the
+        // file is still being written. Read again once it settles, within the budget then.
+        if (snap.changed || snap.size > reserved.bytes) {
           throw new ClipdexError('FILE_CHANGED', `${path} changed while it was being read; it will be read again once it settles`, {
             details: { file: path },
           });
@@ -265,6 +316,9 @@ export async function runEncodePipeline<F extends PipelineFile>(
     } catch (err) {
       const error = asError(err, path);
       outbox.push(content ? { status: 'failed', file, seq: n, error, content } : { status: 'failed', file, seq: n, error });
+    } finally {
+      // The bytes are dropped here: what is kept (pixels, thumbnail) is small and bounded by the window.
+      reserved.release();
     }
   };
 
