@@ -388,7 +388,8 @@ describe('restart', () => {
 
     lib = await openLibrary(dataDir, modelDir);
     const events: IngestEvent[] = [];
-    engine = await IngestEngine.start(lib, { onEvent: (e) => events.push(e), watch: false });
+    // No retention of orphaned content: the deleted photo's embedding is checked to go at close.
+    engine = await IngestEngine.start(lib, { onEvent: (e) => events.push(e), watch: false, orphanRetentionMs: 0 });
     try {
       await engine.idle();
       const row = (name: string) => lib.images.getByPath(p(name));
@@ -483,7 +484,8 @@ describe('roots', () => {
     const { root, dataDir } = await fresh('add-remove');
     for (let i = 0; i < 3; i++) await writeJpeg(join(root, `r${i}.jpg`), 600 + i);
     const lib = await openLibrary(dataDir, modelDir);
-    const engine = await IngestEngine.start(lib, FAST);
+    // Content is dropped once its retention has passed (test/labels-survive.test.ts: kept within it).
+    const engine = await IngestEngine.start(lib, { ...FAST, orphanRetentionMs: 0 });
     try {
       const added = await engine.addRoot(root);
       await engine.idle();

@@ -99,6 +99,56 @@ describe('migrations', () => {
     }
   });
 
+  it('labels made on schema 2 (keyed by image row) move to content keys with every label intact', () => {
+    const { database } = libraryPaths(temp());
+    const dir = join(temp(), 'migrations-2');
+    mkdirSync(dir);
+    for (const m of listMigrations().filter((x) => x.version <= 2)) copyFileSync(m.path, join(dir, `${String(m.version).padStart(3, '0')}_${m.name}.sql`));
+    const v2 = openDatabase(database, { migrationsDir: dir });
+    const db = v2.db;
+    db.prepare("INSERT INTO roots (id, path, added_at) VALUES (1, '/photos', 1)").run();
+    const image = db.prepare(
+      "INSERT INTO images (id, root_id, path, size, mtime_ms, content_hash, status, created_at, updated_at) VALUES (?, 1, ?, 10, 1, ?, ?, 1, 1)",
+    );
+    image.run(1, '/photos/a.jpg', 'hash-a', 'indexed');
+    image.run(2, '/photos/copy-of-a.jpg', 'hash-a', 'indexed'); // same content, labeled separately
+    image.run(3, '/photos/b.jpg', 'hash-b', 'offline');
+    image.run(4, '/photos/broken.jpg', null, 'error'); // labeled before failed photos were refused
+    const pair = db.prepare('INSERT INTO labeled_pairs (id, image_id, caption, split, created_at) VALUES (?, ?, ?, ?, ?)');
+    const labels: [number, number, string, string, number][] = [
+      [1, 1, 'kayak', 'train', 100],
+      [2, 1, 'red boat', 'train', 101],
+      [3, 2, 'kayak', 'val', 102],
+      [5, 3, 'beach', 'train', 103],
+      [9, 4, 'broken one', 'val', 104],
+    ];
+    for (const l of labels) pair.run(...l);
+    expect(v2.schemaVersion).toBe(2);
+    v2.close();
+
+    const v3 = openDatabase(database);
+    try {
+      expect(v3.applied.map((a) => a.version)).toContain(3);
+      const rows = v3.db
+        .prepare(
+          'SELECT id, image_id AS imageId, caption, split, created_at AS createdAt, content_hash AS contentHash, last_path AS lastPath, missing_since AS missingSince FROM labeled_pairs ORDER BY id',
+        )
+        .all();
+      expect(rows).toEqual([
+        { id: 1, imageId: 1, caption: 'kayak', split: 'train', createdAt: 100, contentHash: 'hash-a', lastPath: '/photos/a.jpg', missingSince: null },
+        { id: 2, imageId: 1, caption: 'red boat', split: 'train', createdAt: 101, contentHash: 'hash-a', lastPath: '/photos/a.jpg', missingSince: null },
+        { id: 3, imageId: 2, caption: 'kayak', split: 'val', createdAt: 102, contentHash: 'hash-a', lastPath: '/photos/copy-of-a.jpg', missingSince: null },
+        { id: 5, imageId: 3, caption: 'beach', split: 'train', createdAt: 103, contentHash: 'hash-b', lastPath: '/photos/b.jpg', missingSince: null },
+        { id: 9, imageId: 4, caption: 'broken one', split: 'val', createdAt: 104, contentHash: null, lastPath: '/photos/broken.jpg', missingSince: null },
+      ]);
+      // The new keying holds: deleting the photo rows no longer deletes a label.
+      v3.db.prepare('DELETE FROM images').run();
+      expect(v3.db.prepare('SELECT count(*) AS n FROM labeled_pairs WHERE image_id IS NULL AND missing_since IS NOT NULL').get()).toEqual({ n: 5 });
+    } finally {
+      v3.close();
+    }
+  });
+
   it('a migration that fails is rolled back whole and reported', () => {
     const { database } = libraryPaths(temp());
     const dir = migrationsDir(false);

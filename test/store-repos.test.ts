@@ -135,10 +135,10 @@ describe('embeddings', () => {
 });
 
 describe('labeled pairs and adapters', () => {
-  it('pairs need an existing image and a caption, and go with their image', () => {
+  it('pairs need an existing image and a caption, and outlive their image row (kept by content)', () => {
     const pairs = new PairsRepo(lib.store.db);
     const root = lib.roots.add('/p');
-    const img = lib.images.upsert({ rootId: root.id, path: '/p/a.jpg', size: 1, mtimeMs: 1 });
+    const img = lib.images.upsert({ rootId: root.id, path: '/p/a.jpg', size: 1, mtimeMs: 1, contentHash: 'h-a', status: 'indexed' });
     const p = pairs.add(img.id, "  grandma's garden ", 'train');
     expect(p.caption).toBe("grandma's garden");
     pairs.add(img.id, 'roses', 'val');
@@ -147,7 +147,17 @@ describe('labeled pairs and adapters', () => {
     expect(() => pairs.add(img.id, '   ', 'train')).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     expect(() => pairs.add(999, 'x', 'train')).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     lib.images.remove(img.id);
-    expect(pairs.list()).toEqual([]);
+    expect(pairs.list().map((x) => [x.caption, x.imageId, x.contentHash, x.lastPath, x.missingSince !== null])).toEqual([
+      ["grandma's garden", null, 'h-a', '/p/a.jpg', true],
+      ['roses', null, 'h-a', '/p/a.jpg', true],
+    ]);
+    expect(pairs.page({}, 10).map((x) => x.photo)).toEqual(['missing', 'missing']);
+    // The same content under another path and row: both labels attach to it.
+    const again = lib.images.upsert({ rootId: root.id, path: '/p/moved/a.jpg', size: 1, mtimeMs: 2, contentHash: 'h-a', status: 'indexed' });
+    expect(pairs.page({}, 10).map((x) => [x.imageId, x.path, x.photo, x.missingSince])).toEqual([
+      [again.id, '/p/moved/a.jpg', 'ok', null],
+      [again.id, '/p/moved/a.jpg', 'ok', null],
+    ]);
   });
 
   it('adapters get increasing versions per model and at most one is active, enforced by the database', () => {

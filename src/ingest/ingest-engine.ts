@@ -32,6 +32,8 @@ import { identityKey, IngestStore, type RootInfo } from './ingest-store.js';
 import { LiveChanges } from './live-changes.js';
 import { reconcileRoot } from './reconcile.js';
 
+const ORPHAN_RETENTION_MS = 7 * 24 * 3600_000;
+
 export interface IngestEngineOptions {
   /** Folders to add (and remember) before starting. */
   roots?: readonly string[];
@@ -59,6 +61,12 @@ export interface IngestEngineOptions {
   pollIntervalMs?: number;
   /** How often an offline root is looked for (default 10 s). */
   offlineCheckMs?: number;
+  /**
+   * How long the embeddings and thumbnail of content no file has any more are kept (default 7 days), so a
+   * folder removed and added back, or a share that comes back, is not encoded again. 0: dropped at the
+   * next collection. Content a label is keyed by is kept while the label exists.
+   */
+  orphanRetentionMs?: number;
   /** Pipeline settings (see encode-pipeline.ts). */
   decodeConcurrency?: number;
   batchSize?: number;
@@ -321,7 +329,7 @@ export class IngestEngine {
    */
   async collectGarbage(): Promise<number> {
     this.garbage = { due: false, removed: 0, lastAt: Date.now() };
-    const hashes = this.store.collectGarbage();
+    const hashes = this.store.collectGarbage(this.options.orphanRetentionMs ?? ORPHAN_RETENTION_MS);
     for (const hash of hashes) await this.library.thumbnails.remove(hash).catch(() => false);
     return hashes.length;
   }

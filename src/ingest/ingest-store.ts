@@ -85,13 +85,25 @@ export class IngestStore {
       imagesOfRootPage: p<[number, number, number], ImageRecord>(
         `SELECT ${IMAGE_COLUMNS} FROM images WHERE root_id = ? AND id > ? ORDER BY id LIMIT ?`,
       ),
-      metaOfHash: p<[string], { width: number; height: number; format: string }>(
-        'SELECT width, height, format FROM images WHERE content_hash = ? AND format IS NOT NULL AND width IS NOT NULL LIMIT 1',
+      // Content no row has any more remembers what it was (migrations/003), so a file found again is not decoded.
+      metaOfHash: p<[string, string], { width: number; height: number; format: string }>(
+        `SELECT width, height, format FROM images WHERE content_hash = ? AND format IS NOT NULL AND width IS NOT NULL
+         UNION ALL
+         SELECT width, height, format FROM orphaned_content WHERE content_hash = ? AND format IS NOT NULL AND width IS NOT NULL
+         LIMIT 1`,
       ),
-      orphanHashes: p<[], { hash: string }>(
-        'SELECT DISTINCT content_hash AS hash FROM embeddings e WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.content_hash = e.content_hash)',
+      // Orphans the delete trigger did not see (content replaced in place, a database from before it).
+      markOrphans: p<[number]>(
+        `INSERT OR IGNORE INTO orphaned_content (content_hash, since)
+         SELECT DISTINCT e.content_hash, ? FROM embeddings e WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.content_hash = e.content_hash)`,
       ),
-      dropOrphans: p<[]>('DELETE FROM embeddings WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.content_hash = embeddings.content_hash)'),
+      unorphanBack: p<[]>('DELETE FROM orphaned_content WHERE EXISTS (SELECT 1 FROM images i WHERE i.content_hash = orphaned_content.content_hash)'),
+      orphansDue: p<[number], { hash: string }>(
+        `SELECT content_hash AS hash FROM orphaned_content o
+         WHERE since <= ? AND NOT EXISTS (SELECT 1 FROM labeled_pairs p WHERE p.content_hash = o.content_hash)`,
+      ),
+      dropEmbeddings: p<[string]>('DELETE FROM embeddings WHERE content_hash = ?'),
+      dropOrphan: p<[string]>('DELETE FROM orphaned_content WHERE content_hash = ?'),
       removeImage: p<[number]>('DELETE FROM images WHERE id = ?'),
       // A failed file's message names it ("<path>: not an image"): it follows the file, or `status --errors`
       // would show a name that no longer exists. SET reads the old `path`, so the replace needs no second query.
@@ -217,7 +229,7 @@ export class IngestStore {
 
   /** Width, height and format of any decoded file with this content (copies share them). */
   metaOfHash(hash: string): { width: number; height: number; format: string } | undefined {
-    return this.s.metaOfHash.get(hash);
+    return this.s.metaOfHash.get(hash, hash);
   }
 
   /**
@@ -245,15 +257,22 @@ export class IngestStore {
   }
 
   /**
-   * Content no image row points at any more (every file with it was deleted): its embeddings, under every
-   * model key, are dropped and its hashes returned so the caller can remove the thumbnails. Run when the
-   * engine is idle, not on each deletion: a photo moved away and back, or moved while clipdex was stopped
-   * and found before its old row was swept, then finds its embedding still there.
+   * Content no image row has pointed at for `keepForMs` (every file with it was deleted or its folder
+   * removed): its embeddings, under every model key, are dropped and its hashes returned so the caller can
+   * remove the thumbnails. Kept until then, a folder removed and added back, a share that returns or a
+   * photo moved while clipdex was stopped finds its embedding and is not encoded again. Content a label is
+   * keyed by is kept while the label exists: the photo may come back, and the Labels page shows it.
    */
-  collectGarbage(): string[] {
+  collectGarbage(keepForMs = 0): string[] {
     return this.db.transaction(() => {
-      const hashes = this.s.orphanHashes.all().map((r) => r.hash);
-      this.s.dropOrphans.run();
+      const now = this.now();
+      this.s.unorphanBack.run();
+      this.s.markOrphans.run(now);
+      const hashes = this.s.orphansDue.all(now - keepForMs).map((r) => r.hash);
+      for (const hash of hashes) {
+        this.s.dropEmbeddings.run(hash);
+        this.s.dropOrphan.run(hash);
+      }
       return hashes;
     }).immediate();
   }

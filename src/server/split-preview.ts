@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Library } from '../library/library.js';
+import { labeledPhotos } from '../train/labeled-photos.js';
 import { assignSplit } from '../train/pair-split.js';
 
 /** GET /api/training/split: the options that decide the split, as the training form sends them. */
@@ -16,7 +17,7 @@ export interface SplitPreview {
   /** Labels (photo/caption pairs) and distinct photos on each side. */
   train: { labels: number; photos: number };
   val: { labels: number; photos: number };
-  /** Labels the trainer would leave out: their photo is not indexed (yet) or has no vector. */
+  /** Labels the trainer would leave out: their photo is missing, offline, failed or not indexed (yet). */
   skipped: number;
 }
 
@@ -27,22 +28,12 @@ export interface SplitPreview {
  */
 export function previewSplit(library: Library, valFraction = 0.2, seed = 1): SplitPreview {
   const { key } = library.requireModel();
-  const usable = new Map<number, boolean>();
-  const refs: { imageId: number; caption: string }[] = [];
-  let skipped = 0;
-  for (const p of library.pairs.list()) {
-    let ok = usable.get(p.imageId);
-    if (ok === undefined) {
-      ok = library.images.get(p.imageId)?.status === 'indexed' && library.embeddings.forImage(p.imageId, key) !== undefined;
-      usable.set(p.imageId, ok);
-    }
-    if (ok) refs.push({ imageId: p.imageId, caption: p.caption });
-    else skipped++;
-  }
+  const { usable, skipped } = labeledPhotos(library, key);
+  const refs = usable.map((u) => ({ imageId: u.imageId, caption: u.pair.caption }));
   const split = assignSplit(refs, valFraction, seed);
   const side = (which: 'train' | 'val') => {
     const pairs = refs.filter((r) => (split.get(r.imageId) ?? 'train') === which);
     return { labels: pairs.length, photos: new Set(pairs.map((r) => r.imageId)).size };
   };
-  return { valFraction, seed, train: side('train'), val: side('val'), skipped };
+  return { valFraction, seed, train: side('train'), val: side('val'), skipped: skipped.length };
 }

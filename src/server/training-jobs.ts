@@ -62,7 +62,7 @@ export class TrainingJobs {
 
   train(request: TrainRequest): JobState {
     this.service.checkReady();
-    return this.start('train', (onProgress) => this.service.train(request, onProgress).then(({ adapter, outcome, skippedPairs }) => ({ adapter, outcome: { ...outcome, weights: undefined }, skippedPairs })));
+    return this.start('train', (onProgress) => this.service.train(request, onProgress).then(({ adapter, outcome, skippedPairs, skipped }) => ({ adapter, outcome: { ...outcome, weights: undefined }, skippedPairs, skipped: skipped.slice(0, 100) })));
   }
 
   activate(version: number): JobState {

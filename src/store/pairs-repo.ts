@@ -1,4 +1,10 @@
-/** Image/caption pairs the user labels; the trainer learns from 'train' and is judged on 'val'. */
+/**
+ * Image/caption pairs the user labels; the trainer learns from 'train' and is judged on 'val'.
+ *
+ * A label belongs to the photo's content (migrations/003): it stays when its image row goes (a move not
+ * seen as one, a folder removed, a share away), attached to no row and "missing", and the schema's
+ * triggers attach it again when the content reappears anywhere in the library.
+ */
 import type Database from 'better-sqlite3';
 import { ClipdexError } from '../errors.js';
 
@@ -6,17 +12,29 @@ export type PairSplit = 'train' | 'val';
 
 export interface LabeledPair {
   id: number;
-  imageId: number;
+  /** The row the label is attached to now; null while no file in the library has its content. */
+  imageId: number | null;
+  /** The key: the labeled photo's content (null only for a label made on a file that never read). */
+  contentHash: string | null;
   caption: string;
   split: PairSplit;
   createdAt: number;
+  /** The photo's path, or the last one known while it is missing. */
+  lastPath: string;
+  /** When its photo left the library (ms); null while it is there. */
+  missingSince: number | null;
 }
 
-const COLUMNS = 'id, image_id AS imageId, caption, split, created_at AS createdAt';
+const COLUMNS = `id, image_id AS imageId, content_hash AS contentHash, caption, split, created_at AS createdAt,
+  last_path AS lastPath, missing_since AS missingSince`;
 
-/** A pair with its photo's path, as lists show it. */
+/** Where a label's photo is: searchable, on a folder that is offline, failed to index, or not in the library. */
+export type LabelPhotoState = 'ok' | 'offline' | 'failed' | 'missing';
+
+/** A pair with its photo's path (the last known one when missing) and state, as lists show it. */
 export interface ListedPair extends LabeledPair {
   path: string;
+  photo: LabelPhotoState;
 }
 
 /** One caption: how many labels use it, on how many photos, in which split. */
@@ -54,8 +72,10 @@ export class PairsRepo {
     private readonly db: Database.Database,
     private readonly now: () => number = Date.now,
   ) {
-    this.addStmt = db.prepare<[number, string, PairSplit, number], LabeledPair>(
-      `INSERT INTO labeled_pairs (image_id, caption, split, created_at) VALUES (?, ?, ?, ?) RETURNING ${COLUMNS}`,
+    // The key and the path come from the row, so a label is never written without them.
+    this.addStmt = db.prepare<[string, PairSplit, number, number], LabeledPair>(
+      `INSERT INTO labeled_pairs (image_id, content_hash, last_path, caption, split, created_at)
+       SELECT id, content_hash, path, ?, ?, ? FROM images WHERE id = ? RETURNING ${COLUMNS}`,
     );
     this.getStmt = db.prepare<[number], LabeledPair>(`SELECT ${COLUMNS} FROM labeled_pairs WHERE id = ?`);
     this.listStmt = db.prepare<[], LabeledPair>(`SELECT ${COLUMNS} FROM labeled_pairs ORDER BY id`);
@@ -68,12 +88,16 @@ export class PairsRepo {
     this.findStmt = db.prepare<[number, string], LabeledPair>(`SELECT ${COLUMNS} FROM labeled_pairs WHERE image_id = ? AND caption = ?`);
     type Bind = { after: number; image: number | null; caption: string | null; limit: number };
     this.pageStmt = db.prepare<Bind, ListedPair>(
-      `SELECT p.id, p.image_id AS imageId, i.path, p.caption, p.split, p.created_at AS createdAt
-       FROM labeled_pairs p JOIN images i ON i.id = p.image_id
+      `SELECT p.id, p.image_id AS imageId, p.content_hash AS contentHash, coalesce(i.path, p.last_path) AS path, p.caption,
+         p.split, p.created_at AS createdAt, p.last_path AS lastPath, p.missing_since AS missingSince,
+         CASE WHEN i.id IS NULL THEN 'missing' WHEN i.status = 'offline' THEN 'offline' WHEN i.status = 'error' THEN 'failed'
+              ELSE 'ok' END AS photo
+       FROM labeled_pairs p LEFT JOIN images i ON i.id = p.image_id
        WHERE p.id > @after AND ${FILTER} ORDER BY p.id LIMIT @limit`,
     );
     this.captionsStmt = db.prepare<Omit<Bind, 'after' | 'limit'>, CaptionSummary>(
-      `SELECT p.caption, count(*) AS labels, count(DISTINCT p.image_id) AS photos,
+      // A photo is its content (a missing one has no row); a label without content counts by its path.
+      `SELECT p.caption, count(*) AS labels, count(DISTINCT coalesce(p.content_hash, 'path:' || p.last_path)) AS photos,
               sum(p.split = 'train') AS train, sum(p.split = 'val') AS val
        FROM labeled_pairs p WHERE ${FILTER} GROUP BY p.caption ORDER BY labels DESC, p.caption`,
     );
@@ -123,14 +147,9 @@ export class PairsRepo {
     // SQLite's length() stops at a NUL, so "\0abc" would fail the CHECK as an internal error.
     if (text.includes('\0')) throw new ClipdexError('INVALID_ARGUMENT', 'a caption must not contain NUL characters');
     if (split !== 'train' && split !== 'val') throw new ClipdexError('INVALID_ARGUMENT', `split must be "train" or "val", got ${JSON.stringify(split)}`);
-    try {
-      return this.addStmt.get(imageId, text, split, this.now())!;
-    } catch (err) {
-      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
-        throw new ClipdexError('INVALID_ARGUMENT', `no image with id ${imageId}`, { cause: err });
-      }
-      throw err;
-    }
+    const pair = this.addStmt.get(text, split, this.now(), imageId);
+    if (!pair) throw new ClipdexError('INVALID_ARGUMENT', `no image with id ${imageId}`);
+    return pair;
   }
 
   get(id: number): LabeledPair | undefined {

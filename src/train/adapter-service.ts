@@ -15,6 +15,7 @@ import { adapterModelKey, AdaptedEmbeddings } from './adapter-embeddings.js';
 import { ActivationLease } from './adapter-leftovers.js';
 import { defaultExportDir, exportAdaptedModel } from './adapter-export.js';
 import { decodeAdapter, encodeAdapter, type AdapterWeights } from './adapter-weights.js';
+import { labeledPhotos, type SkippedLabel } from './labeled-photos.js';
 import { assignSplit } from './pair-split.js';
 import { PROBE_PHRASES } from './probe-phrases.js';
 import { trainAdapters, type TrainOptions, type TrainOutcome, type TrainProgress, type TrainingData } from './trainer.js';
@@ -35,8 +36,10 @@ export type AdapterJobProgress =
 export interface TrainResult {
   adapter: AdapterSummary;
   outcome: TrainOutcome;
-  /** Pairs left out because their photo has no embedding yet (not indexed, or failed). */
+  /** Pairs left out: their photo is missing, offline, failed or not indexed yet (the labels are kept). */
   skippedPairs: number;
+  /** Each of them, with the reason. */
+  skipped: SkippedLabel[];
 }
 
 export interface ActivationResult {
@@ -98,14 +101,15 @@ export class AdapterService {
       const valFraction = request.valFraction ?? 0.2;
       if (!(valFraction >= 0 && valFraction < 1)) throw new ClipdexError('INVALID_ARGUMENT', `the validation share must be in [0, 1), got ${valFraction}`);
       onProgress?.({ phase: 'preparing', message: 'reading labeled photos and encoding captions' });
-      const { data, skippedPairs } = await this.collect(valFraction, request.seed ?? 1);
+      const { data, skipped } = await this.collect(valFraction, request.seed ?? 1);
+      const skippedPairs = skipped.length;
       const outcome = await trainAdapters(data, request, (training) => onProgress?.({ phase: 'training', training }), signal);
       onProgress?.({ phase: 'evaluating' });
       const { key } = this.library.requireModel();
       const { weights, ...rest } = outcome;
       const metrics: AdapterMetrics = { ...rest, baseKey: key, dim: data.dim, valFraction, skippedPairs };
       const saved = this.library.adapters.add(key, encodeAdapter(weights), metrics as unknown as Record<string, unknown>);
-      return { adapter: summary(saved), outcome, skippedPairs };
+      return { adapter: summary(saved), outcome, skippedPairs, skipped };
     });
   }
 
@@ -211,26 +215,20 @@ export class AdapterService {
   }
 
   /** Labeled pairs with the base embeddings of their photos and captions, the split assigned and stored. */
-  private async collect(valFraction: number, seed: number): Promise<{ data: TrainingData; skippedPairs: number }> {
+  private async collect(valFraction: number, seed: number): Promise<{ data: TrainingData; skipped: SkippedLabel[] }> {
     const { model, key } = this.library.requireModel();
     const d = model.dim;
-    const pairs = this.library.pairs.list();
+    const labels = labeledPhotos(this.library, key);
     const imageRow = new Map<number, number>();
     const captionRow = new Map<string, number>();
     const imageVectors: Float32Array[] = [];
     const usable: [number, number][] = [];
     const usableRefs: { imageId: number; caption: string }[] = [];
-    let skippedPairs = 0;
-    for (const p of pairs) {
-      let row = imageRow.get(p.imageId);
+    for (const { pair: p, imageId, vector } of labels.usable) {
+      let row = imageRow.get(imageId);
       if (row === undefined) {
-        const v = this.library.embeddings.forImage(p.imageId, key);
-        if (!v || this.library.images.get(p.imageId)?.status !== 'indexed') {
-          skippedPairs++;
-          continue;
-        }
-        row = imageVectors.push(v) - 1;
-        imageRow.set(p.imageId, row);
+        row = imageVectors.push(vector) - 1;
+        imageRow.set(imageId, row);
       }
       let c = captionRow.get(p.caption);
       if (c === undefined) {
@@ -238,7 +236,7 @@ export class AdapterService {
         captionRow.set(p.caption, c);
       }
       usable.push([row, c]);
-      usableRefs.push({ imageId: p.imageId, caption: p.caption });
+      usableRefs.push({ imageId, caption: p.caption });
     }
     const split = assignSplit(usableRefs, valFraction, seed);
     this.library.pairs.setSplits(split);
@@ -259,7 +257,7 @@ export class AdapterService {
         logitScale: model.spec.logitScale,
         ...(gallery.count >= 10 ? { probes: { texts: await this.embedTexts(probeList), count: probeList.length, gallery: gallery.vectors, galleryCount: gallery.count } } : {}),
       },
-      skippedPairs,
+      skipped: labels.skipped,
     };
   }
 

@@ -211,6 +211,20 @@ function listLabels(library: Library, filter: PairFilter, limit: number): { labe
   return { labels: library.pairs.page(filter, limit), captions, total: captions.reduce((s, c) => s + c.labels, 0) };
 }
 
+/** A label whose photo is not searchable now says so; it is kept either way (see store/pairs-repo.ts). */
+export function photoNote(label: ListedPair): string {
+  switch (label.photo) {
+    case 'missing':
+      return `  (photo missing${label.missingSince === null ? '' : ` since ${new Date(label.missingSince).toISOString().slice(0, 16).replace('T', ' ')}`}, kept)`;
+    case 'offline':
+      return '  (photo offline: its folder is not available)';
+    case 'failed':
+      return '  (photo failed to index)';
+    default:
+      return '';
+  }
+}
+
 function printList(result: ReturnType<typeof listLabels>): void {
   const out: string[] = [];
   if (result.total === 0) {
@@ -220,7 +234,7 @@ function printList(result: ReturnType<typeof listLabels>): void {
   const idWidth = Math.max(2, ...result.labels.map((l) => String(l.id).length));
   const captionWidth = Math.min(40, Math.max(7, ...result.labels.map((l) => l.caption.length)));
   out.push(`${'id'.padStart(idWidth)}  split  ${'caption'.padEnd(captionWidth)}  photo`);
-  for (const l of result.labels) out.push(`${String(l.id).padStart(idWidth)}  ${l.split.padEnd(5)}  ${l.caption.padEnd(captionWidth)}  ${l.path}`);
+  for (const l of result.labels) out.push(`${String(l.id).padStart(idWidth)}  ${l.split.padEnd(5)}  ${l.caption.padEnd(captionWidth)}  ${l.path}${photoNote(l)}`);
   if (result.labels.length < result.total) out.push(`(first ${result.labels.length} of ${result.total}; raise --limit for more)`);
   out.push('', 'labels  train  val  caption');
   for (const c of result.captions) out.push(`${String(c.labels).padStart(6)}  ${String(c.train).padStart(5)}  ${String(c.val).padStart(3)}  ${c.caption}`);
@@ -292,7 +306,12 @@ export function labelsCommand(): Command {
       await withLibrary(g, (library) => {
         const current = library.pairs.get(id);
         if (!current) throw new ClipdexError('FILE_NOT_FOUND', `no label with id ${id} (see \`clipdex labels list\`)`);
-        const twin = library.pairs.forImage(current.imageId).find((p) => p.id !== id && p.caption === text);
+        // A missing label's photo is its content: its siblings are the other labels waiting for it.
+        const siblings =
+          current.imageId === null
+            ? library.pairs.list().filter((p) => p.imageId === null && p.contentHash === current.contentHash && p.lastPath === current.lastPath)
+            : library.pairs.forImage(current.imageId);
+        const twin = siblings.find((p) => p.id !== id && p.caption === text);
         // Two equal labels on one photo would count it twice in training.
         if (twin) throw new ClipdexError('INVALID_ARGUMENT', `that photo already has the caption "${text}" (label ${twin.id}); remove label ${id} instead`);
         const updated = library.pairs.update(id, text)!;

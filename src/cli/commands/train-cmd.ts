@@ -96,7 +96,11 @@ function printResult(r: TrainResult, activation: ActivationResult | null, activa
     `Trained on ${o.trainPairs} pairs (${o.trainImages} photos), validated on ${o.valPairs} pairs (${o.valImages} photos), ${o.captions} caption${o.captions === 1 ? '' : 's'}; ` +
       `${o.history.length} epoch${o.history.length === 1 ? '' : 's'}${o.stoppedEarly ? ' (stopped early)' : ''}, best ${o.bestEpoch}, ${seconds(o.durationMs)}.`,
   );
-  if (r.skippedPairs > 0) out.push(`${r.skippedPairs} labeled pair${r.skippedPairs === 1 ? ' was' : 's were'} left out: the photo is not indexed (not yet, or it failed to index).`);
+  if (r.skippedPairs > 0) {
+    out.push(`${r.skippedPairs} label${r.skippedPairs === 1 ? ' was' : 's were'} left out of this run (kept; they train again once their photo is there):`);
+    for (const s of r.skipped.slice(0, 10)) out.push(`  label ${s.pairId} "${s.caption}": ${s.reason}`);
+    if (r.skipped.length > 10) out.push(`  … and ${r.skipped.length - 10} more (clipdex labels list)`);
+  }
   const mean = validationRecall(o);
   if (o.before && o.after && mean) {
     out.push('', 'On the validation photos:', ...metricsTable(o.before, o.after, mean).map((l) => `  ${l}`), '');
@@ -170,6 +174,7 @@ export function trainCommand(): Command {
             adapter: activation?.adapter ?? result.adapter,
             outcome,
             skippedPairs: result.skippedPairs,
+            skipped: result.skipped,
             activated: activation !== null,
             activation,
           });
