@@ -6,7 +6,7 @@
  * Run by `npm run test:install` (and by CI): minutes of `npm ci` and `npm install -g`, so not part of
  * `npm test`.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
@@ -36,21 +36,26 @@ function readmeSetup(): { install: string; start: string } {
 }
 
 const realHome = process.env.HOME ?? homedir();
+/** This machine's npm config files, read where a user's npm reads them (HOME and --prefix move both). */
+let npmConfigFiles: { userconfig: string; globalconfig: string };
 
 /**
- * What a user's shell has: HOME is a fresh folder (so `~/Pictures` is ours), npm keeps this user's config
- * and cache (so packages come from the cache or the registry, and native builds find Node's headers where
- * this machine's npm config says), and no variable of this test run leaks in.
+ * What a user's shell has: this machine's environment (proxies, CA certificates) and npm config, with
+ * HOME a fresh folder (so `~/Pictures` is ours), and nothing of this test run (vitest's and `npm run`'s
+ * variables) leaking in.
  */
 function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  for (const key of ['PATH', 'LANG', 'TMPDIR', 'CI']) if (process.env[key] !== undefined) env[key] = process.env[key];
-  const userconfig = process.env.npm_config_userconfig ?? join(realHome, '.npmrc');
+  for (const [key, value] of Object.entries(process.env)) {
+    if (/^(npm_|VITEST|TEST$|NODE_ENV$|INIT_CWD$|CLIPDEX_)/i.test(key)) continue;
+    env[key] = value;
+  }
   return {
     ...env,
     HOME: home,
     npm_config_cache: process.env.npm_config_cache ?? join(realHome, '.npm'),
-    ...(existsSync(userconfig) ? { npm_config_userconfig: userconfig } : {}),
+    npm_config_userconfig: npmConfigFiles.userconfig,
+    npm_config_globalconfig: npmConfigFiles.globalconfig,
     ...extra,
   };
 }
@@ -128,6 +133,8 @@ async function serveAndCheck(command: string, cwd: string, env: NodeJS.ProcessEn
 }
 
 beforeAll(async () => {
+  const config = (key: string) => execFileSync('npm', ['config', 'get', key], { encoding: 'utf8', cwd: work }).trim();
+  npmConfigFiles = { userconfig: config('userconfig'), globalconfig: config('globalconfig') };
   const pictures = join(home, 'Pictures');
   await mkdir(pictures, { recursive: true });
   for (let i = 0; i < PHOTOS; i++) {
