@@ -31,6 +31,7 @@ import { storageError } from '../util/storage-error.js';
 import { identityKey, IngestStore, type RootInfo } from './ingest-store.js';
 import { LiveChanges } from './live-changes.js';
 import { reconcileRoot } from './reconcile.js';
+import { checkRootPin, folderIdentity, type PinCheck } from './root-pin.js';
 
 const ORPHAN_RETENTION_MS = 7 * 24 * 3600_000;
 
@@ -162,6 +163,7 @@ export class IngestEngine {
   private encoder: ThreadImageEncoder | null = null;
   private ticker: NodeJS.Timeout | undefined;
   private offlineTimer: NodeJS.Timeout | undefined;
+  private pinTimer: NodeJS.Timeout | undefined;
   /** When the roots are to be reconciled again because changes were lost to a failure; 0: not due. */
   private rescanAt = 0;
   private handlingBatches = 0;
@@ -236,6 +238,9 @@ export class IngestEngine {
     await Promise.all(roots.map((r) => this.watchRoot(r.id)));
     this.ticker = setInterval(() => this.tick(), this.options.progressIntervalMs ?? 250);
     this.ticker.unref();
+    // A symlinked root can be pointed elsewhere without a single watch event: look now and then.
+    this.pinTimer = setInterval(() => void this.checkPins(), this.options.offlineCheckMs ?? 10_000);
+    this.pinTimer.unref();
     if (this.options.scan ?? true) for (const root of roots) void this.requestScan(root.id);
   }
 
@@ -255,6 +260,25 @@ export class IngestEngine {
     await this.watchRoot(root.id);
     void this.requestScan(root.id);
     return root;
+  }
+
+  /**
+   * The user confirms that a root now stands for the folder its path leads to (after a retarget): the new
+   * folder is pinned, watched and scanned like a new one; the old folder's photos that are not in it leave.
+   */
+  async confirmRoot(rootId: number): Promise<RootInfo | undefined> {
+    this.assertOpen();
+    const root = this.store.root(rootId);
+    if (!root) return undefined;
+    const now = await folderIdentity(root.path);
+    if (!now) throw new ClipdexError('FILE_NOT_FOUND', `No folder at ${root.path}`, { details: { path: root.path } });
+    // The new folder must pass what a new root must: not clipdex's own, not inside or around another root.
+    await this.register(root.path, undefined);
+    this.library.roots.confirm(rootId, now.realPath, now.identity);
+    await this.unwatchRoot(rootId);
+    await this.watchRoot(rootId);
+    void this.requestScan(rootId);
+    return this.store.root(rootId);
   }
 
   /** Forgets a root and its images (their embeddings and thumbnails go at the next garbage collection). */
@@ -347,6 +371,7 @@ export class IngestEngine {
     this.closed = true;
     clearInterval(this.ticker);
     clearInterval(this.offlineTimer);
+    clearInterval(this.pinTimer);
     for (const scan of this.scans.values()) scan.abort.abort();
     await Promise.all([...this.watchers.keys()].map((id) => this.unwatchRoot(id)));
     await Promise.all([...this.scans.values()].map((s) => s.done.catch(() => undefined)));
@@ -418,13 +443,19 @@ export class IngestEngine {
         );
       }
     }
-    return this.store.addRoot(path, exclude);
+    const root = this.store.addRoot(path, exclude);
+    // A new root is pinned to the folder it leads to now (an existing one is checked at its scan).
+    const record = this.library.roots.get(root.id);
+    if (record && record.pinnedIdentity === null) await checkRootPin(this.library.roots, record);
+    return root;
   }
 
   /** The root folder is there and is the folder scanned before, or at least not an empty stand-in. */
   private async rootAvailable(rootId: number): Promise<boolean> {
     const root = this.store.root(rootId);
     if (!root) return false;
+    const record = this.library.roots.get(rootId);
+    if (record && (await checkRootPin(this.library.roots, record)).ok === false) return false;
     try {
       const st = await stat(root.path);
       if (!st.isDirectory()) return false;
@@ -504,6 +535,37 @@ export class IngestEngine {
     this.lookForOfflineRoots();
   }
 
+  /** The root's path leads to another folder now: offline, with the reason, until the user confirms. */
+  private rootRetargeted(rootId: number, reason: string): void {
+    const root = this.store.root(rootId);
+    if (!root || this.closed) return;
+    if (root.state !== 'offline' || root.stateReason !== reason) {
+      this.store.transaction(() => this.store.markRootOffline(rootId, reason));
+      this.emit({ type: 'root', rootId, path: root.path, state: 'offline', reason });
+    }
+    void this.unwatchRoot(rootId);
+    this.lookForOfflineRoots();
+  }
+
+  /** Checks every online root against its pin (see root-pin.ts). */
+  private checkingPins = false;
+  private async checkPins(): Promise<void> {
+    if (this.checkingPins || this.closed) return;
+    this.checkingPins = true;
+    try {
+      for (const id of this.managed) {
+        const record = this.library.roots.get(id);
+        if (record?.state !== 'ok' || this.scans.has(id)) continue;
+        const pin = await checkRootPin(this.library.roots, record);
+        if (pin.ok === false) this.rootRetargeted(id, pin.reason);
+      }
+    } catch (err) {
+      this.recordFailure(err);
+    } finally {
+      this.checkingPins = false;
+    }
+  }
+
   /** Back: watch it again first, then reconcile (which sets it online when the walk completes). */
   private async rootBack(rootId: number): Promise<void> {
     const root = this.store.root(rootId);
@@ -568,6 +630,10 @@ export class IngestEngine {
   private async reconcileOnce(rootId: number, signal: AbortSignal): Promise<void> {
     const root = this.store.root(rootId);
     if (!root) return;
+    // Checked before the walk: it would index the new folder's files under the old photos' root.
+    const record = this.library.roots.get(rootId);
+    const pin: PinCheck = record ? await checkRootPin(this.library.roots, record) : { ok: true };
+    if (pin.ok === false) return this.rootRetargeted(rootId, pin.reason);
     this.emit({ type: 'scan', rootId, path: root.path, phase: 'started' });
     let report: ScanReport;
     try {

@@ -1,5 +1,4 @@
-import { existsSync, realpathSync } from 'node:fs';
-import { isAbsolute, join, relative, sep } from 'node:path';
+import { isAbsolute, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
@@ -37,6 +36,7 @@ import { errorHandler, sendError, statusFor } from './http-errors.js';
 import { folderProblem } from './folder-check.js';
 import { previewSplit, splitPreviewQuery } from './split-preview.js';
 import { openApiDocument } from './openapi.js';
+import { openPhotoFile } from './photo-file.js';
 import { hostAndOriginGuard, tokenGuard, type AccessOptions } from './security.js';
 
 /** What the server needs from the ingestion engine (which runs in the same process). */
@@ -45,6 +45,8 @@ export interface IngestService {
   status(): Record<string, unknown>;
   addRoot(path: string): Promise<{ id: number; path: string }>;
   removeRoot(id: number): Promise<boolean>;
+  /** Accepts the folder a retargeted root's path now leads to (see ingest/root-pin.ts); undefined: no such root. */
+  confirmRoot?(id: number): Promise<{ id: number; path: string } | undefined>;
   onEvent(listener: (event: { type: string } & Record<string, unknown>) => void): () => void;
 }
 
@@ -90,25 +92,6 @@ function pageOf<T extends { limit?: number | undefined; offset?: number | undefi
     ...(o.sort !== undefined ? { sort: o.sort } : {}),
     ...(o.minScoreRatio !== undefined ? { minScoreRatio: o.minScoreRatio } : {}),
   };
-}
-
-/**
- * A file is served only when it is the stored path of a photo, still inside one of the watched roots once
- * every symlink is resolved. No path from the client is ever opened.
- */
-function servablePath(library: Library, imagePath: string, rootId: number): string | null {
-  const root = library.roots.get(rootId);
-  if (!root || !existsSync(imagePath)) return null;
-  let real: string;
-  let realRoot: string;
-  try {
-    real = realpathSync(imagePath);
-    realRoot = realpathSync(root.path);
-  } catch {
-    return null;
-  }
-  const rel = relative(realRoot, real);
-  return rel && !rel.startsWith('..') && !isAbsolute(rel) && !rel.split(sep).includes('..') ? real : null;
 }
 
 export function createApp(options: AppOptions): { app: express.Express; events: EventHub; engine: QueryEngine; jobs: TrainingJobs } {
@@ -221,15 +204,21 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
 
   app.get(
     '/api/images/:id/file',
-    route((req, res) => {
+    route(async (req, res) => {
       const { id } = idParam.parse(req.params);
       const image = library.images.get(id);
-      const path = image ? servablePath(library, image.path, image.rootId) : null;
-      if (!image || !path) return sendError(res, 404, 'NOT_FOUND', `photo ${id} is not available`);
+      if (!image) return sendError(res, 404, 'NOT_FOUND', `photo ${id} is not available`);
+      // Only the file that was indexed, from the folder that was chosen (photo-file.ts); never a stand-in.
+      const file = await openPhotoFile(library, image);
+      if (!file.ok) return sendError(res, file.status, file.code, file.message, { id });
       res.setHeader('Cache-Control', 'private, no-cache');
-      res.setHeader('Content-Disposition', `inline; filename*=UTF-8''${encodeURIComponent(path.split(sep).pop() ?? 'photo')}`);
+      res.setHeader('Content-Disposition', `inline; filename*=UTF-8''${encodeURIComponent(file.realPath.split(sep).pop() ?? 'photo')}`);
+      res.setHeader('Content-Length', String(file.size));
       res.type(CONTENT_TYPES[image.format ?? ''] ?? 'application/octet-stream');
-      res.sendFile(path, { dotfiles: 'allow' });
+      const stream = file.handle.createReadStream();
+      stream.on('error', (err) => res.destroy(err));
+      res.on('close', () => stream.destroy());
+      stream.pipe(res);
     }),
   );
 
@@ -262,6 +251,16 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
       const problem = await folderProblem(path);
       if (problem) return sendError(res, problem.status, problem.code, problem.message, { path });
       res.status(201).json(await options.ingest.addRoot(path));
+    }),
+  );
+  app.post(
+    '/api/roots/:id/confirm',
+    route(async (req, res) => {
+      const { id } = idParam.parse(req.params);
+      if (!options.ingest?.confirmRoot) return sendError(res, 503, 'INGEST_UNAVAILABLE', 'this server does not index folders');
+      const root = await options.ingest.confirmRoot(id);
+      if (!root) return sendError(res, 404, 'NOT_FOUND', `no root with id ${id}`);
+      res.json(root);
     }),
   );
   app.delete(

@@ -8,10 +8,17 @@ export interface RootRecord {
   path: string;
   addedAt: number;
   state: RootState;
+  /** Why the root is offline, in words for the user; null while it is ok. */
+  stateReason: string | null;
   lastScanAt: number | null;
+  /** The folder the user chose (see migrations/004_root_pin.sql); null until its path first resolved. */
+  pinnedRealPath: string | null;
+  /** Its "dev:ino" then. */
+  pinnedIdentity: string | null;
 }
 
-const COLUMNS = 'id, path, added_at AS addedAt, state, last_scan_at AS lastScanAt';
+const COLUMNS =
+  'id, path, added_at AS addedAt, state, state_reason AS stateReason, last_scan_at AS lastScanAt, pinned_real_path AS pinnedRealPath, pinned_identity AS pinnedIdentity';
 
 export class RootsRepo {
   private readonly insertStmt;
@@ -21,6 +28,9 @@ export class RootsRepo {
   private readonly stateStmt;
   private readonly scannedStmt;
   private readonly removeStmt;
+  private readonly pinStmt;
+  private readonly forgetVersionsStmt;
+  private readonly db: Database.Database;
 
   constructor(
     db: Database.Database,
@@ -36,6 +46,10 @@ export class RootsRepo {
     this.stateStmt = db.prepare<[RootState, number]>('UPDATE roots SET state = ? WHERE id = ?');
     this.scannedStmt = db.prepare<[number, number]>('UPDATE roots SET last_scan_at = ? WHERE id = ?');
     this.removeStmt = db.prepare<[number]>('DELETE FROM roots WHERE id = ?');
+    this.db = db;
+    // -1 matches no file's mtime: the next scan queues every file, and the sink re-reads each one's content.
+    this.forgetVersionsStmt = db.prepare<[number]>('UPDATE images SET mtime_ms = -1 WHERE root_id = ?');
+    this.pinStmt = db.prepare<[string, string, number]>('UPDATE roots SET pinned_real_path = ?, pinned_identity = ? WHERE id = ?');
   }
 
   /** Adds a root, or returns the existing one with that path. */
@@ -61,6 +75,23 @@ export class RootsRepo {
 
   markScanned(id: number, at: number = this.now()): boolean {
     return this.scannedStmt.run(at, id).changes > 0;
+  }
+
+  /** Records the folder the root stands for: at its first resolution, or when the user confirms a new one. */
+  pin(id: number, realPath: string, identity: string): boolean {
+    return this.pinStmt.run(realPath, identity, id).changes > 0;
+  }
+
+  /**
+   * The user accepts the folder the root's path leads to now. Its files are all read again at the next scan:
+   * a file there with the old one's name, size and mtime is another file all the same.
+   */
+  confirm(id: number, realPath: string, identity: string): boolean {
+    return this.db.transaction(() => {
+      const changed = this.pin(id, realPath, identity);
+      if (changed) this.forgetVersionsStmt.run(id);
+      return changed;
+    })();
   }
 
   /** Removes the root and, by cascade, its images (which leave the vector index through the change log). */
