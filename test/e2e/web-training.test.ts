@@ -290,7 +290,13 @@ describe.skipIf(SKIP_REASON !== '')(`web UI: labeling and training ${SKIP_REASON
     expect(await second.locator('.label-caption-text').textContent()).toBe('a red fish');
     expect(await labelsWith('never saved')).toEqual([]);
 
+    // Deleting asks first (watchPage accepts the confirm); the question names the label.
+    const asked: string[] = [];
+    const onDialog = (d: { type(): string; message(): string }) => void asked.push(`${d.type()}: ${d.message()}`);
+    page.on('dialog', onDialog);
     await page.locator(`#labels-body tr[data-id="${rowIds[2]}"] .label-delete`).click();
+    page.off('dialog', onDialog);
+    expect(asked).toEqual([expect.stringMatching(/^confirm: Delete the label “a red fish” of /)]);
     await eventually(async () => (await page.locator(`#labels-body tr[data-id="${rowIds[2]}"]`).count()) === 0, 'the deleted row to go');
     expect((await labelsWith('a red fish')).map((l) => l.id).sort((a, b) => a - b)).toEqual([rowIds[1]!, rowIds[3]!].sort((a, b) => a - b));
     await eventually(async () => {

@@ -119,7 +119,7 @@ export class LabelsView {
     api.splitPreview().then(
       (p) => {
         if (generation !== this.countsGeneration) return;
-        const skipped = p.skipped ? ` (${formatCount(p.skipped)} not usable yet: photo not indexed)` : '';
+        const skipped = p.skipped ? ` (${formatCount(p.skipped)} not usable now: photo missing, offline or not indexed; kept)` : '';
         el.textContent = `${head}${formatCount(p.train.labels)} for training, ${formatCount(p.val.labels)} to be held out to check it when you train (the default ${Math.round(p.valFraction * 100)}% share)${skipped}`;
         el.dataset.split = 'preview';
       },
@@ -151,17 +151,27 @@ export class LabelsView {
   row(label) {
     const { name, dir } = splitPath(label.path);
     const captionCell = h('td', { className: 'label-caption' }, h('span', { className: 'label-caption-text', text: label.caption }));
+    const note = photoNote(label);
     const tr = h(
       'tr',
-      { dataset: { id: String(label.id), imageId: String(label.imageId) } },
+      { dataset: { id: String(label.id), imageId: label.imageId === null ? '' : String(label.imageId), photo: label.photo ?? 'ok' } },
       h(
         'td',
         { className: 'label-photo' },
         h(
           'div',
           { className: 'label-photo-inner' },
-          h('img', { src: api.thumbnailUrl(label.imageId), alt: '', loading: 'lazy', decoding: 'async', width: '56', height: '56' }),
-          h('span', { className: 'label-file' }, h('span', { className: 'label-name', text: name }), h('span', { className: 'label-dir', text: dir })),
+          // A missing photo has no row to show a thumbnail of; its label is kept and comes back with it.
+          label.imageId === null
+            ? h('span', { className: 'label-thumb-missing', 'aria-hidden': 'true', text: '?' })
+            : h('img', { src: api.thumbnailUrl(label.imageId), alt: '', loading: 'lazy', decoding: 'async', width: '56', height: '56' }),
+          h(
+            'span',
+            { className: 'label-file' },
+            h('span', { className: 'label-name', text: name }),
+            h('span', { className: 'label-dir', text: dir }),
+            ...(note ? [h('span', { className: 'label-photo-note small', text: note })] : []),
+          ),
         ),
       ),
       captionCell,
@@ -221,6 +231,8 @@ export class LabelsView {
   }
 
   async remove(tr, label) {
+    // A label is the user's work: deleting one is asked for, not done on a stray click.
+    if (!window.confirm(`Delete the label “${label.caption}” of ${splitPath(label.path).name}?\nThe photo is not touched; the label cannot be brought back.`)) return;
     try {
       await api.deleteLabel(label.id);
       // Focus goes to the next row's Delete, so removing several in a row needs no mouse.
@@ -270,4 +282,15 @@ export class LabelsView {
     this.els.error.textContent = message;
     show(this.els.error, true);
   }
+}
+
+/** Where a label's photo is, when it is not simply there (see store/pairs-repo.ts on the server). */
+function photoNote(label) {
+  if (label.photo === 'missing') {
+    const since = label.missingSince ? ` since ${new Date(label.missingSince).toLocaleString()}` : '';
+    return `photo missing${since}, kept: the label comes back when the photo is in the library again`;
+  }
+  if (label.photo === 'offline') return 'photo offline (its folder is not available), kept';
+  if (label.photo === 'failed') return 'photo failed to index; not used for training';
+  return '';
 }
