@@ -13,6 +13,7 @@ import type { Library } from '../src/library/library.js';
 import { startServer, type RunningServer } from '../src/server/server.js';
 import { waitFor, writeJpeg } from './helpers/ingest-fixtures.js';
 import { openLibrary } from './helpers/ingest-library.js';
+import { runCli } from './helpers/cli.js';
 import { tinyModel } from './helpers/library-fixture.js';
 
 const MTIME = new Date('2024-03-01T10:00:00Z');
@@ -157,5 +158,47 @@ describe('a file changed on disk since it was indexed', () => {
     } finally {
       await close();
     }
+  });
+});
+
+describe('clipdex roots confirm', () => {
+  it('accepts the new folder of a retargeted root, which the next scan then indexes', async () => {
+    const base = join(tmp, 'cli');
+    mkdirSync(join(base, 'chosen'), { recursive: true });
+    mkdirSync(join(base, 'other'));
+    await writeJpeg(join(base, 'chosen', 'a.jpg'), 7);
+    await writeJpeg(join(base, 'other', 'b.jpg'), 8);
+    const link = join(base, 'photos');
+    symlinkSync(join(base, 'chosen'), link);
+    const dataDir = join(base, 'data');
+    const run = async (check: (library: Library, engine: IngestEngine) => void | Promise<void>) => {
+      const library = await openLibrary(dataDir, modelDir);
+      const engine = await IngestEngine.start(library, { roots: [link], watch: false, stableMs: 0 });
+      try {
+        await engine.idle();
+        await check(library, engine);
+      } finally {
+        await engine.close();
+        await library.close();
+      }
+    };
+    await run((library) => expect(idOf(library, join(link, 'a.jpg'))).toBeDefined());
+    symlinkSync(join(base, 'other'), `${link}.tmp`);
+    renameSync(`${link}.tmp`, link);
+    // Started again, the engine's scan finds the root retargeted and leaves the new folder alone.
+    await run((library) => {
+      expect(library.roots.getByPath(link)?.state).toBe('offline');
+      expect(library.roots.getByPath(link)?.stateReason).toContain('(it was retargeted)');
+      expect(idOf(library, join(link, 'b.jpg'))).toBeUndefined();
+    });
+    const r = await runCli(['--data-dir', dataDir, 'roots', 'confirm', link]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(join(base, 'other'));
+    await run((library) => {
+      expect(library.roots.getByPath(link)?.state).toBe('ok');
+      expect(library.images.get(idOf(library, join(link, 'b.jpg'))!)?.status).toBe('indexed');
+      expect(idOf(library, join(link, 'a.jpg'))).toBeUndefined();
+    });
   });
 });

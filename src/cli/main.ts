@@ -10,6 +10,7 @@ import { indexCommand } from './commands/index-cmd.js';
 import { labelCommand, labelsCommand } from './commands/label-cmd.js';
 import { modelsCommand } from './commands/models.js';
 import { listCommand, searchCommand, similarCommand } from './commands/search.js';
+import { rootsCommand } from './commands/roots-cmd.js';
 import { serveCommand } from './commands/serve.js';
 import { statusCommand } from './commands/status.js';
 import { tokenizeCommand } from './commands/tokenize.js';
@@ -37,6 +38,7 @@ export function createProgram(): Command {
   program.addCommand(serveCommand());
   program.addCommand(indexCommand());
   program.addCommand(statusCommand());
+  program.addCommand(rootsCommand());
   program.addCommand(labelCommand());
   program.addCommand(labelsCommand());
   program.addCommand(trainCommand());

@@ -93,6 +93,7 @@ export const api = {
   roots: () => request('/api/roots'),
   addRoot: (path) => request('/api/roots', { method: 'POST', json: { path } }),
   removeRoot: (id) => request(`/api/roots/${encodeURIComponent(id)}`, { method: 'DELETE' }),
+  confirmRoot: (id) => request(`/api/roots/${encodeURIComponent(id)}/confirm`, { method: 'POST' }),
 
   // ---- labels: the photo/caption pairs the trainer learns from ----
   /** @param {{ limit?: number, afterId?: number, imageId?: number, caption?: string }} [params] */

@@ -19,6 +19,11 @@ function rootDetail(root) {
   return root.lastScanAt ? `last scanned ${formatDate(root.lastScanAt)}` : 'not scanned yet';
 }
 
+/** The server's reason for a root whose path was pointed at another folder (ingest/root-pin.ts). */
+function retargeted(root) {
+  return root.state === 'offline' && typeof root.stateReason === 'string' && root.stateReason.includes('(it was retargeted)');
+}
+
 export class RootsView {
   /**
    * @param {{ list: HTMLElement, empty: HTMLElement, form: HTMLFormElement, input: HTMLInputElement, error: HTMLElement }} els
@@ -62,10 +67,21 @@ export class RootsView {
 
   async remove(root) {
     // Removing a folder drops its photos from the index: worth one question.
-    if (!window.confirm(`Stop watching ${root.path}?\nIts photos leave the index; the files themselves are not touched. Labels on them are kept and come back if the folder is added again.`)) return;
+    if (!window.confirm(`Stop watching ${root.path}?\nIts photos leave the index; the files themselves are not touched.`)) return;
     show(this.els.error, false);
     try {
       await api.removeRoot(root.id);
+      await this.load();
+    } catch (err) {
+      this.fail(err.message);
+    }
+  }
+
+  /** A folder whose path now leads elsewhere stays offline until the user says the new folder is the one. */
+  async confirm(root) {
+    show(this.els.error, false);
+    try {
+      await api.confirmRoot(root.id);
       await this.load();
     } catch (err) {
       this.fail(err.message);
@@ -93,6 +109,9 @@ export class RootsView {
             h('span', { className: 'root-path', text: root.path }),
             h('span', { className: 'root-detail' }, rootTag(root), ' ', rootDetail(root)),
           ),
+          retargeted(root)
+            ? h('button', { type: 'button', className: 'button', text: 'Confirm', 'aria-label': `Use the folder ${root.path} leads to now`, onClick: () => this.confirm(root) })
+            : null,
           h('button', { type: 'button', className: 'button button-danger', text: 'Remove', 'aria-label': `Remove folder ${root.path}`, onClick: () => this.remove(root) }),
         ),
       ),
