@@ -30,6 +30,8 @@ export type ErrorCode =
   | 'DIMENSION_MISMATCH'
   | 'INDEX_BUILD_FAILED'
   | 'FILE_CHANGED'
+  /** A watched folder's path now leads to another folder (a retargeted symlink): offline until confirmed. */
+  | 'ROOT_RETARGETED'
   | 'ADAPTER_INVALID'
   | 'NOT_ENOUGH_LABELS'
   | 'BUSY'

@@ -125,12 +125,21 @@ export function openApiDocument(): JsonSchema {
         get: { summary: 'Photos similar to a stored photo', parameters: [idPath, ...queryParameters(similarQuery)], responses: { 200: results, 404: error, 409: error } },
       },
       '/api/images/{id}/thumbnail': { get: { summary: 'WebP thumbnail (~320 px)', parameters: [idPath], responses: { 200: { description: 'image/webp' }, 404: error } } },
-      '/api/images/{id}/file': { get: { summary: 'The original file (only from inside a watched folder)', parameters: [idPath], responses: { 200: { description: 'the image' }, 404: error } } },
+      '/api/images/{id}/file': {
+        get: {
+          summary: 'The original file (only from inside a watched folder, and only as it was indexed: 409 FILE_CHANGED or ROOT_RETARGETED otherwise)',
+          parameters: [idPath],
+          responses: { 200: { description: 'the image' }, 404: error, 409: error },
+        },
+      },
       '/api/status': { get: { summary: 'Counts, indexing progress, model and execution provider, index health', responses: { 200: { description: 'status' } } } },
       '/api/errors': { get: { summary: 'Files that failed to index, with the reason', parameters: queryParameters(errorsQuery), responses: { 200: { description: 'failed files' } } } },
       '/api/roots': {
         get: { summary: 'Watched folders', responses: { 200: { description: 'roots' } } },
         post: { summary: 'Watch and index a folder', requestBody: { content: { 'application/json': { schema: body(addRootBody) } } }, responses: { 201: { description: 'added' }, 400: error, 403: error, 404: error } },
+      },
+      '/api/roots/{id}/confirm': {
+        post: { summary: 'Accept the folder a retargeted root now leads to: pin it and index it anew', parameters: [idPath], responses: { 200: { description: 'the root' }, 404: error, 409: error } },
       },
       '/api/roots/{id}': { delete: { summary: 'Stop watching a folder and forget its photos', parameters: [idPath], responses: { 204: { description: 'removed' }, 404: error } } },
       '/api/labels': {
