@@ -35,6 +35,8 @@ import { EventHub } from './event-hub.js';
 import { errorHandler, sendError, statusFor } from './http-errors.js';
 import { folderProblem } from './folder-check.js';
 import { previewSplit, splitPreviewQuery } from './split-preview.js';
+import { DEFAULT_UPLOAD_BYTES_IN_FLIGHT, uploadAdmission, type UploadLimits } from './upload-limits.js';
+import { ByteBudget } from '../util/byte-budget.js';
 import { openApiDocument } from './openapi.js';
 import { openPhotoFile } from './photo-file.js';
 import { hostAndOriginGuard, tokenGuard, type AccessOptions } from './security.js';
@@ -58,6 +60,12 @@ export interface AppOptions {
   maxUploadBytes?: number;
   /** Pixel limit for uploaded images (decompression bombs). Default 60 MP. */
   maxUploadPixels?: number;
+  /** Bytes of uploads received and decoded at once; past it an upload gets 503 UPLOADS_BUSY with Retry-After. Default 64 MB. */
+  maxUploadBytesInFlight?: number;
+  /** Event-stream (SSE) clients at once; past it 503 with Retry-After. Default 64. */
+  maxEventClients?: number;
+  /** Unsent event-stream bytes a client may have queued before it is disconnected as not reading. Default 1 MiB. */
+  maxEventBufferedBytes?: number;
   log?: (message: string) => void;
   /** The web UI folder; default the package's web/. */
   webDir?: string;
@@ -98,14 +106,20 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
   const { library } = options;
   const log = options.log ?? (() => {});
   const engine = new QueryEngine(library, { maxPixels: options.maxUploadPixels ?? 60_000_000 });
-  const events = new EventHub();
+  const events = new EventHub({
+    ...(options.maxEventClients !== undefined ? { maxClients: options.maxEventClients } : {}),
+    ...(options.maxEventBufferedBytes !== undefined ? { maxBufferedBytes: options.maxEventBufferedBytes } : {}),
+  });
   const adapters = new AdapterService(library);
   const jobs = new TrainingJobs(adapters, events, log);
   options.ingest?.onEvent((e) => events.publish(e.type, e));
+  const uploadLimits: UploadLimits = { fileBytes: options.maxUploadBytes ?? 32 * 1024 * 1024, files: 4, fields: 8, fieldBytes: 64 * 1024 };
   const upload = multer({
     storage: multer.memoryStorage(),
-    limits: { fileSize: options.maxUploadBytes ?? 32 * 1024 * 1024, files: 4, fields: 8, fieldSize: 64 * 1024, parts: 12 },
+    limits: { fileSize: uploadLimits.fileBytes, files: uploadLimits.files, fields: uploadLimits.fields, fieldSize: uploadLimits.fieldBytes, parts: 12 },
   });
+  // Uploads are held in memory while they are received and decoded: their total is capped (upload-limits.ts).
+  const admitUpload = uploadAdmission(new ByteBudget(options.maxUploadBytesInFlight ?? DEFAULT_UPLOAD_BYTES_IN_FLIGHT), uploadLimits);
 
   const app = express();
   app.disable('x-powered-by');
@@ -147,6 +161,7 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
   const uploadImages = upload.array('image', 4);
   app.post(
     '/api/search',
+    admitUpload,
     (req, res, next) => uploadImages(req, res, (err?: unknown) => next(malformedUpload(err))),
     route(async (req, res) => {
       // Multipart: the JSON query travels in a `query` field beside the files; otherwise the body is the query.
