@@ -21,19 +21,24 @@ const home = join(work, 'home');
 const clone = join(work, 'clone');
 const model = join(work, 'tiny-model');
 
-/** The README's "On a fresh machine" block: the line commented `# install` and the one commented `# start`. */
-function readmeSetup(): { install: string; start: string } {
+/** The lines of the first ```sh block under the README heading that starts with `heading`. */
+function readmeBlock(heading: string): string[] {
   const readme = readFileSync(join(projectRoot, 'README.md'), 'utf8');
-  const section = readme.split(/^## /m).find((s) => s.startsWith('On a fresh machine'));
+  const section = readme.split(/^#{2,3} /m).find((s) => s.startsWith(heading));
   const block = section && /```sh\n([\s\S]*?)```/.exec(section)?.[1];
-  if (!block) throw new Error('README.md has no ```sh block under "## On a fresh machine"');
-  const line = (tag: string) => {
-    const found = block.split('\n').find((l) => new RegExp(`#\\s*${tag}\\b`).test(l));
-    if (!found) throw new Error(`README.md's set-up block has no line commented "# ${tag}"`);
-    return found;
-  };
-  return { install: line('install'), start: line('start') };
+  if (!block) throw new Error(`README.md has no \`\`\`sh block under "${heading}"`);
+  return block.split('\n').filter((l) => l.trim() !== '');
 }
+
+/** The README line of `block` that `pattern` picks out. */
+function readmeLine(block: string[], pattern: RegExp, what: string): string {
+  const found = block.find((l) => pattern.test(l));
+  if (!found) throw new Error(`README.md's block has no line for ${what} (${pattern})`);
+  return found;
+}
+
+/** A command line as the test names it: without its comment. */
+const shown = (line: string) => line.replace(/\s+#.*/, '');
 
 const realHome = process.env.HOME ?? homedir();
 /** This machine's npm config files, read where a user's npm reads them (HOME and --prefix move both). */
@@ -149,9 +154,11 @@ beforeAll(async () => {
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe("the README's commands on a fresh clone", () => {
-  const { install, start } = readmeSetup();
+  const setup = readmeBlock('On a fresh machine');
+  const install = readmeLine(setup, /#\s*install\b/, 'the install (a line commented "# install")');
+  const start = readmeLine(setup, /#\s*start\b/, 'the start (a line commented "# start")');
 
-  it(`installs with \`${install.replace(/\s+#.*/, '')}\`, without a warning`, async () => {
+  it(`installs with \`${shown(install)}\`, without a warning`, async () => {
     const ran = await sh(install, clone, userEnv(), 15 * 60_000);
     expect(ran.code, ran.output).toBe(0);
     expect(npmWarnings(ran.output), ran.output).toEqual([]);
@@ -166,42 +173,47 @@ describe("the README's commands on a fresh clone", () => {
     expect(existsSync(join(model, 'onnx', 'vision_model.onnx'))).toBe(true);
   });
 
-  it(`starts with \`${start.replace(/\s+#.*/, '')}\`: the page answers and ~/Pictures gets indexed`, async () => {
+  it(`starts with \`${shown(start)}\`: the page answers and ~/Pictures gets indexed`, async () => {
     await serveAndCheck(start, clone, userEnv({ CLIPDEX_MODEL: model, CLIPDEX_PORT: '0', CLIPDEX_DATA_DIR: join(work, 'data-clone') }));
   });
 });
 
-describe('the packed tarball, installed globally as from the registry', () => {
+describe("the README's installed-package commands, run in the clone", () => {
+  const block = readmeBlock('As an installed package');
+  const pack = readmeLine(block, /^npm pack\b/, 'npm pack');
+  const install = readmeLine(block, /^npm install -g\b/, 'npm install -g');
+  const version = readmeLine(block, /^clipdex --version\b/, 'clipdex --version');
+  const serve = readmeLine(block, /^clipdex serve\b/, 'clipdex serve');
+  // The global prefix is ours (npm_config_prefix, as `npm config set prefix` would make it), first on PATH.
   const prefix = join(work, 'global');
-  let tarball = '';
+  const globalEnv = (extra: Record<string, string> = {}) => userEnv({ npm_config_prefix: prefix, PATH: `${join(prefix, 'bin')}:${process.env.PATH ?? ''}`, ...extra });
 
-  it('packs, leaving the clone as it was', async () => {
+  it(`packs with \`${shown(pack)}\`, leaving the clone's onnxruntime-node as it was`, async () => {
     const ortManifest = join(clone, 'node_modules', 'onnxruntime-node', 'package.json');
     const before = readFileSync(ortManifest, 'utf8');
-    const ran = await sh(`npm pack --pack-destination "${work}"`, clone, userEnv(), 10 * 60_000);
+    const ran = await sh(pack, clone, globalEnv(), 10 * 60_000);
     expect(ran.code, ran.output).toBe(0);
-    const packed = readdirSync(work).filter((f) => /^clipdex-\d+\.\d+\.\d+.*\.tgz$/.test(f));
-    expect(packed, ran.output).toHaveLength(1);
-    tarball = join(work, packed[0]!);
+    expect(readdirSync(clone).filter((f) => /^clipdex-.*\.tgz$/.test(f)), ran.output).toHaveLength(1);
     // postpack put back onnxruntime-node's own package.json after bundling it without its postinstall.
     expect(readFileSync(ortManifest, 'utf8')).toBe(before);
   });
 
-  it('installs with `npm install -g` without the CUDA download and without a warning', async () => {
-    const ran = await sh(`npm install -g --prefix "${prefix}" "${tarball}"`, work, userEnv(), 15 * 60_000);
+  it(`installs with \`${shown(install)}\`: no CUDA download, no warning`, async () => {
+    const ran = await sh(install, clone, globalEnv(), 15 * 60_000);
     expect(ran.code, ran.output).toBe(0);
     expect(ran.output).not.toMatch(/nuget|ENOTFOUND/i);
     expect(npmWarnings(ran.output), ran.output).toEqual([]);
+    expect(existsSync(join(prefix, 'bin', 'clipdex')), 'the bin landed in the global prefix').toBe(true);
   });
 
-  it('answers `clipdex --version` from the global bin', async () => {
-    const version = (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
-    const ran = await sh(`"${join(prefix, 'bin', 'clipdex')}" --version`, work, userEnv(), 60_000);
+  it(`answers \`${shown(version)}\` from the global bin`, async () => {
+    const expected = (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
+    const ran = await sh(version, work, globalEnv(), 60_000);
     expect(ran.code, ran.output).toBe(0);
-    expect(ran.output.trim()).toBe(version);
+    expect(ran.output.trim()).toBe(expected);
   });
 
-  it('serves from the global bin: the page answers and ~/Pictures gets indexed', async () => {
-    await serveAndCheck(`"${join(prefix, 'bin', 'clipdex')}" serve --root ~/Pictures`, work, userEnv({ CLIPDEX_MODEL: model, CLIPDEX_PORT: '0', CLIPDEX_DATA_DIR: join(work, 'data-global') }));
+  it(`serves with \`${shown(serve)}\`: the page answers and ~/Pictures gets indexed`, async () => {
+    await serveAndCheck(serve, work, globalEnv({ CLIPDEX_MODEL: model, CLIPDEX_PORT: '0', CLIPDEX_DATA_DIR: join(work, 'data-global') }));
   });
 });
