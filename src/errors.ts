@@ -32,6 +32,10 @@ export type ErrorCode =
   | 'FILE_CHANGED'
   /** A watched folder's path now leads to another folder (a retargeted symlink): offline until confirmed. */
   | 'ROOT_RETARGETED'
+  /** Too many uploads in flight (a bounded byte budget): retry after a moment. */
+  | 'UPLOADS_BUSY'
+  /** Too many event-stream clients at once. */
+  | 'TOO_MANY_EVENT_CLIENTS'
   | 'ADAPTER_INVALID'
   | 'NOT_ENOUGH_LABELS'
   | 'BUSY'

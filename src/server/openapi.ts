@@ -109,6 +109,7 @@ export function openApiDocument(): JsonSchema {
               },
             },
           },
+          // 503 also as UPLOADS_BUSY with Retry-After, past 64 MB of uploads in flight.
           responses: { 200: results, 400: error, 413: error, 415: error, 422: error, 503: error },
         },
       },
@@ -202,7 +203,7 @@ export function openApiDocument(): JsonSchema {
             'be indexed: `{ imageId, path, code, message }`), `root`, `scan`, `notice`, `failure`: the latest of each kind. In GET /api/status, `ingest` carries ' +
             '`phase`, `progress` and `roots[{ id, path, state, stateReason, watch, scanning }]`, and `model.providers` is ' +
             '`{ image, text, fallbacks: [{ provider, reason }] }`.',
-          responses: { 200: { description: 'text/event-stream' } },
+          responses: { 200: { description: 'text/event-stream' }, 503: { description: 'TOO_MANY_EVENT_CLIENTS (Retry-After): past 64 clients' } },
         },
       },
     },
