@@ -54,7 +54,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     await program.parseAsync(argv);
     return process.exitCode === undefined ? EXIT.ok : Number(process.exitCode);
-  } catch (err) {
+  } catch (caught) {
+    let err = caught;
     if (err instanceof CommanderError) {
       // Help and version are "errors" to commander; they printed already.
       return err.exitCode === 0 ? EXIT.ok : EXIT.usage;

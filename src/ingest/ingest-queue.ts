@@ -10,7 +10,7 @@
  * - parked: changed while it was read; waits (in a WriteSettler) until it has been quiet again.
  * Both are skipped by the cursor; when one becomes available again the cursor rewinds.
  */
-import { IngestStore, type QueueEntry } from './ingest-store.js';
+import type { IngestStore, QueueEntry } from './ingest-store.js';
 import { WriteSettler } from './write-settle.js';
 import { Wakeup } from './wakeup.js';
 

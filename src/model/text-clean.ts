@@ -66,8 +66,8 @@ function ftfyUnescapeEntity(entity: string): string {
 }
 
 /** ftfy's character-level fixes for one line (ftfy fixes text line by line). */
-function ftfyLine(line: string, unescape: boolean): string {
-  let text = unescape && line.includes('&') ? line.replace(FTFY_ENTITY, ftfyUnescapeEntity) : line;
+function ftfyLine(line: string, unescapeEntities: boolean): string {
+  let text = unescapeEntities && line.includes('&') ? line.replace(FTFY_ENTITY, ftfyUnescapeEntity) : line;
   text = text.replace(TERMINAL_ESCAPE, '');
   text = text.replace(C1_CONTROL, c1AsWindows1252);
   text = text.replace(LIGATURE, (ch) => LIGATURES[ch] ?? ch);
@@ -80,12 +80,12 @@ function ftfyLine(line: string, unescape: boolean): string {
 /** The subset of `ftfy.fix_text` described above. */
 export function fixText(text: string): string {
   // Once a line holding '<' is seen, ftfy stops unescaping for the rest of the text.
-  let unescape = true;
+  let unescapeEntities = true;
   const lines = text.split(/(?<=\n)/);
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i] ?? '';
-    if (unescape && line.includes('<')) unescape = false;
-    lines[i] = ftfyLine(line, unescape);
+    if (unescapeEntities && line.includes('<')) unescapeEntities = false;
+    lines[i] = ftfyLine(line, unescapeEntities);
   }
   return lines.join('');
 }

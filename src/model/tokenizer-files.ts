@@ -227,7 +227,7 @@ async function readFromDirectory(dir: string): Promise<TokenizerData> {
  * (merges.txt beside it); a .txt → merges.txt when vocab.json is beside it, else OpenAI's BPE text.
  */
 export async function readTokenizerFile(path: string): Promise<TokenizerData> {
-  let info;
+  let info: Awaited<ReturnType<typeof stat>>;
   try {
     info = await stat(path);
   } catch (err) {
@@ -333,7 +333,7 @@ export function clipTokenizerJson(vocab: Record<string, number>, merges: readonl
 export async function writeTokenizerFiles(dir: string, vocab: Record<string, number>, merges: readonly Merge[]): Promise<string[]> {
   const files: Record<string, string> = {
     'vocab.json': JSON.stringify(vocab),
-    'merges.txt': ['#version: 0.2', ...merges.map(([a, b]) => `${a} ${b}`)].join('\n') + '\n',
+    'merges.txt': `${['#version: 0.2', ...merges.map(([a, b]) => `${a} ${b}`)].join('\n')}\n`,
     'tokenizer.json': JSON.stringify(clipTokenizerJson(vocab, merges)),
   };
   await mkdir(dir, { recursive: true });

@@ -25,6 +25,7 @@ export { byteLevelVocabulary, writeTokenizerFiles, type Merge } from './tokenize
  * `\s` is Python's (Unicode White_Space), not JS's.
  */
 const WORD_PATTERN =
+  // biome-ignore lint/suspicious/noMisleadingCharacterClass: U+0345 stands alone in this class on purpose (see above)
   /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\p{White_Space}\p{L}\p{N}\u0345]+/gu;
 
 const utf8 = new TextEncoder();

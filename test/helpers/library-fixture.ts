@@ -5,7 +5,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { hashFile } from '../../src/ingest/content-hash.js';
-import { Library } from '../../src/library/library.js';
+import type { Library } from '../../src/library/library.js';
 import { openImage } from '../../src/model/image-decode.js';
 import { buildTinyModel } from '../../src/model/tiny-model-builder.js';
 

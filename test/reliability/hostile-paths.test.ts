@@ -445,7 +445,7 @@ describe('access control', () => {
         const location = res.headers.location as string;
         // Resolved against this server, the target stays on it: one leading slash, no scheme or authority.
         expect(new URL(location, 'http://clipdex.test').host, `${path} → ${location}`).toBe('clipdex.test');
-        expect(location, path).toMatch(/^\/(?![\/\\])/);
+        expect(location, path).toMatch(/^\/(?![/\\])/);
       }
     });
   });

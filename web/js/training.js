@@ -447,7 +447,7 @@ export class TrainingView {
   /** The status bar's short line about a job, on every page. */
   renderStatusJob(job) {
     const el = this.els.statusJob;
-    if (!job || job.state !== 'running') return show(el, false);
+    if (job?.state !== 'running') return show(el, false);
     const t = job.progress?.phase === 'training' ? job.progress.training : null;
     el.textContent = t ? `Training: epoch ${formatCount(t.epoch)}/${formatCount(t.maxEpochs)}` : phaseText(job);
     show(el, true);
