@@ -11,6 +11,8 @@ import type { ImageRecord } from '../store/images-repo.js';
 export interface QueueEntry {
   id: number;
   path: string;
+  /** Set when the path is not valid UTF-8 (see raw-path.ts). */
+  pathBytes: Buffer | null;
   rootId: number;
   size: number;
   mtimeMs: number;
@@ -38,7 +40,7 @@ export function prefixRange(dir: string): { lo: string; hi: string } {
   return { lo, hi: lo.slice(0, -1) + String.fromCharCode(lo.charCodeAt(lo.length - 1) + 1) };
 }
 
-const IMAGE_COLUMNS = `id, root_id AS rootId, path, size, mtime_ms AS mtimeMs, content_hash AS contentHash, width, height, format,
+const IMAGE_COLUMNS = `id, root_id AS rootId, path, path_bytes AS pathBytes, size, mtime_ms AS mtimeMs, content_hash AS contentHash, width, height, format,
   taken_at AS takenAt, camera_make AS cameraMake, camera_model AS cameraModel, status, error_code AS errorCode,
   error_message AS errorMessage, created_at AS createdAt, updated_at AS updatedAt`;
 
@@ -53,16 +55,16 @@ export class IngestStore {
   ) {
     const p = <P extends unknown[] | object = unknown[], R = unknown>(sql: string) => db.prepare<P, R>(sql);
     this.s = {
-      enqueue: p<[string, number, number, number, number]>(
-        `INSERT INTO ingest_queue (path, root_id, size, mtime_ms, enqueued_at) VALUES (?, ?, ?, ?, ?)
+      enqueue: p<[string, Buffer | null, number, number, number, number]>(
+        `INSERT INTO ingest_queue (path, path_bytes, root_id, size, mtime_ms, enqueued_at) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (path) DO NOTHING`,
       ),
-      queued: p<[string], QueueEntry>('SELECT id, path, root_id AS rootId, size, mtime_ms AS mtimeMs FROM ingest_queue WHERE path = ?'),
+      queued: p<[string], QueueEntry>('SELECT id, path, path_bytes AS pathBytes, root_id AS rootId, size, mtime_ms AS mtimeMs FROM ingest_queue WHERE path = ?'),
       dequeueId: p<[number]>('DELETE FROM ingest_queue WHERE id = ?'),
       dequeuePath: p<[string]>('DELETE FROM ingest_queue WHERE path = ?'),
       dequeueRange: p<[string, string]>('DELETE FROM ingest_queue WHERE path >= ? AND path < ?'),
       page: p<[number, number], QueueEntry>(
-        `SELECT q.id, q.path, q.root_id AS rootId, q.size, q.mtime_ms AS mtimeMs
+        `SELECT q.id, q.path, q.path_bytes AS pathBytes, q.root_id AS rootId, q.size, q.mtime_ms AS mtimeMs
          FROM ingest_queue q JOIN roots r ON r.id = q.root_id AND r.state = 'ok'
          WHERE q.id > ? ORDER BY q.id LIMIT ?`,
       ),
@@ -74,7 +76,7 @@ export class IngestStore {
         `SELECT 1 AS one FROM ingest_queue q JOIN roots r ON r.id = q.root_id AND r.state = 'ok' LIMIT 1`,
       ),
       queuedBySizeMtime: p<[number, number], QueueEntry>(
-        'SELECT id, path, root_id AS rootId, size, mtime_ms AS mtimeMs FROM ingest_queue WHERE size = ? AND mtime_ms = ?',
+        'SELECT id, path, path_bytes AS pathBytes, root_id AS rootId, size, mtime_ms AS mtimeMs FROM ingest_queue WHERE size = ? AND mtime_ms = ?',
       ),
       imageByPath: p<[string], ImageRecord>(`SELECT ${IMAGE_COLUMNS} FROM images WHERE path = ?`),
       imagesBySizeMtime: p<[number, number], ImageRecord>(`SELECT ${IMAGE_COLUMNS} FROM images WHERE size = ? AND mtime_ms = ?`),
@@ -107,8 +109,8 @@ export class IngestStore {
       removeImage: p<[number]>('DELETE FROM images WHERE id = ?'),
       // A failed file's message names it ("<path>: not an image"): it follows the file, or `status --errors`
       // would show a name that no longer exists. SET reads the old `path`, so the replace needs no second query.
-      rename: p<[string, string, number, number, number, number, number]>(
-        `UPDATE images SET error_message = replace(error_message, path, ?), path = ?, root_id = ?, size = ?, mtime_ms = ?, updated_at = ?
+      rename: p<[string, string, Buffer | null, number, number, number, number, number]>(
+        `UPDATE images SET error_message = replace(error_message, path, ?), path = ?, path_bytes = ?, root_id = ?, size = ?, mtime_ms = ?, updated_at = ?
          WHERE id = ?`,
       ),
       touchVersion: p<[number, number, number, number]>('UPDATE images SET size = ?, mtime_ms = ?, updated_at = ? WHERE id = ?'),
@@ -152,13 +154,13 @@ export class IngestStore {
    * Queues `path` for a check at this size and mtime. A path already queued with the same version is left
    * alone; with another version it is queued again under a new id (see the schema for why).
    */
-  enqueue(path: string, rootId: number, size: number, mtimeMs: number): boolean {
+  enqueue(path: string, rootId: number, size: number, mtimeMs: number, pathBytes: Buffer | null = null): boolean {
     const existing = this.s.queued.get(path);
     if (existing) {
       if (existing.size === size && existing.mtimeMs === mtimeMs && existing.rootId === rootId) return false;
       this.s.dequeueId.run(existing.id);
     }
-    return this.s.enqueue.run(path, rootId, size, mtimeMs, this.now()).changes > 0;
+    return this.s.enqueue.run(path, pathBytes, rootId, size, mtimeMs, this.now()).changes > 0;
   }
 
   queued(path: string): QueueEntry | undefined {
@@ -236,10 +238,10 @@ export class IngestStore {
    * Moves an image row to another path (its id, embedding, labels and thumbnail stay). A row already at
    * `newPath` held an older file that the move replaced: it goes. The new path's queue entry is done.
    */
-  renameImage(id: number, newPath: string, rootId: number, size: number, mtimeMs: number): void {
+  renameImage(id: number, newPath: string, rootId: number, size: number, mtimeMs: number, newPathBytes: Buffer | null = null): void {
     const existing = this.s.imageByPath.get(newPath);
     if (existing && existing.id !== id) this.s.removeImage.run(existing.id);
-    this.s.rename.run(newPath, newPath, rootId, size, mtimeMs, this.now(), id);
+    this.s.rename.run(newPath, newPath, newPathBytes, rootId, size, mtimeMs, this.now(), id);
     this.s.dequeuePath.run(newPath);
   }
 

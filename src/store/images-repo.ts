@@ -8,7 +8,10 @@ export const IMAGE_STATUSES: readonly ImageStatus[] = ['pending', 'indexed', 'er
 export interface ImageRecord {
   id: number;
   rootId: number;
+  /** The display form (the key); see src/ingest/raw-path.ts. */
   path: string;
+  /** The path as the file system spells it, when it is not valid UTF-8 (then `path` is not openable). */
+  pathBytes: Buffer | null;
   size: number;
   mtimeMs: number;
   contentHash: string | null;
@@ -30,6 +33,7 @@ export interface ImageRecord {
 export interface ImageInput {
   rootId: number;
   path: string;
+  pathBytes?: Buffer | null;
   size: number;
   mtimeMs: number;
   contentHash?: string | null;
@@ -44,7 +48,7 @@ export interface ImageInput {
   errorMessage?: string | null;
 }
 
-const COLUMNS = `id, root_id AS rootId, path, size, mtime_ms AS mtimeMs, content_hash AS contentHash, width, height, format,
+const COLUMNS = `id, root_id AS rootId, path, path_bytes AS pathBytes, size, mtime_ms AS mtimeMs, content_hash AS contentHash, width, height, format,
   taken_at AS takenAt, camera_make AS cameraMake, camera_model AS cameraModel, status, error_code AS errorCode,
   error_message AS errorMessage, created_at AS createdAt, updated_at AS updatedAt`;
 
@@ -67,11 +71,11 @@ export class ImagesRepo {
     private readonly now: () => number = Date.now,
   ) {
     this.upsertStmt = db.prepare<Row, ImageRecord>(
-      `INSERT INTO images (root_id, path, size, mtime_ms, content_hash, width, height, format, taken_at, camera_make,
+      `INSERT INTO images (root_id, path, path_bytes, size, mtime_ms, content_hash, width, height, format, taken_at, camera_make,
          camera_model, status, error_code, error_message, created_at, updated_at)
-       VALUES (@rootId, @path, @size, @mtimeMs, @contentHash, @width, @height, @format, @takenAt, @cameraMake,
+       VALUES (@rootId, @path, @pathBytes, @size, @mtimeMs, @contentHash, @width, @height, @format, @takenAt, @cameraMake,
          @cameraModel, @status, @errorCode, @errorMessage, @now, @now)
-       ON CONFLICT (path) DO UPDATE SET root_id = excluded.root_id, size = excluded.size, mtime_ms = excluded.mtime_ms,
+       ON CONFLICT (path) DO UPDATE SET root_id = excluded.root_id, path_bytes = excluded.path_bytes, size = excluded.size, mtime_ms = excluded.mtime_ms,
          content_hash = excluded.content_hash, width = excluded.width, height = excluded.height, format = excluded.format,
          taken_at = excluded.taken_at, camera_make = excluded.camera_make, camera_model = excluded.camera_model,
          status = excluded.status, error_code = excluded.error_code, error_message = excluded.error_message,
@@ -88,8 +92,8 @@ export class ImagesRepo {
     this.statusStmt = db.prepare<[ImageStatus, string | null, string | null, number, number]>(
       'UPDATE images SET status = ?, error_code = ?, error_message = ?, updated_at = ? WHERE id = ?',
     );
-    this.renameStmt = db.prepare<[string, number, number, number]>(
-      'UPDATE images SET path = ?, root_id = ?, updated_at = ? WHERE id = ?',
+    this.renameStmt = db.prepare<[string, Buffer | null, number, number, number]>(
+      'UPDATE images SET path = ?, path_bytes = ?, root_id = ?, updated_at = ? WHERE id = ?',
     );
     this.removeStmt = db.prepare<[number]>('DELETE FROM images WHERE id = ?');
     this.countsStmt = db.prepare<[], { status: ImageStatus; n: number }>('SELECT status, count(*) AS n FROM images GROUP BY status');
@@ -103,6 +107,7 @@ export class ImagesRepo {
     return this.upsertStmt.get({
       rootId: input.rootId,
       path: input.path,
+      pathBytes: input.pathBytes ?? null,
       size: input.size,
       mtimeMs: input.mtimeMs,
       contentHash: input.contentHash ?? null,
@@ -149,8 +154,8 @@ export class ImagesRepo {
   }
 
   /** A moved file keeps its id, so its embedding, labels and place in the vector index stay. */
-  rename(id: number, newPath: string, rootId: number): boolean {
-    return this.renameStmt.run(newPath, rootId, this.now(), id).changes > 0;
+  rename(id: number, newPath: string, rootId: number, newPathBytes: Buffer | null = null): boolean {
+    return this.renameStmt.run(newPath, newPathBytes, rootId, this.now(), id).changes > 0;
   }
 
   remove(id: number): boolean {
