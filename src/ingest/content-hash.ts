@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
+import type { FsPath } from './raw-path.js';
 import { ClipdexError } from '../errors.js';
 
 export interface ContentSnapshot {
@@ -58,17 +59,18 @@ function sameVersion(a: Stats, b: Stats): boolean {
 }
 
 /** Did the file change between `before` and now, judged by the descriptor and by the path? */
-async function changedSince(fh: FileHandle, path: string, before: Stats, bytesRead: number): Promise<boolean> {
+async function changedSince(fh: FileHandle, path: FsPath, before: Stats, bytesRead: number): Promise<boolean> {
   if (bytesRead !== before.size) return true;
   const [viaFd, viaPath] = await Promise.all([fh.stat(), stat(path).catch(() => null)]);
   // Replaced by a rename (new inode) or deleted: the bytes read are not what the path holds now.
   return !sameVersion(before, viaFd) || viaPath === null || !sameVersion(before, viaPath);
 }
 
-async function openRegular(path: string): Promise<{ fh: FileHandle; before: Stats }> {
+/** `path` names the file in messages; `at` is what is opened (its raw bytes when the name is not UTF-8). */
+async function openRegular(path: string, at: FsPath): Promise<{ fh: FileHandle; before: Stats }> {
   let fh: FileHandle;
   try {
-    fh = await open(path, 'r');
+    fh = await open(at, 'r');
   } catch (err) {
     throw fileError(err, path);
   }
@@ -83,8 +85,9 @@ async function openRegular(path: string): Promise<{ fh: FileHandle; before: Stat
 }
 
 /** Streams the file through sha256; memory stays at one read buffer whatever the size. */
-export async function hashFile(path: string, options: { signal?: AbortSignal } = {}): Promise<ContentSnapshot> {
-  const { fh, before } = await openRegular(path);
+export async function hashFile(path: string, options: { signal?: AbortSignal; at?: FsPath } = {}): Promise<ContentSnapshot> {
+  const at = options.at ?? path;
+  const { fh, before } = await openRegular(path, at);
   try {
     const hash = createHash('sha256');
     let bytesRead = 0;
@@ -97,7 +100,7 @@ export async function hashFile(path: string, options: { signal?: AbortSignal } =
       hash.update(chunk);
       bytesRead += chunk.length;
     }
-    const changed = await changedSince(fh, path, before, bytesRead);
+    const changed = await changedSince(fh, at, before, bytesRead);
     return { hash: hash.digest('hex'), size: before.size, mtimeMs: before.mtimeMs, changed };
   } catch (err) {
     if ((err as Error)?.name === 'AbortError') throw err;
@@ -110,6 +113,8 @@ export async function hashFile(path: string, options: { signal?: AbortSignal } =
 export interface ReadSnapshotOptions {
   /** Refuse files larger than this many bytes before reading them (default 1 GiB). */
   maxBytes?: number;
+  /** What to open, when it is not `path` itself (a name that is not UTF-8: see raw-path.ts). */
+  at?: FsPath;
 }
 
 export const DEFAULT_MAX_FILE_BYTES = 1 << 30;
@@ -120,7 +125,8 @@ export const DEFAULT_MAX_FILE_BYTES = 1 << 30;
  */
 export async function readFileSnapshot(path: string, options: ReadSnapshotOptions = {}): Promise<ContentBytes> {
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_FILE_BYTES;
-  const { fh, before } = await openRegular(path);
+  const at = options.at ?? path;
+  const { fh, before } = await openRegular(path, at);
   try {
     if (before.size > maxBytes) {
       throw new ClipdexError('IMAGE_TOO_LARGE', `${path} is ${before.size} bytes, more than the ${maxBytes}-byte limit for one image`, {
@@ -136,7 +142,7 @@ export async function readFileSnapshot(path: string, options: ReadSnapshotOption
       bytesRead += n;
       if (bytesRead === bytes.length) break;
     }
-    const changed = await changedSince(fh, path, before, bytesRead);
+    const changed = await changedSince(fh, at, before, bytesRead);
     const content = bytes.subarray(0, Math.min(bytesRead, before.size));
     return { bytes: content, hash: sha256Hex(content), size: before.size, mtimeMs: before.mtimeMs, changed };
   } catch (err) {

@@ -26,7 +26,7 @@
  * decodes (a second or so for 12 MP) the rest of the pipeline waits. A worker thread would fix
  * it; not done, as HEIC is the exception on most libraries (and sharp builds with HEVC skip it).
  */
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { ClipdexError, errorMessage } from '../errors.js';
 import type { ImageInfo, ThumbnailOptions } from '../model/image-decode.js';
@@ -34,11 +34,14 @@ import { preprocessImage } from '../model/image-preprocess.js';
 import type { PreprocessConfig } from '../model/manifest.js';
 import { ByteBudget, type Release } from '../util/byte-budget.js';
 import { DEFAULT_MAX_FILE_BYTES, readFileSnapshot, type ContentSnapshot } from './content-hash.js';
+import { fsPathOf, type FsPath } from './raw-path.js';
 import { readExifMeta, type ExifMeta } from './exif-meta.js';
 import { Wakeup } from './wakeup.js';
 
 export interface PipelineFile {
   path: string;
+  /** The path's raw bytes when a name in it is not UTF-8 (raw-path.ts): what is opened then. */
+  pathBytes?: Buffer | null;
 }
 
 /** What the pipeline needs of a model; a ClipModel is one. */
@@ -250,7 +253,7 @@ export async function runEncodePipeline<F extends PipelineFile>(
    * one above `maxFileBytes`, reserves nothing: the read that follows fails with its typed error before
    * any byte is held. Null when the pipeline stopped while waiting.
    */
-  const reserve = async (path: string): Promise<{ bytes: number; release: Release } | null> => {
+  const reserve = async (path: FsPath): Promise<{ bytes: number; release: Release } | null> => {
     const size = await stat(path).then(
       (st) => (st.isFile() ? st.size : 0),
       () => 0,
@@ -275,13 +278,14 @@ export async function runEncodePipeline<F extends PipelineFile>(
 
   const decodeOne = async (file: F, n: number): Promise<void> => {
     const path = file.path;
+    const at = fsPathOf(file);
     let content: ContentSnapshot | undefined;
-    const reserved = await reserve(path);
+    const reserved = await reserve(at);
     if (!reserved) return;
     try {
       let source: string | Buffer = path;
       if (useHash) {
-        const snap = await readFileSnapshot(path, { maxBytes: maxFileBytes });
+        const snap = await readFileSnapshot(path, { maxBytes: maxFileBytes, at });
         content = { hash: snap.hash, size: snap.size, mtimeMs: snap.mtimeMs, changed: snap.changed };
         // Grew between the budget's stat and the read: more bytes are held than were reserved, and the
         // file is still being written. Read again once it settles, within the budget then.
@@ -291,6 +295,9 @@ export async function runEncodePipeline<F extends PipelineFile>(
           });
         }
         source = snap.bytes;
+      } else if (typeof at !== 'string') {
+        // A Buffer source means file content, not a name: a path that is raw bytes is read here.
+        source = await readFile(at);
       }
       const exifPromise = useExif ? readExifMeta(source) : undefined;
       let skipIt = false;

@@ -23,7 +23,8 @@
  * Start the watcher before the scan, so changes made during the scan are not lost.
  */
 import { lstatSync, type Stats } from 'node:fs';
-import { opendir, realpath, stat } from 'node:fs/promises';
+import { isUtf8 } from 'node:buffer';
+import { opendir, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, resolve, sep } from 'node:path';
 import chokidar, { type ChokidarOptions, type FSWatcher } from 'chokidar';
 import { ClipdexError, errorMessage } from '../errors.js';
@@ -86,6 +87,11 @@ export interface FolderWatcherOptions {
   onNotice?: (notice: WatchNotice) => void;
   /** Other watcher errors (a folder that cannot be read, a failing onBatch). */
   onError?: (error: Error, root: string | null) => void;
+  /**
+   * Something changed under `root` that this watcher cannot report as an event: a name that is not UTF-8
+   * (see below). The caller walks the root again (the scanner reads names as bytes).
+   */
+  onRescan?: (root: string) => void;
   /** Makes the chokidar instance for a root; tests use it to reach the instance. */
   createWatcher?: WatcherFactory;
 }
@@ -284,7 +290,25 @@ export class FolderWatcher {
     watcher.on('all', (event, path, stats) => {
       if (live()) this.onEvent(state, event as WatchEventType, path, stats);
     });
+    // chokidar takes names as UTF-8 strings: a Latin-1 name (`caf\xe9.jpg`) decodes to `caf\uFFFD.jpg`, whose
+    // stat fails, and chokidar drops it without an event (files and whole folders alike). The raw inotify
+    // event still arrives with that lossy name, so it asks for a walk of the root, which reads names as bytes.
+    // Polling sends no raw names, and chokidar never watches inside such a folder: files added there later
+    // are found by the next walk (any such raw event in the root, a restart, `clipdex index`).
+    watcher.on('raw', (_event: string, name: unknown) => {
+      if (live() && typeof name === 'string' && name.includes('\uFFFD')) this.options.onRescan?.(state.root);
+    });
     return watcher;
+  }
+
+  /** Asks for a walk when a folder holds a name chokidar cannot report (not UTF-8). */
+  private async checkByteNames(state: RootState, dir: string): Promise<void> {
+    try {
+      const names = await readdir(dir, { encoding: 'buffer' });
+      if (names.some((name) => !isUtf8(name)) && !this.closed && this.states.get(state.root) === state) this.options.onRescan?.(state.root);
+    } catch {
+      // Gone or unreadable already: its own events (unlinkDir, a read error) say so.
+    }
   }
 
   private async fallBackToPolling(state: RootState, code: string, cause: Error): Promise<void> {
@@ -333,6 +357,8 @@ export class FolderWatcher {
       case 'addDir':
         if (rel !== '' && this.rules.isExcludedDir(rel)) return;
         this.enqueue({ type, root: state.root, path, relPath: rel });
+        // A folder moved in whole brings its names with it and no raw event for them (see open()).
+        void this.checkByteNames(state, path);
         return;
       case 'unlinkDir':
         if (rel !== '' && this.rules.isExcludedDir(rel)) return;

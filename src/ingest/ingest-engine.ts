@@ -155,7 +155,7 @@ export class IngestEngine {
   private readonly stableMs: number;
   private readonly debounceMs: number;
   private readonly watchEnabled: boolean;
-  private readonly counters = { encoded: 0, reused: 0, renamed: 0, removed: 0, errors: 0 };
+  private readonly counters = { encoded: 0, reused: 0, renamed: 0, removed: 0, errors: 0, vanished: 0 };
   private readonly rate: { at: number; done: number }[] = [];
   private pipeline: Promise<void> = Promise.resolve();
   /** The library's own folders, as given and resolved through links (see ownFolders()). */
@@ -486,6 +486,8 @@ export class IngestEngine {
         ...(this.options.pollIntervalMs ? { pollIntervalMs: this.options.pollIntervalMs } : {}),
         onBatch: (events) => this.onWatchBatch(events),
         onNotice: (notice) => this.onWatchNotice(rootId, notice),
+        // A name the watcher cannot report (not UTF-8): the walk reads names as bytes. Asks coalesce (requestScan).
+        onRescan: () => void this.requestScan(rootId),
         onError: (error) => this.emit({ type: 'notice', rootId, code: (error as NodeJS.ErrnoException).code ?? 'WATCH_ERROR', message: error.message }),
       });
       if (this.closed || !this.managed.has(rootId)) await watcher.close();
@@ -743,6 +745,9 @@ export class IngestEngine {
       case 'error':
         this.counters.errors++;
         break;
+      case 'notice':
+        if (event.code === 'FILE_VANISHED') this.counters.vanished++;
+        break;
       default:
         break;
     }
@@ -803,6 +808,7 @@ export class IngestEngine {
       encoded: c.encoded,
       renamed: c.renamed,
       removed: c.removed,
+      vanished: c.vanished,
       scanning: this.scans.size,
     };
   }

@@ -24,6 +24,8 @@ export interface IngestProgress {
   encoded: number;
   renamed: number;
   removed: number;
+  /** Files listed (by a walk or the watcher) that were gone before they could be read; each also a notice. */
+  vanished: number;
   /** Roots being scanned now. */
   scanning: number;
 }
@@ -51,6 +53,8 @@ export interface ScanReport {
   renamed: number;
   /** Offline images that came back unchanged. */
   restored: number;
+  /** Files listed by the walk that were gone before they could be stat'ed (each also said in a notice). */
+  vanished: number;
   unreadableDirs: string[];
   /** The walk finished and the root stayed the same folder: the sweep ran. */
   complete: boolean;

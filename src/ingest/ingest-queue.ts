@@ -11,6 +11,7 @@
  * Both are skipped by the cursor; when one becomes available again the cursor rewinds.
  */
 import type { IngestStore, QueueEntry } from './ingest-store.js';
+import { fsPathOf } from './raw-path.js';
 import { WriteSettler } from './write-settle.js';
 import { Wakeup } from './wakeup.js';
 
@@ -85,13 +86,13 @@ export class IngestQueue {
     if (this.inFlight.get(item.path) === item.id) this.inFlight.delete(item.path);
     this.passed.delete(item.path);
     this.parked.add(item.path);
-    this.settler.touch(item.path, undefined);
+    this.settler.touch(item.path, undefined, undefined, fsPathOf(item));
   }
 
   /** Holds back a queued file that was written moments ago (the scan found it mid-copy). */
-  parkFresh(path: string): void {
+  parkFresh(path: string, pathBytes: Buffer | null = null): void {
     this.parked.add(path);
-    this.settler.touch(path, undefined);
+    this.settler.touch(path, undefined, undefined, pathBytes ?? path);
   }
 
   private unpark(path: string): void {

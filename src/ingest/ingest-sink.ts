@@ -26,6 +26,7 @@ import type { IngestQueue, QueueItem } from './ingest-queue.js';
 import type { IngestStore } from './ingest-store.js';
 import type { ThumbnailStore } from './thumbnail-store.js';
 import { isMissing } from './path-missing.js';
+import { fsPathOf } from './raw-path.js';
 
 export interface SinkDeps {
   store: IngestStore;
@@ -96,7 +97,7 @@ export function createIngestSink(deps: SinkDeps) {
           if (code === 'FILE_NOT_FOUND' || code === 'FILE_UNREADABLE') {
             // A NAS that went away fails every file the same way: that is the root's state, not theirs.
             if (!(await rootOk(item.rootId))) return { kind: 'rootLost', item, reason: r.error.message };
-            if (code === 'FILE_NOT_FOUND' && (await isMissing(item.path))) return { kind: 'gone', item };
+            if (code === 'FILE_NOT_FOUND' && (await isMissing(fsPathOf(item)))) return { kind: 'gone', item };
           }
           return { kind: 'write', result: r };
         }
@@ -104,7 +105,7 @@ export function createIngestSink(deps: SinkDeps) {
           // A new path with known content: is it a file that moved while nobody watched?
           for (const other of store.imagesByHash(r.content.hash)) {
             if (other.path === item.path || other.status === 'offline') continue;
-            if ((await rootOk(other.rootId)) && (await isMissing(other.path))) return { kind: 'write', result: r, renameFrom: other };
+            if ((await rootOk(other.rootId)) && (await isMissing(fsPathOf(other)))) return { kind: 'write', result: r, renameFrom: other };
           }
         }
         return { kind: 'write', result: r };
@@ -134,6 +135,10 @@ export function createIngestSink(deps: SinkDeps) {
           if (prev) {
             store.removeImage(prev.id);
             events.push({ type: 'removed', imageId: prev.id, path: prev.path });
+          } else {
+            // Listed (by a walk or the watcher), then gone before it was read: counted, not silently dropped.
+            const message = `${item.path}: file vanished before it could be read`;
+            events.push({ type: 'notice', rootId: item.rootId, code: 'FILE_VANISHED', message });
           }
           continue;
         }
@@ -144,6 +149,7 @@ export function createIngestSink(deps: SinkDeps) {
           const row = images.upsert({
             rootId: item.rootId,
             path: item.path,
+            pathBytes: item.pathBytes,
             size: r.content?.size ?? item.size,
             mtimeMs: r.content?.mtimeMs ?? item.mtimeMs,
             contentHash: hash,
@@ -158,7 +164,7 @@ export function createIngestSink(deps: SinkDeps) {
         const content = r.content!;
         if (r.status === 'skipped' && p.renameFrom && store.imageByPath(p.renameFrom.path)?.id === p.renameFrom.id) {
           const from = p.renameFrom;
-          store.renameImage(from.id, item.path, item.rootId, content.size, content.mtimeMs);
+          store.renameImage(from.id, item.path, item.rootId, content.size, content.mtimeMs, item.pathBytes);
           if (from.status !== status) store.setImageStatus(from.id, status);
           changedCount.delete(item.path);
           events.push({ type: 'renamed', imageId: from.id, from: from.path, to: item.path });
@@ -175,6 +181,7 @@ export function createIngestSink(deps: SinkDeps) {
         const row = images.upsert({
           rootId: item.rootId,
           path: item.path,
+          pathBytes: item.pathBytes,
           size: content.size,
           mtimeMs: content.mtimeMs,
           contentHash: content.hash,

@@ -22,6 +22,7 @@ import type { IngestEvent, ScanReport } from './ingest-events.js';
 import type { IngestQueue } from './ingest-queue.js';
 import { identityKey, type IngestStore, type RootInfo } from './ingest-store.js';
 import { createFileRules, type FileRules } from './file-rules.js';
+import { fsPathOf } from './raw-path.js';
 import { scanRoot, type ScanProblem, type ScannedFile } from './scanner.js';
 
 export interface ReconcileDeps {
@@ -46,7 +47,7 @@ let seenTables = 0;
 export async function reconcileRoot(root: RootInfo, deps: ReconcileDeps): Promise<ScanReport> {
   const { store, queue } = deps;
   const report: ScanReport = {
-    files: 0, queued: 0, unchanged: 0, removed: 0, renamed: 0, restored: 0, unreadableDirs: [], complete: false, offline: false,
+    files: 0, queued: 0, unchanged: 0, removed: 0, renamed: 0, restored: 0, vanished: 0, unreadableDirs: [], complete: false, offline: false,
   };
   const startedAt = Date.now();
   const scan = await scanRoot(root.path, {
@@ -67,13 +68,13 @@ export async function reconcileRoot(root: RootInfo, deps: ReconcileDeps): Promis
   try {
     const markSeen = store.db.prepare<[string]>(`INSERT OR IGNORE INTO ${seen} (path) VALUES (?)`);
     for await (const batch of scan.batches) {
-      const fresh: string[] = [];
+      const fresh: ScannedFile[] = [];
       store.transaction(() => {
         for (const file of batch.files) {
           markSeen.run(file.path);
           if (compare(file, root, deps, report)) {
             report.queued++;
-            if (startedAt - file.mtimeMs < deps.stableMs) fresh.push(file.path);
+            if (startedAt - file.mtimeMs < deps.stableMs) fresh.push(file);
           }
         }
         for (const problem of batch.problems) {
@@ -82,9 +83,15 @@ export async function reconcileRoot(root: RootInfo, deps: ReconcileDeps): Promis
         }
       });
       report.files += batch.files.length;
-      for (const path of fresh) queue.parkFresh(path);
+      for (const file of fresh) queue.parkFresh(file.path, file.pathBytes);
       for (const problem of batch.problems) {
         if (problem.isDir && problem.code !== 'ENOENT') deps.emit({ type: 'notice', rootId: root.id, code: problem.code, message: problem.message });
+        // Listed, then gone before it could be stat'ed: nothing to index, but said, so that a count of files
+        // on disk that differs from the count indexed has its explanation.
+        if (!problem.isDir && problem.code === 'ENOENT') {
+          report.vanished++;
+          deps.emit({ type: 'notice', rootId: root.id, code: 'FILE_VANISHED', message: problem.message });
+        }
       }
       queue.wake();
     }
@@ -134,18 +141,18 @@ function compare(file: ScannedFile, root: RootInfo, deps: ReconcileDeps, report:
       return false;
     }
   }
-  store.enqueue(file.path, root.id, file.size, file.mtimeMs);
+  store.enqueue(file.path, root.id, file.size, file.mtimeMs, file.pathBytes);
   return true;
 }
 
 /** A file the walk could not stat (a symlink loop, permission denied): recorded like any bad file. */
 function recordProblem(problem: ScanProblem, root: RootInfo, deps: ReconcileDeps): boolean {
-  if (problem.code === 'ENOENT') return false; // vanished during the walk: nothing to record
+  if (problem.code === 'ENOENT') return false; // vanished during the walk: counted and said by the caller
   const error = fileError(Object.assign(new Error(problem.message), { code: problem.code }), problem.path);
   const row = deps.store.imageByPath(problem.path);
   if (row?.status === 'error' && row.errorCode === error.code) return true;
   const written = deps.images.upsert({
-    rootId: root.id, path: problem.path, size: 0, mtimeMs: 0, status: 'error', errorCode: error.code, errorMessage: error.message,
+    rootId: root.id, path: problem.path, pathBytes: problem.pathBytes ?? null, size: 0, mtimeMs: 0, status: 'error', errorCode: error.code, errorMessage: error.message,
   });
   deps.emit({ type: 'error', imageId: written.id, path: problem.path, code: error.code, message: error.message });
   return true;
@@ -179,11 +186,11 @@ async function sweep(root: RootInfo, seen: string, startedAt: number, report: Sc
       if (page.length === 0) break;
       after = page[page.length - 1]!.id;
       // Async checks first (hashing a candidate), then one transaction that re-checks each row.
-      const moves = new Map<number, { path: string; rootId: number; size: number; mtimeMs: number }>();
+      const moves = new Map<number, { path: string; pathBytes: Buffer | null; rootId: number; size: number; mtimeMs: number }>();
       for (const row of page) {
         if (protectedPath(row.path) || !row.contentHash) continue;
         for (const candidate of store.queuedBySizeMtime(row.size, row.mtimeMs)) {
-          const snap = await hashFile(candidate.path).catch(() => null);
+          const snap = await hashFile(candidate.path, { at: fsPathOf(candidate) }).catch(() => null);
           if (snap && !snap.changed && snap.hash === row.contentHash) {
             moves.set(row.id, candidate);
             break;
@@ -198,7 +205,7 @@ async function sweep(root: RootInfo, seen: string, startedAt: number, report: Sc
           if (!now || now.id !== row.id || now.updatedAt >= startedAt) continue;
           const move = moves.get(row.id);
           if (move && store.queued(move.path)) {
-            store.renameImage(row.id, move.path, move.rootId, move.size, move.mtimeMs);
+            store.renameImage(row.id, move.path, move.rootId, move.size, move.mtimeMs, move.pathBytes);
             if (now.status === 'offline') store.setImageStatus(row.id, 'indexed');
             report.renamed++;
             events.push({ type: 'renamed', imageId: row.id, from: row.path, to: move.path });

@@ -12,10 +12,13 @@ import { join, resolve } from 'node:path';
 import { errorMessage } from '../errors.js';
 import { classifyDirLink } from './dir-links.js';
 import { createFileRules, hasImageExtension, type FileRules } from './file-rules.js';
+import { childBytes, displayName } from './raw-path.js';
 
 export interface ScannedFile {
-  /** Absolute path as found under the root (through any followed link, not resolved). */
+  /** Absolute path as found under the root (through any followed link, not resolved); the display form. */
   path: string;
+  /** The path's bytes when some name in it is not UTF-8 (then `path` cannot be opened); see raw-path.ts. */
+  pathBytes: Buffer | null;
   /** Relative to the root, '/'-separated. */
   relPath: string;
   size: number;
@@ -24,6 +27,7 @@ export interface ScannedFile {
 
 export interface ScanProblem {
   path: string;
+  pathBytes?: Buffer | null;
   /** The errno code (EACCES, EPERM, ENOENT, ELOOP, EIO…), or ELOOP for a loop we detected ourselves. */
   code: string;
   message: string;
@@ -136,12 +140,15 @@ export async function scanRoot(rootArg: string, options: ScanOptions = {}): Prom
 
 interface PendingDir {
   abs: string;
+  /** Set when `abs` is not the exact path (a name in it is not UTF-8). */
+  bytes: Buffer | null;
   rel: string;
   real: string;
 }
 
 interface PendingFile {
   abs: string;
+  bytes: Buffer | null;
   rel: string;
   isLink: boolean;
 }
@@ -158,7 +165,7 @@ async function* walk(
   const statConcurrency = Math.max(1, options.statConcurrency ?? 16);
   const followLinks = options.followSymlinks ?? true;
   const visited = new Set<string>([realRoot]);
-  const stack: PendingDir[] = [{ abs: root, rel: '', real: realRoot }];
+  const stack: PendingDir[] = [{ abs: root, bytes: null, rel: '', real: realRoot }];
   let files: ScannedFile[] = [];
   let problems: ScanProblem[] = [];
   let unstated: PendingFile[] = [];
@@ -178,21 +185,21 @@ async function* walk(
     unstated = [];
     for (let i = 0; i < group.length; i += statConcurrency) {
       const slice = group.slice(i, i + statConcurrency);
-      const stats = await Promise.allSettled(slice.map((f) => stat(f.abs)));
+      const stats = await Promise.allSettled(slice.map((f) => stat(f.bytes ?? f.abs)));
       for (let k = 0; k < slice.length; k++) {
         const f = slice[k]!;
         const s = stats[k]!;
         if (s.status === 'rejected') {
           // A dangling link without an image name is nobody's photo; a loop is always worth saying.
           const code = errnoOf(s.reason);
-          if (!f.isLink || hasImageExtension(f.rel) || code === 'ELOOP') report(problem(f.abs, s.reason, false));
+          if (!f.isLink || hasImageExtension(f.rel) || code === 'ELOOP') report({ ...problem(f.abs, s.reason, false), pathBytes: f.bytes });
           continue;
         }
         const st = s.value;
         if (st.isDirectory()) {
           if (f.isLink) await queueLinkedDir(f, parent);
         } else if (st.isFile() && rules.isCandidateFile(f.rel)) {
-          files.push({ path: f.abs, relPath: f.rel, size: st.size, mtimeMs: st.mtimeMs });
+          files.push({ path: f.abs, pathBytes: f.bytes, relPath: f.rel, size: st.size, mtimeMs: st.mtimeMs });
           summary.files++;
         }
       }
@@ -203,7 +210,7 @@ async function* walk(
     if (!followLinks || rules.isExcludedDir(f.rel)) return;
     let target: string;
     try {
-      target = await realpath(f.abs);
+      target = await realpath(f.bytes ?? f.abs);
     } catch (err) {
       report(problem(f.abs, err, true));
       return;
@@ -215,7 +222,7 @@ async function* walk(
       summary.skippedAliases++;
     } else {
       visited.add(target);
-      stack.push({ abs: f.abs, rel: f.rel, real: target });
+      stack.push({ abs: f.abs, bytes: f.bytes, rel: f.rel, real: target });
     }
   };
 
@@ -229,9 +236,12 @@ async function* walk(
   while (stack.length > 0) {
     options.signal?.throwIfAborted();
     const dir = stack.pop()!;
-    let handle: AsyncIterable<Dirent>;
+    let handle: AsyncIterable<Dirent<Buffer>>;
     try {
-      handle = await opendir(dir.abs, { bufferSize: 256 });
+      // Names as bytes: decoded as UTF-8, a Latin-1 name would become a path that does not exist.
+      handle = (await opendir(dir.bytes ?? dir.abs, { bufferSize: 256, encoding: 'buffer' as BufferEncoding })) as unknown as AsyncIterable<
+        Dirent<Buffer>
+      >;
     } catch (err) {
       report(problem(dir.abs, err, true));
       continue;
@@ -239,17 +249,19 @@ async function* walk(
     summary.dirs++;
     try {
       for await (const entry of handle) {
-        const rel = dir.rel === '' ? entry.name : `${dir.rel}/${entry.name}`;
-        const abs = join(dir.abs, entry.name);
+        const name = displayName(entry.name);
+        const rel = dir.rel === '' ? name : `${dir.rel}/${name}`;
+        const abs = join(dir.abs, name);
+        const bytes = childBytes(dir.abs, dir.bytes, entry.name);
         if (entry.isDirectory()) {
           if (rules.isExcludedDir(rel)) continue;
-          const real = join(dir.real, entry.name);
+          const real = join(dir.real, name);
           visited.add(real);
-          stack.push({ abs, rel, real });
+          stack.push({ abs, bytes, rel, real });
         } else if (entry.isFile()) {
-          if (rules.isCandidateFile(rel)) unstated.push({ abs, rel, isLink: false });
+          if (rules.isCandidateFile(rel)) unstated.push({ abs, bytes, rel, isLink: false });
         } else if (entry.isSymbolicLink()) {
-          if (!rules.isExcludedPath(rel)) unstated.push({ abs, rel, isLink: true });
+          if (!rules.isExcludedPath(rel)) unstated.push({ abs, bytes, rel, isLink: true });
         }
         if (unstated.length >= batchSize) await statPending(dir);
         if (files.length >= batchSize) yield take();

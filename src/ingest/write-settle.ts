@@ -17,6 +17,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { sep } from 'node:path';
+import type { FsPath } from './raw-path.js';
 
 export interface FileVersion {
   size: number;
@@ -45,6 +46,8 @@ export interface WriteSettlerOptions<T> {
 
 interface Pending<T> {
   tag: T;
+  /** What to stat when `path` is a display form (a name that is not UTF-8: raw-path.ts). */
+  at: FsPath;
   lastEventAt: number;
   /** The version last seen, and when it was first seen. */
   version: FileVersion | null;
@@ -81,7 +84,7 @@ export class WriteSettler<T = undefined> {
    * A write event for `path`: restart its quiet period. `version` is the stat the event came
    * with (saves one stat per file); `tag` is kept from the first touch until the file settles.
    */
-  touch(path: string, tag: T, version?: FileVersion): void {
+  touch(path: string, tag: T, version?: FileVersion, at: FsPath = path): void {
     if (this.closed) return;
     const now = Date.now();
     const entry = this.pending.get(path);
@@ -92,7 +95,7 @@ export class WriteSettler<T = undefined> {
         entry.versionSince = now;
       }
     } else {
-      this.pending.set(path, { tag, lastEventAt: now, version: version ?? null, versionSince: now });
+      this.pending.set(path, { tag, at, lastEventAt: now, version: version ?? null, versionSince: now });
     }
     this.schedule();
   }
@@ -135,7 +138,7 @@ export class WriteSettler<T = undefined> {
       const gone: string[] = [];
       for (let i = 0; i < due.length; i += this.statConcurrency) {
         const slice = due.slice(i, i + this.statConcurrency);
-        const stats = await Promise.allSettled(slice.map(([path]) => stat(path)));
+        const stats = await Promise.allSettled(slice.map(([, entry]) => stat(entry.at)));
         if (this.closed) return;
         const seenAt = Date.now();
         slice.forEach(([path, entry], k) => {

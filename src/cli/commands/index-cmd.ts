@@ -97,6 +97,7 @@ export function indexCommand(): Command {
             renamed: p.renamed,
             removed: p.removed,
             failed: p.errors,
+            vanished: p.vanished,
             seconds: Number(seconds.toFixed(2)),
             interrupted,
           },
@@ -106,7 +107,9 @@ export function indexCommand(): Command {
           const rate = seconds > 0 ? ` (${((p.encoded + p.reused + p.errors) / seconds).toFixed(1)} files/s)` : '';
           process.stdout.write(
             `${interrupted ? 'Stopped' : 'Done'} in ${seconds.toFixed(1)} s${rate}: ${p.encoded} encoded, ${p.reused} reused by content, ` +
-              `${p.renamed} moved, ${p.removed} removed, ${p.errors} failed.\n` +
+              `${p.renamed} moved, ${p.removed} removed, ${p.errors} failed` +
+              // Listed, then deleted before they were read: each was named in a notice above.
+              `${p.vanished > 0 ? `, ${p.vanished} vanished before they could be read` : ''}.\n` +
               `Library: ${counts.indexed} indexed, ${counts.pending} pending, ${counts.failed} failed, ${counts.offline} offline.\n`,
           );
           if (counts.failed > 0) process.stdout.write('See why files failed: clipdex status --errors\n');
