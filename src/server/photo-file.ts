@@ -7,6 +7,7 @@
 import { open, realpath, type FileHandle } from 'node:fs/promises';
 import { isAbsolute, relative, sep } from 'node:path';
 import type { Library } from '../library/library.js';
+import { displayName, fsPathOf } from '../ingest/raw-path.js';
 import { folderIdentity, pinVerdict, retargetedReason } from '../ingest/root-pin.js';
 import type { ImageRecord } from '../store/images-repo.js';
 
@@ -25,17 +26,26 @@ export async function openPhotoFile(library: Library, image: ImageRecord): Promi
       return { ok: false, status: 409, code: 'ROOT_RETARGETED', message: retargetedReason(root.path) };
     }
   }
+  const at = fsPathOf(image);
   let real: string;
+  let realAt: string | Buffer;
   try {
-    real = await realpath(image.path);
+    if (typeof at === 'string') realAt = real = await realpath(at);
+    else {
+      // A name that is not UTF-8 (raw-path.ts): resolved and opened as bytes; `real` is for display only.
+      realAt = await realpath(at, { encoding: 'buffer' });
+      real = splitBytes(realAt).map(displayName).join(sep);
+    }
   } catch {
     return gone;
   }
   const rel = relative(now.realPath, real);
   if (!rel || rel.startsWith('..') || isAbsolute(rel) || rel.split(sep).includes('..')) return gone;
+  // The display form of a byte path is checked above; the bytes themselves must lie under the root too.
+  if (typeof realAt !== 'string' && !realAt.subarray(0, Buffer.byteLength(now.realPath) + 1).equals(Buffer.from(now.realPath + sep))) return gone;
   let handle: FileHandle;
   try {
-    handle = await open(real, 'r');
+    handle = await open(realAt, 'r');
   } catch {
     return gone;
   }
@@ -51,4 +61,15 @@ export async function openPhotoFile(library: Library, image: ImageRecord): Promi
     };
   }
   return { ok: true, handle, size: st.size, realPath: real };
+}
+
+function splitBytes(path: Buffer): Buffer[] {
+  const parts: Buffer[] = [];
+  let from = 0;
+  for (let i = path.indexOf(0x2f); i !== -1; i = path.indexOf(0x2f, from)) {
+    parts.push(path.subarray(from, i));
+    from = i + 1;
+  }
+  parts.push(path.subarray(from));
+  return parts;
 }
