@@ -20,6 +20,7 @@ import type { IngestEvent } from './ingest-events.js';
 import type { IngestQueue } from './ingest-queue.js';
 import type { IngestStore } from './ingest-store.js';
 import { isMissing } from './path-missing.js';
+import { fsPathOf } from './raw-path.js';
 
 export interface LiveChangesDeps {
   store: IngestStore;
@@ -215,7 +216,7 @@ export class LiveChanges {
         const page = this.deps.store.imagesUnder(dir, after, EXPIRE_PAGE);
         if (page.length === 0) break;
         after = page[page.length - 1]!.id;
-        for (const row of page) if (await isMissing(row.path)) gone.push({ id: row.id, path: row.path });
+        for (const row of page) if (await isMissing(fsPathOf(row))) gone.push({ id: row.id, path: row.path });
       }
     }
     if (gone.length === 0) return;
