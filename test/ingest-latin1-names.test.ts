@@ -185,12 +185,13 @@ describe('the engine with Latin-1 names', () => {
 
   it('indexes Latin-1 files added while watching: chokidar drops them, the walk it prompts finds them', async () => {
     const root = join(tmp, 'watched');
-    const before = await writeTree(root, [[utf8('déjà.jpg')], [ALBUMS, utf8('start.jpg')]], 400);
+    const ETE = latin1('Été 1995');
+    const before = await writeTree(root, [[utf8('déjà.jpg')], [ALBUMS, utf8('start.jpg')], [ETE, latin1('début.jpg')]], 400);
     const lib = await openLibrary(join(tmp, 'watched-data'), modelDir);
     const engine = await IngestEngine.start(lib, { roots: [root], watch: true, stableMs: 400, debounceMs: 50 });
     try {
       await engine.idle();
-      expect(rowsOf(lib)).toHaveLength(2);
+      expect(rowsOf(lib)).toHaveLength(3);
       // Files written in place (one in a UTF-8 folder), and folders moved in whole (as `mv` does): one with a
       // Latin-1 name, and one with a UTF-8 name holding a Latin-1 name (no raw event names that one).
       const added = await writeTree(root, [[latin1('ajouté.jpg')], [ALBUMS, latin1('reçu.jpg')]], 500);
@@ -206,6 +207,12 @@ describe('the engine with Latin-1 names', () => {
       const all = [...before, ...arrived];
       await waitFor(() => rowsOf(lib).filter((r) => r.status === 'indexed').length === all.length || undefined, 'the added files to be indexed', 30_000);
       expectAllIndexed(rowsOf(lib), all);
+
+      // chokidar watches nothing inside a folder whose name is not UTF-8: files added later to one (there
+      // since the start, or moved in while watching) are seen through the watch on its bytes.
+      const later = [...(await writeTree(root, [[ETE, latin1('août.jpg')]], 700)), ...(await writeTree(root, [[HIVER, latin1('dégel.jpg')]], 701))];
+      await waitFor(() => rowsOf(lib).filter((r) => r.status === 'indexed').length === all.length + 2 || undefined, 'files added inside Latin-1 folders', 30_000);
+      expectAllIndexed(rowsOf(lib), [...all, ...later]);
     } finally {
       await engine.close();
       await lib.close();

@@ -22,7 +22,7 @@
  * There is no initial 'add' flood (ignoreInitial): the initial state comes from the scanner.
  * Start the watcher before the scan, so changes made during the scan are not lost.
  */
-import { lstatSync, type Stats } from 'node:fs';
+import { type FSWatcher as NodeFSWatcher, lstatSync, type Stats, watch as watchDir } from 'node:fs';
 import { isUtf8 } from 'node:buffer';
 import { opendir, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, resolve, sep } from 'node:path';
@@ -121,6 +121,8 @@ function keepReadThrottles(watcher: FSWatcher): void {
 
 class RootState {
   watcher!: FSWatcher;
+  /** fs.watch handles on folders whose paths are not UTF-8, by their bytes as Latin-1 text (watchByteDirs). */
+  readonly byteWatches = new Map<string, NodeFSWatcher>();
   noticed = false;
   offline = false;
   markReady!: () => void;
@@ -132,6 +134,11 @@ class RootState {
     public identity: RootIdentity,
     public mode: 'native' | 'polling',
   ) {}
+}
+
+function closeByteWatches(state: RootState): void {
+  for (const w of state.byteWatches.values()) w.close();
+  state.byteWatches.clear();
 }
 
 interface RootIdentity {
@@ -236,6 +243,7 @@ export class FolderWatcher {
     state.markReady();
     this.settler.forgetUnder(root);
     for (const path of [...this.buffer.keys()]) if (this.buffer.get(path)!.root === root) this.buffer.delete(path);
+    closeByteWatches(state);
     await state.watcher.close();
   }
 
@@ -255,6 +263,7 @@ export class FolderWatcher {
     clearTimeout(this.flushTimer);
     clearInterval(this.offlineTimer);
     this.settler.close();
+    for (const s of this.states.values()) closeByteWatches(s);
     await Promise.all([...this.states.values()].map((s) => s.watcher.close()));
     this.states.clear();
     this.buffer.clear();
@@ -293,12 +302,45 @@ export class FolderWatcher {
     // chokidar takes names as UTF-8 strings: a Latin-1 name (`caf\xe9.jpg`) decodes to `caf\uFFFD.jpg`, whose
     // stat fails, and chokidar drops it without an event (files and whole folders alike). The raw inotify
     // event still arrives with that lossy name, so it asks for a walk of the root, which reads names as bytes.
-    // Polling sends no raw names, and chokidar never watches inside such a folder: files added there later
-    // are found by the next walk (any such raw event in the root, a restart, `clipdex index`).
+    // Inside such a folder chokidar watches nothing: watchByteDirs() watches those folders by their bytes.
+    // Polling sends no raw names: there, such files are found by the next walk (a restart, `clipdex index`).
     watcher.on('raw', (_event: string, name: unknown) => {
       if (live() && typeof name === 'string' && name.includes('\uFFFD')) this.options.onRescan?.(state.root);
     });
     return watcher;
+  }
+
+  /**
+   * Watches the folders of `root` whose paths are not UTF-8 (a walk lists them: scanner.ts `byteDirs`), which
+   * chokidar cannot enter, by their bytes: any change in one asks for a walk of the root. Replaces the last
+   * list, so folders gone since stop being watched.
+   */
+  watchByteDirs(rootArg: string, dirs: readonly Buffer[]): void {
+    const state = this.states.get(resolve(rootArg));
+    if (!state || this.closed || state.mode === 'polling') return;
+    const wanted = new Map(dirs.map((d) => [d.toString('latin1'), d]));
+    for (const [key, w] of state.byteWatches) {
+      if (!wanted.has(key)) {
+        w.close();
+        state.byteWatches.delete(key);
+      }
+    }
+    for (const [key, dir] of wanted) {
+      if (state.byteWatches.has(key)) continue;
+      try {
+        const w = watchDir(dir, { encoding: 'buffer', persistent: false }, () => {
+          if (!this.closed && this.states.get(state.root) === state) this.options.onRescan?.(state.root);
+        });
+        // Removed or unreadable: the walk that its removal prompts (in its parent) sends the new list.
+        w.on('error', () => {
+          w.close();
+          if (state.byteWatches.get(key) === w) state.byteWatches.delete(key);
+        });
+        state.byteWatches.set(key, w);
+      } catch {
+        // Gone already, or out of watches: found by the next walk instead.
+      }
+    }
   }
 
   /** Asks for a walk when a folder holds a name chokidar cannot report (not UTF-8). */

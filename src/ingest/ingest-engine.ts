@@ -649,6 +649,7 @@ export class IngestEngine {
         emit: (e) => this.emit(e),
         stableMs: this.stableMs,
         signal,
+        onByteDirs: (dirs) => this.watchers.get(rootId)?.watchByteDirs(root.path, dirs),
       });
     } catch (err) {
       if (!this.closed && !signal.aborted) {

@@ -39,6 +39,8 @@ export interface ReconcileDeps {
   signal?: AbortSignal;
   /** Files per scan batch (one transaction each). */
   batchSize?: number;
+  /** After a complete walk: every folder whose path is not UTF-8 (scanner.ts `byteDirs`), for the watcher. */
+  onByteDirs?: (dirs: readonly Buffer[]) => void;
 }
 
 let seenTables = 0;
@@ -113,6 +115,7 @@ export async function reconcileRoot(root: RootInfo, deps: ReconcileDeps): Promis
     if (!summary.complete) return report;
     await sweep(root, seen, startedAt, report, deps);
     store.markRootScanned(root.id, id);
+    deps.onByteDirs?.(summary.byteDirs);
     report.complete = true;
     return report;
   } finally {

@@ -51,6 +51,11 @@ export interface ScanSummary {
   unreadableDirs: string[];
   /** Links to folders inside the root that were not followed because the walk reaches them anyway. */
   skippedAliases: number;
+  /**
+   * Folders read whose path is not valid UTF-8, as bytes: a watcher cannot see inside them by name
+   * (folder-watcher.ts watches them by these bytes).
+   */
+  byteDirs: Buffer[];
   /** True once the walk has finished (false while running, or when the consumer stopped early). */
   complete: boolean;
   /**
@@ -126,7 +131,9 @@ export async function scanRoot(rootArg: string, options: ScanOptions = {}): Prom
           : `${root} cannot be read: ${errorMessage(err)}`;
     return { ok: false, root, code, message };
   }
-  const summary: ScanSummary = { files: 0, dirs: 0, problems: 0, unreadableDirs: [], skippedAliases: 0, complete: false, rootLost: false };
+  const summary: ScanSummary = {
+    files: 0, dirs: 0, problems: 0, unreadableDirs: [], byteDirs: [], skippedAliases: 0, complete: false, rootLost: false,
+  };
   const identity = { dev: rootStat.dev, ino: rootStat.ino };
   return {
     ok: true,
@@ -247,6 +254,7 @@ async function* walk(
       continue;
     }
     summary.dirs++;
+    if (dir.bytes !== null) summary.byteDirs.push(dir.bytes);
     try {
       for await (const entry of handle) {
         const name = displayName(entry.name);
