@@ -4,6 +4,7 @@
  * U+FFFD decodes, stat said ENOENT and reconcile dropped them as vanished: 15 files on disk, 1 indexed,
  * 0 failed. Real components throughout: the built CLI, the engine with its watcher, the HTTP server.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -177,6 +178,29 @@ describe('the engine with Latin-1 names', () => {
       expect(notice).toMatchObject({ message: expect.stringContaining(doomed!.display) });
       expect(engine.status().progress.vanished).toBe(1);
       expect(rowsOf(lib).map((r) => r.path)).toEqual([kept!.display]);
+    } finally {
+      await engine.close();
+      await lib.close();
+    }
+  });
+
+  it('skips, and says so, a Latin-1 name that reads the same as the UTF-8 name beside it', async () => {
+    const root = join(tmp, 'clash');
+    // A half-converted archive: `caf\xe9.jpg` and `café.jpg` both read "café.jpg", one path for two files.
+    const [twin, clash, other] = await writeTree(root, [[utf8('café.jpg')], [latin1('café.jpg')], [latin1('crème.jpg')]], 800);
+    const lib = await openLibrary(join(tmp, 'clash-data'), modelDir);
+    const events: IngestEvent[] = [];
+    const engine = await IngestEngine.start(lib, { roots: [root], watch: false, stableMs: 400, debounceMs: 50, onEvent: (e) => events.push(e) });
+    try {
+      await engine.idle();
+      const notices = events.filter((e) => e.type === 'notice' && e.code === 'ENAMECLASH');
+      expect(notices).toHaveLength(1);
+      expect(notices[0]).toMatchObject({ message: expect.stringContaining(clash!.display) });
+      // The UTF-8 file keeps its row (no raw bytes: the name is exact); the other Latin-1 name is indexed.
+      expectAllIndexed(rowsOf(lib), [twin!, other!]);
+      const rows = rowsOf(lib);
+      const res = lib.images.get(rows.find((r) => r.path === twin!.display)!.id)!;
+      expect(res.contentHash).toBe(createHash('sha256').update(await readFile(twin!.abs)).digest('hex'));
     } finally {
       await engine.close();
       await lib.close();

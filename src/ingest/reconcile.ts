@@ -23,7 +23,7 @@ import type { IngestQueue } from './ingest-queue.js';
 import { identityKey, type IngestStore, type RootInfo } from './ingest-store.js';
 import { createFileRules, type FileRules } from './file-rules.js';
 import { fsPathOf } from './raw-path.js';
-import { scanRoot, type ScanProblem, type ScannedFile } from './scanner.js';
+import { NAME_CLASH, scanRoot, type ScanProblem, type ScannedFile } from './scanner.js';
 
 export interface ReconcileDeps {
   /** Which files count (default: the root's exclude globs alone). */
@@ -80,14 +80,15 @@ export async function reconcileRoot(root: RootInfo, deps: ReconcileDeps): Promis
           }
         }
         for (const problem of batch.problems) {
-          if (problem.isDir) continue;
+          // A clash's path is its UTF-8 twin's: an error row there would overwrite the twin's (a notice instead).
+          if (problem.isDir || problem.code === NAME_CLASH) continue;
           if (recordProblem(problem, root, deps)) markSeen.run(problem.path);
         }
       });
       report.files += batch.files.length;
       for (const file of fresh) queue.parkFresh(file.path, file.pathBytes);
       for (const problem of batch.problems) {
-        if (problem.isDir && problem.code !== 'ENOENT') deps.emit({ type: 'notice', rootId: root.id, code: problem.code, message: problem.message });
+        if ((problem.isDir && problem.code !== 'ENOENT') || problem.code === NAME_CLASH) deps.emit({ type: 'notice', rootId: root.id, code: problem.code, message: problem.message });
         // Listed, then gone before it could be stat'ed: nothing to index, but said, so that a count of files
         // on disk that differs from the count indexed has its explanation.
         if (!problem.isDir && problem.code === 'ENOENT') {

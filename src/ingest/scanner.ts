@@ -6,8 +6,9 @@
  * Memory stays flat whatever the tree: folders are read as a stream (opendir), one at a time,
  * and only the folders still to visit and one batch of files are held.
  */
+import { isUtf8 } from 'node:buffer';
 import type { Dirent, Stats } from 'node:fs';
-import { opendir, realpath, stat } from 'node:fs/promises';
+import { lstat, opendir, realpath, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { errorMessage } from '../errors.js';
 import { classifyDirLink } from './dir-links.js';
@@ -261,6 +262,16 @@ async function* walk(
         const rel = dir.rel === '' ? name : `${dir.rel}/${name}`;
         const abs = join(dir.abs, name);
         const bytes = childBytes(dir.abs, dir.bytes, entry.name);
+        if (!isUtf8(entry.name) && (await nameClash(dir, name))) {
+          report({
+            path: abs,
+            pathBytes: bytes,
+            code: NAME_CLASH,
+            message: `${abs}: its name is not UTF-8 and reads the same as the UTF-8 name beside it; skipped (rename one of them, e.g. with convmv)`,
+            isDir: false,
+          });
+          continue;
+        }
         if (entry.isDirectory()) {
           if (rules.isExcludedDir(rel)) continue;
           const real = join(dir.real, name);
@@ -284,6 +295,22 @@ async function* walk(
   if (files.length > 0 || problems.length > 0) yield take();
   summary.rootLost = !(await sameRoot(root, identity));
   summary.complete = true;
+}
+
+/** The code of a name skipped because its display form is a sibling's real name (see nameClash). */
+export const NAME_CLASH = 'ENAMECLASH';
+
+/**
+ * True when a name that is not UTF-8 reads (decoded as Latin-1) exactly like a UTF-8 name in the same folder
+ * (`caf\xe9.jpg` beside `café.jpg`, a half-converted archive): both would be one path, one row. One lstat,
+ * for such names only.
+ */
+async function nameClash(dir: PendingDir, display: string): Promise<boolean> {
+  const twin = childBytes(dir.abs, dir.bytes, Buffer.from(display, 'utf8')) ?? join(dir.abs, display);
+  return lstat(twin).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function sameRoot(root: string, identity: RootIdentity): Promise<boolean> {
