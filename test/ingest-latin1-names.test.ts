@@ -207,6 +207,28 @@ describe('the engine with Latin-1 names', () => {
     }
   });
 
+  it('follows a Latin-1 name renamed to its UTF-8 spelling (convmv): same photo id, its raw bytes dropped', async () => {
+    const root = join(tmp, 'convmv');
+    const [old] = await writeTree(root, [[latin1('soirée.jpg')]], 900);
+    const lib = await openLibrary(join(tmp, 'convmv-data'), modelDir);
+    let engine = await IngestEngine.start(lib, { roots: [root], watch: false, stableMs: 400, debounceMs: 50 });
+    try {
+      await engine.idle();
+      const [before] = rowsOf(lib);
+      expect(before?.pathBytes).not.toBeNull();
+      const renamed = joinBytes(root, [utf8('soirée.jpg')]);
+      await rename(old!.abs, renamed.abs);
+      await engine.close();
+      engine = await IngestEngine.start(lib, { roots: [root], watch: false, stableMs: 400, debounceMs: 50 });
+      await engine.idle();
+      expectAllIndexed(rowsOf(lib), [renamed]);
+      expect(rowsOf(lib)[0]!.id).toBe(before!.id);
+    } finally {
+      await engine.close();
+      await lib.close();
+    }
+  });
+
   it('indexes Latin-1 files added while watching: chokidar drops them, the walk it prompts finds them', async () => {
     const root = join(tmp, 'watched');
     const ETE = latin1('Été 1995');

@@ -133,7 +133,10 @@ function goOffline(root: RootInfo, reason: string, deps: ReconcileDeps): void {
 function compare(file: ScannedFile, root: RootInfo, deps: ReconcileDeps, report: ScanReport): boolean {
   const { store } = deps;
   const row = store.imageByPath(file.path);
-  if (row && row.size === file.size && row.mtimeMs === file.mtimeMs) {
+  // Same display path, other bytes: renamed to or from its UTF-8 spelling (convmv); the row must follow.
+  const rowBytes = row?.pathBytes ?? null;
+  const sameBytes = rowBytes === null || file.pathBytes === null ? rowBytes === file.pathBytes : rowBytes.equals(file.pathBytes);
+  if (row && sameBytes && row.size === file.size && row.mtimeMs === file.mtimeMs) {
     const embedded = row.contentHash !== null && deps.embeddings.has(row.contentHash, deps.modelKey);
     if (row.status === 'error' || (row.status === 'indexed' && embedded)) {
       report.unchanged++;
