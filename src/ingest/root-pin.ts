@@ -31,14 +31,14 @@ export type PinVerdict = 'same' | 'repin' | 'retargeted';
 
 /**
  * Is `now` still the pinned folder? Tolerated, with the pin updated ('repin'): the same device and inode
- * reached by another real path (a parent renamed and a link left behind), and the same real path and inode
- * on another device number (a remounted share or drive gets a new one). Anything else under another real
- * path or inode is another folder.
+ * reached by another real path (a parent renamed and a link left behind), and any folder at the pinned real
+ * path itself — a folder deleted and restored from a backup, a share or drive remounted (new device number,
+ * often new inodes): that is the place the user chose, and what it holds is inside it. Only a path that now
+ * leads to another real path, as a retargeted symlink does, is another folder.
  */
 export function pinVerdict(pinned: { realPath: string; identity: string }, now: FolderIdentity): PinVerdict {
   if (pinned.identity === now.identity) return pinned.realPath === now.realPath ? 'same' : 'repin';
-  const pinnedIno = pinned.identity.slice(pinned.identity.indexOf(':') + 1);
-  if (pinned.realPath === now.realPath && pinnedIno === String(now.ino)) return 'repin';
+  if (pinned.realPath === now.realPath) return 'repin';
   return 'retargeted';
 }
 
@@ -63,10 +63,12 @@ export async function checkRootPin(roots: RootsRepo, root: RootRecord): Promise<
   const verdict = pinVerdict({ realPath: root.pinnedRealPath, identity: root.pinnedIdentity }, now);
   if (verdict === 'same') return { ok: true };
   if (verdict === 'repin') {
+    // An empty folder where the pinned one was is an unmounted share's mount point: the scan judges that,
+    // and the pin waits for the share to come back.
+    if (now.realPath === root.pinnedRealPath && (await isEmpty(now.realPath))) return { ok: null };
     roots.pin(root.id, now.realPath, now.identity);
     return { ok: true };
   }
-  if (now.realPath === root.pinnedRealPath && (await isEmpty(now.realPath))) return { ok: null };
   return { ok: false, reason: retargetedReason(root.path) };
 }
 
