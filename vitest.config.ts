@@ -23,6 +23,7 @@ const HEAVY_INGEST = [
   'test/labels-survive.test.ts',
   'test/ingest-failed-files.test.ts',
   'test/ingest-library-folders.test.ts',
+  'test/ingest-latin1-names.test.ts',
 ];
 /** Real browsers (Chromium via playwright-core) against a running server. */
 const BROWSER = ['test/e2e/**/*.test.ts', 'test/reliability/hostile-ui.test.ts'];

@@ -67,7 +67,7 @@ export class RootsView {
 
   async remove(root) {
     // Removing a folder drops its photos from the index: worth one question.
-    if (!window.confirm(`Stop watching ${root.path}?\nIts photos leave the index; the files themselves are not touched.`)) return;
+    if (!window.confirm(`Stop watching ${root.path}?\nIts photos leave the index; the files themselves are not touched. Labels on them are kept and come back if the folder is added again.`)) return;
     show(this.els.error, false);
     try {
       await api.removeRoot(root.id);
