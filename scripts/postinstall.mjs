@@ -1,6 +1,7 @@
 // Fetches onnxruntime-node's CUDA provider only where an NVIDIA GPU is present, and never fails the install:
 // onnxruntime-node's own postinstall downloads CUDA binaries unconditionally, which breaks offline installs,
-// so .npmrc and allowScripts skip it and this script runs it only when it can help.
+// so it never runs (allowScripts denies it in the repository; the packed tarball bundles onnxruntime-node
+// without it: scripts/bundle-onnxruntime.mjs) and this script runs it only when it can help.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
