@@ -1,4 +1,6 @@
 import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { ClipdexError } from '../errors.js';
 
 /** Why a path cannot be watched as a photo folder, as the API and the CLI say it. */
 export interface FolderProblem {
@@ -24,5 +26,17 @@ export async function folderProblem(path: string): Promise<FolderProblem | null>
     if (code === 'ENOENT' || code === 'ENOTDIR') return { code: 'FOLDER_NOT_FOUND', status: 404, message: `No folder at ${path}` };
     if (code === 'EACCES' || code === 'EPERM') return { code: 'FOLDER_UNREADABLE', status: 403, message: `The folder ${path} cannot be read (permission denied)` };
     return null;
+  }
+}
+
+/**
+ * The CLI's form of the same check: every folder given on the command line must be one, or the command
+ * stops with a usage error (exit 2) naming it, before a library opens or a server listens.
+ * `label` names the option in the message (`--root: …`), empty for plain arguments.
+ */
+export async function requireFolders(paths: readonly string[], label = ''): Promise<void> {
+  for (const path of paths) {
+    const problem = await folderProblem(resolve(path));
+    if (problem) throw new ClipdexError('INVALID_ARGUMENT', `${label}${problem.message}`, { details: { path: resolve(path), reason: problem.code } });
   }
 }

@@ -1,10 +1,9 @@
-import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { ClipdexError } from '../../errors.js';
 import { IngestEngine, readIngestCounts } from '../../ingest/ingest-engine.js';
 import type { IngestEvent, IngestProgress } from '../../ingest/ingest-events.js';
 import { Library } from '../../library/library.js';
-import { folderProblem } from '../../server/folder-check.js';
+import { requireFolders } from '../../server/folder-check.js';
 import { EXIT, globalOptions, log, printJson } from '../context.js';
 import { createProgress } from '../progress.js';
 
@@ -30,10 +29,7 @@ export function indexCommand(): Command {
     .action(async (dirs: string[], opts: { exclude: string[]; watch: boolean }, cmd: Command) => {
       const g = globalOptions(cmd);
       // A folder that is not there (or is a file) is a usage error before the library opens, as for `serve --root`.
-      for (const dir of dirs) {
-        const problem = await folderProblem(resolve(dir));
-        if (problem) throw new ClipdexError('INVALID_ARGUMENT', problem.message, { details: { path: resolve(dir), reason: problem.code } });
-      }
+      await requireFolders(dirs);
       const lib = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir });
       let engine: IngestEngine | null = null;
       let interrupted = false;

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { ClipdexError, errorMessage } from '../../errors.js';
 import { IngestEngine } from '../../ingest/ingest-engine.js';
 import { Library } from '../../library/library.js';
-import { folderProblem } from '../../server/folder-check.js';
+import { requireFolders } from '../../server/folder-check.js';
 import { LateIngest } from '../../server/late-ingest.js';
 import { startServer } from '../../server/server.js';
 import { globalOptions, log } from '../context.js';
@@ -25,10 +25,7 @@ export function serveCommand(): Command {
       const g = globalOptions(cmd);
       // A folder that is not there (or is a file) is a usage error now, before the library opens or the
       // server listens: otherwise the server would run on with indexing that never starts.
-      for (const root of o.root ?? []) {
-        const problem = await folderProblem(resolve(root));
-        if (problem) throw new ClipdexError('INVALID_ARGUMENT', `--root: ${problem.message}`, { details: { path: resolve(root), reason: problem.code } });
-      }
+      await requireFolders(o.root ?? [], '--root: ');
       // The server starts without a model too: the page and `status` then say what is missing.
       // Background index failures (a build or a save that failed, a discarded index) reach the log, not only status.
       const library = await Library.open({
