@@ -18,7 +18,7 @@ import { ClipdexError, errorMessage, isClipdexError } from '../errors.js';
 import type { Library, LoadedModel } from '../library/library.js';
 import type { ThumbnailOptions } from '../model/image-decode.js';
 import type { SessionOptions } from '../model/ort-session.js';
-import type { ImageStatus } from '../store/images-repo.js';
+import { readIngestCounts, type IngestCounts } from '../store/ingest-counts-repo.js';
 import { runEncodePipeline, type PipelineModel } from './encode-pipeline.js';
 import { ThreadImageEncoder } from './encoder-thread.js';
 import { createFileRules, ownDirsUnder, type FileRules } from './file-rules.js';
@@ -32,6 +32,9 @@ import { identityKey, IngestStore, type RootInfo } from './ingest-store.js';
 import { LiveChanges } from './live-changes.js';
 import { reconcileRoot } from './reconcile.js';
 import { checkRootPin, folderIdentity, type PinCheck } from './root-pin.js';
+
+// Re-exported: the server and the package's entry point take them from the engine.
+export { readIngestCounts, type IngestCounts };
 
 const ORPHAN_RETENTION_MS = 7 * 24 * 3600_000;
 
@@ -92,14 +95,6 @@ export interface IngestEngineOptions {
   libraryDirs?: readonly string[];
 }
 
-export interface IngestCounts {
-  indexed: number;
-  /** Queued files (roots that are offline included). */
-  pending: number;
-  failed: number;
-  offline: number;
-}
-
 export interface RootStatus extends RootInfo {
   /** How it is watched now; 'off' when the engine does not watch. */
   watch: WatchMode | 'off';
@@ -119,23 +114,6 @@ export type IngestStatus = {
   /** The engine's last failure; `resolvedAt` is when it next got a file done (it is over, kept to read). */
   lastFailure: { code: string; message: string; at: number; resolvedAt: number | null } | null;
 };
-
-/**
- * One store per database for readIngestCounts: an IngestStore prepares its 34 statements when built, and a
- * new one per call made each /api/status cost tens of ms of the server's main thread (twice: the engine's
- * status counts too), which under load starved the ingest pipeline sharing that thread.
- */
-const countStores = new WeakMap<Library['store']['db'], IngestStore>();
-
-/** Image counts by status and the queue length, straight from the database (no engine needed). */
-export function readIngestCounts(library: Pick<Library, 'images' | 'store'>): IngestCounts {
-  const byStatus: Record<ImageStatus, number> = library.images.countByStatus();
-  const db = library.store.db;
-  let store = countStores.get(db);
-  if (!store) countStores.set(db, (store = new IngestStore(db)));
-  const pending = store.queueCount();
-  return { indexed: byStatus.indexed, pending, failed: byStatus.error, offline: byStatus.offline };
-}
 
 const RATE_WINDOW_MS = 10_000;
 /** After a change could not be recorded (a full or read-only disk), the roots are walked again this much later. */

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { ClipdexError } from '../../errors.js';
-import { IngestEngine, readIngestCounts } from '../../ingest/ingest-engine.js';
+import { IngestEngine } from '../../ingest/ingest-engine.js';
+import { readIngestCounts } from '../../store/ingest-counts-repo.js';
 import type { IngestEvent, IngestProgress } from '../../ingest/ingest-events.js';
 import { Library } from '../../library/library.js';
 import { requireFolders } from '../../server/folder-check.js';

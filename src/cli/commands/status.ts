@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { ClipdexError } from '../../errors.js';
-import { readIngestCounts } from '../../ingest/ingest-engine.js';
+import { readIngestCounts } from '../../store/ingest-counts-repo.js';
 import { IngestStore } from '../../ingest/ingest-store.js';
 import { Library } from '../../library/library.js';
 import { exitCodeFor, globalOptions, printJson } from '../context.js';
