@@ -1,5 +1,25 @@
 import type { RemoteFile } from './manifest.js';
-import type { PullPhase, PullProgressEvent } from './hub-download.js';
+
+/** One step of a model pull, as the CLI's bar and the web page's status show it. */
+export type PullPhase = 'start' | 'progress' | 'verified' | 'skipped' | 'resumed';
+
+export interface PullProgressEvent {
+  phase: PullPhase;
+  /** Repository path of the file, '/'-separated. */
+  file: string;
+  /** 0-based. */
+  fileIndex: number;
+  fileCount: number;
+  /** Bytes of this file on disk so far. Falls back to 0 (with a `note`) when a download restarts. */
+  bytesDone: number;
+  /** Size of this file when known (manifest, HEAD or Content-Length). */
+  bytesTotal: number | undefined;
+  totalBytesDone: number;
+  /** Sum over all files, when every size is known. */
+  totalBytes: number | undefined;
+  /** Why something unusual happened: a corrupt local copy replaced, a restart, a retry. */
+  note?: string;
+}
 
 /** Turns per-chunk byte counts into throttled, monotonic progress events for the whole pull. */
 

@@ -15,32 +15,14 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClipdexError, errorMessage } from '../errors.js';
 import { claimPartial, hashFile, removeLeftoverPartials, restingPartial, sizeIfFile, withInProcessLock, workingPartial } from './download-partials.js';
-import { ProgressReporter } from './download-progress.js';
+import { ProgressReporter, type PullProgressEvent } from './download-progress.js';
 import { COMPLETE_MARKER, normalizeEndpoint, validateSource } from './download-source.js';
 import type { ModelSource, RemoteFile } from './manifest.js';
 
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
 export { COMPLETE_MARKER };
 
-export type PullPhase = 'start' | 'progress' | 'verified' | 'skipped' | 'resumed';
-
-export interface PullProgressEvent {
-  phase: PullPhase;
-  /** Repository path of the file, '/'-separated. */
-  file: string;
-  /** 0-based. */
-  fileIndex: number;
-  fileCount: number;
-  /** Bytes of this file on disk so far. Falls back to 0 (with a `note`) when a download restarts. */
-  bytesDone: number;
-  /** Size of this file when known (manifest, HEAD or Content-Length). */
-  bytesTotal: number | undefined;
-  totalBytesDone: number;
-  /** Sum over all files, when every size is known. */
-  totalBytes: number | undefined;
-  /** Why something unusual happened: a corrupt local copy replaced, a restart, a retry. */
-  note?: string;
-}
+export type { PullPhase, PullProgressEvent } from './download-progress.js';
 
 export interface PullOptions {
   targetDir: string;
