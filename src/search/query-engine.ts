@@ -11,10 +11,11 @@ import type { ImageInput } from '../model/image-source.js';
 import type { ImageRecord } from '../store/images-repo.js';
 import { ImageFilterQueries, type BrowseOrder, type ImageFilter } from '../store/image-filter.js';
 import { failedPhotoError } from './failed-photo.js';
-import { browseOffsetParam, checkImageFilter, limitParam, MAX_SEARCH_OFFSET, minScoreRatioParam, parseParam, searchOffsetParam } from './filter-params.js';
+import { parseParam } from '../validation/param-rules.js';
+import { browseOffsetParam, checkImageFilter, limitParam, MAX_SEARCH_OFFSET, minScoreRatioParam, searchOffsetParam } from '../validation/search-params.js';
 import { LruCache } from './lru-cache.js';
 
-export { MAX_LIMIT } from './filter-params.js';
+export { MAX_LIMIT } from '../validation/search-params.js';
 
 export type QueryTerm = { weight?: number } & (
   | { text: string }

@@ -4,16 +4,16 @@ import {
   browseOffsetParam,
   browseSortParam,
   filterParamsShape,
-  intParam,
   limitParam,
   minScoreRatioParam,
   searchOffsetParam,
   searchSortParam,
-} from '../search/filter-params.js';
+} from '../validation/search-params.js';
+import { intParam } from '../validation/param-rules.js';
 
 export const sortSchema = searchSortParam;
 
-/** Filters and paging shared by every search (the rules themselves live in search/filter-params). */
+/** Filters and paging shared by every search (the rules themselves live in validation/search-params). */
 export const searchOptionsShape = {
   limit: limitParam.optional().describe('results per page (default 50)'),
   offset: searchOffsetParam.optional().describe('results to skip'),

@@ -8,7 +8,7 @@ import type { Library } from '../library/library.js';
 import { providerUnavailableReason } from '../model/ort-session.js';
 import { listManifests } from '../model/model-registry.js';
 import { QueryEngine, resultFromRecord, type QueryTerm, type SearchRequest } from '../search/query-engine.js';
-import { imageFilterOf, type FilterParams } from '../search/filter-params.js';
+import { imageFilterOf, type FilterParams } from '../validation/search-params.js';
 import { readIngestCounts } from '../ingest/ingest-engine.js';
 import type { ImageFilter } from '../store/image-filter.js';
 import {

@@ -6,33 +6,21 @@
  */
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { ClipdexError } from '../errors.js';
 import type { ImageFormat } from '../model/image-format.js';
 import type { ImageFilter } from '../store/image-filter.js';
+import { fromText, intParam, parseParam } from './param-rules.js';
 
 /** Results per page of a search or of the library. */
 export const MAX_LIMIT = 500;
 /** A search ranks at most this many candidates, so a page cannot start further in. */
 export const MAX_SEARCH_OFFSET = 2000;
 
-const WHOLE_NUMBER = /^\s*[+-]?\d+\s*$/;
-
-/** An integer in [min, max], as a number or as the digits of a query string or a command-line option. */
-export function intParam(min: number, max: number) {
-  const message = `must be an integer from ${min} to ${max}`;
-  // "", "1e3", "0x10" and "12abc" are not whole numbers, though Number() would read some of them as one.
-  return z.preprocess((v) => (typeof v === 'string' && WHOLE_NUMBER.test(v) ? Number(v) : v), z.number({ error: message }).int(message).min(min, message).max(max, message));
-}
-
 export const limitParam = intParam(1, MAX_LIMIT);
 export const searchOffsetParam = intParam(0, MAX_SEARCH_OFFSET);
 export const browseOffsetParam = intParam(0, Number.MAX_SAFE_INTEGER);
 
 /** A share of the best score, 0 to 1, as a number or its decimal text. */
-export const minScoreRatioParam = z.preprocess(
-  (v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v),
-  z.number({ error: 'must be a number from 0 to 1' }).min(0, 'must be a number from 0 to 1').max(1, 'must be a number from 0 to 1'),
-);
+export const minScoreRatioParam = fromText(z.number({ error: 'must be a number from 0 to 1' }).min(0, 'must be a number from 0 to 1').max(1, 'must be a number from 0 to 1'));
 
 const DATE_MESSAGE = 'must be a real date as YYYY-MM-DD (e.g. 2024-06-30) or an ISO 8601 timestamp';
 // zod's ISO checks know the calendar (30 days in June, 29 February only in leap years); Date.parse does
@@ -122,13 +110,4 @@ export function imageFilterOf(p: FilterParams): ImageFilter | undefined {
 export function checkImageFilter(filter: ImageFilter): ImageFilter {
   if (filter.formats === undefined) return filter;
   return { ...filter, formats: parseParam(formatListParam, filter.formats, 'formats') };
-}
-
-/** One value through its rule, a failure as INVALID_ARGUMENT naming it ("--after must be …, got …"). */
-export function parseParam<T>(schema: z.ZodType<T>, value: unknown, name: string): T {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const message = result.error.issues[0]?.message ?? 'is not valid';
-  const got = JSON.stringify(value);
-  throw new ClipdexError('INVALID_ARGUMENT', `${name} ${message}${message.includes(got) ? '' : `, got ${got}`}`, { cause: result.error });
 }
