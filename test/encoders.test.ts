@@ -2,9 +2,9 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openSession, providerUnavailableReason, sessionOptionsFromEnv } from '../src/inference/onnx-runtime.js';
 import { ClipModel } from '../src/model/clip-model.js';
 import { readModelDir } from '../src/model/model-dir.js';
-import { openSession, providerUnavailableReason, sessionOptionsFromEnv } from '../src/model/ort-session.js';
 import { buildTinyModel } from '../src/model/tiny-model-builder.js';
 import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
 

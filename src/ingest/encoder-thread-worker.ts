@@ -1,14 +1,14 @@
 /**
  * Worker side of encoder-thread.ts: opens the image tower and encodes the batches it is sent.
- * onnxruntime-node runs a session synchronously on the calling thread, so here it blocks this worker,
- * not the thread that decodes the next batch (and, in `clipdex serve`, answers requests).
+ * A session runs synchronously on the JS thread that calls it (see inference/onnx-runtime.ts), so here it
+ * blocks this worker, not the thread that decodes the next batch (and, in `clipdex serve`, answers requests).
  */
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { isClipdexError, errorMessage } from '../errors.js';
+import type { SessionOptions } from '../inference/onnx-runtime.js';
 import { ImageEncoder } from '../model/image-encoder.js';
 import type { ModelSpec } from '../model/model-dir.js';
-import type { SessionOptions } from '../model/ort-session.js';
 import { openTower } from '../model/tower-session.js';
 
 export interface EncoderWorkerData {

@@ -1,16 +1,16 @@
 /**
  * The ingest pipeline's image encoder on a worker thread.
  *
- * Why: onnxruntime-node runs a session synchronously on the thread that calls it. On the main thread a
- * ViT-B/32 batch of 16 holds the event loop for about a second on a laptop CPU: meanwhile no decoded
- * image is collected, no new decode starts (so decoding stops overlapping inference), and in `clipdex
- * serve` no request is answered. On its own thread the encoder blocks only itself.
+ * Why: a session runs synchronously on the JS thread that calls it (see inference/onnx-runtime.ts). On the
+ * main thread a ViT-B/32 batch of 16 holds the event loop for about a second on a laptop CPU: meanwhile no
+ * decoded image is collected, no new decode starts (so decoding stops overlapping inference), and in
+ * `clipdex serve` no request is answered. On its own thread the encoder blocks only itself.
  * The cost: a second copy of the image tower in memory (the library keeps its own for queries).
  */
 import type { Worker } from 'node:worker_threads';
 import { ClipdexError, type ErrorCode } from '../errors.js';
 import type { ModelSpec } from '../model/model-dir.js';
-import type { SessionOptions } from '../model/ort-session.js';
+import type { SessionOptions } from '../inference/onnx-runtime.js';
 import type { PipelineModel } from './encode-pipeline.js';
 import type { EncoderReply, EncoderRequest, EncoderWorkerData } from './encoder-thread-worker.js';
 import { spawnWorker } from '../util/spawn-worker.js';

@@ -1,10 +1,10 @@
 import { join } from 'node:path';
 import { ClipdexError } from '../errors.js';
+import type { ProviderFallback, ProviderName, SessionOptions } from '../inference/onnx-runtime.js';
 import { ImageEncoder } from './image-encoder.js';
 import { preprocessBatch, type BatchOptions } from './image-preprocess.js';
 import type { ImageInput } from './image-source.js';
 import type { ModelSpec } from './model-dir.js';
-import type { ProviderFallback, ProviderName, SessionOptions } from './ort-session.js';
 import { TextEncoder } from './text-encoder.js';
 import { ClipTokenizer } from './tokenizer.js';
 import { openTower } from './tower-session.js';

@@ -1,6 +1,5 @@
-import * as ort from 'onnxruntime-node';
 import { ClipdexError } from '../errors.js';
-import type { ProviderFallback, ProviderName } from './ort-session.js';
+import { type ProviderFallback, type ProviderName, tensor } from '../inference/onnx-runtime.js';
 import { runTower, type TowerSession } from './tower-session.js';
 
 /**
@@ -38,7 +37,7 @@ export class ImageEncoder {
     for (let start = 0; start < count; start += this.batchSize) {
       const n = Math.min(this.batchSize, count - start);
       const chunk = pixels.subarray(start * per, (start + n) * per);
-      const feeds = { [this.tower.input.name]: new ort.Tensor('float32', chunk, [n, 3, S, S]) };
+      const feeds = { [this.tower.input.name]: tensor('float32', chunk, [n, 3, S, S]) };
       out.push(...(await runTower(this.tower, feeds, n, 'image')));
     }
     return out;

@@ -8,10 +8,10 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { openSession } from '../inference/onnx-runtime.js';
 import { LAYOUT_IO } from './clip-onnx-graph.js';
 import type { ModelManifest, TowerSpec } from './manifest.js';
 import { detectLayout, readModelDir } from './model-dir.js';
-import { openSession } from './ort-session.js';
 
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');

@@ -1,6 +1,5 @@
-import * as ort from 'onnxruntime-node';
 import { ClipdexError } from '../errors.js';
-import type { ProviderFallback, ProviderName } from './ort-session.js';
+import { type ProviderFallback, type ProviderName, type Tensor, tensor } from '../inference/onnx-runtime.js';
 import { isDynamic, runTower, type TowerSession } from './tower-session.js';
 
 /** The part of the tokenizer the encoder needs. */
@@ -77,12 +76,12 @@ export class TextEncoder {
       }
     });
     const type = this.tower.input.type as 'int64' | 'int32';
-    const feeds: Record<string, ort.Tensor> = { [this.tower.input.name]: new ort.Tensor(type, ids, [n, length]) };
+    const feeds: Record<string, Tensor> = { [this.tower.input.name]: tensor(type, ids, [n, length]) };
     for (const extra of this.tower.extraInputs) {
       if (extra.name !== 'attention_mask') {
         throw new ClipdexError('MODEL_INVALID', `text model declares an input ${extra.name} that clipdex does not know how to feed`);
       }
-      feeds[extra.name] = new ort.Tensor(extra.type === 'int32' ? 'int32' : 'int64', extra.type === type ? mask : convert(mask), [n, length]);
+      feeds[extra.name] = tensor(extra.type === 'int32' ? 'int32' : 'int64', extra.type === type ? mask : convert(mask), [n, length]);
     }
     return runTower(this.tower, feeds, n, 'text');
   }

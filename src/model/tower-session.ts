@@ -1,7 +1,14 @@
-import type * as ort from 'onnxruntime-node';
-import { ClipdexError, errorMessage } from '../errors.js';
+import { ClipdexError } from '../errors.js';
+import {
+  type InferenceSession,
+  openSession,
+  type ProviderFallback,
+  type ProviderName,
+  runSession,
+  type SessionOptions,
+  type Tensor,
+} from '../inference/onnx-runtime.js';
 import type { TowerSpec } from './manifest.js';
-import { openSession, type ProviderFallback, type ProviderName, type SessionOptions } from './ort-session.js';
 
 /** What the graph itself declares about one input, so we feed it what it expects. */
 export interface InputInfo {
@@ -13,7 +20,7 @@ export interface InputInfo {
 
 /** One tower (image or text) opened on a provider, with names and shapes taken from the graph. */
 export interface TowerSession {
-  session: ort.InferenceSession;
+  session: InferenceSession;
   provider: ProviderName;
   fallbacks: ProviderFallback[];
   input: InputInfo;
@@ -30,7 +37,7 @@ export function isDynamic(dim: number | string | undefined): boolean {
   return typeof dim === 'string' || (typeof dim === 'number' && dim < 0);
 }
 
-function inputInfos(session: ort.InferenceSession): InputInfo[] {
+function inputInfos(session: InferenceSession): InputInfo[] {
   return session.inputMetadata.map((m) =>
     m.isTensor ? { name: m.name, type: m.type, shape: m.shape } : { name: m.name, type: 'non-tensor', shape: [] },
   );
@@ -92,13 +99,8 @@ export function normalizedRows(data: Float32Array, rows: number, dim: number): F
 }
 
 /** Runs one batch through a tower and returns its `rows` embeddings, L2-normalised. */
-export async function runTower(tower: TowerSession, feeds: Record<string, ort.Tensor>, rows: number, what: 'image' | 'text'): Promise<Float32Array[]> {
-  let result: ort.InferenceSession.OnnxValueMapType;
-  try {
-    result = await tower.session.run(feeds);
-  } catch (err) {
-    throw new ClipdexError('INFERENCE_FAILED', `${what} encoder failed: ${errorMessage(err)}`, { cause: err });
-  }
-  const tensor = result[tower.output] as ort.Tensor;
+export async function runTower(tower: TowerSession, feeds: Record<string, Tensor>, rows: number, what: 'image' | 'text'): Promise<Float32Array[]> {
+  const result = await runSession(tower.session, `${what} encoder failed`, () => feeds);
+  const tensor = result[tower.output] as Tensor;
   return normalizedRows(tensor.data as Float32Array, rows, tensor.dims[tensor.dims.length - 1]!);
 }

@@ -2,13 +2,12 @@ import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
 import { Command } from 'commander';
-import * as ort from 'onnxruntime-node';
 import { errorMessage, isClipdexError } from '../../errors.js';
 import { hnswlibBuild } from '../../index/hnswlib-binding.js';
+import { onnxRuntimeVersion, providerUnavailableReason } from '../../inference/onnx-runtime.js';
 import { lostDatabaseReason, REINIT_ENV } from '../../library/lost-database.js';
 import { ClipModel } from '../../model/clip-model.js';
 import { resolveModel } from '../../model/model-registry.js';
-import { providerUnavailableReason } from '../../model/ort-session.js';
 import { checkIntegrity, damagedDatabaseAdvice, databaseContent, libraryPaths } from '../../store/database.js';
 import { EXIT, globalOptions, printJson } from '../context.js';
 
@@ -80,7 +79,7 @@ export async function runChecks(g: { model: string; dataDir: string; cacheDir: s
   checks.push({
     name: 'runtime',
     status: 'ok',
-    detail: `Node ${process.versions.node} on ${process.platform}/${process.arch}, ${availableParallelism()} CPUs, onnxruntime-node ${ort.env.versions.common}`,
+    detail: `Node ${process.versions.node} on ${process.platform}/${process.arch}, ${availableParallelism()} CPUs, onnxruntime-node ${onnxRuntimeVersion()}`,
   });
 
   const cuda = providerUnavailableReason('cuda');
