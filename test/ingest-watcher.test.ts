@@ -30,12 +30,12 @@ async function freshRoot(name: string): Promise<string> {
 }
 
 /** A watcher whose batches are recorded; fast settings so tests stay short. */
-async function watch(roots: string[], extra: Partial<FolderWatcherOptions> = {}) {
+async function watch(root: string, extra: Partial<FolderWatcherOptions> = {}) {
   const batches: WatchEvent[][] = [];
   const deliveredAt = new Map<WatchEvent, number>();
   const notices: WatchNotice[] = [];
   const errors: Error[] = [];
-  const watcher = await FolderWatcher.start(roots, {
+  const watcher = await FolderWatcher.start(root, {
     debounceMs: 100,
     stableMs: 300,
     onBatch: (events) => {
@@ -144,8 +144,8 @@ describe('FolderWatcher', () => {
   it('reports add, change, rename, move, folder add/remove and delete, as settled events', async () => {
     const root = await freshRoot('events');
     await writeJpeg(join(root, 'existing.jpg'), 1);
-    const w = await watch([root]);
-    expect(w.watcher.mode(root)).toBe('native');
+    const w = await watch(root);
+    expect(w.watcher.mode()).toBe('native');
 
     const added = await writeJpeg(join(root, 'new.jpg'), 2);
     expect(await w.waitEvent('add', join(root, 'new.jpg'))).toMatchObject({ root, relPath: 'new.jpg', size: added.length });
@@ -179,7 +179,7 @@ describe('FolderWatcher', () => {
 
   it('never reports hidden, system, non-image or user-excluded files', async () => {
     const root = await freshRoot('rules');
-    const w = await watch([root], { rules: createFileRules({ exclude: ['raw'] }) });
+    const w = await watch(root, { rules: createFileRules({ exclude: ['raw'] }) });
     const bytes = await jpegBytes(5);
     for (const rel of ['.hidden.jpg', '.git/x.jpg', 'node_modules/x.jpg', '@eaDir/x.jpg', '.thumbnails/x.jpg', 'notes.txt', 'raw/x.jpg', 'ok/raw/y.jpg', 'photo.jpg.part']) {
       await mkdir(join(root, rel, '..'), { recursive: true });
@@ -197,7 +197,7 @@ describe('FolderWatcher', () => {
     const root = await freshRoot('burst');
     let delivering = 0;
     let overlapped = false;
-    const w = await watch([root], {
+    const w = await watch(root, {
       maxBatch: 500,
       onBatch: async (events) => {
         if (++delivering > 1) overlapped = true;
@@ -222,7 +222,7 @@ describe('FolderWatcher', () => {
 
   it('reports a file written slowly (appended over 1.5 s) once, complete, after the last write', async () => {
     const root = await freshRoot('slow');
-    const w = await watch([root], { stableMs: 500 });
+    const w = await watch(root, { stableMs: 500 });
     const bytes = await sharp({ create: { width: 300, height: 200, channels: 3, background: '#a52' } }).jpeg().toBuffer();
     const path = join(root, 'slow.jpg');
     const parts = 10;
@@ -248,7 +248,7 @@ describe('FolderWatcher', () => {
     await writeJpeg(join(root, 'sub', 'a.jpg'), 7);
     await symlink('..', join(root, 'sub', 'up'));
     await symlink(join(root, 'sub'), join(root, 'alias'));
-    const w = await watch([root]);
+    const w = await watch(root);
     await writeJpeg(join(root, 'sub', 'b.jpg'), 8);
     await w.waitEvent('add', join(root, 'sub', 'b.jpg'));
     await sleep(500);
@@ -262,23 +262,24 @@ describe('FolderWatcher', () => {
     const other = await freshRoot('stays');
     await writeJpeg(join(root, 'a.jpg'), 11);
     await writeJpeg(join(root, 'sub', 'b.jpg'), 12);
-    const w = await watch([root, other], { offlineCheckMs: 100 });
+    const w = await watch(root, { offlineCheckMs: 100 });
+    const o = await watch(other, { offlineCheckMs: 100 });
 
     // As chokidar sees an unmounted share: every file under the root "deleted".
     await rm(root, { recursive: true });
     await w.waitEvent('rootOffline', root);
-    expect(w.watcher.mode(root)).toBe('offline');
-    expect(w.events().filter((e) => e.root === root && (e.type === 'unlink' || e.type === 'unlinkDir'))).toEqual([]);
+    expect(w.watcher.mode()).toBe('offline');
+    expect(w.events().filter((e) => e.type === 'unlink' || e.type === 'unlinkDir')).toEqual([]);
 
     // An empty folder in its place looks like a bare mount point: still offline.
     await mkdir(root);
     await sleep(500);
     expect(w.find('rootOnline', root)).toBeUndefined();
-    expect(w.watcher.mode(root)).toBe('offline');
+    expect(w.watcher.mode()).toBe('offline');
 
     await writeJpeg(join(root, 'c.jpg'), 13);
     await w.waitEvent('rootOnline', root);
-    expect(w.watcher.mode(root)).toBe('native');
+    expect(w.watcher.mode()).toBe('native');
     await writeJpeg(join(root, 'd.jpg'), 14);
     await w.waitEvent('add', join(root, 'd.jpg'));
 
@@ -287,29 +288,31 @@ describe('FolderWatcher', () => {
     await w.waitEvent('unlink', join(root, 'd.jpg'));
     await writeJpeg(join(other, 'e.jpg'), 15);
     // Seen first: a file created and deleted faster than chokidar stats it may never be reported at all.
-    await w.waitEvent('add', join(other, 'e.jpg'));
+    await o.waitEvent('add', join(other, 'e.jpg'));
     await unlink(join(other, 'e.jpg'));
-    await w.waitEvent('unlink', join(other, 'e.jpg'));
+    await o.waitEvent('unlink', join(other, 'e.jpg'));
     expect(w.events().filter((e) => e.type === 'rootOffline')).toHaveLength(1);
+    expect(o.events().filter((e) => e.type === 'rootOffline')).toEqual([]);
   });
 
-  it('stops reporting a removed root and keeps the others', async () => {
+  it('stops reporting once closed (a removed root), while another root\'s watcher goes on', async () => {
     const dropped = await freshRoot('dropped');
     const kept = await freshRoot('kept');
-    const w = await watch([dropped, kept]);
-    expect(w.watcher.roots.sort()).toEqual([dropped, kept].sort());
-    await w.watcher.remove(dropped);
-    expect(w.watcher.roots).toEqual([kept]);
+    const d = await watch(dropped);
+    const k = await watch(kept);
+    expect(d.watcher.root).toBe(dropped);
+    await d.watcher.close();
     await writeJpeg(join(dropped, 'x.jpg'), 16);
     await writeJpeg(join(kept, 'y.jpg'), 17);
-    await w.waitEvent('add', join(kept, 'y.jpg'));
+    await k.waitEvent('add', join(kept, 'y.jpg'));
     await sleep(500);
-    await w.watcher.flush();
-    expect(w.events().map((e) => e.path)).toEqual([join(kept, 'y.jpg')]);
+    await k.watcher.flush();
+    expect(d.events()).toEqual([]);
+    expect(k.events().map((e) => e.path)).toEqual([join(kept, 'y.jpg')]);
   });
 
   it('refuses a root that does not exist', async () => {
-    await expect(FolderWatcher.start([join(tmp, 'missing-root')], { onBatch: () => {} })).rejects.toMatchObject({ code: 'FILE_NOT_FOUND' });
+    await expect(FolderWatcher.start(join(tmp, 'missing-root'), { onBatch: () => {} })).rejects.toMatchObject({ code: 'FILE_NOT_FOUND' });
   });
 
   it('falls back to polling for the root that hits the watch limit, says so once, and keeps reporting', async () => {
@@ -319,7 +322,7 @@ describe('FolderWatcher', () => {
     const limited = await freshRoot('limited');
     const healthy = await freshRoot('healthy');
     const made: { root: string; usePolling: boolean; watcher: FSWatcher }[] = [];
-    const w = await watch([limited, healthy], {
+    const options: Partial<FolderWatcherOptions> = {
       pollIntervalMs: 100,
       createWatcher: (root, options) => {
         const watcher = chokidar.watch(root, options);
@@ -333,10 +336,11 @@ describe('FolderWatcher', () => {
         }
         return watcher;
       },
-    });
+    };
+    const [w, h] = await Promise.all([watch(limited, options), watch(healthy, options)]);
     await waitFor(() => w.notices.length > 0, 'the fallback notice');
-    expect(w.watcher.mode(limited)).toBe('polling');
-    expect(w.watcher.mode(healthy)).toBe('native');
+    expect(w.watcher.mode()).toBe('polling');
+    expect(h.watcher.mode()).toBe('native');
     expect(made.map((m) => [m.root, m.usePolling])).toEqual(expect.arrayContaining([[limited, false], [healthy, false], [limited, true]]));
     expect(made).toHaveLength(3);
     expect(w.notices).toEqual([expect.objectContaining({ kind: 'polling-fallback', root: limited, code: 'ENOSPC', rescanAdvised: true })]);
@@ -346,13 +350,15 @@ describe('FolderWatcher', () => {
     await writeJpeg(join(limited, 'after-fallback.jpg'), 9);
     await writeJpeg(join(healthy, 'still-native.jpg'), 10);
     await w.waitEvent('add', join(limited, 'after-fallback.jpg'));
-    await w.waitEvent('add', join(healthy, 'still-native.jpg'));
+    await h.waitEvent('add', join(healthy, 'still-native.jpg'));
 
     // The limit error again, now from the polling watcher: no second notice, no second switch.
     made.find((m) => m.root === limited && m.usePolling)!.watcher.emit('error', Object.assign(new Error('ENOSPC again'), { code: 'ENOSPC' }));
     await sleep(100);
     expect(w.notices).toHaveLength(1);
+    expect(h.notices).toEqual([]);
     expect(made).toHaveLength(3);
     expect(w.errors).toEqual([]);
+    expect(h.errors).toEqual([]);
   });
 });

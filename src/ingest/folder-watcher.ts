@@ -1,6 +1,7 @@
 /**
- * Live changes under several roots, as batches of plain events. One chokidar instance per root,
- * so a root that hits the OS watch limit can fall back to polling on its own.
+ * Live changes under one root, as batches of plain events. The engine runs one watcher per root,
+ * so a root that hits the OS watch limit falls back to polling on its own, and removing a root is
+ * closing its watcher.
  *
  * - Filtering: the same file rules as the scanner, applied inside chokidar (`ignored`) so that
  *   excluded folders are never walked or watched, and again on each event.
@@ -11,11 +12,11 @@
  *   delivery at a time, and events that arrive meanwhile are merged into the next batch.
  * - Symlinked folders follow the scanner's policy (dir-links.ts): loops and in-root aliases are
  *   not followed; chokidar alone would descend into a loop until the kernel says ELOOP.
- * - Watch limits: an ENOSPC/EMFILE/ENFILE error from a root's watcher closes it and reopens that
- *   root with polling, reported once per root through `onNotice`. Changes made while switching
- *   can be missed, so the notice asks the caller to rescan that root.
+ * - Watch limits: an ENOSPC/EMFILE/ENFILE error from the chokidar instance closes it and reopens
+ *   the root with polling, reported once through `onNotice`. Changes made while switching can be
+ *   missed, so the notice asks the caller to rescan the root.
  *
- * - Offline roots: before deletions are passed on, their root is checked to still be the same
+ * - Offline root: before deletions are passed on, the root is checked to still be the same
  *   folder (device and inode); a vanished or replaced root is reported as 'rootOffline' instead
  *   (an unmounted share shows up as every file deleted), and 'rootOnline' when it returns.
  *
@@ -75,7 +76,7 @@ export interface FolderWatcherOptions {
   maxBatch?: number;
   /** How long a written file must stay unchanged before it is reported (default 1000 ms). */
   stableMs?: number;
-  /** Watch every root by polling from the start (network file systems that send no events). */
+  /** Watch the root by polling from the start (network file systems that send no events). */
   usePolling?: boolean;
   /** Polling interval when polling (default 2000 ms). */
   pollIntervalMs?: number;
@@ -86,13 +87,13 @@ export interface FolderWatcherOptions {
   onBatch: (events: WatchEvent[]) => void | Promise<void>;
   onNotice?: (notice: WatchNotice) => void;
   /** Other watcher errors (a folder that cannot be read, a failing onBatch). */
-  onError?: (error: Error, root: string | null) => void;
+  onError?: (error: Error) => void;
   /**
-   * Something changed under `root` that this watcher cannot report as an event: a name that is not UTF-8
-   * (see below). The caller walks the root again (the scanner reads names as bytes).
+   * Something changed under the root that this watcher cannot report as an event: a name that is not UTF-8
+   * (see open()). The caller walks the root again (the scanner reads names as bytes).
    */
-  onRescan?: (root: string) => void;
-  /** Makes the chokidar instance for a root; tests use it to reach the instance. */
+  onRescan?: () => void;
+  /** Makes the chokidar instance; tests use it to reach the instance. */
   createWatcher?: WatcherFactory;
 }
 
@@ -119,28 +120,6 @@ function keepReadThrottles(watcher: FSWatcher): void {
   };
 }
 
-class RootState {
-  watcher!: FSWatcher;
-  /** fs.watch handles on folders whose paths are not UTF-8, by their bytes as Latin-1 text (watchByteDirs). */
-  readonly byteWatches = new Map<string, NodeFSWatcher>();
-  noticed = false;
-  offline = false;
-  markReady!: () => void;
-  readonly ready = new Promise<void>((res) => (this.markReady = res));
-
-  constructor(
-    readonly root: string,
-    public realRoot: string,
-    public identity: RootIdentity,
-    public mode: 'native' | 'polling',
-  ) {}
-}
-
-function closeByteWatches(state: RootState): void {
-  for (const w of state.byteWatches.values()) w.close();
-  state.byteWatches.clear();
-}
-
 interface RootIdentity {
   dev: number;
   ino: number;
@@ -161,7 +140,14 @@ async function rootIdentity(root: string): Promise<(RootIdentity & { realRoot: s
 }
 
 export class FolderWatcher {
-  private readonly states = new Map<string, RootState>();
+  private watcher: FSWatcher | null = null;
+  /** fs.watch handles on folders whose paths are not UTF-8, by their bytes as Latin-1 text (watchByteDirs). */
+  private readonly byteWatches = new Map<string, NodeFSWatcher>();
+  private watchMode: 'native' | 'polling';
+  private noticed = false;
+  private offline = false;
+  private markReady!: () => void;
+  private readonly ready = new Promise<void>((res) => (this.markReady = res));
   private readonly settler: WriteSettler<'add' | 'change'>;
   private readonly rules: FileRules;
   private readonly createWatcher: WatcherFactory;
@@ -176,7 +162,13 @@ export class FolderWatcher {
   private readonly maxBatch: number;
   private readonly pollIntervalMs: number;
 
-  private constructor(private readonly options: FolderWatcherOptions) {
+  private constructor(
+    readonly root: string,
+    private realRoot: string,
+    private identity: RootIdentity,
+    private readonly options: FolderWatcherOptions,
+  ) {
+    this.watchMode = options.usePolling ? 'polling' : 'native';
     this.rules = options.rules ?? createFileRules();
     this.createWatcher = options.createWatcher ?? ((root, opts) => chokidar.watch(root, opts));
     this.debounceMs = Math.max(0, options.debounceMs ?? 250);
@@ -189,37 +181,10 @@ export class FolderWatcher {
     });
   }
 
-  /** Watches `roots`; resolves once every root is being watched. */
-  static async start(roots: readonly string[], options: FolderWatcherOptions): Promise<FolderWatcher> {
+  /** Watches `root`; resolves once it is being watched. */
+  static async start(rootArg: string, options: FolderWatcherOptions): Promise<FolderWatcher> {
     if (typeof options?.onBatch !== 'function') throw new ClipdexError('INVALID_ARGUMENT', 'FolderWatcher needs an onBatch callback');
-    const watcher = new FolderWatcher(options);
-    try {
-      await Promise.all(roots.map((r) => watcher.add(r)));
-    } catch (err) {
-      await watcher.close();
-      throw err;
-    }
-    return watcher;
-  }
-
-  get roots(): string[] {
-    return [...this.states.keys()];
-  }
-
-  mode(root: string): WatchMode | undefined {
-    const state = this.states.get(resolve(root));
-    return state?.offline ? 'offline' : state?.mode;
-  }
-
-  /** Files written recently that are still waiting to settle. */
-  get pendingWrites(): number {
-    return this.settler.size;
-  }
-
-  async add(rootArg: string): Promise<void> {
     const root = resolve(rootArg);
-    if (this.closed) throw new ClipdexError('INVALID_ARGUMENT', 'This watcher is closed');
-    if (this.states.has(root)) return this.states.get(root)!.ready;
     let realRoot: string;
     let s: Stats;
     try {
@@ -229,22 +194,24 @@ export class FolderWatcher {
       throw new ClipdexError('FILE_NOT_FOUND', `Cannot watch ${root}: ${errorMessage(err)}`, { cause: err, details: { root } });
     }
     if (!s.isDirectory()) throw new ClipdexError('INVALID_ARGUMENT', `Cannot watch ${root}: not a folder`, { details: { root } });
-    const state = new RootState(root, realRoot, { dev: s.dev, ino: s.ino }, this.options.usePolling ? 'polling' : 'native');
-    this.states.set(root, state);
-    state.watcher = this.open(state);
-    return state.ready;
+    const watcher = new FolderWatcher(root, realRoot, { dev: s.dev, ino: s.ino }, options);
+    try {
+      watcher.open();
+      await watcher.ready;
+    } catch (err) {
+      await watcher.close();
+      throw err;
+    }
+    return watcher;
   }
 
-  async remove(rootArg: string): Promise<void> {
-    const root = resolve(rootArg);
-    const state = this.states.get(root);
-    if (!state) return;
-    this.states.delete(root);
-    state.markReady();
-    this.settler.forgetUnder(root);
-    for (const path of [...this.buffer.keys()]) if (this.buffer.get(path)!.root === root) this.buffer.delete(path);
-    closeByteWatches(state);
-    await state.watcher.close();
+  mode(): WatchMode {
+    return this.offline ? 'offline' : this.watchMode;
+  }
+
+  /** Files written recently that are still waiting to settle. */
+  get pendingWrites(): number {
+    return this.settler.size;
   }
 
   /** Delivers what is buffered now and waits until every delivery has finished. */
@@ -262,17 +229,18 @@ export class FolderWatcher {
     this.closed = true;
     clearTimeout(this.flushTimer);
     clearInterval(this.offlineTimer);
+    this.markReady();
     this.settler.close();
-    for (const s of this.states.values()) closeByteWatches(s);
-    await Promise.all([...this.states.values()].map((s) => s.watcher.close()));
-    this.states.clear();
+    this.closeByteWatches();
+    await this.watcher?.close();
     this.buffer.clear();
     await this.delivering;
   }
 
-  private open(state: RootState): FSWatcher {
-    const polling = state.mode === 'polling';
-    const watcher = this.createWatcher(state.root, {
+  /** Opens a chokidar instance on the root, in the current mode. */
+  private open(): FSWatcher {
+    const polling = this.watchMode === 'polling';
+    const watcher = this.createWatcher(this.root, {
       ignoreInitial: true,
       persistent: true,
       followSymlinks: this.options.followSymlinks ?? true,
@@ -282,22 +250,23 @@ export class FolderWatcher {
       binaryInterval: this.pollIntervalMs,
       // Our settler does this job; chokidar's would hold events back a second time.
       awaitWriteFinish: false,
-      ignored: (path: string, stats?: Stats) => this.ignored(state, path, stats),
+      ignored: (path: string, stats?: Stats) => this.ignored(path, stats),
     });
+    this.watcher = watcher;
     keepReadThrottles(watcher);
-    const live = () => !this.closed && !state.offline && this.states.get(state.root) === state && state.watcher === watcher;
+    const live = () => !this.closed && !this.offline && this.watcher === watcher;
     watcher.on('ready', () => {
-      if (live()) state.markReady();
+      if (live()) this.markReady();
     });
     watcher.on('error', (err: unknown) => {
       if (!live()) return;
       const error = err instanceof Error ? err : new Error(String(err));
       const code = (error as NodeJS.ErrnoException).code ?? '';
-      if (LIMIT_CODES.has(code) && state.mode === 'native') void this.fallBackToPolling(state, code, error);
-      else if (!LIMIT_CODES.has(code)) this.options.onError?.(error, state.root);
+      if (LIMIT_CODES.has(code) && this.watchMode === 'native') void this.fallBackToPolling(code, error);
+      else if (!LIMIT_CODES.has(code)) this.options.onError?.(error);
     });
     watcher.on('all', (event, path, stats) => {
-      if (live()) this.onEvent(state, event as WatchEventType, path, stats);
+      if (live()) this.onEvent(event as WatchEventType, path, stats);
     });
     // chokidar takes names as UTF-8 strings: a Latin-1 name (`caf\xe9.jpg`) decodes to `caf\uFFFD.jpg`, whose
     // stat fails, and chokidar drops it without an event (files and whole folders alike). The raw inotify
@@ -305,67 +274,71 @@ export class FolderWatcher {
     // Inside such a folder chokidar watches nothing: watchByteDirs() watches those folders by their bytes.
     // Polling sends no raw names: there, such files are found by the next walk (a restart, `clipdex index`).
     watcher.on('raw', (_event: string, name: unknown) => {
-      if (live() && typeof name === 'string' && name.includes('\uFFFD')) this.options.onRescan?.(state.root);
+      if (live() && typeof name === 'string' && name.includes('\uFFFD')) this.options.onRescan?.();
     });
     return watcher;
   }
 
   /**
-   * Watches the folders of `root` whose paths are not UTF-8 (a walk lists them: scanner.ts `byteDirs`), which
-   * chokidar cannot enter, by their bytes: any change in one asks for a walk of the root. Replaces the last
-   * list, so folders gone since stop being watched.
+   * Watches the folders of the root whose paths are not UTF-8 (a walk lists them: scanner.ts `byteDirs`),
+   * which chokidar cannot enter, by their bytes: any change in one asks for a walk of the root. Replaces the
+   * last list, so folders gone since stop being watched.
    */
-  watchByteDirs(rootArg: string, dirs: readonly Buffer[]): void {
-    const state = this.states.get(resolve(rootArg));
-    if (!state || this.closed || state.mode === 'polling') return;
+  watchByteDirs(dirs: readonly Buffer[]): void {
+    if (this.closed || this.watchMode === 'polling') return;
     const wanted = new Map(dirs.map((d) => [d.toString('latin1'), d]));
-    for (const [key, w] of state.byteWatches) {
+    for (const [key, w] of this.byteWatches) {
       if (!wanted.has(key)) {
         w.close();
-        state.byteWatches.delete(key);
+        this.byteWatches.delete(key);
       }
     }
     for (const [key, dir] of wanted) {
-      if (state.byteWatches.has(key)) continue;
+      if (this.byteWatches.has(key)) continue;
       try {
         const w = watchDir(dir, { encoding: 'buffer', persistent: false }, () => {
-          if (!this.closed && this.states.get(state.root) === state) this.options.onRescan?.(state.root);
+          if (!this.closed) this.options.onRescan?.();
         });
         // Removed or unreadable: the walk that its removal prompts (in its parent) sends the new list.
         w.on('error', () => {
           w.close();
-          if (state.byteWatches.get(key) === w) state.byteWatches.delete(key);
+          if (this.byteWatches.get(key) === w) this.byteWatches.delete(key);
         });
-        state.byteWatches.set(key, w);
+        this.byteWatches.set(key, w);
       } catch {
         // Gone already, or out of watches: found by the next walk instead.
       }
     }
   }
 
+  private closeByteWatches(): void {
+    for (const w of this.byteWatches.values()) w.close();
+    this.byteWatches.clear();
+  }
+
   /** Asks for a walk when a folder holds a name chokidar cannot report (not UTF-8). */
-  private async checkByteNames(state: RootState, dir: string): Promise<void> {
+  private async checkByteNames(dir: string): Promise<void> {
     try {
       const names = await readdir(dir, { encoding: 'buffer' });
-      if (names.some((name) => !isUtf8(name)) && !this.closed && this.states.get(state.root) === state) this.options.onRescan?.(state.root);
+      if (names.some((name) => !isUtf8(name)) && !this.closed) this.options.onRescan?.();
     } catch {
       // Gone or unreadable already: its own events (unlinkDir, a read error) say so.
     }
   }
 
-  private async fallBackToPolling(state: RootState, code: string, cause: Error): Promise<void> {
-    state.mode = 'polling';
-    const old = state.watcher;
-    state.watcher = this.open(state);
-    if (!state.noticed) {
-      state.noticed = true;
-      this.options.onNotice?.({ kind: 'polling-fallback', root: state.root, code, message: limitMessage(state.root, code, this.pollIntervalMs, cause), rescanAdvised: true });
+  private async fallBackToPolling(code: string, cause: Error): Promise<void> {
+    this.watchMode = 'polling';
+    const old = this.watcher;
+    this.open();
+    if (!this.noticed) {
+      this.noticed = true;
+      this.options.onNotice?.({ kind: 'polling-fallback', root: this.root, code, message: limitMessage(this.root, code, this.pollIntervalMs, cause), rescanAdvised: true });
     }
-    await old.close().catch(() => undefined);
+    await old?.close().catch(() => undefined);
   }
 
-  private ignored(state: RootState, path: string, stats?: Stats): boolean {
-    const rel = relativeToRoot(state.root, path);
+  private ignored(path: string, stats?: Stats): boolean {
+    const rel = relativeToRoot(this.root, path);
     if (rel === null || rel === '') return false;
     if (this.rules.isExcludedPath(rel)) return true;
     if (stats?.isFile()) return !hasImageExtension(basename(path));
@@ -377,14 +350,15 @@ export class FolderWatcher {
       } catch {
         return false;
       }
-      if (isLink) return classifyDirLinkSync(path, state.realRoot) !== 'follow';
+      if (isLink) return classifyDirLinkSync(path, this.realRoot) !== 'follow';
     }
     return false;
   }
 
-  private onEvent(state: RootState, type: WatchEventType, path: string, stats?: Stats): void {
-    const rel = relativeToRoot(state.root, path);
+  private onEvent(type: WatchEventType, path: string, stats?: Stats): void {
+    const rel = relativeToRoot(this.root, path);
     if (rel === null) return;
+    const root = this.root;
     switch (type) {
       case 'add':
       case 'change':
@@ -394,20 +368,20 @@ export class FolderWatcher {
       case 'unlink':
         if (!this.rules.isCandidateFile(rel)) return;
         this.settler.forget(path);
-        this.enqueue({ type, root: state.root, path, relPath: rel });
+        this.enqueue({ type, root, path, relPath: rel });
         return;
       case 'addDir':
         if (rel !== '' && this.rules.isExcludedDir(rel)) return;
-        this.enqueue({ type, root: state.root, path, relPath: rel });
+        this.enqueue({ type, root, path, relPath: rel });
         // A folder moved in whole brings its names with it and no raw event for them (see open()).
-        void this.checkByteNames(state, path);
+        void this.checkByteNames(path);
         return;
       case 'unlinkDir':
         if (rel !== '' && this.rules.isExcludedDir(rel)) return;
         this.settler.forgetUnder(path);
         // Whatever is buffered under the folder is overtaken by its removal.
         for (const p of [...this.buffer.keys()]) if (p.startsWith(path + sep)) this.buffer.delete(p);
-        this.enqueue({ type, root: state.root, path, relPath: rel });
+        this.enqueue({ type, root, path, relPath: rel });
         return;
       default:
         return;
@@ -416,19 +390,10 @@ export class FolderWatcher {
 
   private settled(files: SettledFile<'add' | 'change'>[]): void {
     for (const f of files) {
-      const state = this.rootOf(f.path);
-      if (!state) continue;
-      const rel = relativeToRoot(state.root, f.path)!;
-      this.enqueue({ type: f.tag, root: state.root, path: f.path, relPath: rel, size: f.size, mtimeMs: f.mtimeMs });
+      const rel = relativeToRoot(this.root, f.path);
+      if (rel === null) continue;
+      this.enqueue({ type: f.tag, root: this.root, path: f.path, relPath: rel, size: f.size, mtimeMs: f.mtimeMs });
     }
-  }
-
-  private rootOf(path: string): RootState | undefined {
-    let best: RootState | undefined;
-    for (const s of this.states.values()) {
-      if (relativeToRoot(s.root, path) !== null && (!best || s.root.length > best.root.length)) best = s;
-    }
-    return best;
   }
 
   private enqueue(event: WatchEvent): void {
@@ -448,32 +413,23 @@ export class FolderWatcher {
 
   /**
    * Deletions are the one kind of event that can lose data: before passing them on, check that
-   * their root is still the folder it was. An unmounted share leaves an empty mount point behind
+   * the root is still the folder it was. An unmounted share leaves an empty mount point behind
    * (another device), and chokidar then reports every file under it as deleted.
    */
-  private async withholdLostRoots(events: WatchEvent[]): Promise<WatchEvent[]> {
-    const roots = new Set(events.filter((e) => e.type === 'unlink' || e.type === 'unlinkDir').map((e) => e.root));
-    const lost = new Set<string>();
-    for (const root of roots) {
-      const state = this.states.get(root);
-      if (!state || state.offline) continue;
-      const now = await rootIdentity(root);
-      if (now && now.dev === state.identity.dev && now.ino === state.identity.ino) continue;
-      lost.add(root);
-      state.offline = true;
-      this.settler.forgetUnder(root);
-      for (const [path, e] of [...this.buffer]) if (e.root === root) this.buffer.delete(path);
-      await state.watcher.close().catch(() => undefined);
-      this.watchForReturn();
-    }
-    if (lost.size === 0) return events;
-    const kept = events.filter((e) => !lost.has(e.root));
-    for (const root of lost) kept.push({ type: 'rootOffline', root, path: root, relPath: '' });
-    return kept;
+  private async withholdIfLost(events: WatchEvent[]): Promise<WatchEvent[]> {
+    if (this.offline || !events.some((e) => e.type === 'unlink' || e.type === 'unlinkDir')) return events;
+    const now = await rootIdentity(this.root);
+    if (now && now.dev === this.identity.dev && now.ino === this.identity.ino) return events;
+    this.offline = true;
+    this.settler.forgetUnder(this.root);
+    this.buffer.clear();
+    await this.watcher?.close().catch(() => undefined);
+    this.watchForReturn();
+    return [{ type: 'rootOffline', root: this.root, path: this.root, relPath: '' }];
   }
 
   /**
-   * Looks for offline roots every offlineCheckMs. A root is back when it is a folder with
+   * Looks for the offline root every offlineCheckMs. It is back when it is a folder with
    * something in it: an empty folder in its place is taken for a bare mount point. (Its device
    * and inode cannot decide: a remounted share may get another device number, and a folder
    * deleted and made again often gets its old inode number back.)
@@ -485,31 +441,27 @@ export class FolderWatcher {
   }
 
   private async checkOffline(): Promise<void> {
-    const offline = [...this.states.values()].filter((s) => s.offline);
-    if (offline.length === 0 || this.closed) {
+    if (!this.offline || this.closed) {
       clearInterval(this.offlineTimer);
       this.offlineTimer = undefined;
       return;
     }
-    for (const state of offline) {
-      const now = await rootIdentity(state.root);
-      if (!now || now.empty || !state.offline || this.closed) continue;
-      state.offline = false;
-      state.identity = { dev: now.dev, ino: now.ino };
-      state.realRoot = now.realRoot;
-      state.watcher = this.open(state);
-      // Reported once the new watches are in place (or after a while: a huge tree keeps chokidar busy),
-      // so the rescan it prompts cannot miss changes that land in between.
-      const watcher = state.watcher;
-      await new Promise<void>((res) => {
-        const timer = setTimeout(res, 30_000);
-        watcher.once('ready', () => {
-          clearTimeout(timer);
-          res();
-        });
+    const now = await rootIdentity(this.root);
+    if (!now || now.empty || !this.offline || this.closed) return;
+    this.offline = false;
+    this.identity = { dev: now.dev, ino: now.ino };
+    this.realRoot = now.realRoot;
+    const watcher = this.open();
+    // Reported once the new watches are in place (or after a while: a huge tree keeps chokidar busy),
+    // so the rescan it prompts cannot miss changes that land in between.
+    await new Promise<void>((res) => {
+      const timer = setTimeout(res, 30_000);
+      watcher.once('ready', () => {
+        clearTimeout(timer);
+        res();
       });
-      this.enqueue({ type: 'rootOnline', root: state.root, path: state.root, relPath: '' });
-    }
+    });
+    this.enqueue({ type: 'rootOnline', root: this.root, path: this.root, relPath: '' });
   }
 
   private deliver(): void {
@@ -522,10 +474,10 @@ export class FolderWatcher {
     if (this.buffer.size > 0) this.firstBufferedAt = Date.now();
     this.delivering = (async () => {
       try {
-        const screened = await this.withholdLostRoots(events);
+        const screened = await this.withholdIfLost(events);
         if (screened.length > 0 && !this.closed) await this.options.onBatch(screened);
       } catch (err) {
-        this.options.onError?.(err instanceof Error ? err : new Error(String(err)), null);
+        this.options.onError?.(err instanceof Error ? err : new Error(String(err)));
       } finally {
         this.delivering = null;
         if (this.buffer.size > 0 && !this.closed) {

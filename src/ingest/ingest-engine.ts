@@ -309,7 +309,7 @@ export class IngestEngine {
     const counts = readIngestCounts(this.library);
     const roots = this.store.roots().map((r) => ({
       ...r,
-      watch: (this.watchers.get(r.id)?.mode(r.path) ?? (this.watchEnabled && r.state === 'offline' ? 'offline' : 'off')) as WatchMode | 'off',
+      watch: (this.watchers.get(r.id)?.mode() ?? (this.watchEnabled && r.state === 'offline' ? 'offline' : 'off')) as WatchMode | 'off',
       scanning: this.scans.has(r.id),
     }));
     const f = this.failure;
@@ -456,7 +456,7 @@ export class IngestEngine {
       return;
     }
     try {
-      const watcher = await FolderWatcher.start([root.path], {
+      const watcher = await FolderWatcher.start(root.path, {
         rules: await this.rulesFor(root),
         stableMs: this.stableMs,
         debounceMs: this.debounceMs,
@@ -627,7 +627,7 @@ export class IngestEngine {
         emit: (e) => this.emit(e),
         stableMs: this.stableMs,
         signal,
-        onByteDirs: (dirs) => this.watchers.get(rootId)?.watchByteDirs(root.path, dirs),
+        onByteDirs: (dirs) => this.watchers.get(rootId)?.watchByteDirs(dirs),
       });
     } catch (err) {
       if (!this.closed && !signal.aborted) {
