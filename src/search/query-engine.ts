@@ -12,7 +12,18 @@ import type { ImageRecord } from '../store/images-repo.js';
 import { ImageFilterQueries, type BrowseOrder, type ImageFilter } from '../store/image-filter.js';
 import { failedPhotoError } from './failed-photo.js';
 import { parseParam } from '../validation/param-rules.js';
-import { browseOffsetParam, checkImageFilter, limitParam, MAX_SEARCH_OFFSET, minScoreRatioParam, searchOffsetParam } from '../validation/search-params.js';
+import {
+  browseOffsetParam,
+  checkImageFilter,
+  limitParam,
+  MAX_SEARCH_OFFSET,
+  MAX_TERMS,
+  minScoreRatioParam,
+  phraseParam,
+  photoIdParam,
+  searchOffsetParam,
+  termWeightParam,
+} from '../validation/search-params.js';
 import { LruCache } from './lru-cache.js';
 
 export { MAX_LIMIT } from '../validation/search-params.js';
@@ -180,12 +191,9 @@ export class QueryEngine {
   /** Σ weight·embedding over the terms, normalised: the point in embedding space the search looks around. */
   async queryVector(terms: readonly QueryTerm[], space: SearchSpace = this.library.searchSpace()): Promise<Float32Array> {
     if (terms.length === 0) throw new ClipdexError('INVALID_ARGUMENT', 'a search needs at least one term (a phrase or an image)');
-    if (terms.length > 16) throw new ClipdexError('INVALID_ARGUMENT', `at most 16 terms per search, got ${terms.length}`);
+    if (terms.length > MAX_TERMS) throw new ClipdexError('INVALID_ARGUMENT', `at most ${MAX_TERMS} terms per search, got ${terms.length}`);
     const { model } = this.library.requireModel();
-    const weights = terms.map((t) => t.weight ?? 1);
-    for (const w of weights) {
-      if (!Number.isFinite(w) || Math.abs(w) > 100) throw new ClipdexError('INVALID_ARGUMENT', `term weights must be finite numbers in [-100, 100], got ${w}`);
-    }
+    const weights = terms.map((t) => parseParam(termWeightParam, t.weight ?? 1, 'a term weight'));
     if (!weights.some((w) => w > 0)) throw new ClipdexError('INVALID_ARGUMENT', 'at least one term needs a positive weight');
     const vectors = await Promise.all(terms.map((t) => this.termVector(t, space)));
     const sum = new Float32Array(model.dim);
@@ -206,9 +214,7 @@ export class QueryEngine {
     // Phrases and new images are encoded by the base model, then projected like the stored vectors were.
     const project = (v: Float32Array, w: 'image' | 'text') => (adapter ? projectRows(v, 1, adapter.weights[w], adapter.weights.dim) : v);
     if ('text' in term) {
-      const text = term.text.trim();
-      if (!text) throw new ClipdexError('INVALID_ARGUMENT', 'a phrase term is empty');
-      if (text.length > 1000) throw new ClipdexError('INVALID_ARGUMENT', 'a phrase is limited to 1000 characters');
+      const text = parseParam(phraseParam, term.text, 'a phrase');
       const cacheKey = `${key}\n${text}`;
       const cached = this.textCache.get(cacheKey);
       if (cached) return cached;
@@ -218,9 +224,7 @@ export class QueryEngine {
       return v;
     }
     if ('imageId' in term) {
-      if (!Number.isSafeInteger(term.imageId) || term.imageId < 1) {
-        throw new ClipdexError('INVALID_ARGUMENT', `image ids are positive integers, got ${term.imageId}`);
-      }
+      parseParam(photoIdParam, term.imageId, 'a photo id');
       const record = this.library.images.get(term.imageId);
       if (!record) throw new ClipdexError('NOT_FOUND', `no photo with id ${term.imageId}`);
       // Refused before any lookup: whatever vector its hash may still find, the file as it is now could not be read.

@@ -5,8 +5,12 @@ import {
   browseSortParam,
   filterParamsShape,
   limitParam,
+  MAX_TERMS,
   minScoreRatioParam,
+  phraseParam,
+  photoIdParam,
   searchOffsetParam,
+  termWeightParam,
   searchSortParam,
 } from '../validation/search-params.js';
 import { intParam } from '../validation/param-rules.js';
@@ -37,21 +41,21 @@ export const browseQuery = z.object({
   sort: browseSortParam.optional().describe('date-desc (default: newest first, undated last), date-asc or path'),
 });
 
-const weight = z.number().min(-100).max(100).optional();
+const weight = termWeightParam.optional();
 
 /** POST /api/search: any mix of phrases and stored photos, each with a weight; uploads come as multipart files. */
 export const combinedSearchBody = z.object({
   terms: z
     .array(
       z.union([
-        z.object({ text: z.string().trim().min(1).max(1000), weight }).strict(),
-        z.object({ imageId: z.number().int().positive(), weight }).strict(),
+        z.object({ text: phraseParam, weight }).strict(),
+        z.object({ imageId: photoIdParam, weight }).strict(),
       ]),
     )
-    .max(16)
+    .max(MAX_TERMS)
     .default([]),
   /** Weights of the uploaded files, in upload order (default 1 each). */
-  uploadWeights: z.array(z.number().min(-100).max(100)).max(4).optional(),
+  uploadWeights: z.array(termWeightParam).max(4).optional(),
   ...searchOptionsShape,
 });
 

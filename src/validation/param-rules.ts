@@ -30,6 +30,8 @@ export function parseParam<T>(schema: z.ZodType<T>, value: unknown, name: string
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const message = result.error.issues[0]?.message ?? 'is not valid';
-  const got = JSON.stringify(value);
+  // A long value is cut: a 1000-character phrase need not come back in full.
+  const json = JSON.stringify(value) ?? String(value);
+  const got = json.length > 100 ? `${json.slice(0, 100)}…` : json;
   throw new ClipdexError('INVALID_ARGUMENT', `${name} ${message}${message.includes(got) ? '' : `, got ${got}`}`, { cause: result.error });
 }

@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import type { ImageFormat } from '../model/image-format.js';
 import type { ImageFilter } from '../store/image-filter.js';
-import { fromText, intParam, parseParam } from './param-rules.js';
+import { fromText, intParam, intRule, parseParam } from './param-rules.js';
 
 /** Results per page of a search or of the library. */
 export const MAX_LIMIT = 500;
@@ -111,3 +111,13 @@ export function checkImageFilter(filter: ImageFilter): ImageFilter {
   if (filter.formats === undefined) return filter;
   return { ...filter, formats: parseParam(formatListParam, filter.formats, 'formats') };
 }
+
+/** Terms of one search (phrases, photos, images), and the limits on each. */
+export const MAX_TERMS = 16;
+const WEIGHT = 'must be a number from -100 to 100';
+/** A term's weight: negative subtracts; ±100 is far past any useful mix. */
+export const termWeightParam = z.number({ error: WEIGHT }).min(-100, WEIGHT).max(100, WEIGHT);
+/** A phrase to search for, trimmed. */
+export const phraseParam = z.string({ error: 'must be text' }).trim().min(1, 'must not be empty').max(1000, 'is limited to 1000 characters');
+/** A stored photo's id in a JSON body or a library call. */
+export const photoIdParam = intRule(1, Number.MAX_SAFE_INTEGER);
