@@ -1,13 +1,13 @@
 /**
  * Exact top-k by inner product as a two-node ONNX graph (Gemm + TopK) on ONNX Runtime's CPU provider.
  * Measured here (2 cores, 512-d): 100k rows 10–20 ms per query against 45–75 ms for an unrolled TS loop,
- * and still ~5× faster at 500 rows; batches of queries amortise further. run() also executes off the
- * JS thread, so a long exact scan does not stall the HTTP server the way a TS loop would.
+ * and still ~5× faster at 500 rows; batches of queries amortise further. The scan runs on the calling
+ * thread (see inference/onnx-runtime.ts), so in `clipdex serve` it holds the event loop for those
+ * milliseconds — a fraction of what the TS loop held it for.
  */
-import { availableParallelism } from 'node:os';
 import onnxProto from 'onnx-proto';
-import * as ort from 'onnxruntime-node';
-import { ClipdexError, errorMessage } from '../errors.js';
+import { ClipdexError } from '../errors.js';
+import { lazyGraph, runSession, tensor } from '../inference/onnx-runtime.js';
 
 const { onnx } = onnxProto;
 
@@ -17,7 +17,7 @@ export interface TopK {
   scores: Float32Array;
 }
 
-let session: Promise<ort.InferenceSession> | null = null;
+const kernel = lazyGraph(graphBytes, 'the exact-search kernel');
 
 /** Scores `queries` (b × dim) against `matrix` (n × dim, row-major) and keeps the k best rows per query. */
 export async function topKInnerProduct(matrix: Float32Array, n: number, dim: number, queries: Float32Array, k: number): Promise<TopK[]> {
@@ -26,17 +26,11 @@ export async function topKInnerProduct(matrix: Float32Array, n: number, dim: num
   const kk = Math.min(k, n);
   if (b === 0) return [];
   if (kk <= 0) return Array.from({ length: b }, () => ({ rows: new Int32Array(0), scores: new Float32Array(0) }));
-  const s = await kernel();
-  let out: ort.InferenceSession.OnnxValueMapType;
-  try {
-    out = await s.run({
-      q: new ort.Tensor('float32', queries, [b, dim]),
-      v: new ort.Tensor('float32', matrix.subarray(0, n * dim), [n, dim]),
-      k: new ort.Tensor('int64', BigInt64Array.of(BigInt(kk)), [1]),
-    });
-  } catch (err) {
-    throw new ClipdexError('INFERENCE_FAILED', `exact top-k failed: ${errorMessage(err)}`, { cause: err });
-  }
+  const out = await runSession(await kernel(), 'exact top-k failed', () => ({
+    q: tensor('float32', queries, [b, dim]),
+    v: tensor('float32', matrix.subarray(0, n * dim), [n, dim]),
+    k: tensor('int64', BigInt64Array.of(BigInt(kk)), [1]),
+  }));
   const values = out.values!.data as Float32Array;
   const indices = out.indices!.data as BigInt64Array;
   const result: TopK[] = [];
@@ -46,19 +40,6 @@ export async function topKInnerProduct(matrix: Float32Array, n: number, dim: num
     result.push({ rows, scores: values.slice(i * kk, (i + 1) * kk) });
   }
   return result;
-}
-
-function kernel(): Promise<ort.InferenceSession> {
-  session ??= ort.InferenceSession.create(graphBytes(), {
-    executionProviders: ['cpu'],
-    intraOpNumThreads: availableParallelism(),
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-  }).catch((err: unknown) => {
-    session = null;
-    throw new ClipdexError('INFERENCE_FAILED', `cannot create the exact-search kernel: ${errorMessage(err)}`, { cause: err });
-  });
-  return session;
 }
 
 /** scores = q · vᵀ (Gemm transB), then TopK along the last axis (largest, sorted). Shapes stay symbolic. */

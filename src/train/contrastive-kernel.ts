@@ -16,9 +16,8 @@
  *   G = ½((softmax_rows(L) − Qr)/n + (softmax_cols(L) − Qc)/m)      ∂s = e^s·Σ G⊙S
  *   ∂Û = e^s·G·V̂    ∂V̂ = e^s·Gᵀ·Û    ∂U = (∂Û − Û·rowsum(∂Û⊙Û)) / |U|    ∂Wi = Xᵀ·∂U + 2λ(Wi − I)
  */
-import { availableParallelism } from 'node:os';
-import * as ort from 'onnxruntime-node';
-import { ClipdexError, errorMessage } from '../errors.js';
+import { ClipdexError } from '../errors.js';
+import { type InferenceSession, openGraph, tensor } from '../inference/onnx-runtime.js';
 import { GraphBuilder } from '../model/onnx-graph.js';
 
 export interface StepInput {
@@ -53,22 +52,12 @@ export interface StepResult {
 
 export class ContrastiveKernel {
   private constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly session: InferenceSession,
     readonly dim: number,
   ) {}
 
   static async create(dim: number, options: { threads?: number } = {}): Promise<ContrastiveKernel> {
-    try {
-      const session = await ort.InferenceSession.create(contrastiveStepGraph(dim), {
-        executionProviders: ['cpu'],
-        intraOpNumThreads: options.threads ?? availableParallelism(),
-        interOpNumThreads: 1,
-        graphOptimizationLevel: 'all',
-      });
-      return new ContrastiveKernel(session, dim);
-    } catch (err) {
-      throw new ClipdexError('INFERENCE_FAILED', `cannot create the training kernel: ${errorMessage(err)}`, { cause: err });
-    }
+    return new ContrastiveKernel(await openGraph(contrastiveStepGraph(dim), 'the training kernel', options), dim);
   }
 
   async step(input: StepInput, params: StepParams): Promise<StepResult> {
@@ -78,13 +67,13 @@ export class ContrastiveKernel {
       throw new ClipdexError('INVALID_ARGUMENT', `training batch shapes do not match n=${n}, m=${m}, d=${d}`);
     }
     const out = await this.session.run({
-      x: new ort.Tensor('float32', input.images, [n, d]),
-      t: new ort.Tensor('float32', input.texts, [m, d]),
-      q: new ort.Tensor('float32', input.positives, [n, m]),
-      wi: new ort.Tensor('float32', params.imageW, [d, d]),
-      wt: new ort.Tensor('float32', params.textW, [d, d]),
-      s: new ort.Tensor('float32', Float32Array.of(params.logScale), []),
-      lambda: new ort.Tensor('float32', Float32Array.of(params.lambda), []),
+      x: tensor('float32', input.images, [n, d]),
+      t: tensor('float32', input.texts, [m, d]),
+      q: tensor('float32', input.positives, [n, m]),
+      wi: tensor('float32', params.imageW, [d, d]),
+      wt: tensor('float32', params.textW, [d, d]),
+      s: tensor('float32', Float32Array.of(params.logScale), []),
+      lambda: tensor('float32', Float32Array.of(params.lambda), []),
     });
     const scalar = (name: string) => (out[name]!.data as Float32Array)[0]!;
     return {

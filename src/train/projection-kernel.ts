@@ -2,52 +2,29 @@
  * Re-projects stored embeddings through an adapter in bulk: x·W with rows normalised, as a three-op ONNX
  * graph. 100k × 512 × 512 is 26 GMAC — half a minute in a TS loop, a fraction of a second in ORT's GEMM.
  */
-import { availableParallelism } from 'node:os';
-import * as ort from 'onnxruntime-node';
-import { ClipdexError, errorMessage } from '../errors.js';
+import { lazyGraph, runSession, tensor } from '../inference/onnx-runtime.js';
 import { GraphBuilder } from '../model/onnx-graph.js';
 
-let session: Promise<ort.InferenceSession> | null = null;
-let simSession: Promise<ort.InferenceSession> | null = null;
+const projection = lazyGraph(projectionGraph, 'a trainer kernel');
+const similarity = lazyGraph(similarityGraph, 'a trainer kernel');
 
 export async function projectBulk(rows: Float32Array, count: number, w: Float32Array, dim: number): Promise<Float32Array> {
   if (count === 0) return new Float32Array(0);
-  session ??= open(projectionGraph(), () => (session = null));
-  const s = await session;
-  try {
-    const out = await s.run({
-      x: new ort.Tensor('float32', rows.subarray(0, count * dim), [count, dim]),
-      w: new ort.Tensor('float32', w, [dim, dim]),
-    });
-    return out.y!.data as Float32Array;
-  } catch (err) {
-    throw new ClipdexError('INFERENCE_FAILED', `re-projecting embeddings failed: ${errorMessage(err)}`, { cause: err });
-  }
+  const out = await runSession(await projection(), 're-projecting embeddings failed', () => ({
+    x: tensor('float32', rows.subarray(0, count * dim), [count, dim]),
+    w: tensor('float32', w, [dim, dim]),
+  }));
+  return out.y!.data as Float32Array;
 }
 
 /** a·bᵀ (n×m) for row-major a (n×d) and b (m×d): every cosine between two sets of unit vectors. */
 export async function similarityMatrix(a: Float32Array, n: number, b: Float32Array, m: number, dim: number): Promise<Float32Array> {
   if (n === 0 || m === 0) return new Float32Array(0);
-  simSession ??= open(similarityGraph(), () => (simSession = null));
-  const s = await simSession;
-  try {
-    const out = await s.run({ a: new ort.Tensor('float32', a.subarray(0, n * dim), [n, dim]), b: new ort.Tensor('float32', b.subarray(0, m * dim), [m, dim]) });
-    return out.s!.data as Float32Array;
-  } catch (err) {
-    throw new ClipdexError('INFERENCE_FAILED', `computing similarities failed: ${errorMessage(err)}`, { cause: err });
-  }
-}
-
-function open(graph: Uint8Array, forget: () => void): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(graph, {
-    executionProviders: ['cpu'],
-    intraOpNumThreads: availableParallelism(),
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-  }).catch((err: unknown) => {
-    forget();
-    throw new ClipdexError('INFERENCE_FAILED', `cannot create a trainer kernel: ${errorMessage(err)}`, { cause: err });
-  });
+  const out = await runSession(await similarity(), 'computing similarities failed', () => ({
+    a: tensor('float32', a.subarray(0, n * dim), [n, dim]),
+    b: tensor('float32', b.subarray(0, m * dim), [m, dim]),
+  }));
+  return out.s!.data as Float32Array;
 }
 
 function similarityGraph(): Uint8Array {
