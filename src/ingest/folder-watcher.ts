@@ -17,28 +17,31 @@
  *   missed, so the notice asks the caller to rescan the root.
  *
  * - Offline root: before deletions are passed on, the root is checked to still be the same
- *   folder (device and inode); a vanished or replaced root is reported as 'rootOffline' instead
- *   (an unmounted share shows up as every file deleted), and 'rootOnline' when it returns.
+ *   folder (device and inode, see root-presence.ts); a vanished or replaced root is reported as
+ *   'rootOffline' instead (an unmounted share shows up as every file deleted), once; its owner
+ *   looks for the root's return and watches it again.
  *
  * There is no initial 'add' flood (ignoreInitial): the initial state comes from the scanner.
  * Start the watcher before the scan, so changes made during the scan are not lost.
  */
 import { type FSWatcher as NodeFSWatcher, lstatSync, type Stats, watch as watchDir } from 'node:fs';
 import { isUtf8 } from 'node:buffer';
-import { opendir, readdir, realpath, stat } from 'node:fs/promises';
+import { readdir, realpath, stat } from 'node:fs/promises';
 import { basename, resolve, sep } from 'node:path';
 import chokidar, { type ChokidarOptions, type FSWatcher } from 'chokidar';
 import { ClipdexError, errorMessage } from '../errors.js';
 import { classifyDirLinkSync } from './dir-links.js';
 import { createFileRules, hasImageExtension, relativeToRoot, type FileRules } from './file-rules.js';
+import { isSameFolder, type FolderIdentityNumbers } from './root-presence.js';
 import { WriteSettler, type SettledFile } from './write-settle.js';
 
 /**
  * 'rootOffline': the root vanished or was replaced (unmounted, its mount point left empty); its
  * deletions in that batch were withheld, and the caller should mark its files offline rather
- * than delete them. 'rootOnline': it is back (and being watched again): reconcile it.
+ * than delete them. The watcher reports nothing more; its owner looks for the root's return and
+ * watches it again with a new watcher.
  */
-export type WatchEventType = 'add' | 'change' | 'unlink' | 'addDir' | 'unlinkDir' | 'rootOffline' | 'rootOnline';
+export type WatchEventType = 'add' | 'change' | 'unlink' | 'addDir' | 'unlinkDir' | 'rootOffline';
 
 export interface WatchEvent {
   /** 'add' and 'change' both mean "this path now holds a complete file: check it". */
@@ -80,8 +83,6 @@ export interface FolderWatcherOptions {
   usePolling?: boolean;
   /** Polling interval when polling (default 2000 ms). */
   pollIntervalMs?: number;
-  /** How often an offline root is looked for (default 10 s). */
-  offlineCheckMs?: number;
   /** Follow links to folders outside the root (default true), like the scanner. */
   followSymlinks?: boolean;
   onBatch: (events: WatchEvent[]) => void | Promise<void>;
@@ -120,25 +121,6 @@ function keepReadThrottles(watcher: FSWatcher): void {
   };
 }
 
-interface RootIdentity {
-  dev: number;
-  ino: number;
-}
-
-/** The root as it is now, if it is a folder; null when it cannot be seen at all. */
-async function rootIdentity(root: string): Promise<(RootIdentity & { realRoot: string; empty: boolean }) | null> {
-  try {
-    const s = await stat(root);
-    if (!s.isDirectory()) return null;
-    const dir = await opendir(root);
-    const first = await dir.read();
-    await dir.close();
-    return { dev: s.dev, ino: s.ino, realRoot: await realpath(root), empty: first === null };
-  } catch {
-    return null;
-  }
-}
-
 export class FolderWatcher {
   private watcher: FSWatcher | null = null;
   /** fs.watch handles on folders whose paths are not UTF-8, by their bytes as Latin-1 text (watchByteDirs). */
@@ -154,7 +136,6 @@ export class FolderWatcher {
   private buffer = new Map<string, WatchEvent>();
   private firstBufferedAt = 0;
   private flushTimer: NodeJS.Timeout | undefined;
-  private offlineTimer: NodeJS.Timeout | undefined;
   private delivering: Promise<void> | null = null;
   private closed = false;
   private readonly debounceMs: number;
@@ -164,8 +145,8 @@ export class FolderWatcher {
 
   private constructor(
     readonly root: string,
-    private realRoot: string,
-    private identity: RootIdentity,
+    private readonly realRoot: string,
+    private readonly identity: FolderIdentityNumbers,
     private readonly options: FolderWatcherOptions,
   ) {
     this.watchMode = options.usePolling ? 'polling' : 'native';
@@ -228,7 +209,6 @@ export class FolderWatcher {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.flushTimer);
-    clearInterval(this.offlineTimer);
     this.markReady();
     this.settler.close();
     this.closeByteWatches();
@@ -418,50 +398,12 @@ export class FolderWatcher {
    */
   private async withholdIfLost(events: WatchEvent[]): Promise<WatchEvent[]> {
     if (this.offline || !events.some((e) => e.type === 'unlink' || e.type === 'unlinkDir')) return events;
-    const now = await rootIdentity(this.root);
-    if (now && now.dev === this.identity.dev && now.ino === this.identity.ino) return events;
+    if (await isSameFolder(this.root, this.identity)) return events;
     this.offline = true;
     this.settler.forgetUnder(this.root);
     this.buffer.clear();
     await this.watcher?.close().catch(() => undefined);
-    this.watchForReturn();
     return [{ type: 'rootOffline', root: this.root, path: this.root, relPath: '' }];
-  }
-
-  /**
-   * Looks for the offline root every offlineCheckMs. It is back when it is a folder with
-   * something in it: an empty folder in its place is taken for a bare mount point. (Its device
-   * and inode cannot decide: a remounted share may get another device number, and a folder
-   * deleted and made again often gets its old inode number back.)
-   */
-  private watchForReturn(): void {
-    if (this.offlineTimer || this.closed) return;
-    this.offlineTimer = setInterval(() => void this.checkOffline(), this.options.offlineCheckMs ?? 10_000);
-    this.offlineTimer.unref();
-  }
-
-  private async checkOffline(): Promise<void> {
-    if (!this.offline || this.closed) {
-      clearInterval(this.offlineTimer);
-      this.offlineTimer = undefined;
-      return;
-    }
-    const now = await rootIdentity(this.root);
-    if (!now || now.empty || !this.offline || this.closed) return;
-    this.offline = false;
-    this.identity = { dev: now.dev, ino: now.ino };
-    this.realRoot = now.realRoot;
-    const watcher = this.open();
-    // Reported once the new watches are in place (or after a while: a huge tree keeps chokidar busy),
-    // so the rescan it prompts cannot miss changes that land in between.
-    await new Promise<void>((res) => {
-      const timer = setTimeout(res, 30_000);
-      watcher.once('ready', () => {
-        clearTimeout(timer);
-        res();
-      });
-    });
-    this.enqueue({ type: 'rootOnline', root: this.root, path: this.root, relPath: '' });
   }
 
   private deliver(): void {

@@ -12,7 +12,7 @@
  * after a restart. Heavy work runs off the JS thread (ORT, libvips), so the engine can live inside the
  * server process.
  */
-import { opendir, realpath, stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { resolve, sep } from 'node:path';
 import { ClipdexError, errorMessage, isClipdexError } from '../errors.js';
 import type { Library, LoadedModel } from '../library/library.js';
@@ -28,9 +28,10 @@ import { IngestQueue } from './ingest-queue.js';
 import { createIngestSink } from './ingest-sink.js';
 import { ActiveAdapterWriter } from '../train/adapter-embeddings.js';
 import { storageError } from '../util/storage-error.js';
-import { identityKey, IngestStore, type RootInfo } from './ingest-store.js';
+import { IngestStore, type RootInfo } from './ingest-store.js';
 import { LiveChanges } from './live-changes.js';
 import { reconcileRoot } from './reconcile.js';
+import { isRootThere } from './root-presence.js';
 import { checkRootPin, folderIdentity, type PinCheck } from './root-pin.js';
 
 // Re-exported: the server and the package's entry point take them from the engine.
@@ -175,7 +176,6 @@ export class IngestEngine {
       rootIdOf: (path) => this.store.rootByPath(path)?.id,
       rootAvailable: (id) => this.rootAvailable(id),
       onRootOffline: (id, reason) => void this.rootLost(id, reason),
-      onRootOnline: (id) => void this.rootBack(id),
       renameWindowMs: options.renameWindowMs ?? 2 * this.stableMs + 2 * this.debounceMs + 500,
       busy: () => [...this.watchers.values()].some((w) => w.pendingWrites > 0),
       onError: (err) => {
@@ -428,23 +428,13 @@ export class IngestEngine {
     return root;
   }
 
-  /** The root folder is there and is the folder scanned before, or at least not an empty stand-in. */
+  /** The root is still the folder the user chose (its pin), and its folder is there (root-presence.ts). */
   private async rootAvailable(rootId: number): Promise<boolean> {
     const root = this.store.root(rootId);
     if (!root) return false;
     const record = this.library.roots.get(rootId);
     if (record && (await checkRootPin(this.library.roots, record)).ok === false) return false;
-    try {
-      const st = await stat(root.path);
-      if (!st.isDirectory()) return false;
-      if (root.identity === null || root.identity === identityKey(st)) return true;
-      const dir = await opendir(root.path);
-      const first = await dir.read();
-      await dir.close();
-      return first !== null;
-    } catch {
-      return false;
-    }
+    return isRootThere(root.path, root.identity);
   }
 
   private async watchRoot(rootId: number): Promise<void> {

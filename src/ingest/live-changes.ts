@@ -9,7 +9,7 @@
  *   renamed: same id, labels and embedding, and the encoder does not run. Held rows that nobody
  *   claimed are deleted once their files are confirmed missing. The window counts from the last
  *   watcher activity, so a large folder move that takes a while to arrive is still a move.
- * - rootOffline / rootOnline: handed to the engine (mark offline; reconcile).
+ * - rootOffline: handed to the engine (mark the root offline; it looks for the root's return).
  */
 import { lstat } from 'node:fs/promises';
 import { sep } from 'node:path';
@@ -31,7 +31,6 @@ export interface LiveChangesDeps {
   rootIdOf: (rootPath: string) => number | undefined;
   rootAvailable: (rootId: number) => Promise<boolean>;
   onRootOffline: (rootId: number, reason: string) => void;
-  onRootOnline: (rootId: number) => void;
   /** How long a deleted file's row waits for its new name (ms after the last watcher activity). */
   renameWindowMs: number;
   /** True while the watcher still holds writes that have not settled (additions still to come). */
@@ -98,9 +97,6 @@ export class LiveChanges {
         case 'rootOffline':
           this.dropHolds(rootId);
           this.deps.onRootOffline(rootId, `${e.root} vanished or was replaced (unmounted?)`);
-          break;
-        case 'rootOnline':
-          this.deps.onRootOnline(rootId);
           break;
         default:
           break;
