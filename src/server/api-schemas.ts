@@ -14,6 +14,7 @@ import {
   searchSortParam,
 } from '../validation/search-params.js';
 import { intParam } from '../validation/param-rules.js';
+import { trainRequestShape } from '../validation/train-params.js';
 
 export const sortSchema = searchSortParam;
 
@@ -85,16 +86,7 @@ export const importLabelsBody = z.union([
   z.object({ folder: z.string().min(1).max(4096), template: z.string().min(1).max(500).optional() }).strict(),
 ]);
 
-export const trainBody = z
-  .object({
-    epochs: z.number().int().min(1).max(10_000).optional(),
-    batchSize: z.number().int().min(2).max(65_536).optional(),
-    valFraction: z.number().min(0).max(0.9).optional(),
-    seed: z.number().int().min(0).max(2 ** 31 - 1).optional(),
-    learningRate: z.number().gt(0).lt(1).optional(),
-    patience: z.number().int().min(1).max(10_000).optional(),
-  })
-  .strict();
+export const trainBody = z.object(trainRequestShape).strict();
 
 export const versionParam = z.object({ version: intParam(1, Number.MAX_SAFE_INTEGER) });
 

@@ -2,12 +2,13 @@ import { z } from 'zod';
 import type { Library } from '../library/library.js';
 import { labeledPhotos } from '../train/labeled-photos.js';
 import { assignSplit } from '../train/pair-split.js';
+import { seedText, valFractionText } from '../validation/train-params.js';
 
 /** GET /api/training/split: the options that decide the split, as the training form sends them. */
 export const splitPreviewQuery = z
   .object({
-    valFraction: z.coerce.number().min(0).max(0.9).optional(),
-    seed: z.coerce.number().int().min(0).max(2 ** 31 - 1).optional(),
+    valFraction: valFractionText.optional(),
+    seed: seedText.optional(),
   })
   .strict();
 

@@ -8,6 +8,8 @@
 import { ClipdexError } from '../errors.js';
 import type { PairSplit } from '../store/pairs-repo.js';
 import { seededRandom } from '../util/seeded-random.js';
+import { parseParam } from '../validation/param-rules.js';
+import { batchSizeRule, blendsRule, epochsRule, identityPenaltyRule, learningRateRule, patienceRule, seedRule } from '../validation/train-params.js';
 import { Adam } from './adam.js';
 import { identityMatrix, mixAdapter, type AdapterWeights } from './adapter-weights.js';
 import { projectBulk, similarityMatrix } from './projection-kernel.js';
@@ -101,28 +103,16 @@ export interface TrainOutcome {
 
 const MAX_LOG_SCALE = Math.log(100);
 
+/** The options with their defaults, each through its rule (validation/train-params): INVALID_ARGUMENT naming the first bad one. */
 export function resolveTrainOptions(o: TrainOptions = {}): Required<Omit<TrainOptions, 'threads'>> {
-  const r = {
-    epochs: o.epochs ?? 100,
-    batchSize: o.batchSize ?? 256,
-    learningRate: o.learningRate ?? 2e-3,
-    identityPenalty: o.identityPenalty ?? 0.01,
-    patience: o.patience ?? 8,
-    seed: o.seed ?? 1,
-    targets: o.targets ?? 'multi-positive',
-    blends: o.blends ?? [0, 0.2, 0.4, 0.6, 0.8, 1],
-  };
-  const int = (v: number, name: string, min: number, max: number) => {
-    if (!Number.isInteger(v) || v < min || v > max) throw new ClipdexError('INVALID_ARGUMENT', `${name} must be an integer from ${min} to ${max}, got ${v}`);
-  };
-  int(r.epochs, 'epochs', 1, 10_000);
-  int(r.batchSize, 'batch size', 2, 65_536);
-  int(r.patience, 'patience', 1, 10_000);
-  int(r.seed, 'seed', 0, 2 ** 31 - 1);
-  if (!(r.learningRate > 0 && r.learningRate < 1)) throw new ClipdexError('INVALID_ARGUMENT', `learning rate must be in (0, 1), got ${r.learningRate}`);
-  if (!(r.identityPenalty >= 0 && r.identityPenalty < 100)) throw new ClipdexError('INVALID_ARGUMENT', `identity penalty must be in [0, 100), got ${r.identityPenalty}`);
-  if (r.blends.length === 0 || r.blends.some((b) => !(b >= 0 && b <= 1))) throw new ClipdexError('INVALID_ARGUMENT', 'blends must be numbers in [0, 1]');
-  return r;
+  const epochs = parseParam(epochsRule, o.epochs ?? 100, 'epochs');
+  const batchSize = parseParam(batchSizeRule, o.batchSize ?? 256, 'batch size');
+  const patience = parseParam(patienceRule, o.patience ?? 8, 'patience');
+  const seed = parseParam(seedRule, o.seed ?? 1, 'seed');
+  const learningRate = parseParam(learningRateRule, o.learningRate ?? 2e-3, 'learning rate');
+  const identityPenalty = parseParam(identityPenaltyRule, o.identityPenalty ?? 0.01, 'identity penalty');
+  const blends = parseParam(blendsRule, o.blends ?? [0, 0.2, 0.4, 0.6, 0.8, 1], 'blends');
+  return { epochs, batchSize, learningRate, identityPenalty, patience, seed, targets: o.targets ?? 'multi-positive', blends };
 }
 
 export async function trainAdapters(data: TrainingData, options: TrainOptions = {}, onProgress?: (p: TrainProgress) => void, signal?: AbortSignal): Promise<TrainOutcome> {

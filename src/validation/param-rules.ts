@@ -14,10 +14,15 @@ export function intRule(min: number, max: number) {
   return z.number({ error: message }).int(message).min(min, message).max(max, message);
 }
 
+/** An integer rule that also reads the digits of a query string or a command-line option. */
+export function intText<T extends z.ZodType>(rule: T) {
+  // "", "1e3", "0x10" and "12abc" are not whole numbers, though Number() would read some of them as one.
+  return z.preprocess((v) => (typeof v === 'string' && WHOLE_NUMBER.test(v) ? Number(v) : v), rule);
+}
+
 /** An integer in [min, max], as a number or as the digits of a query string or a command-line option. */
 export function intParam(min: number, max: number) {
-  // "", "1e3", "0x10" and "12abc" are not whole numbers, though Number() would read some of them as one.
-  return z.preprocess((v) => (typeof v === 'string' && WHOLE_NUMBER.test(v) ? Number(v) : v), intRule(min, max));
+  return intText(intRule(min, max));
 }
 
 /** A number rule that also reads decimal text ("0.2", "2e-3"); an empty text stays text, and is refused. */
@@ -34,4 +39,9 @@ export function parseParam<T>(schema: z.ZodType<T>, value: unknown, name: string
   const json = JSON.stringify(value) ?? String(value);
   const got = json.length > 100 ? `${json.slice(0, 100)}…` : json;
   throw new ClipdexError('INVALID_ARGUMENT', `${name} ${message}${message.includes(got) ? '' : `, got ${got}`}`, { cause: result.error });
+}
+
+/** A command-line option's parser from a rule: a bad value fails with the option's name (exit 2). */
+export function optionParser<T>(schema: z.ZodType<T>, flag: string): (value: string) => T {
+  return (value) => parseParam(schema, value, flag);
 }

@@ -18,15 +18,10 @@ import {
   searchOffsetParam,
   type FilterParams,
 } from '../../validation/search-params.js';
-import { parseParam } from '../../validation/param-rules.js';
+import { optionParser as option } from '../../validation/param-rules.js';
 import { QueryEngine, type QueryTerm, type SearchRequest, type SearchResponse } from '../../search/query-engine.js';
 import type { BrowseOrder, ImageFilter } from '../../store/image-filter.js';
 import { globalOptions, printJson, type GlobalOptions } from '../context.js';
-
-/** A commander option parser from a search-params rule: a bad value fails with the option's name (exit 2). */
-function option<T>(schema: z.ZodType<T>, flag: string): (value: string) => T {
-  return (value) => parseParam(schema, value, flag);
-}
 
 interface CommonOptions {
   offset?: number;

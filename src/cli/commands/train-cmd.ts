@@ -8,17 +8,11 @@ import { ClipdexError, isClipdexError } from '../../errors.js';
 import { Library } from '../../library/library.js';
 import { AdapterService, type ActivationResult, type AdapterJobProgress, type TrainRequest, type TrainResult } from '../../train/adapter-service.js';
 import type { DirectionMetrics, RetrievalMetrics } from '../../train/retrieval-metrics.js';
-import { resolveTrainOptions, type TrainProgress } from '../../train/trainer.js';
+import type { TrainProgress } from '../../train/trainer.js';
+import { optionParser } from '../../validation/param-rules.js';
+import { batchSizeText, epochsText, learningRateText, patienceText, seedText, valFractionText } from '../../validation/train-params.js';
 import { EXIT, globalOptions, log, printJson } from '../context.js';
 import { activationProgress, seconds, validationRecall } from './adapters-cmd.js';
-
-function number(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n)) throw new ClipdexError('INVALID_ARGUMENT', `--${name} must be a number, got ${JSON.stringify(value)}`);
-    return n;
-  };
-}
 
 /** One epoch in words: the losses, the best epoch so far, and how long early stopping still waits. */
 function epochLine(p: TrainProgress): string {
@@ -123,12 +117,12 @@ function printResult(r: TrainResult, activation: ActivationResult | null, activa
 export function trainCommand(): Command {
   return new Command('train')
     .description('teach the model your labels: fine-tune an adapter, report before/after on held-out photos, save it as a new version')
-    .option('--epochs <n>', 'at most this many epochs (early stopping usually ends sooner; default 100)', number('epochs'))
-    .option('--batch <n>', 'pairs per batch (default 256)', number('batch'))
-    .option('--val-split <share>', 'share of labeled photos held out to judge the result (default 0.2)', number('val-split'))
-    .option('--seed <n>', 'random seed: the same seed and labels give the same adapter (default 1)', number('seed'))
-    .option('--lr <rate>', 'learning rate (default 0.002)', number('lr'))
-    .option('--patience <n>', 'stop after this many epochs without a better validation loss (default 8)', number('patience'))
+    .option('--epochs <n>', 'at most this many epochs (early stopping usually ends sooner; default 100)', optionParser(epochsText, '--epochs'))
+    .option('--batch <n>', 'pairs per batch (default 256)', optionParser(batchSizeText, '--batch'))
+    .option('--val-split <share>', 'share of labeled photos held out to judge the result (default 0.2)', optionParser(valFractionText, '--val-split'))
+    .option('--seed <n>', 'random seed: the same seed and labels give the same adapter (default 1)', optionParser(seedText, '--seed'))
+    .option('--lr <rate>', 'learning rate (default 0.002)', optionParser(learningRateText, '--lr'))
+    .option('--patience <n>', 'stop after this many epochs without a better validation loss (default 8)', optionParser(patienceText, '--patience'))
     .option('--activate', 'use the new adapter for searches right away, if it beat the base model')
     .action(async (opts: { epochs?: number; batch?: number; valSplit?: number; seed?: number; lr?: number; patience?: number; activate?: boolean }, cmd: Command) => {
       const g = globalOptions(cmd);
@@ -151,8 +145,6 @@ export function trainCommand(): Command {
           ...(opts.lr !== undefined ? { learningRate: opts.lr } : {}),
           ...(opts.patience !== undefined ? { patience: opts.patience } : {}),
         };
-        // Bad options fail here, before training re-draws and stores the labels' split.
-        resolveTrainOptions(request);
         const result = await service.train(request, display.onProgress, abort.signal).catch((err: unknown) => {
           if (!isClipdexError(err, 'NOT_ENOUGH_LABELS')) throw err;
           throw new ClipdexError('NOT_ENOUGH_LABELS', `${err.message}. Label photos first: clipdex label <photo> "caption", or clipdex labels import-folder <dir>`, { cause: err });
