@@ -23,16 +23,16 @@ import { runEncodePipeline, type PipelineModel } from './encode-pipeline.js';
 import { ThreadImageEncoder } from './encoder-thread.js';
 import { createFileRules, ownDirsUnder, type FileRules } from './file-rules.js';
 import { FolderWatcher, type WatchMode, type WatchNotice } from './folder-watcher.js';
-import type { IngestEvent, IngestListener, IngestPhase, IngestProgress, ScanReport } from './ingest-events.js';
+import type { IngestEvent, IngestListener, IngestPhase, IngestProgress } from './ingest-events.js';
 import { IngestQueue } from './ingest-queue.js';
 import { createIngestSink } from './ingest-sink.js';
 import { ActiveAdapterWriter } from '../train/adapter-embeddings.js';
 import { storageError } from '../util/storage-error.js';
 import { IngestStore, type RootInfo } from './ingest-store.js';
 import { LiveChanges } from './live-changes.js';
-import { reconcileRoot } from './reconcile.js';
 import { isRootThere } from './root-presence.js';
-import { checkRootPin, folderIdentity, type PinCheck } from './root-pin.js';
+import { checkRootPin, folderIdentity } from './root-pin.js';
+import { ScanScheduler } from './scan-scheduler.js';
 
 // Re-exported: the server and the package's entry point take them from the engine.
 export { readIngestCounts, type IngestCounts };
@@ -117,8 +117,6 @@ export type IngestStatus = {
 };
 
 const RATE_WINDOW_MS = 10_000;
-/** After a change could not be recorded (a full or read-only disk), the roots are walked again this much later. */
-const RESCAN_AFTER_FAILURE_MS = 10_000;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
@@ -130,7 +128,7 @@ export class IngestEngine {
   private readonly listeners = new Set<IngestListener>();
   private readonly watchers = new Map<number, FolderWatcher>();
   private readonly managed = new Set<number>();
-  private readonly scans = new Map<number, { dirty: boolean; done: Promise<void>; abort: AbortController }>();
+  private readonly scans: ScanScheduler;
   private readonly stableMs: number;
   private readonly debounceMs: number;
   private readonly watchEnabled: boolean;
@@ -143,8 +141,6 @@ export class IngestEngine {
   private ticker: NodeJS.Timeout | undefined;
   private offlineTimer: NodeJS.Timeout | undefined;
   private pinTimer: NodeJS.Timeout | undefined;
-  /** When the roots are to be reconciled again because changes were lost to a failure; 0: not due. */
-  private rescanAt = 0;
   private handlingBatches = 0;
   private lastProgressKey = '';
   /** The queue's length, counted at most twice a second, and again whenever `done` moved (see progress()). */
@@ -180,8 +176,25 @@ export class IngestEngine {
       busy: () => [...this.watchers.values()].some((w) => w.pendingWrites > 0),
       onError: (err) => {
         this.recordFailure(err);
-        this.rescanLater();
+        this.scans.rescanLater();
       },
+    });
+    this.scans = new ScanScheduler({
+      library,
+      store: this.store,
+      queue: this.queue,
+      modelKey: this.model.key,
+      stableMs: this.stableMs,
+      emit: (e) => this.emit(e),
+      rulesFor: (root) => this.rulesFor(root),
+      onByteDirs: (rootId, dirs) => this.watchers.get(rootId)?.watchByteDirs(dirs),
+      onLost: (rootId, reason) => this.rootLost(rootId, reason),
+      onRetargeted: (rootId, reason) => this.rootRetargeted(rootId, reason),
+      onComplete: () => {
+        this.garbage.due = true;
+      },
+      recordFailure: (err) => this.recordFailure(err),
+      isClosed: () => this.closed,
     });
   }
 
@@ -219,7 +232,7 @@ export class IngestEngine {
     // A symlinked root can be pointed elsewhere without a single watch event: look now and then.
     this.pinTimer = setInterval(() => void this.checkPins(), this.options.offlineCheckMs ?? 10_000);
     this.pinTimer.unref();
-    if (this.options.scan ?? true) for (const root of roots) void this.requestScan(root.id);
+    if (this.options.scan ?? true) for (const root of roots) void this.scans.request(root.id);
   }
 
   // ---- public API ----
@@ -236,7 +249,7 @@ export class IngestEngine {
     const root = await this.register(path, options.exclude);
     this.managed.add(root.id);
     await this.watchRoot(root.id);
-    void this.requestScan(root.id);
+    void this.scans.request(root.id);
     return root;
   }
 
@@ -255,7 +268,7 @@ export class IngestEngine {
     this.library.roots.confirm(rootId, now.realPath, now.identity);
     await this.unwatchRoot(rootId);
     await this.watchRoot(rootId);
-    void this.requestScan(rootId);
+    void this.scans.request(rootId);
     return this.store.root(rootId);
   }
 
@@ -265,11 +278,7 @@ export class IngestEngine {
     this.managed.delete(rootId);
     await this.unwatchRoot(rootId);
     // A scan still writing rows for it would fail on the missing root: stop it first.
-    const scan = this.scans.get(rootId);
-    if (scan) {
-      scan.abort.abort();
-      await scan.done.catch(() => undefined);
-    }
+    await this.scans.cancel(rootId);
     const removed = this.store.transaction(() => this.store.removeRoot(rootId));
     if (removed) {
       this.garbage.due = true;
@@ -285,7 +294,7 @@ export class IngestEngine {
     for (const id of ids) {
       if (!this.store.root(id)) throw new ClipdexError('INVALID_ARGUMENT', `no root with id ${id}`);
     }
-    await Promise.all(ids.map((id) => this.requestScan(id)));
+    await Promise.all(ids.map((id) => this.scans.request(id)));
   }
 
   /**
@@ -310,7 +319,7 @@ export class IngestEngine {
     const roots = this.store.roots().map((r) => ({
       ...r,
       watch: (this.watchers.get(r.id)?.mode() ?? (this.watchEnabled && r.state === 'offline' ? 'offline' : 'off')) as WatchMode | 'off',
-      scanning: this.scans.has(r.id),
+      scanning: this.scans.isScanning(r.id),
     }));
     const f = this.failure;
     return {
@@ -350,9 +359,9 @@ export class IngestEngine {
     clearInterval(this.ticker);
     clearInterval(this.offlineTimer);
     clearInterval(this.pinTimer);
-    for (const scan of this.scans.values()) scan.abort.abort();
+    this.scans.abortAll();
     await Promise.all([...this.watchers.keys()].map((id) => this.unwatchRoot(id)));
-    await Promise.all([...this.scans.values()].map((s) => s.done.catch(() => undefined)));
+    await this.scans.settle();
     this.queue.close();
     await this.pipeline;
     await this.encoder?.close();
@@ -455,7 +464,7 @@ export class IngestEngine {
         onBatch: (events) => this.onWatchBatch(events),
         onNotice: (notice) => this.onWatchNotice(rootId, notice),
         // A name the watcher cannot report (not UTF-8): the walk reads names as bytes. Asks coalesce (requestScan).
-        onRescan: () => void this.requestScan(rootId),
+        onRescan: () => void this.scans.request(rootId),
         onError: (error) => this.emit({ type: 'notice', rootId, code: (error as NodeJS.ErrnoException).code ?? 'WATCH_ERROR', message: error.message }),
       });
       if (this.closed || !this.managed.has(rootId)) await watcher.close();
@@ -481,7 +490,7 @@ export class IngestEngine {
       this.recordFailure(err);
       // The batch's changes are recorded nowhere else (the watcher will not send them again): a later walk
       // of the roots finds them.
-      this.rescanLater();
+      this.scans.rescanLater();
     } finally {
       this.handlingBatches--;
     }
@@ -490,7 +499,7 @@ export class IngestEngine {
   private onWatchNotice(rootId: number, notice: WatchNotice): void {
     this.emit({ type: 'notice', rootId, code: notice.code, message: notice.message });
     // Changes made while the watcher switched to polling may have been missed.
-    if (notice.rescanAdvised) void this.requestScan(rootId);
+    if (notice.rescanAdvised) void this.scans.request(rootId);
   }
 
   /** The root vanished (the watcher, a scan or a read said so): offline until it is back. */
@@ -525,7 +534,7 @@ export class IngestEngine {
     try {
       for (const id of this.managed) {
         const record = this.library.roots.get(id);
-        if (record?.state !== 'ok' || this.scans.has(id)) continue;
+        if (record?.state !== 'ok' || this.scans.isScanning(id)) continue;
         const pin = await checkRootPin(this.library.roots, record);
         if (pin.ok === false) this.rootRetargeted(id, pin.reason);
       }
@@ -542,7 +551,7 @@ export class IngestEngine {
     if (!root || this.closed) return;
     await this.watchRoot(rootId);
     // The reconcile sets it online (and says so) once its walk completes.
-    await this.requestScan(rootId);
+    await this.scans.request(rootId);
   }
 
   private lookForOfflineRoots(): void {
@@ -557,7 +566,7 @@ export class IngestEngine {
     if (this.checking || this.closed) return;
     this.checking = true;
     try {
-      const offline = [...this.managed].map((id) => this.store.root(id)).filter((r): r is RootInfo => r?.state === 'offline' && !this.scans.has(r.id));
+      const offline = [...this.managed].map((id) => this.store.root(id)).filter((r): r is RootInfo => r?.state === 'offline' && !this.scans.isScanning(r.id));
       if (offline.length === 0) {
         clearInterval(this.offlineTimer);
         this.offlineTimer = undefined;
@@ -567,73 +576,6 @@ export class IngestEngine {
     } finally {
       this.checking = false;
     }
-  }
-
-  // ---- scanning ----
-
-  /** One reconcile per root at a time; asking during one runs another pass right after it. */
-  private requestScan(rootId: number): Promise<void> {
-    const running = this.scans.get(rootId);
-    if (running) {
-      running.dirty = true;
-      return running.done;
-    }
-    const entry = { dirty: true, done: Promise.resolve(), abort: new AbortController() };
-    this.scans.set(rootId, entry);
-    entry.done = (async () => {
-      try {
-        while (entry.dirty && !this.closed && !entry.abort.signal.aborted) {
-          entry.dirty = false;
-          await this.reconcileOnce(rootId, entry.abort.signal).catch((err: unknown) => {
-            // Marking the root offline failed (the database refused the write): try the walk again later.
-            this.recordFailure(err);
-            this.rescanLater();
-          });
-        }
-      } finally {
-        this.scans.delete(rootId);
-      }
-    })();
-    return entry.done;
-  }
-
-  private async reconcileOnce(rootId: number, signal: AbortSignal): Promise<void> {
-    const root = this.store.root(rootId);
-    if (!root) return;
-    // Checked before the walk: it would index the new folder's files under the old photos' root.
-    const record = this.library.roots.get(rootId);
-    const pin: PinCheck = record ? await checkRootPin(this.library.roots, record) : { ok: true };
-    if (pin.ok === false) return this.rootRetargeted(rootId, pin.reason);
-    this.emit({ type: 'scan', rootId, path: root.path, phase: 'started' });
-    let report: ScanReport;
-    try {
-      report = await reconcileRoot(root, {
-        rules: await this.rulesFor(root),
-        store: this.store,
-        images: this.library.images,
-        embeddings: this.library.embeddings,
-        modelKey: this.model.key,
-        queue: this.queue,
-        emit: (e) => this.emit(e),
-        stableMs: this.stableMs,
-        signal,
-        onByteDirs: (dirs) => this.watchers.get(rootId)?.watchByteDirs(dirs),
-      });
-    } catch (err) {
-      if (!this.closed && !signal.aborted) {
-        this.recordFailure(err);
-        this.rescanLater();
-      }
-      return;
-    }
-    if (report.complete) this.garbage.due = true;
-    this.emit({ type: 'scan', rootId, path: root.path, phase: 'finished', summary: report });
-    if (report.offline) this.rootLost(rootId, this.store.root(rootId)?.stateReason ?? 'unavailable');
-    else if (root.state === 'offline' && this.store.root(rootId)?.state === 'ok') {
-      this.emit({ type: 'root', rootId, path: root.path, state: 'ok' });
-    }
-    // Entries of a root that came back sit below the queue's cursor.
-    this.queue.wake(true);
   }
 
   // ---- pipeline ----
@@ -681,10 +623,6 @@ export class IngestEngine {
         await sleep(Math.min(30_000, 500 * 2 ** Math.min(failures++, 6)));
       }
     }
-  }
-
-  private rescanLater(): void {
-    if (this.rescanAt === 0 && !this.closed) this.rescanAt = Date.now() + RESCAN_AFTER_FAILURE_MS;
   }
 
   private recordFailure(error: unknown): void {
@@ -736,7 +674,7 @@ export class IngestEngine {
 
   private isIdle(): boolean {
     return (
-      this.scans.size === 0 &&
+      this.scans.running === 0 &&
       this.handlingBatches === 0 &&
       [...this.watchers.values()].every((w) => w.pendingWrites === 0) &&
       this.queue.isIdle()
@@ -744,7 +682,7 @@ export class IngestEngine {
   }
 
   private phase(): IngestPhase {
-    if (this.scans.size > 0) return 'scanning';
+    if (this.scans.running > 0) return 'scanning';
     return this.queue.isIdle() ? 'idle' : 'encoding';
   }
 
@@ -778,7 +716,7 @@ export class IngestEngine {
       renamed: c.renamed,
       removed: c.removed,
       vanished: c.vanished,
-      scanning: this.scans.size,
+      scanning: this.scans.running,
     };
   }
 
@@ -804,10 +742,7 @@ export class IngestEngine {
         this.recordFailure(err);
       }
     }
-    if (this.rescanAt !== 0 && Date.now() >= this.rescanAt) {
-      this.rescanAt = 0;
-      for (const id of this.managed) if (this.store.root(id)?.state === 'ok') void this.requestScan(id);
-    }
+    this.scans.rescanIfDue(this.managed);
     const g = this.garbage;
     if ((g.due || (g.removed > 0 && Date.now() - g.lastAt > 10 * 60_000)) && this.isIdle()) {
       void this.collectGarbage().catch((err: unknown) => this.recordFailure(err));
