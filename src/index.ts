@@ -15,7 +15,7 @@ export { pullModel, isPulled, hubEndpoint, type PullProgressEvent } from './mode
 export { importModel } from './model/model-import.js';
 export { buildTinyModel, type BuildOptions } from './model/tiny-model-builder.js';
 export { cacheDir, dataDir } from './model/cache-dir.js';
-export { openSession, type ProviderName } from './model/ort-session.js';
+export { openSession, type ProviderName } from './inference/onnx-runtime.js';
 export type { ModelManifest, PreprocessConfig, ModelLayout } from './model/manifest.js';
 export {
   IngestEngine,
