@@ -103,6 +103,26 @@ export function imageFilterOf(p: FilterParams): ImageFilter | undefined {
   return Object.keys(filter).length ? filter : undefined;
 }
 
+/** Paging, order and filters as the CLI's options and the API's schemas parse them. */
+export interface PageParams<Sort extends string> extends FilterParams {
+  limit?: number | undefined;
+  offset?: number | undefined;
+  sort?: Sort | undefined;
+  minScoreRatio?: number | undefined;
+}
+
+/** Parsed parameters as the query engine's request options: the filter built, absent ones left out. */
+export function requestOptionsOf<Sort extends string>(p: PageParams<Sort>): { filter?: ImageFilter; limit?: number; offset?: number; sort?: Sort; minScoreRatio?: number } {
+  const filter = imageFilterOf(p);
+  return {
+    ...(p.limit !== undefined ? { limit: p.limit } : {}),
+    ...(p.offset !== undefined ? { offset: p.offset } : {}),
+    ...(p.sort !== undefined ? { sort: p.sort } : {}),
+    ...(p.minScoreRatio !== undefined ? { minScoreRatio: p.minScoreRatio } : {}),
+    ...(filter ? { filter } : {}),
+  };
+}
+
 /**
  * A filter as a library caller built it, its formats in the store's names: the engine's check, so a
  * caller that did not come through the CLI or the API meets the same rule.

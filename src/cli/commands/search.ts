@@ -7,20 +7,21 @@ import { Library } from '../../library/library.js';
 import type { ImageFormat } from '../../model/image-format.js';
 import {
   browseOffsetParam,
+  browseSortParam,
   dateParam,
   folderParam,
   formatListParam,
   IMAGE_FORMATS,
-  imageFilterOf,
+  requestOptionsOf,
   limitParam,
   MAX_LIMIT,
   minScoreRatioParam,
   searchOffsetParam,
-  type FilterParams,
+  searchSortParam,
 } from '../../validation/search-params.js';
 import { optionParser as option } from '../../validation/param-rules.js';
 import { QueryEngine, type QueryTerm, type SearchRequest, type SearchResponse } from '../../search/query-engine.js';
-import type { BrowseOrder, ImageFilter } from '../../store/image-filter.js';
+import type { BrowseOrder } from '../../store/image-filter.js';
 import { globalOptions, printJson, type GlobalOptions } from '../context.js';
 
 interface CommonOptions {
@@ -46,29 +47,14 @@ function addPagingAndFilters(cmd: Command, what: string, limit: number, offset: 
 
 function addCommonOptions(cmd: Command): Command {
   return addPagingAndFilters(cmd, 'results', 20, searchOffsetParam)
-    .addOption(new Option('--sort <order>', 'result order').choices(['relevance', 'date-desc', 'date-asc']))
+    .addOption(new Option('--sort <order>', 'result order').choices(searchSortParam.options))
     .option('--min-score-ratio <r>', 'keep results scoring at least this share (0-1) of the best', option(minScoreRatioParam, '--min-score-ratio'));
-}
-
-function filterOptions(o: FilterParams): { filter?: ImageFilter } {
-  const filter = imageFilterOf(o);
-  return filter ? { filter } : {};
-}
-
-function requestOptions(o: CommonOptions & { limit?: number }): Omit<SearchRequest, 'terms'> {
-  return {
-    limit: o.limit ?? 20,
-    ...(o.offset !== undefined ? { offset: o.offset } : {}),
-    ...(o.sort ? { sort: o.sort } : {}),
-    ...(o.minScoreRatio !== undefined ? { minScoreRatio: o.minScoreRatio } : {}),
-    ...filterOptions(o),
-  };
 }
 
 async function runSearch(g: GlobalOptions, termsFor: (library: Library) => QueryTerm[], o: CommonOptions & { limit?: number }): Promise<void> {
   const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir });
   try {
-    const response = await new QueryEngine(library).search({ terms: termsFor(library), ...requestOptions(o) });
+    const response = await new QueryEngine(library).search({ terms: termsFor(library), ...requestOptionsOf({ ...o, limit: o.limit ?? 20 }) });
     print(g, response);
   } finally {
     await library.close();
@@ -141,12 +127,12 @@ export function similarCommand(): Command {
 /** `clipdex list`: the library itself, newest first, under the same filters as a search. */
 export function listCommand(): Command {
   return addPagingAndFilters(new Command('list').description('list indexed photos, newest first (or oldest first, or by path), under the search filters'), 'photos', 50, browseOffsetParam)
-    .addOption(new Option('--sort <order>', 'order').choices(['date-desc', 'date-asc', 'path']).default('date-desc'))
+    .addOption(new Option('--sort <order>', 'order').choices(browseSortParam.options).default('date-desc'))
     .action(async (o: Omit<CommonOptions, 'sort'> & { limit: number; sort: BrowseOrder }, c: Command) => {
       const g = globalOptions(c);
       const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir });
       try {
-        const page = new QueryEngine(library).browse({ limit: o.limit, sort: o.sort, ...(o.offset !== undefined ? { offset: o.offset } : {}), ...filterOptions(o) });
+        const page = new QueryEngine(library).browse(requestOptionsOf(o));
         if (g.json) return printJson(page);
         if (page.total === 0) process.stderr.write('no photos\n');
         // Past the end is not "nothing matches": say where the photos are.
