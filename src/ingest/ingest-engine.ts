@@ -12,8 +12,6 @@
  * after a restart. Heavy work runs off the JS thread (ORT, libvips), so the engine can live inside the
  * server process.
  */
-import { realpath, stat } from 'node:fs/promises';
-import { resolve, sep } from 'node:path';
 import { ClipdexError, errorMessage, isClipdexError } from '../errors.js';
 import type { Library, LoadedModel } from '../library/library.js';
 import type { ThumbnailOptions } from '../model/image-decode.js';
@@ -21,8 +19,7 @@ import type { SessionOptions } from '../model/ort-session.js';
 import { readIngestCounts, type IngestCounts } from '../store/ingest-counts-repo.js';
 import { runEncodePipeline, type PipelineModel } from './encode-pipeline.js';
 import { ThreadImageEncoder } from './encoder-thread.js';
-import { createFileRules, ownDirsUnder, type FileRules } from './file-rules.js';
-import { FolderWatcher, type WatchMode, type WatchNotice } from './folder-watcher.js';
+import type { WatchMode } from './folder-watcher.js';
 import type { IngestEvent, IngestListener, IngestPhase, IngestProgress } from './ingest-events.js';
 import { IngestQueue } from './ingest-queue.js';
 import { createIngestSink } from './ingest-sink.js';
@@ -30,8 +27,8 @@ import { ActiveAdapterWriter } from '../train/adapter-embeddings.js';
 import { storageError } from '../util/storage-error.js';
 import { IngestStore, type RootInfo } from './ingest-store.js';
 import { LiveChanges } from './live-changes.js';
-import { isRootThere } from './root-presence.js';
-import { checkRootPin, folderIdentity } from './root-pin.js';
+import { folderIdentity } from './root-pin.js';
+import { RootSupervisor } from './root-supervisor.js';
 import { ScanScheduler } from './scan-scheduler.js';
 
 // Re-exported: the server and the package's entry point take them from the engine.
@@ -126,21 +123,15 @@ export class IngestEngine {
   private readonly live: LiveChanges;
   private readonly model: LoadedModel;
   private readonly listeners = new Set<IngestListener>();
-  private readonly watchers = new Map<number, FolderWatcher>();
-  private readonly managed = new Set<number>();
+  private readonly roots: RootSupervisor;
   private readonly scans: ScanScheduler;
   private readonly stableMs: number;
   private readonly debounceMs: number;
-  private readonly watchEnabled: boolean;
   private readonly counters = { encoded: 0, reused: 0, renamed: 0, removed: 0, errors: 0, vanished: 0 };
   private readonly rate: { at: number; done: number }[] = [];
   private pipeline: Promise<void> = Promise.resolve();
-  /** The library's own folders, as given and resolved through links (see ownFolders()). */
-  private ownDirs: string[] = [];
   private encoder: ThreadImageEncoder | null = null;
   private ticker: NodeJS.Timeout | undefined;
-  private offlineTimer: NodeJS.Timeout | undefined;
-  private pinTimer: NodeJS.Timeout | undefined;
   private handlingBatches = 0;
   private lastProgressKey = '';
   /** The queue's length, counted at most twice a second, and again whenever `done` moved (see progress()). */
@@ -160,7 +151,6 @@ export class IngestEngine {
     this.store = new IngestStore(library.store.db);
     this.stableMs = Math.max(0, options.stableMs ?? 750);
     this.debounceMs = Math.max(0, options.debounceMs ?? 150);
-    this.watchEnabled = options.watch ?? true;
     this.queue = new IngestQueue(this.store, { stableMs: this.stableMs });
     if (options.onEvent) this.listeners.add(options.onEvent);
     this.live = new LiveChanges({
@@ -170,10 +160,10 @@ export class IngestEngine {
       queue: this.queue,
       emit: (e) => this.emit(e),
       rootIdOf: (path) => this.store.rootByPath(path)?.id,
-      rootAvailable: (id) => this.rootAvailable(id),
-      onRootOffline: (id, reason) => void this.rootLost(id, reason),
+      rootAvailable: (id) => this.roots.available(id),
+      onRootOffline: (id, reason) => this.roots.lost(id, reason),
       renameWindowMs: options.renameWindowMs ?? 2 * this.stableMs + 2 * this.debounceMs + 500,
-      busy: () => [...this.watchers.values()].some((w) => w.pendingWrites > 0),
+      busy: () => this.roots.hasPendingWrites(),
       onError: (err) => {
         this.recordFailure(err);
         this.scans.rescanLater();
@@ -186,15 +176,32 @@ export class IngestEngine {
       modelKey: this.model.key,
       stableMs: this.stableMs,
       emit: (e) => this.emit(e),
-      rulesFor: (root) => this.rulesFor(root),
-      onByteDirs: (rootId, dirs) => this.watchers.get(rootId)?.watchByteDirs(dirs),
-      onLost: (rootId, reason) => this.rootLost(rootId, reason),
-      onRetargeted: (rootId, reason) => this.rootRetargeted(rootId, reason),
+      rulesFor: (root) => this.roots.rulesFor(root),
+      onByteDirs: (rootId, dirs) => this.roots.watchByteDirs(rootId, dirs),
+      onLost: (rootId, reason) => this.roots.lost(rootId, reason),
+      onRetargeted: (rootId, reason) => this.roots.retargeted(rootId, reason),
       onComplete: () => {
         this.garbage.due = true;
       },
       recordFailure: (err) => this.recordFailure(err),
       isClosed: () => this.closed,
+    });
+    this.roots = new RootSupervisor({
+      library,
+      store: this.store,
+      modelDir: this.model.model.spec.dir,
+      ...(options.libraryDirs ? { libraryDirs: options.libraryDirs } : {}),
+      watch: options.watch ?? true,
+      stableMs: this.stableMs,
+      debounceMs: this.debounceMs,
+      ...(options.usePolling ? { usePolling: true } : {}),
+      ...(options.pollIntervalMs ? { pollIntervalMs: options.pollIntervalMs } : {}),
+      ...(options.offlineCheckMs !== undefined ? { offlineCheckMs: options.offlineCheckMs } : {}),
+      emit: (e) => this.emit(e),
+      onBatch: (events) => this.onWatchBatch(events),
+      requestScan: (rootId) => this.scans.request(rootId),
+      isScanning: (rootId) => this.scans.isScanning(rootId),
+      recordFailure: (err) => this.recordFailure(err),
     });
   }
 
@@ -214,11 +221,11 @@ export class IngestEngine {
   }
 
   private async begin(): Promise<void> {
-    this.ownDirs = await this.ownFolders();
+    await this.roots.init();
     const given: RootInfo[] = [];
-    for (const path of this.options.roots ?? []) given.push(await this.register(path, this.options.exclude));
+    for (const path of this.options.roots ?? []) given.push(await this.roots.register(path, this.options.exclude));
     const roots = this.options.onlyGivenRoots ? given : this.store.roots();
-    for (const root of roots) this.managed.add(root.id);
+    for (const root of roots) this.roots.manage(root.id);
     if (this.options.encoderThread ?? true) {
       this.encoder = await ThreadImageEncoder.open(this.model.model.spec, {
         ...(this.options.session ? { session: this.options.session } : {}),
@@ -226,12 +233,10 @@ export class IngestEngine {
       });
     }
     this.pipeline = this.runPipeline(this.encoder ?? this.model.model);
-    await Promise.all(roots.map((r) => this.watchRoot(r.id)));
+    await Promise.all(roots.map((r) => this.roots.watch(r.id)));
     this.ticker = setInterval(() => this.tick(), this.options.progressIntervalMs ?? 250);
     this.ticker.unref();
-    // A symlinked root can be pointed elsewhere without a single watch event: look now and then.
-    this.pinTimer = setInterval(() => void this.checkPins(), this.options.offlineCheckMs ?? 10_000);
-    this.pinTimer.unref();
+    this.roots.startPinChecks();
     if (this.options.scan ?? true) for (const root of roots) void this.scans.request(root.id);
   }
 
@@ -246,9 +251,9 @@ export class IngestEngine {
   /** Adds (and remembers) a folder, watches it and scans it. */
   async addRoot(path: string, options: { exclude?: readonly string[] } = {}): Promise<RootInfo> {
     this.assertOpen();
-    const root = await this.register(path, options.exclude);
-    this.managed.add(root.id);
-    await this.watchRoot(root.id);
+    const root = await this.roots.register(path, options.exclude);
+    this.roots.manage(root.id);
+    await this.roots.watch(root.id);
     void this.scans.request(root.id);
     return root;
   }
@@ -264,10 +269,10 @@ export class IngestEngine {
     const now = await folderIdentity(root.path);
     if (!now) throw new ClipdexError('FILE_NOT_FOUND', `No folder at ${root.path}`, { details: { path: root.path } });
     // The new folder must pass what a new root must: not clipdex's own, not inside or around another root.
-    await this.register(root.path, undefined);
+    await this.roots.register(root.path, undefined);
     this.library.roots.confirm(rootId, now.realPath, now.identity);
-    await this.unwatchRoot(rootId);
-    await this.watchRoot(rootId);
+    await this.roots.unwatch(rootId);
+    await this.roots.watch(rootId);
     void this.scans.request(rootId);
     return this.store.root(rootId);
   }
@@ -275,8 +280,7 @@ export class IngestEngine {
   /** Forgets a root and its images (their embeddings and thumbnails go at the next garbage collection). */
   async removeRoot(rootId: number): Promise<boolean> {
     this.assertOpen();
-    this.managed.delete(rootId);
-    await this.unwatchRoot(rootId);
+    await this.roots.release(rootId);
     // A scan still writing rows for it would fail on the missing root: stop it first.
     await this.scans.cancel(rootId);
     const removed = this.store.transaction(() => this.store.removeRoot(rootId));
@@ -290,7 +294,7 @@ export class IngestEngine {
   /** Reconciles one root, or every root; resolves when the walk and the sweep are done. */
   async rescan(rootId?: number): Promise<void> {
     this.assertOpen();
-    const ids = rootId === undefined ? [...this.managed] : [rootId];
+    const ids = rootId === undefined ? this.roots.ids : [rootId];
     for (const id of ids) {
       if (!this.store.root(id)) throw new ClipdexError('INVALID_ARGUMENT', `no root with id ${id}`);
     }
@@ -307,7 +311,7 @@ export class IngestEngine {
       if (this.fatal) throw this.fatal;
       // Closing (Ctrl-C in `clipdex index`): what is left stays queued; there is nothing more to wait for.
       if (this.closed) return this.closing ?? undefined;
-      await Promise.all([...this.watchers.values()].map((w) => w.flush()));
+      await this.roots.flushWatchers();
       if (this.isIdle()) return;
       // A referenced timer: a caller waiting here keeps the process alive even when nothing else does.
       await new Promise((r) => setTimeout(r, 50));
@@ -318,7 +322,7 @@ export class IngestEngine {
     const counts = readIngestCounts(this.library);
     const roots = this.store.roots().map((r) => ({
       ...r,
-      watch: (this.watchers.get(r.id)?.mode() ?? (this.watchEnabled && r.state === 'offline' ? 'offline' : 'off')) as WatchMode | 'off',
+      watch: this.roots.watchMode(r),
       scanning: this.scans.isScanning(r.id),
     }));
     const f = this.failure;
@@ -357,10 +361,9 @@ export class IngestEngine {
   private async shutDown(): Promise<void> {
     this.closed = true;
     clearInterval(this.ticker);
-    clearInterval(this.offlineTimer);
-    clearInterval(this.pinTimer);
+    const unwatching = this.roots.close();
     this.scans.abortAll();
-    await Promise.all([...this.watchers.keys()].map((id) => this.unwatchRoot(id)));
+    await unwatching;
     await this.scans.settle();
     this.queue.close();
     await this.pipeline;
@@ -373,113 +376,7 @@ export class IngestEngine {
     this.listeners.clear();
   }
 
-  // ---- roots ----
-
-  /**
-   * Folders clipdex writes to or reads its model from. With `--data-dir ~/Pictures/clipdex-data` the
-   * thumbnails it writes are images inside a root: walked, they were indexed as photos, and watched, each
-   * photo indexed wrote a thumbnail that was queued in turn.
-   */
-  private async ownFolders(): Promise<string[]> {
-    const dirs = [this.library.paths.dir, this.model.model.spec.dir, ...(this.options.libraryDirs ?? [])].map((d) => resolve(d));
-    const real = await Promise.all(dirs.map((d) => realpath(d).catch(() => d)));
-    return [...new Set([...dirs, ...real])];
-  }
-
-  /** The root's file rules: its exclude globs, and the library's own folders inside it. */
-  private async rulesFor(root: RootInfo): Promise<FileRules> {
-    const realRoot = await realpath(root.path).catch(() => root.path);
-    return createFileRules({ exclude: root.exclude, excludeDirs: ownDirsUnder([root.path, realRoot], this.ownDirs) });
-  }
-
-  private async register(pathArg: string, exclude: readonly string[] | undefined): Promise<RootInfo> {
-    const path = resolve(pathArg);
-    let real: string;
-    try {
-      const st = await stat(path);
-      if (!st.isDirectory()) throw new ClipdexError('INVALID_ARGUMENT', `${path} is not a folder`, { details: { path } });
-      real = await realpath(path);
-    } catch (err) {
-      if (isClipdexError(err)) throw err;
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new ClipdexError(code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'FILE_UNREADABLE', `cannot add ${path}: ${errorMessage(err)}`, {
-        cause: err,
-        details: { path },
-      });
-    }
-    // Validates the globs before anything is stored.
-    if (exclude) createFileRules({ exclude });
-    const inside = (a: string, b: string) => a.startsWith(b.endsWith(sep) ? b : b + sep);
-    const own = this.ownDirs.find((d) => path === d || real === d || inside(path, d) || inside(real, d));
-    if (own) {
-      throw new ClipdexError('INVALID_ARGUMENT', `${path} is inside ${own}, a folder of clipdex's own (its data or model files), not photos`, {
-        details: { path },
-      });
-    }
-    for (const other of this.store.roots()) {
-      if (other.path === path) continue;
-      const otherReal = await realpath(other.path).catch(() => other.path);
-      if (inside(path, other.path) || inside(real, otherReal)) {
-        throw new ClipdexError('INVALID_ARGUMENT', `${path} is inside the folder ${other.path}, which is indexed already`, { details: { path } });
-      }
-      if (inside(other.path, path) || inside(otherReal, real)) {
-        throw new ClipdexError(
-          'INVALID_ARGUMENT',
-          `${path} contains the indexed folder ${other.path}; remove that root first (its photos would be indexed twice)`,
-          { details: { path } },
-        );
-      }
-    }
-    const root = this.store.addRoot(path, exclude);
-    // A new root is pinned to the folder it leads to now (an existing one is checked at its scan).
-    const record = this.library.roots.get(root.id);
-    if (record && record.pinnedIdentity === null) await checkRootPin(this.library.roots, record);
-    return root;
-  }
-
-  /** The root is still the folder the user chose (its pin), and its folder is there (root-presence.ts). */
-  private async rootAvailable(rootId: number): Promise<boolean> {
-    const root = this.store.root(rootId);
-    if (!root) return false;
-    const record = this.library.roots.get(rootId);
-    if (record && (await checkRootPin(this.library.roots, record)).ok === false) return false;
-    return isRootThere(root.path, root.identity);
-  }
-
-  private async watchRoot(rootId: number): Promise<void> {
-    if (!this.watchEnabled || this.closed || this.watchers.has(rootId)) return;
-    const root = this.store.root(rootId);
-    if (!root) return;
-    if (!(await this.rootAvailable(rootId))) {
-      this.lookForOfflineRoots();
-      return;
-    }
-    try {
-      const watcher = await FolderWatcher.start(root.path, {
-        rules: await this.rulesFor(root),
-        stableMs: this.stableMs,
-        debounceMs: this.debounceMs,
-        ...(this.options.usePolling ? { usePolling: true } : {}),
-        ...(this.options.pollIntervalMs ? { pollIntervalMs: this.options.pollIntervalMs } : {}),
-        onBatch: (events) => this.onWatchBatch(events),
-        onNotice: (notice) => this.onWatchNotice(rootId, notice),
-        // A name the watcher cannot report (not UTF-8): the walk reads names as bytes. Asks coalesce (requestScan).
-        onRescan: () => void this.scans.request(rootId),
-        onError: (error) => this.emit({ type: 'notice', rootId, code: (error as NodeJS.ErrnoException).code ?? 'WATCH_ERROR', message: error.message }),
-      });
-      if (this.closed || !this.managed.has(rootId)) await watcher.close();
-      else this.watchers.set(rootId, watcher);
-    } catch (err) {
-      // Gone between the check and the watch: treated as offline, looked for again later.
-      this.rootLost(rootId, errorMessage(err));
-    }
-  }
-
-  private async unwatchRoot(rootId: number): Promise<void> {
-    const watcher = this.watchers.get(rootId);
-    this.watchers.delete(rootId);
-    await watcher?.close();
-  }
+  // ---- watching ----
 
   private async onWatchBatch(events: Parameters<LiveChanges['handle']>[0]): Promise<void> {
     if (this.closed) return;
@@ -493,88 +390,6 @@ export class IngestEngine {
       this.scans.rescanLater();
     } finally {
       this.handlingBatches--;
-    }
-  }
-
-  private onWatchNotice(rootId: number, notice: WatchNotice): void {
-    this.emit({ type: 'notice', rootId, code: notice.code, message: notice.message });
-    // Changes made while the watcher switched to polling may have been missed.
-    if (notice.rescanAdvised) void this.scans.request(rootId);
-  }
-
-  /** The root vanished (the watcher, a scan or a read said so): offline until it is back. */
-  private rootLost(rootId: number, reason: string): void {
-    const root = this.store.root(rootId);
-    if (!root || this.closed) return;
-    if (root.state !== 'offline') {
-      this.store.transaction(() => this.store.markRootOffline(rootId, reason));
-      this.emit({ type: 'root', rootId, path: root.path, state: 'offline', reason });
-    }
-    void this.unwatchRoot(rootId);
-    this.lookForOfflineRoots();
-  }
-
-  /** The root's path leads to another folder now: offline, with the reason, until the user confirms. */
-  private rootRetargeted(rootId: number, reason: string): void {
-    const root = this.store.root(rootId);
-    if (!root || this.closed) return;
-    if (root.state !== 'offline' || root.stateReason !== reason) {
-      this.store.transaction(() => this.store.markRootOffline(rootId, reason));
-      this.emit({ type: 'root', rootId, path: root.path, state: 'offline', reason });
-    }
-    void this.unwatchRoot(rootId);
-    this.lookForOfflineRoots();
-  }
-
-  /** Checks every online root against its pin (see root-pin.ts). */
-  private checkingPins = false;
-  private async checkPins(): Promise<void> {
-    if (this.checkingPins || this.closed) return;
-    this.checkingPins = true;
-    try {
-      for (const id of this.managed) {
-        const record = this.library.roots.get(id);
-        if (record?.state !== 'ok' || this.scans.isScanning(id)) continue;
-        const pin = await checkRootPin(this.library.roots, record);
-        if (pin.ok === false) this.rootRetargeted(id, pin.reason);
-      }
-    } catch (err) {
-      this.recordFailure(err);
-    } finally {
-      this.checkingPins = false;
-    }
-  }
-
-  /** Back: watch it again first, then reconcile (which sets it online when the walk completes). */
-  private async rootBack(rootId: number): Promise<void> {
-    const root = this.store.root(rootId);
-    if (!root || this.closed) return;
-    await this.watchRoot(rootId);
-    // The reconcile sets it online (and says so) once its walk completes.
-    await this.scans.request(rootId);
-  }
-
-  private lookForOfflineRoots(): void {
-    if (this.offlineTimer || this.closed) return;
-    this.offlineTimer = setInterval(() => void this.checkOfflineRoots(), this.options.offlineCheckMs ?? 10_000);
-    this.offlineTimer.unref();
-  }
-
-  private checking = false;
-
-  private async checkOfflineRoots(): Promise<void> {
-    if (this.checking || this.closed) return;
-    this.checking = true;
-    try {
-      const offline = [...this.managed].map((id) => this.store.root(id)).filter((r): r is RootInfo => r?.state === 'offline' && !this.scans.isScanning(r.id));
-      if (offline.length === 0) {
-        clearInterval(this.offlineTimer);
-        this.offlineTimer = undefined;
-        return;
-      }
-      for (const root of offline) if (await this.rootAvailable(root.id)) await this.rootBack(root.id);
-    } finally {
-      this.checking = false;
     }
   }
 
@@ -592,8 +407,8 @@ export class IngestEngine {
       onEmbedded: (hash, vector) => adapterWriter.write(hash, vector),
       thumbnailsEnabled: this.options.thumbnail !== false,
       emit: (e) => this.emit(e),
-      rootAvailable: (id) => this.rootAvailable(id),
-      rootLost: (id, reason) => this.rootLost(id, reason),
+      rootAvailable: (id) => this.roots.available(id),
+      rootLost: (id, reason) => this.roots.lost(id, reason),
     });
     const o = this.options;
     for (let failures = 0; !this.closed; ) {
@@ -676,7 +491,7 @@ export class IngestEngine {
     return (
       this.scans.running === 0 &&
       this.handlingBatches === 0 &&
-      [...this.watchers.values()].every((w) => w.pendingWrites === 0) &&
+      !this.roots.hasPendingWrites() &&
       this.queue.isIdle()
     );
   }
@@ -742,7 +557,7 @@ export class IngestEngine {
         this.recordFailure(err);
       }
     }
-    this.scans.rescanIfDue(this.managed);
+    this.scans.rescanIfDue(this.roots.ids);
     const g = this.garbage;
     if ((g.due || (g.removed > 0 && Date.now() - g.lastAt > 10 * 60_000)) && this.isIdle()) {
       void this.collectGarbage().catch((err: unknown) => this.recordFailure(err));
