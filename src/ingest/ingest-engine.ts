@@ -29,6 +29,7 @@ import { IngestStore, type RootInfo } from './ingest-store.js';
 import { LiveChanges } from './live-changes.js';
 import { folderIdentity } from './root-pin.js';
 import { RootSupervisor } from './root-supervisor.js';
+import { ProgressTracker } from './progress-tracker.js';
 import { ScanScheduler } from './scan-scheduler.js';
 
 // Re-exported: the server and the package's entry point take them from the engine.
@@ -113,7 +114,6 @@ export type IngestStatus = {
   lastFailure: { code: string; message: string; at: number; resolvedAt: number | null } | null;
 };
 
-const RATE_WINDOW_MS = 10_000;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
@@ -127,15 +127,11 @@ export class IngestEngine {
   private readonly scans: ScanScheduler;
   private readonly stableMs: number;
   private readonly debounceMs: number;
-  private readonly counters = { encoded: 0, reused: 0, renamed: 0, removed: 0, errors: 0, vanished: 0 };
-  private readonly rate: { at: number; done: number }[] = [];
+  private readonly tracker: ProgressTracker;
   private pipeline: Promise<void> = Promise.resolve();
   private encoder: ThreadImageEncoder | null = null;
   private ticker: NodeJS.Timeout | undefined;
   private handlingBatches = 0;
-  private lastProgressKey = '';
-  /** The queue's length, counted at most twice a second, and again whenever `done` moved (see progress()). */
-  private pendingCache = { at: 0, done: -1, all: 0, online: 0 };
   private wroteSinceSync = false;
   private garbage = { due: false, removed: 0, lastAt: Date.now() };
   private failure: { error: unknown; at: number; resolvedAt: number | null } | null = null;
@@ -185,6 +181,11 @@ export class IngestEngine {
       },
       recordFailure: (err) => this.recordFailure(err),
       isClosed: () => this.closed,
+    });
+    this.tracker = new ProgressTracker({
+      queueCounts: () => this.store.queueCounts(),
+      phase: () => this.phase(),
+      scanning: () => this.scans.running,
     });
     this.roots = new RootSupervisor({
       library,
@@ -328,7 +329,7 @@ export class IngestEngine {
     const f = this.failure;
     return {
       phase: this.phase(),
-      progress: this.progress(),
+      progress: this.tracker.progress(),
       counts,
       roots,
       modelKey: this.model.key,
@@ -412,7 +413,7 @@ export class IngestEngine {
     });
     const o = this.options;
     for (let failures = 0; !this.closed; ) {
-      const doneBefore = this.done;
+      const doneBefore = this.tracker.done;
       try {
         await runEncodePipeline(this.queue.feed(), sink, {
           model,
@@ -434,7 +435,7 @@ export class IngestEngine {
         }
         // Files got done since the last failure: this is a new trouble, retried soon, not the 30 s wait that
         // a server's earlier troubles (days ago) would otherwise impose on it.
-        if (this.done > doneBefore) failures = 0;
+        if (this.tracker.done > doneBefore) failures = 0;
         await sleep(Math.min(30_000, 500 * 2 ** Math.min(failures++, 6)));
       }
     }
@@ -450,28 +451,13 @@ export class IngestEngine {
   // ---- progress ----
 
   private emit(event: IngestEvent): void {
-    switch (event.type) {
-      case 'indexed':
-        this.counters[event.encoded ? 'encoded' : 'reused']++;
-        this.wroteSinceSync = true;
-        if (this.failure && this.failure.resolvedAt === null) this.failure.resolvedAt = Date.now();
-        break;
-      case 'renamed':
-        this.counters.renamed++;
-        break;
-      case 'removed':
-        this.counters.removed++;
-        this.garbage.removed++;
-        this.wroteSinceSync = true;
-        break;
-      case 'error':
-        this.counters.errors++;
-        break;
-      case 'notice':
-        if (event.code === 'FILE_VANISHED') this.counters.vanished++;
-        break;
-      default:
-        break;
+    this.tracker.count(event);
+    if (event.type === 'indexed') {
+      this.wroteSinceSync = true;
+      if (this.failure && this.failure.resolvedAt === null) this.failure.resolvedAt = Date.now();
+    } else if (event.type === 'removed') {
+      this.garbage.removed++;
+      this.wroteSinceSync = true;
     }
     for (const listener of this.listeners) {
       try {
@@ -480,11 +466,6 @@ export class IngestEngine {
         // a listener's failure is its own business
       }
     }
-  }
-
-  private get done(): number {
-    const c = this.counters;
-    return c.encoded + c.reused + c.renamed + c.errors;
   }
 
   private isIdle(): boolean {
@@ -501,47 +482,10 @@ export class IngestEngine {
     return this.queue.isIdle() ? 'idle' : 'encoding';
   }
 
-  private progress(): IngestProgress {
-    const now = Date.now();
-    const done = this.done;
-    // total is done + the queue, so both must be read at the same moment: a file recorded since the count
-    // was taken is in `done` and still in a stale count, and a whole batch recorded at once showed as a
-    // total one batch too high (48/260 for 244 files), to the very end of the run.
-    let queued = this.pendingCache;
-    if (now - queued.at > 500 || queued.done !== done) this.pendingCache = queued = { at: now, done, ...this.store.queueCounts() };
-    const pending = queued.all;
-    // Entries of an offline root wait for it: this run will not do them, so they are not part of its total.
-    const workable = queued.online;
-    this.rate.push({ at: now, done });
-    while (this.rate.length > 2 && this.rate[0]!.at < now - RATE_WINDOW_MS) this.rate.shift();
-    const first = this.rate[0]!;
-    const seconds = (now - first.at) / 1000;
-    const filesPerSecond = seconds > 0.5 ? (done - first.done) / seconds : 0;
-    const c = this.counters;
-    return {
-      phase: this.phase(),
-      done,
-      total: done + workable,
-      pending,
-      filesPerSecond,
-      etaSeconds: filesPerSecond > 0 ? workable / filesPerSecond : null,
-      errors: c.errors,
-      reused: c.reused,
-      encoded: c.encoded,
-      renamed: c.renamed,
-      removed: c.removed,
-      vanished: c.vanished,
-      scanning: this.scans.running,
-    };
-  }
-
   private emitProgress(force: boolean): void {
     if (this.listeners.size === 0) return;
-    const progress = this.progress();
-    const key = `${progress.phase}:${progress.done}:${progress.pending}:${progress.removed}`;
-    if (!force && key === this.lastProgressKey) return;
-    this.lastProgressKey = key;
-    this.emit({ type: 'progress', progress });
+    const progress = this.tracker.progressUpdate(force);
+    if (progress) this.emit({ type: 'progress', progress });
   }
 
   private tick(): void {
