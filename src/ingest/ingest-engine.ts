@@ -29,13 +29,12 @@ import { IngestStore, type RootInfo } from './ingest-store.js';
 import { LiveChanges } from './live-changes.js';
 import { folderIdentity } from './root-pin.js';
 import { RootSupervisor } from './root-supervisor.js';
+import { GarbageCollector } from './garbage-collector.js';
 import { ProgressTracker } from './progress-tracker.js';
 import { ScanScheduler } from './scan-scheduler.js';
 
 // Re-exported: the server and the package's entry point take them from the engine.
 export { readIngestCounts, type IngestCounts };
-
-const ORPHAN_RETENTION_MS = 7 * 24 * 3600_000;
 
 export interface IngestEngineOptions {
   /** Folders to add (and remember) before starting. */
@@ -128,12 +127,12 @@ export class IngestEngine {
   private readonly stableMs: number;
   private readonly debounceMs: number;
   private readonly tracker: ProgressTracker;
+  private readonly garbage: GarbageCollector;
   private pipeline: Promise<void> = Promise.resolve();
   private encoder: ThreadImageEncoder | null = null;
   private ticker: NodeJS.Timeout | undefined;
   private handlingBatches = 0;
   private wroteSinceSync = false;
-  private garbage = { due: false, removed: 0, lastAt: Date.now() };
   private failure: { error: unknown; at: number; resolvedAt: number | null } | null = null;
   private fatal: unknown = null;
   private closed = false;
@@ -176,12 +175,11 @@ export class IngestEngine {
       onByteDirs: (rootId, dirs) => this.roots.watchByteDirs(rootId, dirs),
       onLost: (rootId, reason) => this.roots.lost(rootId, reason),
       onRetargeted: (rootId, reason) => this.roots.retargeted(rootId, reason),
-      onComplete: () => {
-        this.garbage.due = true;
-      },
+      onComplete: () => this.garbage.markDue(),
       recordFailure: (err) => this.recordFailure(err),
       isClosed: () => this.closed,
     });
+    this.garbage = new GarbageCollector(this.store, library.thumbnails, options.orphanRetentionMs);
     this.tracker = new ProgressTracker({
       queueCounts: () => this.store.queueCounts(),
       phase: () => this.phase(),
@@ -286,7 +284,7 @@ export class IngestEngine {
     await this.scans.cancel(rootId);
     const removed = this.store.transaction(() => this.store.removeRoot(rootId));
     if (removed) {
-      this.garbage.due = true;
+      this.garbage.markDue();
       this.queue.wake(true);
     }
     return removed;
@@ -343,11 +341,8 @@ export class IngestEngine {
    * Drops embeddings and thumbnails of content that no file has any more. Runs by itself once the
    * engine is idle after a scan or after deletions; returns how many contents were dropped.
    */
-  async collectGarbage(): Promise<number> {
-    this.garbage = { due: false, removed: 0, lastAt: Date.now() };
-    const hashes = this.store.collectGarbage(this.options.orphanRetentionMs ?? ORPHAN_RETENTION_MS);
-    for (const hash of hashes) await this.library.thumbnails.remove(hash).catch(() => false);
-    return hashes.length;
+  collectGarbage(): Promise<number> {
+    return this.garbage.collect();
   }
 
   /**
@@ -372,7 +367,7 @@ export class IngestEngine {
     await this.live.close();
     // A one-shot run ends as soon as it is idle, before the ticker's collection: do it here. Only when
     // idle: a file still queued may be a moved photo whose stored embedding it is about to reuse.
-    if ((this.garbage.due || this.garbage.removed > 0) && this.isIdle()) await this.collectGarbage().catch((err: unknown) => this.recordFailure(err));
+    if (this.garbage.hasWork() && this.isIdle()) await this.collectGarbage().catch((err: unknown) => this.recordFailure(err));
     this.emitProgress(true);
     this.listeners.clear();
   }
@@ -456,7 +451,7 @@ export class IngestEngine {
       this.wroteSinceSync = true;
       if (this.failure && this.failure.resolvedAt === null) this.failure.resolvedAt = Date.now();
     } else if (event.type === 'removed') {
-      this.garbage.removed++;
+      this.garbage.noteRemoved();
       this.wroteSinceSync = true;
     }
     for (const listener of this.listeners) {
@@ -502,8 +497,7 @@ export class IngestEngine {
       }
     }
     this.scans.rescanIfDue(this.roots.ids);
-    const g = this.garbage;
-    if ((g.due || (g.removed > 0 && Date.now() - g.lastAt > 10 * 60_000)) && this.isIdle()) {
+    if (this.garbage.isDue() && this.isIdle()) {
       void this.collectGarbage().catch((err: unknown) => this.recordFailure(err));
     }
   }
