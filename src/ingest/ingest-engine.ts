@@ -17,19 +17,17 @@ import type { Library, LoadedModel } from '../library/library.js';
 import type { ThumbnailOptions } from '../model/image-decode.js';
 import type { SessionOptions } from '../model/ort-session.js';
 import { readIngestCounts, type IngestCounts } from '../store/ingest-counts-repo.js';
-import { runEncodePipeline, type PipelineModel } from './encode-pipeline.js';
 import { ThreadImageEncoder } from './encoder-thread.js';
 import type { WatchMode } from './folder-watcher.js';
 import type { IngestEvent, IngestListener, IngestPhase, IngestProgress } from './ingest-events.js';
 import { IngestQueue } from './ingest-queue.js';
-import { createIngestSink } from './ingest-sink.js';
-import { ActiveAdapterWriter } from '../train/adapter-embeddings.js';
 import { storageError } from '../util/storage-error.js';
 import { IngestStore, type RootInfo } from './ingest-store.js';
 import { LiveChanges } from './live-changes.js';
 import { folderIdentity } from './root-pin.js';
 import { RootSupervisor } from './root-supervisor.js';
 import { GarbageCollector } from './garbage-collector.js';
+import { runPipelineLoop } from './pipeline-loop.js';
 import { ProgressTracker } from './progress-tracker.js';
 import { ScanScheduler } from './scan-scheduler.js';
 
@@ -113,8 +111,6 @@ export type IngestStatus = {
   lastFailure: { code: string; message: string; at: number; resolvedAt: number | null } | null;
 };
 
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 export class IngestEngine {
   private readonly store: IngestStore;
@@ -231,7 +227,29 @@ export class IngestEngine {
         ...(this.options.batchSize ? { batch: this.options.batchSize } : {}),
       });
     }
-    this.pipeline = this.runPipeline(this.encoder ?? this.model.model);
+    const o = this.options;
+    this.pipeline = runPipelineLoop({
+      library: this.library,
+      store: this.store,
+      queue: this.queue,
+      model: this.encoder ?? this.model.model,
+      modelKey: this.model.key,
+      emit: (e) => this.emit(e),
+      rootAvailable: (id) => this.roots.available(id),
+      rootLost: (id, reason) => this.roots.lost(id, reason),
+      done: () => this.tracker.done,
+      isClosed: () => this.closed,
+      recordFailure: (err) => this.recordFailure(err),
+      ...(o.stopOnFailure ? { stopOnFailure: true } : {}),
+      onFatal: (err) => {
+        this.fatal = err;
+      },
+      ...(o.decodeConcurrency !== undefined ? { decodeConcurrency: o.decodeConcurrency } : {}),
+      ...(o.batchSize !== undefined ? { batchSize: o.batchSize } : {}),
+      ...(o.window !== undefined ? { window: o.window } : {}),
+      ...(o.thumbnail !== undefined ? { thumbnail: o.thumbnail } : {}),
+      ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
+    });
     await Promise.all(roots.map((r) => this.roots.watch(r.id)));
     this.ticker = setInterval(() => this.tick(), this.options.progressIntervalMs ?? 250);
     this.ticker.unref();
@@ -390,51 +408,6 @@ export class IngestEngine {
   }
 
   // ---- pipeline ----
-
-  private async runPipeline(model: PipelineModel): Promise<void> {
-    const adapterWriter = new ActiveAdapterWriter(this.library.store.db, this.library.embeddings, this.model.key);
-    const { sink, skip } = createIngestSink({
-      store: this.store,
-      images: this.library.images,
-      embeddings: this.library.embeddings,
-      thumbnails: this.library.thumbnails,
-      modelKey: this.model.key,
-      queue: this.queue,
-      onEmbedded: (hash, vector) => adapterWriter.write(hash, vector),
-      thumbnailsEnabled: this.options.thumbnail !== false,
-      emit: (e) => this.emit(e),
-      rootAvailable: (id) => this.roots.available(id),
-      rootLost: (id, reason) => this.roots.lost(id, reason),
-    });
-    const o = this.options;
-    for (let failures = 0; !this.closed; ) {
-      const doneBefore = this.tracker.done;
-      try {
-        await runEncodePipeline(this.queue.feed(), sink, {
-          model,
-          skip,
-          ...(o.decodeConcurrency !== undefined ? { decodeConcurrency: o.decodeConcurrency } : {}),
-          ...(o.batchSize !== undefined ? { batchSize: o.batchSize } : {}),
-          ...(o.window !== undefined ? { window: o.window } : {}),
-          ...(o.thumbnail !== undefined ? { thumbnail: o.thumbnail } : {}),
-          ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
-        });
-        return; // the feed ends only when the queue is closed
-      } catch (err) {
-        if (this.closed) return;
-        this.recordFailure(err);
-        this.queue.resetInFlight();
-        if (o.stopOnFailure) {
-          this.fatal = err;
-          return;
-        }
-        // Files got done since the last failure: this is a new trouble, retried soon, not the 30 s wait that
-        // a server's earlier troubles (days ago) would otherwise impose on it.
-        if (this.tracker.done > doneBefore) failures = 0;
-        await sleep(Math.min(30_000, 500 * 2 ** Math.min(failures++, 6)));
-      }
-    }
-  }
 
   private recordFailure(error: unknown): void {
     // A full or read-only disk under the library reads as "ENOSPC … write" or "disk I/O error": say where and what to do.
