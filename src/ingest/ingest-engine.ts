@@ -11,6 +11,11 @@
  * (rows, queue); what is in memory (in-flight files, held deletions, counters) is rebuilt or redone
  * after a restart. Heavy work runs off the JS thread (ORT, libvips), so the engine can live inside the
  * server process.
+ *
+ * The engine wires the parts together and holds the public API; each part has its own module:
+ * root-supervisor.ts (roots, their watchers, offline and retargeted roots; root-presence.ts decides
+ * "offline"), scan-scheduler.ts (when roots are walked), pipeline-loop.ts (the pipeline and its retries),
+ * progress-tracker.ts (counts, rate, ETA), garbage-collector.ts (content no file has any more).
  */
 import { ClipdexError, errorMessage, isClipdexError } from '../errors.js';
 import type { Library, LoadedModel } from '../library/library.js';
@@ -110,7 +115,6 @@ export type IngestStatus = {
   /** The engine's last failure; `resolvedAt` is when it next got a file done (it is over, kept to read). */
   lastFailure: { code: string; message: string; at: number; resolvedAt: number | null } | null;
 };
-
 
 export class IngestEngine {
   private readonly store: IngestStore;
