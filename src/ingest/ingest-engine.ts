@@ -411,7 +411,7 @@ export class IngestEngine {
     }
   }
 
-  // ---- pipeline ----
+  // ---- failures, events, the ticker ----
 
   private recordFailure(error: unknown): void {
     // A full or read-only disk under the library reads as "ENOSPC … write" or "disk I/O error": say where and what to do.
@@ -419,8 +419,6 @@ export class IngestEngine {
     this.failure = { error: err, at: Date.now(), resolvedAt: null };
     this.emit({ type: 'failure', code: isClipdexError(err) ? err.code : 'INTERNAL', message: errorMessage(err) });
   }
-
-  // ---- progress ----
 
   private emit(event: IngestEvent): void {
     this.tracker.count(event);
