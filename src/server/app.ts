@@ -5,11 +5,9 @@ import helmet from 'helmet';
 import multer from 'multer';
 import { ClipdexError, errorMessage } from '../errors.js';
 import type { Library } from '../library/library.js';
-import { providerUnavailableReason } from '../model/ort-session.js';
 import { listManifests } from '../model/model-registry.js';
 import { QueryEngine, resultFromRecord, type QueryTerm, type SearchRequest } from '../search/query-engine.js';
 import { imageFilterOf, type FilterParams } from '../validation/search-params.js';
-import { readIngestCounts } from '../ingest/ingest-engine.js';
 import type { ImageFilter } from '../store/image-filter.js';
 import {
   addLabelsBody,
@@ -40,17 +38,8 @@ import { ByteBudget } from '../util/byte-budget.js';
 import { openApiDocument } from './openapi.js';
 import { openPhotoFile } from './photo-file.js';
 import { hostAndOriginGuard, tokenGuard, type AccessOptions } from './security.js';
-
-/** What the server needs from the ingestion engine (which runs in the same process). */
-export interface IngestService {
-  /** JSON-serialisable progress: phase, files done/total, rate, errors so far. */
-  status(): Record<string, unknown>;
-  addRoot(path: string): Promise<{ id: number; path: string }>;
-  removeRoot(id: number): Promise<boolean>;
-  /** Accepts the folder a retargeted root's path now leads to (see ingest/root-pin.ts); undefined: no such root. */
-  confirmRoot?(id: number): Promise<{ id: number; path: string } | undefined>;
-  onEvent(listener: (event: { type: string } & Record<string, unknown>) => void): () => void;
-}
+import type { IngestService } from './ingest-service.js';
+import { statusOf } from './status-service.js';
 
 export interface AppOptions {
   library: Library;
@@ -436,52 +425,4 @@ function parseQueryField(value: unknown): unknown {
   } catch {
     throw new ClipdexError('INVALID_ARGUMENT', 'the `query` field is not valid JSON');
   }
-}
-
-export function statusOf(options: Pick<AppOptions, 'library' | 'ingest'>): Record<string, unknown> {
-  const { library } = options;
-  const counts = readIngestCounts(library);
-  const loaded = library.loaded;
-  const err = library.modelError;
-  return {
-    indexed: counts.indexed,
-    pending: counts.pending,
-    failed: counts.failed,
-    offline: counts.offline,
-    model: {
-      ref: library.modelRef,
-      ready: loaded !== null,
-      key: loaded?.key ?? null,
-      dim: loaded?.model.dim ?? null,
-      providers: loaded ? loaded.model.providers : null,
-      cuda: providerUnavailableReason('cuda') ?? 'available',
-      error: err
-        ? {
-            code: err.code,
-            message: err.message,
-            fix:
-              err.code === 'MODEL_NOT_FOUND'
-                ? `run \`clipdex models pull ${library.modelRef}\` (or \`clipdex models import <dir>\` offline), then restart the server; indexing waits until then`
-                : err.code === 'MODEL_INVALID'
-                  ? // A damaged or half-copied model file: "run doctor" alone does not say that the files must be replaced.
-                    `the model files cannot be loaded (damaged or incomplete?): \`clipdex doctor\` says which; replace them (\`clipdex models pull ${library.modelRef}\` again, or copy the model folder anew), then restart the server`
-                  : 'run `clipdex doctor` for details',
-          }
-        : null,
-    },
-    index: loaded ? loaded.index.health() : null,
-    search: loaded ? searchSpaceStatus(library) : null,
-    ingest: options.ingest?.status() ?? null,
-    roots: library.roots.list(),
-  };
-}
-
-/** Which vectors searches use: the base model's, or an adapter version's (and that index's health). */
-function searchSpaceStatus(library: Library): Record<string, unknown> {
-  const space = library.searchSpace();
-  return {
-    key: space.key,
-    adapter: space.adapter ? { id: space.adapter.id, version: space.adapter.version } : null,
-    index: space.adapter ? space.index.health() : null,
-  };
 }

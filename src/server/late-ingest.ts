@@ -1,4 +1,4 @@
-import type { IngestService } from './app.js';
+import type { IngestService } from './ingest-service.js';
 
 type Listener = Parameters<IngestService['onEvent']>[0];
 

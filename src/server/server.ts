@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import type { Library } from '../library/library.js';
-import { createApp, type IngestService } from './app.js';
+import { createApp } from './app.js';
+import type { IngestService } from './ingest-service.js';
 import type { EventHub } from './event-hub.js';
 import { generateToken, isLoopback } from './security.js';
 

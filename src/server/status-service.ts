@@ -1,0 +1,57 @@
+/**
+ * The status the API and the event stream report: counts, the model and what to do when it cannot load,
+ * which vectors searches use, indexing progress and the watched folders.
+ */
+import type { ClipdexError } from '../errors.js';
+import { readIngestCounts } from '../ingest/ingest-engine.js';
+import type { Library } from '../library/library.js';
+import { providerUnavailableReason } from '../model/ort-session.js';
+import type { IngestService } from './ingest-service.js';
+
+export function statusOf(options: { library: Library; ingest?: IngestService | undefined }): Record<string, unknown> {
+  const { library } = options;
+  const counts = readIngestCounts(library);
+  const loaded = library.loaded;
+  const err = library.modelError;
+  return {
+    indexed: counts.indexed,
+    pending: counts.pending,
+    failed: counts.failed,
+    offline: counts.offline,
+    model: {
+      ref: library.modelRef,
+      ready: loaded !== null,
+      key: loaded?.key ?? null,
+      dim: loaded?.model.dim ?? null,
+      providers: loaded ? loaded.model.providers : null,
+      cuda: providerUnavailableReason('cuda') ?? 'available',
+      error: err ? { code: err.code, message: err.message, fix: modelFix(err, library.modelRef) } : null,
+    },
+    index: loaded ? loaded.index.health() : null,
+    search: loaded ? searchSpaceStatus(library) : null,
+    ingest: options.ingest?.status() ?? null,
+    roots: library.roots.list(),
+  };
+}
+
+/** What the user does about a model that did not load, in the words the page shows. */
+function modelFix(err: ClipdexError, modelRef: string): string {
+  if (err.code === 'MODEL_NOT_FOUND') {
+    return `run \`clipdex models pull ${modelRef}\` (or \`clipdex models import <dir>\` offline), then restart the server; indexing waits until then`;
+  }
+  // A damaged or half-copied model file: "run doctor" alone does not say that the files must be replaced.
+  if (err.code === 'MODEL_INVALID') {
+    return `the model files cannot be loaded (damaged or incomplete?): \`clipdex doctor\` says which; replace them (\`clipdex models pull ${modelRef}\` again, or copy the model folder anew), then restart the server`;
+  }
+  return 'run `clipdex doctor` for details';
+}
+
+/** Which vectors searches use: the base model's, or an adapter version's (and that index's health). */
+function searchSpaceStatus(library: Library): Record<string, unknown> {
+  const space = library.searchSpace();
+  return {
+    key: space.key,
+    adapter: space.adapter ? { id: space.adapter.id, version: space.adapter.version } : null,
+    index: space.adapter ? space.index.health() : null,
+  };
+}
