@@ -1,0 +1,43 @@
+import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
+import { splitPreview, trainingState } from '../api-responses.js';
+import { trainBody } from '../api-schemas.js';
+import { ApiRoutes } from '../api-routes.js';
+import { errors, json } from '../openapi.js';
+import { previewSplit, splitPreviewQuery } from '../split-preview.js';
+import type { RouteContext } from './route-context.js';
+
+/** Training runs in the background (training-jobs.ts): start one, read its state, preview its split. */
+export function trainingRoutes({ library, jobs }: RouteContext, registry: OpenAPIRegistry) {
+  return new ApiRoutes(registry)
+    .get(
+      '/api/training',
+      { summary: 'The current or last training/activation/rollback job: { running, job: { kind, state, progress, result, error } }', responses: { 200: json('job state', trainingState) } },
+      (_input, _req, res) => {
+        res.json(jobs.state());
+      },
+    )
+    .get(
+      '/api/training/split',
+      {
+        summary: 'What the next training run would hold out: train/val counts of labels and photos, and labels it would skip',
+        query: splitPreviewQuery,
+        responses: { 200: json('{ train, val, skipped }', splitPreview), ...errors(400, 503) },
+      },
+      ({ query }, _req, res) => {
+        res.json(previewSplit(library, query.valFraction, query.seed));
+      },
+    )
+    .post(
+      '/api/training',
+      {
+        summary: 'Start training an adapter on the labels (runs in the background; progress as `training` events)',
+        body: trainBody,
+        bodyOf: (req) => req.body ?? {},
+        responses: { 202: json('started', trainingState.shape.job.unwrap()), ...errors(400, 409, 503) },
+      },
+      ({ body }, _req, res) => {
+        library.requireModel();
+        res.status(202).json(jobs.train(body));
+      },
+    ).router;
+}
