@@ -5,7 +5,7 @@
 import type { ClipdexError } from '../errors.js';
 import { readIngestCounts } from '../ingest/ingest-engine.js';
 import type { Library } from '../library/library.js';
-import { providerUnavailableReason } from '../model/ort-session.js';
+import { providerUnavailableReason } from '../inference/onnx-runtime.js';
 import type { IngestService } from './ingest-service.js';
 
 export function statusOf(options: { library: Library; ingest?: IngestService | undefined }): Record<string, unknown> {
