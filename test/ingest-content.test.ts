@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClipdexError } from '../src/errors.js';
 import { hashFile, readFileSnapshot, type ContentSnapshot } from '../src/ingest/content-hash.js';
-import { ThumbnailStore } from '../src/ingest/thumbnail-store.js';
+import { ThumbnailStore } from '../src/store/thumbnail-store.js';
 import { IS_ROOT, withoutRootPowers } from './helpers/ingest-fixtures.js';
 
 let tmp: string;

@@ -27,8 +27,6 @@ export interface ContentBytes extends ContentSnapshot {
   bytes: Buffer;
 }
 
-export const HASH_PATTERN = /^[0-9a-f]{64}$/;
-
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }

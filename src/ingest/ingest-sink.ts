@@ -24,7 +24,7 @@ import type { ExifMeta } from './exif-meta.js';
 import type { IngestEvent } from './ingest-events.js';
 import type { IngestQueue, QueueItem } from './ingest-queue.js';
 import type { IngestStore } from './ingest-store.js';
-import type { ThumbnailStore } from './thumbnail-store.js';
+import type { ThumbnailStore } from '../store/thumbnail-store.js';
 import { isMissing } from './path-missing.js';
 import { fsPathOf } from './raw-path.js';
 

@@ -1,6 +1,6 @@
 import { ClipdexError, errorMessage, isClipdexError } from '../errors.js';
 import { IndexManager, type IndexProgress } from '../index/index-manager.js';
-import { ThumbnailStore } from '../ingest/thumbnail-store.js';
+import { ThumbnailStore } from '../store/thumbnail-store.js';
 import { cacheDir as defaultCacheDir, dataDir as defaultDataDir } from '../model/cache-dir.js';
 import { ClipModel, type LoadModelOptions } from '../model/clip-model.js';
 import { DEFAULT_MODEL_ID, resolveModel } from '../model/model-registry.js';

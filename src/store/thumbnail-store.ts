@@ -9,7 +9,9 @@
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClipdexError } from '../errors.js';
-import { HASH_PATTERN } from './content-hash.js';
+
+/** A thumbnail is named by the sha256 of its photo's bytes (ingest/content-hash.ts). */
+const HASH_PATTERN = /^[0-9a-f]{64}$/;
 
 const TMP_MARK = '.tmp-';
 const RECENT_MARGIN_MS = 2000;
