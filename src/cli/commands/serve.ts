@@ -7,6 +7,7 @@ import { requireFolders } from '../../server/folder-check.js';
 import { LateIngest } from '../../server/late-ingest.js';
 import { startServer } from '../../server/server.js';
 import { globalOptions, log } from '../context.js';
+import { indexBuildLog } from '../index-build-log.js';
 
 function portOption(value: string): number {
   const n = Number(value);
@@ -33,6 +34,7 @@ export function serveCommand(): Command {
         model: g.model,
         cacheDir: g.cacheDir,
         modelOptional: true,
+        onIndexProgress: indexBuildLog(log),
         onIndexError: (err) => log(`clipdex: ${errorMessage(err)}`),
       });
       if (library.modelError) log(`clipdex: ${library.modelError.message}\nclipdex: serving without search until the model is available; indexing waits.`);
