@@ -20,7 +20,7 @@
 import { ClipdexError, errorMessage, isClipdexError } from '../errors.js';
 import type { Library, LoadedModel } from '../library/library.js';
 import type { ThumbnailOptions } from '../model/image-decode.js';
-import type { SessionOptions } from '../model/ort-session.js';
+import type { SessionOptions } from '../inference/onnx-runtime.js';
 import { readIngestCounts, type IngestCounts } from '../store/ingest-counts-repo.js';
 import { ThreadImageEncoder } from './encoder-thread.js';
 import type { WatchMode } from './folder-watcher.js';
