@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Library } from '../src/library/library.js';
 import { AdapterService } from '../src/train/adapter-service.js';
-import { encodeAdapter } from '../src/train/adapter-weights.js';
+import { encodeAdapter } from '../src/adapter/adapter-weights.js';
 import { folderLabelRows, importLabels } from '../src/train/label-import.js';
 import { trainAdapters, type TrainingData } from '../src/train/trainer.js';
 import { seededRandom } from '../src/util/seeded-random.js';

@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keyDir } from '../src/index/index-files.js';
 import { Library } from '../src/library/library.js';
-import { adapterModelKey, AdaptedEmbeddings } from '../src/train/adapter-embeddings.js';
-import { ActivationLease, findAdapterLeftovers, LEASE_STALE_MS } from '../src/train/adapter-leftovers.js';
+import { adapterModelKey, AdaptedEmbeddings } from '../src/adapter/adapter-embeddings.js';
+import { ActivationLease, findAdapterLeftovers, LEASE_STALE_MS } from '../src/adapter/adapter-leftovers.js';
 import { AdapterService } from '../src/train/adapter-service.js';
-import { encodeAdapter, identityAdapter } from '../src/train/adapter-weights.js';
+import { encodeAdapter, identityAdapter } from '../src/adapter/adapter-weights.js';
 import { writeJpeg } from './helpers/ingest-fixtures.js';
 import { indexFiles, tinyModel } from './helpers/library-fixture.js';
 

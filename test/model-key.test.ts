@@ -21,8 +21,8 @@ import { libraryPaths, openDatabase } from '../src/store/database.js';
 import { EmbeddingsRepo } from '../src/store/embeddings-repo.js';
 import { ImagesRepo } from '../src/store/images-repo.js';
 import { RootsRepo } from '../src/store/roots-repo.js';
-import { adapterModelKey, AdaptedEmbeddings } from '../src/train/adapter-embeddings.js';
-import { encodeAdapter, identityAdapter } from '../src/train/adapter-weights.js';
+import { adapterModelKey, AdaptedEmbeddings } from '../src/adapter/adapter-embeddings.js';
+import { encodeAdapter, identityAdapter } from '../src/adapter/adapter-weights.js';
 import { writeJpeg } from './helpers/ingest-fixtures.js';
 import { tinyModel } from './helpers/library-fixture.js';
 

@@ -11,7 +11,7 @@ import { ClipModel } from '../src/model/clip-model.js';
 import { readModelDir } from '../src/model/model-dir.js';
 import { buildTinyModel } from '../src/model/tiny-model-builder.js';
 import { exportAdaptedModel } from '../src/train/adapter-export.js';
-import { projectRows, type AdapterWeights } from '../src/train/adapter-weights.js';
+import { projectRows, type AdapterWeights } from '../src/adapter/adapter-weights.js';
 import { seededRandom } from '../src/util/seeded-random.js';
 
 let dir: string;

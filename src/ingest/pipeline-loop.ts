@@ -5,7 +5,7 @@
  */
 import type { Library } from '../library/library.js';
 import type { ThumbnailOptions } from '../model/image-decode.js';
-import { ActiveAdapterWriter } from '../train/adapter-embeddings.js';
+import { ActiveAdapterWriter } from '../adapter/adapter-embeddings.js';
 import { runEncodePipeline, type PipelineModel } from './encode-pipeline.js';
 import type { IngestEvent } from './ingest-events.js';
 import type { IngestQueue } from './ingest-queue.js';

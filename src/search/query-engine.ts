@@ -6,7 +6,7 @@
  */
 import { ClipdexError } from '../errors.js';
 import type { Library, SearchSpace } from '../library/library.js';
-import { projectRows } from '../train/adapter-weights.js';
+import { projectRows } from '../adapter/adapter-weights.js';
 import type { ImageInput } from '../model/image-source.js';
 import type { ImageRecord } from '../store/images-repo.js';
 import { ImageFilterQueries, type BrowseOrder, type ImageFilter } from '../store/image-filter.js';

@@ -11,7 +11,7 @@ import onnxProto from 'onnx-proto';
 import { ClipdexError, errorMessage } from '../errors.js';
 import type { ModelSpec } from '../model/model-dir.js';
 import type { TowerSpec } from '../model/manifest.js';
-import type { AdapterWeights } from './adapter-weights.js';
+import type { AdapterWeights } from '../adapter/adapter-weights.js';
 
 const { onnx } = onnxProto;
 

@@ -17,7 +17,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Library } from '../../src/library/library.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
-import { encodeAdapter, identityAdapter } from '../../src/train/adapter-weights.js';
+import { encodeAdapter, identityAdapter } from '../../src/adapter/adapter-weights.js';
 import { indexFiles, tinyModel } from '../helpers/library-fixture.js';
 import {
   STRESS,

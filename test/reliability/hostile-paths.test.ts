@@ -20,7 +20,7 @@ import { IngestEngine } from '../../src/ingest/ingest-engine.js';
 import { Library } from '../../src/library/library.js';
 import { DEFAULT_WEB_DIR } from '../../src/server/app.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
-import { encodeAdapter, identityAdapter } from '../../src/train/adapter-weights.js';
+import { encodeAdapter, identityAdapter } from '../../src/adapter/adapter-weights.js';
 import { tinyModel } from '../helpers/library-fixture.js';
 import { STRESS, isErrorBody, jsonOf, pool, rawRequest, type RawRequest, type RawResponse } from './hostile-helpers.js';
 
