@@ -4,7 +4,7 @@ import { IngestEngine } from '../../ingest/ingest-engine.js';
 import { readIngestCounts } from '../../store/ingest-counts-repo.js';
 import type { IngestEvent, IngestProgress } from '../../ingest/ingest-events.js';
 import { Library } from '../../library/library.js';
-import { requireFolders } from '../../server/folder-check.js';
+import { requireFolders } from '../../ingest/folder-check.js';
 import { EXIT, globalOptions, log, printJson } from '../context.js';
 import { createProgress } from '../progress.js';
 

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { ClipdexError, errorMessage } from '../../errors.js';
 import { IngestEngine } from '../../ingest/ingest-engine.js';
 import { Library } from '../../library/library.js';
-import { requireFolders } from '../../server/folder-check.js';
+import { requireFolders } from '../../ingest/folder-check.js';
 import { LateIngest } from '../../server/late-ingest.js';
 import { startServer } from '../../server/server.js';
 import { globalOptions, log } from '../context.js';

@@ -3,7 +3,7 @@ import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { ClipdexError } from '../../errors.js';
 import { addRootBody, idParam } from '../api-schemas.js';
 import { ApiRoutes } from '../api-routes.js';
-import { folderProblem } from '../folder-check.js';
+import { folderProblem } from '../../ingest/folder-check.js';
 import { sendError } from '../http-errors.js';
 import { errors } from '../openapi.js';
 import type { RouteContext } from './route-context.js';
