@@ -7,6 +7,8 @@
 import { rm } from 'node:fs/promises';
 import { ClipdexError } from '../errors.js';
 import { keyDir } from '../index/index-files.js';
+import { parseParam } from '../validation/param-rules.js';
+import { valFractionRule } from '../validation/train-params.js';
 import type { IndexProgress } from '../index/index-manager.js';
 import type { Library, SearchSpace } from '../library/library.js';
 import type { AdapterRecord, AdapterSummary } from '../store/adapters-repo.js';
@@ -98,8 +100,7 @@ export class AdapterService {
 
   async train(request: TrainRequest = {}, onProgress?: (p: AdapterJobProgress) => void, signal?: AbortSignal): Promise<TrainResult> {
     return this.exclusive('training', async () => {
-      const valFraction = request.valFraction ?? 0.2;
-      if (!(valFraction >= 0 && valFraction < 1)) throw new ClipdexError('INVALID_ARGUMENT', `the validation share must be in [0, 1), got ${valFraction}`);
+      const valFraction = parseParam(valFractionRule, request.valFraction ?? 0.2, 'valFraction');
       onProgress?.({ phase: 'preparing', message: 'reading labeled photos and encoding captions' });
       const { data, skipped } = await this.collect(valFraction, request.seed ?? 1);
       const skippedPairs = skipped.length;
