@@ -342,7 +342,7 @@ describe.skipIf(!labeled)(`clipdex label, labels, train and adapters on ../share
     }
     const malformed = await cli('adapters', 'activate', 'latest');
     expect(malformed.code).toBe(2);
-    expect(malformed.stderr).toMatch(/a version is a positive integer/);
+    expect(malformed.stderr).toMatch(/a version must be a positive integer/);
     const badOption = await cli('train', '--epochs', '2.5');
     expect(badOption.code).toBe(2);
     expect(badOption.stderr).toMatch(/epochs must be an integer/);

@@ -10,7 +10,8 @@ const WHOLE_NUMBER = /^\s*[+-]?\d+\s*$/;
 
 /** An integer in [min, max]; a number only (a JSON body, a library call). */
 export function intRule(min: number, max: number) {
-  const message = `must be an integer from ${min} to ${max}`;
+  // An id's upper bound (2^53 − 1) says nothing to a person: no bound is named then.
+  const message = max < Number.MAX_SAFE_INTEGER ? `must be an integer from ${min} to ${max}` : min === 1 ? 'must be a positive integer' : `must be an integer of at least ${min}`;
   return z.number({ error: message }).int(message).min(min, message).max(max, message);
 }
 
@@ -41,7 +42,17 @@ export function parseParam<T>(schema: z.ZodType<T>, value: unknown, name: string
   throw new ClipdexError('INVALID_ARGUMENT', `${name} ${message}${message.includes(got) ? '' : `, got ${got}`}`, { cause: result.error });
 }
 
-/** A command-line option's parser from a rule: a bad value fails with the option's name (exit 2). */
-export function optionParser<T>(schema: z.ZodType<T>, flag: string): (value: string) => T {
-  return (value) => parseParam(schema, value, flag);
+/**
+ * A command-line option's parser from a rule: a bad value fails with the option's name (exit 2), and with
+ * `hint` (where to find a valid value) after it.
+ */
+export function optionParser<T>(schema: z.ZodType<T>, flag: string, hint?: string): (value: string) => T {
+  return (value) => {
+    try {
+      return parseParam(schema, value, flag);
+    } catch (err) {
+      if (!hint || !(err instanceof ClipdexError)) throw err;
+      throw new ClipdexError(err.code, `${err.message} (${hint})`, { cause: err.cause });
+    }
+  };
 }

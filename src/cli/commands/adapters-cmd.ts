@@ -4,18 +4,16 @@
  */
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { ClipdexError } from '../../errors.js';
 import { Library } from '../../library/library.js';
 import type { AdapterSummary } from '../../store/adapters-repo.js';
 import { AdapterService, type ActivationResult, type AdapterJobProgress } from '../../train/adapter-service.js';
 import { meanRecall, type RetrievalMetrics } from '../../train/retrieval-metrics.js';
 import { globalOptions, log, printJson, type GlobalOptions } from '../context.js';
 import { createProgress, type Progress } from '../progress.js';
+import { optionParser } from '../../validation/param-rules.js';
+import { recordIdParam } from '../../validation/id-params.js';
 
-function versionArg(value: string): number {
-  if (!/^\d+$/.test(value.trim()) || Number(value) < 1) throw new ClipdexError('INVALID_ARGUMENT', `a version is a positive integer such as 3 (see \`clipdex adapters list\`), got ${JSON.stringify(value)}`);
-  return Number(value);
-}
+const versionArg = optionParser(recordIdParam, 'a version', 'such as 3; see `clipdex adapters list`');
 
 /** Bars for the two long steps of an activation: re-projecting every stored embedding, then its index. */
 export function activationProgress(): { onProgress: (p: AdapterJobProgress) => void; stop: () => void } {

@@ -11,6 +11,8 @@ import { Library } from '../../library/library.js';
 import type { CaptionSummary, LabeledPair, ListedPair, PairFilter } from '../../store/pairs-repo.js';
 import { checkCaption, DEFAULT_FOLDER_TEMPLATE, folderLabelRows, importLabels, labelTarget, resolvePhoto, type LabelRow } from '../../train/label-import.js';
 import { EXIT, globalOptions, log, printJson, type GlobalOptions } from '../context.js';
+import { optionParser } from '../../validation/param-rules.js';
+import { listLimitParam, recordIdParam } from '../../validation/id-params.js';
 
 /** Where a problem came from, in the words of the input: "line 4" of a CSV, "entry 2" of JSON, "argument 1". */
 interface Problem {
@@ -51,15 +53,8 @@ async function withLibrary<T>(g: GlobalOptions, run: (library: Library) => Promi
   }
 }
 
-function positiveInt(value: string): number {
-  if (!/^\d+$/.test(value.trim()) || Number(value) < 1) throw new ClipdexError('INVALID_ARGUMENT', `expected a positive integer, got ${JSON.stringify(value)}`);
-  return Number(value);
-}
-
-function labelId(value: string): number {
-  if (!/^\d+$/.test(value.trim())) throw new ClipdexError('INVALID_ARGUMENT', `a label id is a positive integer, got ${JSON.stringify(value)}`);
-  return Number(value);
-}
+const listLimit = optionParser(listLimitParam, '--limit');
+const labelId = optionParser(recordIdParam, 'a label id', 'see `clipdex labels list`');
 
 /**
  * Prints what an add did; exits non-zero only when nothing at all could be used, so one typo in a
@@ -250,7 +245,7 @@ export function labelsCommand(): Command {
     .description('the labels (id, split, caption, photo) and how many each caption has')
     .option('--caption <text>', 'only labels with exactly this caption')
     .option('--photo <path|id>', 'only the labels of this photo')
-    .option('--limit <n>', 'list at most this many labels (the counts cover all)', positiveInt, 1000)
+    .option('--limit <n>', 'list at most this many labels (the counts cover all)', listLimit, 1000)
     .action(async (opts: { caption?: string; photo?: string; limit: number }, cmd: Command) => {
       const g = globalOptions(cmd);
       await withLibrary(g, (library) => {

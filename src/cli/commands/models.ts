@@ -9,6 +9,8 @@ import { findManifest, listLocalModels, listManifests, manifestCacheDir } from '
 import { buildTinyModel, DEFAULT_SEED } from '../../model/tiny-model-builder.js';
 import { globalOptions, log, printJson } from '../context.js';
 import { createProgress, formatBytes } from '../progress.js';
+import { optionParser } from '../../validation/param-rules.js';
+import { seedText } from '../../validation/train-params.js';
 
 /** One line of `models list`: a manifest's model, or a `local-…` import (no manifest: `local` true). */
 interface ModelRow {
@@ -134,12 +136,11 @@ export function modelsCommand(): Command {
     .requiredOption('--out <dir>', 'output directory')
     .addOption(new Option('--preset <name>', 'tiny (fast) or vit-b-32 (real ViT-B/32 shapes and FLOPs)').choices(['tiny', 'vit-b-32']).default('tiny'))
     .addOption(new Option('--layout <layout>', 'hf (transformers.js export) or openclip (Immich export)').choices(['hf', 'openclip']).default('hf'))
-    .option('--seed <n>', 'weight seed', (v) => Number.parseInt(v, 10), DEFAULT_SEED)
+    .option('--seed <n>', 'weight seed', optionParser(seedText, '--seed'), DEFAULT_SEED)
     .option('--vocab <file>', 'CLIP vocabulary to ship (bpe gz, tokenizer.json, vocab.json or dir); default: byte-level')
     .option('--force', 'replace a non-empty output directory')
     .action(async (opts: { out: string; preset: 'tiny' | 'vit-b-32'; layout: 'hf' | 'openclip'; seed: number; vocab?: string; force?: boolean }, cmd: Command) => {
       const g = globalOptions(cmd);
-      if (!Number.isInteger(opts.seed)) throw new ClipdexError('INVALID_ARGUMENT', '--seed must be an integer');
       if (opts.vocab && !existsSync(opts.vocab)) throw new ClipdexError('FILE_NOT_FOUND', `vocabulary not found: ${opts.vocab}`);
       const started = Date.now();
       const built = await buildTinyModel({ ...opts, force: opts.force === true });

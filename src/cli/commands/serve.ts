@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { ClipdexError, errorMessage } from '../../errors.js';
+import { errorMessage } from '../../errors.js';
 import { IngestEngine } from '../../ingest/ingest-engine.js';
 import { Library } from '../../library/library.js';
 import { requireFolders } from '../../ingest/folder-check.js';
@@ -8,12 +8,10 @@ import { LateIngest } from '../../server/late-ingest.js';
 import { startServer } from '../../server/server.js';
 import { globalOptions, log } from '../context.js';
 import { indexBuildLog } from '../index-build-log.js';
+import { optionParser } from '../../validation/param-rules.js';
+import { portParam } from '../../validation/id-params.js';
 
-function portOption(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ClipdexError('INVALID_ARGUMENT', `--port must be 0–65535, got ${value}`);
-  return n;
-}
+const portOption = optionParser(portParam, '--port');
 
 export function serveCommand(): Command {
   return new Command('serve')

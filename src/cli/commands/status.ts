@@ -4,6 +4,8 @@ import { readIngestCounts } from '../../store/ingest-counts-repo.js';
 import { IngestStore } from '../../ingest/ingest-store.js';
 import { Library } from '../../library/library.js';
 import { exitCodeFor, globalOptions, printJson } from '../context.js';
+import { optionParser } from '../../validation/param-rules.js';
+import { listLimitParam } from '../../validation/id-params.js';
 
 interface FailedFile {
   id: number;
@@ -25,11 +27,7 @@ export function statusCommand(): Command {
   return new Command('status')
     .description('what the library holds: indexed, pending, failed and offline files, folders, model and index health')
     .option('--errors', 'list the files that failed, with the reason for each')
-    .option('--limit <n>', 'with --errors: list at most this many', (v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new ClipdexError('INVALID_ARGUMENT', `--limit must be a positive integer, got ${v}`);
-      return n;
-    })
+    .option('--limit <n>', 'with --errors: list at most this many', optionParser(listLimitParam, '--limit'))
     .addHelpText(
       'after',
       '\nExit code: 0 when the library and its model are ready; 3 when the model is missing or unsupported, 1 when it cannot be ' +
