@@ -28,5 +28,15 @@ export {
 export type { IngestEvent, IngestListener, IngestProgress, IngestPhase, ScanReport } from './ingest/ingest-events.js';
 export { Library, type OpenLibraryOptions } from './library/library.js';
 export { QueryEngine, type QueryTerm, type SearchRequest, type SearchResponse, type SearchResult } from './search/query-engine.js';
+export {
+  parseQueryText,
+  plainQuery,
+  searchRequestOf,
+  withParsedDate,
+  type ParsedQuery,
+  type ParseQueryOptions,
+  type TextSearchResponse,
+  type UnderstoodPart,
+} from './search/query-syntax.js';
 export { startServer, type ServeOptions, type RunningServer } from './server/server.js';
 export type { ImageFilter } from './store/image-filter.js';

@@ -9,6 +9,7 @@ import type { Library, SearchSpace } from '../library/library.js';
 import { projectRows } from '../adapter/adapter-weights.js';
 import type { ImageInput } from '../model/image-source.js';
 import type { ImageRecord } from '../store/images-repo.js';
+import type { SearchHit } from '../index/vector-index.js';
 import { ImageFilterQueries, type BrowseOrder, type ImageFilter } from '../store/image-filter.js';
 import { failedPhotoError } from './failed-photo.js';
 import { parseParam } from '../validation/param-rules.js';
@@ -16,6 +17,7 @@ import {
   browseOffsetParam,
   checkImageFilter,
   limitParam,
+  MAX_ALTERNATIVES,
   MAX_SEARCH_OFFSET,
   MAX_TERMS,
   minScoreRatioParam,
@@ -41,6 +43,11 @@ export type SortOrder = 'relevance' | 'date-desc' | 'date-asc';
 
 export interface SearchRequest {
   terms: QueryTerm[];
+  /**
+   * Alternatives (`cat | dog`): each list, with `terms` added to it, is a query of its own, and a photo
+   * scores its best over them. Absent or empty: one query, `terms`.
+   */
+  anyOf?: QueryTerm[][];
   filter?: ImageFilter;
   /** Results per page; default 50, at most 500. */
   limit?: number;
@@ -114,6 +121,13 @@ export function resultFromRecord(r: ImageRecord, score: number): SearchResult {
   };
 }
 
+/** Several ranked lists as one: each photo once, with its best score, best first (ties by id, stably). */
+function bestPerPhoto<H extends { id: number; score: number }>(lists: readonly H[][]): H[] {
+  const best = new Map<number, H>();
+  for (const list of lists) for (const h of list) if ((best.get(h.id)?.score ?? -Infinity) < h.score) best.set(h.id, h);
+  return [...best.values()].sort((a, b) => b.score - a.score || a.id - b.id);
+}
+
 export class QueryEngine {
   /** Phrase → embedding, per model key: typing "dog", "dog " and "dog" again costs one encode. */
   private readonly textCache = new LruCache<string, Float32Array>(1000);
@@ -154,13 +168,19 @@ export class QueryEngine {
     const filter = request.filter ? checkImageFilter(request.filter) : undefined;
     const sort = request.sort ?? 'relevance';
     const ratio = request.minScoreRatio !== undefined ? parseParam(minScoreRatioParam, request.minScoreRatio, 'minScoreRatio') : sort === 'relevance' ? undefined : DATE_SORT_RATIO;
-    const query = await this.queryVector(request.terms, space);
+    if ((request.anyOf?.length ?? 0) > MAX_ALTERNATIVES) throw new ClipdexError('INVALID_ARGUMENT', `at most ${MAX_ALTERNATIVES} alternatives per search, got ${request.anyOf!.length}`);
+    const queries = request.anyOf?.length ? request.anyOf.map((alt) => [...alt, ...request.terms]) : [request.terms];
+    const vectors = await Promise.all(queries.map((terms) => this.queryVector(terms, space)));
     const excluded = new Set(
-      request.excludeQueryImages === false ? [] : request.terms.flatMap((t) => ('imageId' in t && (t.weight ?? 1) > 0 ? [t.imageId] : [])),
+      request.excludeQueryImages === false ? [] : queries.flat().flatMap((t) => ('imageId' in t && (t.weight ?? 1) > 0 ? [t.imageId] : [])),
     );
     const wholeList = ratio !== undefined || sort !== 'relevance';
     const want = Math.min(MAX_CANDIDATES, (wholeList ? MAX_CANDIDATES : offset + limit + 1) + excluded.size);
-    let hits = (await index.search(query, want, filter ? { filter } : {})).filter((h) => !excluded.has(h.id));
+    // Each alternative's best `want` are enough for the merged best `want`: a photo's merged score is its
+    // score in one alternative, where it ranks at least as high as in the merged list.
+    const lists: SearchHit[][] = [];
+    for (const v of vectors) lists.push(await index.search(v, want, filter ? { filter } : {}));
+    let hits = (lists.length === 1 ? lists[0]! : bestPerPhoto(lists)).filter((h) => !excluded.has(h.id));
     const bestScore = hits[0]?.score ?? null;
     if (ratio !== undefined && bestScore !== null && bestScore > 0) hits = hits.filter((h) => h.score >= bestScore * ratio);
 

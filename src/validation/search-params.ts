@@ -141,3 +141,7 @@ export const termWeightParam = z.number({ error: WEIGHT }).min(-100, WEIGHT).max
 export const phraseParam = z.string({ error: 'must be text' }).trim().min(1, 'must not be empty').max(1000, 'is limited to 1000 characters');
 /** A stored photo's id in a JSON body or a library call. */
 export const photoIdParam = intRule(1, Number.MAX_SAFE_INTEGER);
+/** Alternatives of one query (`cat | dog`): each is a search of its own, so they are few. */
+export const MAX_ALTERNATIVES = 8;
+/** How a typed query is read: `query` (the default) reads dates, `|` and `-word`; `plain` takes the text as one phrase. */
+export const querySyntaxParam = z.enum(['query', 'plain']);
