@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import type { SearchResult } from '../search/query-engine.js';
+import type { UnderstoodPart } from '../search/query-syntax.js';
 import type { CaptionSummary, ListedPair } from '../store/pairs-repo.js';
 import type { SkippedLabel } from '../train/labeled-photos.js';
 import type { SplitPreview } from './split-preview.js';
@@ -27,8 +28,24 @@ const photoFields = {
 
 export const searchResult = z.object({ ...photoFields, score: z.number().describe('cosine similarity') }).meta({ id: 'SearchResult' }) satisfies z.ZodType<SearchResult>;
 
+const day = z.string().describe('YYYY-MM-DD');
+export const understoodPart = z
+  .discriminatedUnion('kind', [
+    z.object({ kind: z.literal('phrase'), text: z.string().describe('sent to the text encoder') }),
+    z.object({ kind: z.literal('or'), phrases: z.array(z.string()).describe('alternatives, each searched on its own; a photo scores its best') }),
+    z.object({ kind: z.literal('not'), text: z.string().describe('subtracted') }),
+    z.object({
+      kind: z.literal('date'),
+      text: z.string().describe("the query's words that said it"),
+      from: day.optional().describe('taken on or after this day (absent: open)'),
+      to: day.optional().describe('taken before this day (exclusive; absent: open)'),
+    }),
+  ])
+  .meta({ id: 'UnderstoodPart', description: 'what the query syntax read in the text' }) satisfies z.ZodType<UnderstoodPart>;
+
 export const searchResponse = z
   .object({
+    understood: z.array(understoodPart).optional().describe('what the typed text was read as (searches from text only)'),
     results: z.array(searchResult),
     offset: z.number().int(),
     limit: z.number().int(),

@@ -9,6 +9,7 @@ import {
   minScoreRatioParam,
   phraseParam,
   photoIdParam,
+  querySyntaxParam,
   searchOffsetParam,
   termWeightParam,
   searchSortParam,
@@ -27,8 +28,13 @@ export const searchOptionsShape = {
   minScoreRatio: minScoreRatioParam.optional().describe('keep results scoring at least this share of the best score'),
 };
 
+const syntax = querySyntaxParam
+  .optional()
+  .describe('query (default): dates ("beach July 2023", "last winter") become a capture-date filter, `a | b` are alternatives, `-word` and `-"two words"` subtract, quoted text is literal; plain: the text is one phrase');
+
 export const textSearchQuery = z.object({
-  q: z.string().trim().min(1, 'q (the phrase) is required').max(1000),
+  q: z.string().trim().min(1, 'q (the phrase) is required').max(1000).describe('what to look for, in the query syntax unless syntax=plain'),
+  syntax,
   ...searchOptionsShape,
 });
 
@@ -55,6 +61,12 @@ export const combinedSearchBody = z.object({
     )
     .max(MAX_TERMS)
     .default([]),
+  /**
+   * Typed text read like GET's `q` (dates, `|`, `-word`), searched with the terms and uploads above; `terms`
+   * phrases are structured already and stay literal.
+   */
+  q: z.string().trim().min(1, 'q must not be empty').max(1000).optional().describe('typed text in the query syntax, searched together with `terms` (whose phrases stay literal)'),
+  syntax,
   /** Weights of the uploaded files, in upload order (default 1 each). */
   uploadWeights: z.array(termWeightParam).max(4).optional(),
   ...searchOptionsShape,

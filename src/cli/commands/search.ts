@@ -21,6 +21,7 @@ import {
 } from '../../validation/search-params.js';
 import { optionParser as option } from '../../validation/param-rules.js';
 import { QueryEngine, type QueryTerm, type SearchRequest, type SearchResponse } from '../../search/query-engine.js';
+import { parseQueryText, plainQuery, searchRequestOf, type ParsedQuery, type UnderstoodPart } from '../../search/query-syntax.js';
 import type { BrowseOrder } from '../../store/image-filter.js';
 import { globalOptions, printJson, type GlobalOptions } from '../context.js';
 
@@ -51,18 +52,35 @@ function addCommonOptions(cmd: Command): Command {
     .option('--min-score-ratio <r>', 'keep results scoring at least this share (0-1) of the best', option(minScoreRatioParam, '--min-score-ratio'));
 }
 
-async function runSearch(g: GlobalOptions, termsFor: (library: Library) => QueryTerm[], o: CommonOptions & { limit?: number }): Promise<void> {
+async function runSearch(g: GlobalOptions, termsFor: (library: Library) => QueryTerm[], o: CommonOptions & { limit?: number }, parsed?: ParsedQuery): Promise<void> {
   const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir });
   try {
-    const response = await new QueryEngine(library).search({ terms: termsFor(library), ...requestOptionsOf({ ...o, limit: o.limit ?? 20 }) });
-    print(g, response);
+    const options = { ...requestOptionsOf({ ...o, limit: o.limit ?? 20 }), terms: termsFor(library) };
+    // A date in the phrase and --after/--before both hold (their intersection): see withParsedDate.
+    const response = await new QueryEngine(library).search(parsed ? searchRequestOf(parsed, options) : options);
+    print(g, parsed ? { ...response, understood: parsed.understood } : response);
   } finally {
     await library.close();
   }
 }
 
-function print(g: GlobalOptions, response: SearchResponse): void {
+/** What the phrase was read as, in one line: `understood: "beach" · taken 2023-07-01 to 2023-07-31 ("July 2023")`. */
+export function describeUnderstood(parts: readonly UnderstoodPart[]): string {
+  const lastDay = (to: string) => new Date(Date.parse(to) - 86_400_000).toISOString().slice(0, 10);
+  const words = parts.map((p) => {
+    if (p.kind === 'phrase') return JSON.stringify(p.text);
+    if (p.kind === 'or') return p.phrases.map((x) => JSON.stringify(x)).join(' or ');
+    if (p.kind === 'not') return `not ${JSON.stringify(p.text)}`;
+    const span = p.from && p.to ? `${p.from} to ${lastDay(p.to)}` : p.from ? `on or after ${p.from}` : `before ${p.to}`;
+    return `taken ${span} (${JSON.stringify(p.text)})`;
+  });
+  return `understood: ${words.join(' · ')}`;
+}
+
+function print(g: GlobalOptions, response: SearchResponse & { understood?: UnderstoodPart[] }): void {
   if (g.json) return printJson(response);
+  // stderr, like the other notes: stdout stays the results, one per line, for pipes.
+  if (response.understood) process.stderr.write(`${describeUnderstood(response.understood)}\n`);
   if (response.results.length === 0) {
     process.stderr.write('no results\n');
     return;
@@ -71,11 +89,9 @@ function print(g: GlobalOptions, response: SearchResponse): void {
   if (response.hasMore) process.stderr.write(`more results: --offset ${response.offset + response.limit}\n`);
 }
 
-/** `beach +image.jpg -people`: terms of a combined query; a leading - subtracts, an existing file is an image. */
-export function parseTerms(words: string[], extra: { add?: string[]; subtract?: string[] }): QueryTerm[] {
+/** `--add image.jpg --subtract people`: terms beside the phrase, taken as given; an existing file is an image, digits a photo id. */
+export function extraTerms(extra: { add?: string[]; subtract?: string[] }): QueryTerm[] {
   const terms: QueryTerm[] = [];
-  const phrase = words.join(' ').trim();
-  if (phrase) terms.push({ text: phrase });
   for (const [list, weight] of [
     [extra.add ?? [], 1],
     [extra.subtract ?? [], -1],
@@ -91,14 +107,19 @@ export function parseTerms(words: string[], extra: { add?: string[]; subtract?: 
 
 export function searchCommand(): Command {
   const cmd = new Command('search')
-    .description('find photos by a phrase; --add/--subtract mix in more phrases, photos (paths) or photo ids')
-    .argument('[phrase...]', 'what to look for, e.g. "dog asleep on the sofa"')
+    .description(
+      'find photos by a phrase; dates in it filter ("beach July 2023", "snow last winter"), "cat | dog" searches either, -word subtracts, "quoted text" is literal; --add/--subtract mix in more phrases, photos (paths) or photo ids',
+    )
+    .argument('[phrase...]', 'what to look for, e.g. "dog asleep on the sofa" or "beach July 2023 -people"')
+    .option('--plain', 'take the phrase as written: no dates, | or -word')
     .option('--add <term...>', 'another phrase, image path or photo id to add')
     .option('--subtract <term...>', 'a phrase, image path or photo id to subtract (e.g. "people")');
-  addCommonOptions(cmd).action(async (words: string[], o: CommonOptions & { limit: number; add?: string[]; subtract?: string[] }, c: Command) => {
-    const terms = parseTerms(words, o);
-    if (terms.length === 0) throw new ClipdexError('INVALID_ARGUMENT', 'give a phrase to search for (or --add an image)');
-    await runSearch(globalOptions(c), () => terms, o);
+  addCommonOptions(cmd).action(async (words: string[], o: CommonOptions & { limit: number; plain?: boolean; add?: string[]; subtract?: string[] }, c: Command) => {
+    const phrase = words.join(' ').trim();
+    const terms = extraTerms(o);
+    if (!phrase && terms.length === 0) throw new ClipdexError('INVALID_ARGUMENT', 'give a phrase to search for (or --add an image)');
+    const parsed = phrase ? (o.plain ? plainQuery(phrase) : parseQueryText(phrase)) : undefined;
+    await runSearch(globalOptions(c), () => terms, o, parsed);
   });
   return cmd;
 }

@@ -3,6 +3,7 @@ import type { RequestHandler } from 'express';
 import multer from 'multer';
 import { ClipdexError, errorMessage } from '../../errors.js';
 import type { QueryTerm } from '../../search/query-engine.js';
+import { parseQueryText, plainQuery, searchRequestOf } from '../../search/query-syntax.js';
 import { requestOptionsOf } from '../../validation/search-params.js';
 import { combinedSearchBody, textSearchQuery } from '../api-schemas.js';
 import { ApiRoutes } from '../api-routes.js';
@@ -12,8 +13,10 @@ import type { RouteContext } from './route-context.js';
 /** GET /api/search (a phrase) and POST /api/search (phrases, stored photos and uploads with weights). */
 export function searchRoutes({ engine }: RouteContext, registry: OpenAPIRegistry, uploads: { admit: RequestHandler; read: RequestHandler }) {
   return new ApiRoutes(registry)
-    .get('/api/search', { summary: 'Search by phrase', query: textSearchQuery, responses: { 200: results, ...errors(400, 503) } }, async ({ query }, _req, res) => {
-      res.json(await engine.search({ terms: [{ text: query.q }], ...requestOptionsOf(query) }));
+    .get('/api/search', { summary: 'Search by typed text (dates, `a | b`, `-word`)', query: textSearchQuery, responses: { 200: results, ...errors(400, 503) } }, async ({ query }, _req, res) => {
+      const parsed = query.syntax === 'plain' ? plainQuery(query.q) : parseQueryText(query.q);
+      // A date in the text and ?after/?before both hold (their intersection): see withParsedDate.
+      res.json({ ...(await engine.search(searchRequestOf(parsed, requestOptionsOf(query)))), understood: parsed.understood });
     })
     .post(
       '/api/search',
@@ -41,8 +44,13 @@ export function searchRoutes({ engine }: RouteContext, registry: OpenAPIRegistry
         const files = (req.files as Express.Multer.File[] | undefined) ?? [];
         const terms: QueryTerm[] = [...body.terms];
         files.forEach((f, i) => terms.push({ image: f.buffer, weight: body.uploadWeights?.[i] ?? 1 }));
-        if (terms.length === 0) throw new ClipdexError('INVALID_ARGUMENT', 'a search needs at least one term: a phrase, a photo id or an uploaded image');
-        res.json(await engine.search({ terms, ...requestOptionsOf(body) }));
+        if (terms.length === 0 && body.q === undefined) throw new ClipdexError('INVALID_ARGUMENT', 'a search needs at least one term: a phrase, a photo id or an uploaded image');
+        if (body.q === undefined) {
+          res.json(await engine.search({ terms, ...requestOptionsOf(body) }));
+          return;
+        }
+        const parsed = body.syntax === 'plain' ? plainQuery(body.q) : parseQueryText(body.q);
+        res.json({ ...(await engine.search(searchRequestOf(parsed, { ...requestOptionsOf(body), terms }))), understood: parsed.understood });
       },
     ).router;
 }
