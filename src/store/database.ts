@@ -69,6 +69,8 @@ export interface StoreDatabase {
    * write on this one (`total_changes()`). Equal strings mean nothing changed in between.
    */
   changeStamp(): string;
+  /** Folds the WAL into the database file without waiting for readers (PASSIVE: never blocks). */
+  checkpointWal(): void;
   close(): void;
 }
 
@@ -121,6 +123,9 @@ export function openDatabase(path: string, options: OpenDatabaseOptions = {}): S
       libraryId: row.value,
       transaction: (fn, mode) => runInTransaction(db, fn, mode),
       changeStamp: () => `${db.pragma('data_version', { simple: true })}:${totalChanges.get()!.n}`,
+      checkpointWal: () => {
+        db.pragma('wal_checkpoint(PASSIVE)');
+      },
       close: () => {
         if (!db.open) return;
         // Keeps the planner's statistics current (cheap: SQLite only re-analyses what changed a lot).

@@ -27,6 +27,7 @@ export class EmbeddingsRepo {
   private readonly dropModelStmt;
   private readonly missingUnderStmt;
   private readonly addNewStmt;
+  private readonly sampleStmt;
 
   constructor(
     private readonly db: SqliteHandle,
@@ -66,9 +67,21 @@ export class EmbeddingsRepo {
          AND NOT EXISTS (SELECT 1 FROM embeddings a WHERE a.content_hash = b.content_hash AND a.model_key = @key)
        ORDER BY b.id LIMIT @limit`,
     );
+    this.sampleStmt = db.prepare<[string, number], { vector: Buffer }>(
+      `SELECT e.vector FROM images i JOIN embeddings e ON e.content_hash = i.content_hash AND e.model_key = ?
+         WHERE i.status = 'indexed' ORDER BY (i.id * 2654435761) % 4294967296 LIMIT ?`,
+    );
     this.addNewStmt = db.prepare<[string, string, number, Buffer, number]>(
       'INSERT INTO embeddings (content_hash, model_key, dim, vector, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (content_hash, model_key) DO NOTHING',
     );
+  }
+
+  /**
+   * Vectors of up to `limit` indexed photos under `modelKey`, a fixed pseudo-random sample (the same at
+   * every call while the library does not change, so measurements on it are comparable).
+   */
+  indexedSample(modelKey: string, limit: number): Buffer[] {
+    return this.sampleStmt.all(modelKey, limit).map((r) => r.vector);
   }
 
   /**
