@@ -74,6 +74,7 @@ export class ImagesRepo {
   private readonly availabilityStmt;
   private readonly offlineRootStmt;
   private readonly rootHasPhotosStmt;
+  private readonly indexedInRangeStmt;
 
   constructor(
     db: SqliteHandle,
@@ -122,6 +123,9 @@ export class ImagesRepo {
     this.touchVersionStmt = db.prepare<[number, number, number, number]>('UPDATE images SET size = ?, mtime_ms = ?, updated_at = ? WHERE id = ?');
     this.availabilityStmt = db.prepare<[string, number, number]>('UPDATE images SET status = ?, updated_at = ? WHERE id = ?');
     this.offlineRootStmt = db.prepare<[number, number]>("UPDATE images SET status = 'offline', updated_at = ? WHERE root_id = ? AND status = 'indexed'");
+    this.indexedInRangeStmt = db.prepare<[string, string], { id: number; path: string }>(
+      `SELECT id, path FROM images WHERE path >= ? AND path < ? AND status = 'indexed' ORDER BY path`,
+    );
     this.rootHasPhotosStmt = db.prepare<[number], { one: number }>("SELECT 1 AS one FROM images WHERE root_id = ? AND status IN ('indexed', 'offline') LIMIT 1");
   }
 
@@ -225,6 +229,11 @@ export class ImagesRepo {
   /** A root went offline: its indexed images leave search but keep their rows (error rows keep their reason). */
   takeRootOffline(rootId: number): number {
     return this.offlineRootStmt.run(this.now(), rootId).changes;
+  }
+
+  /** Ids and paths of the indexed images with a path in [lo, hi), by path. */
+  listIndexedInRange(lo: string, hi: string): { id: number; path: string }[] {
+    return this.indexedInRangeStmt.all(lo, hi);
   }
 
   /** True when the database holds photos for the root (the test for a bare mount point). */
