@@ -53,6 +53,9 @@ const COLUMNS = `id, root_id AS rootId, path, path_bytes AS pathBytes, size, mti
   taken_at AS takenAt, camera_make AS cameraMake, camera_model AS cameraModel, status, error_code AS errorCode,
   error_message AS errorMessage, created_at AS createdAt, updated_at AS updatedAt`;
 
+/** Rename candidates for a file moved while clipdex was stopped: per swept row, so on images_size_mtime (test/store-query-plans). */
+export const IMAGES_BY_SIZE_MTIME_SQL = `SELECT ${COLUMNS} FROM images WHERE size = ? AND mtime_ms = ?`;
+
 type Row = Required<Omit<ImageInput, 'status'>> & { status: ImageStatus; now: number };
 
 export class ImagesRepo {
@@ -107,7 +110,7 @@ export class ImagesRepo {
     );
     this.removeStmt = db.prepare<[number]>('DELETE FROM images WHERE id = ?');
     this.countsStmt = db.prepare<[], { status: ImageStatus; n: number }>('SELECT status, count(*) AS n FROM images GROUP BY status');
-    this.bySizeMtimeStmt = db.prepare<[number, number], ImageRecord>(`SELECT ${COLUMNS} FROM images WHERE size = ? AND mtime_ms = ?`);
+    this.bySizeMtimeStmt = db.prepare<[number, number], ImageRecord>(IMAGES_BY_SIZE_MTIME_SQL);
     this.inRangeStmt = db.prepare<[string, string, number, number], ImageRecord>(
       `SELECT ${COLUMNS} FROM images WHERE path >= ? AND path < ? AND id > ? ORDER BY id LIMIT ?`,
     );

@@ -16,6 +16,10 @@ export interface QueueEntry {
   mtimeMs: number;
 }
 
+/** Queued files a swept row may have moved to: asked per swept row, so on ingest_queue_size_mtime (test/store-query-plans). */
+export const QUEUED_BY_SIZE_MTIME_SQL =
+  'SELECT id, path, path_bytes AS pathBytes, root_id AS rootId, size, mtime_ms AS mtimeMs FROM ingest_queue WHERE size = ? AND mtime_ms = ?';
+
 export class IngestQueueRepo {
   private readonly s;
 
@@ -45,9 +49,7 @@ export class IngestQueueRepo {
       queueOnlineAny: p<[], { one: number }>(
         `SELECT 1 AS one FROM ingest_queue q JOIN roots r ON r.id = q.root_id AND r.state = 'ok' LIMIT 1`,
       ),
-      queuedBySizeMtime: p<[number, number], QueueEntry>(
-        'SELECT id, path, path_bytes AS pathBytes, root_id AS rootId, size, mtime_ms AS mtimeMs FROM ingest_queue WHERE size = ? AND mtime_ms = ?',
-      ),
+      queuedBySizeMtime: p<[number, number], QueueEntry>(QUEUED_BY_SIZE_MTIME_SQL),
     };
   }
 
