@@ -61,6 +61,14 @@ module.exports = {
       to: { path: 'node_modules/onnxruntime-(node|common)/', dependencyTypesNot: ['type-only'] },
     },
     {
+      name: 'sqlite-only-in-store',
+      comment:
+        'Every SQL statement lives in a store/ repository (issue 14: a second backend implements them); the rest hands the connection on (store/database.ts SqliteHandle), type-only imports included',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/store/' },
+      to: { path: 'node_modules/(@types/)?better-sqlite3/' },
+    },
+    {
       name: 'http-only-in-server',
       comment: 'Express and its middleware are the server edge',
       severity: 'error',

@@ -4,7 +4,9 @@
  * Plans are checked on a populated database, where the planner has real choices to make.
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import { IMAGES_BY_SIZE_MTIME_SQL } from '../src/store/images-repo.js';
 import { CHANGED_MEMBERS_SQL } from '../src/store/index-changes-repo.js';
+import { QUEUED_BY_SIZE_MTIME_SQL } from '../src/store/ingest-queue-repo.js';
 import { openTestLibrary, tempLibraryDir } from './helpers/store-fixtures.js';
 
 const { dir, cleanup } = tempLibraryDir();
@@ -32,6 +34,10 @@ describe('query plans of per-write lookups', () => {
     const replay = plan(db, CHANGED_MEMBERS_SQL, { key: 'k', after: 0, upto: 10 });
     expect(replay).not.toMatch(/MATERIALIZE|SCAN (m|i|e)\b/);
     expect(replay).toMatch(/images USING INTEGER PRIMARY KEY|SEARCH i USING INTEGER PRIMARY KEY/);
+
+    // The sweep looks up rename candidates for each row it did not see (store/images-repo, store/ingest-queue-repo).
+    expect(plan(db, IMAGES_BY_SIZE_MTIME_SQL, 1, 1)).toMatch(/USING INDEX images_size_mtime/);
+    expect(plan(db, QUEUED_BY_SIZE_MTIME_SQL, 1, 1)).toMatch(/USING INDEX ingest_queue_size_mtime/);
     lib.store.close();
   });
 });

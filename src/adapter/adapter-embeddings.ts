@@ -4,7 +4,8 @@
  * crash-checked and change-logged like the base one. Costs one more 4·d-byte row per photo while the
  * adapter is active; dropped when it is deactivated.
  */
-import type Database from 'better-sqlite3';
+import { AdaptersRepo } from '../store/adapters-repo.js';
+import { runInTransaction, type SqliteHandle } from '../store/database.js';
 import { IndexChangesRepo } from '../store/index-changes-repo.js';
 import type { EmbeddingsRepo } from '../store/embeddings-repo.js';
 import { blobToVector } from '../store/vector-blob.js';
@@ -19,25 +20,11 @@ export function adapterModelKey(baseKey: string, adapterId: number): string {
 const CHUNK = 16_384;
 
 export class AdaptedEmbeddings {
-  private readonly missingStmt;
-  private readonly insertStmt;
-
   constructor(
-    private readonly db: Database.Database,
+    private readonly db: SqliteHandle,
     private readonly embeddings: EmbeddingsRepo,
     readonly baseKey: string,
-  ) {
-    this.missingStmt = db.prepare<{ base: string; key: string; after: number; limit: number }, { id: number; contentHash: string; vector: Buffer }>(
-      `SELECT b.id, b.content_hash AS contentHash, b.vector FROM embeddings b
-       WHERE b.model_key = @base AND b.id > @after
-         AND NOT EXISTS (SELECT 1 FROM embeddings a WHERE a.content_hash = b.content_hash AND a.model_key = @key)
-       ORDER BY b.id LIMIT @limit`,
-    );
-    // Rows projected by ORT from finite unit vectors: no per-value checks, no upsert (none exist yet).
-    this.insertStmt = db.prepare<[string, string, number, Buffer, number]>(
-      'INSERT INTO embeddings (content_hash, model_key, dim, vector, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (content_hash, model_key) DO NOTHING',
-    );
-  }
+  ) {}
 
   /**
    * Projects every base embedding that has no row under `key` yet, in chunks through ORT, one transaction
@@ -51,19 +38,21 @@ export class AdaptedEmbeddings {
     let done = 0;
     let after = 0;
     for (;;) {
-      const rows = this.missingStmt.all({ base: this.baseKey, key, after, limit: CHUNK });
+      const rows = this.embeddings.missingUnder(this.baseKey, key, after, CHUNK);
       if (rows.length === 0) break;
       const input = new Float32Array(rows.length * w.dim);
       rows.forEach((r, i) => input.set(blobToVector(r.vector, w.dim), i * w.dim));
       const projected = await projectBulk(input, rows.length, w.image, w.dim);
       const bytes = Buffer.from(projected.buffer, projected.byteOffset, projected.byteLength);
-      const now = Date.now();
       const rowBytes = 4 * w.dim;
       // In content-hash order, the order of the unique index the rows go into: fewer B-tree pages touched.
       const order = rows.map((_, i) => i).sort((a, b) => (rows[a]!.contentHash < rows[b]!.contentHash ? -1 : 1));
-      this.db.transaction(() => {
-        for (const i of order) this.insertStmt.run(rows[i]!.contentHash, key, w.dim, bytes.subarray(i * rowBytes, (i + 1) * rowBytes), now);
-      })();
+      // Rows projected by ORT from finite unit vectors: no per-value checks, no upsert (none exist yet).
+      this.embeddings.addNew(
+        key,
+        w.dim,
+        order.map((i) => ({ contentHash: rows[i]!.contentHash, vector: bytes.subarray(i * rowBytes, (i + 1) * rowBytes) })),
+      );
       done += rows.length;
       after = rows[rows.length - 1]!.id;
       onProgress?.(done, Math.max(total, done));
@@ -80,7 +69,7 @@ export class AdaptedEmbeddings {
     let done = 0;
     let after = afterId;
     for (;;) {
-      const rows = this.missingStmt.all({ base: this.baseKey, key, after, limit: CHUNK });
+      const rows = this.embeddings.missingUnder(this.baseKey, key, after, CHUNK);
       if (rows.length === 0) return done;
       for (const r of rows) this.embeddings.put(r.contentHash, key, projectRows(blobToVector(r.vector, w.dim), 1, w.image, w.dim));
       done += rows.length;
@@ -95,10 +84,10 @@ export class AdaptedEmbeddings {
 
   /** Forgets an adapter key: stops its change log first (so deleting its rows logs nothing), then its rows. */
   drop(key: string): void {
-    this.db.transaction(() => {
+    runInTransaction(this.db, () => {
       new IndexChangesRepo(this.db).unregister(key);
       this.embeddings.removeModel(key);
-    })();
+    });
   }
 }
 
@@ -108,23 +97,20 @@ export class AdaptedEmbeddings {
  * call (one indexed row), so a switch made by another process (the CLI beside a server) is followed at once.
  */
 export class ActiveAdapterWriter {
-  private readonly activeStmt;
-  private readonly weightsStmt;
+  private readonly adapters: AdaptersRepo;
   private cached: { id: number; key: string; weights: AdapterWeights } | null = null;
   private readonly adapted: AdaptedEmbeddings;
 
-  constructor(db: Database.Database, embeddings: EmbeddingsRepo, private readonly baseKey: string) {
+  constructor(db: SqliteHandle, embeddings: EmbeddingsRepo, private readonly baseKey: string) {
     this.adapted = new AdaptedEmbeddings(db, embeddings, baseKey);
-    this.activeStmt = db.prepare<[string], { id: number }>('SELECT id FROM adapters WHERE model_key = ? AND active = 1');
-    this.weightsStmt = db.prepare<[number], { weights: Buffer }>('SELECT weights FROM adapters WHERE id = ?');
+    this.adapters = new AdaptersRepo(db);
   }
 
   write(contentHash: string, baseVector: Float32Array): void {
-    const id = this.activeStmt.get(this.baseKey)?.id;
+    const id = this.adapters.activeId(this.baseKey);
     if (id === undefined) return;
     if (this.cached?.id !== id) {
-      const row = this.weightsStmt.get(id)!;
-      this.cached = { id, key: adapterModelKey(this.baseKey, id), weights: decodeAdapter(row.weights) };
+      this.cached = { id, key: adapterModelKey(this.baseKey, id), weights: decodeAdapter(this.adapters.weights(id)!) };
     }
     if (this.cached.weights.dim !== baseVector.length) return; // refused at activation; never half-write
     this.adapted.writeOne(this.cached.key, this.cached.weights, contentHash, baseVector);

@@ -12,9 +12,11 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type Database from 'better-sqlite3';
 import { keyDir, STATE_FILE } from '../index/index-files.js';
+import { runInTransaction, type SqliteHandle } from '../store/database.js';
 import type { EmbeddingsRepo } from '../store/embeddings-repo.js';
+import { MetaLeasesRepo } from '../store/meta-leases-repo.js';
+import { ModelKeysRepo } from '../store/model-keys-repo.js';
 import { AdaptedEmbeddings } from './adapter-embeddings.js';
 
 const LEASE_PREFIX = 'activation-lease:';
@@ -24,11 +26,13 @@ export const LEASE_STALE_MS = 60_000;
 /** Marks an adapter key as being built by this process until released. */
 export class ActivationLease {
   private readonly timer: NodeJS.Timeout;
+  private readonly leases: MetaLeasesRepo;
 
   private constructor(
-    private readonly db: Database.Database,
+    db: SqliteHandle,
     private readonly key: string,
   ) {
+    this.leases = new MetaLeasesRepo(db);
     this.beat();
     this.timer = setInterval(() => {
       try {
@@ -40,23 +44,21 @@ export class ActivationLease {
     this.timer.unref();
   }
 
-  static take(db: Database.Database, key: string): ActivationLease {
+  static take(db: SqliteHandle, key: string): ActivationLease {
     return new ActivationLease(db, key);
   }
 
   release(): void {
     clearInterval(this.timer);
     try {
-      this.db.prepare('DELETE FROM meta WHERE key = ?').run(LEASE_PREFIX + this.key);
+      this.leases.remove(LEASE_PREFIX + this.key);
     } catch {
       // Left behind, it goes stale within a minute.
     }
   }
 
   private beat(): void {
-    this.db
-      .prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
-      .run(LEASE_PREFIX + this.key, JSON.stringify({ pid: process.pid, host: hostname(), at: Date.now() } satisfies Lease));
+    this.leases.put(LEASE_PREFIX + this.key, JSON.stringify({ pid: process.pid, host: hostname(), at: Date.now() } satisfies Lease));
   }
 }
 
@@ -66,27 +68,21 @@ export class ActivationLease {
  * Read in one transaction, so a lease and the rows it covers are seen together.
  */
 export function findAdapterLeftovers(
-  db: Database.Database,
+  db: SqliteHandle,
   baseKey: string,
   activeKey: string | null,
   now = Date.now(),
 ): { leftovers: string[]; leased: string[]; deadLeases: string[] } {
   const prefix = `${baseKey}@adapter-`;
-  return db.transaction(() => {
-    const keys = db
-      .prepare<[string, string, string, string], { key: string }>(
-        `SELECT model_key AS key FROM embedding_models WHERE substr(model_key, 1, length(?)) = ?
-         UNION SELECT model_key FROM vector_indexes WHERE substr(model_key, 1, length(?)) = ?`,
-      )
-      .all(prefix, prefix, prefix, prefix)
-      .map((r) => r.key);
-    const leases = db
-      .prepare<[string, string], { key: string; value: string }>('SELECT key, value FROM meta WHERE substr(key, 1, length(?)) = ?')
-      .all(LEASE_PREFIX, LEASE_PREFIX);
+  const modelKeys = new ModelKeysRepo(db);
+  const leaseRows = new MetaLeasesRepo(db);
+  return runInTransaction(db, () => {
+    const keys = modelKeys.withPrefix(prefix);
+    const leases = leaseRows.list(LEASE_PREFIX);
     const leased = leases.filter((r) => leaseLive(r.value, now)).map((r) => r.key.slice(LEASE_PREFIX.length));
     const deadLeases = leases.filter((r) => !leased.includes(r.key.slice(LEASE_PREFIX.length))).map((r) => r.key);
     return { leftovers: keys.filter((k) => k !== activeKey && !leased.includes(k)), leased, deadLeases };
-  })();
+  });
 }
 
 interface Lease {
@@ -124,7 +120,7 @@ function processAlive(pid: number): boolean {
  * the database no longer knows (a crash between dropping the rows and the folder). Returns the keys removed.
  */
 export async function removeAdapterLeftovers(
-  db: Database.Database,
+  db: SqliteHandle,
   embeddings: EmbeddingsRepo,
   indexDir: string,
   baseKey: string,
@@ -134,15 +130,13 @@ export async function removeAdapterLeftovers(
   const adapted = new AdaptedEmbeddings(db, embeddings, baseKey);
   for (const key of leftovers) adapted.drop(key);
   // Leases nobody refreshes any more go too (written only when there are some: a read-only library opens).
-  for (const key of deadLeases) db.prepare<[string]>('DELETE FROM meta WHERE key = ?').run(key);
+  if (deadLeases.length > 0) {
+    const leases = new MetaLeasesRepo(db);
+    for (const key of deadLeases) leases.remove(key);
+  }
   const folders = new Set(leftovers.map((k) => keyDir(indexDir, k)));
   const keep = new Set([activeKey, ...leased].filter((k): k is string => k !== null).map((k) => keyDir(indexDir, k)));
-  const known = new Set(
-    db
-      .prepare<[], { key: string }>('SELECT model_key AS key FROM embedding_models UNION SELECT model_key FROM vector_indexes')
-      .all()
-      .map((r) => keyDir(indexDir, r.key)),
-  );
+  const known = new Set(new ModelKeysRepo(db).all().map((key) => keyDir(indexDir, key)));
   let entries: string[] = [];
   try {
     entries = await readdir(indexDir);

@@ -144,7 +144,6 @@ export class IndexManager {
   private lastError: string | null = null;
   private closed = false;
   private readonly filterCache = new Map<string, { version: string; ids: number[]; allowed: LabelSet | null }>();
-  private readonly changesStmt;
 
   private constructor(private readonly options: IndexManagerOptions) {
     this.modelKey = options.modelKey;
@@ -153,7 +152,6 @@ export class IndexManager {
     this.log = new IndexChangesRepo(options.store.db);
     this.embeddings = new EmbeddingsRepo(options.store.db);
     this.filters = new ImageFilterQueries(options.store.db);
-    this.changesStmt = options.store.db.prepare<[], { n: number }>('SELECT total_changes() AS n');
     this.opts = {
       exactBelow: options.exactBelow ?? DEFAULTS.exactBelow,
       exactSubsetBelow: options.exactSubsetBelow ?? DEFAULTS.exactSubsetBelow,
@@ -307,7 +305,7 @@ export class IndexManager {
   /** Applies committed changes now (searches do this themselves); returns how many ids changed. */
   sync(): number {
     this.assertOpen();
-    const n = this.store.db.transaction(() => this.applyLog(this.live))();
+    const n = this.store.transaction(() => this.applyLog(this.live));
     this.maybeMerge();
     return n;
   }
@@ -323,13 +321,13 @@ export class IndexManager {
     const filter = options.filter && !isEmptyFilter(options.filter) ? options.filter : null;
     const live = this.live;
     // One read transaction: the log replay and the filter see the same snapshot.
-    const subset = this.store.db.transaction(() => {
+    const subset = this.store.transaction(() => {
       this.applyLog(live);
       if (!filter || this.dim === null) return null;
       const matching = this.filteredIds(filter);
       const small = live.base !== null && matching.ids.length > 0 && matching.ids.length <= this.opts.exactSubsetBelow;
       return { ids: matching.ids, allowed: matching.allowed, members: small ? this.filters.members(this.modelKey, filter) : null };
-    })();
+    });
     this.maybeMerge();
     if (this.reloadNeeded) return this.search(query, k, options);
     if (this.dim === null) return [];
@@ -357,7 +355,7 @@ export class IndexManager {
    * (~0.3 s at 1M photos). Keyed by the filter itself; the last few filters are kept.
    */
   private filteredIds(filter: ImageFilter): { ids: number[]; allowed: LabelSet | null } {
-    const version = `${this.store.db.pragma('data_version', { simple: true })}:${this.changesStmt.get()!.n}`;
+    const version = this.store.changeStamp();
     const key = JSON.stringify(filter);
     const hit = this.filterCache.get(key);
     if (hit && hit.version === version) return hit;
@@ -503,7 +501,7 @@ export class IndexManager {
     this.log.prune(this.modelKey, result.checkpointSeq);
     // Catch the new graph up with what was committed while the worker ran, then swap (synchronously).
     const next: Live = { base, state, delta: new ExactIndex(dim), appliedSeq: result.checkpointSeq };
-    this.store.db.transaction(() => this.applyLog(next))();
+    this.store.transaction(() => this.applyLog(next));
     this.live = next;
   }
 

@@ -16,7 +16,8 @@
  */
 import { join, sep } from 'node:path';
 import type { EmbeddingsRepo } from '../store/embeddings-repo.js';
-import type { ImagesRepo, ImageStatus } from '../store/images-repo.js';
+import type { ImagesRepo } from '../store/images-repo.js';
+import { SeenPaths } from '../store/seen-paths.js';
 import { fileError, hashFile } from './content-hash.js';
 import type { IngestEvent, ScanReport } from './ingest-events.js';
 import type { IngestQueue } from './ingest-queue.js';
@@ -43,8 +44,6 @@ export interface ReconcileDeps {
   onByteDirs?: (dirs: readonly Buffer[]) => void;
 }
 
-let seenTables = 0;
-
 /** Reconciles one root; resolves when the walk and the sweep are done (the queued work goes on). */
 export async function reconcileRoot(root: RootInfo, deps: ReconcileDeps): Promise<ScanReport> {
   const { store, queue } = deps;
@@ -65,15 +64,13 @@ export async function reconcileRoot(root: RootInfo, deps: ReconcileDeps): Promis
 
   // Paths the walk saw, in a temporary table: the sweep is then one anti-join, and a million paths stay
   // out of the JS heap.
-  const seen = `temp.ingest_seen_${process.pid}_${++seenTables}`;
-  store.db.exec(`CREATE TABLE ${seen} (path TEXT PRIMARY KEY) WITHOUT ROWID`);
+  const seen = new SeenPaths(store.db);
   try {
-    const markSeen = store.db.prepare<[string]>(`INSERT OR IGNORE INTO ${seen} (path) VALUES (?)`);
     for await (const batch of scan.batches) {
       const fresh: ScannedFile[] = [];
       store.transaction(() => {
         for (const file of batch.files) {
-          markSeen.run(file.path);
+          seen.mark(file.path);
           if (compare(file, root, deps, report)) {
             report.queued++;
             if (startedAt - file.mtimeMs < deps.stableMs) fresh.push(file);
@@ -82,7 +79,7 @@ export async function reconcileRoot(root: RootInfo, deps: ReconcileDeps): Promis
         for (const problem of batch.problems) {
           // A clash's path is its UTF-8 twin's: an error row there would overwrite the twin's (a notice instead).
           if (problem.isDir || problem.code === NAME_CLASH) continue;
-          if (recordProblem(problem, root, deps)) markSeen.run(problem.path);
+          if (recordProblem(problem, root, deps)) seen.mark(problem.path);
         }
       });
       report.files += batch.files.length;
@@ -120,7 +117,7 @@ export async function reconcileRoot(root: RootInfo, deps: ReconcileDeps): Promis
     report.complete = true;
     return report;
   } finally {
-    store.db.exec(`DROP TABLE IF EXISTS ${seen}`);
+    seen.drop();
   }
 }
 
@@ -167,29 +164,13 @@ function recordProblem(problem: ScanProblem, root: RootInfo, deps: ReconcileDeps
 
 const SWEEP_PAGE = 500;
 
-interface SweepRow {
-  id: number;
-  path: string;
-  size: number;
-  mtimeMs: number;
-  contentHash: string | null;
-  status: ImageStatus;
-}
-
-async function sweep(root: RootInfo, seen: string, startedAt: number, report: ScanReport, deps: ReconcileDeps): Promise<void> {
+async function sweep(root: RootInfo, seen: SeenPaths, startedAt: number, report: ScanReport, deps: ReconcileDeps): Promise<void> {
   const { store } = deps;
   const skipDirs = report.unreadableDirs.map((rel) => (rel === '' ? root.path : join(root.path, ...rel.split('/'))));
   const protectedPath = (path: string) => skipDirs.some((d) => path === d || path.startsWith(d + sep));
-  const unseenRows = store.db.prepare<[number, number, number, number], SweepRow>(
-    `SELECT id, path, size, mtime_ms AS mtimeMs, content_hash AS contentHash, status
-     FROM images WHERE root_id = ? AND id > ? AND updated_at < ? AND path NOT IN (SELECT path FROM ${seen}) ORDER BY id LIMIT ?`,
-  );
-  const unseenQueued = store.db.prepare<[number, number], { id: number; path: string }>(
-    `SELECT id, path FROM ingest_queue WHERE root_id = ? AND enqueued_at < ? AND path NOT IN (SELECT path FROM ${seen})`,
-  );
   if (!skipDirs.includes(root.path)) {
     for (let after = 0; ; ) {
-      const page = unseenRows.all(root.id, after, startedAt, SWEEP_PAGE);
+      const page = seen.unseenImages(root.id, after, startedAt, SWEEP_PAGE);
       if (page.length === 0) break;
       after = page[page.length - 1]!.id;
       // Async checks first (hashing a candidate), then one transaction that re-checks each row.
@@ -227,6 +208,6 @@ async function sweep(root: RootInfo, seen: string, startedAt: number, report: Sc
     }
   }
   // Queued files that are gone (queued by an earlier run that stopped before reading them).
-  const gone = unseenQueued.all(root.id, startedAt).filter((q) => !protectedPath(q.path));
+  const gone = seen.unseenQueued(root.id, startedAt).filter((q) => !protectedPath(q.path));
   if (gone.length > 0) store.transaction(() => gone.forEach((q) => store.dequeue(q.id)));
 }

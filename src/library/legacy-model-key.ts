@@ -8,13 +8,13 @@ import { rename } from 'node:fs/promises';
 import { keyDir, readState, writeState } from '../index/index-files.js';
 import type { ModelSpec } from '../model/model-dir.js';
 import type { StoreDatabase } from '../store/database.js';
+import { ModelKeysRepo } from '../store/model-keys-repo.js';
 import { rekeyModel } from '../store/model-rekey.js';
 import { legacyModelKeyFor } from './model-key.js';
 
 /** Returns the keys moved (old → new); empty when the library needed nothing. */
 export async function adoptLegacyModelKey(store: StoreDatabase, indexDir: string, spec: ModelSpec, key: string): Promise<Map<string, string>> {
-  const known = store.db.prepare<[string], { one: number }>('SELECT 1 AS one FROM embedding_models WHERE model_key = ?').get(key);
-  if (known) return new Map();
+  if (new ModelKeysRepo(store.db).hasEmbeddings(key)) return new Map();
   const legacy = await legacyModelKeyFor(spec);
   const { moved } = rekeyModel(store.db, legacy, key);
   for (const [from, to] of moved) await moveIndexFolder(indexDir, from, to);

@@ -2,8 +2,8 @@
  * Trained adapter versions per model. The weights are an opaque BLOB (their layout belongs to the
  * trainer); at most one version per model is active, which a partial unique index enforces.
  */
-import type Database from 'better-sqlite3';
 import { ClipdexError } from '../errors.js';
+import type { SqliteHandle } from './database.js';
 
 export interface AdapterRecord {
   id: number;
@@ -38,9 +38,11 @@ export class AdaptersRepo {
   private readonly clearActiveStmt;
   private readonly setActiveStmt;
   private readonly removeStmt;
+  private readonly activeIdStmt;
+  private readonly weightsStmt;
 
   constructor(
-    private readonly db: Database.Database,
+    private readonly db: SqliteHandle,
     private readonly now: () => number = Date.now,
   ) {
     // The version is chosen inside the INSERT, so two trainers saving at once cannot pick the same one.
@@ -54,6 +56,18 @@ export class AdaptersRepo {
     this.clearActiveStmt = db.prepare<[string]>('UPDATE adapters SET active = 0 WHERE model_key = ? AND active = 1');
     this.setActiveStmt = db.prepare<[number]>('UPDATE adapters SET active = 1 WHERE id = ?');
     this.removeStmt = db.prepare<[number]>('DELETE FROM adapters WHERE id = ?');
+    this.activeIdStmt = db.prepare<[string], { id: number }>('SELECT id FROM adapters WHERE model_key = ? AND active = 1');
+    this.weightsStmt = db.prepare<[number], { weights: Buffer }>('SELECT weights FROM adapters WHERE id = ?');
+  }
+
+  /** The active version's id alone (one indexed row: cheap enough to ask on every photo written). */
+  activeId(modelKey: string): number | undefined {
+    return this.activeIdStmt.get(modelKey)?.id;
+  }
+
+  /** A version's weights alone. */
+  weights(id: number): Buffer | undefined {
+    return this.weightsStmt.get(id)?.weights;
   }
 
   /** Saves a new version (inactive); returns it. */

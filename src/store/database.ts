@@ -31,14 +31,46 @@ export interface OpenDatabaseOptions {
   busyTimeoutMs?: number;
 }
 
+/**
+ * The connection repositories are made from. Code outside store/ may hold it and hand it to a repository,
+ * never query it: every statement lives in a store/ repository (issue 14: a second backend implements them).
+ */
+export type SqliteHandle = Database.Database;
+
+/**
+ * `immediate` takes the write lock at BEGIN: a read-then-write transaction (the ingest queue's) cannot
+ * then fail with SQLITE_BUSY half-way when another connection wrote in between. `deferred` takes it at
+ * the first write; a read-only transaction (one snapshot for several reads) never takes it.
+ */
+export type TransactionMode = 'deferred' | 'immediate';
+
+/**
+ * Runs `fn` as one transaction: committed when it returns, rolled back when it throws. Nested inside
+ * another it becomes a savepoint of the outer one. Callers that group writes of several repositories use
+ * this; a unit of work inside one repository is a method of that repository.
+ */
+export function runInTransaction<T>(db: SqliteHandle, fn: () => T, mode: TransactionMode = 'deferred'): T {
+  const tx = db.transaction(fn);
+  return mode === 'immediate' ? tx.immediate() : tx();
+}
+
 export interface StoreDatabase {
-  readonly db: Database.Database;
+  readonly db: SqliteHandle;
   readonly path: string;
   readonly schemaVersion: number;
   /** Migrations applied by this open (empty when the database was already current). */
   readonly applied: readonly AppliedMigration[];
   /** Random id made by the first migration; index files record it so they never cross libraries. */
   readonly libraryId: string;
+  /** `runInTransaction` on this database. */
+  transaction<T>(fn: () => T, mode?: TransactionMode): T;
+  /**
+   * Changes whenever the database may have: a commit by another connection (`data_version`) or any
+   * write on this one (`total_changes()`). Equal strings mean nothing changed in between.
+   */
+  changeStamp(): string;
+  /** Folds the WAL into the database file without waiting for readers (PASSIVE: never blocks). */
+  checkpointWal(): void;
   close(): void;
 }
 
@@ -82,12 +114,18 @@ export function openDatabase(path: string, options: OpenDatabaseOptions = {}): S
     const row = db.prepare("SELECT value FROM meta WHERE key = 'library_id'").get() as { value: string } | undefined;
     if (!row) throw new ClipdexError('DATABASE_INVALID', `${file} has no library id; it is not a clipdex library`, { details: { path: file } });
     const schemaVersion = migrations.length;
+    const totalChanges = db.prepare<[], { n: number }>('SELECT total_changes() AS n');
     return {
       db,
       path: file,
       schemaVersion,
       applied,
       libraryId: row.value,
+      transaction: (fn, mode) => runInTransaction(db, fn, mode),
+      changeStamp: () => `${db.pragma('data_version', { simple: true })}:${totalChanges.get()!.n}`,
+      checkpointWal: () => {
+        db.pragma('wal_checkpoint(PASSIVE)');
+      },
       close: () => {
         if (!db.open) return;
         // Keeps the planner's statistics current (cheap: SQLite only re-analyses what changed a lot).

@@ -2,8 +2,8 @@
  * Embeddings, keyed by content hash and model key: identical files at two paths share one row, and a
  * renamed or moved file finds its vector again by hash. Vectors go in and come out as Float32Array.
  */
-import type Database from 'better-sqlite3';
 import { ClipdexError } from '../errors.js';
+import { runInTransaction, type SqliteHandle } from './database.js';
 import { blobToVector, vectorToBlob } from './vector-blob.js';
 
 export interface EmbeddingModel {
@@ -25,9 +25,12 @@ export class EmbeddingsRepo {
   private readonly removeStmt;
   private readonly orphansStmt;
   private readonly dropModelStmt;
+  private readonly missingUnderStmt;
+  private readonly addNewStmt;
+  private readonly sampleStmt;
 
   constructor(
-    private readonly db: Database.Database,
+    private readonly db: SqliteHandle,
     private readonly now: () => number = Date.now,
   ) {
     this.modelStmt = db.prepare<[string], { dim: number }>('SELECT dim FROM embedding_models WHERE model_key = ?');
@@ -58,6 +61,46 @@ export class EmbeddingsRepo {
       'DELETE FROM embeddings WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.content_hash = embeddings.content_hash)',
     );
     this.dropModelStmt = db.prepare<[string]>('DELETE FROM embedding_models WHERE model_key = ?');
+    this.missingUnderStmt = db.prepare<{ base: string; key: string; after: number; limit: number }, { id: number; contentHash: string; vector: Buffer }>(
+      `SELECT b.id, b.content_hash AS contentHash, b.vector FROM embeddings b
+       WHERE b.model_key = @base AND b.id > @after
+         AND NOT EXISTS (SELECT 1 FROM embeddings a WHERE a.content_hash = b.content_hash AND a.model_key = @key)
+       ORDER BY b.id LIMIT @limit`,
+    );
+    this.sampleStmt = db.prepare<[string, number], { vector: Buffer }>(
+      `SELECT e.vector FROM images i JOIN embeddings e ON e.content_hash = i.content_hash AND e.model_key = ?
+         WHERE i.status = 'indexed' ORDER BY (i.id * 2654435761) % 4294967296 LIMIT ?`,
+    );
+    this.addNewStmt = db.prepare<[string, string, number, Buffer, number]>(
+      'INSERT INTO embeddings (content_hash, model_key, dim, vector, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (content_hash, model_key) DO NOTHING',
+    );
+  }
+
+  /**
+   * Vectors of up to `limit` indexed photos under `modelKey`, a fixed pseudo-random sample (the same at
+   * every call while the library does not change, so measurements on it are comparable).
+   */
+  indexedSample(modelKey: string, limit: number): Buffer[] {
+    return this.sampleStmt.all(modelKey, limit).map((r) => r.vector);
+  }
+
+  /**
+   * A page, in row id order after `afterId`, of `baseKey`'s rows whose content has no row under `key` yet
+   * (a derived key being filled: an adapter's projections).
+   */
+  missingUnder(baseKey: string, key: string, afterId: number, limit: number): { id: number; contentHash: string; vector: Buffer }[] {
+    return this.missingUnderStmt.all({ base: baseKey, key, after: afterId, limit });
+  }
+
+  /**
+   * Adds rows under a registered key in one transaction, leaving any row already there as it is. No
+   * per-value checks: for vectors a kernel computed from checked ones (the caller vouches for them).
+   */
+  addNew(key: string, dim: number, rows: Iterable<{ contentHash: string; vector: Buffer }>): void {
+    const now = this.now();
+    runInTransaction(this.db, () => {
+      for (const r of rows) this.addNewStmt.run(r.contentHash, key, dim, r.vector, now);
+    });
   }
 
   /** The dimension recorded for a model key, or undefined when it has never stored an embedding. */
@@ -134,6 +177,6 @@ export class EmbeddingsRepo {
   /** Forgets a model key and all its embeddings. */
   removeModel(modelKey: string): boolean {
     this.dims.delete(modelKey);
-    return this.db.transaction(() => this.dropModelStmt.run(modelKey).changes > 0)();
+    return runInTransaction(this.db, () => this.dropModelStmt.run(modelKey).changes > 0);
   }
 }

@@ -1,6 +1,7 @@
 /** Image files of a library: where they are, what they are, and how far ingest got with them. */
-import type Database from 'better-sqlite3';
 import { ClipdexError } from '../errors.js';
+import type { SqliteHandle } from './database.js';
+import { prefixRange } from './path-range.js';
 
 export type ImageStatus = 'pending' | 'indexed' | 'error' | 'offline';
 export const IMAGE_STATUSES: readonly ImageStatus[] = ['pending', 'indexed', 'error', 'offline'];
@@ -52,6 +53,9 @@ const COLUMNS = `id, root_id AS rootId, path, path_bytes AS pathBytes, size, mti
   taken_at AS takenAt, camera_make AS cameraMake, camera_model AS cameraModel, status, error_code AS errorCode,
   error_message AS errorMessage, created_at AS createdAt, updated_at AS updatedAt`;
 
+/** Rename candidates for a file moved while clipdex was stopped: per swept row, so on images_size_mtime (test/store-query-plans). */
+export const IMAGES_BY_SIZE_MTIME_SQL = `SELECT ${COLUMNS} FROM images WHERE size = ? AND mtime_ms = ?`;
+
 type Row = Required<Omit<ImageInput, 'status'>> & { status: ImageStatus; now: number };
 
 export class ImagesRepo {
@@ -65,9 +69,18 @@ export class ImagesRepo {
   private readonly renameStmt;
   private readonly removeStmt;
   private readonly countsStmt;
+  private readonly bySizeMtimeStmt;
+  private readonly inRangeStmt;
+  private readonly ofRootPageStmt;
+  private readonly moveStmt;
+  private readonly touchVersionStmt;
+  private readonly availabilityStmt;
+  private readonly offlineRootStmt;
+  private readonly rootHasPhotosStmt;
+  private readonly indexedInRangeStmt;
 
   constructor(
-    db: Database.Database,
+    db: SqliteHandle,
     private readonly now: () => number = Date.now,
   ) {
     this.upsertStmt = db.prepare<Row, ImageRecord>(
@@ -97,6 +110,26 @@ export class ImagesRepo {
     );
     this.removeStmt = db.prepare<[number]>('DELETE FROM images WHERE id = ?');
     this.countsStmt = db.prepare<[], { status: ImageStatus; n: number }>('SELECT status, count(*) AS n FROM images GROUP BY status');
+    this.bySizeMtimeStmt = db.prepare<[number, number], ImageRecord>(IMAGES_BY_SIZE_MTIME_SQL);
+    this.inRangeStmt = db.prepare<[string, string, number, number], ImageRecord>(
+      `SELECT ${COLUMNS} FROM images WHERE path >= ? AND path < ? AND id > ? ORDER BY id LIMIT ?`,
+    );
+    this.ofRootPageStmt = db.prepare<[number, number, number], ImageRecord>(
+      `SELECT ${COLUMNS} FROM images WHERE root_id = ? AND id > ? ORDER BY id LIMIT ?`,
+    );
+    // A failed file's message names it ("<path>: not an image"): it follows the file, or `status --errors`
+    // would show a name that no longer exists. SET reads the old `path`, so the replace needs no second query.
+    this.moveStmt = db.prepare<[string, string, Buffer | null, number, number, number, number, number]>(
+      `UPDATE images SET error_message = replace(error_message, path, ?), path = ?, path_bytes = ?, root_id = ?, size = ?, mtime_ms = ?, updated_at = ?
+         WHERE id = ?`,
+    );
+    this.touchVersionStmt = db.prepare<[number, number, number, number]>('UPDATE images SET size = ?, mtime_ms = ?, updated_at = ? WHERE id = ?');
+    this.availabilityStmt = db.prepare<[string, number, number]>('UPDATE images SET status = ?, updated_at = ? WHERE id = ?');
+    this.offlineRootStmt = db.prepare<[number, number]>("UPDATE images SET status = 'offline', updated_at = ? WHERE root_id = ? AND status = 'indexed'");
+    this.indexedInRangeStmt = db.prepare<[string, string], { id: number; path: string }>(
+      `SELECT id, path FROM images WHERE path >= ? AND path < ? AND status = 'indexed' ORDER BY path`,
+    );
+    this.rootHasPhotosStmt = db.prepare<[number], { one: number }>("SELECT 1 AS one FROM images WHERE root_id = ? AND status IN ('indexed', 'offline') LIMIT 1");
   }
 
   /** Inserts or, for a known path, replaces what is known about the file; the id of a known path is kept. */
@@ -160,6 +193,55 @@ export class ImagesRepo {
 
   remove(id: number): boolean {
     return this.removeStmt.run(id).changes > 0;
+  }
+
+  /** Rename candidates: files with this size and mtime (a move keeps both). */
+  listBySizeMtime(size: number, mtimeMs: number): ImageRecord[] {
+    return this.bySizeMtimeStmt.all(size, mtimeMs);
+  }
+
+  /** A page of the images under a folder, in id order. */
+  listUnder(dir: string, afterId: number, limit: number): ImageRecord[] {
+    const { lo, hi } = prefixRange(dir);
+    return this.inRangeStmt.all(lo, hi, afterId, limit);
+  }
+
+  /** A page of a root's images, in id order. */
+  listByRootPage(rootId: number, afterId: number, limit: number): ImageRecord[] {
+    return this.ofRootPageStmt.all(rootId, afterId, limit);
+  }
+
+  /**
+   * A file moved on disk: the row follows it with the version found there, keeping its id (and so its
+   * embedding, labels and thumbnail); an error message naming the old path names the new one.
+   */
+  move(id: number, newPath: string, rootId: number, size: number, mtimeMs: number, newPathBytes: Buffer | null = null): boolean {
+    return this.moveStmt.run(newPath, newPath, newPathBytes, rootId, size, mtimeMs, this.now(), id).changes > 0;
+  }
+
+  /** Records a new size/mtime for an image whose content was checked and found unchanged. */
+  touchVersion(id: number, size: number, mtimeMs: number): void {
+    this.touchVersionStmt.run(size, mtimeMs, this.now(), id);
+  }
+
+  /** In or out of search with its root; unlike `setStatus`, an error code and message stay as they are. */
+  setAvailability(id: number, status: 'indexed' | 'offline'): void {
+    this.availabilityStmt.run(status, this.now(), id);
+  }
+
+  /** A root went offline: its indexed images leave search but keep their rows (error rows keep their reason). */
+  takeRootOffline(rootId: number): number {
+    return this.offlineRootStmt.run(this.now(), rootId).changes;
+  }
+
+  /** Ids and paths of the indexed images with a path in [lo, hi), by path. */
+  listIndexedInRange(lo: string, hi: string): { id: number; path: string }[] {
+    return this.indexedInRangeStmt.all(lo, hi);
+  }
+
+  /** True when the database holds photos for the root (the test for a bare mount point). */
+  rootHasPhotos(rootId: number): boolean {
+    return this.rootHasPhotosStmt.get(rootId) !== undefined;
   }
 
   countByStatus(): Record<ImageStatus, number> {

@@ -4,7 +4,7 @@
  * preparing statements on each call cost the server's main thread tens of ms that the ingest pipeline
  * sharing that thread needed.
  */
-import type Database from 'better-sqlite3';
+import type { SqliteHandle } from './database.js';
 
 export interface IngestCounts {
   indexed: number;
@@ -17,10 +17,34 @@ export interface IngestCounts {
 export class IngestCountsRepo {
   private readonly byStatusStmt;
   private readonly queueStmt;
+  private readonly rootStatusStmt;
+  private readonly rootQueueStmt;
 
-  constructor(db: Database.Database) {
+  constructor(db: SqliteHandle) {
     this.byStatusStmt = db.prepare<[], { status: string; n: number }>('SELECT status, count(*) AS n FROM images GROUP BY status');
     this.queueStmt = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM ingest_queue');
+    this.rootStatusStmt = db.prepare<[], { rootId: number; status: string; n: number }>(
+      'SELECT root_id AS rootId, status, count(*) AS n FROM images GROUP BY root_id, status',
+    );
+    this.rootQueueStmt = db.prepare<[], { rootId: number; n: number }>('SELECT root_id AS rootId, count(*) AS n FROM ingest_queue GROUP BY root_id');
+  }
+
+  /** The same counts per root (a root with no images and nothing queued is absent). */
+  countsByRoot(): Map<number, IngestCounts> {
+    const out = new Map<number, IngestCounts>();
+    const get = (id: number) => {
+      let c = out.get(id);
+      if (!c) out.set(id, (c = { indexed: 0, pending: 0, failed: 0, offline: 0 }));
+      return c;
+    };
+    for (const r of this.rootStatusStmt.all()) {
+      const c = get(r.rootId);
+      if (r.status === 'indexed') c.indexed = r.n;
+      else if (r.status === 'error') c.failed = r.n;
+      else if (r.status === 'offline') c.offline = r.n;
+    }
+    for (const r of this.rootQueueStmt.all()) get(r.rootId).pending = r.n;
+    return out;
   }
 
   counts(): IngestCounts {
@@ -34,16 +58,16 @@ export class IngestCountsRepo {
   }
 }
 
-const repos = new WeakMap<Database.Database, IngestCountsRepo>();
+const repos = new WeakMap<SqliteHandle, IngestCountsRepo>();
 
 /** The database's counts repository, made on first use. */
-export function ingestCountsRepo(db: Database.Database): IngestCountsRepo {
+export function ingestCountsRepo(db: SqliteHandle): IngestCountsRepo {
   let repo = repos.get(db);
   if (!repo) repos.set(db, (repo = new IngestCountsRepo(db)));
   return repo;
 }
 
 /** Image counts by status and the queue length, straight from the database (no engine needed). */
-export function readIngestCounts(library: { readonly store: { readonly db: Database.Database } }): IngestCounts {
+export function readIngestCounts(library: { readonly store: { readonly db: SqliteHandle } }): IngestCounts {
   return ingestCountsRepo(library.store.db).counts();
 }

@@ -5,7 +5,7 @@
  * seen as one, a folder removed, a share away), attached to no row and "missing", and the schema's
  * triggers attach it again when the content reappears anywhere in the library.
  */
-import type Database from 'better-sqlite3';
+import type { SqliteHandle } from './database.js';
 import { ClipdexError } from '../errors.js';
 
 export type PairSplit = 'train' | 'val';
@@ -67,9 +67,10 @@ export class PairsRepo {
   private readonly findStmt;
   private readonly pageStmt;
   private readonly captionsStmt;
+  private readonly varietyStmt;
 
   constructor(
-    private readonly db: Database.Database,
+    private readonly db: SqliteHandle,
     private readonly now: () => number = Date.now,
   ) {
     // The key and the path come from the row, so a label is never written without them.
@@ -101,6 +102,14 @@ export class PairsRepo {
               sum(p.split = 'train') AS train, sum(p.split = 'val') AS val
        FROM labeled_pairs p WHERE ${FILTER} GROUP BY p.caption ORDER BY labels DESC, p.caption`,
     );
+    this.varietyStmt = db.prepare<[], { photos: number; captions: number }>(
+      'SELECT count(DISTINCT image_id) AS photos, count(DISTINCT caption) AS captions FROM labeled_pairs',
+    );
+  }
+
+  /** How many different photos and captions the labels hold (whether they can train anything). */
+  variety(): { photos: number; captions: number } {
+    return this.varietyStmt.get()!;
   }
 
   /** Up to `limit` pairs with their photos' paths, by id, after `afterId` (for paging). */

@@ -87,9 +87,7 @@ export class AdapterService {
   /** Refuses early (before a background job starts) when the labels cannot train anything. */
   checkReady(): void {
     this.library.requireModel();
-    const { photos, captions } = this.library.store.db
-      .prepare<[], { photos: number; captions: number }>('SELECT count(DISTINCT image_id) AS photos, count(DISTINCT caption) AS captions FROM labeled_pairs')
-      .get()!;
+    const { photos, captions } = this.library.pairs.variety();
     if (photos < 4 || captions < 2) {
       throw new ClipdexError(
         'NOT_ENOUGH_LABELS',
@@ -147,15 +145,15 @@ export class AdapterService {
     let projected = filled.written;
     // The projected rows (2 KB each) sit in the WAL; the index build reads them all, and reads through a
     // 200 MB WAL are slower than from the database file. Fold them in first (PASSIVE: never blocks).
-    if (filled.written > 10_000) this.library.store.db.pragma('wal_checkpoint(PASSIVE)');
+    if (filled.written > 10_000) this.library.store.checkpointWal();
     const index = await this.library.openIndex(key, (p) => onProgress?.({ phase: 'indexing', index: p }));
     try {
       onProgress?.({ phase: 'switching' });
-      projected += this.library.store.db.transaction(() => {
+      projected += this.library.store.transaction(() => {
         const n = adapted.fillMissingSync(key, weights, filled.throughId);
         this.library.adapters.activate(record.id);
         return n;
-      })();
+      });
     } catch (err) {
       await index.close();
       throw err;
@@ -274,14 +272,9 @@ export class AdapterService {
 
   /** A fixed pseudo-random sample of the library's photos (the same at every run, for comparable retention). */
   private gallerySample(key: string, d: number): { vectors: Float32Array; count: number } {
-    const rows = this.library.store.db
-      .prepare<[string, number], { vector: Buffer }>(
-        `SELECT e.vector FROM images i JOIN embeddings e ON e.content_hash = i.content_hash AND e.model_key = ?
-         WHERE i.status = 'indexed' ORDER BY (i.id * 2654435761) % 4294967296 LIMIT ?`,
-      )
-      .all(key, GALLERY_SAMPLE);
+    const rows = this.library.embeddings.indexedSample(key, GALLERY_SAMPLE);
     const vectors = new Float32Array(rows.length * d);
-    rows.forEach((r, i) => vectors.set(blobToVector(r.vector, d), i * d));
+    rows.forEach((r, i) => vectors.set(blobToVector(r, d), i * d));
     return { vectors, count: rows.length };
   }
 }

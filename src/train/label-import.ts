@@ -79,7 +79,7 @@ export function importLabels(library: Library, rows: readonly LabelRow[], baseDi
     report.problemCount++;
     if (report.problems.length < 100) report.problems.push({ row, photo: String(photo), reason, code });
   };
-  library.store.db.transaction(() => {
+  library.store.transaction(() => {
     rows.forEach((r, i) => {
       let caption: string;
       try {
@@ -93,7 +93,7 @@ export function importLabels(library: Library, rows: readonly LabelRow[], baseDi
       if (added) report.added++;
       else report.duplicates++;
     });
-  })();
+  });
   return report;
 }
 
@@ -103,9 +103,6 @@ export function importLabels(library: Library, rows: readonly LabelRow[], baseDi
  */
 export function folderLabelRows(library: Library, folder: string, template = DEFAULT_FOLDER_TEMPLATE): LabelRow[] {
   if (!template.includes('{folder}')) throw new ClipdexError('INVALID_ARGUMENT', 'the template must contain {folder}, e.g. "a photo of {folder}"');
-  const under = library.store.db.prepare<[string, string], { id: number; path: string }>(
-    `SELECT id, path FROM images WHERE path >= ? AND path < ? AND status = 'indexed' ORDER BY path`,
-  );
   // Photos are stored under the path their root was added with, which may run through a symlink: look
   // under the folder as given, under its real path, and under each root that holds it by real path.
   const given = resolve(folder);
@@ -119,7 +116,7 @@ export function folderLabelRows(library: Library, folder: string, template = DEF
   const rows: { id: number; path: string }[] = [];
   for (const root of candidates) {
     const { lo, hi } = folderPathRange(root);
-    for (const r of under.all(lo, hi)) {
+    for (const r of library.images.listIndexedInRange(lo, hi)) {
       if (!seen.has(r.id)) rows.push(r);
       seen.add(r.id);
     }

@@ -154,7 +154,7 @@ function readRows(file: string): { rows: SourcedRow[]; problems: ReadProblem[] }
 /** Adds one caption to each photo, in one transaction; returns the labels too (their ids are what edit and rm take). */
 function labelPhotos(library: Library, photos: string[], caption: string): AddReport & { labels: LabeledPair[] } {
   const result: AddReport & { labels: LabeledPair[] } = { added: 0, duplicates: 0, problems: [], problemCount: 0, labels: [] };
-  library.store.db.transaction(() => {
+  library.store.transaction(() => {
     photos.forEach((photo, i) => {
       const target = labelTarget(library, photo);
       if (!('id' in target)) {
@@ -166,7 +166,7 @@ function labelPhotos(library: Library, photos: string[], caption: string): AddRe
       else result.duplicates++;
       result.labels.push(pair);
     });
-  })();
+  });
   result.problemCount = result.problems.length;
   return result;
 }
@@ -325,9 +325,9 @@ export function labelsCommand(): Command {
       await withLibrary(g, (library) => {
         const missing: number[] = [];
         const removed: number[] = [];
-        library.store.db.transaction(() => {
+        library.store.transaction(() => {
           for (const id of wanted) (library.pairs.remove(id) ? removed : missing).push(id);
-        })();
+        });
         if (g.json) printJson({ removed, missing });
         else process.stdout.write(`${removed.length} label${removed.length === 1 ? '' : 's'} removed.\n`);
         if (missing.length > 0) {
