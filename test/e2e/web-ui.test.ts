@@ -346,20 +346,22 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
     await page.click('#filters-toggle');
   });
 
-  it('subtracts the words after a minus: one weighted query', async () => {
+  it('sends the typed text whole: the server reads -word and -"two words" and answers the grid', async () => {
     await freshSearchPage();
-    const posted = page.waitForRequest((r) => r.url().endsWith('/api/search') && r.method() === 'POST');
-    await page.fill('#q', 'a photo -a fish -black-and-white');
+    const q = 'a photo -"a fish" -black-and-white';
+    const answered = page.waitForResponse((r) => searchedPhrase(r.url()) === q);
+    await page.fill('#q', q);
     await page.press('#q', 'Enter');
-    const body = (await posted).postDataJSON() as { terms: unknown[] };
-    expect(body.terms).toEqual([
-      { text: 'a photo', weight: 1 },
-      { text: 'a fish', weight: -1 },
-      { text: 'black-and-white', weight: -1 },
+    const body = (await (await answered).json()) as { understood: unknown[]; results: Result[] };
+    expect(body.understood).toEqual([
+      { kind: 'phrase', text: 'a photo' },
+      { kind: 'not', text: 'a fish' },
+      { kind: 'not', text: 'black-and-white' },
     ]);
-    const res = await fetch(`${server.url}/api/search`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, limit: 60 }) });
-    const expected = ((await res.json()) as { results: Result[] }).results.map((r) => r.id);
-    await eventually(async () => JSON.stringify(await cardIds()) === JSON.stringify(expected), 'the grid of the weighted query');
+    const expected = (await api<{ results: Result[] }>(`/api/search?q=${encodeURIComponent(q)}&limit=60`)).results.map((r) => r.id);
+    await eventually(async () => JSON.stringify(await cardIds()) === JSON.stringify(expected), 'the grid of the query with negations');
+    // What was read is shown: the negations as chips (test/e2e/query-chips.test.ts covers them).
+    expect(await page.$$eval('#query-chips .chip-query', (els) => els.map((e) => (e as Browserish).dataset.kind))).toEqual(['phrase', 'not', 'not']);
   });
 
   it('renders a file name made of HTML as text, never as markup', async () => {

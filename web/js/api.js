@@ -69,18 +69,25 @@ function filterParams(filters = {}, page = {}) {
 export const api = {
   status: (signal) => request('/api/status', { signal }),
 
-  /** A phrase alone: GET, so the browser and the server's phrase cache both help. */
-  searchText: (text, filters, page, signal) => request(`/api/search${queryString({ q: text, ...filterParams(filters, page) })}`, { signal }),
+  /**
+   * Typed text alone: GET, so the browser and the server's phrase cache both help. The server reads its
+   * syntax (dates, `a | b`, -word) unless `literal`, and answers what it understood.
+   */
+  searchText: (text, filters, page, signal, literal = false) =>
+    request(`/api/search${queryString({ q: text, syntax: literal ? 'plain' : undefined, ...filterParams(filters, page) })}`, { signal }),
 
   similar: (id, filters, page, signal) => request(`/api/images/${encodeURIComponent(id)}/similar${queryString(filterParams(filters, page))}`, { signal }),
 
   /**
-   * Weighted terms ({text, weight} or {imageId, weight}) plus uploaded files, in one query.
-   * @param {{ terms: object[], files?: File[] }} query
+   * Weighted terms ({text, weight} or {imageId, weight}) plus uploaded files, in one query; typed text as
+   * `q`, read in the query syntax unless `literal`.
+   * @param {{ terms: object[], files?: File[], q?: string, literal?: boolean }} query
    */
   searchCombined(query, filters, page, signal) {
     const params = filterParams(filters, page);
     const body = { terms: query.terms };
+    if (query.q) body.q = query.q;
+    if (query.q && query.literal) body.syntax = 'plain';
     for (const [k, v] of Object.entries(params)) if (v !== undefined) body[k] = v;
     if (!query.files?.length) return request('/api/search', { method: 'POST', json: body, signal });
     const form = new FormData();

@@ -7,6 +7,7 @@ import { isAbort } from './api.js';
 import { debounce, formatCount, h, show, splitPath, withCode } from './dom.js';
 import { card, gridKeys } from './grid.js';
 import { queryFor } from './query.js';
+import { dateLabel, hasSyntax, locate, only, without } from './understood.js';
 
 const PAGE_SIZE = 60;
 const TYPING_DELAY_MS = 200;
@@ -21,7 +22,10 @@ export class SearchController {
   constructor(els, hooks) {
     this.els = els;
     this.hooks = hooks;
-    this.state = { text: '', similar: null, uploads: [] };
+    /** `literal`: the text is one phrase (syntax=plain), no dates, `|` or -word read into it. */
+    this.state = { text: '', literal: false, similar: null, uploads: [] };
+    /** What the server understood of the typed text, and the text it was: the chips are drawn from it. */
+    this.understood = null;
     this.filters = {};
     /** Results shown so far, in order (the viewer browses them). */
     this.results = [];
@@ -34,6 +38,8 @@ export class SearchController {
 
     els.input.addEventListener('input', () => {
       this.state.text = els.input.value;
+      // Chips describe the text that was searched: once it changes they would point at the wrong words.
+      this.renderChips();
       this.typed();
     });
     els.more.addEventListener('click', () => this.loadMore());
@@ -128,11 +134,14 @@ export class SearchController {
     this.els.grid.setAttribute('aria-busy', 'true');
     document.body.classList.add('searching');
     const page = { limit: PAGE_SIZE, offset: append ? this.results.length : 0 };
+    const asked = { text: this.state.text, literal: this.state.literal };
     try {
       const response = await query(this.filters, page, controller.signal);
       if (generation !== this.generation) return;
       show(this.els.error, false);
       if (!append) {
+        this.understood = Array.isArray(response.understood) ? { ...asked, parts: response.understood } : null;
+        this.renderChips();
         this.results = [];
         this.freshCount = 0;
         show(this.els.fresh, false);
@@ -209,7 +218,7 @@ export class SearchController {
     return parts.join(' + ');
   }
 
-  /** What the query holds besides the phrase, each removable. */
+  /** What the query holds besides the phrase, each removable, then what the server read in the typed text. */
   renderChips() {
     const chips = [];
     if (this.state.similar) {
@@ -226,8 +235,108 @@ export class SearchController {
         this.runNow();
       }));
     });
+    const u = this.understood;
+    const current = u && u.text === this.state.text && u.literal === this.state.literal;
+    if (current && hasSyntax(u.parts)) chips.push(...this.syntaxChips(u.text, u.parts));
+    // The way out of the syntax, where there is syntax to leave (or it was left, to come back).
+    if ((current && hasSyntax(u.parts)) || (this.state.literal && this.state.text.trim())) chips.push(this.literalToggle());
     this.els.chips.replaceChildren(...chips);
     show(this.els.chips, chips.length > 0);
+  }
+
+  /**
+   * One chip per part the server understood: the date ("Taken Jul 2023"), each negation ("not: cat"), the
+   * alternatives ("any of: cat · dog") or the phrase the model gets. A chip's words select those words in
+   * the search box (the box holds the whole query already: one place to edit it, caret where the part
+   * is); its ✕ searches again without them.
+   */
+  syntaxChips(text, parts) {
+    const where = locate(text, parts);
+    const chips = [];
+    const date = parts.find((p) => p.kind === 'date');
+    const phrases = parts.flatMap((p) => (p.kind === 'phrase' ? [p.text] : p.kind === 'or' ? p.phrases : []));
+    // A query that is only a date sends its own words as the phrase: no phrase chip for that stand-in.
+    if (phrases.length && where.alternatives.length) {
+      // Without the phrase only a date or a photo must be left: negations alone are no search.
+      const rest = only(text, [...where.dates, ...where.nots.filter(Boolean)]);
+      const removable = this.state.similar || this.state.uploads.length || (where.dates.length && !where.nots.some(Boolean));
+      const remove = removable ? () => this.replaceText(rest) : null;
+      if (phrases.length === 1) {
+        chips.push(this.textChip('phrase', '', [{ text: phrases[0], span: where.alternatives[0] }], remove, 'Sent to the model as the phrase to match'));
+      } else {
+        const alts = phrases.map((p, i) => ({ text: p, span: where.alternatives[i] }));
+        chips.push(this.textChip('or', 'any of:', alts, remove, 'Each searched on its own; a photo counts at its best'));
+      }
+    }
+    let n = 0;
+    for (const p of parts) {
+      if (p.kind !== 'not') continue;
+      const span = where.nots[n++];
+      chips.push(this.textChip('not', 'not:', [{ text: p.text, span }], span ? () => this.replaceText(without(text, [span])) : null, 'Photos like this rank lower'));
+    }
+    if (date) {
+      const spans = where.dates;
+      const remove = spans.length ? () => this.replaceText(without(text, spans)) : null;
+      chips.push(this.textChip('date', 'Taken', [{ text: dateLabel(date), span: spans[0] }], remove, `Read from “${date.text}”: only photos taken then`));
+    }
+    return chips;
+  }
+
+  /**
+   * @param {string} kind @param {string} prefix shown muted before the words
+   * @param {{ text: string, span?: { start: number, end: number } | null }[]} items each its own button when its words were found
+   * @param {null | (() => void)} onRemove
+   */
+  textChip(kind, prefix, items, onRemove, title) {
+    const label = `${prefix ? `${prefix} ` : ''}${items.map((i) => i.text).join(' · ')}`;
+    const body = [];
+    if (prefix) body.push(h('span', { className: 'chip-kind', text: prefix }));
+    items.forEach((item, i) => {
+      if (i > 0) body.push(h('span', { className: 'chip-sep', 'aria-hidden': 'true', text: '·' }));
+      body.push(
+        item.span
+          ? h('button', { type: 'button', className: 'chip-edit', title: `${title} · edit in the search box`, 'aria-label': `Edit in the search box: ${prefix ? `${prefix} ` : ''}${item.text}`, text: item.text, onClick: () => this.editAt(item.span) })
+          : h('span', { className: 'chip-value', title, text: item.text }),
+      );
+    });
+    return h(
+      'span',
+      { className: onRemove ? 'chip chip-query' : 'chip chip-query chip-fixed', dataset: { kind } },
+      ...body,
+      onRemove ? h('button', { type: 'button', className: 'chip-remove', 'aria-label': `Remove: ${label}`, title: 'Remove', text: '✕', onClick: onRemove }) : null,
+    );
+  }
+
+  /** The words of a part selected in the box: typing replaces them, an arrow key puts the caret there. */
+  editAt(span) {
+    const { input } = this.els;
+    input.focus();
+    input.setSelectionRange(span.start, span.end);
+  }
+
+  /** The box holds the new text and is searched at once; filters, photo and uploads stay. */
+  replaceText(text) {
+    this.els.input.value = text;
+    this.state.text = text;
+    this.understood = null;
+    this.renderChips();
+    return this.runNow();
+  }
+
+  literalToggle() {
+    const on = this.state.literal;
+    return h('button', {
+      type: 'button',
+      className: 'chip-literal',
+      'aria-pressed': String(on),
+      title: on ? 'Read dates, a | b and -word in the search box again' : 'Search the typed words as they are: no dates, alternatives or negations read into them',
+      text: 'Search literally',
+      onClick: () => {
+        this.state.literal = !on;
+        this.renderChips();
+        this.runNow();
+      },
+    });
   }
 
   chip(src, label, onRemove) {
