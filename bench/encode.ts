@@ -6,7 +6,11 @@
  *   text encodes/s at the real token length vs padded to 77
  *   the same model files through @huggingface/transformers' CLIP classes, side by side
  *
- * Options (env): BENCH_QUICK=1 for a short smoke run; BENCH_MODEL_DIR to reuse a built model.
+ *   SigLIP base/16 at 224 px (the siglip-b-16 preset: 12 × 768 towers, 196 patches, 64-token text) beside
+ *   ViT-B/32: images/s and texts/s, alternating rounds
+ *
+ * Options (env): BENCH_QUICK=1 for a short smoke run; BENCH_MODEL_DIR to reuse a built model;
+ * BENCH_ONLY=siglip for the SigLIP comparison alone.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -15,6 +19,7 @@ import { ImageEncoder } from '../src/model/image-encoder.js';
 import { preprocessBatch } from '../src/model/image-preprocess.js';
 import { readModelDir } from '../src/model/model-dir.js';
 import { TextEncoder } from '../src/model/text-encoder.js';
+import { loadTextTokenizer } from '../src/model/text-tokenizer.js';
 import { buildTinyModel } from '../src/model/tiny-model-builder.js';
 import { ClipTokenizer } from '../src/model/tokenizer.js';
 import { openTower } from '../src/model/tower-session.js';
@@ -308,9 +313,67 @@ async function benchTransformersJs(): Promise<void> {
   }
 }
 
+const SIGLIP_DIR = resolve(join(OUT, 'siglip-b-16'));
+
+/**
+ * SigLIP B/16-224 against ViT-B/32, both on 2 threads at batch 8, rounds alternating between the models so
+ * machine load hits both alike. Images: random tensors (decode excluded); texts: the phrase list, each model's
+ * own tokenizer and context (SigLIP pads every row to 64, CLIP runs at the real length).
+ */
+async function benchSiglip(): Promise<void> {
+  if (!existsSync(join(SIGLIP_DIR, 'onnx', 'text_model.onnx'))) {
+    console.log(`building the siglip-b-16 preset into ${SIGLIP_DIR} …`);
+    await buildTinyModel({ out: SIGLIP_DIR, preset: 'siglip-b-16', force: true });
+  }
+  const batch = 8;
+  const models = await Promise.all(
+    [['ViT-B/32', MODEL_DIR] as const, ['SigLIP B/16-224', SIGLIP_DIR] as const].map(async ([name, dir]) => {
+      const spec = await readModelDir(dir);
+      const session = { providers: ['cpu' as const], threads: 2 };
+      const [vision, text] = await Promise.all([
+        openTower(join(spec.dir, spec.vision.file), spec.vision, 'image', session),
+        openTower(join(spec.dir, spec.text.file), spec.text, 'text', session),
+      ]);
+      const S = spec.preprocess.size;
+      const image = new ImageEncoder(vision, S, batch);
+      const encoder = new TextEncoder(text, await loadTextTokenizer(spec), spec.contextLength, batch);
+      const pixels = new Float32Array(batch * 3 * S * S).map(() => Math.random() * 2 - 1);
+      return { name, size: S, image, encoder, pixels, vision, text };
+    }),
+  );
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const rates = models.map(() => ({ images: [] as number[], texts: [] as number[] }));
+  let p = 0;
+  for (let r = 0; r < (QUICK ? 2 : 5); r++) {
+    for (const [k, m] of models.entries()) {
+      let t = performance.now();
+      for (let i = 0; i < 2; i++) await m.image.encode(m.pixels, batch);
+      rates[k]!.images.push((2 * batch) / ((performance.now() - t) / 1000));
+      const texts = Array.from({ length: 16 }, () => PHRASES[p++ % PHRASES.length]!);
+      t = performance.now();
+      await m.encoder.encode(texts);
+      rates[k]!.texts.push(texts.length / ((performance.now() - t) / 1000));
+    }
+  }
+  models.forEach((m, k) =>
+    record('SigLIP vs CLIP (2 threads, batch 8, medians)', {
+      model: m.name,
+      'input px': m.size,
+      'images/s': +median(rates[k]!.images).toFixed(1),
+      'texts/s': +median(rates[k]!.texts).toFixed(1),
+    }),
+  );
+  for (const m of models) await Promise.all([m.vision.session.release(), m.text.session.release()]);
+}
+
 async function main(): Promise<void> {
   mkdirSync(OUT, { recursive: true });
   await ensureModel();
+  if (process.env.BENCH_ONLY === 'siglip') {
+    await benchSiglip();
+    writeFileSync(join(OUT, 'encode-siglip.json'), `${JSON.stringify({ date: new Date().toISOString(), quick: QUICK, results }, null, 2)}\n`);
+    return;
+  }
   // The peak is measured again after the encoder runs: on a shared machine the higher of the two is the ceiling.
   const peak = await benchMatmulPeak();
   await benchImages(peak);
@@ -318,6 +381,7 @@ async function main(): Promise<void> {
   if (peakAfter > peak * 1.05) console.log(`note: MatMul peak rose from ${peak.toFixed(0)} to ${peakAfter.toFixed(0)} GFLOP/s during the run (machine load); read "% of MatMul peak" against ${peakAfter.toFixed(0)}`);
   await benchText();
   await benchTransformersJs();
+  await benchSiglip();
   const file = join(OUT, 'encode.json');
   writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), quick: QUICK, results }, null, 2)}\n`);
   console.log(`\nwritten ${file}`);

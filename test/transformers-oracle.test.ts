@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClipModel } from '../src/model/clip-model.js';
 import { readModelDir } from '../src/model/model-dir.js';
 import { buildTinyModel } from '../src/model/tiny-model-builder.js';
+import type { ClipTokenizer } from '../src/model/tokenizer.js';
 import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
 
 const clipVocab = sharedPath('clip');
@@ -111,7 +112,7 @@ describe(`text: clipdex equals transformers.js (${clipVocab ? 'CLIP vocabulary' 
     const theirs = PHRASES.map(theirIds);
     // The long phrases really are truncated.
     expect(theirs.filter((t) => t.untruncated > CONTEXT).length).toBe(2);
-    PHRASES.forEach((text, i) => expect(model.tokenizer.encodeTruncated(text, CONTEXT), JSON.stringify(text)).toEqual(theirs[i]!.ids));
+    PHRASES.forEach((text, i) => expect((model.tokenizer as ClipTokenizer).encodeTruncated(text, CONTEXT), JSON.stringify(text)).toEqual(theirs[i]!.ids));
 
     const ours = await model.embedTexts(PHRASES);
     const reference = await theirTextEmbeddings(theirs.map((t) => t.ids));

@@ -98,7 +98,8 @@ export interface ClipWeights {
 
 export { seededRandom };
 
-class Gaussian {
+/** Normal samples from a seeded uniform source (Box-Muller), so a seed always gives the same weights. */
+export class Gaussian {
   private spare: number | null = null;
   constructor(private readonly uniform: () => number) {}
 
@@ -152,11 +153,11 @@ export function seededWeights(arch: ClipArchitecture, seed: number): ClipWeights
   return { arch, vision, text };
 }
 
-function layerNorm(width: number): LayerNormWeights {
+export function layerNorm(width: number): LayerNormWeights {
   return { gamma: new Float32Array(width).fill(1), beta: new Float32Array(width) };
 }
 
-function linear(g: Gaussian, inDim: number, outDim: number, std: number): LinearWeights {
+export function linear(g: Gaussian, inDim: number, outDim: number, std: number): LinearWeights {
   return { w: g.fill(inDim * outDim, std), b: new Float32Array(outDim), inDim, outDim };
 }
 

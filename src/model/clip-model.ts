@@ -5,8 +5,9 @@ import { ImageEncoder } from './image-encoder.js';
 import { preprocessBatch, type BatchOptions } from './image-preprocess.js';
 import type { ImageInput } from './image-source.js';
 import type { ModelSpec } from './model-dir.js';
+import type { ScoreCalibration } from './manifest.js';
 import { TextEncoder } from './text-encoder.js';
-import { ClipTokenizer } from './tokenizer.js';
+import { loadTextTokenizer, type ModelTokenizer } from './text-tokenizer.js';
 import { openTower } from './tower-session.js';
 
 export interface LoadModelOptions extends SessionOptions {
@@ -26,14 +27,14 @@ export type ImageEmbeddingResult =
 export class ClipModel {
   private constructor(
     readonly spec: ModelSpec,
-    readonly tokenizer: ClipTokenizer,
+    readonly tokenizer: ModelTokenizer,
     readonly image: ImageEncoder,
     readonly text: TextEncoder,
     readonly dim: number,
   ) {}
 
   static async load(spec: ModelSpec, options: LoadModelOptions = {}): Promise<ClipModel> {
-    const tokenizer = await ClipTokenizer.fromFile(spec.tokenizerPath);
+    const tokenizer = await loadTextTokenizer(spec);
     const [imageTower, textTower] = await Promise.all([
       openTower(join(spec.dir, spec.vision.file), spec.vision, 'image', options),
       openTower(join(spec.dir, spec.text.file), spec.text, 'text', options),
@@ -55,6 +56,14 @@ export class ClipModel {
       );
     }
     return new ClipModel(spec, tokenizer, image, text, dim);
+  }
+
+  /**
+   * Sigmoid-loss models (SigLIP, SigLIP2): sigmoid(logitScale · cos + logitBias) is the calibrated
+   * probability that a text matches an image (`calibratedProbability` in manifest.ts). null for CLIP.
+   */
+  get scoreCalibration(): ScoreCalibration | null {
+    return this.spec.scoreCalibration;
   }
 
   get id(): string {

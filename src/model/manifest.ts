@@ -56,9 +56,27 @@ export interface ModelManifest {
   contextLength: number;
   /** exp(logit_scale) of the trained model; 100 for OpenAI CLIP. */
   logitScale: number;
+  /**
+   * The trained logit_bias of a sigmoid-loss model (SigLIP, SigLIP2): with `logitScale` it makes
+   * sigmoid(scale · cos + bias) a calibrated probability. Absent for softmax (CLIP) models. Exports
+   * don't carry the trained value in the tower files, so the manifest does.
+   */
+  logitBias?: number;
   preprocess: PreprocessConfig;
   vision: TowerSpec;
   text: TowerSpec;
+}
+
+/** What turns a cosine into a calibrated probability: sigmoid(logitScale · cos + logitBias). */
+export interface ScoreCalibration {
+  /** exp(logit_scale) of the trained model. */
+  logitScale: number;
+  logitBias: number;
+}
+
+/** The probability a sigmoid-loss model gives that a text matches an image, from their cosine. */
+export function calibratedProbability(cosine: number, calibration: ScoreCalibration): number {
+  return 1 / (1 + Math.exp(-(calibration.logitScale * cosine + calibration.logitBias)));
 }
 
 export const OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073] as const;

@@ -10,8 +10,17 @@ import {
   type ModelLayout,
   type ModelManifest,
   type PreprocessConfig,
+  type ScoreCalibration,
   type TowerSpec,
 } from './manifest.js';
+import { SIGLIP_LAYOUT_IO } from './siglip-onnx-graph.js';
+import type { TextCleaning } from './text-clean.js';
+
+/**
+ * `clip`: OpenAI's BPE (tokenizer.ts) from whichever vocabulary file the directory has.
+ * `hf`: the directory's tokenizer.json run by Hugging Face's library (hf-tokenizer.ts), after `cleaning`.
+ */
+export type TokenizerSpec = { kind: 'clip' } | { kind: 'hf'; cleaning: TextCleaning };
 
 /** Everything needed to open a model that lies in a directory, read from the files themselves. */
 export interface ModelSpec {
@@ -26,8 +35,11 @@ export interface ModelSpec {
   /** From config.json when present; the encoders confirm it from the graph. */
   embeddingDim: number | null;
   logitScale: number;
-  /** A directory or file that `ClipTokenizer.fromFile` accepts. */
+  /** A directory or file that `ClipTokenizer.fromFile` accepts; for `hf` tokenizers, the folder of tokenizer.json. */
   tokenizerPath: string;
+  tokenizer: TokenizerSpec;
+  /** Sigmoid-loss models (SigLIP): how a cosine becomes a calibrated probability. null for CLIP. */
+  scoreCalibration: ScoreCalibration | null;
 }
 
 /** Preferred file variants when a directory holds several (transformers.js ships fp32, fp16 and quantized). */
@@ -126,7 +138,8 @@ async function readHfDir(dir: string, manifest?: ModelManifest): Promise<ModelSp
     const shortest = num(obj(sizeField).shortest_edge) ?? num(sizeField);
     const squashSize = num(obj(sizeField).height);
     const crop = num(obj(prep.crop_size).height) ?? num(prep.crop_size) ?? shortest ?? squashSize;
-    const centreCrop = prep.do_center_crop !== false;
+    // CLIPImageProcessor crops unless told not to; SiglipImageProcessor has no crop (its config no crop_size).
+    const centreCrop = typeof prep.do_center_crop === 'boolean' ? prep.do_center_crop : prep.crop_size !== undefined;
     const size = centreCrop ? crop : (squashSize ?? shortest);
     if (size === undefined) throw new ClipdexError('MODEL_INVALID', `${prepFile}: no image size (size.shortest_edge or crop_size)`);
     if (centreCrop && shortest !== undefined && shortest !== size) {
@@ -145,7 +158,9 @@ async function readHfDir(dir: string, manifest?: ModelManifest): Promise<ModelSp
 
   const visionFile = manifest?.layout === 'hf' && existsSync(join(dir, manifest.vision.file)) ? manifest.vision.file : hfVariant(dir, 'vision_model');
   const textFile = manifest?.layout === 'hf' && existsSync(join(dir, manifest.text.file)) ? manifest.text.file : hfVariant(dir, 'text_model');
-  const io = LAYOUT_IO.hf;
+  const siglip = config.model_type === 'siglip';
+  const io = siglip ? SIGLIP_LAYOUT_IO.hf : LAYOUT_IO.hf;
+  const tokenizerConfig = obj(await readJson(join(dir, 'tokenizer_config.json'), false));
   return {
     id: manifest?.id ?? `dir:${dir}`,
     dir,
@@ -154,9 +169,16 @@ async function readHfDir(dir: string, manifest?: ModelManifest): Promise<ModelSp
     text: { file: textFile!, input: io.text.input, output: io.text.output, normalized: false },
     preprocess,
     contextLength: num(textConfig.max_position_embeddings) ?? manifest?.contextLength ?? 77,
-    embeddingDim: num(config.projection_dim) ?? manifest?.embeddingDim ?? null,
+    embeddingDim: siglip
+      ? (num(textConfig.projection_size) ?? num(textConfig.hidden_size) ?? manifest?.embeddingDim ?? null)
+      : (num(config.projection_dim) ?? manifest?.embeddingDim ?? null),
     logitScale: logitScale(config, manifest),
     tokenizerPath: dir,
+    // transformers' SiglipTokenizer canonicalises every text (punctuation out, whitespace collapsed, lower-cased
+    // with do_lower_case) before SentencePiece; a tokenizer.json converted from it is fed the same. Other
+    // tokenizer.json files (SigLIP2's Gemma) get the text as typed, as transformers.js gives it.
+    tokenizer: siglip ? { kind: 'hf', cleaning: tokenizerConfig.tokenizer_class === 'SiglipTokenizer' ? 'canonicalize' : 'none' } : { kind: 'clip' },
+    scoreCalibration: siglip ? calibration(config, manifest, {}) : null,
   };
 }
 
@@ -191,6 +213,12 @@ async function readOpenClipDir(dir: string, manifest?: ModelManifest): Promise<M
     preprocess = manifest!.preprocess;
   }
   const io = LAYOUT_IO.openclip;
+  const textCfg = obj(config.text_cfg);
+  // open_clip runs a Hugging Face tokenizer exactly when the config names one; its `clean` defaults to whitespace.
+  const clean = obj(textCfg.tokenizer_kwargs).clean;
+  const cleaning: TextCleaning = clean === 'canonicalize' || clean === 'lower' || clean === 'none' ? clean : 'whitespace';
+  // A sigmoid head (SigLIP): open_clip's config sets its initial bias; a CLIP config has none.
+  const sigmoid = config.init_logit_bias !== undefined || config.logit_bias !== undefined || manifest?.logitBias !== undefined;
   return {
     id: manifest?.id ?? `dir:${dir}`,
     dir,
@@ -198,11 +226,28 @@ async function readOpenClipDir(dir: string, manifest?: ModelManifest): Promise<M
     vision: { file: io.vision.file, input: io.vision.input, output: io.vision.output, normalized: true },
     text: { file: io.text.file, input: io.text.input, output: io.text.output, normalized: true },
     preprocess,
-    contextLength: num(obj(config.text_cfg).context_length) ?? manifest?.contextLength ?? 77,
+    contextLength: num(textCfg.context_length) ?? manifest?.contextLength ?? 77,
     embeddingDim: num(config.embed_dim) ?? manifest?.embeddingDim ?? null,
     logitScale: logitScale(config, manifest),
     tokenizerPath: join(dir, 'textual'),
+    tokenizer: typeof textCfg.hf_tokenizer_name === 'string' ? { kind: 'hf', cleaning } : { kind: 'clip' },
+    scoreCalibration: sigmoid ? calibration(config, manifest, { scale: num(config.init_logit_scale), bias: num(config.init_logit_bias) }) : null,
   };
+}
+
+/**
+ * The trained scale and bias: clipdex-written `logit_scale`/`logit_bias` in config.json first (what the
+ * self-built and trained models carry), then the manifest's (exports keep the trained values only inside
+ * the full model's weights), then open_clip's initial values (ln scale, bias) as a last resort.
+ */
+function calibration(
+  config: Record<string, unknown>,
+  manifest: ModelManifest | undefined,
+  init: { scale?: number | undefined; bias?: number | undefined },
+): ScoreCalibration {
+  const scale = num(config.logit_scale) ?? manifest?.logitScale ?? (init.scale !== undefined ? Math.exp(init.scale) : 10);
+  const bias = num(config.logit_bias) ?? manifest?.logitBias ?? init.bias ?? -10;
+  return { logitScale: scale, logitBias: bias };
 }
 
 /**

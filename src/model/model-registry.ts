@@ -133,6 +133,7 @@ function validateManifest(raw: unknown, path: string): ModelManifest {
   pos('embeddingDim');
   pos('contextLength');
   if (typeof m.logitScale !== 'number' || !(m.logitScale > 0)) fail(path, '"logitScale" must be a positive number');
+  if (m.logitBias !== undefined && (typeof m.logitBias !== 'number' || !Number.isFinite(m.logitBias))) fail(path, '"logitBias" must be a number');
   const prep = m.preprocess as Record<string, unknown> | undefined;
   if (!prep || !Number.isInteger(prep.size)) fail(path, '"preprocess.size" must be an integer');
   if (prep.resizeMode !== 'shortest' && prep.resizeMode !== 'squash') fail(path, '"preprocess.resizeMode" must be shortest or squash');

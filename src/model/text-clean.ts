@@ -95,3 +95,46 @@ export function cleanClipText(text: string): string {
   const unescaped = htmlUnescape(htmlUnescape(fixText(text)));
   return unescaped.replace(WHITESPACE_RUN, ' ').replace(/^ | $/g, '').toLowerCase();
 }
+
+/**
+ * Cleaning applied before a tokenizer.json-driven tokenizer, as open_clip's `HFTokenizer(clean=…)` names them:
+ * `canonicalize` (SigLIP, SigLIP2: big_vision's prompt canonicalisation), `lower`, `whitespace` (open_clip's
+ * default), `none` (the text as typed: what transformers.js feeds a tokenizer.json).
+ */
+export type TextCleaning = 'canonicalize' | 'lower' | 'whitespace' | 'none';
+
+/** Python's `str.split()` separators: Unicode White_Space plus the information separators U+001C..U+001F. */
+const PY_WHITESPACE_RUN = /[\p{White_Space}\x1c-\x1f]+/gu;
+/** Python's `string.punctuation`: ASCII only, so "¿" and "。" stay. */
+const ASCII_PUNCTUATION = /[!"#$%&'()*+,\-./:;<=>?@[\\\]^_`{|}~]/g;
+
+function pyWhitespaceJoin(text: string): string {
+  return text.split(PY_WHITESPACE_RUN).filter((part) => part !== '').join(' ');
+}
+
+/**
+ * open_clip's `canonicalize_text` (from big_vision): "_" to a space, ASCII punctuation removed, lower-cased,
+ * whitespace runs to one space, trimmed. (Immich's `clean_text` removes "_" instead of spacing it: open_clip
+ * is the reference the models were evaluated with.)
+ */
+export function canonicalizeText(text: string): string {
+  return pyWhitespaceJoin(text.replaceAll('_', ' ').replace(ASCII_PUNCTUATION, '').toLowerCase());
+}
+
+/** open_clip's `basic_clean`: ftfy's fixes, then `html.unescape` twice. */
+function basicClean(text: string): string {
+  return htmlUnescape(htmlUnescape(fixText(text)));
+}
+
+export function cleanForModel(text: string, cleaning: TextCleaning): string {
+  switch (cleaning) {
+    case 'canonicalize':
+      return canonicalizeText(text);
+    case 'lower':
+      return pyWhitespaceJoin(basicClean(text)).toLowerCase();
+    case 'whitespace':
+      return pyWhitespaceJoin(basicClean(text));
+    case 'none':
+      return text;
+  }
+}

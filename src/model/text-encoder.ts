@@ -2,10 +2,26 @@ import { ClipdexError } from '../errors.js';
 import { type ProviderFallback, type ProviderName, type Tensor, tensor } from '../inference/onnx-runtime.js';
 import { isDynamic, runTower, type TowerSession } from './tower-session.js';
 
-/** The part of the tokenizer the encoder needs. */
+/** One text's token ids, and 1 for each real token / 0 for each pad (the attention mask). */
+export interface TokenizedText {
+  ids: number[];
+  mask: number[];
+}
+
+/**
+ * What the text encoder needs of a tokenizer: CLIP's BPE (tokenizer.ts) or a tokenizer.json run by
+ * Hugging Face's library (hf-tokenizer.ts: SigLIP, SigLIP2, and the multilingual families' XLM-R).
+ */
 export interface TextTokenizer {
   readonly padId: number;
-  encodeTruncated(text: string, contextLength: number): number[];
+  /**
+   * True when rows must be padded to the context: models that pool the last position (SigLIP) or were
+   * trained on padded rows without a mask. False for CLIP, whose end-token pooling and causal mask make
+   * the padding irrelevant, so a batch may run at its longest real length.
+   */
+  readonly padsToContext: boolean;
+  /** Each text's ids, truncated to `contextLength`; padded to it when `padsToContext`. */
+  tokenize(texts: readonly string[], contextLength: number): Promise<TokenizedText[]>;
 }
 
 /**
@@ -48,24 +64,26 @@ export class TextEncoder {
 
   /** Encodes phrases; `padToContext` forces the fixed 77-token input (used to prove both agree). */
   async encode(texts: string[], options: { padToContext?: boolean } = {}): Promise<Float32Array[]> {
-    const tokenized = texts.map((t) => this.tokenizer.encodeTruncated(t, this.contextLength));
+    const tokenized = await this.tokenizer.tokenize(texts, this.contextLength);
     const batch = Math.min(this.tower.maxBatch, this.preferredBatch);
+    const padToContext = options.padToContext === true || this.tokenizer.padsToContext;
     const out: Float32Array[] = [];
     for (let start = 0; start < tokenized.length; start += batch) {
-      out.push(...(await this.run(tokenized.slice(start, start + batch), options.padToContext === true)));
+      out.push(...(await this.run(tokenized.slice(start, start + batch), padToContext)));
     }
     return out;
   }
 
-  private async run(rows: number[][], padToContext: boolean): Promise<Float32Array[]> {
-    const length = this.dynamicLength && !padToContext ? Math.max(...rows.map((r) => r.length)) : this.contextLength;
+  private async run(rows: TokenizedText[], padToContext: boolean): Promise<Float32Array[]> {
+    const length = this.dynamicLength && !padToContext ? Math.max(...rows.map((r) => r.ids.length)) : this.contextLength;
     const n = rows.length;
     const ids = this.tower.input.type === 'int64' ? new BigInt64Array(n * length) : new Int32Array(n * length);
     const mask = this.tower.input.type === 'int64' ? new BigInt64Array(n * length) : new Int32Array(n * length);
     rows.forEach((row, r) => {
       for (let i = 0; i < length; i++) {
-        const id = i < row.length ? row[i]! : this.tokenizer.padId;
-        const m = i < row.length ? 1 : 0;
+        const real = i < row.ids.length;
+        const id = real ? row.ids[i]! : this.tokenizer.padId;
+        const m = real ? (row.mask[i] ?? 1) : 0;
         if (ids instanceof BigInt64Array) {
           ids[r * length + i] = BigInt(id);
           (mask as BigInt64Array)[r * length + i] = BigInt(m);

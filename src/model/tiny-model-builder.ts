@@ -5,11 +5,17 @@ import { ClipdexError } from '../errors.js';
 import { presetArchitecture, seededWeights, type ClipArchitecture, type ClipWeights, type PresetName } from './clip-architecture.js';
 import { LAYOUT_IO, textGraph, visionGraph } from './clip-onnx-graph.js';
 import { OPENAI_MEAN, OPENAI_STD, type ModelLayout } from './manifest.js';
+import { isSiglipPreset, type SiglipArchitecture, type SiglipPresetName } from './siglip-architecture.js';
+import { buildSiglipModel } from './siglip-model-builder.js';
 import { byteLevelVocabulary, readVocabulary, writeTokenizerFiles } from './tokenizer.js';
+
+/** Every preset `models build-tiny` knows: CLIP's and SigLIP's. */
+export type AnyPresetName = PresetName | SiglipPresetName;
+export const PRESET_NAMES: readonly AnyPresetName[] = ['tiny', 'vit-b-32', 'siglip-tiny', 'siglip2-tiny', 'siglip-b-16'];
 
 export interface BuildOptions {
   out: string;
-  preset?: PresetName;
+  preset?: AnyPresetName;
   layout?: ModelLayout;
   seed?: number;
   /** A CLIP vocabulary (bpe gz, tokenizer.json, vocab.json or a directory); without it a byte-level one. */
@@ -20,7 +26,7 @@ export interface BuildOptions {
 
 export interface BuiltModel {
   dir: string;
-  arch: ClipArchitecture;
+  arch: ClipArchitecture | SiglipArchitecture;
   layout: ModelLayout;
   vocabSize: number;
   files: string[];
@@ -38,6 +44,14 @@ export async function buildTinyModel(options: BuildOptions): Promise<BuiltModel>
   const preset = options.preset ?? 'tiny';
   if (existsSync(out) && (await readdir(out)).length > 0) {
     if (!options.force) throw new ClipdexError('INVALID_ARGUMENT', `${out} is not empty (use --force to replace it)`);
+  }
+  if (isSiglipPreset(preset)) {
+    if (options.vocab) throw new ClipdexError('INVALID_ARGUMENT', `--vocab is a CLIP vocabulary; the ${preset} preset ships its own SentencePiece tokenizer`);
+    const built = await buildSiglipModel({ out, preset, layout, seed: options.seed ?? DEFAULT_SEED });
+    return { dir: out, layout, ...built };
+  }
+  if (preset !== 'tiny' && preset !== 'vit-b-32') {
+    throw new ClipdexError('INVALID_ARGUMENT', `unknown preset ${JSON.stringify(preset)} (known: ${PRESET_NAMES.join(', ')})`);
   }
   const { vocab, merges } = options.vocab ? await readVocabulary(options.vocab) : byteLevelVocabulary();
   const vocabSize = Object.keys(vocab).length;
@@ -170,7 +184,7 @@ function openClipPreprocessConfig(arch: ClipArchitecture) {
 }
 
 /** The weights a build with these options writes, without writing anything (for tests and the trainer's checks). */
-export async function builtWeights(options: Pick<BuildOptions, 'preset' | 'seed' | 'vocab'>): Promise<ClipWeights> {
+export async function builtWeights(options: Pick<BuildOptions, 'seed' | 'vocab'> & { preset?: PresetName }): Promise<ClipWeights> {
   const { vocab } = options.vocab ? await readVocabulary(options.vocab) : byteLevelVocabulary();
   return seededWeights(presetArchitecture(options.preset ?? 'tiny', Object.keys(vocab).length), options.seed ?? DEFAULT_SEED);
 }

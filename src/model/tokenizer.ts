@@ -5,6 +5,7 @@
  */
 import { ClipdexError } from '../errors.js';
 import { cleanClipText } from './text-clean.js';
+import type { TextTokenizer, TokenizedText } from './text-encoder.js';
 import {
   BYTE_TO_UNICODE,
   END_OF_WORD,
@@ -129,7 +130,8 @@ function applyMerges(symbols: string[], ranks: RankTable): string[] {
   return out;
 }
 
-export class ClipTokenizer {
+export class ClipTokenizer implements TextTokenizer {
+  readonly padsToContext = false;
   readonly startId: number;
   readonly endId: number;
   readonly padId: number;
@@ -203,6 +205,14 @@ export class ClipTokenizer {
   encodeTruncated(text: string, contextLength: number): number[] {
     checkContextLength(contextLength);
     return this.encodeLimited(text, contextLength);
+  }
+
+  /** Each text truncated to `contextLength`, unpadded (the encoder pads), all of it real tokens. */
+  async tokenize(texts: readonly string[], contextLength: number): Promise<TokenizedText[]> {
+    return texts.map((text) => {
+      const ids = this.encodeTruncated(text, contextLength);
+      return { ids, mask: ids.map(() => 1) };
+    });
   }
 
   /** One row of exactly `contextLength` ids per text: truncated keeping the end token last, then padded with `padId`. */

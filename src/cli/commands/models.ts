@@ -6,7 +6,7 @@ import { readModelDir } from '../../model/model-dir.js';
 import { importModel } from '../../model/model-import.js';
 import type { ModelLayout } from '../../model/manifest.js';
 import { findManifest, listLocalModels, listManifests, manifestCacheDir } from '../../model/model-registry.js';
-import { buildTinyModel, DEFAULT_SEED } from '../../model/tiny-model-builder.js';
+import { type AnyPresetName, buildTinyModel, DEFAULT_SEED, PRESET_NAMES } from '../../model/tiny-model-builder.js';
 import { globalOptions, log, printJson } from '../context.js';
 import { createProgress, formatBytes } from '../progress.js';
 import { optionParser } from '../../validation/param-rules.js';
@@ -132,14 +132,22 @@ export function modelsCommand(): Command {
 
   models
     .command('build-tiny')
-    .description('write a CLIP-architecture ONNX model with seeded random weights (for tests, demos, benchmarks)')
+    .description('write a CLIP- or SigLIP-architecture ONNX model with seeded random weights (for tests, demos, benchmarks)')
     .requiredOption('--out <dir>', 'output directory')
-    .addOption(new Option('--preset <name>', 'tiny (fast) or vit-b-32 (real ViT-B/32 shapes and FLOPs)').choices(['tiny', 'vit-b-32']).default('tiny'))
+    .addOption(
+      new Option(
+        '--preset <name>',
+        'tiny (fast CLIP), vit-b-32 (real ViT-B/32 shapes and FLOPs), siglip-tiny (SigLIP, SentencePiece Unigram tokenizer, 224 px), ' +
+          'siglip2-tiny (SigLIP2, Gemma BPE tokenizer, 256 px), siglip-b-16 (SigLIP base/16 shapes, for benchmarks)',
+      )
+        .choices([...PRESET_NAMES])
+        .default('tiny'),
+    )
     .addOption(new Option('--layout <layout>', 'hf (transformers.js export) or openclip (Immich export)').choices(['hf', 'openclip']).default('hf'))
     .option('--seed <n>', 'weight seed', optionParser(seedText, '--seed'), DEFAULT_SEED)
-    .option('--vocab <file>', 'CLIP vocabulary to ship (bpe gz, tokenizer.json, vocab.json or dir); default: byte-level')
+    .option('--vocab <file>', 'CLIP vocabulary to ship (bpe gz, tokenizer.json, vocab.json or dir); default: byte-level. CLIP presets only')
     .option('--force', 'replace a non-empty output directory')
-    .action(async (opts: { out: string; preset: 'tiny' | 'vit-b-32'; layout: 'hf' | 'openclip'; seed: number; vocab?: string; force?: boolean }, cmd: Command) => {
+    .action(async (opts: { out: string; preset: AnyPresetName; layout: 'hf' | 'openclip'; seed: number; vocab?: string; force?: boolean }, cmd: Command) => {
       const g = globalOptions(cmd);
       if (opts.vocab && !existsSync(opts.vocab)) throw new ClipdexError('FILE_NOT_FOUND', `vocabulary not found: ${opts.vocab}`);
       const started = Date.now();
@@ -155,7 +163,7 @@ export function modelsCommand(): Command {
         seconds: (Date.now() - started) / 1000,
       };
       if (g.json) printJson(summary);
-      else log(`Wrote ${opts.preset} CLIP (${built.layout} layout, ${built.arch.embedDim}-d, vocab ${built.vocabSize}) to ${built.dir}; use it with --model ${built.dir}`);
+      else log(`Wrote ${opts.preset} ${opts.preset.startsWith('siglip') ? 'SigLIP' : 'CLIP'} (${built.layout} layout, ${built.arch.embedDim}-d, vocab ${built.vocabSize}) to ${built.dir}; use it with --model ${built.dir}`);
     });
 
   return models;
