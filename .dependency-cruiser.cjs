@@ -61,6 +61,13 @@ module.exports = {
       to: { path: 'node_modules/onnxruntime-(node|common)/', dependencyTypesNot: ['type-only'] },
     },
     {
+      name: 'tokenizers-only-in-hf-tokenizer',
+      comment: "Hugging Face's native tokenizer is loaded in one module, lazily, so CLIP runs where its binary is missing and that module names the missing platform package",
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/model/hf-tokenizer\\.ts$' },
+      to: { path: 'node_modules/tokenizers/' },
+    },
+    {
       name: 'sqlite-only-in-store',
       comment:
         'Every SQL statement lives in a store/ repository (issue 14: a second backend implements them); the rest hands the connection on (store/database.ts SqliteHandle), type-only imports included',
