@@ -60,15 +60,15 @@ export function relativeError(a: number, n: number, floor: number): number {
   return Math.abs(a - n) / Math.max(Math.abs(a), Math.abs(n), floor, 1e-300);
 }
 
-/** Appends loss = ReduceSum(output ⊙ weights), returning the graph with `loss` as its first output. */
+/** Appends check.loss = ReduceSum(output ⊙ weights), as the graph's first output. */
 export function withWeightedSumLoss(g: IrGraph, output: string, dims: number[], dtype: DTypeName, seed: number): IrGraph {
   const out = cloneGraph(g);
   const n = dims.reduce((a, b) => a * b, 1);
   const w = randomArray(n, seed);
-  out.initializers.set('loss.weights', { name: 'loss.weights', dtype, dims, data: dtype === 'double' ? w : Float32Array.from(w) });
-  out.nodes.push({ opType: 'Mul', inputs: [output, 'loss.weights'], outputs: ['loss.terms'], attrs: {} });
-  out.nodes.push({ opType: 'ReduceSum', inputs: ['loss.terms'], outputs: ['loss'], attrs: { keepdims: 0 } });
-  out.outputs = [{ name: 'loss', dtype, dims: [] }, ...out.outputs];
+  out.initializers.set('check.weights', { name: 'check.weights', dtype, dims, data: dtype === 'double' ? w : Float32Array.from(w) });
+  out.nodes.push({ opType: 'Mul', inputs: [output, 'check.weights'], outputs: ['check.terms'], attrs: {} });
+  out.nodes.push({ opType: 'ReduceSum', inputs: ['check.terms'], outputs: ['check.loss'], attrs: { keepdims: 0 } });
+  out.outputs = [{ name: 'check.loss', dtype, dims: [] }, ...out.outputs];
   return out;
 }
 
@@ -89,7 +89,7 @@ export async function checkGradients(
   const outDtype: DTypeName = outTensor.type === 'float64' ? 'double' : 'float';
   const lossGraph = withWeightedSumLoss(base, options.output, [...outTensor.dims], outDtype, options.seed ?? 99);
 
-  const gradient = differentiate(lossGraph, { loss: 'loss', wrt: options.wrt });
+  const gradient = differentiate(lossGraph, { loss: 'check.loss', wrt: options.wrt });
   const values: Record<string, Feed> = { ...options.feeds };
   for (const p of gradient.parameters) values[p.name] = { data: p.data.slice(), dims: p.dims };
 
@@ -99,14 +99,14 @@ export async function checkGradients(
     fdGraph.initializers.delete(p.name);
     fdGraph.inputs.push({ name: p.name, dtype: p.dtype, dims: p.dims });
   }
-  fdGraph.outputs = fdGraph.outputs.filter((o) => o.name === 'loss');
+  fdGraph.outputs = fdGraph.outputs.filter((o) => o.name === 'check.loss');
 
   const gradSession = await openDoubleSafe(writeGraph(gradient.graph));
   const fdSession = await openDoubleSafe(writeGraph(fdGraph));
   const tensors = () => Object.fromEntries(Object.entries(values).map(([k, v]) => [k, ortTensor(v)]));
   try {
     const analytic = await gradSession.run(tensors());
-    const lossAt = async () => Number((await fdSession.run(tensors())).loss!.data[0]);
+    const lossAt = async () => Number((await fdSession.run(tensors()))['check.loss']!.data[0]);
     const perName: Record<string, number> = {};
     let maxRelative = 0;
     let maxAbsGradient = 0;
