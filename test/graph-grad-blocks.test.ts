@@ -8,13 +8,13 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { openGraph } from '../src/inference/onnx-runtime.js';
-import type { BlockWeights, LinearWeights } from '../src/model/clip-architecture.js';
-import { layerNorm, transformerBlockGraph } from '../src/model/clip-onnx-graph.js';
+import { type BlockWeights, type ClipArchitecture, type LinearWeights, presetArchitecture, seededWeights } from '../src/model/clip-architecture.js';
+import { layerNorm, textGraph, transformerBlockGraph, visionGraph } from '../src/model/clip-onnx-graph.js';
 import { GraphBuilder } from '../src/model/onnx-graph.js';
 import { contrastiveStepGraph } from '../src/train/contrastive-kernel.js';
 import { differentiate } from '../src/train/graph-grad/differentiate.js';
 import { readGraph, writeGraph } from '../src/train/graph-grad/onnx-ir.js';
-import { checkGradients, openDoubleSafe, randomArray } from './helpers/graph-grad-check.js';
+import { asDouble, checkGradients, openDoubleSafe, randomArray } from './helpers/graph-grad-check.js';
 
 const TOL = 1e-6;
 const WIDTH = 8;
@@ -116,6 +116,57 @@ describe('gradients of whole CLIP blocks against float64 central differences', (
     console.log(`contrastive head: ${r.count} elements, max relative error ${r.maxRelative.toExponential(2)}`);
     expect(r.maxAbsGradient).toBeGreaterThan(0.01);
     expect(r.maxRelative).toBeLessThan(TOL);
+  });
+});
+
+describe('whole towers as textGraph/visionGraph write them (hf layout), widened to float64', () => {
+  // Small widths so every sampled element's two extra runs stay cheap; the towers' structure is the real one.
+  const arch: ClipArchitecture = {
+    ...presetArchitecture('tiny', 40),
+    vision: { width: 16, layers: 2, heads: 2 },
+    text: { width: 16, layers: 2, heads: 2, contextLength: 77, vocabSize: 40 },
+    embedDim: 8,
+  };
+  const weights = seededWeights(arch, 5);
+  const trainable = (bytes: Uint8Array, pattern: RegExp) =>
+    [...readGraph(bytes).initializers.values()].filter((t) => pattern.test(t.name) && t.dtype === 'float').map((t) => t.name);
+
+  it('text tower: the last block, final LayerNorm, projection, token table (Gather) and positions (Slice)', async () => {
+    const bytes = textGraph(weights, 'hf');
+    const wrt = trainable(bytes, /^(text\.layers\.1\.|text\.final_layer_norm|text_projection|text\.token_embedding|text\.position_embedding)/);
+    expect(wrt).toHaveLength(16 + 5);
+    // Two captions of six tokens; the end token (the largest id, where CLIP pools) at different places, and
+    // a repeated id so the token table's gradient must add two rows' contributions.
+    const ids = BigInt64Array.from([1, 5, 7, 5, 39, 0, 2, 3, 39, 0, 0, 0], (v) => BigInt(v));
+    const r = await checkGradients(asDouble(readGraph(bytes)), { output: 'text_embeds', wrt, feeds: { input_ids: { data: ids, dims: [2, 6] } }, sample: 24 });
+    console.log(`text tower: ${r.count} sampled elements, max relative error ${r.maxRelative.toExponential(2)}`);
+    expect(r.maxAbsGradient).toBeGreaterThan(0.01);
+    expect(r.maxRelative).toBeLessThan(TOL);
+    // Token rows never looked up, and positions past the six used, get exactly zero.
+    const table = r.analytic.get('text.token_embedding.weight') as Float64Array;
+    expect(Math.max(...table.subarray(10 * 16, 11 * 16).map(Math.abs))).toBe(0);
+    const positions = r.analytic.get('text.position_embedding.weight') as Float64Array;
+    expect(Math.max(...positions.subarray(6 * 16).map(Math.abs))).toBe(0);
+    // Tokens after the pooled end token cannot reach the output (causal mask, pooling at the end token).
+    expect(Math.max(...positions.subarray(5 * 16, 6 * 16).map(Math.abs))).toBe(0);
+    expect(Math.max(...positions.subarray(4 * 16, 5 * 16).map(Math.abs))).toBeGreaterThan(1e-4);
+  });
+
+  it('image tower: the last block, post-LayerNorm, projection, class token and positions (the patch Conv stays fixed)', async () => {
+    const bytes = visionGraph(weights, 'hf');
+    const wrt = trainable(bytes, /^(vision\.layers\.1\.|vision\.post_layernorm|visual_projection|vision\.class_embedding|vision\.position_embedding)/);
+    expect(wrt).toHaveLength(16 + 5);
+    const pixels = randomArray(3 * 224 * 224, 71);
+    const r = await checkGradients(asDouble(readGraph(bytes)), { output: 'image_embeds', wrt, feeds: { pixel_values: { data: pixels, dims: [1, 3, 224, 224] } }, sample: 24 });
+    console.log(`image tower: ${r.count} sampled elements, max relative error ${r.maxRelative.toExponential(2)}`);
+    expect(r.maxAbsGradient).toBeGreaterThan(0.01);
+    expect(r.maxRelative).toBeLessThan(TOL);
+  });
+
+  it('refuses to differentiate through the patch Conv, naming it', () => {
+    expect(() => differentiate(readGraph(visionGraph(weights, 'hf')), { upstream: ['image_embeds'], wrt: ['vision.patch_embedding.weight'] })).toThrow(
+      /no gradient rule for ONNX op Conv/,
+    );
   });
 });
 
