@@ -104,6 +104,7 @@ const CASES: OpCase[] = [
     },
   },
   { name: 'Neg', inputs: { x: { dims: [2, 3] } }, build: (b) => b.op('Neg', ['x']) },
+  { name: 'Relu', inputs: { x: { dims: [3, 4], offset: 0.2 } }, build: (b) => b.op('Relu', ['x']) },
   { name: 'Sigmoid', inputs: { x: { dims: [2, 3], scale: 3 } }, build: (b) => b.op('Sigmoid', ['x']) },
   {
     name: 'QuickGELU x·σ(1.702x)',
@@ -346,6 +347,8 @@ describe('gradient rules against float64 central differences', () => {
     expect(code(() => differentiate(g, { loss: 'y', wrt: ['x'] }))).toMatch(/^INVALID_ARGUMENT: .*y is not a scalar/);
     expect(code(() => differentiate(g, { upstream: ['y'], wrt: ['nope'] }))).toMatch(/^INVALID_ARGUMENT: .*nope is neither/);
     expect(code(() => differentiate(g, { upstream: ['z'], wrt: ['x'] }))).toMatch(/^INVALID_ARGUMENT: .*z is not an output/);
+    b.input('ids', 'int64', [2]);
+    expect(code(() => differentiate(readGraph(b.toBytes()), { upstream: ['y'], wrt: ['ids'] }))).toMatch(/^INVALID_ARGUMENT: input ids is int64/);
   });
 
   it('reports the measured errors', () => {

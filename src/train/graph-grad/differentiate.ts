@@ -102,6 +102,9 @@ export function differentiate(forward: IrGraph, request: GradientRequest): Gradi
       parameters.push(t);
     } else if (!inputNames.has(name)) {
       throw new ClipdexError('INVALID_ARGUMENT', `gradient graph: ${name} is neither an initializer nor an input of ${g.name}`);
+    } else {
+      const dtype = g.inputs.find((v) => v.name === name)?.dtype ?? 'float';
+      if (!isFloat(dtype)) throw new ClipdexError('INVALID_ARGUMENT', `input ${name} is ${dtype}; only floating-point values have gradients`);
     }
   }
 

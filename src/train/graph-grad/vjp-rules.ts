@@ -349,7 +349,7 @@ export const RULES: Readonly<Record<string, VjpRule>> = {
   Log: unary((a, g, x) => a.e.op('Div', [g, x])),
   Sqrt: unary((a, g, _x, y) => a.e.op('Div', [a.e.op('Mul', [g, a.e.scalar(0.5, dt(a))]), y])),
   Reciprocal: unary((a, g, _x, y) => a.e.op('Neg', [a.e.op('Mul', [g, a.e.op('Mul', [y, y])])])),
-  Relu: unary((a, g, x) => a.e.op('Mul', [g, a.e.op('Cast', [a.e.op('Greater', [x, a.e.scalar(0, dt(a))])], { to: a.e.info(x).dtype === 'double' ? 11 : 1 })])),
+  Relu: unary((a, g, x) => a.e.op('Mul', [g, a.e.castTo(a.e.op('Greater', [x, a.e.scalar(0, dt(a))]), 'bool', dt(a))])),
   Erf: unary((a, g, x) => {
     const { e } = a;
     const d = dt(a);
