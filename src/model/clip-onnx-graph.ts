@@ -1,6 +1,6 @@
 import type { BlockWeights, ClipWeights, LayerNormWeights, LinearWeights } from './clip-architecture.js';
 import type { ModelLayout } from './manifest.js';
-import { GraphBuilder } from './onnx-graph.js';
+import { type FloatTypeName, GraphBuilder } from './onnx-graph.js';
 
 /** Input/output names of the two export layouts we read; the self-built model uses the same ones. */
 export const LAYOUT_IO = {
@@ -83,12 +83,7 @@ export function textGraph(weights: ClipWeights, layout: ModelLayout): Uint8Array
     b.int64([0]),
   ]);
   let x = b.op('Add', [embedded, positions]);
-  const mask = b.op('Slice', [
-    b.weight('text.causal_mask', causalMask(L), [L, L]),
-    b.int64([0, 0]),
-    b.op('Concat', [seqLen, seqLen], { axis: 0 }),
-    b.int64([0, 1]),
-  ]);
+  const mask = slicedCausalMask(b, seqLen, L);
   w.blocks.forEach((blk, i) => {
     x = transformerBlock(b, x, blk, arch.text.heads, D, `text.layers.${i}`, mask);
   });
@@ -101,6 +96,37 @@ export function textGraph(weights: ClipWeights, layout: ModelLayout): Uint8Array
   const projected = b.op('MatMul', [pooled, b.weight('text_projection.weight', w.projection, [D, arch.embedDim])]);
   finish(b, projected, io.output, layout, [layout === 'hf' ? 'batch' : 1, arch.embedDim]);
   return b.toBytes();
+}
+
+/**
+ * One transformer block on its own, input `x` [batch, sequence, width] → output `y`, written by the same
+ * builders as the towers: the unit the trainer differentiates (issue 17) and its gradient checks run.
+ * `contextLength` set: a text block, with the tower's causal mask sliced to the input's length.
+ * `float: 'double'` writes weights, constants and the two ends in float64, for finite-difference checks.
+ */
+export function transformerBlockGraph(
+  blk: BlockWeights,
+  options: { heads: number; width: number; contextLength?: number; float?: FloatTypeName; name?: string },
+): Uint8Array {
+  const { heads, width, contextLength } = options;
+  const float = options.float ?? 'float';
+  const b = new GraphBuilder('clip_block', { float });
+  const x = b.input('x', float, ['batch', 'sequence', width]);
+  const mask =
+    contextLength === undefined ? null : slicedCausalMask(b, b.op('Slice', [b.op('Shape', [x]), b.int64([1]), b.int64([2])]), contextLength);
+  transformerBlock(b, x, blk, heads, width, options.name ?? 'block', mask, 'y');
+  b.output('y', float, ['batch', 'sequence', width]);
+  return b.toBytes();
+}
+
+/** CLIP's additive causal mask for `seqLen` (a 1-element int64 tensor) tokens, cut from the full [L, L] one. */
+function slicedCausalMask(b: GraphBuilder, seqLen: string, L: number): string {
+  return b.op('Slice', [
+    b.weight('text.causal_mask', causalMask(L), [L, L]),
+    b.int64([0, 0]),
+    b.op('Concat', [seqLen, seqLen], { axis: 0 }),
+    b.int64([0, 1]),
+  ]);
 }
 
 function finish(b: GraphBuilder, x: string, output: string, layout: ModelLayout, dims: (number | string)[]): void {
@@ -118,7 +144,7 @@ function leadingDim(b: GraphBuilder, x: string): string {
   return b.op('Slice', [b.op('Shape', [x]), b.int64([0]), b.int64([1])]);
 }
 
-function layerNorm(b: GraphBuilder, x: string, ln: LayerNormWeights, name: string): string {
+export function layerNorm(b: GraphBuilder, x: string, ln: LayerNormWeights, name: string): string {
   const width = ln.gamma.length;
   return b.op(
     'LayerNormalization',
@@ -132,7 +158,7 @@ function linear(b: GraphBuilder, x: string, lin: LinearWeights, name: string): s
   return b.op('Add', [mm, b.weight(`${name}.bias`, lin.b, [lin.outDim])]);
 }
 
-function transformerBlock(
+export function transformerBlock(
   b: GraphBuilder,
   x: string,
   blk: BlockWeights,
@@ -140,6 +166,7 @@ function transformerBlock(
   width: number,
   name: string,
   mask: string | null,
+  output?: string,
 ): string {
   const h = layerNorm(b, x, blk.ln1, `${name}.layer_norm1`);
   const attn = attention(b, h, blk, heads, width, name, mask);
@@ -149,7 +176,7 @@ function transformerBlock(
   // quick_gelu, CLIP's activation: x·σ(1.702x).
   const act = b.op('Mul', [fc1, b.op('Sigmoid', [b.op('Mul', [fc1, b.scalar(1.702)])])]);
   const fc2 = linear(b, act, blk.fc2, `${name}.mlp.fc2`);
-  return b.op('Add', [x1, fc2]);
+  return b.op('Add', [x1, fc2], {}, output);
 }
 
 function attention(

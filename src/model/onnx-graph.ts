@@ -3,14 +3,18 @@ import onnxProto from 'onnx-proto';
 
 const { onnx } = onnxProto;
 
-/** Element types used by the CLIP graphs (ONNX TensorProto.DataType values). */
-export const DType = { float: 1, int32: 6, int64: 7 } as const;
+/** Element types used by the CLIP graphs (ONNX TensorProto.DataType values); double and bool for gradient graphs. */
+export const DType = { float: 1, int32: 6, int64: 7, bool: 9, double: 11 } as const;
 export type DTypeName = keyof typeof DType;
+/** The floating-point types a graph's weights and constants may be written in. */
+export type FloatTypeName = 'float' | 'double';
+/** Data of an initializer, by element type: float, double, int64, int32, bool (one byte per element). */
+export type InitializerData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
 
 /** A dimension: a fixed size, or a symbolic name such as 'batch'. */
 export type Dim = number | string;
 
-type AttrValue = number | number[] | string | { floats: number[] } | { float: number };
+export type AttrValue = number | number[] | string | { floats: number[] } | { float: number };
 
 /**
  * A small ONNX graph builder: just enough operators and bookkeeping to write the CLIP towers.
@@ -24,7 +28,15 @@ export class GraphBuilder {
   private readonly names = new Set<string>();
   private counter = 0;
 
-  constructor(private readonly graphName: string) {}
+  /** Element type of `weight` and `scalar`: float32 for the models; float64 lets gradient checks reach 1e-6. */
+  private readonly floatType: FloatTypeName;
+
+  constructor(
+    private readonly graphName: string,
+    options: { float?: FloatTypeName } = {},
+  ) {
+    this.floatType = options.float ?? 'float';
+  }
 
   /** A fresh value name, unique in this graph. */
   fresh(hint: string): string {
@@ -44,15 +56,22 @@ export class GraphBuilder {
     this.outputs.push(valueInfo(name, dtype, dims));
   }
 
-  /** A float32 initializer; `data` is copied so later changes to the caller's array don't leak in. */
-  weight(name: string, data: Float32Array, dims: number[]): string {
+  /**
+   * A floating-point initializer in the builder's float type (float32 unless made with `float: 'double'`);
+   * `data` is copied so later changes to the caller's array don't leak in.
+   */
+  weight(name: string, data: Float32Array | Float64Array, dims: number[]): string {
+    const typed = this.floatType === 'double' ? Float64Array.from(data) : Float32Array.from(data);
+    return this.initializer(name, this.floatType, dims, typed);
+  }
+
+  /** A named initializer of any supported type, its data as given (for graphs read back and rewritten). */
+  initializer(name: string, dtype: DTypeName, dims: number[], data: InitializerData): string {
     if (data.length !== dims.reduce((a, b) => a * b, 1)) {
       throw new Error(`initializer ${name}: ${data.length} values for dims [${dims.join(',')}]`);
     }
     this.names.add(name);
-    this.initializers.push(
-      onnx.TensorProto.create({ name, dataType: DType.float, dims, rawData: littleEndianBytes(data) }),
-    );
+    this.initializers.push(onnx.TensorProto.create({ name, dataType: DType[dtype], dims, rawData: littleEndianBytes(data) }));
     return name;
   }
 
@@ -65,23 +84,25 @@ export class GraphBuilder {
     return name;
   }
 
+  /** A scalar constant in the builder's float type. */
   scalar(value: number, hint = 'const_f32'): string {
     const name = this.fresh(hint);
-    this.initializers.push(
-      onnx.TensorProto.create({ name, dataType: DType.float, dims: [], rawData: littleEndianBytes(new Float32Array([value])) }),
-    );
+    const data = this.floatType === 'double' ? new Float64Array([value]) : new Float32Array([value]);
+    this.initializers.push(onnx.TensorProto.create({ name, dataType: DType[this.floatType], dims: [], rawData: littleEndianBytes(data) }));
     return name;
   }
 
-  /** Adds a node and returns the name of its (first) output. */
-  op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, output?: string): string {
-    const out = output ?? this.fresh(opType.toLowerCase());
-    this.names.add(out);
+  /** Adds a node and returns the name of its (first) output; `output` may name several (Split, LayerNormalization). */
+  op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, output?: string | string[]): string {
+    const outs = output === undefined ? [this.fresh(opType.toLowerCase())] : typeof output === 'string' ? [output] : output;
+    const out = outs[0];
+    if (out === undefined) throw new Error(`${opType}: a node needs an output`);
+    for (const o of outs) this.names.add(o);
     this.nodes.push(
       onnx.NodeProto.create({
         opType,
         input: inputs,
-        output: [out],
+        output: outs,
         name: this.fresh(`n_${opType}`),
         attribute: Object.entries(attrs).map(([key, value]) => attribute(key, value)),
       }),
@@ -138,11 +159,12 @@ function attribute(name: string, value: AttrValue) {
 }
 
 /** ONNX raw_data is little-endian; copy exactly the view's bytes (a subarray's buffer holds more). */
-function littleEndianBytes(view: Float32Array | BigInt64Array | Int32Array): Uint8Array {
-  if (endianness() === 'LE') return new Uint8Array(view.buffer, view.byteOffset, view.byteLength).slice();
+function littleEndianBytes(view: InitializerData): Uint8Array {
+  if (endianness() === 'LE' || view instanceof Uint8Array) return new Uint8Array(view.buffer, view.byteOffset, view.byteLength).slice();
   const bytes = new Uint8Array(view.byteLength);
   const dv = new DataView(bytes.buffer);
   if (view instanceof Float32Array) view.forEach((v, i) => dv.setFloat32(i * 4, v, true));
+  else if (view instanceof Float64Array) view.forEach((v, i) => dv.setFloat64(i * 8, v, true));
   else if (view instanceof BigInt64Array) view.forEach((v, i) => dv.setBigInt64(i * 8, v, true));
   else view.forEach((v, i) => dv.setInt32(i * 4, v, true));
   return bytes;
