@@ -58,7 +58,11 @@ describe('query plans of the timeline', () => {
     })();
     // The statements the timeline prepares, caught on their way to SQLite, then planned as they are.
     const prepared: string[] = [];
-    const spy = new Proxy(db, { get: (target, key) => (key === 'prepare' ? (sql: string) => (prepared.push(sql), target.prepare(sql)) : Reflect.get(target, key)) });
+    const prepare = (sql: string) => {
+      prepared.push(sql);
+      return db.prepare(sql);
+    };
+    const spy = new Proxy(db, { get: (target, key) => (key === 'prepare' ? prepare : Reflect.get(target, key)) });
     const timeline = new ImageFilterQueries(spy);
     const first = timeline.timelinePage('k', {}, null, 50);
     const deep = timeline.timelinePage('k', {}, { part: 'dated', at: 1e12 + 1500 * 1000, id: 1500 }, 50);
