@@ -1,8 +1,8 @@
 /**
  * The one query engine behind the library, the REST API, the CLI and the web page: terms (phrases, stored
  * photos, uploaded or local images) are embedded, combined with their weights (negative terms subtract, as
- * rclip allows), searched in the vector index with exact filters, cut off relative to the best score,
- * sorted, paged, and joined with the photos' metadata.
+ * rclip allows), searched in the vector index with exact filters, split into strong and weaker matches
+ * (relevance-cutoff.ts), sorted, paged, and joined with the photos' metadata.
  */
 import { ClipdexError } from '../errors.js';
 import type { Library, SearchSpace } from '../library/library.js';
@@ -14,8 +14,10 @@ import { ImageFilterQueries, type BrowseOrder, type ImageFilter } from '../store
 import { failedPhotoError } from './failed-photo.js';
 import { parseParam } from '../validation/param-rules.js';
 import {
+  browseCursorParam,
   browseOffsetParam,
   checkImageFilter,
+  encodeBrowseCursor,
   limitParam,
   MAX_ALTERNATIVES,
   MAX_SEARCH_OFFSET,
@@ -27,6 +29,7 @@ import {
   termWeightParam,
 } from '../validation/search-params.js';
 import { LruCache } from './lru-cache.js';
+import { calibrationOf, relevanceCutoff, type RelevanceCutoff } from './relevance-cutoff.js';
 
 export { MAX_LIMIT } from '../validation/search-params.js';
 
@@ -54,19 +57,29 @@ export interface SearchRequest {
   offset?: number;
   sort?: SortOrder;
   /**
-   * Keep only results scoring at least this fraction of the best score (0–1). A fixed cosine threshold
-   * fails across queries (a good match for one phrase scores 0.25, for a photo 0.9); a share of the best
-   * adapts. Default: none for relevance order, 0.9 for date order (a date-sorted list needs a boundary).
+   * Keep only results scoring at least this fraction of the best score (0–1), and call those the strong
+   * ones. A fixed cosine threshold fails across queries (a good match for one phrase scores 0.25, for a
+   * photo 0.9); a share of the best adapts. Default: every result up to the limit comes back, split by
+   * the relevance cut-off (`cutoff` in the response: 0.9 of the best, or p ≥ 0.5 for a model with a
+   * calibrated score); date order keeps only the strong ones (a date-sorted list needs a boundary).
    */
   minScoreRatio?: number;
   /** Leave out the query's own photo when searching by a stored photo. Default true. */
   excludeQueryImages?: boolean;
 }
 
-/** A photo as results carry it: its metadata plus the cosine score of this search. */
-export type SearchResult = Pick<ImageRecord, 'id' | 'path' | 'size' | 'width' | 'height' | 'format' | 'takenAt' | 'cameraMake' | 'cameraModel'> & {
+/** A photo as results and pages of the library carry it. */
+export type PhotoSummary = Pick<ImageRecord, 'id' | 'path' | 'size' | 'width' | 'height' | 'format' | 'takenAt' | 'cameraMake' | 'cameraModel'>;
+
+/** A photo as results carry it: its metadata, the cosine score of this search, and which side of the cut-off it is on. */
+export type SearchResult = PhotoSummary & {
   score: number;
+  /** A strong match: at or above the cut-off (`SearchResponse.cutoff`). Strong results come before weaker ones. */
+  strong: boolean;
 };
+
+/** Where the strong matches end, and how many there are among every candidate ranked (not only this page). */
+export type SearchCutoff = RelevanceCutoff;
 
 export interface SearchResponse {
   results: SearchResult[];
@@ -75,6 +88,8 @@ export interface SearchResponse {
   hasMore: boolean;
   /** Best score among all matches (before paging), for "score relative to best" displays. */
   bestScore: number | null;
+  /** The strong/weaker split: its rule, its value and the number of strong matches (see relevance-cutoff.ts). */
+  cutoff: SearchCutoff;
   tookMs: number;
   modelKey: string;
 }
@@ -87,30 +102,50 @@ export interface BrowseRequest {
   /** Default 50, at most 500. */
   limit?: number;
   offset?: number;
+  /** date-desc only: a page's `nextCursor`, or a month's from `timeline()`. */
+  cursor?: string;
 }
 
 export interface BrowseResponse {
-  images: Omit<SearchResult, 'score'>[];
+  images: BrowsedPhoto[];
   offset: number;
   limit: number;
-  /** Photos matching the filter in all. */
-  total: number;
+  /** Photos matching the filter in all; null on a page asked by `cursor` (counting would read them all: the timeline summary has the counts). */
+  total: number | null;
   hasMore: boolean;
+  /** date-desc only: pass as `cursor` for the next page; null on the last. */
+  nextCursor: string | null;
   modelKey: string;
 }
+
+/** Photos per month, for jumping along the timeline. */
+export interface TimelineSummary {
+  /** Photos matching the filter in all. */
+  total: number;
+  /** Of them, photos without a capture date. */
+  undated: number;
+  /** Newest first: months with dated photos, then months (by file time) of photos without a date. */
+  months: { month: string; undated: boolean; count: number; cursor: string }[];
+  modelKey: string;
+}
+
+/** A photo of a library page: the file's modification time too, which places a photo without a capture date. */
+export type BrowsedPhoto = PhotoSummary & { mtimeMs: number };
 
 /**
  * Results a cut-off or date sort looks at: the index returns the best this many, then they are filtered.
  * It is also the deepest offset a search takes, so the parameter rules hold it.
  */
 const MAX_CANDIDATES = MAX_SEARCH_OFFSET;
-const DATE_SORT_RATIO = 0.9;
 
-export function resultFromRecord(r: ImageRecord, score: number): SearchResult {
+export function resultFromRecord(r: ImageRecord, score: number, strong: boolean): SearchResult {
+  return { ...photoFromRecord(r), score, strong };
+}
+
+export function photoFromRecord(r: ImageRecord): PhotoSummary {
   return {
     id: r.id,
     path: r.path,
-    score,
     size: r.size,
     width: r.width,
     height: r.height,
@@ -140,22 +175,56 @@ export class QueryEngine {
 
   /**
    * The library a page at a time: the photos a search could find (indexed, with an embedding in the space
-   * searched), under the same filters, without a query.
+   * searched), under the same filters, without a query. Pages by `offset`, or in date-desc order by
+   * `cursor` (the timeline: each page reads only its own rows, however deep).
    */
   browse(request: BrowseRequest = {}): BrowseResponse {
     const { key } = this.library.searchSpace();
     const limit = parseParam(limitParam, request.limit ?? 50, 'limit');
-    const offset = parseParam(browseOffsetParam, request.offset ?? 0, 'offset');
+    const sort = request.sort ?? 'date-desc';
+    const filter = request.filter ? checkImageFilter(request.filter) : {};
+    const cursor = request.cursor === undefined ? undefined : parseParam(browseCursorParam, request.cursor, 'cursor');
+    this.browser ??= new ImageFilterQueries(this.library.store.db);
+    if (cursor !== undefined) {
+      if (sort !== 'date-desc') throw new ClipdexError('INVALID_ARGUMENT', `cursor pages the date-desc order only, not ${sort}: use offset`);
+      if (request.offset) throw new ClipdexError('INVALID_ARGUMENT', 'give cursor or offset, not both');
+    }
+    const offset = cursor === undefined ? parseParam(browseOffsetParam, request.offset ?? 0, 'offset') : 0;
+    const photos = (ids: readonly number[]) =>
+      ids.flatMap((id) => {
+        const record = this.library.images.get(id);
+        return record ? [{ ...photoFromRecord(record), mtimeMs: record.mtimeMs }] : [];
+      });
+    if (cursor !== undefined || sort === 'date-desc') {
+      // date-desc pages by keyset even without a cursor, so every page says where the next one starts.
+      const page = offset === 0 ? this.browser.timelinePage(key, filter, cursor ?? null, limit) : null;
+      if (page) {
+        const total = cursor === undefined ? this.browser.count(key, filter) : null;
+        const nextCursor = page.next ? encodeBrowseCursor(page.next) : null;
+        return { images: photos(page.rows.map((r) => r.imageId)), offset, limit, total, hasMore: nextCursor !== null, nextCursor, modelKey: key };
+      }
+    }
+    const { ids, total } = this.browser.page(key, filter, sort, limit, offset);
+    return { images: photos(ids), offset, limit, total, hasMore: offset + ids.length < total, nextCursor: null, modelKey: key };
+  }
+
+  /**
+   * Photos per month, newest first (capture months, then the file months of photos without a capture
+   * date), each with the cursor that starts the timeline there: what a "jump to" list needs.
+   */
+  timeline(request: Pick<BrowseRequest, 'filter'> = {}): TimelineSummary {
+    const { key } = this.library.searchSpace();
     const filter = request.filter ? checkImageFilter(request.filter) : {};
     this.browser ??= new ImageFilterQueries(this.library.store.db);
-    const { ids, total } = this.browser.page(key, filter, request.sort ?? 'date-desc', limit, offset);
-    const images = ids.flatMap((id) => {
-      const record = this.library.images.get(id);
-      if (!record) return [];
-      const { score: _score, ...photo } = resultFromRecord(record, 0);
-      return [photo];
+    const months = this.browser.timelineMonths(key, filter).map(({ undated, month, count }) => {
+      const [y, m] = month.split('-').map(Number) as [number, number];
+      // Starts after everything in the month that follows: the month's newest photo comes first.
+      const end = Date.UTC(y, m, 1);
+      return { month, undated, count, cursor: encodeBrowseCursor(undated ? { part: 'undated', at: end, id: 0 } : { part: 'dated', at: end, id: 0 }) };
     });
-    return { images, offset, limit, total, hasMore: offset + ids.length < total, modelKey: key };
+    const total = months.reduce((n, m) => n + m.count, 0);
+    const undated = months.reduce((n, m) => n + (m.undated ? m.count : 0), 0);
+    return { total, undated, months, modelKey: key };
   }
 
   async search(request: SearchRequest): Promise<SearchResponse> {
@@ -167,26 +236,48 @@ export class QueryEngine {
     const offset = parseParam(searchOffsetParam, request.offset ?? 0, 'offset');
     const filter = request.filter ? checkImageFilter(request.filter) : undefined;
     const sort = request.sort ?? 'relevance';
-    const ratio = request.minScoreRatio !== undefined ? parseParam(minScoreRatioParam, request.minScoreRatio, 'minScoreRatio') : sort === 'relevance' ? undefined : DATE_SORT_RATIO;
+    const ratio = request.minScoreRatio !== undefined ? parseParam(minScoreRatioParam, request.minScoreRatio, 'minScoreRatio') : undefined;
     if ((request.anyOf?.length ?? 0) > MAX_ALTERNATIVES) throw new ClipdexError('INVALID_ARGUMENT', `at most ${MAX_ALTERNATIVES} alternatives per search, got ${request.anyOf!.length}`);
     const queries = request.anyOf?.length ? request.anyOf.map((alt) => [...alt, ...request.terms]) : [request.terms];
     const vectors = await Promise.all(queries.map((terms) => this.queryVector(terms, space)));
     const excluded = new Set(
       request.excludeQueryImages === false ? [] : queries.flat().flatMap((t) => ('imageId' in t && (t.weight ?? 1) > 0 ? [t.imageId] : [])),
     );
+    // An explicit ratio is the user's own cut-off, kept relative as documented; otherwise a model with a
+    // calibrated score gets the absolute rule. The one place the model's say is asked.
+    const probability = ratio === undefined ? calibrationOf(this.library.requireModel().model) : null;
+    const cut = (scores: readonly number[]) =>
+      probability ? relevanceCutoff({ calibrated: true, probabilities: scores.map(probability) }) : relevanceCutoff({ scores, ...(ratio !== undefined ? { ratio } : {}) });
+    const strongScore = (cutoff: RelevanceCutoff, score: number) => cutoff.minScore !== null && (probability ? probability(score) : score) >= cutoff.minScore;
+
+    const rank = async (want: number) => {
+      // Each alternative's best `want` are enough for the merged best `want`: a photo's merged score is its
+      // score in one alternative, where it ranks at least as high as in the merged list.
+      const lists: SearchHit[][] = [];
+      for (const v of vectors) lists.push(await index.search(v, want, filter ? { filter } : {}));
+      const hits = (lists.length === 1 ? lists[0]! : bestPerPhoto(lists)).filter((h) => !excluded.has(h.id));
+      return { hits, full: lists.some((l) => l.length >= want) };
+    };
     const wholeList = ratio !== undefined || sort !== 'relevance';
-    const want = Math.min(MAX_CANDIDATES, (wholeList ? MAX_CANDIDATES : offset + limit + 1) + excluded.size);
-    // Each alternative's best `want` are enough for the merged best `want`: a photo's merged score is its
-    // score in one alternative, where it ranks at least as high as in the merged list.
-    const lists: SearchHit[][] = [];
-    for (const v of vectors) lists.push(await index.search(v, want, filter ? { filter } : {}));
-    let hits = (lists.length === 1 ? lists[0]! : bestPerPhoto(lists)).filter((h) => !excluded.has(h.id));
+    let want = Math.min(MAX_CANDIDATES, (wholeList ? MAX_CANDIDATES : offset + limit + 1) + excluded.size);
+    let { hits, full } = await rank(want);
+    let cutoff = cut(hits.map((h) => h.score));
+    // Strong matches all the way down what was ranked, and more could follow: rank every candidate to count them.
+    if (full && want < MAX_CANDIDATES && cutoff.strongCount === hits.length && hits.length > 0) {
+      want = MAX_CANDIDATES;
+      ({ hits } = await rank(want));
+      cutoff = cut(hits.map((h) => h.score));
+    }
     const bestScore = hits[0]?.score ?? null;
-    if (ratio !== undefined && bestScore !== null && bestScore > 0) hits = hits.filter((h) => h.score >= bestScore * ratio);
+    // An explicit ratio drops what is under it (as it always did: not when even the best is ≤ 0, where a
+    // share of it means nothing); date order keeps the strong matches only, a list by date needs a boundary.
+    if (ratio !== undefined ? bestScore !== null && bestScore > 0 : sort !== 'relevance' && (probability !== null || (bestScore ?? 0) > 0)) {
+      hits = hits.filter((h) => strongScore(cutoff, h.score));
+    }
 
     let results = hits.flatMap((h) => {
       const record = this.library.images.get(h.id);
-      return record ? [resultFromRecord(record, h.score)] : [];
+      return record ? [resultFromRecord(record, h.score, strongScore(cutoff, h.score))] : [];
     });
     if (sort !== 'relevance') {
       const dir = sort === 'date-desc' ? -1 : 1;
@@ -203,6 +294,7 @@ export class QueryEngine {
       limit,
       hasMore: results.length > offset + limit,
       bestScore,
+      cutoff,
       tookMs: Math.round((performance.now() - started) * 100) / 100,
       modelKey: key,
     };

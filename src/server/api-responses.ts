@@ -4,7 +4,8 @@
  * other fails the build.
  */
 import { z } from 'zod';
-import type { SearchResult } from '../search/query-engine.js';
+import type { BrowsedPhoto, SearchCutoff, SearchResult, TimelineSummary } from '../search/query-engine.js';
+import { DEFAULT_STRONG_PROBABILITY, DEFAULT_STRONG_RATIO } from '../search/relevance-cutoff.js';
 import type { UnderstoodPart } from '../search/query-syntax.js';
 import type { CaptionSummary, ListedPair } from '../store/pairs-repo.js';
 import type { SkippedLabel } from '../train/labeled-photos.js';
@@ -26,7 +27,26 @@ const photoFields = {
   cameraModel: z.string().nullable(),
 };
 
-export const searchResult = z.object({ ...photoFields, score: z.number().describe('cosine similarity') }).meta({ id: 'SearchResult' }) satisfies z.ZodType<SearchResult>;
+export const searchResult = z
+  .object({
+    ...photoFields,
+    score: z.number().describe('cosine similarity'),
+    strong: z.boolean().describe('a strong match (at or above `cutoff`); strong results come before weaker ones'),
+  })
+  .meta({ id: 'SearchResult' }) satisfies z.ZodType<SearchResult>;
+
+export const searchCutoff = z
+  .object({
+    rule: z
+      .enum(['relative', 'absolute'])
+      .describe(
+        `relative: strong means at least \`value\` × the best score (default ${DEFAULT_STRONG_RATIO}, or minScoreRatio when given); absolute, for models with a calibrated probability: p ≥ \`value\` (default ${DEFAULT_STRONG_PROBABILITY})`,
+      ),
+    value: z.number().describe('the share of the best score (relative) or the probability (absolute)'),
+    minScore: z.number().nullable().describe('the least score a strong match has; null when nothing can be strong (the best score is ≤ 0)'),
+    strongCount: z.number().int().describe('strong matches among every candidate ranked (at most 2000), not only this page'),
+  })
+  .meta({ id: 'SearchCutoff', description: 'where the strong matches end: the results come back up to the limit, the weaker ones after the strong, marked `strong: false`' }) satisfies z.ZodType<SearchCutoff>;
 
 const day = z.string().describe('YYYY-MM-DD');
 export const understoodPart = z
@@ -51,14 +71,43 @@ export const searchResponse = z
     limit: z.number().int(),
     hasMore: z.boolean(),
     bestScore: z.number().nullable(),
+    cutoff: searchCutoff,
     tookMs: z.number(),
     modelKey: z.string(),
   })
   .meta({ id: 'SearchResponse' });
 
+const browsedPhoto = z.object({ ...photoFields, mtimeMs: z.number().describe("the file's modification time, ms: where a photo without a capture date goes") }) satisfies z.ZodType<BrowsedPhoto>;
+
 export const browseResponse = z
-  .object({ images: z.array(z.object(photoFields)), offset: z.number().int(), limit: z.number().int(), total: z.number().int(), hasMore: z.boolean(), modelKey: z.string() })
+  .object({
+    images: z.array(browsedPhoto),
+    offset: z.number().int(),
+    limit: z.number().int(),
+    total: z.number().int().nullable().describe('photos matching the filter in all; null on a page asked by cursor'),
+    hasMore: z.boolean(),
+    nextCursor: z.string().nullable().describe('date-desc: the `cursor` of the next page; null on the last (and in other orders)'),
+    modelKey: z.string(),
+  })
   .meta({ id: 'BrowseResponse' });
+
+export const timelineSummary = z
+  .object({
+    total: z.number().int(),
+    undated: z.number().int().describe('photos without a capture date'),
+    months: z
+      .array(
+        z.object({
+          month: z.string().describe('YYYY-MM, UTC (a capture date without a zone counts by its own wall clock)'),
+          undated: z.boolean().describe('photos without a capture date, placed by their file time'),
+          count: z.number().int(),
+          cursor: z.string().describe('GET /api/images?cursor=… starts the timeline at this month'),
+        }),
+      )
+      .describe('newest first: capture months, then the file months of undated photos'),
+    modelKey: z.string(),
+  })
+  .meta({ id: 'TimelineSummary' }) satisfies z.ZodType<TimelineSummary>;
 
 export const label = z
   .object({

@@ -1,6 +1,7 @@
 /** Request shapes of the REST API, validated with zod; the OpenAPI description is generated from the same schemas. */
 import { z } from 'zod';
 import {
+  browseCursorText,
   browseOffsetParam,
   browseSortParam,
   filterParamsShape,
@@ -15,6 +16,7 @@ import {
   searchSortParam,
 } from '../validation/search-params.js';
 import { intParam } from '../validation/param-rules.js';
+import { DEFAULT_STRONG_PROBABILITY, DEFAULT_STRONG_RATIO } from '../search/relevance-cutoff.js';
 import { trainRequestShape } from '../validation/train-params.js';
 
 export const sortSchema = searchSortParam;
@@ -25,7 +27,11 @@ export const searchOptionsShape = {
   offset: searchOffsetParam.optional().describe('results to skip'),
   ...filterParamsShape,
   sort: searchSortParam.optional().describe('relevance (default), date-desc or date-asc'),
-  minScoreRatio: minScoreRatioParam.optional().describe('keep results scoring at least this share of the best score'),
+  minScoreRatio: minScoreRatioParam
+    .optional()
+    .describe(
+      `keep only results scoring at least this share of the best score (all of them strong). Default: none, every result up to the limit comes back, split by the relevance cut-off (\`cutoff\`: strong from ${DEFAULT_STRONG_RATIO} of the best score, or p ≥ ${DEFAULT_STRONG_PROBABILITY} for a model with a calibrated score); date order keeps the strong ones only`,
+    ),
 };
 
 const syntax = querySyntaxParam
@@ -45,8 +51,12 @@ export const browseQuery = z.object({
   limit: searchOptionsShape.limit,
   offset: browseOffsetParam.optional().describe('photos to skip'),
   ...filterParamsShape,
-  sort: browseSortParam.optional().describe('date-desc (default: newest first, undated last), date-asc or path'),
+  sort: browseSortParam.optional().describe('date-desc (default: newest first, then undated photos by file time), date-asc or path'),
+  cursor: browseCursorText.optional().describe('date-desc: start after this point (a page’s nextCursor, or a month’s cursor from /api/timeline); reads only the page, however deep'),
 });
+
+/** GET /api/timeline: photos per month under the same filters, for jumping along the timeline. */
+export const timelineQuery = z.object(filterParamsShape);
 
 const weight = termWeightParam.optional();
 

@@ -59,9 +59,58 @@ export class ImageFilterQueries {
    */
   page(modelKey: string, filter: ImageFilter, order: BrowseOrder, limit: number, offset: number): { ids: number[]; total: number } {
     const { sql, params } = this.build('ids', modelKey, filter);
-    const orderBy = { 'date-desc': 'i.taken_at IS NULL, i.taken_at DESC, i.id DESC', 'date-asc': 'i.taken_at IS NULL, i.taken_at ASC, i.id ASC', path: 'i.path' }[order];
+    // Photos without a capture date go last, newest file first: the order the timeline pages by (timelinePage).
+    const orderBy = { 'date-desc': `i.taken_at IS NULL, i.taken_at DESC, ${UNDATED_FILE_TIME} DESC, i.id DESC`, 'date-asc': `i.taken_at IS NULL, i.taken_at ASC, ${UNDATED_FILE_TIME} ASC, i.id ASC`, path: 'i.path' }[order];
     const rows = this.statement(`${sql} ORDER BY ${orderBy} LIMIT @limit OFFSET @offset`).all({ ...params, limit, offset }) as { imageId: number }[];
     return { ids: rows.map((r) => r.imageId), total: this.count(modelKey, filter) };
+  }
+
+  // ---- the timeline: the library newest first, a page after a cursor (keyset paging, no OFFSET) ----
+
+  /**
+   * The page after `after` (null: from the newest) in date-desc order: photos with a capture date by it,
+   * newest first, then photos without one by their file's time. Two statements, one per part, each walking
+   * its own order: the dated part reads images_taken_at backwards from the cursor and stops after `limit`
+   * rows, whatever the library's size; the undated part finds its rows through the same index
+   * (taken_at IS NULL) and sorts only those (an index on mtime_ms would need a migration).
+   */
+  timelinePage(modelKey: string, filter: ImageFilter, after: TimelineCursor | null, limit: number): { rows: TimelineRow[]; next: TimelineCursor | null } {
+    const rows: TimelineRow[] = [];
+    if (after === null || after.part === 'dated') {
+      const { sql, params } = this.build('timeline', modelKey, filter);
+      const cursor = after === null ? '' : ' AND i.taken_at <= @at AND (i.taken_at < @at OR i.id < @id)';
+      const dated = this.statement(`${sql} AND i.taken_at IS NOT NULL${cursor} ORDER BY i.taken_at DESC, i.id DESC LIMIT @limit`).all({
+        ...params,
+        ...(after ? { at: after.at, id: after.id } : {}),
+        limit: limit + 1,
+      }) as TimelineRow[];
+      if (dated.length > limit) {
+        const last = dated[limit - 1]!;
+        return { rows: dated.slice(0, limit), next: { part: 'dated', at: last.takenAt!, id: last.imageId } };
+      }
+      rows.push(...dated);
+    }
+    const room = limit - rows.length;
+    const from = after?.part === 'undated' ? after : null;
+    const { sql, params } = this.build('timeline', modelKey, filter);
+    const cursor = from?.at === undefined ? '' : ' AND i.mtime_ms <= @at AND (i.mtime_ms < @at OR i.id < @id)';
+    const undated = this.statement(`${sql} AND i.taken_at IS NULL${cursor} ORDER BY i.mtime_ms DESC, i.id DESC LIMIT @limit`).all({
+      ...params,
+      ...(from?.at !== undefined ? { at: from.at, id: from.id ?? 0 } : {}),
+      limit: room + 1,
+    }) as TimelineRow[];
+    rows.push(...undated.slice(0, room));
+    if (undated.length <= room) return { rows, next: null };
+    const last = rows[rows.length - 1];
+    // A page that ends exactly where the dated photos do continues at the undated ones' start.
+    return { rows, next: last && last.takenAt === null ? { part: 'undated', at: last.mtimeMs, id: last.imageId } : { part: 'undated' } };
+  }
+
+  /** Photos per month (UTC), newest first: dated ones by capture date, then undated ones by file time. */
+  timelineMonths(modelKey: string, filter: ImageFilter): TimelineMonth[] {
+    const { sql, params } = this.build('months', modelKey, filter);
+    const rows = this.statement(`${sql} GROUP BY undated, month ORDER BY undated, month DESC`).all(params) as { undated: number; month: string; n: number }[];
+    return rows.map((r) => ({ undated: r.undated === 1, month: r.month, count: r.n }));
   }
 
   private statement(sql: string): Database.Statement {
@@ -73,7 +122,7 @@ export class ImageFilterQueries {
     return stmt;
   }
 
-  private build(what: 'count' | 'ids' | 'members', modelKey: string, filter: ImageFilter): { sql: string; params: Params } {
+  private build(what: keyof typeof SELECT, modelKey: string, filter: ImageFilter): { sql: string; params: Params } {
     const params: Params = { key: modelKey };
     // Same membership as the index_members view, written out so the plan drives from the filter's own index
     // (path, taken_at or lower(format)): CROSS JOIN fixes images as the outer loop (otherwise SQLite may scan
@@ -103,11 +152,39 @@ export class ImageFilterQueries {
       params.formats = JSON.stringify(filter.formats.map((f) => f.toLowerCase()));
       where.push('lower(i.format) IN (SELECT value FROM json_each(@formats))');
     }
-    const select = what === 'count' ? 'count(*) AS n' : what === 'ids' ? 'i.id AS imageId' : 'i.id AS imageId, e.vector AS vector';
-    const sql = `SELECT ${select} FROM images i CROSS JOIN embeddings e ON e.content_hash = i.content_hash AND e.model_key = @key WHERE ${where.join(' AND ')}`;
+    const sql = `SELECT ${SELECT[what]} FROM images i CROSS JOIN embeddings e ON e.content_hash = i.content_hash AND e.model_key = @key WHERE ${where.join(' AND ')}`;
     return { sql, params };
   }
 }
+
+/** Where a timeline page starts: after this photo, or (undated, no photo) at the newest photo without a date. */
+export type TimelineCursor = { part: 'dated'; at: number; id: number } | { part: 'undated'; at?: number; id?: number };
+
+export interface TimelineRow {
+  imageId: number;
+  takenAt: number | null;
+  mtimeMs: number;
+}
+
+export interface TimelineMonth {
+  /** True for photos without a capture date, counted by their file's time. */
+  undated: boolean;
+  /** YYYY-MM (UTC). */
+  month: string;
+  count: number;
+}
+
+const UNDATED_FILE_TIME = 'CASE WHEN i.taken_at IS NULL THEN i.mtime_ms END';
+
+const SELECT = {
+  count: 'count(*) AS n',
+  ids: 'i.id AS imageId',
+  members: 'i.id AS imageId, e.vector AS vector',
+  timeline: 'i.id AS imageId, i.taken_at AS takenAt, i.mtime_ms AS mtimeMs',
+  // Months in UTC: a capture date without a zone is stored as its wall clock read as UTC (ingest/exif-meta),
+  // so UTC gives back the camera's own calendar. A photo without one counts by its file's time.
+  months: "i.taken_at IS NULL AS undated, strftime('%Y-%m', coalesce(i.taken_at, i.mtime_ms) / 1000.0, 'unixepoch') AS month, count(*) AS n",
+} as const;
 
 function finite(value: number, name: string): number {
   if (typeof value !== 'number' || !Number.isFinite(value)) throw new ClipdexError('INVALID_ARGUMENT', `${name} must be a finite number (ms since the epoch)`);

@@ -7,7 +7,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import type { ImageFormat } from '../model/image-format.js';
-import type { ImageFilter } from '../store/image-filter.js';
+import type { ImageFilter, TimelineCursor } from '../store/image-filter.js';
 import { fromText, intParam, intRule, parseParam } from './param-rules.js';
 
 /** Results per page of a search or of the library. */
@@ -18,6 +18,36 @@ export const MAX_SEARCH_OFFSET = 2000;
 export const limitParam = intParam(1, MAX_LIMIT);
 export const searchOffsetParam = intParam(0, MAX_SEARCH_OFFSET);
 export const browseOffsetParam = intParam(0, Number.MAX_SAFE_INTEGER);
+
+/**
+ * Where a date-desc page of the library starts: `d_<takenAt>_<id>` (after that dated photo), `u_<mtimeMs>_<id>`
+ * (after that undated one) or `u` (at the newest undated photo). Opaque to clients, who get cursors from a
+ * page's `nextCursor` or from GET /api/timeline; written here beside its parser so the two cannot drift.
+ */
+export function encodeBrowseCursor(c: TimelineCursor): string {
+  if (c.part === 'dated') return `d_${c.at}_${c.id}`;
+  return c.at === undefined ? 'u' : `u_${c.at}_${c.id ?? 0}`;
+}
+
+const CURSOR_MESSAGE = 'is not a cursor this server gave out (use a page’s nextCursor or a month’s cursor from /api/timeline)';
+export const browseCursorParam = z
+  .string({ error: CURSOR_MESSAGE })
+  .max(80, CURSOR_MESSAGE)
+  .transform((s, ctx): TimelineCursor => {
+    if (s === 'u') return { part: 'undated' };
+    const m = /^([du])_(-?\d{1,16}(?:\.\d{1,12})?)_(\d{1,16})$/.exec(s);
+    const at = m ? Number(m[2]) : NaN;
+    const id = m ? Number(m[3]) : NaN;
+    // Capture dates are whole milliseconds; file times may carry a fraction.
+    if (!m || !Number.isFinite(at) || !Number.isSafeInteger(id) || (m[1] === 'd' && !Number.isSafeInteger(at))) {
+      ctx.addIssue({ code: 'custom', message: CURSOR_MESSAGE });
+      return z.NEVER;
+    }
+    return m[1] === 'd' ? { part: 'dated', at, id } : { part: 'undated', at, id };
+  });
+
+/** The same rule for a schema that passes the cursor on as its text (the engine parses it). */
+export const browseCursorText = z.string({ error: CURSOR_MESSAGE }).refine((s) => browseCursorParam.safeParse(s).success, CURSOR_MESSAGE);
 
 /** A share of the best score, 0 to 1, as a number or its decimal text. */
 export const minScoreRatioParam = fromText(z.number({ error: 'must be a number from 0 to 1' }).min(0, 'must be a number from 0 to 1').max(1, 'must be a number from 0 to 1'));

@@ -83,6 +83,14 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
     await settled();
   }
 
+  /**
+   * Shows the weaker matches too: a random model's scores decide which results are strong, and the tests
+   * below click photos wherever they rank. (test/e2e/timeline.test.ts tests the cut-off itself.)
+   */
+  async function widen(): Promise<void> {
+    if (await page.isVisible('#search-summary .cutoff-toggle[aria-expanded="false"]')) await page.click('#search-summary .cutoff-toggle');
+  }
+
   /** Searches for a phrase from the box and waits for the grid of its answer; returns that answer. */
   async function searchFor(phrase: string): Promise<Result[]> {
     const answered = page.waitForResponse((r) => searchedPhrase(r.url()) === phrase);
@@ -92,6 +100,7 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
     const { results } = await api<{ results: Result[] }>(`/api/search?q=${encodeURIComponent(phrase)}&limit=60`);
     await eventually(async () => JSON.stringify(await cardIds()) === JSON.stringify(results.map((r) => r.id)), `the grid for “${phrase}”`);
     await settled();
+    await widen();
     return results;
   }
 
@@ -369,6 +378,9 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
     await page.fill('#q', 'a photo');
     await page.press('#q', 'Enter');
     const card = page.locator('#results .card', { hasText: HOSTILE_NAME });
+    await card.waitFor({ state: 'attached' });
+    await settled();
+    await widen();
     await card.waitFor();
     expect(await card.locator('.card-name').textContent()).toBe(HOSTILE_NAME);
     await card.click();
@@ -499,6 +511,8 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
     await page.click('#viewer-similar');
     await similar;
     await eventually(async () => !(await cardIds()).includes(a) && (await cardIds()).includes(b), 'the photos like the first one');
+    await settled();
+    await widen();
     expect(await page.textContent('#selection-count')).toBe('2 photos selected');
     expect(await trayIds()).toEqual([a, b]);
     expect(await page.textContent('#selection-elsewhere')).toBe('1 of them not in these results');

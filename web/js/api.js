@@ -78,6 +78,15 @@ export const api = {
 
   similar: (id, filters, page, signal) => request(`/api/images/${encodeURIComponent(id)}/similar${queryString(filterParams(filters, page))}`, { signal }),
 
+  /** The timeline: a page of the library newest first, from `cursor` (a page's nextCursor or a month's). */
+  browse: (filters, { limit, cursor } = {}, signal) =>
+    request(`/api/images${queryString({ ...filterParams({ ...filters, sort: undefined }, { limit }), sort: 'date-desc', cursor })}`, { signal }),
+  /** Photos per month under the filters, each month with the cursor that starts the timeline there. */
+  timeline: (filters, signal) => {
+    const { limit: _limit, offset: _offset, sort: _sort, ...params } = filterParams(filters);
+    return request(`/api/timeline${queryString(params)}`, { signal });
+  },
+
   /**
    * Weighted terms ({text, weight} or {imageId, weight}) plus uploaded files, in one query; typed text as
    * `q`, read in the query syntax unless `literal`.

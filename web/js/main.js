@@ -10,6 +10,7 @@ import { RootsView } from './roots.js';
 import { SearchController } from './search.js';
 import { Selection } from './selection.js';
 import { StatusBar, connectEvents, toaster } from './status.js';
+import { Timeline } from './timeline.js';
 import { TrainingView } from './training.js';
 import { Viewer } from './viewer.js';
 
@@ -34,12 +35,12 @@ const selection = new Selection(
     clear: $('select-clear'),
     message: $('label-message'),
     mode: $('select-mode'),
-    grid: $('results'),
+    grids: [$('results'), $('timeline')],
     tray: $('selection-tray'),
     elsewhere: $('selection-elsewhere'),
   },
   {
-    results: () => search.results,
+    results: () => shown().shown(),
     onLabeled: () => labels.refreshSummary(),
   },
 );
@@ -55,14 +56,32 @@ const search = new SearchController(
     chips: $('query-chips'),
     fresh: $('new-photos'),
   },
-  { onOpen: (index) => viewer.open(index), selection },
+  { onOpen: (index) => viewer.open(index), selection, onIdle: (idle) => timeline.setActive(idle) },
 );
 
+// The home view, while the search box is empty: the library by date.
+const timeline = new Timeline(
+  {
+    root: $('timeline'),
+    list: $('timeline-list'),
+    summary: $('timeline-summary'),
+    jump: $('timeline-jump'),
+    newest: $('timeline-newest'),
+    more: $('timeline-more'),
+    error: $('timeline-error'),
+    empty: $('empty-state'),
+  },
+  { onOpen: (index) => viewer.open(index), selection },
+);
+/** What the page shows now: search results, or the timeline while there is no query. */
+const shown = () => (timeline.active ? timeline : search);
+
 const viewer = new Viewer($('viewer'), {
-  results: () => search.results,
-  bestScore: () => search.bestScore,
-  hasMore: () => search.hasMore,
-  loadMore: () => search.loadMore(),
+  results: () => shown().shown(),
+  bestScore: () => shown().bestScore,
+  hasMore: () => shown().canLoadMore(),
+  loadMore: () => shown().loadMore(),
+  cardAt: (index) => (timeline.active ? $('timeline') : $('results')).querySelector(`.card[data-index="${index}"]`),
   onSimilar: (photo) => {
     route('search');
     search.similarTo(photo).then(() => $('results').querySelector('.card')?.focus());
@@ -151,7 +170,10 @@ const training = new TrainingView(
 
 const filters = new Filters(
   { form: $('filters'), toggle: $('filters-toggle'), count: $('filters-count'), formats: $('filter-formats'), folders: $('folder-options') },
-  (f) => search.setFilters(f),
+  (f) => {
+    timeline.setFilters(f);
+    search.setFilters(f);
+  },
 );
 
 const roots = new RootsView(
@@ -290,9 +312,13 @@ connectEvents({
     lastFailed = s.failed;
     if (s.search) training.noteSearchAdapter(s.search.adapter?.version ?? null);
   },
-  onIndexed: (items) => search.noteIndexed(items.length),
+  onIndexed: (items) => {
+    search.noteIndexed(items.length);
+    timeline.noteIndexed(items.length);
+  },
   onRemoved: (ids) => {
     search.dropPhotos(ids);
+    timeline.dropPhotos(ids);
     selection.drop(ids);
   },
   onConnection: (state) => {
@@ -304,3 +330,5 @@ connectEvents({
   onTraining: (t) => training.render(t),
 });
 labels.refreshSummary();
+// Nothing is asked yet: the page opens on the library.
+if (!search.hasQuery()) timeline.setActive(true);

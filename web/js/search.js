@@ -1,7 +1,9 @@
 /**
  * The search view: what is being asked (phrase, a photo to match, uploaded images, filters), one request
  * at a time, and the grid of results. Typing is debounced; every new request aborts the one before it and
- * answers are matched to the request that asked, so results never arrive out of order.
+ * answers are matched to the request that asked, so results never arrive out of order. The strong matches
+ * show first ("12 good matches · show 48 weaker"): the weaker ones of the page are in the grid, after a
+ * divider, hidden until the user widens the list; narrowing hides them again.
  */
 import { isAbort } from './api.js';
 import { debounce, formatCount, h, show, splitPath, withCode } from './dom.js';
@@ -13,11 +15,16 @@ const PAGE_SIZE = 60;
 const TYPING_DELAY_MS = 200;
 const MAX_UPLOADS = 4;
 
+/** Where the strong matches end in the grid: a labelled rule between them and the weaker ones. */
+function divider() {
+  return h('li', { className: 'cutoff-divider', role: 'separator', 'aria-label': 'Weaker matches below' }, h('span', { text: 'Weaker matches' }));
+}
+
 export class SearchController {
   /**
    * @param {{ input: HTMLInputElement, grid: HTMLElement, summary: HTMLElement, error: HTMLElement, empty: HTMLElement,
    *           more: HTMLButtonElement, chips: HTMLElement, fresh: HTMLButtonElement }} els
-   * @param {{ onOpen: (index: number) => void, selection?: import('./selection.js').Selection }} hooks
+   * @param {{ onOpen: (index: number) => void, selection?: import('./selection.js').Selection, onIdle?: (idle: boolean) => void }} hooks
    */
   constructor(els, hooks) {
     this.els = els;
@@ -31,6 +38,10 @@ export class SearchController {
     this.results = [];
     this.hasMore = false;
     this.bestScore = null;
+    /** Strong matches of the whole search (the server counts them over every candidate, not one page). */
+    this.strongCount = 0;
+    /** The user asked to see the weaker matches too. */
+    this.widened = false;
     this.generation = 0;
     this.inFlight = null;
     this.freshCount = 0;
@@ -47,7 +58,7 @@ export class SearchController {
     gridKeys(els.grid);
     // Past the last row, the next page loads by itself; the button stays for keyboards and old browsers.
     this.sentinel = new IntersectionObserver((entries) => {
-      if (entries.some((e) => e.isIntersecting) && this.hasMore && !this.inFlight) this.loadMore();
+      if (entries.some((e) => e.isIntersecting) && this.canLoadMore() && !this.inFlight) this.loadMore();
     }, { rootMargin: '400px' });
     this.sentinel.observe(els.more.parentElement);
   }
@@ -60,7 +71,37 @@ export class SearchController {
   }
 
   loadMore() {
-    return this.hasMore ? this.run(true) : Promise.resolve();
+    return this.canLoadMore() ? this.run(true) : Promise.resolve();
+  }
+
+  /** Strong matches come first: how many of the loaded results are strong. */
+  strongLoaded() {
+    const i = this.results.findIndex((r) => r.strong === false);
+    return i < 0 ? this.results.length : i;
+  }
+
+  /** Weaker matches show when the user widened the list, or when there is nothing strong to show instead. */
+  isWide() {
+    return this.widened || this.strongCount === 0;
+  }
+
+  /** The results on screen, in order: what the viewer browses and "select all" takes. */
+  shown() {
+    return this.isWide() ? this.results : this.results.slice(0, this.strongLoaded());
+  }
+
+  /** More to load that would show: strong ones not loaded yet, or any once widened. */
+  canLoadMore() {
+    return this.hasMore && (this.isWide() || this.strongLoaded() < this.strongCount);
+  }
+
+  /** Shows or hides the weaker matches below the divider. */
+  setWidened(on) {
+    const focusLeaves = !on && document.activeElement?.closest?.('.tile.weaker');
+    this.widened = on;
+    this.renderCutoff();
+    this.renderSummary(this.tookMs);
+    if (focusLeaves) this.els.summary.querySelector('.cutoff-toggle')?.focus();
   }
 
   setFilters(filters) {
@@ -129,6 +170,8 @@ export class SearchController {
       this.reset();
       return;
     }
+    // A query replaces the timeline at once: its results (or its error) are what the page is about now.
+    if (!append) this.hooks.onIdle?.(false);
     const controller = new AbortController();
     this.inFlight = controller;
     this.els.grid.setAttribute('aria-busy', 'true');
@@ -143,6 +186,8 @@ export class SearchController {
         this.understood = Array.isArray(response.understood) ? { ...asked, parts: response.understood } : null;
         this.renderChips();
         this.results = [];
+        // Each new search starts with its strong matches only.
+        this.widened = false;
         this.freshCount = 0;
         show(this.els.fresh, false);
       }
@@ -150,6 +195,8 @@ export class SearchController {
       this.results.push(...response.results);
       this.hasMore = response.hasMore;
       this.bestScore = response.bestScore ?? this.bestScore;
+      this.strongCount = response.cutoff?.strongCount ?? this.results.length;
+      this.tookMs = response.tookMs;
       if (append) this.appendCards(start);
       else this.renderAll();
       this.renderSummary(response.tookMs);
@@ -178,12 +225,16 @@ export class SearchController {
     this.results = [];
     this.hasMore = false;
     this.bestScore = null;
+    this.strongCount = 0;
+    this.widened = false;
     this.freshCount = 0;
     this.renderAll();
     this.els.summary.textContent = '';
     show(this.els.error, false);
     show(this.els.fresh, false);
-    show(this.els.empty, true);
+    // No query: the page shows the library itself (the timeline), or the prompt where there is none.
+    if (this.hooks.onIdle) this.hooks.onIdle(true);
+    else show(this.els.empty, true);
     this.els.grid.removeAttribute('aria-busy');
     document.body.classList.remove('searching');
   }
@@ -195,19 +246,58 @@ export class SearchController {
 
   appendCards(start) {
     const frag = document.createDocumentFragment();
-    for (let i = start; i < this.results.length; i++) frag.append(card(this.results[i], i, this.bestScore, this.hooks.onOpen, this.hooks.selection));
+    for (let i = start; i < this.results.length; i++) {
+      const photo = this.results[i];
+      // The divider goes where the strong matches end (none when nothing is strong: all are weaker then).
+      if (photo.strong === false && i > 0 && this.results[i - 1].strong !== false) frag.append(divider());
+      frag.append(card(photo, i, this.bestScore, this.hooks.onOpen, this.hooks.selection));
+    }
     this.els.grid.append(frag);
+    this.renderCutoff();
+    show(this.els.empty, false);
+  }
+
+  /** Weaker cards shown or hidden, and what follows from it: the "more" button, the selection's count. */
+  renderCutoff() {
+    this.els.grid.classList.toggle('narrowed', !this.isWide());
+    show(this.els.more, this.canLoadMore());
     // The selection says how many of its photos these results leave out.
     this.hooks.selection?.render();
-    show(this.els.more, this.hasMore);
-    show(this.els.empty, false);
   }
 
   renderSummary(tookMs) {
     const n = this.results.length;
     const what = this.describe();
-    const count = n === 0 ? 'No photos match' : `${formatCount(n)}${this.hasMore ? '+' : ''} photo${n === 1 && !this.hasMore ? '' : 's'} for`;
-    this.els.summary.replaceChildren(`${count} `, h('q', { text: what }), ` · ${Math.round(tookMs)} ms`);
+    const took = ` · ${Math.round(tookMs)} ms`;
+    if (n === 0) {
+      this.els.summary.replaceChildren('No photos match ', h('q', { text: what }), took);
+      return;
+    }
+    const more = this.hasMore ? '+' : '';
+    const weaker = n - this.strongLoaded();
+    if (this.strongCount === 0) {
+      this.els.summary.replaceChildren('No good matches for ', h('q', { text: what }), ` · showing ${formatCount(weaker)}${more} weaker${took}`);
+      return;
+    }
+    const strong = `${formatCount(this.strongCount)} good match${this.strongCount === 1 ? '' : 'es'} for `;
+    const parts = [strong, h('q', { text: what })];
+    if (weaker > 0) {
+      const wide = this.isWide();
+      parts.push(
+        ' · ',
+        h('button', {
+          type: 'button',
+          className: 'cutoff-toggle',
+          'aria-expanded': String(wide),
+          'aria-controls': this.els.grid.id,
+          title: wide ? 'Show the good matches only' : 'Show the photos that match less well, below the good ones',
+          text: wide ? `hide ${formatCount(weaker)}${more} weaker` : `show ${formatCount(weaker)}${more} weaker`,
+          onClick: () => this.setWidened(!wide),
+        }),
+      );
+    }
+    parts.push(took);
+    this.els.summary.replaceChildren(...parts);
   }
 
   describe() {

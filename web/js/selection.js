@@ -15,7 +15,8 @@ export class Selection {
   /**
    * @param {{ bar: HTMLFormElement, count: HTMLElement, live: HTMLElement, caption: HTMLInputElement, captions: HTMLDataListElement,
    *           submit: HTMLButtonElement, selectAll: HTMLButtonElement, clear: HTMLButtonElement, message: HTMLElement,
-   *           mode: HTMLButtonElement, grid: HTMLElement, tray: HTMLElement, elsewhere: HTMLElement }} els
+   *           mode: HTMLButtonElement, grids: HTMLElement[], tray: HTMLElement, elsewhere: HTMLElement }} els
+   *   grids: where cards are (search results, the timeline)
    * @param {{ results: () => object[], onLabeled: (report: object, caption: string) => void }} source
    */
   constructor(els, source) {
@@ -86,7 +87,7 @@ export class Selection {
   setMode(on) {
     this.mode = on;
     this.els.mode.setAttribute('aria-pressed', String(on));
-    this.els.grid.classList.toggle('selecting', on || this.ids.size > 0);
+    for (const grid of this.els.grids) grid.classList.toggle('selecting', on || this.ids.size > 0);
     this.render();
   }
 
@@ -104,13 +105,13 @@ export class Selection {
 
   /** Marks every card on screen to match the set, and updates the bar. */
   sync() {
-    for (const tile of this.els.grid.querySelectorAll('.tile')) {
+    for (const tile of this.els.grids.flatMap((grid) => [...grid.querySelectorAll('.tile')])) {
       const on = this.ids.has(Number(tile.dataset.id));
       tile.classList.toggle('selected', on);
       const box = tile.querySelector('.tile-check input');
       if (box) box.checked = on;
     }
-    this.els.grid.classList.toggle('selecting', this.mode || this.ids.size > 0);
+    for (const grid of this.els.grids) grid.classList.toggle('selecting', this.mode || this.ids.size > 0);
     this.render();
   }
 

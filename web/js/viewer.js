@@ -14,7 +14,9 @@ export class Viewer {
   /**
    * @param {HTMLDialogElement} dialog
    * @param {{ results: () => object[], bestScore: () => number | null, hasMore: () => boolean,
-   *           loadMore: () => Promise<void>, onSimilar: (photo: object) => void, onLabeled?: () => void }} source
+   *           loadMore: () => Promise<void>, onSimilar: (photo: object) => void, onLabeled?: () => void,
+   *           cardAt?: (index: number) => Element | null }} source
+   *   results: the photos on screen, search results or the timeline's; cardAt: the card of one of them
    */
   constructor(dialog, source) {
     this.dialog = dialog;
@@ -116,7 +118,7 @@ export class Viewer {
     this.els.prev.disabled = index <= 0;
     this.els.next.disabled = index >= count - 1 && !this.source.hasMore();
     // The card under the viewer follows along, so closing leaves focus on the photo last seen.
-    const cardEl = document.querySelector(`.card[data-index="${index}"]`);
+    const cardEl = this.source.cardAt ? this.source.cardAt(index) : document.querySelector(`.card[data-index="${index}"]`);
     if (cardEl) this.returnFocus = cardEl;
   }
 
@@ -187,9 +189,11 @@ export class Viewer {
       ['Size', formatBytes(photo.size)],
       ['Dimensions', photo.width && photo.height ? `${formatCount(photo.width)} × ${formatCount(photo.height)} px` : ''],
       ['Taken', photo.takenAt !== null && photo.takenAt !== undefined ? formatDate(photo.takenAt) : 'unknown'],
+      // Where the timeline placed a photo without a capture date.
+      ['File time', (photo.takenAt === null || photo.takenAt === undefined) && Number.isFinite(photo.mtimeMs) ? formatDate(photo.mtimeMs) : ''],
       ['Camera', formatCamera(photo.cameraMake, photo.cameraModel) || 'unknown'],
       ['Format', photo.format ? photo.format.toUpperCase() : ''],
-      ['Score', scoreText(photo.score, this.source.bestScore())],
+      ['Score', typeof photo.score === 'number' ? `${scoreText(photo.score, this.source.bestScore())}${photo.strong === false ? ' · weaker match' : ''}` : ''],
     ];
     this.els.meta.replaceChildren(
       ...rows.filter(([, value]) => value).flatMap(([label, value]) => [h('dt', { text: label }), h('dd', { text: value, dataset: { field: label.toLowerCase() } })]),

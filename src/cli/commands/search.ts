@@ -23,6 +23,7 @@ import { optionParser as option } from '../../validation/param-rules.js';
 import { QueryEngine, type QueryTerm, type SearchRequest, type SearchResponse } from '../../search/query-engine.js';
 import { parseQueryText, plainQuery, searchRequestOf, type ParsedQuery, type UnderstoodPart } from '../../search/query-syntax.js';
 import type { BrowseOrder } from '../../store/image-filter.js';
+import { DEFAULT_STRONG_RATIO } from '../../search/relevance-cutoff.js';
 import { globalOptions, printJson, type GlobalOptions } from '../context.js';
 
 interface CommonOptions {
@@ -33,6 +34,8 @@ interface CommonOptions {
   format?: ImageFormat[];
   sort?: SearchRequest['sort'];
   minScoreRatio?: number;
+  /** Print the weaker matches too, below the strong ones. */
+  all?: boolean;
 }
 
 /** Paging and the filters, shared by the searches and `list`; values are checked by the same rules as the API's. */
@@ -49,7 +52,8 @@ function addPagingAndFilters(cmd: Command, what: string, limit: number, offset: 
 function addCommonOptions(cmd: Command): Command {
   return addPagingAndFilters(cmd, 'results', 20, searchOffsetParam)
     .addOption(new Option('--sort <order>', 'result order').choices(searchSortParam.options))
-    .option('--min-score-ratio <r>', 'keep results scoring at least this share (0-1) of the best', option(minScoreRatioParam, '--min-score-ratio'));
+    .option('--min-score-ratio <r>', `keep only results scoring at least this share (0-1) of the best (default: strong from ${DEFAULT_STRONG_RATIO} of the best, weaker ones counted)`, option(minScoreRatioParam, '--min-score-ratio'))
+    .option('--all', 'print the weaker matches too, after the strong ones (--json always carries both)');
 }
 
 async function runSearch(g: GlobalOptions, termsFor: (library: Library) => QueryTerm[], o: CommonOptions & { limit?: number }, parsed?: ParsedQuery): Promise<void> {
@@ -58,7 +62,7 @@ async function runSearch(g: GlobalOptions, termsFor: (library: Library) => Query
     const options = { ...requestOptionsOf({ ...o, limit: o.limit ?? 20 }), terms: termsFor(library) };
     // A date in the phrase and --after/--before both hold (their intersection): see withParsedDate.
     const response = await new QueryEngine(library).search(parsed ? searchRequestOf(parsed, options) : options);
-    print(g, parsed ? { ...response, understood: parsed.understood } : response);
+    print(g, parsed ? { ...response, understood: parsed.understood } : response, o.all === true);
   } finally {
     await library.close();
   }
@@ -77,7 +81,11 @@ export function describeUnderstood(parts: readonly UnderstoodPart[]): string {
   return `understood: ${words.join(' · ')}`;
 }
 
-function print(g: GlobalOptions, response: SearchResponse & { understood?: UnderstoodPart[] }): void {
+/**
+ * The strong matches, one per line on stdout, and on stderr how many weaker ones were left out; with
+ * `all`, the weaker ones too, after a note where they start.
+ */
+function print(g: GlobalOptions, response: SearchResponse & { understood?: UnderstoodPart[] }, all: boolean): void {
   if (g.json) return printJson(response);
   // stderr, like the other notes: stdout stays the results, one per line, for pipes.
   if (response.understood) process.stderr.write(`${describeUnderstood(response.understood)}\n`);
@@ -85,8 +93,20 @@ function print(g: GlobalOptions, response: SearchResponse & { understood?: Under
     process.stderr.write('no results\n');
     return;
   }
-  for (const r of response.results) process.stdout.write(`${r.score.toFixed(4)}  ${r.path}\n`);
-  if (response.hasMore) process.stderr.write(`more results: --offset ${response.offset + response.limit}\n`);
+  const weaker = response.results.filter((r) => !r.strong).length;
+  if (weaker === response.results.length && response.offset === 0) process.stderr.write('no strong matches\n');
+  let divided = weaker === response.results.length;
+  for (const r of response.results) {
+    if (!r.strong && !all) continue;
+    if (!r.strong && !divided) {
+      process.stderr.write('weaker matches:\n');
+      divided = true;
+    }
+    process.stdout.write(`${r.score.toFixed(4)}  ${r.path}\n`);
+  }
+  // Results run strong first: past the first weaker one, the next page holds weaker ones only.
+  if (weaker > 0 && !all) process.stderr.write(`${weaker}${response.hasMore ? '+' : ''} weaker match${weaker === 1 && !response.hasMore ? '' : 'es'} not shown (--all to show them)\n`);
+  else if (response.hasMore) process.stderr.write(`more results: --offset ${response.offset + response.limit}\n`);
 }
 
 /** `--add image.jpg --subtract people`: terms beside the phrase, taken as given; an existing file is an image, digits a photo id. */

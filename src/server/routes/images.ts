@@ -1,9 +1,9 @@
 import { sep } from 'node:path';
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
-import { resultFromRecord } from '../../search/query-engine.js';
-import { requestOptionsOf } from '../../validation/search-params.js';
-import { browseResponse } from '../api-responses.js';
-import { browseQuery, errorsQuery, idParam, similarQuery } from '../api-schemas.js';
+import { photoFromRecord } from '../../search/query-engine.js';
+import { imageFilterOf, requestOptionsOf } from '../../validation/search-params.js';
+import { browseResponse, timelineSummary } from '../api-responses.js';
+import { browseQuery, errorsQuery, idParam, similarQuery, timelineQuery } from '../api-schemas.js';
 import { ApiRoutes } from '../api-routes.js';
 import { sendError } from '../http-errors.js';
 import { errors, json, results } from '../openapi.js';
@@ -26,15 +26,31 @@ export function imageRoutes({ library, engine }: RouteContext, registry: OpenAPI
   return new ApiRoutes(registry)
     .get(
       '/api/images',
-      { summary: 'The library a page at a time (photos searches can find), newest first by default', query: browseQuery, responses: { 200: json('photos', browseResponse), ...errors(400) } },
+      {
+        summary: 'The library a page at a time (photos searches can find), newest first by default; date-desc pages by cursor too (nextCursor)',
+        query: browseQuery,
+        responses: { 200: json('photos', browseResponse), ...errors(400, 503) },
+      },
       ({ query }, _req, res) => {
-        res.json(engine.browse(requestOptionsOf(query)));
+        res.json(engine.browse({ ...requestOptionsOf(query), ...(query.cursor ? { cursor: query.cursor } : {}) }));
+      },
+    )
+    .get(
+      '/api/timeline',
+      {
+        summary: 'Photos per month, newest first (undated photos by file time), each with the cursor that starts /api/images there',
+        query: timelineQuery,
+        responses: { 200: json('the months', timelineSummary), ...errors(400, 503) },
+      },
+      ({ query }, _req, res) => {
+        const filter = imageFilterOf(query);
+        res.json(engine.timeline(filter ? { filter } : {}));
       },
     )
     .get('/api/images/{id}', { summary: 'Photo metadata', params: idParam, responses: { 200: { description: 'metadata' }, ...errors(400, 404) } }, ({ params: { id } }, _req, res) => {
       const image = library.images.get(id);
       if (!image) return sendError(res, 404, 'NOT_FOUND', `no photo with id ${id}`);
-      const { score: _score, ...meta } = resultFromRecord(image, 0);
+      const meta = photoFromRecord(image);
       res.json({ ...meta, status: image.status, errorCode: image.errorCode, errorMessage: image.errorMessage, contentHash: image.contentHash, rootId: image.rootId });
     })
     .get(
