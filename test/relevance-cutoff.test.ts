@@ -5,13 +5,15 @@
  * candidate and not one page, explicit minScoreRatio still dropping what is under it, and a model that says
  * its score is a calibrated probability getting the absolute rule.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClipdexError } from '../src/errors.js';
 import { Library } from '../src/library/library.js';
+import { calibratedProbability } from '../src/model/manifest.js';
+import { buildTinyModel } from '../src/model/tiny-model-builder.js';
 import { QueryEngine, type SearchResponse } from '../src/search/query-engine.js';
 import { calibrationOf, DEFAULT_STRONG_PROBABILITY, DEFAULT_STRONG_RATIO, isStrong, relevanceCutoff } from '../src/search/relevance-cutoff.js';
 import { startServer, type RunningServer } from '../src/server/server.js';
@@ -60,12 +62,11 @@ describe('the rule, on constructed score lists', () => {
     expect(() => relevanceCutoff({ calibrated: true, probabilities: [0.3], threshold: Number.NaN })).toThrow(/threshold must be a number from 0 to 1/);
   });
 
-  it('finds a calibrated score only on a model that offers one', () => {
-    expect(calibrationOf({})).toBeNull();
-    const siglipLike = { scale: 10, bias: -3, scoreProbability(c: number) { return 1 / (1 + Math.exp(-(this.scale * c + this.bias))); } };
-    const p = calibrationOf(siglipLike)!;
+  it('reads a calibrated score only from a model that carries a logit scale and bias', () => {
+    expect(calibrationOf({ scoreCalibration: null })).toBeNull();
+    const p = calibrationOf({ scoreCalibration: { logitScale: 10, logitBias: -3 } })!;
     expect(p(0.3)).toBeCloseTo(0.5, 9);
-    expect(p(0.5)).toBeGreaterThan(0.5);
+    expect(p(0.5)).toBeCloseTo(1 / (1 + Math.exp(-2)), 12);
   });
 });
 
@@ -87,9 +88,10 @@ describe('end to end: engine, API and CLI', () => {
       .toFile(file);
   }
 
+  const files: string[] = [];
+
   beforeAll(async () => {
     mkdirSync(photos, { recursive: true });
-    const files: string[] = [];
     for (let i = 0; i < 3; i++) files.push(join(photos, `a-${i}.jpg`));
     for (let i = 0; i < 3; i++) await picture(files[i]!, 1, i * 2);
     for (let h = 2; h < 12; h++) {
@@ -194,22 +196,54 @@ describe('end to end: engine, API and CLI', () => {
     expect(param.description ?? param.schema?.description).toMatch(/strong from 0\.9 of the best score/);
   });
 
-  it('takes the absolute rule when the model says its score is a calibrated probability', async () => {
-    const loaded = library.requireModel().model as unknown as { scoreProbability?: (c: number) => number };
-    const whole = await engine.search({ terms: [{ imageId: ids[0]! }], limit: 50 });
-    // A calibration placed between two of the scores: p = 0.5 there, so exactly those above it are strong.
-    const scores = whole.results.map((r) => r.score);
-    const mid = (scores[4]! + scores[5]!) / 2;
-    loaded.scoreProbability = (c) => 1 / (1 + Math.exp(-200 * (c - mid)));
+  it('takes the absolute rule for a model whose score is a calibrated probability (a SigLIP folder), and gives each result its probability', async () => {
+    // A real sigmoid-loss model folder: its config carries the logit scale and bias the engine must use.
+    const dir = (await buildTinyModel({ out: join(tmp, 'siglip'), preset: 'siglip-tiny', layout: 'hf', seed: 7 })).dir;
+    const open = () => Library.open({ dataDir: join(tmp, 'siglip-data'), model: dir, cacheDir: join(tmp, 'cache') });
+    let siglip = await open();
+    let first: SearchResponse;
+    let sigIds: number[];
     try {
-      const calibrated = await engine.search({ terms: [{ imageId: ids[0]! }], limit: 50 });
+      sigIds = await indexFiles(siglip, photos, files, (_f, i) => Date.UTC(2024, 0, 1 + i));
+      first = await new QueryEngine(siglip).search({ terms: [{ imageId: sigIds[0]! }], limit: 50 });
+      const calibration = siglip.requireModel().model.scoreCalibration!;
+      expect(calibration).not.toBeNull();
+      expect(first.cutoff).toMatchObject({ rule: 'absolute', value: DEFAULT_STRONG_PROBABILITY });
+      for (const r of first.results) {
+        expect(r.probability).toBeCloseTo(calibratedProbability(r.score, calibration), 12);
+        expect(r.strong).toBe(r.probability! >= DEFAULT_STRONG_PROBABILITY);
+      }
+    } finally {
+      await siglip.close();
+    }
+    // The folder's calibration moved so that p = 0.5 falls between the 5th and 6th scores: exactly those
+    // above it are strong (the vectors are reused: the key follows the ONNX files, not config.json).
+    const scores = first.results.map((r) => r.score);
+    expect(scores[4]).toBeGreaterThan(scores[5]!);
+    const mid = (scores[4]! + scores[5]!) / 2;
+    const configPath = join(dir, 'config.json');
+    const config = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+    writeFileSync(configPath, JSON.stringify({ ...config, logit_scale: 200, logit_bias: -200 * mid }));
+    siglip = await open();
+    try {
+      const engine2 = new QueryEngine(siglip);
+      const calibrated = await engine2.search({ terms: [{ imageId: sigIds[0]! }], limit: 50 });
+      expect(calibrated.results.map((r) => r.score)).toEqual(scores);
       expect(calibrated.cutoff).toEqual({ rule: 'absolute', value: 0.5, minScore: 0.5, strongCount: 5 });
       expect(calibrated.results.map((r) => r.strong)).toEqual(scores.map((_, i) => i < 5));
-      // An explicit ratio is the user's relative rule still.
-      expect((await engine.search({ terms: [{ imageId: ids[0]! }], minScoreRatio: 0.5 })).cutoff.rule).toBe('relative');
+      // An explicit ratio is the user's relative rule still; the probability stays on each result.
+      const relative = await engine2.search({ terms: [{ imageId: sigIds[0]! }], minScoreRatio: 0.5 });
+      expect(relative.cutoff.rule).toBe('relative');
+      expect(relative.results.every((r) => typeof r.probability === 'number')).toBe(true);
     } finally {
-      delete loaded.scoreProbability;
+      await siglip.close();
     }
+  });
+
+  it('gives no probability for a CLIP model, whose cosine is not calibrated', async () => {
+    const { body } = await get('/api/search?q=a%20photo&limit=5');
+    expect(body.results.length).toBeGreaterThan(0);
+    for (const r of body.results) expect(r).not.toHaveProperty('probability');
   });
 
   describe('the CLI', () => {

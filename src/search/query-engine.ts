@@ -76,6 +76,8 @@ export type SearchResult = PhotoSummary & {
   score: number;
   /** A strong match: at or above the cut-off (`SearchResponse.cutoff`). Strong results come before weaker ones. */
   strong: boolean;
+  /** For a model with a calibrated score (SigLIP): the probability that the photo matches; absent otherwise. */
+  probability?: number;
 };
 
 /** Where the strong matches end, and how many there are among every candidate ranked (not only this page). */
@@ -138,8 +140,8 @@ export type BrowsedPhoto = PhotoSummary & { mtimeMs: number };
  */
 const MAX_CANDIDATES = MAX_SEARCH_OFFSET;
 
-export function resultFromRecord(r: ImageRecord, score: number, strong: boolean): SearchResult {
-  return { ...photoFromRecord(r), score, strong };
+export function resultFromRecord(r: ImageRecord, score: number, strong: boolean, probability?: number): SearchResult {
+  return { ...photoFromRecord(r), score, strong, ...(probability !== undefined ? { probability } : {}) };
 }
 
 export function photoFromRecord(r: ImageRecord): PhotoSummary {
@@ -245,7 +247,8 @@ export class QueryEngine {
     );
     // An explicit ratio is the user's own cut-off, kept relative as documented; otherwise a model with a
     // calibrated score gets the absolute rule. The one place the model's say is asked.
-    const probability = ratio === undefined ? calibrationOf(this.library.requireModel().model) : null;
+    const calibrated = calibrationOf(this.library.requireModel().model);
+    const probability = ratio === undefined ? calibrated : null;
     const cut = (scores: readonly number[]) =>
       probability ? relevanceCutoff({ calibrated: true, probabilities: scores.map(probability) }) : relevanceCutoff({ scores, ...(ratio !== undefined ? { ratio } : {}) });
     const strongScore = (cutoff: RelevanceCutoff, score: number) => cutoff.minScore !== null && (probability ? probability(score) : score) >= cutoff.minScore;
@@ -277,7 +280,7 @@ export class QueryEngine {
 
     let results = hits.flatMap((h) => {
       const record = this.library.images.get(h.id);
-      return record ? [resultFromRecord(record, h.score, strongScore(cutoff, h.score))] : [];
+      return record ? [resultFromRecord(record, h.score, strongScore(cutoff, h.score), calibrated?.(h.score))] : [];
     });
     if (sort !== 'relevance') {
       const dir = sort === 'date-desc' ? -1 : 1;

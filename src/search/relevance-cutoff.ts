@@ -18,6 +18,7 @@
  * Pure: scores in, a count out; the query engine supplies the scores and marks the results.
  */
 import { ClipdexError } from '../errors.js';
+import { calibratedProbability, type ScoreCalibration } from '../model/manifest.js';
 
 /** The relative rule's default share of the best score. */
 export const DEFAULT_STRONG_RATIO = 0.9;
@@ -72,16 +73,11 @@ function checkShare(value: number, name: string): number {
 }
 
 /**
- * What a model offers when its score is a calibrated probability (SigLIP's sigmoid(scale · cosine + bias)).
- * The query engine looks for it on the loaded model: the one place where a model says so.
+ * The model's cosine → probability when its score is calibrated (SigLIP's sigmoid(scale · cosine + bias),
+ * from the trained logit scale and bias the model folder carries); null for every CLIP model, whose
+ * softmax-trained cosine has no absolute meaning.
  */
-export interface CalibratedScorer {
-  /** The probability that a photo with this cosine to the query matches it. */
-  scoreProbability(cosine: number): number;
-}
-
-/** The model's cosine → probability, when it has one; null for models without a calibrated score (every CLIP model). */
-export function calibrationOf(model: object): ((cosine: number) => number) | null {
-  const f = (model as Partial<CalibratedScorer>).scoreProbability;
-  return typeof f === 'function' ? (cosine) => f.call(model, cosine) : null;
+export function calibrationOf(model: { readonly scoreCalibration: ScoreCalibration | null }): ((cosine: number) => number) | null {
+  const calibration = model.scoreCalibration;
+  return calibration ? (cosine) => calibratedProbability(cosine, calibration) : null;
 }

@@ -32,6 +32,7 @@ export const searchResult = z
     ...photoFields,
     score: z.number().describe('cosine similarity'),
     strong: z.boolean().describe('a strong match (at or above `cutoff`); strong results come before weaker ones'),
+    probability: z.number().optional().describe('models with a calibrated score (SigLIP, SigLIP2): sigmoid(logit_scale · cosine + logit_bias), the probability that the photo matches; absent for CLIP'),
   })
   .meta({ id: 'SearchResult' }) satisfies z.ZodType<SearchResult>;
 
