@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Library } from '../src/library/library.js';
-import { startServer, type RunningServer } from '../src/server/server.js';
 import { runCli } from './helpers/cli.js';
 import { writeJpeg } from './helpers/ingest-fixtures.js';
 import { indexFiles, tinyModel } from './helpers/library-fixture.js';
+import { serveLibrary } from './helpers/served-library.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'clipdex-label-failed-'));
 const photos = join(tmp, 'photos');
@@ -97,32 +97,17 @@ describe('the CLI', () => {
 });
 
 describe('the API', () => {
-  let library: Library;
-  let server: RunningServer;
+  const served = serveLibrary(() => ({ dataDir, model }));
 
-  beforeAll(async () => {
-    library = await Library.open({ dataDir, model });
-    server = await startServer({ library, port: 0 });
-  });
-
-  afterAll(async () => {
-    await server?.close();
-    await library?.close();
-  });
-
-  async function api(path: string, body?: unknown): Promise<{ status: number; body: any }> {
-    const init: RequestInit = body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) };
-    const res = await fetch(`${server.url}${path}`, init);
-    return { status: res.status, body: await res.json() };
-  }
+  const api = (path: string, body?: unknown) => (body === undefined ? served.api(path) : served.postJson(path, body));
 
   it('POST /api/labels refuses a failed photo with 409 PHOTO_FAILED and the reason, and adds nothing', async () => {
-    const before = library.pairs.forImage(ids.broken).length;
+    const before = served.library.pairs.forImage(ids.broken).length;
     const r = await api('/api/labels', { imageIds: [ids.broken], caption: 'a broken photo' });
     expect(r.status).toBe(409);
     expect(r.body.error.code).toBe('PHOTO_FAILED');
     expect(r.body.error.message).toContain(`failed to index (${failure.code}: ${failure.message}), so it cannot be labeled`);
-    expect(library.pairs.forImage(ids.broken).length).toBe(before);
+    expect(served.library.pairs.forImage(ids.broken).length).toBe(before);
   });
 
   it('labels the good photos of a mixed request and names the failed one among the problems', async () => {
@@ -131,7 +116,7 @@ describe('the API', () => {
     expect(r.body).toMatchObject({ added: 1, problemCount: 1, problems: [{ photo: String(ids.broken), code: 'PHOTO_FAILED' }] });
     const imported = await api('/api/labels/import', { rows: [{ photo: broken, caption: 'imported' }] });
     expect(imported.body).toMatchObject({ added: 0, problems: [{ code: 'PHOTO_FAILED' }] });
-    expect(library.pairs.forImage(ids.broken)).toEqual([]);
+    expect(served.library.pairs.forImage(ids.broken)).toEqual([]);
   });
 
   it('refuses to search by a failed photo with its reason, and answers an unknown one NOT_FOUND', async () => {

@@ -8,12 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Library } from '../src/library/library.js';
-import type { SearchResponse } from '../src/search/query-engine.js';
+import { QueryEngine, type SearchResponse } from '../src/search/query-engine.js';
 import type { TextSearchResponse, UnderstoodPart } from '../src/search/query-syntax.js';
-import { startServer, type RunningServer } from '../src/server/server.js';
 import { runCli } from './helpers/cli.js';
 import { writeJpeg } from './helpers/ingest-fixtures.js';
 import { indexFiles, tinyModel } from './helpers/library-fixture.js';
+import { serveLibrary } from './helpers/served-library.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'clipdex-query-syntax-'));
 const photos = join(tmp, 'photos');
@@ -119,25 +119,11 @@ describe('the CLI', () => {
 });
 
 describe('the API', () => {
-  let library: Library;
-  let server: RunningServer;
+  const served = serveLibrary(() => ({ dataDir, model }));
 
-  beforeAll(async () => {
-    library = await Library.open({ dataDir, model });
-    server = await startServer({ library, port: 0 });
-  });
-
-  afterAll(async () => {
-    await server?.close();
-    await library?.close();
-  });
-
-  async function api(path: string, init: RequestInit = {}): Promise<{ status: number; body: any }> {
-    const res = await fetch(`${server.url}${path}`, init);
-    return { status: res.status, body: await res.json() };
-  }
+  const api = served.api;
   const search = (q: string, extra = '', limit = 50) => api(`/api/search?q=${encodeURIComponent(q)}&limit=${limit}${extra}`);
-  const post = (body: unknown) => api('/api/search', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const post = (body: unknown) => served.postJson('/api/search', body);
 
   it('reads the table of phrases, answers what it understood, and the date it read restricts the results', async () => {
     for (const row of TABLE) {
@@ -173,6 +159,14 @@ describe('the API', () => {
     const typed = (await search('dog -cat')).body as TextSearchResponse;
     const weighted = (await post({ terms: [{ text: 'dog' }, { text: 'cat', weight: -1 }], limit: 50 })).body as SearchResponse;
     expect(typed.results.map((r) => [r.id, r.score])).toEqual(weighted.results.map((r) => [r.id, r.score]));
+  });
+
+  it('refuses a ninth alternative with one message, typed through the API or given as anyOf to the engine', async () => {
+    const typed = await search('a | b | c | d | e | f | g | h | i');
+    expect(typed.status).toBe(400);
+    expect(typed.body.error.message).toMatch(/at most 8 alternatives \(a \| b\) per search, got 9/);
+    const anyOf = Array.from({ length: 9 }, (_, i) => [{ text: `thing ${i}` }]);
+    await expect(new QueryEngine(served.library).search({ terms: [], anyOf })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: typed.body.error.message });
   });
 
   it('keeps an explicit date filter as well as the one in the text, and reads nothing with syntax=plain', async () => {

@@ -11,10 +11,10 @@ import { Library } from '../src/library/library.js';
 import { parseParam } from '../src/validation/param-rules.js';
 import { dateParam, formatListParam, limitParam } from '../src/validation/search-params.js';
 import { QueryEngine, type BrowseResponse, type SearchResponse } from '../src/search/query-engine.js';
-import { startServer, type RunningServer } from '../src/server/server.js';
 import { runCli } from './helpers/cli.js';
 import { writeJpeg } from './helpers/ingest-fixtures.js';
 import { indexFiles, tinyModel } from './helpers/library-fixture.js';
+import { serveLibrary } from './helpers/served-library.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'clipdex-filters-'));
 const photos = join(tmp, 'photos');
@@ -98,24 +98,10 @@ describe('the CLI', () => {
 });
 
 describe('the API and the engine', () => {
-  let library: Library;
-  let server: RunningServer;
+  const served = serveLibrary(() => ({ dataDir, model }));
 
-  beforeAll(async () => {
-    library = await Library.open({ dataDir, model });
-    server = await startServer({ library, port: 0 });
-  });
-
-  afterAll(async () => {
-    await server?.close();
-    await library?.close();
-  });
-
-  async function api(path: string, init: RequestInit = {}): Promise<{ status: number; body: any }> {
-    const res = await fetch(`${server.url}${path}`, init);
-    return { status: res.status, body: await res.json() };
-  }
-  const post = (body: unknown) => api('/api/search', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const api = served.api;
+  const post = (body: unknown) => served.postJson('/api/search', body);
 
   it('answers an impossible date with 400 on every route that filters', async () => {
     for (const path of ['/api/search?q=photo&after=2018-06-31', '/api/images?before=2019-02-29', '/api/images/1/similar?after=2018-04-31']) {
@@ -143,7 +129,7 @@ describe('the API and the engine', () => {
   });
 
   it('holds a library caller to the same rule: aliases resolve, unknown formats and bad numbers are refused', async () => {
-    const engine = new QueryEngine(library);
+    const engine = new QueryEngine(served.library);
     expect(engine.browse({ filter: { formats: ['Jpg'] } }).total).toBe(3);
     expect((await engine.search({ terms: [{ text: 'photo' }], filter: { formats: ['tif', 'PNG'] } })).results.map((r) => r.path)).toEqual([files[3]]);
     await expect(engine.search({ terms: [{ text: 'photo' }], filter: { formats: ['xyz'] } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/valid formats/) });

@@ -19,7 +19,7 @@ import {
   checkImageFilter,
   encodeBrowseCursor,
   limitParam,
-  MAX_ALTERNATIVES,
+  checkAlternatives,
   MAX_SEARCH_OFFSET,
   MAX_TERMS,
   minScoreRatioParam,
@@ -239,7 +239,7 @@ export class QueryEngine {
     const filter = request.filter ? checkImageFilter(request.filter) : undefined;
     const sort = request.sort ?? 'relevance';
     const ratio = request.minScoreRatio !== undefined ? parseParam(minScoreRatioParam, request.minScoreRatio, 'minScoreRatio') : undefined;
-    if ((request.anyOf?.length ?? 0) > MAX_ALTERNATIVES) throw new ClipdexError('INVALID_ARGUMENT', `at most ${MAX_ALTERNATIVES} alternatives per search, got ${request.anyOf!.length}`);
+    checkAlternatives(request.anyOf?.length ?? 0);
     const queries = request.anyOf?.length ? request.anyOf.map((alt) => [...alt, ...request.terms]) : [request.terms];
     const vectors = await Promise.all(queries.map((terms) => this.queryVector(terms, space)));
     const excluded = new Set(

@@ -29,9 +29,8 @@
  * week" are counted from `now`'s local calendar day.
  */
 import { casual, type ParsedComponents, type ParsedResult, type Parser, type Refiner } from 'chrono-node';
-import { ClipdexError } from '../errors.js';
 import type { ImageFilter } from '../store/image-filter.js';
-import { MAX_ALTERNATIVES } from '../validation/search-params.js';
+import { checkAlternatives } from '../validation/search-params.js';
 import type { QueryTerm, SearchRequest, SearchResponse } from './query-engine.js';
 
 /** What the parser understood, in the order a person reads it back; `text` is the query's own words. */
@@ -264,7 +263,7 @@ export function parseQueryText(text: string, options: ParseQueryOptions = {}): P
     phrase = phrase.replace(/\s+/g, ' ').trim();
     if (phrase) phrases.push(phrase);
   }
-  if (phrases.length > MAX_ALTERNATIVES) throw new ClipdexError('INVALID_ARGUMENT', `at most ${MAX_ALTERNATIVES} alternatives (|) per query, got ${phrases.length}`);
+  checkAlternatives(phrases.length);
 
   const date = combineDates(dates);
   // A query that was only a date ("July 2023") still needs a phrase for the encoder: its own words, which

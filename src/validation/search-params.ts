@@ -6,6 +6,7 @@
  */
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { ClipdexError } from '../errors.js';
 import type { ImageFormat } from '../model/image-format.js';
 import type { ImageFilter, TimelineCursor } from '../store/image-filter.js';
 import { fromText, intParam, intRule, parseParam } from './param-rules.js';
@@ -173,5 +174,9 @@ export const phraseParam = z.string({ error: 'must be text' }).trim().min(1, 'mu
 export const photoIdParam = intRule(1, Number.MAX_SAFE_INTEGER);
 /** Alternatives of one query (`cat | dog`): each is a search of its own, so they are few. */
 export const MAX_ALTERNATIVES = 8;
+/** The one check on a query's alternatives, whether they came typed (`a | b`) or as `anyOf` in a request. */
+export function checkAlternatives(count: number): void {
+  if (count > MAX_ALTERNATIVES) throw new ClipdexError('INVALID_ARGUMENT', `at most ${MAX_ALTERNATIVES} alternatives (a | b) per search, got ${count}`);
+}
 /** How a typed query is read: `query` (the default) reads dates, `|` and `-word`; `plain` takes the text as one phrase. */
 export const querySyntaxParam = z.enum(['query', 'plain']);
