@@ -224,6 +224,8 @@ export async function findDuplicates(library: Library, options: FindDuplicatesOp
   const keepBelow = Math.max(Math.min(threshold * EXAMPLE_SPAN, MAX_DUPLICATE_THRESHOLD), rotations ? rotationRadius : 0);
   const batchSize = options.batchSize ?? 512;
 
+  // Everything committed before the call is compared: the index catches up with the change log first.
+  index.sync();
   const ids = index.contents().ids;
   const edges: Edge[] = [];
   const near = new Map<number, SearchHit[]>();
