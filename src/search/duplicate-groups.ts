@@ -10,9 +10,13 @@
 import sharp from 'sharp';
 import { ClipdexError, errorMessage } from '../errors.js';
 import { normalized, type SearchHit } from '../index/vector-index.js';
+import type { IndexManager } from '../index/index-manager.js';
 import type { Library } from '../library/library.js';
+import type { ImageEmbeddingResult } from '../model/clip-model.js';
+import type { SqliteHandle } from '../store/database.js';
 import { DuplicatesRepo } from '../store/duplicates-repo.js';
-import type { ImageRecord } from '../store/images-repo.js';
+import type { ImageRecord, ImagesRepo } from '../store/images-repo.js';
+import type { ThumbnailStore } from '../store/thumbnail-store.js';
 import {
   DEFAULT_DUPLICATE_THRESHOLD,
   DEFAULT_NEIGHBOURS,
@@ -39,6 +43,12 @@ export interface FindDuplicatesOptions {
   rotationBudget?: number;
   /** Queries per index batch. Default 512. */
   batchSize?: number;
+  /**
+   * HNSW candidate list per photo. Default 32: a near-duplicate is far closer than any neighbour a general
+   * query looks for, and the index's tuned ef (for recall@10 of any query) costs 3× more per photo
+   * (bench:duplicates measures both). Exact mode ignores it.
+   */
+  ef?: number;
   onProgress?: (p: DuplicateProgress) => void;
 }
 
@@ -211,14 +221,34 @@ function bytes(n: number): string {
   return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MB` : `${Math.max(1, Math.round(n / 1024))} KB`;
 }
 
+/**
+ * What finding duplicates reads: an opened library gives all of it; a benchmark can bring an index and a
+ * database of its own (no encoder: no rotations then).
+ */
+export interface DuplicateSource {
+  index: IndexManager;
+  modelKey: string;
+  db: SqliteHandle;
+  images: ImagesRepo;
+  thumbnails?: ThumbnailStore;
+  embedImages?: (inputs: Buffer[]) => Promise<ImageEmbeddingResult[]>;
+}
+
+/** The base model's side of a library (see the header for why not an adapter's). */
+export function librarySource(library: Library): DuplicateSource {
+  const { index, key, model } = library.requireModel();
+  return { index, modelKey: key, db: library.store.db, images: library.images, thumbnails: library.thumbnails, embedImages: (inputs) => model.embedImages(inputs) };
+}
+
 /** Finds the duplicate groups of a library's searchable photos (hidden ones are not searchable). */
-export async function findDuplicates(library: Library, options: FindDuplicatesOptions = {}): Promise<DuplicatesReport> {
+export async function findDuplicates(from: Library | DuplicateSource, options: FindDuplicatesOptions = {}): Promise<DuplicatesReport> {
   const started = performance.now();
   const threshold = parseParam(duplicateThresholdParam, options.threshold ?? DEFAULT_DUPLICATE_THRESHOLD, 'threshold');
   const rotations = parseParam(rotationsParam, options.rotations ?? false, 'rotations');
   const neighbours = parseParam(neighboursParam, options.neighbours ?? DEFAULT_NEIGHBOURS, 'neighbours');
-  const { index, key, model } = library.requireModel();
-  const repo = new DuplicatesRepo(library.store.db);
+  const library = 'requireModel' in from ? librarySource(from) : from;
+  const { index, modelKey: key } = library;
+  const repo = new DuplicatesRepo(library.db);
   const rotationRadius = options.rotationRadius ?? 0.35;
   // Pairs up to here are kept: the examples past the threshold, and the rotation candidates.
   const keepBelow = Math.max(Math.min(threshold * EXAMPLE_SPAN, MAX_DUPLICATE_THRESHOLD), rotations ? rotationRadius : 0);
@@ -241,7 +271,7 @@ export async function findDuplicates(library: Library, options: FindDuplicatesOp
         queries.push(v);
       }
     }
-    const answers = await index.searchBatch(queries, neighbours + 1);
+    const answers = await index.searchBatch(queries, neighbours + 1, { ef: options.ef ?? 32 });
     answers.forEach((hits, i) => {
       const self = batchIds[i]!;
       const close: SearchHit[] = [];
@@ -265,10 +295,11 @@ export async function findDuplicates(library: Library, options: FindDuplicatesOp
   }
 
   let rotationStats: DuplicatesReport['rotationStats'] = null;
+  if (rotations && !library.embedImages) throw new ClipdexError('INVALID_ARGUMENT', 'rotations need the image encoder, which this source has none of');
   if (rotations) {
     const uf = new UnionFind();
     for (const e of edges) uf.union(e.a, e.b);
-    rotationStats = await rotationPass(library, model, near, uf, threshold, options.rotationBudget ?? 2000, edges, (d, t) => report('rotations', d, t));
+    rotationStats = await rotationPass(library, near, uf, threshold, options.rotationBudget ?? 2000, edges, (d, t) => report('rotations', d, t));
   }
 
   // Edges of the same pair (found from both ends, or also as exact copies): the closest, exact first.
@@ -379,7 +410,7 @@ function distancesFrom(keeperId: number, edges: readonly Edge[]): Map<number, { 
   return best;
 }
 
-function examplePairs(library: Library, near: Map<number, SearchHit[]>, threshold: number): DuplicatesReport['examples'] {
+function examplePairs(library: DuplicateSource, near: Map<number, SearchHit[]>, threshold: number): DuplicatesReport['examples'] {
   const seen = new Set<string>();
   const pairs: { a: number; b: number; distance: number }[] = [];
   for (const [self, hits] of near) {
@@ -408,8 +439,7 @@ function examplePairs(library: Library, near: Map<number, SearchHit[]>, threshol
  * once, available even while the original's folder is offline), and at most `budget` photos are encoded.
  */
 async function rotationPass(
-  library: Library,
-  model: ReturnType<Library['requireModel']>['model'],
+  library: DuplicateSource,
   near: Map<number, SearchHit[]>,
   uf: UnionFind,
   threshold: number,
@@ -417,7 +447,7 @@ async function rotationPass(
   edges: Edge[],
   progress: (done: number, total: number) => void,
 ): Promise<NonNullable<DuplicatesReport['rotationStats']>> {
-  const { index } = library.requireModel();
+  const { index } = library;
   const candidates: { a: number; b: number }[] = [];
   const seen = new Set<string>();
   for (const [self, hits] of near) {
@@ -442,7 +472,7 @@ async function rotationPass(
         skipped++;
         continue;
       }
-      rotated.set(a, await encodeRotations(library, model, a).catch(() => null));
+      rotated.set(a, await encodeRotations(library, a).catch(() => null));
       if (rotated.get(a) === null) failed++;
       progress(done, candidates.length);
     }
@@ -469,17 +499,18 @@ async function rotationPass(
 }
 
 /** The photo turned by 90°, 180° and 270°, encoded, L2-normalised: from its thumbnail, else its file. */
-async function encodeRotations(library: Library, model: ReturnType<Library['requireModel']>['model'], id: number): Promise<Float32Array[]> {
+async function encodeRotations(library: DuplicateSource, id: number): Promise<Float32Array[]> {
   const record = library.images.get(id);
   if (!record) throw new ClipdexError('NOT_FOUND', `no photo with id ${id}`);
-  const source = record.contentHash && (await library.thumbnails.has(record.contentHash)) ? library.thumbnails.path(record.contentHash) : record.path;
+  const thumbs = library.thumbnails;
+  const source = record.contentHash && thumbs && (await thumbs.has(record.contentHash)) ? thumbs.path(record.contentHash) : record.path;
   let turned: Buffer[];
   try {
     turned = await Promise.all([90, 180, 270].map((angle) => sharp(source).rotate().rotate(angle).png().toBuffer()));
   } catch (err) {
     throw new ClipdexError('DECODE_FAILED', `cannot turn ${record.path}: ${errorMessage(err)}`, { cause: err });
   }
-  const results = await model.embedImages(turned);
+  const results = await library.embedImages!(turned);
   return results.map((r) => {
     if (!r.ok) throw r.error;
     return normalized(r.embedding);
