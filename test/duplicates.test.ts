@@ -24,9 +24,11 @@ import { DuplicatesRepo } from '../src/store/duplicates-repo.js';
 import { OrphansRepo } from '../src/store/orphans-repo.js';
 import { duplicateThresholdParam } from '../src/validation/duplicates-params.js';
 import { parseParam } from '../src/validation/param-rules.js';
+import { IndexManager } from '../src/index/index-manager.js';
 import { runCli } from './helpers/cli.js';
 import { indexFiles, tinyModel } from './helpers/library-fixture.js';
 import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
+import { addIndexedImages, clusteredVectors, openTestLibrary, tempLibraryDir } from './helpers/store-fixtures.js';
 
 const labeled = sharedPath('photos', 'labeled');
 
@@ -411,4 +413,47 @@ describe.skipIf(!labeled)(`duplicate groups, hiding and the trash ${labeled ? ''
       library = await Library.open({ dataDir, model: modelDir });
     }
   }, 240_000);
+});
+
+describe('duplicates through the HNSW graph', () => {
+  it('searchBatch answers as search does, and planted near-duplicates are grouped, near misses not', async () => {
+    const { dir, cleanup } = tempLibraryDir('clipdex-dups-hnsw-');
+    const lib = openTestLibrary(dir);
+    try {
+      const dim = 32;
+      const n = 600;
+      const vectors = clusteredVectors(n, dim, { seed: 5 });
+      // Row 1 a near-duplicate of row 0 (distance ~0.002), row 3 a near miss of row 2 (~0.03).
+      const nudge = (from: number, to: number, eps: number) => {
+        let s = 0;
+        for (let j = 0; j < dim; j++) {
+          vectors[to * dim + j] = vectors[from * dim + j]! + eps * Math.sin(j * 12.9898 + from);
+          s += vectors[to * dim + j]! ** 2;
+        }
+        for (let j = 0; j < dim; j++) vectors[to * dim + j]! /= Math.sqrt(s);
+      };
+      nudge(0, 1, 0.012);
+      nudge(2, 3, 0.05);
+      const ids = addIndexedImages(lib, 'k', vectors, dim);
+      const index = await IndexManager.open({ store: lib.store, indexDir: lib.indexDir, modelKey: 'k', exactBelow: 100, autoMerge: false });
+      try {
+        expect(index.health().engine).toBe('hnsw');
+        const queries = ids.slice(0, 50).map((id) => index.vectorOf(id)!);
+        const batch = await index.searchBatch(queries, 5);
+        for (let i = 0; i < queries.length; i++) expect(batch[i]!.map((h) => h.id)).toEqual((await index.search(queries[i]!, 5)).map((h) => h.id));
+        const report = await findDuplicates({ index, modelKey: 'k', db: lib.store.db, images: lib.images }, { threshold: 0.01 });
+        const distance = (a: number, b: number) => 1 - [...index.vectorOf(a)!].reduce((s, x, j) => s + x * index.vectorOf(b)![j]!, 0);
+        expect(distance(ids[0]!, ids[1]!)).toBeLessThan(0.01);
+        expect(distance(ids[2]!, ids[3]!)).toBeGreaterThan(0.01);
+        expect(groupsOf(report)).toContainEqual([ids[0]!, ids[1]!]);
+        expect(report.groups.some((g) => g.photos.some((p) => p.id === ids[3]))).toBe(false);
+        await expect(findDuplicates({ index, modelKey: 'k', db: lib.store.db, images: lib.images }, { rotations: true })).rejects.toThrow(/rotations need the image encoder/);
+      } finally {
+        await index.close();
+      }
+    } finally {
+      lib.close();
+      cleanup();
+    }
+  }, 120_000);
 });
