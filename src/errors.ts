@@ -46,7 +46,9 @@ export type ErrorCode =
   /** The library database's pages are damaged (SQLITE_CORRUPT): not a model problem. */
   | 'LIBRARY_DAMAGED'
   /** The library database is new or empty beside thumbnails and index files: its content was lost. */
-  | 'LIBRARY_DATABASE_LOST';
+  | 'LIBRARY_DATABASE_LOST'
+  /** A photo could not be moved to or back from the trash folder; nothing was changed. */
+  | 'FILE_MOVE_FAILED';
 
 export class ClipdexError extends Error {
   readonly code: ErrorCode;

@@ -6,6 +6,7 @@ import { dataDir } from '../model/cache-dir.js';
 import { libraryDamagedError, libraryPaths } from '../store/database.js';
 import { adaptersCommand } from './commands/adapters-cmd.js';
 import { doctorCommand } from './commands/doctor.js';
+import { duplicatesCommand } from './commands/duplicates-cmd.js';
 import { indexCommand } from './commands/index-cmd.js';
 import { labelCommand, labelsCommand } from './commands/label-cmd.js';
 import { modelsCommand } from './commands/models.js';
@@ -43,6 +44,7 @@ export function createProgram(): Command {
   program.addCommand(labelsCommand());
   program.addCommand(trainCommand());
   program.addCommand(adaptersCommand());
+  program.addCommand(duplicatesCommand());
   // Subcommands inherit exitOverride only when set on each; errors are mapped in one place below.
   for (const cmd of program.commands) cmd.exitOverride();
   for (const cmd of program.commands.flatMap((c) => c.commands)) cmd.exitOverride();

@@ -112,6 +112,29 @@ export class ExactIndex implements VectorIndex {
     return this.scan(sub, subLabels, keep.length, q, k);
   }
 
+  /**
+   * The k nearest of each query (no filter), in chunks of queries: one matrix product per chunk instead of
+   * a scan per query, for callers that ask about many photos at once (duplicate finding).
+   */
+  async searchMany(queries: readonly Float32Array[], k: number, chunk = 256): Promise<SearchHit[][]> {
+    checkK(k);
+    for (const q of queries) checkQuery(q, this.dim);
+    if (this.n === 0) return queries.map(() => []);
+    const out: SearchHit[][] = [];
+    for (let start = 0; start < queries.length; start += chunk) {
+      const part = queries.slice(start, start + chunk);
+      const packed = new Float32Array(part.length * this.dim);
+      part.forEach((q, i) => normalizeInto(q, packed, i * this.dim));
+      const tops = await topKInnerProduct(this.matrix, this.n, this.dim, packed, k);
+      for (const top of tops) {
+        const hits: SearchHit[] = [];
+        for (let i = 0; i < top.rows.length; i++) hits.push({ id: this.labels[top.rows[i]!]!, score: top.scores[i]! });
+        out.push(hits);
+      }
+    }
+    return out;
+  }
+
   private async scan(matrix: Float32Array, labels: Uint32Array, n: number, q: Float32Array, k: number): Promise<SearchHit[]> {
     const [top] = await topKInnerProduct(matrix, n, this.dim, q, k);
     const hits: SearchHit[] = [];

@@ -369,13 +369,39 @@ export class IndexManager {
 
   private async searchAll(live: Live, query: Float32Array, k: number): Promise<SearchHit[]> {
     const fromDelta = live.delta ? await live.delta.search(query, k) : [];
-    if (!live.base) return fromDelta;
-    const want = Math.min(k, live.base.size + (live.delta?.size ?? 0));
+    return live.base ? this.searchGraph(live.base, live.delta, query, k, fromDelta) : fromDelta;
+  }
+
+  /** The graph's best k merged with the delta's (already searched). */
+  private searchGraph(base: HnswIndex, delta: ExactIndex | null, query: Float32Array, k: number, fromDelta: SearchHit[], startEf = base.ef): SearchHit[] {
+    const want = Math.min(k, base.size + (delta?.size ?? 0));
     // Deletion marks can starve a search of live candidates; widen ef until k come back.
-    for (let ef = live.base.ef; ; ef *= 4) {
-      const hits = mergeHits(live.base.searchSync(query, k, { ef }), fromDelta, k);
-      if (hits.length >= want || ef >= live.base.labelCount) return hits;
+    for (let ef = Math.max(1, startEf); ; ef *= 4) {
+      const hits = mergeHits(base.searchSync(query, k, { ef }), fromDelta, k);
+      if (hits.length >= want || ef >= base.labelCount) return hits;
     }
+  }
+
+  /**
+   * The k nearest of each query, as `search` answers one without a filter, for many at once: one log
+   * replay for all, and the vectors beside the graph (all of them in exact mode) scanned in chunks of
+   * queries instead of once per query. Finding duplicates asks this about every photo of the library.
+   * `ef` replaces the tuned ef for the graph (a caller after only the very closest can afford less).
+   */
+  async searchBatch(queries: readonly Float32Array[], k: number, options: { ef?: number } = {}): Promise<SearchHit[][]> {
+    this.assertOpen();
+    checkK(k);
+    if (this.reloadNeeded) await this.reload();
+    const live = this.live;
+    this.store.transaction(() => this.applyLog(live));
+    this.maybeMerge();
+    if (this.reloadNeeded) return this.searchBatch(queries, k, options);
+    if (this.dim === null) return queries.map(() => []);
+    for (const q of queries) checkQuery(q, this.dim);
+    const fromDelta = live.delta ? await live.delta.searchMany(queries, k) : queries.map(() => []);
+    const base = live.base;
+    if (!base) return fromDelta;
+    return queries.map((q, i) => this.searchGraph(base, live.delta, q, k, fromDelta[i]!, options.ef ?? base.ef));
   }
 
   /**

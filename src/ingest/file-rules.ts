@@ -20,6 +20,12 @@ export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
  * hidden rule. @eaDir: Synology's per-folder thumbnails; #recycle/#snapshot: Synology's bin and
  * snapshots; $RECYCLE.BIN and System Volume Information: Windows volumes mounted on a NAS.
  */
+/**
+ * The folder at the top of each root that photos moved to the trash go to (duplicates review). Dot-prefixed,
+ * so the hidden rule below keeps the scanner and the watcher out of it: a trashed photo is not indexed again.
+ */
+export const TRASH_DIR_NAME = '.clipdex-trash';
+
 export const EXCLUDED_DIR_NAMES: ReadonlySet<string> = new Set(
   ['node_modules', '@eadir', '#recycle', '#snapshot', '$recycle.bin', 'system volume information', 'lost+found'],
 );

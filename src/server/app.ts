@@ -15,6 +15,7 @@ import { EventHub } from './event-hub.js';
 import { errorHandler, sendError } from './http-errors.js';
 import type { IngestService } from './ingest-service.js';
 import { apiRegistry } from './openapi.js';
+import { duplicateRoutes } from './routes/duplicates.js';
 import { eventRoutes } from './routes/events.js';
 import { imageRoutes } from './routes/images.js';
 import { labelRoutes } from './routes/labels.js';
@@ -109,6 +110,7 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
   app.use(trainingRoutes(context, registry));
   app.use(versionRoutes(context, registry));
   app.use(eventRoutes(context, registry));
+  app.use(duplicateRoutes(context, registry));
 
   app.use('/api', (_req, res) => sendError(res, 404, 'NOT_FOUND', 'no such API endpoint; see /api/openapi.json'));
 

@@ -35,6 +35,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   STORAGE_FAILED: 503,
   LIBRARY_DAMAGED: 503,
   LIBRARY_DATABASE_LOST: 503,
+  FILE_MOVE_FAILED: 409,
 };
 
 export function statusFor(code: string): number {

@@ -1,6 +1,7 @@
 /**
  * Search filters resolved in SQLite: folder prefix, capture-time range, formats. Results are index
- * members only (indexed images with an embedding under the model key), so counts match what can be found.
+ * members only (indexed images not hidden, with an embedding under the model key), so counts match what can
+ * be found.
  */
 import { sep } from 'node:path';
 import type Database from 'better-sqlite3';
@@ -128,7 +129,8 @@ export class ImageFilterQueries {
     // (path, taken_at or lower(format)): CROSS JOIN fixes images as the outer loop (otherwise SQLite may scan
     // every embedding of the model first: 100× slower on 100k images) and the unary + keeps it off the
     // status index, which matches nearly every row.
-    const where = ["+i.status = 'indexed'"];
+    // Hidden photos (migration 006) are no members: no search, similar or page of the library shows them.
+    const where = ["+i.status = 'indexed'", 'i.hidden_at IS NULL'];
     if (filter.folder !== undefined) {
       if (typeof filter.folder !== 'string' || filter.folder === '') throw new ClipdexError('INVALID_ARGUMENT', 'folder filter must be a non-empty path');
       const range = folderPathRange(filter.folder);

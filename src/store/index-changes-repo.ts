@@ -30,7 +30,7 @@ export interface TrackedIndex {
  */
 export const CHANGED_MEMBERS_SQL = `SELECT c.image_id AS imageId, e.vector AS vector
        FROM (SELECT DISTINCT image_id FROM index_changes WHERE model_key = @key AND seq > @after AND seq <= @upto) c
-       LEFT JOIN images i ON i.id = c.image_id AND i.status = 'indexed'
+       LEFT JOIN images i ON i.id = c.image_id AND i.status = 'indexed' AND i.hidden_at IS NULL
        LEFT JOIN embeddings e ON e.content_hash = i.content_hash AND e.model_key = @key
        ORDER BY c.image_id`;
 

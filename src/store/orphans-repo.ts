@@ -35,7 +35,8 @@ export class OrphansRepo {
       unorphanBack: p<[]>('DELETE FROM orphaned_content WHERE EXISTS (SELECT 1 FROM images i WHERE i.content_hash = orphaned_content.content_hash)'),
       orphansDue: p<[number], { hash: string }>(
         `SELECT content_hash AS hash FROM orphaned_content o
-         WHERE since <= ? AND NOT EXISTS (SELECT 1 FROM labeled_pairs p WHERE p.content_hash = o.content_hash)`,
+         WHERE since <= ? AND NOT EXISTS (SELECT 1 FROM labeled_pairs p WHERE p.content_hash = o.content_hash)
+           AND NOT EXISTS (SELECT 1 FROM trashed_photos t WHERE t.content_hash = o.content_hash AND t.restored_at IS NULL)`,
       ),
       dropEmbeddings: p<[string]>('DELETE FROM embeddings WHERE content_hash = ?'),
       dropOrphan: p<[string]>('DELETE FROM orphaned_content WHERE content_hash = ?'),
@@ -50,7 +51,8 @@ export class OrphansRepo {
   /**
    * Content no image row has pointed at for `keepForMs`: its embeddings, under every model key, are dropped
    * and its hashes returned so the caller can remove the thumbnails. Content a label is keyed by is kept
-   * while the label exists: the photo may come back, and the Labels page shows it. One immediate
+   * while the label exists: the photo may come back, and the Labels page shows it. So is the content of a
+   * photo in the trash folder (migration 006): undo puts it back indexed, nothing encoded again. One immediate
    * transaction: the orphan marks and the drops must agree with the rows as they are.
    */
   collectGarbage(keepForMs = 0): string[] {

@@ -134,3 +134,15 @@ export const api = {
   thumbnailUrl: (id) => `/api/images/${encodeURIComponent(id)}/thumbnail`,
   fileUrl: (id) => `/api/images/${encodeURIComponent(id)}/file`,
 };
+
+// ---- duplicates review: groups, hiding from search, the trash folder and undo ----
+export const duplicatesApi = {
+  /** @param {{ threshold: number, rotations?: boolean }} options */
+  find: ({ threshold, rotations }, signal) => request(`/api/duplicates${queryString({ threshold, rotations: rotations ? 'true' : undefined })}`, { signal }),
+  hide: (ids) => request('/api/duplicates/hide', { method: 'POST', json: { ids } }),
+  unhide: (ids) => request('/api/duplicates/unhide', { method: 'POST', json: { ids } }),
+  hidden: () => request('/api/duplicates/hidden'),
+  trash: (ids) => request('/api/duplicates/trash', { method: 'POST', json: { ids } }),
+  undo: (trashIds) => request('/api/duplicates/undo', { method: 'POST', json: { trashIds } }),
+  trashed: () => request('/api/duplicates/trash'),
+};

@@ -4,6 +4,7 @@
  */
 import { Filters } from './filters.js';
 import { formatCount } from './dom.js';
+import { DuplicatesView } from './duplicates.js';
 import { LabelsView } from './labels.js';
 import { ProblemsView } from './problems.js';
 import { RootsView } from './roots.js';
@@ -203,8 +204,10 @@ const statusBar = new StatusBar({
   bannerFix: $('model-fix'),
 });
 
-// ---- views: #/ (search), #/labels, #/training, #/folders, #/problems ----
-const VIEWS = ['search', 'labels', 'training', 'folders', 'problems'];
+const duplicates = new DuplicatesView($('view-duplicates'), { toasts: $('toasts') });
+
+// ---- views: #/ (search), #/labels, #/training, #/folders, #/problems, #/duplicates ----
+const VIEWS = ['search', 'labels', 'training', 'folders', 'problems', 'duplicates'];
 let currentView = null;
 
 function viewFromHash() {
@@ -228,12 +231,13 @@ function applyView() {
   }
   if (name === 'folders') roots.load();
   if (name === 'problems') problems.load(true);
+  if (name === 'duplicates') duplicates.load();
   if (name === 'labels') labels.load(true);
   if (name === 'training') {
     training.load();
     labels.refreshSummary();
   }
-  document.title = { search: 'clipdex', labels: 'Labels · clipdex', training: 'Training · clipdex', folders: 'Folders · clipdex', problems: 'Problems · clipdex' }[name];
+  document.title = { search: 'clipdex', labels: 'Labels · clipdex', training: 'Training · clipdex', folders: 'Folders · clipdex', problems: 'Problems · clipdex', duplicates: 'Duplicates · clipdex' }[name];
 }
 
 window.addEventListener('hashchange', applyView);
