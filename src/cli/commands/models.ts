@@ -27,6 +27,13 @@ interface ModelRow {
   description: string;
 }
 
+function presetFamily(preset: AnyPresetName): string {
+  if (preset.startsWith('siglip')) return 'SigLIP';
+  if (preset === 'nllb-siglip-tiny') return 'NLLB-CLIP';
+  if (preset === 'xlmr-clip-tiny' || preset === 'mclip-tiny') return 'M-CLIP';
+  return 'CLIP';
+}
+
 export function modelsCommand(): Command {
   const models = new Command('models').description('list, download, import and build CLIP models');
 
@@ -138,16 +145,23 @@ export function modelsCommand(): Command {
       new Option(
         '--preset <name>',
         'tiny (fast CLIP), vit-b-32 (real ViT-B/32 shapes and FLOPs), siglip-tiny (SigLIP, SentencePiece Unigram tokenizer, 224 px), ' +
-          'siglip2-tiny (SigLIP2, Gemma BPE tokenizer, 256 px), siglip-b-16 (SigLIP base/16 shapes, for benchmarks)',
+          'siglip2-tiny (SigLIP2, Gemma BPE tokenizer, 256 px), siglip-b-16 (SigLIP base/16 shapes, for benchmarks), ' +
+          'xlmr-clip-tiny (M-CLIP XLM-Roberta-Large-Vit-B-16Plus layout, XLM-R Unigram tokenizer, 240 px), ' +
+          'mclip-tiny (M-CLIP LABSE-Vit-L-14 layout, BERT WordPiece tokenizer), nllb-siglip-tiny (NLLB-CLIP, FLORES-200 language codes, 384 px)',
       )
         .choices([...PRESET_NAMES])
         .default('tiny'),
     )
-    .addOption(new Option('--layout <layout>', 'hf (transformers.js export) or openclip (Immich export)').choices(['hf', 'openclip']).default('hf'))
+    .addOption(
+      new Option('--layout <layout>', 'hf (transformers.js export; the default) or openclip (Immich export; the default and only layout of the multilingual presets)').choices([
+        'hf',
+        'openclip',
+      ]),
+    )
     .option('--seed <n>', 'weight seed', optionParser(seedText, '--seed'), DEFAULT_SEED)
     .option('--vocab <file>', 'CLIP vocabulary to ship (bpe gz, tokenizer.json, vocab.json or dir); default: byte-level. CLIP presets only')
     .option('--force', 'replace a non-empty output directory')
-    .action(async (opts: { out: string; preset: AnyPresetName; layout: 'hf' | 'openclip'; seed: number; vocab?: string; force?: boolean }, cmd: Command) => {
+    .action(async (opts: { out: string; preset: AnyPresetName; layout?: 'hf' | 'openclip'; seed: number; vocab?: string; force?: boolean }, cmd: Command) => {
       const g = globalOptions(cmd);
       if (opts.vocab && !existsSync(opts.vocab)) throw new ClipdexError('FILE_NOT_FOUND', `vocabulary not found: ${opts.vocab}`);
       const started = Date.now();
@@ -163,7 +177,7 @@ export function modelsCommand(): Command {
         seconds: (Date.now() - started) / 1000,
       };
       if (g.json) printJson(summary);
-      else log(`Wrote ${opts.preset} ${opts.preset.startsWith('siglip') ? 'SigLIP' : 'CLIP'} (${built.layout} layout, ${built.arch.embedDim}-d, vocab ${built.vocabSize}) to ${built.dir}; use it with --model ${built.dir}`);
+      else log(`Wrote ${opts.preset} ${presetFamily(opts.preset)} (${built.layout} layout, ${built.arch.embedDim}-d, vocab ${built.vocabSize}) to ${built.dir}; use it with --model ${built.dir}`);
     });
 
   return models;
