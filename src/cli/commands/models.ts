@@ -4,7 +4,7 @@ import { ClipdexError } from '../../errors.js';
 import { hubEndpoint, isPulled, pullModel } from '../../model/hub-download.js';
 import { readModelDir } from '../../model/model-dir.js';
 import { importModel } from '../../model/model-import.js';
-import type { ModelLayout } from '../../model/manifest.js';
+import type { Crossmodal3600, ModelFamily, ModelLayout, ModelManifest } from '../../model/manifest.js';
 import { findManifest, listLocalModels, listManifests, manifestCacheDir } from '../../model/model-registry.js';
 import { type AnyPresetName, buildTinyModel, DEFAULT_SEED, PRESET_NAMES } from '../../model/tiny-model-builder.js';
 import { globalOptions, log, printJson } from '../context.js';
@@ -25,6 +25,30 @@ interface ModelRow {
   repo: string | null;
   local: boolean;
   description: string;
+  /** The family of Immich's zoo; null for a local import whose folder does not read. */
+  family: ModelFamily | null;
+  languages: readonly string[] | null;
+  /** Immich's Crossmodal-3600 recall per language, with where it was read; null where Immich's table has no row. */
+  crossmodal3600: Crossmodal3600 | null;
+}
+
+/** `English 75.19%, German 86.44%…`: the figures in the manifest's order. */
+function recallText(figure: Crossmodal3600 | null): string {
+  if (!figure) return 'no Crossmodal-3600 figure in Immich\'s table';
+  return `Crossmodal-3600 recall (Immich's table): ${Object.entries(figure.recall)
+    .map(([language, recall]) => `${language} ${recall}%`)
+    .join(', ')}`;
+}
+
+function manifestFacts(m: ModelManifest): Pick<ModelRow, 'family' | 'languages' | 'crossmodal3600'> {
+  return { family: m.family ?? 'clip', languages: m.languages ?? null, crossmodal3600: m.crossmodal3600 ?? null };
+}
+
+function presetFamily(preset: AnyPresetName): string {
+  if (preset.startsWith('siglip')) return 'SigLIP';
+  if (preset === 'nllb-siglip-tiny') return 'NLLB-CLIP';
+  if (preset === 'xlmr-clip-tiny' || preset === 'mclip-tiny') return 'M-CLIP';
+  return 'CLIP';
 }
 
 export function modelsCommand(): Command {
@@ -51,11 +75,13 @@ export function modelsCommand(): Command {
             repo: m.source?.repo ?? null,
             local: false,
             description: m.description,
+            ...manifestFacts(m),
           };
         }),
       );
       // Imported without --as: no manifest, so the cache is the only list of them.
       for (const l of await listLocalModels(g.cacheDir)) {
+        const family = l.error === undefined ? ((await readModelDir(l.dir).catch(() => null))?.family ?? null) : null;
         rows.push({
           id: l.id,
           supported: l.error === undefined,
@@ -68,6 +94,9 @@ export function modelsCommand(): Command {
           repo: null,
           local: true,
           description: `imported with \`clipdex models import\` on ${l.importedAt.slice(0, 10)}, in ${l.dir}`,
+          family,
+          languages: null,
+          crossmodal3600: null,
         });
       }
       if (g.json) return printJson({ models: rows });
@@ -75,6 +104,11 @@ export function modelsCommand(): Command {
         const state = r.local ? (r.supported ? 'imported (local)' : 'imported (local), does not load') : !r.supported ? 'not supported yet' : r.downloaded ? 'downloaded' : 'not downloaded';
         process.stdout.write(`${r.default ? '*' : ' '} ${r.id.padEnd(40)} ${String(r.embeddingDim ?? '?').padStart(4)}-d  ${state}\n`);
         process.stdout.write(`    ${r.description}${r.reason ? ` (${r.reason})` : ''}\n`);
+        if (!r.local) {
+          process.stdout.write(`    family ${r.family}; languages: ${(r.languages ?? ['not stated']).join(', ')}; ${recallText(r.crossmodal3600)}\n`);
+        } else if (r.family) {
+          process.stdout.write(`    family ${r.family}\n`);
+        }
       }
     });
 
@@ -138,16 +172,23 @@ export function modelsCommand(): Command {
       new Option(
         '--preset <name>',
         'tiny (fast CLIP), vit-b-32 (real ViT-B/32 shapes and FLOPs), siglip-tiny (SigLIP, SentencePiece Unigram tokenizer, 224 px), ' +
-          'siglip2-tiny (SigLIP2, Gemma BPE tokenizer, 256 px), siglip-b-16 (SigLIP base/16 shapes, for benchmarks)',
+          'siglip2-tiny (SigLIP2, Gemma BPE tokenizer, 256 px), siglip-b-16 (SigLIP base/16 shapes, for benchmarks), ' +
+          'xlmr-clip-tiny (M-CLIP XLM-Roberta-Large-Vit-B-16Plus layout, XLM-R Unigram tokenizer, 240 px), ' +
+          'mclip-tiny (M-CLIP LABSE-Vit-L-14 layout, BERT WordPiece tokenizer), nllb-siglip-tiny (NLLB-CLIP, FLORES-200 language codes, 384 px)',
       )
         .choices([...PRESET_NAMES])
         .default('tiny'),
     )
-    .addOption(new Option('--layout <layout>', 'hf (transformers.js export) or openclip (Immich export)').choices(['hf', 'openclip']).default('hf'))
+    .addOption(
+      new Option('--layout <layout>', 'hf (transformers.js export; the default) or openclip (Immich export; the default and only layout of the multilingual presets)').choices([
+        'hf',
+        'openclip',
+      ]),
+    )
     .option('--seed <n>', 'weight seed', optionParser(seedText, '--seed'), DEFAULT_SEED)
     .option('--vocab <file>', 'CLIP vocabulary to ship (bpe gz, tokenizer.json, vocab.json or dir); default: byte-level. CLIP presets only')
     .option('--force', 'replace a non-empty output directory')
-    .action(async (opts: { out: string; preset: AnyPresetName; layout: 'hf' | 'openclip'; seed: number; vocab?: string; force?: boolean }, cmd: Command) => {
+    .action(async (opts: { out: string; preset: AnyPresetName; layout?: 'hf' | 'openclip'; seed: number; vocab?: string; force?: boolean }, cmd: Command) => {
       const g = globalOptions(cmd);
       if (opts.vocab && !existsSync(opts.vocab)) throw new ClipdexError('FILE_NOT_FOUND', `vocabulary not found: ${opts.vocab}`);
       const started = Date.now();
@@ -163,7 +204,7 @@ export function modelsCommand(): Command {
         seconds: (Date.now() - started) / 1000,
       };
       if (g.json) printJson(summary);
-      else log(`Wrote ${opts.preset} ${opts.preset.startsWith('siglip') ? 'SigLIP' : 'CLIP'} (${built.layout} layout, ${built.arch.embedDim}-d, vocab ${built.vocabSize}) to ${built.dir}; use it with --model ${built.dir}`);
+      else log(`Wrote ${opts.preset} ${presetFamily(opts.preset)} (${built.layout} layout, ${built.arch.embedDim}-d, vocab ${built.vocabSize}) to ${built.dir}; use it with --model ${built.dir}`);
     });
 
   return models;
