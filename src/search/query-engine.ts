@@ -20,6 +20,7 @@ import {
   encodeBrowseCursor,
   limitParam,
   checkAlternatives,
+  languageParam,
   MAX_SEARCH_OFFSET,
   MAX_TERMS,
   minScoreRatioParam,
@@ -66,6 +67,11 @@ export interface SearchRequest {
   minScoreRatio?: number;
   /** Leave out the query's own photo when searching by a stored photo. Default true. */
   excludeQueryImages?: boolean;
+  /**
+   * The phrases' language, for a model whose text tower takes one (NLLB-CLIP): a tag (`de`) or a FLORES-200
+   * code (`deu_Latn`); without it each phrase's language is detected. Other models ignore it.
+   */
+  language?: string;
 }
 
 /** A photo as results and pages of the library carry it. */
@@ -241,7 +247,8 @@ export class QueryEngine {
     const ratio = request.minScoreRatio !== undefined ? parseParam(minScoreRatioParam, request.minScoreRatio, 'minScoreRatio') : undefined;
     checkAlternatives(request.anyOf?.length ?? 0);
     const queries = request.anyOf?.length ? request.anyOf.map((alt) => [...alt, ...request.terms]) : [request.terms];
-    const vectors = await Promise.all(queries.map((terms) => this.queryVector(terms, space)));
+    const language = request.language !== undefined ? parseParam(languageParam, request.language, 'lang') : undefined;
+    const vectors = await Promise.all(queries.map((terms) => this.queryVector(terms, space, language)));
     const excluded = new Set(
       request.excludeQueryImages === false ? [] : queries.flat().flatMap((t) => ('imageId' in t && (t.weight ?? 1) > 0 ? [t.imageId] : [])),
     );
@@ -304,13 +311,13 @@ export class QueryEngine {
   }
 
   /** Σ weight·embedding over the terms, normalised: the point in embedding space the search looks around. */
-  async queryVector(terms: readonly QueryTerm[], space: SearchSpace = this.library.searchSpace()): Promise<Float32Array> {
+  async queryVector(terms: readonly QueryTerm[], space: SearchSpace = this.library.searchSpace(), language?: string): Promise<Float32Array> {
     if (terms.length === 0) throw new ClipdexError('INVALID_ARGUMENT', 'a search needs at least one term (a phrase or an image)');
     if (terms.length > MAX_TERMS) throw new ClipdexError('INVALID_ARGUMENT', `at most ${MAX_TERMS} terms per search, got ${terms.length}`);
     const { model } = this.library.requireModel();
     const weights = terms.map((t) => parseParam(termWeightParam, t.weight ?? 1, 'a term weight'));
     if (!weights.some((w) => w > 0)) throw new ClipdexError('INVALID_ARGUMENT', 'at least one term needs a positive weight');
-    const vectors = await Promise.all(terms.map((t) => this.termVector(t, space)));
+    const vectors = await Promise.all(terms.map((t) => this.termVector(t, space, language)));
     const sum = new Float32Array(model.dim);
     vectors.forEach((v, i) => {
       for (let d = 0; d < sum.length; d++) sum[d]! += weights[i]! * v[d]!;
@@ -323,17 +330,17 @@ export class QueryEngine {
     return sum;
   }
 
-  private async termVector(term: QueryTerm, space: SearchSpace): Promise<Float32Array> {
+  private async termVector(term: QueryTerm, space: SearchSpace, language: string | undefined): Promise<Float32Array> {
     const { model } = this.library.requireModel();
     const { key, adapter } = space;
     // Phrases and new images are encoded by the base model, then projected like the stored vectors were.
     const project = (v: Float32Array, w: 'image' | 'text') => (adapter ? projectRows(v, 1, adapter.weights[w], adapter.weights.dim) : v);
     if ('text' in term) {
       const text = parseParam(phraseParam, term.text, 'a phrase');
-      const cacheKey = `${key}\n${text}`;
+      const cacheKey = `${key}\n${language ?? ''}\n${text}`;
       const cached = this.textCache.get(cacheKey);
       if (cached) return cached;
-      const [base] = await model.embedTexts([text]);
+      const [base] = await model.embedTexts([text], language !== undefined ? { language } : {});
       const v = project(base!, 'text');
       this.textCache.set(cacheKey, v);
       return v;

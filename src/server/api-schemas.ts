@@ -5,6 +5,7 @@ import {
   browseOffsetParam,
   browseSortParam,
   filterParamsShape,
+  languageParam,
   limitParam,
   MAX_TERMS,
   minScoreRatioParam,
@@ -38,9 +39,14 @@ const syntax = querySyntaxParam
   .optional()
   .describe('query (default): dates ("beach July 2023", "last winter") become a capture-date filter, `a | b` are alternatives, `-word` and `-"two words"` subtract, quoted text is literal; plain: the text is one phrase');
 
+const lang = languageParam
+  .optional()
+  .describe('the language of the phrases, for a model whose text tower takes one (NLLB-CLIP): a tag (de, pt-BR) or a FLORES-200 code (deu_Latn); default: detected per phrase. Other models ignore it');
+
 export const textSearchQuery = z.object({
   q: z.string().trim().min(1, 'q (the phrase) is required').max(1000).describe('what to look for, in the query syntax unless syntax=plain'),
   syntax,
+  lang,
   ...searchOptionsShape,
 });
 
@@ -77,6 +83,7 @@ export const combinedSearchBody = z.object({
    */
   q: z.string().trim().min(1, 'q must not be empty').max(1000).optional().describe('typed text in the query syntax, searched together with `terms` (whose phrases stay literal)'),
   syntax,
+  lang,
   /** Weights of the uploaded files, in upload order (default 1 each). */
   uploadWeights: z.array(termWeightParam).max(4).optional(),
   ...searchOptionsShape,
