@@ -188,7 +188,7 @@ async function readHfDir(dir: string, manifest?: ModelManifest): Promise<ModelSp
     // with do_lower_case) before SentencePiece; a tokenizer.json converted from it is fed the same. Other
     // tokenizer.json files (SigLIP2's Gemma) get the text as typed, as transformers.js gives it.
     tokenizer: siglip ? { kind: 'hf', cleaning: tokenizerConfig.tokenizer_class === 'SiglipTokenizer' ? 'canonicalize' : 'none' } : { kind: 'clip' },
-    scoreCalibration: siglip ? calibration(config, manifest, {}) : null,
+    scoreCalibration: siglip ? calibration(config, manifest) : null,
     family: siglip ? (tokenizerConfig.tokenizer_class === 'GemmaTokenizer' ? 'siglip2' : 'siglip') : 'clip',
   };
 }
@@ -243,7 +243,7 @@ async function readOpenClipDir(dir: string, manifest?: ModelManifest): Promise<M
     logitScale: logitScale(config, manifest),
     tokenizerPath: join(dir, 'textual'),
     tokenizer: text?.tokenizer ?? (typeof textCfg.hf_tokenizer_name === 'string' ? { kind: 'hf', cleaning } : { kind: 'clip' }),
-    scoreCalibration: sigmoid ? calibration(config, manifest, { scale: num(config.init_logit_scale), bias: num(config.init_logit_bias) }) : null,
+    scoreCalibration: sigmoid ? calibration(config, manifest) : null,
     family: text?.family ?? openClipFamily(textCfg),
   };
 }
@@ -286,18 +286,16 @@ async function multilingualText(
 }
 
 /**
- * The trained scale and bias: clipdex-written `logit_scale`/`logit_bias` in config.json first (what the
- * self-built and trained models carry), then the manifest's (exports keep the trained values only inside
- * the full model's weights), then open_clip's initial values (ln scale, bias) as a last resort.
+ * The trained logit scale and bias of a sigmoid-loss model, when they are known: a clipdex-written
+ * `logit_scale`/`logit_bias` in config.json (the models it builds or exports), else the manifest's. Exports
+ * don't carry them (they live in the full model's weights), and open_clip's `init_logit_bias` is the value
+ * before training: calibrating with it (sigmoid(10·cos − 10)) would call every photo a non-match, so then
+ * there is no calibration and the cut-off stays relative.
  */
-function calibration(
-  config: Record<string, unknown>,
-  manifest: ModelManifest | undefined,
-  init: { scale?: number | undefined; bias?: number | undefined },
-): ScoreCalibration {
-  const scale = num(config.logit_scale) ?? manifest?.logitScale ?? (init.scale !== undefined ? Math.exp(init.scale) : 10);
-  const bias = num(config.logit_bias) ?? manifest?.logitBias ?? init.bias ?? -10;
-  return { logitScale: scale, logitBias: bias };
+function calibration(config: Record<string, unknown>, manifest: ModelManifest | undefined): ScoreCalibration | null {
+  const bias = num(config.logit_bias) ?? manifest?.logitBias;
+  const scale = num(config.logit_scale) ?? manifest?.logitScale;
+  return bias === undefined || scale === undefined ? null : { logitScale: scale, logitBias: bias };
 }
 
 /**
