@@ -333,7 +333,7 @@ export class TrainingView {
     this.els.detail.textContent = `${formatCount(outcome.history.length)} epoch${outcome.history.length === 1 ? '' : 's'} in ${(outcome.durationMs / 1000).toFixed(1)} s`;
     const cv = outcome.selection?.method === 'cross-validation';
     const kept = cv ? `a final fit on every photo but the test ones ran ${outcome.bestEpoch} epochs` : 'its weights were kept';
-    const loss = cv ? `the folds' mean held-out loss` : 'validation loss';
+    const loss = cv ? 'mean held-out loss of the folds' : 'validation loss';
     this.els.early.textContent = outcome.stoppedEarly
       ? `Stopped early: no better ${loss} after epoch ${outcome.bestEpoch}; ${kept}.`
       : `Ran every epoch; best at epoch ${outcome.bestEpoch}; ${kept}.`;
