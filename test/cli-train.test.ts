@@ -49,6 +49,7 @@ interface TrainJson {
     valPairs: number;
     testPairs: number;
     testImages: number;
+    bestEpoch: number;
     selection: { method: string; folds: number };
     gain: { change: number; low: number; high: number } | null;
   };
