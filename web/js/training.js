@@ -407,7 +407,7 @@ export class TrainingView {
     const point = h('span', { className: 'gain-point' });
     point.style.left = at(g.change);
     const scale = h('span', { className: `gain-scale ${g.low > 0 ? 'gain-above' : 'gain-spans'}`, 'aria-hidden': 'true' }, h('span', { className: 'gain-zero' }), range, point);
-    el.replaceChildren(h('strong', { text: `${points(g.change)} points` }), ` ${g.metric}`, ' ', scale, ' ', h('span', { className: 'gain-text', text: gainText(m) }));
+    el.replaceChildren(scale, ' ', h('span', { className: 'gain-text', text: gainText(m) }));
     el.dataset.low = String(g.low);
     el.dataset.high = String(g.high);
     show(el, true);
