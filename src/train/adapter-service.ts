@@ -1,6 +1,7 @@
 /**
  * The trainer as users drive it, over one library: gather the labeled pairs with their stored embeddings,
- * split by photo, train, save the adapter with its numbers; activate (re-project every stored embedding,
+ * split by photo content (train / validation / test), train, judge on the test photos, save the adapter
+ * with its numbers; activate (re-project every stored embedding,
  * build that index in the background, switch searches in one step), roll back, export. The CLI, the REST
  * API and the web page all call this.
  */
@@ -8,7 +9,7 @@ import { rm } from 'node:fs/promises';
 import { ClipdexError } from '../errors.js';
 import { keyDir } from '../index/index-files.js';
 import { parseParam } from '../validation/param-rules.js';
-import { valFractionRule } from '../validation/train-params.js';
+import { testFractionRule, valFractionRule } from '../validation/train-params.js';
 import type { IndexProgress } from '../index/index-manager.js';
 import type { Library, SearchSpace } from '../library/library.js';
 import type { AdapterRecord, AdapterSummary } from '../store/adapters-repo.js';
@@ -18,13 +19,16 @@ import { ActivationLease } from '../adapter/adapter-leftovers.js';
 import { defaultExportDir, exportAdaptedModel } from './adapter-export.js';
 import { decodeAdapter, encodeAdapter, type AdapterWeights } from '../adapter/adapter-weights.js';
 import { labeledPhotos, type SkippedLabel } from './labeled-photos.js';
-import { assignSplit } from './pair-split.js';
+import { byCodeUnits, type SplitShares } from './pair-split.js';
 import { PROBE_PHRASES } from './probe-phrases.js';
+import { DEFAULT_SHARES, planSplit, storedSplits } from './split-plan.js';
 import { trainAdapters, type TrainOptions, type TrainOutcome, type TrainProgress, type TrainingData } from './trainer.js';
 
 export interface TrainRequest extends TrainOptions {
-  /** Share of labeled photos held out for validation. Default 0.2. */
+  /** Share of each caption's photos held out to choose the epoch and the blend. Default 0.2. */
   valFraction?: number;
+  /** Share held out from every choice to judge the result. Default 0.2. */
+  testFraction?: number;
 }
 
 export type AdapterJobProgress =
@@ -55,6 +59,7 @@ export interface AdapterMetrics extends Omit<TrainOutcome, 'weights'> {
   baseKey: string;
   dim: number;
   valFraction: number;
+  testFraction: number;
   skippedPairs: number;
 }
 
@@ -98,16 +103,23 @@ export class AdapterService {
 
   async train(request: TrainRequest = {}, onProgress?: (p: AdapterJobProgress) => void, signal?: AbortSignal): Promise<TrainResult> {
     return this.exclusive('training', async () => {
-      const valFraction = parseParam(valFractionRule, request.valFraction ?? 0.2, 'valFraction');
+      const shares: SplitShares = {
+        valFraction: parseParam(valFractionRule, request.valFraction ?? DEFAULT_SHARES.valFraction, 'valFraction'),
+        testFraction: parseParam(testFractionRule, request.testFraction ?? DEFAULT_SHARES.testFraction, 'testFraction'),
+      };
       onProgress?.({ phase: 'preparing', message: 'reading labeled photos and encoding captions' });
-      const { data, skipped } = await this.collect(valFraction, request.seed ?? 1);
+      const { data, skipped, splits } = await this.collect(shares, request.seed ?? 1, request.folds);
       const skippedPairs = skipped.length;
       const outcome = await trainAdapters(data, request, (training) => onProgress?.({ phase: 'training', training }), signal);
       onProgress?.({ phase: 'evaluating' });
       const { key } = this.library.requireModel();
       const { weights, ...rest } = outcome;
-      const metrics: AdapterMetrics = { ...rest, baseKey: key, dim: data.dim, valFraction, skippedPairs };
-      const saved = this.library.adapters.add(key, encodeAdapter(weights), metrics as unknown as Record<string, unknown>);
+      const metrics: AdapterMetrics = { ...rest, baseKey: key, dim: data.dim, ...shares, skippedPairs };
+      // One transaction: a run killed before it commits leaves neither a version nor a changed split record.
+      const saved = this.library.store.transaction(() => {
+        this.library.pairs.setSplits(splits);
+        return this.library.adapters.add(key, encodeAdapter(weights), metrics as unknown as Record<string, unknown>);
+      });
       return { adapter: summary(saved), outcome, skippedPairs, skipped };
     });
   }
@@ -213,50 +225,44 @@ export class AdapterService {
     }
   }
 
-  /** Labeled pairs with the base embeddings of their photos and captions, the split assigned and stored. */
-  private async collect(valFraction: number, seed: number): Promise<{ data: TrainingData; skipped: SkippedLabel[] }> {
+  /**
+   * Labeled pairs with the base embeddings of their photos and captions, and the split. Everything is put
+   * in content order — photos by content hash, captions by text, pairs by both — so the data, and with it
+   * the trained version, depend on the labels alone, never on row ids or the order labels were made in.
+   */
+  private async collect(shares: SplitShares, seed: number, folds?: number): Promise<{ data: TrainingData; skipped: SkippedLabel[]; splits: Map<number, 'train' | 'val'> }> {
     const { model, key } = this.library.requireModel();
     const d = model.dim;
     const labels = labeledPhotos(this.library, key);
-    const imageRow = new Map<number, number>();
-    const captionRow = new Map<string, number>();
-    const imageVectors: Float32Array[] = [];
-    const usable: [number, number][] = [];
-    const usableRefs: { imageId: number; caption: string }[] = [];
-    for (const { pair: p, imageId, vector } of labels.usable) {
-      let row = imageRow.get(imageId);
-      if (row === undefined) {
-        row = imageVectors.push(vector) - 1;
-        imageRow.set(imageId, row);
-      }
-      let c = captionRow.get(p.caption);
-      if (c === undefined) {
-        c = captionRow.size;
-        captionRow.set(p.caption, c);
-      }
-      usable.push([row, c]);
-      usableRefs.push({ imageId, caption: p.caption });
-    }
-    const split = assignSplit(usableRefs, valFraction, seed);
-    this.library.pairs.setSplits(split);
-    const imageIds = [...imageRow.keys()];
-    const images = new Float32Array(imageVectors.length * d);
-    imageVectors.forEach((v, i) => images.set(v, i * d));
-    const captions = [...captionRow.keys()];
+    const vectorOf = new Map<string, Float32Array>();
+    for (const u of labels.usable) if (!vectorOf.has(u.contentHash)) vectorOf.set(u.contentHash, u.vector);
+    const photoKeys = [...vectorOf.keys()].sort(byCodeUnits);
+    const captions = [...new Set(labels.usable.map((u) => u.pair.caption))].sort(byCodeUnits);
+    const rowOf = new Map(photoKeys.map((h, i) => [h, i]));
+    const captionOf = new Map(captions.map((c, i) => [c, i]));
+    // Two copies of one photo labeled alike are one example, not two.
+    const pairKeys = new Set(labels.usable.map((u) => rowOf.get(u.contentHash)! * captions.length + captionOf.get(u.pair.caption)!));
+    const pairs = [...pairKeys].sort((a, b) => a - b).map((k) => [Math.floor(k / captions.length), k % captions.length] as [number, number]);
+    const plan = planSplit(labels.usable, shares, seed, folds);
+    const images = new Float32Array(photoKeys.length * d);
+    photoKeys.forEach((h, i) => images.set(vectorOf.get(h)!, i * d));
     const texts = await this.embedTexts(captions);
-    const probeList = PROBE_PHRASES.filter((p) => !captionRow.has(p));
+    const probeList = PROBE_PHRASES.filter((p) => !captionOf.has(p));
     const gallery = this.gallerySample(key, d);
     return {
       data: {
         dim: d,
         images,
         texts,
-        pairs: usable,
-        imageSplit: imageIds.map((id) => split.get(id) ?? 'train'),
+        pairs,
+        imageSplit: photoKeys.map((h) => plan.parts.get(h) ?? 'train'),
+        photoKeys,
+        captionTexts: captions,
         logitScale: model.spec.logitScale,
         ...(gallery.count >= 10 ? { probes: { texts: await this.embedTexts(probeList), count: probeList.length, gallery: gallery.vectors, galleryCount: gallery.count } } : {}),
       },
       skipped: labels.skipped,
+      splits: storedSplits(labels.usable, plan),
     };
   }
 

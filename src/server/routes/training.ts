@@ -19,12 +19,12 @@ export function trainingRoutes({ library, jobs }: RouteContext, registry: OpenAP
     .get(
       '/api/training/split',
       {
-        summary: 'What the next training run would hold out: train/val counts of labels and photos, and labels it would skip',
+        summary: 'What the next training run would hold out: labels and photos it learns from, those only its choices see (validation), those only its verdict sees (test), how it chooses (validation part or k-fold cross-validation), and labels it would skip',
         query: splitPreviewQuery,
-        responses: { 200: json('{ train, val, skipped }', splitPreview), ...errors(400, 503) },
+        responses: { 200: json('{ train, val, test, selection, folds, skipped }', splitPreview), ...errors(400, 503) },
       },
       ({ query }, _req, res) => {
-        res.json(previewSplit(library, query.valFraction, query.seed));
+        res.json(previewSplit(library, query.valFraction, query.seed, query.testFraction));
       },
     )
     .post(
