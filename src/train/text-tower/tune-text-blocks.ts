@@ -23,11 +23,11 @@ import { projectRows } from '../../adapter/adapter-weights.js';
 import { seededRandom } from '../../util/seeded-random.js';
 import { Adam } from '../adam.js';
 import { differentiate } from '../graph-grad/differentiate.js';
-import { cloneGraph, type IrGraph, readGraph, writeGraph } from '../graph-grad/onnx-ir.js';
+import { type IrGraph, readGraph, writeGraph } from '../graph-grad/onnx-ir.js';
 import { fixedBatches, shuffledBatches } from '../training-batches.js';
 import { type HeadShape, type HeadTensors, headGraph, initializersAsInputs, LOGIT_SCALE, loraA, loraB, trainingGraph, withLora } from './head-graph.js';
 import { cacheResiduals, type ResidualCache, residualBatch } from './residual-cache.js';
-import { headTensorNames, isMatrix, locate, readTensor, readTextTower, residualEntering, type TextTower } from './tower-source.js';
+import { headTensorNames, isMatrix, locate, readTensor, readTextTower, residualEntering, type TextTower, transpose } from './tower-source.js';
 import { mergedTowerBytes, writeFileAtomic, writeTunedModelDir } from './tower-writer.js';
 
 export interface TextBlockPair {
@@ -99,7 +99,12 @@ export interface TuneTextBlocksResult {
   captionEmbeddings: Float32Array[];
   /** Largest |rebuilt head − tower| over the captions before training (the check of step 3). */
   headError: number;
-  timings: { cacheMs: number; trainMs: number; steps: number; positionsCached: number };
+  /**
+   * Where the time went: reading the tower (parse), the residual cache, checking the rebuilt head, building
+   * and differentiating the graph and opening its sessions (setup), the training steps, the validation
+   * passes, and merging the result into the tower (finish). trainMs = setup + steps + validation + finish.
+   */
+  timings: { readMs: number; cacheMs: number; checkMs: number; setupMs: number; stepsMs: number; validationMs: number; finishMs: number; trainMs: number; steps: number; positionsCached: number };
   parameters: number;
   /** The tower's graph with the tuned tensors merged in. */
   towerBytes(): Uint8Array;
@@ -169,7 +174,9 @@ export async function runHead(tensors: HeadTensors, shape: HeadShape, cache: Res
 }
 
 export async function tuneTextBlocks(options: TuneTextBlocksOptions): Promise<TuneTextBlocksResult> {
+  const t0 = performance.now();
   const tower = await readTextTower(options.modelDir);
+  const readMs = performance.now() - t0;
   const k = positiveInt(options.k ?? 2, 'k (text blocks)', tower.layers);
   const rank = options.lora ? positiveInt(options.lora, 'LoRA rank', tower.width) : null;
   const lambda = options.lambda ?? 1e-3;
@@ -214,6 +221,7 @@ export async function tuneTextBlocks(options: TuneTextBlocksOptions): Promise<Tu
   });
 
   // 3. The rebuilt head must be the tower's head.
+  const checkStart = performance.now();
   const theta0 = readHeadTensors(tower, shape.first);
   const all = Array.from({ length: m }, (_, i) => i);
   const rebuilt = await runHead(theta0, shape, cache, all, { normalize: tower.normalizedOutput, ...threads });
@@ -227,8 +235,13 @@ export async function tuneTextBlocks(options: TuneTextBlocksOptions): Promise<Tu
     throw new ClipdexError('MODEL_UNSUPPORTED', `${tower.path}: the text head rebuilt from its initializers differs from the tower's own output by ${headError.toExponential(2)} (of ${scale.toExponential(2)}); its last blocks are not CLIP's, so they are not tuned`);
   }
 
+  const checkMs = performance.now() - checkStart;
+
   // 4. The training graph, differentiated once.
   const started = performance.now();
+  let stepsMs = 0;
+  let validationMs = 0;
+  let setupMs = 0;
   let forward: IrGraph = readGraph(trainingGraph(theta0, shape, { logitScale: options.logitScale ?? tower.spec.logitScale }));
   const rand = seededRandom(options.seed ?? 1);
   const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
@@ -248,6 +261,7 @@ export async function tuneTextBlocks(options: TuneTextBlocksOptions): Promise<Tu
   let evalSession: InferenceSession | null = null;
   try {
     evalSession = await openGraph(writeGraph(initializersAsInputs(forward, wrt)), 'the text-block validation pass', threads);
+    setupMs = performance.now() - started;
     const adam = new Map(wrt.map((n) => [n, new Adam(values.get(n)!.length, { learningRate: n === LOGIT_SCALE ? temperatureRate : lr })]));
     const captionsOf = new Map<number, number[]>();
     for (const p of options.pairs) captionsOf.set(p.image, [...(captionsOf.get(p.image) ?? []), p.caption]);
@@ -291,6 +305,7 @@ export async function tuneTextBlocks(options: TuneTextBlocksOptions): Promise<Tu
     let steps = 0;
     for (let epoch = 1; epoch <= epochs; epoch++) {
       let lossSum = 0;
+      const stepStart = performance.now();
       for (const b of shuffledBatches(train.length, batchSize, rand)) {
         if (options.signal?.aborted) throw new ClipdexError('INVALID_ARGUMENT', 'training was cancelled');
         const batch = batchFeeds(b.map((i) => train[i]!), lambda);
@@ -302,6 +317,8 @@ export async function tuneTextBlocks(options: TuneTextBlocksOptions): Promise<Tu
         lossSum += (out.contrastive!.data as Float32Array)[0]! * b.length;
         steps++;
       }
+      stepsMs += performance.now() - stepStart;
+      const valStart = performance.now();
       let valLoss: number | null = null;
       if (valBatches.length > 0) {
         let sum = 0;
@@ -313,6 +330,7 @@ export async function tuneTextBlocks(options: TuneTextBlocksOptions): Promise<Tu
         }
         valLoss = sum / count;
       }
+      validationMs += performance.now() - valStart;
       const trainLoss = lossSum / train.length;
       const logitScale = Math.exp(values.get(LOGIT_SCALE)![0]!);
       history.push({ epoch, trainLoss, valLoss, logitScale });
@@ -331,6 +349,7 @@ export async function tuneTextBlocks(options: TuneTextBlocksOptions): Promise<Tu
     }
 
     // 5. The best epoch's weights, LoRA merged.
+    const finishStart = performance.now();
     values.clear();
     for (const [n, v] of best.values) values.set(n, v);
     const canonical = new Map<string, Float32Array>();
@@ -363,13 +382,17 @@ export async function tuneTextBlocks(options: TuneTextBlocksOptions): Promise<Tu
       rows.forEach((_, i) => captionEmbeddings.push(e.slice(i * E, (i + 1) * E)));
     }
     const tensors = new Map<string, { dims: number[]; data: Float32Array }>();
-    const merged = (): Uint8Array => mergedTowerBytes(tower, canonical);
-    const mergedBytes = merged();
-    const mergedGraph = readGraph(mergedBytes);
-    for (const name of canonical.keys()) {
+    for (const [name, data] of canonical) {
       const src = locate(tower, name);
-      tensors.set(src.name, { dims: [...mergedGraph.initializers.get(src.name)!.dims], data: mergedGraph.initializers.get(src.name)!.data as Float32Array });
+      const stored = tower.graph.initializers.get(src.name)!.dims;
+      tensors.set(src.name, { dims: [...stored], data: src.transpose ? transpose(data, src.dims[0]!, src.dims[1]!) : data });
     }
+    // Merged on first use: serialising a ViT-B/32 tower takes seconds that a caller who only wants the tensors should not pay.
+    let mergedBytes: Uint8Array | null = null;
+    const merged = (): Uint8Array => {
+      mergedBytes ??= mergedTowerBytes(tower, canonical);
+      return mergedBytes;
+    };
     return {
       tensors,
       canonical,
@@ -380,17 +403,17 @@ export async function tuneTextBlocks(options: TuneTextBlocksOptions): Promise<Tu
       logitScale: Math.exp(values.get(LOGIT_SCALE)![0]!),
       captionEmbeddings,
       headError,
-      timings: { cacheMs: cache.ms, trainMs: performance.now() - started, steps, positionsCached: cache.positionsRun },
+      timings: { readMs, cacheMs: cache.ms, checkMs, setupMs, stepsMs, validationMs, finishMs: performance.now() - finishStart, trainMs: performance.now() - started, steps, positionsCached: cache.positionsRun },
       parameters: wrt.reduce((s, n) => s + (values.get(n)?.length ?? 0), 0),
-      towerBytes: () => mergedBytes,
+      towerBytes: merged,
       encodeTexts: async (texts) => {
-        const tuned: TextTower = { ...tower, graph: cloneGraph(mergedGraph) };
+        const tuned: TextTower = { ...tower, graph: readGraph(merged()) };
         const rows = await tokenizer.tokenize(texts, tower.contextLength);
         const out = await cacheResiduals(tuned, shape.first, rows.map((r) => r.ids), residualEntering(tuned, shape.first), { ...threads, padId: tokenizer.padId });
         return out.towerEmbeddings.map((v) => normalizeRows(Float32Array.from(v), E));
       },
-      writeTower: (path, signal) => writeFileAtomic(path, mergedBytes, signal),
-      writeModelDir: (outDir, signal) => writeTunedModelDir(tower, mergedBytes, outDir, signal),
+      writeTower: (path, signal) => writeFileAtomic(path, merged(), signal),
+      writeModelDir: (outDir, signal) => writeTunedModelDir(tower, merged(), outDir, signal),
     };
   } finally {
     await stepSession.release();
