@@ -519,7 +519,7 @@ describe.skipIf(!labeled)(`training on NLLB-CLIP's embeddings ${labeled ? '' : N
       expect(importLabels(library, folderLabelRows(library, labeled!)).problemCount).toBe(0);
       const service = new AdapterService(library);
       const { adapter, outcome } = await service.train({ seed: 3 });
-      expect(outcome.trainPairs + outcome.valPairs).toBe(24);
+      expect(outcome.trainPairs + outcome.valPairs + outcome.testPairs).toBe(24);
       expect(outcome.history.length).toBeGreaterThan(1);
       expect(Math.min(...outcome.history.map((h) => h.trainLoss))).toBeLessThan(outcome.history[0]!.trainLoss);
       const activation = await service.activate(adapter.version);
