@@ -80,7 +80,16 @@ export class AdapterService {
   version(version: number): AdapterRecord {
     const { key } = this.library.requireModel();
     const summary = this.library.adapters.list(key).find((a) => a.version === version);
-    if (!summary) throw new ClipdexError('FILE_NOT_FOUND', `no adapter version ${version} for model ${key} (see \`clipdex adapters list\`)`);
+    if (!summary) {
+      // Versions belong to the model they were trained on: one of another model of this library says so.
+      const other = otherModelVersion(this.library, key, version);
+      if (other) {
+        throw new ClipdexError('ADAPTER_INVALID', `adapter v${version} was trained on ${other.name}, not on ${key.split('#')[0]}; switch back to use it (\`clipdex models use ${other.ref}\`)`, {
+          details: { version, trainedOn: other.key },
+        });
+      }
+      throw new ClipdexError('FILE_NOT_FOUND', `no adapter version ${version} for model ${key} (see \`clipdex adapters list\`)`);
+    }
     return this.library.adapters.get(summary.id)!;
   }
 
@@ -282,4 +291,13 @@ export class AdapterService {
 function summary(record: AdapterRecord): AdapterSummary {
   const { weights: _w, ...rest } = record;
   return rest;
+}
+
+/** The base model of another of the library's models that has a version `version` (model switch). */
+function otherModelVersion(library: Library, currentKey: string, version: number): { key: string; name: string; ref: string } | null {
+  for (const { key, ref } of library.models.knownRefs()) {
+    if (key === currentKey) continue;
+    if (library.adapters.list(key).some((a) => a.version === version)) return { key, name: key.split('#')[0]!, ref };
+  }
+  return null;
 }
