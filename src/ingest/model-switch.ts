@@ -96,6 +96,7 @@ export class ModelSwitcher {
   private error: string | null = null;
   private lastSwitch: ModelSwitchStatus['lastSwitch'] = null;
   private rate: { at: number; done: number }[] = [];
+  private readonly listeners = new Set<(event: ModelSwitchEvent) => void>();
   private lastEmit = 0;
   /** Photos this switcher encoded, over its life (what a test asserts is zero when switching back). */
   encoded = 0;
@@ -105,6 +106,22 @@ export class ModelSwitcher {
     private readonly options: ModelSwitcherOptions = {},
   ) {
     this.startKey = library.requireModel().key;
+  }
+
+  /** The model cache dir models are resolved in (undefined: the default). */
+  get cacheDir(): string | undefined {
+    return this.options.cacheDir;
+  }
+
+  /** Adds a listener of the switch's events (the server's event stream); returns its removal. */
+  onEvent(listener: (event: ModelSwitchEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(event: ModelSwitchEvent): void {
+    this.options.onEvent?.(event);
+    for (const l of this.listeners) l(event);
   }
 
   /** Starts working in the background: on a recorded target now, and on one recorded later. */
@@ -358,7 +375,7 @@ export class ModelSwitcher {
     await this.library.switchModel(ref, { model: next.model, key: next.key, index });
     this.lastSwitch = { from, to: ref, at: Date.now() };
     this.state = 'idle';
-    this.options.onEvent?.({ type: 'model-switched', from, to: ref, key: next.key, encoded });
+    this.emit({ type: 'model-switched', from, to: ref, key: next.key, encoded });
     this.emitStatus(true);
   }
 
@@ -438,7 +455,7 @@ export class ModelSwitcher {
         // Progress is for show; a write that fails here fails the next batch's too, which reports it.
       }
     }
-    this.options.onEvent?.({ type: 'model-switch', status });
+    this.emit({ type: 'model-switch', status });
   }
 }
 
