@@ -289,3 +289,22 @@ describe('switching a library to another model', () => {
     }
   }, 120_000);
 });
+
+describe('clipdex models use in a terminal', () => {
+  it('prints an estimate measured on a few photos, then with --wait encodes here until the switch is done', async () => {
+    const env = { CLIPDEX_DATA_DIR: dataDir, CLIPDEX_CACHE_DIR: join(tmp, 'cache'), CLIPDEX_PROVIDERS: 'cpu' };
+    const used = await runCli(['--json', 'models', 'use', modelB, '--wait'], env);
+    expect(used.code, used.stderr).toBe(0);
+    const out = JSON.parse(used.stdout) as { outcome: string; total: number; done: number; estimate: { msPerPhoto: number; photos: number; seconds: number }; encoded: number };
+    expect(out).toMatchObject({ outcome: 'switched', total: PHOTOS + 1, done: 0 });
+    expect(out.estimate.photos).toBeGreaterThan(0);
+    expect(out.estimate.msPerPhoto).toBeGreaterThan(0);
+    expect(used.stderr).toMatch(/Switching to .*: \d+ of 11 photos to encode, about/);
+    // The measured photos stay encoded: with the pass, each photo was encoded once.
+    expect(out.encoded).toBe(PHOTOS + 1);
+    const status = await runCli(['--json', 'status'], env);
+    const s = JSON.parse(status.stdout) as { model: { key: string; dim: number }; modelSwitch: { state: string; target: unknown; current: { ref: string } } };
+    expect(s.model.dim).toBe(48);
+    expect(s.modelSwitch).toMatchObject({ state: 'idle', target: null, current: { ref: modelB } });
+  }, 120_000);
+});

@@ -249,13 +249,12 @@ export function modelsCommand(): Command {
         const measured = serverBusy ? null : await switcher.measure(4);
         const left = result.total - library.models.coverage(result.key).done;
         const estimate = measured ? { msPerPhoto: Math.round(measured.msPerPhoto * 10) / 10, photos: measured.photos, seconds: Math.round((left * measured.msPerPhoto) / 1000) } : null;
-        if (!g.json) {
-          log(
-            `Switching to ${ref}: ${left} of ${result.total} photos to encode` +
-              (estimate ? `, about ${duration(estimate.seconds)} (${estimate.msPerPhoto} ms a photo, measured on ${estimate.photos})` : '') +
-              '; searches use the current model until then',
-          );
-        }
+        // On stderr in --json mode too: it is for the person waiting.
+        log(
+          `Switching to ${ref}: ${left} of ${result.total} photos to encode` +
+            (estimate ? `, about ${duration(estimate.seconds)} (${estimate.msPerPhoto} ms a photo, measured on ${estimate.photos})` : '') +
+            '; searches use the current model until then',
+        );
         if (!opts.wait) {
           if (g.json) printJson({ ...result, estimate });
           else log(`A running \`clipdex serve\` does it in the background (progress in \`clipdex status\` and on the page); otherwise the next \`clipdex serve\`, or \`clipdex models use ${ref} --wait\``);
