@@ -224,7 +224,9 @@ describe('switching a library to another model', () => {
   it('a version trained on A is refused under B, naming the model', async () => {
     const lib = await open();
     try {
-      await expect(new AdapterService(lib).activate(1)).rejects.toMatchObject({ code: 'ADAPTER_INVALID', message: expect.stringMatching(/trained on model-a.*switch back/) });
+      const service = new AdapterService(lib);
+      expect(service.list()).toMatchObject({ versions: [], otherModels: [{ model: 'model-a', ref: modelA, versions: [1], note: expect.stringMatching(/trained on model-a; switch back/) }] });
+      await expect(service.activate(1)).rejects.toMatchObject({ code: 'ADAPTER_INVALID', message: expect.stringMatching(/trained on model-a.*switch back/) });
     } finally {
       await lib.close();
     }

@@ -60,6 +60,17 @@ export interface AdapterMetrics extends Omit<TrainOutcome, 'weights'> {
 
 const GALLERY_SAMPLE = 2000;
 
+/** Trained versions of another model of the library (model switch): listed, not activatable here. */
+export interface OtherModelVersions {
+  modelKey: string;
+  /** The model's name (its key before '#'). */
+  model: string;
+  /** What loads it (`clipdex models use <ref>`). */
+  ref: string;
+  versions: number[];
+  note: string;
+}
+
 export class AdapterService {
   private job: string | null = null;
 
@@ -70,10 +81,21 @@ export class AdapterService {
     return this.job;
   }
 
-  list(): { versions: AdapterSummary[]; active: number | null } {
+  list(): { versions: AdapterSummary[]; active: number | null; otherModels: OtherModelVersions[] } {
     const { key } = this.library.requireModel();
     const versions = this.library.adapters.list(key);
-    return { versions, active: versions.find((v) => v.active)?.version ?? null };
+    return { versions, active: versions.find((v) => v.active)?.version ?? null, otherModels: this.otherModels() };
+  }
+
+  /** Versions trained on the library's other models: theirs, usable after switching back (`models use`). */
+  otherModels(): OtherModelVersions[] {
+    const { key: current } = this.library.requireModel();
+    return this.library.models
+      .knownRefs()
+      .filter((m) => m.key !== current)
+      .map((m) => ({ modelKey: m.key, model: m.key.split('#')[0]!, ref: m.ref, versions: this.library.adapters.list(m.key).map((a) => a.version) }))
+      .filter((m) => m.versions.length > 0)
+      .map((m) => ({ ...m, note: `trained on ${m.model}; switch back to use ${m.versions.length === 1 ? 'it' : 'them'} (\`clipdex models use ${m.ref}\`)` }));
   }
 
   /** An adapter of the loaded model by version number. */
