@@ -134,8 +134,12 @@ export class Library {
       await adoptLegacyModelKey(store, paths.indexDir, spec, key);
       new EmbeddingsRepo(store.db).registerModel(key, model.dim);
       const models = new LibraryModelRepo(store.db);
-      // A library from before model switching records the model it is first opened with: the one its vectors are of.
-      if (!recorded) models.setCurrent({ ref: modelRef, key });
+      // A library from before model switching records the model it is opened with, once that model's
+      // vectors are there (or nothing's are): a one-off --model on a library of another model records nothing.
+      if (!recorded) {
+        const embeddings = new EmbeddingsRepo(store.db);
+        if (embeddings.count(key) > 0 || embeddings.models().every((m) => m.count === 0)) models.setCurrent({ ref: modelRef, key });
+      }
       else if (recorded.key !== key) {
         notice = `this run uses ${modelRef}, not the library's model ${recorded.ref}: searches see only what ${modelRef} has encoded; \`clipdex models use ${modelRef}\` switches the library (re-encoding it in the background)`;
       } else models.rememberRef(key, modelRef);
