@@ -18,6 +18,7 @@ import { AdapterService } from '../src/train/adapter-service.js';
 import { indexFiles } from './helpers/library-fixture.js';
 import { tinyJpeg } from './helpers/ingest-library.js';
 import { runCli } from './helpers/cli.js';
+import { startServer } from '../src/server/server.js';
 
 const PHOTOS = 10;
 let tmp: string;
@@ -309,4 +310,38 @@ describe('clipdex models use in a terminal', () => {
     expect(s.model.dim).toBe(48);
     expect(s.modelSwitch).toMatchObject({ state: 'idle', target: null, current: { ref: modelB } });
   }, 120_000);
+});
+
+describe('the model API', () => {
+  it('answers the switch state, refuses bad input with 4xx, switches back at once and cancels', async () => {
+    const lib = await open();
+    const rec = recorder();
+    const switcher = new ModelSwitcher(lib, { pollMs: 60_000, onEvent: rec.onEvent, cacheDir: join(tmp, 'cache') }).start();
+    const running = await startServer({ library: lib, modelSwitch: switcher, port: 0 });
+    const call = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${running.url}${path}`, { method, headers: body === undefined ? {} : { 'Content-Type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+      return { status: res.status, body: (await res.json()) as Record<string, any> };
+    };
+    try {
+      const state = await call('GET', '/api/model');
+      expect(state.status).toBe(200);
+      expect(state.body.current.ref).toBe(modelB);
+      expect(state.body.choices).toEqual(expect.arrayContaining([expect.objectContaining({ id: modelA, vectors: PHOTOS + 1, current: false }), expect.objectContaining({ id: modelB, current: true })]));
+      expect((await call('POST', '/api/model', {})).status).toBe(400);
+      expect((await call('POST', '/api/model', { id: 'no-such-model' })).status).toBe(404);
+      expect((await call('DELETE', '/api/model/target')).body).toEqual({ cancelled: false });
+      // A's vectors are all there: back at once, and the status says so.
+      const back = await call('POST', '/api/model', { id: modelA });
+      expect(back.body).toMatchObject({ outcome: 'switched', done: PHOTOS + 1, total: PHOTOS + 1 });
+      expect(switcher.encoded).toBe(0);
+      const status = await call('GET', '/api/status');
+      expect(status.body.model.dim).toBe(64);
+      expect(status.body.modelSwitch).toMatchObject({ state: 'idle', target: null, lastSwitch: { from: modelB, to: modelA } });
+      expect(rec.events.some((e) => e.type === 'model-switched' && e.to === modelA)).toBe(true);
+    } finally {
+      await running.close();
+      await switcher.close();
+      await lib.close();
+    }
+  }, 60_000);
 });

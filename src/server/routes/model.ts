@@ -1,6 +1,6 @@
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
-import { ClipdexError } from '../../errors.js';
+import { ClipdexError, isClipdexError } from '../../errors.js';
 import type { ModelSwitcher } from '../../ingest/model-switch.js';
 import type { Library } from '../../library/library.js';
 import { isPulled } from '../../model/hub-download.js';
@@ -43,7 +43,12 @@ export function modelRoutes({ library, modelSwitch }: RouteContext, registry: Op
       async ({ body }, _req, res) => {
         const s = switcher();
         if (s.status().state === 'indexing') throw new ClipdexError('BUSY', 'the switch under way is opening its index; try again in a moment');
-        res.json(await s.use(body.id));
+        // A model that is not there is the request's fault here (404), not the server's missing model (503).
+        const result = await s.use(body.id).catch((err: unknown) => {
+          if (isClipdexError(err, 'MODEL_NOT_FOUND')) throw new ClipdexError('NOT_FOUND', err.message, { cause: err });
+          throw err;
+        });
+        res.json(result);
       },
     )
     .delete('/api/model/target', { summary: 'Cancel the switch under way; the vectors encoded so far stay (a later switch goes on from there)', responses: { 200: { description: '{ cancelled }' }, ...errors(503) } }, async (_input, _req, res) => {
