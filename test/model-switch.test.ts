@@ -3,7 +3,9 @@
  * siglip-tiny: 48), a library indexed with the first. Real SQLite, real HNSW/exact indexes, real ORT
  * sessions on the re-encoder's own thread; waits are on the switcher's events, never on a clock.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +19,7 @@ import { QueryEngine } from '../src/search/query-engine.js';
 import { AdapterService } from '../src/train/adapter-service.js';
 import { indexFiles } from './helpers/library-fixture.js';
 import { tinyJpeg } from './helpers/ingest-library.js';
-import { runCli } from './helpers/cli.js';
+import { CLI, runCli } from './helpers/cli.js';
 import { startServer } from '../src/server/server.js';
 
 const PHOTOS = 10;
@@ -344,4 +346,113 @@ describe('the model API', () => {
       await lib.close();
     }
   }, 60_000);
+});
+
+/** `clipdex serve` as a child this test can SIGKILL; resolves once it printed its URL. */
+async function serveChild(env: Record<string, string>): Promise<{ child: ChildProcess; url: string; exited: Promise<void>; log: () => string }> {
+  const child = spawn(process.execPath, [CLI, '--json', 'serve', '--port', '0'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`serve exited (${code}): ${stderr}`)));
+  });
+  return { child, url: (JSON.parse(line) as { url: string }).url, exited, log: () => stderr };
+}
+
+/** Reads the server's event stream until an event of `type` whose data passes `match`. */
+async function waitForServerEvent(url: string, type: string, match: (data: any) => boolean): Promise<any> {
+  const controller = new AbortController();
+  const res = await fetch(`${url}/api/events`, { signal: controller.signal });
+  const decoder = new TextDecoder();
+  let buffer = '';
+  try {
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const event = /^event: (.*)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (event === type && data !== undefined) {
+          const parsed = JSON.parse(data);
+          if (match(parsed)) return parsed;
+        }
+      }
+    }
+  } finally {
+    controller.abort();
+  }
+  throw new Error(`the event stream ended before a ${type} event`);
+}
+
+describe('a server killed in the middle of a switch', () => {
+  const MANY = 240;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'clipdex-switch-kill-'));
+    const photos = join(dir, 'photos');
+    await mkdir(photos, { recursive: true });
+    const list: string[] = [];
+    for (let i = 0; i < MANY; i++) {
+      const f = join(photos, `k${i}.jpg`);
+      await writeFile(f, await tinyJpeg(5000 + i, 40, 32));
+      list.push(f);
+    }
+    const lib = await Library.open({ dataDir: join(dir, 'data'), model: modelA, session: { providers: ['cpu'] } });
+    try {
+      await indexFiles(lib, photos, list);
+    } finally {
+      await lib.close();
+    }
+  }, 300_000);
+
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('resumes at the next start, encoding only what was missing', async () => {
+    const env = { CLIPDEX_DATA_DIR: join(dir, 'data'), CLIPDEX_CACHE_DIR: join(dir, 'cache'), CLIPDEX_PROVIDERS: 'cpu' };
+    const first = await serveChild(env);
+    try {
+      const progressed = waitForServerEvent(first.url, 'model-switch', (d) => d.status?.state === 'encoding' && d.status.done > 0);
+      const res = await fetch(`${first.url}/api/model`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ id: modelB }) });
+      expect(await res.json()).toMatchObject({ outcome: 'pending', total: MANY });
+      await progressed;
+    } finally {
+      first.child.kill('SIGKILL');
+      await first.exited;
+    }
+    const between = await runCli(['--json', 'status'], env);
+    const stopped = (JSON.parse(between.stdout) as { modelSwitch: { done: number; total: number; target: { ref: string } } }).modelSwitch;
+    expect(stopped.target.ref).toBe(modelB);
+    expect(stopped.done).toBeGreaterThan(0);
+    expect(stopped.done, 'the kill came after the switch had finished: make MANY larger').toBeLessThan(MANY);
+
+    const second = await serveChild(env);
+    try {
+      // The switch may be done before the stream opens: then the status it sends on connect says so.
+      await Promise.race([
+        waitForServerEvent(second.url, 'model-switched', () => true),
+        waitForServerEvent(second.url, 'status', (s) => s.modelSwitch?.lastSwitch?.to === modelB),
+      ]);
+      const status = (await (await fetch(`${second.url}/api/status`)).json()) as { model: { dim: number }; modelSwitch: { target: unknown } };
+      expect(status.model.dim).toBe(48);
+      expect(status.modelSwitch.target).toBeNull();
+    } finally {
+      second.child.kill('SIGTERM');
+      await second.exited;
+    }
+    // The server's own count of what it encoded: only what the killed one had not.
+    expect(second.log()).toContain(`(${MANY - stopped.done} photos encoded)`);
+    const lib = await Library.open({ dataDir: join(dir, 'data'), session: { providers: ['cpu'] }, cacheDir: join(dir, 'cache') });
+    try {
+      expect(lib.embeddings.count(lib.requireModel().key)).toBe(MANY);
+    } finally {
+      await lib.close();
+    }
+  }, 300_000);
 });
