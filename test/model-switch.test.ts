@@ -456,3 +456,28 @@ describe('a server killed in the middle of a switch', () => {
     }
   }, 300_000);
 });
+
+describe('a photo that cannot be read during a switch', () => {
+  it('is reported with its path and reason, and the switch waits for it', async () => {
+    const root = join(tmp, 'unreadable');
+    await mkdir(root, { recursive: true });
+    const kept = join(root, 'kept.jpg');
+    const gone = join(root, 'gone.jpg');
+    await writeFile(kept, await tinyJpeg(7001, 40, 32));
+    await writeFile(gone, await tinyJpeg(7002, 40, 32));
+    const lib = await Library.open({ dataDir: join(tmp, 'data-unreadable'), model: modelA, session: { providers: ['cpu'] }, cacheDir: join(tmp, 'cache') });
+    const switcher = new ModelSwitcher(lib, { pollMs: 60_000, cacheDir: join(tmp, 'cache') });
+    try {
+      await indexFiles(lib, root, [kept, gone]);
+      rmSync(gone);
+      expect(await switcher.use(modelB)).toMatchObject({ outcome: 'pending', total: 2 });
+      await expect(switcher.runToEnd()).rejects.toMatchObject({ message: expect.stringMatching(/1 photo\(s\) could not be encoded .*gone\.jpg.*the switch waits/) });
+      expect(switcher.status()).toMatchObject({ state: 'waiting', done: 1, total: 2, failed: 1, failures: [{ path: gone, code: 'FILE_NOT_FOUND' }] });
+      expect(lib.requireModel().model.dim).toBe(64);
+      expect(lib.models.target()?.ref).toBe(modelB);
+    } finally {
+      await switcher.close();
+      await lib.close();
+    }
+  }, 60_000);
+});

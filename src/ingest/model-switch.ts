@@ -81,6 +81,7 @@ export interface ModelSwitcherOptions {
 export const RUNNER_STALE_MS = 15_000;
 const RATE_WINDOW_MS = 15_000;
 const MAX_FAILURES_KEPT = 5;
+const RETRY_FAILED_MS = 5 * 60_000;
 
 export class ModelSwitcher {
   private readonly holder = `${process.pid}:${randomBytes(4).toString('hex')}`;
@@ -93,6 +94,7 @@ export class ModelSwitcher {
   private failures: ReencodeFailure[] = [];
   private failedHashes = new Set<string>();
   private failedCount = 0;
+  private failedAt = 0;
   private error: string | null = null;
   private lastSwitch: ModelSwitchStatus['lastSwitch'] = null;
   private rate: { at: number; done: number }[] = [];
@@ -218,7 +220,11 @@ export class ModelSwitcher {
       if (this.state === 'waiting' && this.failedCount > 0) {
         throw new ClipdexError('FILE_UNREADABLE', `${this.failedCount} photo(s) could not be encoded with the target model (first: ${this.failures[0]?.path}: ${this.failures[0]?.message}); the switch waits for them`);
       }
-      if (this.state === 'elsewhere') await new Promise((r) => setTimeout(r, 1000));
+      if (this.state === 'elsewhere') {
+        // Another process encodes: its progress row is what there is to show.
+        this.emitStatus(true);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
     }
   }
 
@@ -233,7 +239,10 @@ export class ModelSwitcher {
     const current = models.current();
     const coverage = target ? models.coverage(target.key) : { done: 0, total: 0 };
     const mine = this.state === 'encoding' || this.state === 'indexing';
-    const elsewhere = target && !mine ? models.progress<Partial<ModelSwitchStatus>>() : null;
+    // A process that has worked on the switch reports its own numbers; one that has not (`clipdex status`,
+    // a CLI beside a server) reads the runner's last report.
+    const own = mine || this.encoded > 0 || this.failedCount > 0 || this.error !== null;
+    const elsewhere = target && !own ? models.progress<Partial<ModelSwitchStatus>>() : null;
     const runner = models.runner();
     const runnerAlive = runner !== null && runner.holder !== this.holder && Date.now() - runner.at < RUNNER_STALE_MS;
     const { filesPerSecond, etaSeconds } = mine ? this.rateNow(coverage) : { filesPerSecond: elsewhere?.filesPerSecond ?? 0, etaSeconds: elsewhere?.etaSeconds ?? null };
@@ -245,8 +254,8 @@ export class ModelSwitcher {
       total: coverage.total,
       filesPerSecond,
       etaSeconds,
-      failed: mine || !elsewhere ? this.failedCount : (elsewhere.failed ?? 0),
-      failures: mine || !elsewhere ? this.failures : (elsewhere.failures ?? []),
+      failed: !elsewhere ? this.failedCount : (elsewhere.failed ?? 0),
+      failures: !elsewhere ? this.failures : (elsewhere.failures ?? []),
       error: this.error,
       lastSwitch: this.lastSwitch,
     };
@@ -272,13 +281,24 @@ export class ModelSwitcher {
       this.failures = [];
       this.error = null;
     }
+    // A batch of a large model on a CPU can take longer than the heartbeat's staleness: beat on a timer too.
+    const heart = setInterval(() => {
+      try {
+        if (this.library.models.runner()?.holder === this.holder) this.beat();
+      } catch {
+        // A database that refuses the write: the batch's own write reports it.
+      }
+    }, RUNNER_STALE_MS / 3);
+    heart.unref();
     this.running = this.round()
       .catch((err: unknown) => {
         if (this.abort?.signal.aborted) return;
         this.error = errorMessage(err);
+        this.failedAt = Date.now();
         this.emitStatus(true);
       })
       .finally(() => {
+        clearInterval(heart);
         this.running = null;
         this.abort = null;
         if (this.state === 'encoding' || this.state === 'indexing') this.state = 'idle';
@@ -294,6 +314,13 @@ export class ModelSwitcher {
       this.state = 'idle';
       await this.followRecorded(loaded);
       return;
+    }
+    // Photos that failed (an unreadable file, a share gone) are tried again a while later, not at every tick.
+    if ((this.error || this.failedCount > 0) && Date.now() - this.failedAt > RETRY_FAILED_MS) {
+      this.failedHashes = new Set();
+      this.failedCount = 0;
+      this.failures = [];
+      this.error = null;
     }
     if (this.error || this.failedCount > 0) {
       this.state = 'waiting';
@@ -357,6 +384,7 @@ export class ModelSwitcher {
       },
       onFailure: (f) => {
         this.failedCount++;
+        this.failedAt = Date.now();
         this.failures = [...this.failures, f].slice(-MAX_FAILURES_KEPT);
       },
     });
