@@ -14,6 +14,8 @@ import { adapterModelKey, AdaptedEmbeddings } from '../adapter/adapter-embedding
 import { removeAdapterLeftovers } from '../adapter/adapter-leftovers.js';
 import { decodeAdapter, type AdapterWeights } from '../adapter/adapter-weights.js';
 import { storageError } from '../util/storage-error.js';
+import { LibraryModelRepo } from '../store/library-model-repo.js';
+import type { ModelSpec } from '../model/model-dir.js';
 import { refuseLostDatabase } from './lost-database.js';
 import { adoptLegacyModelKey } from './legacy-model-key.js';
 import { modelKeyFor } from './model-key.js';
@@ -21,8 +23,12 @@ import { modelKeyFor } from './model-key.js';
 export interface OpenLibraryOptions {
   /** Where the database, index and thumbnails live; default `$CLIPDEX_DATA_DIR` or the XDG data dir. */
   dataDir?: string;
-  /** Model id or directory; default `$CLIPDEX_MODEL` or the default model. */
-  model?: string;
+  /**
+   * Model id or directory; default `$CLIPDEX_MODEL`, else the model the library recorded (`models use`),
+   * else the default model. One that differs from the recorded model is used for this run only, and
+   * `notice` says so: a flag never re-encodes a library.
+   */
+  model?: string | undefined;
   cacheDir?: string;
   session?: LoadModelOptions;
   /**
@@ -66,6 +72,12 @@ export class Library {
   readonly pairs: PairsRepo;
   readonly adapters: AdaptersRepo;
   readonly thumbnails: ThumbnailStore;
+  /** The recorded model and a switch under way (model-switch). */
+  readonly models: LibraryModelRepo;
+  /** Said once at open when this run's model is not the library's recorded one. */
+  readonly notice: string | null;
+  private current: LoadedModel | null;
+  private ref: string;
   private space: SearchSpace | null;
   private readonly retiring = new Set<{ index: IndexManager; close: () => Promise<void>; timer: NodeJS.Timeout }>();
   private readonly indexOptions: Pick<OpenLibraryOptions, 'onIndexProgress' | 'onIndexError'>;
@@ -73,11 +85,16 @@ export class Library {
   private constructor(
     readonly paths: LibraryPaths,
     readonly store: StoreDatabase,
-    readonly modelRef: string,
-    readonly loaded: LoadedModel | null,
+    modelRef: string,
+    loaded: LoadedModel | null,
     readonly modelError: ClipdexError | null,
     options: OpenLibraryOptions = {},
+    notice: string | null = null,
   ) {
+    this.current = loaded;
+    this.ref = modelRef;
+    this.notice = notice;
+    this.models = new LibraryModelRepo(store.db);
     this.space = loaded ? { key: loaded.key, index: loaded.index, adapter: null } : null;
     this.indexOptions = { ...(options.onIndexProgress ? { onIndexProgress: options.onIndexProgress } : {}), ...(options.onIndexError ? { onIndexError: options.onIndexError } : {}) };
     this.images = new ImagesRepo(store.db);
@@ -90,7 +107,6 @@ export class Library {
 
   static async open(options: OpenLibraryOptions = {}): Promise<Library> {
     const paths = libraryPaths(options.dataDir ?? defaultDataDir());
-    const modelRef = options.model ?? process.env.CLIPDEX_MODEL ?? DEFAULT_MODEL_ID;
     refuseLostDatabase(paths);
     let store: StoreDatabase;
     try {
@@ -98,7 +114,17 @@ export class Library {
     } catch (err) {
       throw libraryDamagedError(err, paths.database) ?? err;
     }
+    let recorded: ReturnType<LibraryModelRepo['current']> = null;
+    try {
+      recorded = new LibraryModelRepo(store.db).current();
+    } catch (err) {
+      store.close();
+      throw libraryDamagedError(err, paths.database) ?? err;
+    }
+    const asked = options.model ?? process.env.CLIPDEX_MODEL;
+    const modelRef = asked ?? recorded?.ref ?? DEFAULT_MODEL_ID;
     let model: ClipModel | null = null;
+    let notice: string | null = null;
     try {
       const cacheRoot = options.cacheDir ?? defaultCacheDir();
       const spec = await resolveModel(modelRef, { cacheRoot });
@@ -107,6 +133,16 @@ export class Library {
       // A library keyed the old way keeps its vectors, indexes and trained versions under the new key.
       await adoptLegacyModelKey(store, paths.indexDir, spec, key);
       new EmbeddingsRepo(store.db).registerModel(key, model.dim);
+      const models = new LibraryModelRepo(store.db);
+      // A library from before model switching records the model it is opened with, once that model's
+      // vectors are there (or nothing's are): a one-off --model on a library of another model records nothing.
+      if (!recorded) {
+        const embeddings = new EmbeddingsRepo(store.db);
+        if (embeddings.count(key) > 0 || embeddings.models().every((m) => m.count === 0)) models.setCurrent({ ref: modelRef, key });
+      }
+      else if (recorded.key !== key) {
+        notice = `this run uses ${modelRef}, not the library's model ${recorded.ref}: searches see only what ${modelRef} has encoded; \`clipdex models use ${modelRef}\` switches the library (re-encoding it in the background)`;
+      } else models.rememberRef(key, modelRef);
       const index = await IndexManager.open({
         store,
         indexDir: paths.indexDir,
@@ -114,7 +150,7 @@ export class Library {
         ...(options.onIndexProgress ? { onProgress: options.onIndexProgress } : {}),
         ...(options.onIndexError ? { onError: options.onIndexError } : {}),
       });
-      const library = new Library(paths, store, modelRef, { model, key, index }, null, options);
+      const library = new Library(paths, store, modelRef, { model, key, index }, null, options, notice);
       await library.openActiveAdapter();
       await library.removeAdapterLeftovers();
       return library;
@@ -137,6 +173,71 @@ export class Library {
       }
       return new Library(paths, store, modelRef, null, modelError);
     }
+  }
+
+  /** The model searches use now (null when it could not load); another one after a model switch. */
+  get loaded(): LoadedModel | null {
+    return this.current;
+  }
+
+  /** What loaded the current model: an id or a directory. */
+  get modelRef(): string {
+    return this.ref;
+  }
+
+  /**
+   * Loads another model of this library (a switch's target): its towers, its key, and its vectors'
+   * dimension recorded. Its index is not opened (the caller does, once its vectors are there).
+   */
+  async loadModel(ref: string, options: { cacheDir?: string; session?: LoadModelOptions } = {}): Promise<{ model: ClipModel; key: string; spec: ModelSpec }> {
+    const cacheRoot = options.cacheDir ?? defaultCacheDir();
+    const spec = await resolveModel(ref, { cacheRoot });
+    const key = await modelKeyFor(spec, { cacheDir: cacheRoot });
+    const model = await ClipModel.load(spec, options.session);
+    try {
+      this.embeddings.registerModel(key, model.dim);
+    } catch (err) {
+      await model.release().catch(() => undefined);
+      throw err;
+    }
+    return { model, key, spec };
+  }
+
+  /**
+   * Makes another model the library's: recorded in the database (with any switch target cleared) and
+   * searched from the next query on, through its active trained version if it has one. The old model's
+   * towers and index are closed a little later (searches already running finish on them); its vectors,
+   * index files and trained versions stay, so switching back is instant.
+   */
+  async switchModel(ref: string, next: LoadedModel): Promise<void> {
+    const previous = this.requireModel();
+    if (previous.key === next.key) return;
+    this.store.transaction(() => {
+      this.models.setCurrent({ ref, key: next.key });
+      this.models.clearTarget();
+    });
+    let space: SearchSpace = { key: next.key, index: next.index, adapter: null };
+    const active = this.adapters.active(next.key);
+    if (active) {
+      try {
+        const weights = decodeAdapter(active.weights);
+        const key = adapterModelKey(next.key, active.id);
+        await new AdaptedEmbeddings(this.store.db, this.embeddings, next.key).fillMissing(key, weights);
+        space = { key, index: await this.openIndex(key), adapter: { id: active.id, version: active.version, weights } };
+      } catch (err) {
+        this.indexOptions.onIndexError?.(new ClipdexError('ADAPTER_INVALID', `the active adapter v${active.version} of ${ref} could not be opened; searching with its base model: ${errorMessage(err)}`, { cause: err }));
+      }
+    }
+    const old = this.space!;
+    this.current = next;
+    this.ref = ref;
+    this.space = space;
+    this.lastActiveCheck = Date.now();
+    // The previous model's spaces go after a grace period, like any swapped-out index.
+    if (old.index !== previous.index) this.retire(old);
+    this.retire({ key: previous.key, index: previous.index, adapter: null }, async () => {
+      await previous.model.release();
+    });
   }
 
   /** The loaded model, or the error that says why there is none and what to do. */
@@ -204,7 +305,7 @@ export class Library {
   setSearchSpace(next: SearchSpace, onRetired?: (previous: SearchSpace) => Promise<void>): SearchSpace {
     const previous = this.searchSpace();
     this.space = next;
-    if (previous.index !== next.index && previous.index !== this.loaded!.index) this.retire(previous, onRetired);
+    if (previous.index !== next.index && previous.index !== this.current!.index) this.retire(previous, onRetired);
     return previous;
   }
 

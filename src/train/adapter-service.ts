@@ -65,6 +65,17 @@ export interface AdapterMetrics extends Omit<TrainOutcome, 'weights'> {
 
 const GALLERY_SAMPLE = 2000;
 
+/** Trained versions of another model of the library (model switch): listed, not activatable here. */
+export interface OtherModelVersions {
+  modelKey: string;
+  /** The model's name (its key before '#'). */
+  model: string;
+  /** What loads it (`clipdex models use <ref>`). */
+  ref: string;
+  versions: number[];
+  note: string;
+}
+
 export class AdapterService {
   private job: string | null = null;
 
@@ -75,17 +86,37 @@ export class AdapterService {
     return this.job;
   }
 
-  list(): { versions: AdapterSummary[]; active: number | null } {
+  list(): { versions: AdapterSummary[]; active: number | null; otherModels: OtherModelVersions[] } {
     const { key } = this.library.requireModel();
     const versions = this.library.adapters.list(key);
-    return { versions, active: versions.find((v) => v.active)?.version ?? null };
+    return { versions, active: versions.find((v) => v.active)?.version ?? null, otherModels: this.otherModels() };
+  }
+
+  /** Versions trained on the library's other models: theirs, usable after switching back (`models use`). */
+  otherModels(): OtherModelVersions[] {
+    const { key: current } = this.library.requireModel();
+    return this.library.models
+      .knownRefs()
+      .filter((m) => m.key !== current)
+      .map((m) => ({ modelKey: m.key, model: m.key.split('#')[0]!, ref: m.ref, versions: this.library.adapters.list(m.key).map((a) => a.version) }))
+      .filter((m) => m.versions.length > 0)
+      .map((m) => ({ ...m, note: `trained on ${m.model}; switch back to use ${m.versions.length === 1 ? 'it' : 'them'} (\`clipdex models use ${m.ref}\`)` }));
   }
 
   /** An adapter of the loaded model by version number. */
   version(version: number): AdapterRecord {
     const { key } = this.library.requireModel();
     const summary = this.library.adapters.list(key).find((a) => a.version === version);
-    if (!summary) throw new ClipdexError('FILE_NOT_FOUND', `no adapter version ${version} for model ${key} (see \`clipdex adapters list\`)`);
+    if (!summary) {
+      // Versions belong to the model they were trained on: one of another model of this library says so.
+      const other = otherModelVersion(this.library, key, version);
+      if (other) {
+        throw new ClipdexError('ADAPTER_INVALID', `adapter v${version} was trained on ${other.name}, not on ${key.split('#')[0]}; switch back to use it (\`clipdex models use ${other.ref}\`)`, {
+          details: { version, trainedOn: other.key },
+        });
+      }
+      throw new ClipdexError('FILE_NOT_FOUND', `no adapter version ${version} for model ${key} (see \`clipdex adapters list\`)`);
+    }
     return this.library.adapters.get(summary.id)!;
   }
 
@@ -288,4 +319,13 @@ export class AdapterService {
 function summary(record: AdapterRecord): AdapterSummary {
   const { weights: _w, ...rest } = record;
   return rest;
+}
+
+/** The base model of another of the library's models that has a version `version` (model switch). */
+function otherModelVersion(library: Library, currentKey: string, version: number): { key: string; name: string; ref: string } | null {
+  for (const { key, ref } of library.models.knownRefs()) {
+    if (key === currentKey) continue;
+    if (library.adapters.list(key).some((a) => a.version === version)) return { key, name: key.split('#')[0]!, ref };
+  }
+  return null;
 }

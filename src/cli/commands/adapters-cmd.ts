@@ -126,9 +126,12 @@ export function adaptersCommand(): Command {
     .action(async (_opts: unknown, cmd: Command) => {
       const g = globalOptions(cmd);
       await withService(g, async (service, library) => {
-        const { versions, active } = service.list();
-        if (g.json) printJson({ modelKey: library.requireModel().key, searchKey: library.searchSpace().key, active, versions });
-        else printList(versions, library.requireModel().key);
+        const { versions, active, otherModels } = service.list();
+        if (g.json) printJson({ modelKey: library.requireModel().key, searchKey: library.searchSpace().key, active, versions, otherModels });
+        else {
+          printList(versions, library.requireModel().key);
+          for (const m of otherModels) process.stdout.write(`${m.versions.map((v) => `v${v}`).join(', ')}: ${m.note}\n`);
+        }
       });
     });
 
