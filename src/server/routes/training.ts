@@ -30,7 +30,7 @@ export function trainingRoutes({ library, jobs }: RouteContext, registry: OpenAP
     .post(
       '/api/training',
       {
-        summary: 'Start training an adapter on the labels (runs in the background; progress as `training` events)',
+        summary: 'Start training on the labels (runs in the background; progress as `training` events): the adapter, and with textBlocks > 0 also the last k text-tower blocks (lora: their low-rank rank), both judged on one split; the result then carries `comparison` and the saved version is the one the selection step scored higher',
         body: trainBody,
         bodyOf: (req) => req.body ?? {},
         responses: { 202: json('started', trainingState.shape.job.unwrap()), ...errors(400, 409, 503) },
