@@ -39,6 +39,12 @@ export interface TrainRequest extends TrainOptions {
   textBlocks?: number;
   /** LoRA rank of the tuned text blocks' matrices; 0/absent = full weights. */
   lora?: number;
+  /**
+   * Library-only (neither the CLI nor the API sets it): which candidate of a text-block run to save —
+   * 'selected' (default) the one the selection step scored higher, or the named one, to use a candidate
+   * the selection did not prefer (the comparison still says which it chose).
+   */
+  save?: 'selected' | 'adapter' | 'text-blocks';
 }
 
 /** Both candidates of a `textBlocks` run, side by side (the CLI's table, the API's `comparison`). */
@@ -160,6 +166,7 @@ export class AdapterService {
     onProgress?: (p: AdapterJobProgress) => void,
     signal?: AbortSignal,
   ): Promise<TrainResult> {
+    if (![undefined, 'selected', 'adapter', 'text-blocks'].includes(request.save)) throw new ClipdexError('INVALID_ARGUMENT', `save must be "selected", "adapter" or "text-blocks", got ${JSON.stringify(request.save)}`);
     const { key, model } = this.library.requireModel();
     const depth = await trainWithTextBlocks(
       data,
@@ -174,7 +181,8 @@ export class AdapterService {
     let weights: AdapterWeights;
     let metrics: Record<string, unknown>;
     let outcome: TrainOutcome;
-    if (depth.chosen === 'text-blocks') {
+    const keep = request.save === undefined || request.save === 'selected' ? depth.chosen : request.save;
+    if (keep === 'text-blocks') {
       const sha256 = createHash('sha256').update(depth.towerBytes).digest('hex');
       const file = towerFileName(sha256);
       await writeFileAtomic(join(versionsDir(this.library.paths.dir), file), depth.towerBytes, signal);

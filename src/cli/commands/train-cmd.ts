@@ -151,7 +151,7 @@ function printResult(r: TrainResult, activation: ActivationResult | null, activa
   }
   out.push(`Verdict: ${o.verdict}.`);
   if (r.comparison) out.push('', ...comparisonTable(r.comparison), '');
-  out.push(`Saved as ${r.comparison?.chosen === 'text-blocks' ? 'text-tuned version' : 'adapter'} v${r.adapter.version}.`);
+  out.push(`Saved as ${r.adapter.metrics.kind === 'text-blocks' ? 'text-tuned version' : 'adapter'} v${r.adapter.version}.`);
   if (activation) out.push(`Activated v${r.adapter.version}: ${activation.projected} photos re-projected, ${seconds(activation.durationMs)} in all; searches use it now.`);
   else if (activateRequested) out.push(`Not activated: it has not shown a supported gain over the base model on the test photos; \`clipdex adapters activate ${r.adapter.version}\` activates it anyway.`);
   else if (o.improved) out.push(`Searches still use the model as before; to use it: clipdex adapters activate ${r.adapter.version}`);
