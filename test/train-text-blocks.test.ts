@@ -15,7 +15,7 @@ import { QueryEngine } from '../src/search/query-engine.js';
 import { textTowerOf, versionsDir } from '../src/store/adapters-repo.js';
 import { AdapterService, type TrainResult } from '../src/train/adapter-service.js';
 import { folderLabelRows, importLabels } from '../src/train/label-import.js';
-import { CLI } from './helpers/cli.js';
+import { CLI, runCli } from './helpers/cli.js';
 import { indexFiles, tinyModel } from './helpers/library-fixture.js';
 import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
 
@@ -130,6 +130,37 @@ describe.skipIf(!labeled)(`text-block training on ../shared/photos/labeled ${lab
     expect(library.searchSpace().adapter).toBeNull();
     expect(hits(await search())).toEqual(hits(baseResults));
   }, 300_000);
+
+  it('clipdex train --text-blocks: both candidates in --json and as a table, LoRA too; bad values refused', async () => {
+    const cli = (...args: string[]) => runCli(['--data-dir', dataDir, '--model', modelDir, '--cache-dir', join(dir, 'cache'), ...args], {}, 600_000);
+    const json = await cli('--json', 'train', '--text-blocks', '1', '--lora', '4', '--seed', '3');
+    expect(json.code, json.stderr).toBe(0);
+    const r = JSON.parse(json.stdout) as { adapter: { version: number; metrics: Record<string, unknown> }; comparison: { chosen: string; adapter: { gain: unknown }; textBlocks: { k: number; lora: number; gain: unknown } } };
+    expect(r.comparison.textBlocks).toMatchObject({ k: 1, lora: 4 });
+    expect(r.comparison.adapter.gain).toBeTruthy();
+    expect(r.comparison.textBlocks.gain).toBeTruthy();
+    expect(r.adapter.metrics.kind).toBe(r.comparison.chosen);
+    expect(json.stderr).toMatch(/^adapter .*epoch 1\//m);
+    expect(json.stderr).toMatch(/^text-blocks .*epoch 1\//m);
+
+    const text = await cli('train', '--text-blocks', '1', '--epochs', '3', '--seed', '4');
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/Candidates on the same split/);
+    expect(text.stdout).toMatch(/adapter\s+text blocks k=1/);
+    expect(text.stdout).toMatch(/^ {2}test mean recall +\d/m);
+    expect(text.stdout).toMatch(/Saved as (adapter|text-tuned version) v\d+\./);
+
+    for (const [args, message] of [
+      [['--text-blocks', '-1'], /--text-blocks/],
+      [['--text-blocks', '1.5'], /--text-blocks/],
+      [['--lora', '4'], /--lora applies to tuned text blocks/],
+      [['--text-blocks', '64'], /text blocks must be an integer from 1 to \d+/],
+    ] as const) {
+      const bad = await cli('train', ...args);
+      expect(bad.code, bad.stderr).not.toBe(0);
+      expect(bad.stderr).toMatch(message);
+    }
+  }, 900_000);
 
   it('a killed run leaves no half version, and the next open removes what one left', async () => {
     const key = library.requireModel().key;

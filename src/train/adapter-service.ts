@@ -238,7 +238,7 @@ export class AdapterService {
     if (filled.written > 10_000) this.library.store.checkpointWal();
     // A text-tuned version's tower, checked against its fingerprint before anything switches.
     const text = await this.library.openTunedText(record);
-    let index;
+    let index: Awaited<ReturnType<Library['openIndex']>>;
     try {
       index = await this.library.openIndex(key, (p) => onProgress?.({ phase: 'indexing', index: p }));
     } catch (err) {
