@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Library } from '../src/library/library.js';
 import { QueryEngine } from '../src/search/query-engine.js';
+import { startServer } from '../src/server/server.js';
 import { textTowerOf, versionsDir } from '../src/store/adapters-repo.js';
 import { AdapterService, type TrainResult } from '../src/train/adapter-service.js';
 import { folderLabelRows, importLabels } from '../src/train/label-import.js';
@@ -159,6 +160,33 @@ describe.skipIf(!labeled)(`text-block training on ../shared/photos/labeled ${lab
       const bad = await cli('train', ...args);
       expect(bad.code, bad.stderr).not.toBe(0);
       expect(bad.stderr).toMatch(message);
+    }
+  }, 900_000);
+
+  it('POST /api/training takes textBlocks and lora; the result of its job carries both candidates', async () => {
+    const server = await startServer({ library, port: 0 });
+    try {
+      const call = async (path: string, body?: unknown) => {
+        const res = await fetch(`${server.url}${path}`, body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        return { status: res.status, body: (await res.json()) as any };
+      };
+      for (const body of [{ textBlocks: -1 }, { textBlocks: 1.5 }, { lora: 2 }, { textBlocks: 1, lora: -3 }]) {
+        const bad = await call('/api/training', body);
+        expect(bad.status, JSON.stringify(body)).toBe(400);
+      }
+      expect((await call('/api/training', { textBlocks: 1, lora: 2, epochs: 3, seed: 6 })).status).toBe(202);
+      let job: any = null;
+      // Each answer is awaited; the loop ends when the job does (a loaded machine only makes it longer).
+      for (let i = 0; i < 6000 && !job; i++) {
+        const { body } = await call('/api/training');
+        if (body.job && !body.running) job = body.job;
+        else await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(job.state, JSON.stringify(job.error)).toBe('done');
+      expect(job.result.comparison.textBlocks).toMatchObject({ k: 1, lora: 2 });
+      expect(job.result.adapter.metrics.kind).toBe(job.result.comparison.chosen);
+    } finally {
+      await server.close();
     }
   }, 900_000);
 

@@ -129,6 +129,7 @@ export class AdapterService {
 
   async train(request: TrainRequest = {}, onProgress?: (p: AdapterJobProgress) => void, signal?: AbortSignal): Promise<TrainResult> {
     return this.exclusive('training', async () => {
+      if (request.lora && !request.textBlocks) throw new ClipdexError('INVALID_ARGUMENT', 'lora applies to tuned text blocks: give textBlocks too');
       const shares: SplitShares = {
         valFraction: parseParam(valFractionRule, request.valFraction ?? DEFAULT_SHARES.valFraction, 'valFraction'),
         testFraction: parseParam(testFractionRule, request.testFraction ?? DEFAULT_SHARES.testFraction, 'testFraction'),

@@ -219,9 +219,9 @@ export interface DepthOutcome {
 export async function trainWithTextBlocks(data: TrainingData, options: TextBlocksTrainOptions, onProgress?: (p: TrainProgress & { candidate: 'adapter' | 'text-blocks' }) => void, signal?: AbortSignal): Promise<DepthOutcome> {
   const opts = resolveTrainOptions(options);
   const plan = planRun(data, opts);
-  const adapter = await trainAdapters(data, options, (p) => onProgress?.({ ...p, candidate: 'adapter' }), signal);
-  const started = performance.now();
   if (!data.captionTexts) throw new ClipdexError('INVALID_ARGUMENT', 'tuning text blocks needs the captions\' texts');
+  // The text blocks' model checks (depth, LoRA rank, a CLIP head) come before any fit, so a bad k is refused at once.
+  const started = performance.now();
   const kind = await textBlocksCandidate(data, {
     modelDir: options.modelDir,
     captions: data.captionTexts,
@@ -234,9 +234,12 @@ export async function trainWithTextBlocks(data: TrainingData, options: TextBlock
     ...(options.onCache ? { onCache: options.onCache } : {}),
   });
   try {
+    const prepareMs = performance.now() - started;
+    const adapter = await trainAdapters(data, options, (p) => onProgress?.({ ...p, candidate: 'adapter' }), signal);
+    const fitStarted = performance.now();
     const { fitted, outcome } = await judgeCandidate(kind, data, opts, plan, (p) => onProgress?.({ ...p, candidate: 'text-blocks' }), signal);
     const towerBytes = kind.towerBytes(fitted.weights, fitted.blend);
-    const textBlocks = { ...outcome, retention: null, durationMs: Math.round(performance.now() - started), k: kind.k, lora: kind.lora };
+    const textBlocks = { ...outcome, retention: null, durationMs: Math.round(prepareMs + performance.now() - fitStarted), k: kind.k, lora: kind.lora };
     const bestOf = (o: CandidateOutcome) => Math.max(0, ...o.blends.map((b) => (Math.abs(b.blend - o.blend) < 1e-9 ? b.meanRecall : 0)));
     const chosen = bestOf(textBlocks) > bestOf(adapter) ? 'text-blocks' : 'adapter';
     return { adapter, textBlocks, towerBytes, chosen };

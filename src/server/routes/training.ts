@@ -1,4 +1,5 @@
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
+import { ClipdexError } from '../../errors.js';
 import { splitPreview, trainingState } from '../api-responses.js';
 import { trainBody } from '../api-schemas.js';
 import { ApiRoutes } from '../api-routes.js';
@@ -37,6 +38,8 @@ export function trainingRoutes({ library, jobs }: RouteContext, registry: OpenAP
       },
       ({ body }, _req, res) => {
         library.requireModel();
+        // Refused before a job starts, like every other bad field.
+        if (body.lora && !body.textBlocks) throw new ClipdexError('INVALID_ARGUMENT', 'lora applies to tuned text blocks: give textBlocks too');
         res.status(202).json(jobs.train(body));
       },
     ).router;
