@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Library } from '../src/library/library.js';
 import { QueryEngine } from '../src/search/query-engine.js';
@@ -17,6 +18,7 @@ import { textTowerOf, versionsDir } from '../src/store/adapters-repo.js';
 import { AdapterService, type TrainResult } from '../src/train/adapter-service.js';
 import { folderLabelRows, importLabels } from '../src/train/label-import.js';
 import { CLI, runCli } from './helpers/cli.js';
+import { CHROMIUM, CHROMIUM_ARGS, HAS_CHROMIUM, NEEDS_CHROMIUM, eventually, startServe, watchPage, type ServeProcess } from './helpers/e2e-server.js';
 import { indexFiles, tinyModel } from './helpers/library-fixture.js';
 import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
 
@@ -222,5 +224,70 @@ describe.skipIf(!labeled)(`text-block training on ../shared/photos/labeled ${lab
       const ref = textTowerOf(v);
       if (ref) expect(existsSync(join(versionsDir(dataDir), ref.file))).toBe(true);
     }
+  }, 600_000);
+});
+
+const PAGE_SKIP = !HAS_CHROMIUM ? NEEDS_CHROMIUM : !labeled ? `${NEEDS_SHARED} (needs photos/labeled)` : '';
+
+
+describe.skipIf(PAGE_SKIP !== '')(`the Training page's Text blocks control ${PAGE_SKIP}`, () => {
+  let tmp: string;
+  let server: ServeProcess;
+  let browser: Browser;
+  let page: Page;
+  const problems: string[] = [];
+
+  beforeAll(async () => {
+    tmp = mkdtempSync(join(tmpdir(), 'clipdex-tblocks-page-'));
+    let photos = 0;
+    for (const folder of FOLDERS) photos += readdirSync(join(labeled!, folder)).filter((f) => f.endsWith('.webp')).length;
+    const model = await tinyModel(tmp);
+    server = await startServe(['--model', model], ['--root', labeled!], { CLIPDEX_DATA_DIR: join(tmp, 'data'), CLIPDEX_CACHE_DIR: join(tmp, 'cache') });
+    await eventually(
+      async () => {
+        const s = (await (await fetch(`${server.url}/api/status`)).json()) as { indexed: number; pending: number; ingest: { phase?: string } | null };
+        return s.indexed === photos && s.pending === 0 && (s.ingest?.phase ?? 'idle') === 'idle';
+      },
+      `${photos} photos indexed\n${server.log()}`,
+      120_000,
+    );
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+    page.setDefaultTimeout(30_000);
+    watchPage(page, problems);
+    await page.goto(server.url);
+    await eventually(async () => (await page.getAttribute('#status-connection', 'data-state')) === 'live', 'the live event stream');
+  }, 300_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.stop();
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('sends textBlocks, and the report shows both candidates and which one was saved', async () => {
+    await page.click('nav a[data-route="labels"]');
+    await page.waitForSelector('#view-labels:not([hidden])');
+    await page.fill('#import-folder', labeled!);
+    await page.click('#import-labels button[type="submit"]');
+    await eventually(async () => (await page.textContent('#import-message'))?.startsWith('Added'), 'the import report');
+    await page.click('nav a[data-route="training"]');
+    await page.waitForSelector('#view-training:not([hidden])');
+    expect(await page.inputValue('#train-text-blocks')).toBe('0');
+    await page.fill('#train-text-blocks', '1');
+    await page.fill('#train-epochs', '5');
+    await page.fill('#train-seed', '3');
+    const posted = page.waitForRequest((r) => r.url().endsWith('/api/training') && r.method() === 'POST');
+    await page.click('#train-start');
+    expect((await posted).postDataJSON()).toMatchObject({ textBlocks: 1, epochs: 5, seed: 3 });
+    await eventually(async () => (await page.getAttribute('#train-phase', 'data-phase')) === 'done', `training to finish\n${server.log()}`, 300_000);
+    const { job } = (await (await fetch(`${server.url}/api/training`)).json()) as { job: { result: { comparison: { chosen: string } } } };
+    await eventually(async () => page.isVisible('#report-comparison'), 'the comparison line');
+    expect(await page.getAttribute('#report-comparison', 'data-chosen')).toBe(job.result.comparison.chosen);
+    const line = (await page.textContent('#report-comparison'))!;
+    expect(line).toContain('text blocks k=1');
+    expect(line).toContain(`saved: ${job.result.comparison.chosen === 'adapter' ? 'the adapter' : 'the text blocks'}`);
+    await page.screenshot({ path: join(tmp, 'training-text-blocks.png') });
+    expect(problems).toEqual([]);
   }, 600_000);
 });
