@@ -66,6 +66,11 @@ describe.skipIf(!labeled)(`text-block training on ../shared/photos/labeled ${lab
     // The text-block head at blend 0 is the tower itself, so "before" matches the adapter's base (0.6757 both).
     expect(c.textBlocks.gain!.before).toBeCloseTo(c.adapter.gain!.before, 2);
     expect(c.textBlocks.verdict.length).toBeGreaterThan(0);
+    // Phrases outside the labels, through the tuned tower: some move, not all (a blend of 0 would keep all).
+    expect(c.textBlocks.retention).not.toBeNull();
+    expect(c.textBlocks.retention!.top10Overlap).toBeGreaterThan(0);
+    expect(c.textBlocks.retention!.top10Overlap).toBeLessThanOrEqual(1);
+    expect(c.textBlocks.retention!.textCosine).toBeLessThan(1);
     // Measured with seed 3 on 23 test photos: text blocks 0.676 → 0.900 (90% interval +6.5 … +41.3 pt), the
     // adapter 0.676 → 0.893; on a random-weight model neither is asserted to beat the other.
     expect(c.textBlocks.gain!.after).toBeGreaterThanOrEqual(c.textBlocks.gain!.before + 0.1);
@@ -152,6 +157,12 @@ describe.skipIf(!labeled)(`text-block training on ../shared/photos/labeled ${lab
     expect(text.stdout).toMatch(/adapter\s+text blocks k=1/);
     expect(text.stdout).toMatch(/^ {2}test mean recall +\d/m);
     expect(text.stdout).toMatch(/Saved as (adapter|text-tuned version) v\d+\./);
+
+    // The text-tuned version of the earlier tests is listed as one.
+    const list = await cli('adapters', 'list');
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toContain(`v${textRun.adapter.version}`);
+    expect(list.stdout).toMatch(/text blocks k=1 \(its own text tower/);
 
     for (const [args, message] of [
       [['--text-blocks', '-1'], /--text-blocks/],

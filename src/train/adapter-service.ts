@@ -359,7 +359,7 @@ export class AdapterService {
         photoKeys,
         captionTexts: captions,
         logitScale: model.spec.logitScale,
-        ...(gallery.count >= 10 ? { probes: { texts: await this.embedTexts(probeList), count: probeList.length, gallery: gallery.vectors, galleryCount: gallery.count } } : {}),
+        ...(gallery.count >= 10 ? { probes: { texts: await this.embedTexts(probeList), count: probeList.length, gallery: gallery.vectors, galleryCount: gallery.count, phrases: probeList } } : {}),
       },
       skipped: labels.skipped,
       splits: storedSplits(labels.usable, plan),

@@ -57,6 +57,8 @@ export interface TextBlocksKind extends CandidateKind<TextBlockWeights> {
   headTensors(weights: TextBlockWeights, blend: number): Map<string, Float32Array>;
   /** The tower's graph with those tensors merged in. */
   towerBytes(weights: TextBlockWeights, blend: number): Uint8Array;
+  /** Other texts (rows × embedDim, normalised) under those weights: their frozen blocks run once, then the head. */
+  encode(texts: readonly string[], weights: TextBlockWeights, blend: number): Promise<Float32Array>;
 }
 
 const MAX_LOG_SCALE = Math.log(100);
@@ -213,6 +215,14 @@ export async function textBlocksCandidate(data: EmbeddedPairs, o: TextBlocksOpti
     },
     headTensors,
     towerBytes: (weights, blend) => mergedTowerBytes(tower, headTensors(weights, blend)),
+    async encode(texts, weights, blend) {
+      const rows = await tokenizer.tokenize(texts, tower.contextLength);
+      const own = await cacheResiduals(tower, shape.first, rows.map((t) => t.ids), residualEntering(tower, shape.first), { ...threads, padId: tokenizer.padId });
+      const out = await runHead(headTensors(weights, blend), shape, own, Array.from({ length: texts.length }, (_, i) => i), { normalize: true, ...threads });
+      const flat = new Float32Array(texts.length * E);
+      out.forEach((v, i) => flat.set(v, i * E));
+      return flat;
+    },
     async release() {
       await stepSession.release();
       await evalSession.release();

@@ -34,7 +34,7 @@ export interface TrainingData extends EmbeddedPairs {
    * For the retention report: base embeddings of phrases that are not captions in the training set, and
    * a sample of the library's photos to search with them.
    */
-  probes?: { texts: Float32Array; count: number; gallery: Float32Array; galleryCount: number };
+  probes?: { texts: Float32Array; count: number; gallery: Float32Array; galleryCount: number; phrases?: readonly string[] };
 }
 
 export interface TrainOptions {
@@ -181,7 +181,9 @@ export async function trainAdapters(data: TrainingData, options: TrainOptions = 
   try {
     const { fitted, outcome } = await judgeCandidate(kind, data, opts, plan, onProgress, signal);
     const weights = mixAdapter(fitted.weights, fitted.blend);
-    return { ...outcome, weights, retention: data.probes ? await retention(data, weights) : null, durationMs: Math.round(performance.now() - started) };
+    const p = data.probes;
+    const d = data.dim;
+    return { ...outcome, weights, retention: p ? await retention(p, d, await projectBulk(p.texts, p.count, weights.text, d), await projectBulk(p.gallery, p.galleryCount, weights.image, d)) : null, durationMs: Math.round(performance.now() - started) };
   } finally {
     await kind.release();
   }
@@ -239,7 +241,10 @@ export async function trainWithTextBlocks(data: TrainingData, options: TextBlock
     const fitStarted = performance.now();
     const { fitted, outcome } = await judgeCandidate(kind, data, opts, plan, (p) => onProgress?.({ ...p, candidate: 'text-blocks' }), signal);
     const towerBytes = kind.towerBytes(fitted.weights, fitted.blend);
-    const textBlocks = { ...outcome, retention: null, durationMs: Math.round(prepareMs + performance.now() - fitStarted), k: kind.k, lora: kind.lora };
+    // Retention through the tuned tower itself; the image side is locked, so the gallery stays as stored.
+    const p = data.probes;
+    const tunedProbes = p?.phrases ? await kind.encode(p.phrases, fitted.weights, fitted.blend) : null;
+    const textBlocks = { ...outcome, retention: p && tunedProbes ? await retention(p, data.dim, tunedProbes, p.gallery) : null, durationMs: Math.round(prepareMs + performance.now() - fitStarted), k: kind.k, lora: kind.lora };
     const bestOf = (o: CandidateOutcome) => Math.max(0, ...o.blends.map((b) => (Math.abs(b.blend - o.blend) < 1e-9 ? b.meanRecall : 0)));
     const chosen = bestOf(textBlocks) > bestOf(adapter) ? 'text-blocks' : 'adapter';
     return { adapter, textBlocks, towerBytes, chosen };
@@ -418,13 +423,11 @@ async function scoreRows<W>(kind: CandidateKind<W>, data: TrainingData, weights:
   return retrievalDetail(await kind.similarities(weights, blend, rows), rows.length, m, pairs);
 }
 
-async function retention(data: TrainingData, w: AdapterWeights): Promise<Retention> {
-  const p = data.probes!;
-  const d = data.dim;
+/** How far phrases outside the labels move: their tuned embeddings (`tunedTexts`) against the gallery as the version sees it. */
+async function retention(p: NonNullable<TrainingData['probes']>, d: number, tunedTexts: Float32Array, tunedGallery: Float32Array): Promise<Retention> {
   const baseTexts = p.texts;
-  const tunedTexts = await projectBulk(p.texts, p.count, w.text, d);
   const baseSims = await similarityMatrix(baseTexts, p.count, p.gallery, p.galleryCount, d);
-  const tunedSims = await similarityMatrix(tunedTexts, p.count, await projectBulk(p.gallery, p.galleryCount, w.image, d), p.galleryCount, d);
+  const tunedSims = await similarityMatrix(tunedTexts, p.count, tunedGallery, p.galleryCount, d);
   const top10 = (sims: Float32Array, q: number) => {
     const row = Array.from(sims.subarray(q * p.galleryCount, (q + 1) * p.galleryCount), (s, i) => ({ s, i }));
     return new Set(row.sort((a, b) => b.s - a.s || a.i - b.i).slice(0, 10).map((x) => x.i));

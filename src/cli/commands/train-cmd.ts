@@ -109,6 +109,7 @@ function comparisonTable(c: CandidateComparison): string[] {
     ['test mean recall', test],
     ['90% interval on gain', interval],
     ['verdict', (o) => (o.improved ? 'improved' : 'not shown')],
+    ['retention (top 10 kept)', (o) => (o.retention ? pct(o.retention.top10Overlap) : '—')],
     ['time', (o) => seconds(o.durationMs)],
   ];
   return [
