@@ -8,7 +8,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import * as tf from '@huggingface/transformers';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Library } from '../src/library/library.js';
@@ -117,7 +118,7 @@ describe.skipIf(!labeled)(`text-block training on ../shared/photos/labeled ${lab
     expect(hits(tuned)).not.toEqual(hits(baseResults));
   }, 300_000);
 
-  it('exports a model folder with the tuned tower merged, whose text embeddings are the active version\'s', async () => {
+  it('exports a model folder with the tuned tower merged: its text embeddings, in clipdex and in transformers.js, are the active version\'s', async () => {
     const out = join(dir, 'export');
     const { dir: exported } = await service.export(textRun.adapter.version, out);
     const other = await Library.open({ dataDir: join(dir, 'exported-data'), model: exported, cacheDir: join(dir, 'cache') });
@@ -128,6 +129,34 @@ describe.skipIf(!labeled)(`text-block training on ../shared/photos/labeled ${lab
       let worst = 0;
       fromExport.forEach((e, r) => e.forEach((x, i) => (worst = Math.max(worst, Math.abs(x - active[r]![i]!)))));
       expect(worst).toBeLessThan(1e-5);
+
+      // An independent reader: transformers.js, its own tokenizer and CLIP classes, on the exported folder.
+      tf.env.allowRemoteModels = false;
+      tf.env.allowLocalModels = true;
+      tf.env.localModelPath = `${dirname(exported)}/`;
+      const name = basename(exported);
+      const tokenizer = await tf.AutoTokenizer.from_pretrained(name, { local_files_only: true });
+      const textModel = await tf.CLIPTextModelWithProjection.from_pretrained(name, { local_files_only: true, dtype: 'fp32', device: 'cpu', session_options: { intraOpNumThreads: 1 } });
+      try {
+        const CONTEXT = 77;
+        const data = new BigInt64Array(texts.length * CONTEXT).fill(BigInt(tokenizer.pad_token_id!));
+        texts.forEach((t, row) => tokenizer.encode(t).forEach((id, k) => (data[row * CONTEXT + k] = BigInt(id))));
+        const { text_embeds } = await textModel({ input_ids: new tf.Tensor('int64', data, [texts.length, CONTEXT]) });
+        const dim = text_embeds.dims[1] as number;
+        const flat = text_embeds.data as Float32Array;
+        let theirs = 0;
+        texts.forEach((_, r) => {
+          const row = flat.subarray(r * dim, (r + 1) * dim);
+          const norm = Math.hypot(...Array.from(row));
+          row.forEach((x, i) => (theirs = Math.max(theirs, Math.abs(x / norm - active[r]![i]!))));
+        });
+        expect(theirs).toBeLessThan(1e-4);
+      } finally {
+        await textModel.dispose();
+      }
+      // The image side is locked: the exported image tower is the base one, byte for byte.
+      const spec = library.requireModel().model.spec;
+      expect(readFileSync(join(exported, spec.vision.file)).equals(readFileSync(join(spec.dir, spec.vision.file)))).toBe(true);
     } finally {
       await other.close();
     }
