@@ -4,7 +4,13 @@ import { ThumbnailStore } from '../store/thumbnail-store.js';
 import { cacheDir as defaultCacheDir, dataDir as defaultDataDir } from '../model/cache-dir.js';
 import { ClipModel, type LoadModelOptions } from '../model/clip-model.js';
 import { DEFAULT_MODEL_ID, resolveModel } from '../model/model-registry.js';
-import { AdaptersRepo, type AdapterRecord } from '../store/adapters-repo.js';
+import { AdaptersRepo, type AdapterRecord, textTowerOf, towerFileName, versionsDir } from '../store/adapters-repo.js';
+import { TextEncoder } from '../model/text-encoder.js';
+import { loadTextTokenizer } from '../model/text-tokenizer.js';
+import { openTower } from '../model/tower-session.js';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
 import { libraryDamagedError, libraryPaths, openDatabase, type LibraryPaths, type StoreDatabase } from '../store/database.js';
 import { EmbeddingsRepo } from '../store/embeddings-repo.js';
 import { ImagesRepo } from '../store/images-repo.js';
@@ -55,7 +61,7 @@ export interface SearchSpace {
   key: string;
   index: IndexManager;
   /** The active adapter; queries are projected through it. null: the base model. */
-  adapter: { id: number; version: number; weights: AdapterWeights } | null;
+  adapter: { id: number; version: number; weights: AdapterWeights; text?: TextEncoder | null } | null;
 }
 
 /** An index that was swapped out is closed this long after the switch, so searches already running finish. */
@@ -153,6 +159,7 @@ export class Library {
       const library = new Library(paths, store, modelRef, { model, key, index }, null, options, notice);
       await library.openActiveAdapter();
       await library.removeAdapterLeftovers();
+      await library.adapters.removeOrphanTowers(paths.dir).catch((err: unknown) => options.onIndexError?.(err));
       return library;
     } catch (err) {
       await model?.release().catch(() => undefined);
@@ -278,7 +285,10 @@ export class Library {
         next = await this.openAdapterSpace(record);
       }
       if (activeId() === wanted && (this.space?.adapter?.id ?? null) !== wanted) this.setSearchSpace(next);
-      else if (next.adapter) await next.index.close();
+      else if (next.adapter) {
+        await next.index.close();
+        await next.adapter.text?.release();
+      }
     })()
       .catch((err: unknown) => this.indexOptions.onIndexError?.(new ClipdexError('ADAPTER_INVALID', `cannot follow the adapter activated elsewhere: ${errorMessage(err)}`, { cause: err })))
       .finally(() => {
@@ -312,6 +322,7 @@ export class Library {
   private retire(space: SearchSpace, onRetired?: (previous: SearchSpace) => Promise<void>): void {
     const close = async () => {
       await space.index.close().catch(() => undefined);
+      await space.adapter?.text?.release().catch(() => undefined);
       await onRetired?.(space).catch((err: unknown) => this.indexOptions.onIndexError?.(err));
     };
     const entry = {
@@ -364,7 +375,33 @@ export class Library {
     const weights = decodeAdapter(record.weights);
     const key = adapterModelKey(base, record.id);
     await new AdaptedEmbeddings(this.store.db, this.embeddings, base).fillMissing(key, weights);
-    return { key, index: await this.openIndex(key), adapter: { id: record.id, version: record.version, weights } };
+    const text = await this.openTunedText(record);
+    try {
+      return { key, index: await this.openIndex(key), adapter: { id: record.id, version: record.version, weights, text } };
+    } catch (err) {
+      await text?.release();
+      throw err;
+    }
+  }
+
+  /**
+   * A text-tuned version's own text tower as an encoder (null for an adapter-only version), refused unless
+   * the file is the one trained: its whole-file SHA-256 must be the recorded one.
+   */
+  async openTunedText(record: Pick<AdapterRecord, 'metrics' | 'version'>): Promise<TextEncoder | null> {
+    const ref = textTowerOf(record);
+    if (!ref) return null;
+    const { model } = this.requireModel();
+    const path = join(versionsDir(this.paths.dir), ref.file);
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+    const sha = hash.digest('hex');
+    if (sha !== ref.sha256 || ref.file !== towerFileName(ref.sha256)) {
+      throw new ClipdexError('ADAPTER_INVALID', `version ${record.version}'s text tower ${path} is not the one trained (SHA-256 ${sha}, recorded ${ref.sha256})`);
+    }
+    const spec = model.spec;
+    const tower = await openTower(path, spec.text, 'text', {});
+    return new TextEncoder(tower, await loadTextTokenizer(spec), spec.contextLength);
   }
 
   async close(): Promise<void> {
@@ -374,6 +411,7 @@ export class Library {
     }
     this.retiring.clear();
     if (this.space && this.loaded && this.space.index !== this.loaded.index) await this.space.index.close();
+    await this.space?.adapter?.text?.release();
     if (this.loaded) {
       await this.loaded.index.close();
       await this.loaded.model.release();

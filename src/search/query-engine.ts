@@ -340,8 +340,11 @@ export class QueryEngine {
       const cacheKey = `${key}\n${language ?? ''}\n${text}`;
       const cached = this.textCache.get(cacheKey);
       if (cached) return cached;
-      const [base] = await model.embedTexts([text], language !== undefined ? { language } : {});
-      const v = project(base!, 'text');
+      // A text-tuned version encodes with its own tower; its text side has no projection on top.
+      const tuned = adapter?.text;
+      const v = tuned
+        ? (await tuned.encode([text], language !== undefined ? { language } : {}))[0]!
+        : project((await model.embedTexts([text], language !== undefined ? { language } : {}))[0]!, 'text');
       this.textCache.set(cacheKey, v);
       return v;
     }

@@ -13,6 +13,7 @@ import { projectBulk, similarityMatrix } from '../adapter/projection-kernel.js';
 import { parseParam } from '../validation/param-rules.js';
 import { batchSizeRule, blendsRule, epochsRule, foldsRule, identityPenaltyRule, learningRateRule, patienceRule, seedRule } from '../validation/train-params.js';
 import { adapterCandidate } from './adapter-candidate.js';
+import { textBlocksCandidate } from './text-blocks-candidate.js';
 import type { CandidateFit, CandidateKind } from './candidate.js';
 import { DEFAULT_FOLDS, foldCount, makeFolds, selectionMethod, type Fold, type SelectionMethod } from './cross-validation.js';
 import type { PhotoSplit } from './pair-split.js';
@@ -33,7 +34,7 @@ export interface TrainingData extends EmbeddedPairs {
    * For the retention report: base embeddings of phrases that are not captions in the training set, and
    * a sample of the library's photos to search with them.
    */
-  probes?: { texts: Float32Array; count: number; gallery: Float32Array; galleryCount: number };
+  probes?: { texts: Float32Array; count: number; gallery: Float32Array; galleryCount: number; phrases?: readonly string[] };
 }
 
 export interface TrainOptions {
@@ -155,10 +156,8 @@ export function resolveTrainOptions(o: TrainOptions = {}): Required<Omit<TrainOp
 
 type Options = Required<Omit<TrainOptions, 'threads'>>;
 
-export async function trainAdapters(data: TrainingData, options: TrainOptions = {}, onProgress?: (p: TrainProgress) => void, signal?: AbortSignal): Promise<TrainOutcome> {
-  const started = performance.now();
-  const opts = resolveTrainOptions(options);
-  const d = data.dim;
+/** The run's checks before any fit: the selection method and the pairs learned from. */
+function planRun(data: TrainingData, opts: Options): { method: SelectionMethod; fitPairs: number[] } {
   const pairsIn = (part: PhotoSplit) => data.pairs.flatMap((p, k) => (data.imageSplit[p[0]] === part ? [k] : []));
   const rowsIn = (part: PhotoSplit) => data.imageSplit.flatMap((s, i) => (s === part ? [i] : []));
   const method = selectionMethod(rowsIn('val').length, opts.selection);
@@ -171,61 +170,142 @@ export async function trainAdapters(data: TrainingData, options: TrainOptions = 
       `training needs at least 4 labeled photos with at least 2 different captions to learn from, besides the test photos (has ${fitPairs.length} pairs, ${fitCaptions.size} caption${fitCaptions.size === 1 ? '' : 's'}): contrastive learning learns from telling captions apart`,
     );
   }
+  return { method, fitPairs };
+}
+
+export async function trainAdapters(data: TrainingData, options: TrainOptions = {}, onProgress?: (p: TrainProgress) => void, signal?: AbortSignal): Promise<TrainOutcome> {
+  const started = performance.now();
+  const opts = resolveTrainOptions(options);
+  const plan = planRun(data, opts);
   const kind = await adapterCandidate(data, { ...opts, logitScale: data.logitScale, ...(options.threads === undefined ? {} : { threads: options.threads }) });
   try {
-    const fitted = await fitAndScore(kind, data, method, opts, onProgress, signal);
+    const { fitted, outcome } = await judgeCandidate(kind, data, opts, plan, onProgress, signal);
     const weights = mixAdapter(fitted.weights, fitted.blend);
-    const testRows = rowsIn('test');
-    const testPairs = pairsIn('test');
-    const tested = new Set(testPairs.map((k) => data.pairs[k]![1]));
-    const captionName = (c: number) => data.captionTexts?.[c] ?? `caption ${c}`;
-    const m = data.texts.length / d;
-    const test: TestSet = {
-      photos: testRows.length,
-      pairs: testPairs.length,
-      untested: Array.from({ length: m }, (_, c) => c).filter((c) => !tested.has(c)).map(captionName),
-    };
-    let before: RetrievalMetrics | null = null;
-    let after: RetrievalMetrics | null = null;
-    let gain: Gain | null = null;
-    if (testRows.length > 0) {
-      const b = await scoreRows(kind, data, fitted.weights, 0, testRows);
-      const a = await scoreRows(kind, data, fitted.weights, fitted.blend, testRows);
-      before = b.metrics;
-      after = a.metrics;
-      gain = measureGain(b.ranks, a.ranks, { seed: opts.seed });
-    }
-    const { improved, verdict } = judge(gain, fitted.blend, test);
-    const learned = method === 'holdout' ? rowsIn('train').length : rowsIn('train').length + rowsIn('val').length;
-    return {
-      weights,
-      blend: fitted.blend,
-      blends: fitted.blends,
-      selection: fitted.selection,
-      logitScale: fitted.logitScale,
-      history: fitted.history,
-      bestEpoch: fitted.selection.epochs,
-      stoppedEarly: fitted.stoppedEarly,
-      before,
-      after,
-      gain,
-      test,
-      retention: data.probes ? await retention(data, weights) : null,
-      improved,
-      verdict,
-      trainPairs: fitPairs.length,
-      trainImages: learned,
-      valPairs: method === 'holdout' ? pairsIn('val').length : 0,
-      valImages: method === 'holdout' ? rowsIn('val').length : 0,
-      testPairs: testPairs.length,
-      testImages: testRows.length,
-      captions: m,
-      durationMs: Math.round(performance.now() - started),
-      options: opts,
-    };
+    const p = data.probes;
+    const d = data.dim;
+    return { ...outcome, weights, retention: p ? await retention(p, d, await projectBulk(p.texts, p.count, weights.text, d), await projectBulk(p.gallery, p.galleryCount, weights.image, d)) : null, durationMs: Math.round(performance.now() - started) };
   } finally {
     await kind.release();
   }
+}
+
+/** A candidate's outcome without its weights: what the CLI, API and stored metrics show of it. */
+export type CandidateOutcome = Omit<TrainOutcome, 'weights'>;
+
+export interface TextBlocksTrainOptions extends TrainOptions {
+  /** Text blocks to tune, from the top (≥ 1). */
+  textBlocks: number;
+  /** LoRA rank of the tuned matrices; null/0 = full weights. */
+  lora?: number | null;
+  /** The base model's folder (its text tower is read and tuned). */
+  modelDir: string;
+  /** Called while the captions' residuals are cached, before the text-block fits. */
+  onCache?: (done: number, total: number) => void;
+}
+
+export interface DepthOutcome {
+  /** The adapter-only candidate, trained on the same split (what today's run gives). */
+  adapter: TrainOutcome;
+  /** The text-block candidate; its image side is the locked image tower (stored embeddings as they are). */
+  textBlocks: CandidateOutcome & { k: number; lora: number | null };
+  /** The merged text tower at the chosen blend (ONNX bytes). */
+  towerBytes: Uint8Array;
+  /** Which one the selection step chose (its blend's held-out mean recall; a tie keeps the adapter). */
+  chosen: 'adapter' | 'text-blocks';
+}
+
+/**
+ * Both candidates on one split, one after the other through the same selection and verdict; the one whose
+ * choice scored higher on the held-out (never test) photos is the version to save.
+ */
+export async function trainWithTextBlocks(data: TrainingData, options: TextBlocksTrainOptions, onProgress?: (p: TrainProgress & { candidate: 'adapter' | 'text-blocks' }) => void, signal?: AbortSignal): Promise<DepthOutcome> {
+  const opts = resolveTrainOptions(options);
+  const plan = planRun(data, opts);
+  if (!data.captionTexts) throw new ClipdexError('INVALID_ARGUMENT', 'tuning text blocks needs the captions\' texts');
+  // The text blocks' model checks (depth, LoRA rank, a CLIP head) come before any fit, so a bad k is refused at once.
+  const started = performance.now();
+  const kind = await textBlocksCandidate(data, {
+    modelDir: options.modelDir,
+    captions: data.captionTexts,
+    k: options.textBlocks,
+    lora: options.lora ? options.lora : null,
+    batchSize: opts.batchSize,
+    logitScale: data.logitScale,
+    ...(options.threads === undefined ? {} : { threads: options.threads }),
+    ...(signal ? { signal } : {}),
+    ...(options.onCache ? { onCache: options.onCache } : {}),
+  });
+  try {
+    const prepareMs = performance.now() - started;
+    const adapter = await trainAdapters(data, options, (p) => onProgress?.({ ...p, candidate: 'adapter' }), signal);
+    const fitStarted = performance.now();
+    const { fitted, outcome } = await judgeCandidate(kind, data, opts, plan, (p) => onProgress?.({ ...p, candidate: 'text-blocks' }), signal);
+    const towerBytes = kind.towerBytes(fitted.weights, fitted.blend);
+    // Retention through the tuned tower itself; the image side is locked, so the gallery stays as stored.
+    const p = data.probes;
+    const tunedProbes = p?.phrases ? await kind.encode(p.phrases, fitted.weights, fitted.blend) : null;
+    const textBlocks = { ...outcome, retention: p && tunedProbes ? await retention(p, data.dim, tunedProbes, p.gallery) : null, durationMs: Math.round(prepareMs + performance.now() - fitStarted), k: kind.k, lora: kind.lora };
+    const bestOf = (o: CandidateOutcome) => Math.max(0, ...o.blends.map((b) => (Math.abs(b.blend - o.blend) < 1e-9 ? b.meanRecall : 0)));
+    const chosen = bestOf(textBlocks) > bestOf(adapter) ? 'text-blocks' : 'adapter';
+    return { adapter, textBlocks, towerBytes, chosen };
+  } finally {
+    await kind.release();
+  }
+}
+
+/** Fit, choose and judge one candidate on the run's split: everything of its outcome but weights, retention and duration. */
+async function judgeCandidate<W>(kind: CandidateKind<W>, data: TrainingData, opts: Options, plan: { method: SelectionMethod; fitPairs: number[] }, onProgress?: (p: TrainProgress) => void, signal?: AbortSignal) {
+  const d = data.dim;
+  const { method, fitPairs } = plan;
+  const pairsIn = (part: PhotoSplit) => data.pairs.flatMap((p, k) => (data.imageSplit[p[0]] === part ? [k] : []));
+  const rowsIn = (part: PhotoSplit) => data.imageSplit.flatMap((s, i) => (s === part ? [i] : []));
+  const fitted = await fitAndScore(kind, data, method, opts, onProgress, signal);
+  const testRows = rowsIn('test');
+  const testPairs = pairsIn('test');
+  const tested = new Set(testPairs.map((k) => data.pairs[k]![1]));
+  const captionName = (c: number) => data.captionTexts?.[c] ?? `caption ${c}`;
+  const m = data.texts.length / d;
+  const test: TestSet = {
+    photos: testRows.length,
+    pairs: testPairs.length,
+    untested: Array.from({ length: m }, (_, c) => c).filter((c) => !tested.has(c)).map(captionName),
+  };
+  let before: RetrievalMetrics | null = null;
+  let after: RetrievalMetrics | null = null;
+  let gain: Gain | null = null;
+  if (testRows.length > 0) {
+    const b = await scoreRows(kind, data, fitted.weights, 0, testRows);
+    const a = await scoreRows(kind, data, fitted.weights, fitted.blend, testRows);
+    before = b.metrics;
+    after = a.metrics;
+    gain = measureGain(b.ranks, a.ranks, { seed: opts.seed });
+  }
+  const { improved, verdict } = judge(gain, fitted.blend, test);
+  const learned = method === 'holdout' ? rowsIn('train').length : rowsIn('train').length + rowsIn('val').length;
+  const outcome: Omit<CandidateOutcome, 'retention' | 'durationMs'> = {
+    blend: fitted.blend,
+    blends: fitted.blends,
+    selection: fitted.selection,
+    logitScale: fitted.logitScale,
+    history: fitted.history,
+    bestEpoch: fitted.selection.epochs,
+    stoppedEarly: fitted.stoppedEarly,
+    before,
+    after,
+    gain,
+    test,
+    improved,
+    verdict,
+    trainPairs: fitPairs.length,
+    trainImages: learned,
+    valPairs: method === 'holdout' ? pairsIn('val').length : 0,
+    valImages: method === 'holdout' ? rowsIn('val').length : 0,
+    testPairs: testPairs.length,
+    testImages: testRows.length,
+    captions: m,
+    options: opts,
+  };
+  return { fitted, outcome };
 }
 
 interface Fitted<W> {
@@ -343,13 +423,11 @@ async function scoreRows<W>(kind: CandidateKind<W>, data: TrainingData, weights:
   return retrievalDetail(await kind.similarities(weights, blend, rows), rows.length, m, pairs);
 }
 
-async function retention(data: TrainingData, w: AdapterWeights): Promise<Retention> {
-  const p = data.probes!;
-  const d = data.dim;
+/** How far phrases outside the labels move: their tuned embeddings (`tunedTexts`) against the gallery as the version sees it. */
+async function retention(p: NonNullable<TrainingData['probes']>, d: number, tunedTexts: Float32Array, tunedGallery: Float32Array): Promise<Retention> {
   const baseTexts = p.texts;
-  const tunedTexts = await projectBulk(p.texts, p.count, w.text, d);
   const baseSims = await similarityMatrix(baseTexts, p.count, p.gallery, p.galleryCount, d);
-  const tunedSims = await similarityMatrix(tunedTexts, p.count, await projectBulk(p.gallery, p.galleryCount, w.image, d), p.galleryCount, d);
+  const tunedSims = await similarityMatrix(tunedTexts, p.count, tunedGallery, p.galleryCount, d);
   const top10 = (sims: Float32Array, q: number) => {
     const row = Array.from(sims.subarray(q * p.galleryCount, (q + 1) * p.galleryCount), (s, i) => ({ s, i }));
     return new Set(row.sort((a, b) => b.s - a.s || a.i - b.i).slice(0, 10).map((x) => x.i));

@@ -22,6 +22,10 @@ export const valFractionRule = z.number({ error: VAL_FRACTION }).min(0, VAL_FRAC
 const TEST_FRACTION = 'must be a number from 0 to 0.9';
 export const testFractionRule = z.number({ error: TEST_FRACTION }).min(0, TEST_FRACTION).max(0.9, TEST_FRACTION);
 export const foldsRule = intRule(2, 20);
+// Text blocks tuned from the top (0 = the adapters alone); the model's own depth is checked when its tower is read.
+export const textBlocksRule = intRule(0, 64);
+// LoRA rank of the tuned text blocks (0 = full weights); the model's text width is checked with its tower.
+export const loraRule = intRule(0, 4096);
 
 // Library-only options: neither the CLI nor the API sets them.
 const IDENTITY_PENALTY = 'must be in [0, 100)';
@@ -38,6 +42,8 @@ export const trainRequestShape = {
   seed: seedRule.optional(),
   learningRate: learningRateRule.optional(),
   patience: patienceRule.optional(),
+  textBlocks: textBlocksRule.optional(),
+  lora: loraRule.optional(),
 };
 
 /** The same rules reading text: command-line options and query strings. */
@@ -48,3 +54,5 @@ export const seedText = intText(seedRule);
 export const learningRateText = fromText(learningRateRule);
 export const valFractionText = fromText(valFractionRule);
 export const testFractionText = fromText(testFractionRule);
+export const textBlocksText = intText(textBlocksRule);
+export const loraText = intText(loraRule);

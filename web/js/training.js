@@ -71,8 +71,13 @@ export function phaseText(job) {
   switch (p.phase) {
     case 'preparing':
       return `Preparing: ${p.message}`;
-    case 'training':
-      return p.training?.stage === 'cross-validation' ? `Training: ${p.training.folds}-fold cross-validation` : p.training?.stage === 'final' ? 'Training: final fit' : 'Training';
+    case 'caching':
+      return `Text blocks: running ${p.total} captions through the frozen blocks once`;
+    case 'training': {
+      // A run with text blocks trains the adapter, then the text blocks: say whose epochs these are.
+      const whose = p.candidate === 'text-blocks' ? 'Training the text blocks' : p.candidate === 'adapter' ? 'Training the adapter' : 'Training';
+      return p.training?.stage === 'cross-validation' ? `${whose}: ${p.training.folds}-fold cross-validation` : p.training?.stage === 'final' ? `${whose}: final fit` : whose;
+    }
     case 'evaluating':
       return 'Evaluating: retrieval before and after on the test photos';
     case 'projecting':
@@ -125,6 +130,22 @@ export class TrainingView {
     /** The gain with its interval, under the verdict. */
     this.gainLine = h('p', { className: 'report-gain', id: 'report-gain' });
     els.verdict.after(this.gainLine);
+    /** A run with text blocks: both candidates side by side, under the gain. */
+    this.comparisonLine = h('p', { className: 'report-comparison muted small', id: 'report-comparison' });
+    this.gainLine.after(this.comparisonLine);
+    show(this.comparisonLine, false);
+    // The text-block depth: built here so the form's other fields stay as they are in the page.
+    this.textBlocks = h('input', { id: 'train-text-blocks', name: 'textBlocks', type: 'number', min: '0', max: '64', step: '1', value: '0', required: true, 'aria-describedby': 'train-text-blocks-hint' });
+    const field = h(
+      'div',
+      { className: 'field' },
+      h('label', { for: 'train-text-blocks', text: 'Text blocks' }),
+      this.textBlocks,
+      h('span', { id: 'train-text-blocks-hint', className: 'muted small', text: '0: adapters only; k: also tune the last k text-tower blocks and keep the better' }),
+    );
+    const actions = els.form.querySelector('.field-actions');
+    if (actions) actions.before(field);
+    else els.form.append(field);
   }
 
   async refreshSplit() {
@@ -196,7 +217,9 @@ export class TrainingView {
       seed: num(this.els.seed),
       patience: num(this.els.patience),
       learningRate: num(this.els.lr),
+      textBlocks: num(this.textBlocks),
     };
+    if (opts.textBlocks === 0) delete opts.textBlocks;
     for (const k of Object.keys(opts)) if (opts[k] === undefined || Number.isNaN(opts[k])) delete opts[k];
     return opts;
   }
@@ -338,11 +361,11 @@ export class TrainingView {
       ? `Stopped early: no better ${loss} after epoch ${outcome.bestEpoch}; ${kept}.`
       : `Ran every epoch; best at epoch ${outcome.bestEpoch}; ${kept}.`;
     this.reportVersion = version ?? null;
-    this.showReport(outcome, version);
+    this.showReport(outcome, version, result.comparison);
   }
 
   /** The report of a run: from a job that just finished, or from a stored version's metrics. */
-  showReport(m, version) {
+  showReport(m, version, comparison = m.comparison) {
     const { report } = this.els;
     report.dataset.version = String(version ?? '');
     this.els.reportTitle.textContent = `Adapter v${version}: before and after`;
@@ -357,6 +380,7 @@ export class TrainingView {
       h('span', { className: 'verdict-text', text: m.verdict ?? '' }),
     );
     this.renderGain(m);
+    this.renderComparison(comparison);
     this.renderMetrics(m.before, m.after, recallChange(m), m);
     this.renderBlend(m.blend, m.blends ?? [], m.selection);
     const r = m.retention;
@@ -387,6 +411,28 @@ export class TrainingView {
       .join(' · ');
     show(report, true);
     for (const row of this.els.adaptersBody.querySelectorAll('tr')) row.classList.toggle('reported', row.dataset.version === String(version));
+  }
+
+  /** Both candidates of a text-block run: their test photos' mean recall and which one the selection saved. */
+  renderComparison(c) {
+    const el = this.comparisonLine;
+    if (!c) {
+      el.replaceChildren();
+      show(el, false);
+      return;
+    }
+    const t = c.textBlocks;
+    const line = (name, o) => `${name}: ${o.gain ? `${pct(o.gain.before)} → ${pct(o.gain.after)}` : 'not tested'}${o.improved ? ' (improves)' : ''}`;
+    el.replaceChildren(
+      line('Adapter', c.adapter),
+      ' · ',
+      line(`text blocks k=${t.k}${t.lora ? `, LoRA ${t.lora}` : ''}`, t),
+      ' · ',
+      h('strong', { text: `saved: ${c.chosen === 'adapter' ? 'the adapter' : 'the text blocks'}` }),
+      ' (the higher on the held-out choice, never the test photos)',
+    );
+    el.dataset.chosen = c.chosen;
+    show(el, true);
   }
 
   /** The headline gain and its interval, drawn as a bar over a scale around 0 so "includes 0" is visible. */

@@ -6,11 +6,11 @@
 import { Command } from 'commander';
 import { ClipdexError, isClipdexError } from '../../errors.js';
 import { Library } from '../../library/library.js';
-import { AdapterService, type ActivationResult, type AdapterJobProgress, type TrainRequest, type TrainResult } from '../../train/adapter-service.js';
+import { AdapterService, type ActivationResult, type AdapterJobProgress, type CandidateComparison, type TrainRequest, type TrainResult } from '../../train/adapter-service.js';
 import type { DirectionMetrics, RetrievalMetrics } from '../../train/retrieval-metrics.js';
 import type { TrainProgress } from '../../train/trainer.js';
 import { optionParser } from '../../validation/param-rules.js';
-import { batchSizeText, epochsText, learningRateText, patienceText, seedText, testFractionText, valFractionText } from '../../validation/train-params.js';
+import { batchSizeText, epochsText, learningRateText, loraText, patienceText, seedText, testFractionText, textBlocksText, valFractionText } from '../../validation/train-params.js';
 import { EXIT, globalOptions, log, printJson } from '../context.js';
 import { activationProgress, seconds } from './adapters-cmd.js';
 
@@ -34,6 +34,7 @@ function epochLine(p: TrainProgress): string {
 function trainingDisplay(): { onProgress: (p: AdapterJobProgress) => void; stop: () => void } {
   const tty = process.stderr.isTTY === true;
   let open = false;
+  let lastCandidate: string | undefined;
   const end = () => {
     if (open) process.stderr.write('\n');
     open = false;
@@ -41,15 +42,24 @@ function trainingDisplay(): { onProgress: (p: AdapterJobProgress) => void; stop:
   return {
     onProgress(p) {
       if (p.phase === 'preparing') log(`clipdex: ${p.message}`);
+      else if (p.phase === 'caching') {
+        if (p.done === p.total) log(`clipdex: text blocks: ${p.total} caption${p.total === 1 ? '' : 's'} run through the frozen blocks once`);
+      }
       else if (p.phase === 'evaluating') {
         end();
         log('clipdex: choosing the blend on the held-out photos, then testing on the test photos');
       } else if (p.phase === 'training') {
         const t = p.training;
-        if (!tty) return log(epochLine(t));
+        // A run with text blocks trains two candidates one after the other: each line says whose epoch it is.
+        if (p.candidate && p.candidate !== lastCandidate) {
+          end();
+          lastCandidate = p.candidate;
+        }
+        const line = `${p.candidate ? `${p.candidate}  ` : ''}${epochLine(t)}`;
+        if (!tty) return log(line);
         // Cut to the terminal's width: a wrapped line could not be rewritten in place.
         const width = (process.stderr.columns || 120) - 1;
-        process.stderr.write(`\r\x1b[2K${epochLine(t).slice(0, width)}`);
+        process.stderr.write(`\r\x1b[2K${line.slice(0, width)}`);
         open = true;
       }
     },
@@ -84,6 +94,31 @@ function metricsTable(before: RetrievalMetrics, after: RetrievalMetrics, mean: {
   return rows;
 }
 
+/** Both candidates of a text-block run side by side: what the selection saw, and the test photos' figures. */
+function comparisonTable(c: CandidateComparison): string[] {
+  const col = (s: string) => s.padStart(22);
+  const tb = c.textBlocks;
+  const name = `text blocks k=${tb.k}${tb.lora ? ` LoRA ${tb.lora}` : ''}`;
+  const chosenRecall = (o: CandidateComparison['adapter']) => o.blends.find((b) => Math.abs(b.blend - o.blend) < 1e-9)?.meanRecall ?? 0;
+  const test = (o: CandidateComparison['adapter']) => (o.gain ? `${pct(o.gain.after)} (${signed(100 * o.gain.change, 1, ' pt')})` : '—');
+  const interval = (o: CandidateComparison['adapter']) => (o.gain ? `${signed(100 * o.gain.low, 1, '')} … ${signed(100 * o.gain.high, 1, ' pt')}` : '—');
+  const rows: [string, (o: CandidateComparison['adapter']) => string][] = [
+    ['selection mean recall', (o) => pct(chosenRecall(o))],
+    ['blend', (o) => String(o.blend)],
+    ['epochs (best)', (o) => `${o.history.length} (${o.bestEpoch})`],
+    ['test mean recall', test],
+    ['90% interval on gain', interval],
+    ['verdict', (o) => (o.improved ? 'improved' : 'not shown')],
+    ['retention (top 10 kept)', (o) => (o.retention ? pct(o.retention.top10Overlap) : '—')],
+    ['time', (o) => seconds(o.durationMs)],
+  ];
+  return [
+    `Candidates on the same split (saved: the ${c.chosen === 'adapter' ? 'adapter' : 'text blocks'}, the higher on the selection step):`,
+    `  ${''.padEnd(24)}${col('adapter')}${col(name)}`,
+    ...rows.map(([label, f]) => `  ${label.padEnd(24)}${col(f(c.adapter))}${col(f(tb))}`),
+  ];
+}
+
 function signed(x: number, digits: number, unit: string): string {
   return `${x > 0 ? '+' : ''}${x.toFixed(digits)}${unit}`;
 }
@@ -116,7 +151,8 @@ function printResult(r: TrainResult, activation: ActivationResult | null, activa
     );
   }
   out.push(`Verdict: ${o.verdict}.`);
-  out.push(`Saved as adapter v${r.adapter.version}.`);
+  if (r.comparison) out.push('', ...comparisonTable(r.comparison), '');
+  out.push(`Saved as ${r.adapter.metrics.kind === 'text-blocks' ? 'text-tuned version' : 'adapter'} v${r.adapter.version}.`);
   if (activation) out.push(`Activated v${r.adapter.version}: ${activation.projected} photos re-projected, ${seconds(activation.durationMs)} in all; searches use it now.`);
   else if (activateRequested) out.push(`Not activated: it has not shown a supported gain over the base model on the test photos; \`clipdex adapters activate ${r.adapter.version}\` activates it anyway.`);
   else if (o.improved) out.push(`Searches still use the model as before; to use it: clipdex adapters activate ${r.adapter.version}`);
@@ -133,8 +169,10 @@ export function trainCommand(): Command {
     .option('--seed <n>', 'random seed: the same seed and labels give the same adapter (default 1)', optionParser(seedText, '--seed'))
     .option('--lr <rate>', 'learning rate (default 0.002)', optionParser(learningRateText, '--lr'))
     .option('--patience <n>', 'stop after this many epochs without a better validation loss (default 8)', optionParser(patienceText, '--patience'))
+    .option('--text-blocks <k>', 'also tune the last k blocks of the text tower (no photo is re-encoded) and save whichever of it and the adapter scores higher on the selection step (default 0: the adapter alone)', optionParser(textBlocksText, '--text-blocks'))
+    .option('--lora <r>', 'with --text-blocks: low-rank updates of rank r instead of full weights (default 0: full)', optionParser(loraText, '--lora'))
     .option('--activate', 'use the new adapter for searches right away, if its gain on the test photos is supported (90% interval above 0)')
-    .action(async (opts: { epochs?: number; batch?: number; valSplit?: number; testSplit?: number; seed?: number; lr?: number; patience?: number; activate?: boolean }, cmd: Command) => {
+    .action(async (opts: { epochs?: number; batch?: number; valSplit?: number; testSplit?: number; seed?: number; lr?: number; patience?: number; textBlocks?: number; lora?: number; activate?: boolean }, cmd: Command) => {
       const g = globalOptions(cmd);
       const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir });
       const display = trainingDisplay();
@@ -155,7 +193,10 @@ export function trainCommand(): Command {
           ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
           ...(opts.lr !== undefined ? { learningRate: opts.lr } : {}),
           ...(opts.patience !== undefined ? { patience: opts.patience } : {}),
+          ...(opts.textBlocks !== undefined ? { textBlocks: opts.textBlocks } : {}),
+          ...(opts.lora !== undefined ? { lora: opts.lora } : {}),
         };
+        if (opts.lora && !opts.textBlocks) throw new ClipdexError('INVALID_ARGUMENT', '--lora applies to tuned text blocks: give --text-blocks k too');
         const result = await service.train(request, display.onProgress, abort.signal).catch((err: unknown) => {
           if (!isClipdexError(err, 'NOT_ENOUGH_LABELS')) throw err;
           throw new ClipdexError('NOT_ENOUGH_LABELS', `${err.message}. Label photos first: clipdex label <photo> "caption", or clipdex labels import-folder <dir>`, { cause: err });
@@ -178,6 +219,7 @@ export function trainCommand(): Command {
             outcome,
             skippedPairs: result.skippedPairs,
             skipped: result.skipped,
+            ...(result.comparison ? { comparison: result.comparison } : {}),
             activated: activation !== null,
             activation,
           });

@@ -1,4 +1,5 @@
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
+import { ClipdexError } from '../../errors.js';
 import { splitPreview, trainingState } from '../api-responses.js';
 import { trainBody } from '../api-schemas.js';
 import { ApiRoutes } from '../api-routes.js';
@@ -30,13 +31,15 @@ export function trainingRoutes({ library, jobs }: RouteContext, registry: OpenAP
     .post(
       '/api/training',
       {
-        summary: 'Start training an adapter on the labels (runs in the background; progress as `training` events)',
+        summary: 'Start training on the labels (runs in the background; progress as `training` events): the adapter, and with textBlocks > 0 also the last k text-tower blocks (lora: their low-rank rank), both judged on one split; the result then carries `comparison` and the saved version is the one the selection step scored higher',
         body: trainBody,
         bodyOf: (req) => req.body ?? {},
         responses: { 202: json('started', trainingState.shape.job.unwrap()), ...errors(400, 409, 503) },
       },
       ({ body }, _req, res) => {
         library.requireModel();
+        // Refused before a job starts, like every other bad field.
+        if (body.lora && !body.textBlocks) throw new ClipdexError('INVALID_ARGUMENT', 'lora applies to tuned text blocks: give textBlocks too');
         res.status(202).json(jobs.train(body));
       },
     ).router;
