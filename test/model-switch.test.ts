@@ -240,8 +240,15 @@ describe('switching a library to another model', () => {
     const gate = new Gate();
     const switcher = new ModelSwitcher(lib, { encoder: gatedEncoder(gate), pollMs: 60_000 });
     try {
+      // A search that took B's space just before the switch finishes on B: its query is encoded by B's model
+      // (48-d), whatever the library's model is by then (A, 64-d).
+      const spaceB = lib.searchSpace();
       const used = await switcher.use(modelA);
       expect(used).toMatchObject({ outcome: 'switched', key: keyA, done: PHOTOS, total: PHOTOS });
+      expect(lib.requireModel().model.dim).toBe(64);
+      const lateQuery = await new QueryEngine(lib).queryVector([{ text: 'photo' }], spaceB);
+      expect(lateQuery.length).toBe(48);
+      expect((await spaceB.index.search(lateQuery, 3)).length).toBe(3);
       expect(switcher.encoded).toBe(0);
       expect(gate.passed).toBe(0);
       expect(lib.searchSpace().key).toBe(keyA);

@@ -57,6 +57,12 @@ export interface LoadedModel {
 
 /** What searches run against: the base model's vectors, or an activated adapter's. */
 export interface SearchSpace {
+  /**
+   * The model whose vectors the space holds: queries are encoded with this one, never with the library's
+   * model of the moment, so a search running across a model switch cannot pair one model's query with
+   * another model's index.
+   */
+  model: ClipModel;
   /** The model key of the vectors searched. */
   key: string;
   index: IndexManager;
@@ -101,7 +107,7 @@ export class Library {
     this.ref = modelRef;
     this.notice = notice;
     this.models = new LibraryModelRepo(store.db);
-    this.space = loaded ? { key: loaded.key, index: loaded.index, adapter: null } : null;
+    this.space = loaded ? { model: loaded.model, key: loaded.key, index: loaded.index, adapter: null } : null;
     this.indexOptions = { ...(options.onIndexProgress ? { onIndexProgress: options.onIndexProgress } : {}), ...(options.onIndexError ? { onIndexError: options.onIndexError } : {}) };
     this.images = new ImagesRepo(store.db);
     this.roots = new RootsRepo(store.db);
@@ -223,14 +229,14 @@ export class Library {
       this.models.setCurrent({ ref, key: next.key });
       this.models.clearTarget();
     });
-    let space: SearchSpace = { key: next.key, index: next.index, adapter: null };
+    let space: SearchSpace = { model: next.model, key: next.key, index: next.index, adapter: null };
     const active = this.adapters.active(next.key);
     if (active) {
       try {
         const weights = decodeAdapter(active.weights);
         const key = adapterModelKey(next.key, active.id);
         await new AdaptedEmbeddings(this.store.db, this.embeddings, next.key).fillMissing(key, weights);
-        space = { key, index: await this.openIndex(key), adapter: { id: active.id, version: active.version, weights } };
+        space = { model: next.model, key, index: await this.openIndex(key), adapter: { id: active.id, version: active.version, weights } };
       } catch (err) {
         this.indexOptions.onIndexError?.(new ClipdexError('ADAPTER_INVALID', `the active adapter v${active.version} of ${ref} could not be opened; searching with its base model: ${errorMessage(err)}`, { cause: err }));
       }
@@ -242,7 +248,7 @@ export class Library {
     this.lastActiveCheck = Date.now();
     // The previous model's spaces go after a grace period, like any swapped-out index.
     if (old.index !== previous.index) this.retire(old);
-    this.retire({ key: previous.key, index: previous.index, adapter: null }, async () => {
+    this.retire({ model: previous.model, key: previous.key, index: previous.index, adapter: null }, async () => {
       await previous.model.release();
     });
   }
@@ -278,7 +284,7 @@ export class Library {
     if (wanted === (this.space?.adapter?.id ?? null)) return;
     this.following = true;
     void (async () => {
-      let next: SearchSpace = { key: loaded.key, index: loaded.index, adapter: null };
+      let next: SearchSpace = { model: loaded.model, key: loaded.key, index: loaded.index, adapter: null };
       if (wanted !== null) {
         const record = this.adapters.get(wanted);
         if (!record) return;
@@ -377,7 +383,7 @@ export class Library {
     await new AdaptedEmbeddings(this.store.db, this.embeddings, base).fillMissing(key, weights);
     const text = await this.openTunedText(record);
     try {
-      return { key, index: await this.openIndex(key), adapter: { id: record.id, version: record.version, weights, text } };
+      return { model: this.loaded!.model, key, index: await this.openIndex(key), adapter: { id: record.id, version: record.version, weights, text } };
     } catch (err) {
       await text?.release();
       throw err;

@@ -254,7 +254,7 @@ export class QueryEngine {
     );
     // An explicit ratio is the user's own cut-off, kept relative as documented; otherwise a model with a
     // calibrated score gets the absolute rule. The one place the model's say is asked.
-    const calibrated = calibrationOf(this.library.requireModel().model);
+    const calibrated = calibrationOf(space.model);
     const probability = ratio === undefined ? calibrated : null;
     const cut = (scores: readonly number[]) =>
       probability ? relevanceCutoff({ calibrated: true, probabilities: scores.map(probability) }) : relevanceCutoff({ scores, ...(ratio !== undefined ? { ratio } : {}) });
@@ -314,7 +314,7 @@ export class QueryEngine {
   async queryVector(terms: readonly QueryTerm[], space: SearchSpace = this.library.searchSpace(), language?: string): Promise<Float32Array> {
     if (terms.length === 0) throw new ClipdexError('INVALID_ARGUMENT', 'a search needs at least one term (a phrase or an image)');
     if (terms.length > MAX_TERMS) throw new ClipdexError('INVALID_ARGUMENT', `at most ${MAX_TERMS} terms per search, got ${terms.length}`);
-    const { model } = this.library.requireModel();
+    const { model } = space;
     const weights = terms.map((t) => parseParam(termWeightParam, t.weight ?? 1, 'a term weight'));
     if (!weights.some((w) => w > 0)) throw new ClipdexError('INVALID_ARGUMENT', 'at least one term needs a positive weight');
     const vectors = await Promise.all(terms.map((t) => this.termVector(t, space, language)));
@@ -331,7 +331,7 @@ export class QueryEngine {
   }
 
   private async termVector(term: QueryTerm, space: SearchSpace, language: string | undefined): Promise<Float32Array> {
-    const { model } = this.library.requireModel();
+    const { model } = space;
     const { key, adapter } = space;
     // Phrases and new images are encoded by the base model, then projected like the stored vectors were.
     const project = (v: Float32Array, w: 'image' | 'text') => (adapter ? projectRows(v, 1, adapter.weights[w], adapter.weights.dim) : v);

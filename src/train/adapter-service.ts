@@ -261,7 +261,7 @@ export class AdapterService {
 
   /** The activation proper (its key leased by the caller). */
   private async switchTo(record: AdapterRecord, weights: AdapterWeights, key: string, started: number, onProgress?: (p: AdapterJobProgress) => void): Promise<ActivationResult> {
-    const { key: baseKey } = this.library.requireModel();
+    const { model, key: baseKey } = this.library.requireModel();
     const adapted = new AdaptedEmbeddings(this.library.store.db, this.library.embeddings, baseKey);
     const filled = await adapted.fillMissing(key, weights, (done, total) => onProgress?.({ phase: 'projecting', done, total }));
     let projected = filled.written;
@@ -289,7 +289,7 @@ export class AdapterService {
       await text?.release();
       throw err;
     }
-    this.library.setSearchSpace({ key, index, adapter: { id: record.id, version: record.version, weights, text } }, (old) => this.dropSpace(old));
+    this.library.setSearchSpace({ model, key, index, adapter: { id: record.id, version: record.version, weights, text } }, (old) => this.dropSpace(old));
     return { adapter: summary(this.library.adapters.get(record.id)!), projected, durationMs: Math.round(performance.now() - started) };
   }
 
@@ -300,7 +300,7 @@ export class AdapterService {
       const started = performance.now();
       const loaded = this.library.requireModel();
       this.library.adapters.deactivate(loaded.key);
-      this.library.setSearchSpace({ key: loaded.key, index: loaded.index, adapter: null }, (old) => this.dropSpace(old));
+      this.library.setSearchSpace({ model: loaded.model, key: loaded.key, index: loaded.index, adapter: null }, (old) => this.dropSpace(old));
       return { adapter: null, projected: 0, durationMs: Math.round(performance.now() - started) };
     });
   }
