@@ -15,7 +15,8 @@ export const errorResponse = z
   .object({ error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }) })
   .meta({ id: 'Error', description: 'every API error: a stable code for programs, a sentence for people' });
 
-const photoFields = {
+/** The fields every photo in a list carries (PhotoSummary). */
+export const photoFields = {
   id: z.number().int(),
   path: z.string(),
   size: z.number().int(),
