@@ -146,15 +146,21 @@ export class Library {
       await adoptLegacyModelKey(store, paths.indexDir, spec, key);
       new EmbeddingsRepo(store.db).registerModel(key, model.dim);
       const models = new LibraryModelRepo(store.db);
-      // A library from before model switching records the model it is opened with, once that model's
-      // vectors are there (or nothing's are): a one-off --model on a library of another model records nothing.
-      if (!recorded) {
-        const embeddings = new EmbeddingsRepo(store.db);
-        if (embeddings.count(key) > 0 || embeddings.models().every((m) => m.count === 0)) models.setCurrent({ ref: modelRef, key });
-      }
-      else if (recorded.key !== key) {
+      if (recorded && recorded.key !== key) {
         notice = `this run uses ${modelRef}, not the library's model ${recorded.ref}: searches see only what ${modelRef} has encoded; \`clipdex models use ${modelRef}\` switches the library (re-encoding it in the background)`;
-      } else models.rememberRef(key, modelRef);
+      }
+      // Bookkeeping, not a reason to refuse the library: on a database that refuses writes (read-only file,
+      // full disk) the model still loads and searches work, and ingest reports the storage problem itself.
+      try {
+        // A library from before model switching records the model it is opened with, once that model's
+        // vectors are there (or nothing's are): a one-off --model on a library of another model records nothing.
+        if (!recorded) {
+          const embeddings = new EmbeddingsRepo(store.db);
+          if (embeddings.count(key) > 0 || embeddings.models().every((m) => m.count === 0)) models.setCurrent({ ref: modelRef, key });
+        } else if (recorded.key === key && models.knownRefs().find((r) => r.key === key)?.ref !== modelRef) models.rememberRef(key, modelRef);
+      } catch (err) {
+        if (!storageError(err, paths.dir)) throw err;
+      }
       const index = await IndexManager.open({
         store,
         indexDir: paths.indexDir,
