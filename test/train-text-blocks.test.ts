@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import * as tf from '@huggingface/transformers';
@@ -254,12 +254,18 @@ describe.skipIf(!labeled)(`text-block training on ../shared/photos/labeled ${lab
     const dead = spawnSync(process.execPath, ['-e', '']).pid!;
     const orphan = `text-${'0'.repeat(64)}.onnx`;
     const partial = `text-${'1'.repeat(64)}.onnx.partial-${dead}-abcd1234`;
-    writeFileSync(join(versionsDir(dataDir), orphan), 'x');
-    writeFileSync(join(versionsDir(dataDir), partial), 'x');
+    // A tower renamed into place a moment ago may be one a run beside is about to record: kept. Older: removed.
+    const young = `text-${'2'.repeat(64)}.onnx`;
+    const anHourAgo = new Date(Date.now() - 3_600_000);
+    for (const name of [orphan, partial]) {
+      writeFileSync(join(versionsDir(dataDir), name), 'x');
+      utimesSync(join(versionsDir(dataDir), name), anHourAgo, anHourAgo);
+    }
+    writeFileSync(join(versionsDir(dataDir), young), 'x');
     writeFileSync(join(versionsDir(dataDir), 'notes.txt'), 'not clipdex\'s');
     library = await Library.open({ dataDir, model: modelDir, cacheDir: join(dir, 'cache') });
     expect(library.adapters.list(key).map((v) => v.version)).toEqual(versionsBefore);
-    expect(readdirSync(versionsDir(dataDir)).sort()).toEqual([...towersBefore, 'notes.txt'].sort());
+    expect(readdirSync(versionsDir(dataDir)).sort()).toEqual([...towersBefore, young, 'notes.txt'].sort());
     for (const v of library.adapters.list(key)) {
       const ref = textTowerOf(v);
       if (ref) expect(existsSync(join(versionsDir(dataDir), ref.file))).toBe(true);

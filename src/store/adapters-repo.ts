@@ -2,7 +2,7 @@
  * Trained adapter versions per model. The weights are an opaque BLOB (their layout belongs to the
  * trainer); at most one version per model is active, which a partial unique index enforces.
  */
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClipdexError } from '../errors.js';
 import type { SqliteHandle } from './database.js';
@@ -21,6 +21,8 @@ export interface TextTowerRef {
 }
 
 export const VERSIONS_DIR = 'versions';
+/** A tower file without its version row younger than this may be one a run beside is about to record. */
+export const ORPHAN_TOWER_AGE_MS = 10 * 60_000;
 
 export function versionsDir(dataDir: string): string {
   return join(dataDir, VERSIONS_DIR);
@@ -169,8 +171,19 @@ export class AdaptersRepo {
       // A temporary file of a live process is a tower being written now (a run beside this one).
       return m !== null && !kept.has(n) && !(m[1] !== undefined && alive(Number(m[1])));
     });
-    for (const n of orphans) await rm(join(dir, n), { force: true });
-    return orphans;
+    // A finished tower waits a moment for its row: a run in another process renames it into place, then
+    // commits the version. Only a file older than that moment's generous bound is an orphan of a killed run.
+    const removed: string[] = [];
+    for (const n of orphans) {
+      const age = await stat(join(dir, n)).then(
+        (st) => Date.now() - st.mtimeMs,
+        () => 0,
+      );
+      if (age < ORPHAN_TOWER_AGE_MS) continue;
+      await rm(join(dir, n), { force: true });
+      removed.push(n);
+    }
+    return removed;
   }
 }
 
