@@ -9,7 +9,7 @@
  * the trainer's, so fits start, step and snapshot on the trainer's pairs and folds.
  */
 import { ClipdexError } from '../errors.js';
-import { type InferenceSession, openGraph, runSession, type Tensor, tensor } from '../inference/onnx-runtime.js';
+import { type InferenceSession, openGraph, runSession } from '../inference/onnx-runtime.js';
 import { loadTextTokenizer } from '../model/text-tokenizer.js';
 import { seededRandom } from '../util/seeded-random.js';
 import { Adam } from './adam.js';
@@ -18,9 +18,10 @@ import { differentiate } from './graph-grad/differentiate.js';
 import { readGraph, writeGraph } from './graph-grad/onnx-ir.js';
 import { fixedBatches, shuffledBatches, type EmbeddedPairs } from './training-batches.js';
 import { initializersAsInputs, LOGIT_SCALE, loraA, loraB, trainingGraph, withLora } from './text-tower/head-graph.js';
-import { cacheResiduals, residualBatch } from './text-tower/residual-cache.js';
+import { cacheResiduals } from './text-tower/residual-cache.js';
+import { captionsByImage, stepFeeds } from './text-tower/step-feeds.js';
 import { headTensorNames, isMatrix, readTextTower, residualEntering, type TextTower } from './text-tower/tower-source.js';
-import { headShape, readHeadTensors, runHead } from './text-tower/tune-text-blocks.js';
+import { headShape, MAX_LOG_SCALE, readHeadTensors, runHead } from './text-tower/tune-text-blocks.js';
 import { mergedTowerBytes } from './text-tower/tower-writer.js';
 
 export interface TextBlocksOptions {
@@ -61,8 +62,6 @@ export interface TextBlocksKind extends CandidateKind<TextBlockWeights> {
   encode(texts: readonly string[], weights: TextBlockWeights, blend: number): Promise<Float32Array>;
 }
 
-const MAX_LOG_SCALE = Math.log(100);
-
 export async function textBlocksCandidate(data: EmbeddedPairs, o: TextBlocksOptions): Promise<TextBlocksKind> {
   const tower = await readTextTower(o.modelDir);
   const E = tower.embedDim;
@@ -101,35 +100,9 @@ export async function textBlocksCandidate(data: EmbeddedPairs, o: TextBlocksOpti
   });
   const lr = o.learningRate ?? (rank ? 1e-3 : 1e-4);
   const lambda = o.lambda ?? 1e-3;
-  const captionsOf = new Map<number, number[]>();
-  for (const [img, c] of data.pairs) captionsOf.set(img, [...(captionsOf.get(img) ?? []), c]);
-
-  // One step covers the distinct captions and photos of its pairs; photos sharing a caption are positives.
-  const feedsFor = (pairs: readonly number[], values: ReadonlyMap<string, Float32Array>, lambdaValue: number) => {
-    const imageRows = [...new Set(pairs.map((k) => data.pairs[k]![0]))];
-    const captionRows = [...new Set(pairs.map((k) => data.pairs[k]![1]))];
-    const at = new Map(captionRows.map((c, i) => [c, i]));
-    const n = imageRows.length;
-    const mm = captionRows.length;
-    const img = new Float32Array(n * E);
-    imageRows.forEach((r, i) => img.set(images.subarray(r * E, (r + 1) * E), i * E));
-    const q = new Float32Array(n * mm);
-    imageRows.forEach((r, i) => {
-      for (const c of captionsOf.get(r) ?? []) if (at.has(c)) q[i * mm + at.get(c)!] = 1;
-    });
-    const { residual, poolIndex, T } = residualBatch(cache, captionRows);
-    return (): Record<string, Tensor> => {
-      const f: Record<string, Tensor> = {
-        residual: tensor('float32', residual, [mm, T, D]),
-        pool_index: tensor('int64', poolIndex, [mm, 1, D]),
-        images: tensor('float32', img, [n, E]),
-        positives: tensor('float32', q, [n, mm]),
-        lambda: tensor('float32', Float32Array.of(lambdaValue), []),
-      };
-      for (const [name, v] of values) f[name] = tensor('float32', v, dims.get(name)!);
-      return f;
-    };
-  };
+  const captionsOf = captionsByImage(data.pairs);
+  const feedsFor = (pairs: readonly number[], values: ReadonlyMap<string, Float32Array>, lambdaValue: number) =>
+    stepFeeds({ cache, images, embedDim: E, captionsOf, values, dims }, pairs.map((k) => data.pairs[k]!), lambdaValue).feeds;
 
   const headTensors = (weights: TextBlockWeights, blend: number): Map<string, Float32Array> => {
     const out = new Map<string, Float32Array>();

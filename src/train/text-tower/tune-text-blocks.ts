@@ -17,7 +17,7 @@
  * bigger batch also gives InfoNCE more negatives.
  */
 import { ClipdexError } from '../../errors.js';
-import { type InferenceSession, openGraph, runSession, type Tensor, tensor } from '../../inference/onnx-runtime.js';
+import { type InferenceSession, openGraph, runSession, tensor } from '../../inference/onnx-runtime.js';
 import { loadTextTokenizer } from '../../model/text-tokenizer.js';
 import { projectRows } from '../../adapter/adapter-weights.js';
 import { seededRandom } from '../../util/seeded-random.js';
@@ -27,6 +27,7 @@ import { type IrGraph, readGraph, writeGraph } from '../graph-grad/onnx-ir.js';
 import { fixedBatches, shuffledBatches } from '../training-batches.js';
 import { type HeadShape, type HeadTensors, headGraph, initializersAsInputs, LOGIT_SCALE, loraA, loraB, trainingGraph, withLora } from './head-graph.js';
 import { cacheResiduals, type ResidualCache, residualBatch } from './residual-cache.js';
+import { captionsByImage, stepFeeds } from './step-feeds.js';
 import { headTensorNames, isMatrix, locate, readTensor, readTextTower, residualEntering, type TextTower, transpose } from './tower-source.js';
 import { mergedTowerBytes, writeFileAtomic, writeTunedModelDir } from './tower-writer.js';
 
@@ -116,7 +117,8 @@ export interface TuneTextBlocksResult {
   writeModelDir(outDir: string, signal?: AbortSignal): Promise<string>;
 }
 
-const MAX_LOG_SCALE = Math.log(100);
+/** The learnable temperature is clamped to e^s ≤ 100, as CLIP clamps it. */
+export const MAX_LOG_SCALE = Math.log(100);
 
 function invalid(message: string): ClipdexError {
   return new ClipdexError('INVALID_ARGUMENT', message);
@@ -187,7 +189,6 @@ export async function tuneTextBlocks(options: TuneTextBlocksOptions): Promise<Tu
   const patience = positiveInt(options.patience ?? 5, 'patience');
   const batchSize = positiveInt(options.batchSize ?? 1024, 'batch size');
   const E = tower.embedDim;
-  const D = tower.width;
   const m = options.captions.length;
   if (options.imageEmbeddings.length % E !== 0) throw invalid(`image embeddings are not rows of ${E} (the model's embedding size)`);
   const photos = options.imageEmbeddings.length / E;
@@ -263,38 +264,8 @@ export async function tuneTextBlocks(options: TuneTextBlocksOptions): Promise<Tu
     evalSession = await openGraph(writeGraph(initializersAsInputs(forward, wrt)), 'the text-block validation pass', threads);
     setupMs = performance.now() - started;
     const adam = new Map(wrt.map((n) => [n, new Adam(values.get(n)!.length, { learningRate: n === LOGIT_SCALE ? temperatureRate : lr })]));
-    const captionsOf = new Map<number, number[]>();
-    for (const p of options.pairs) captionsOf.set(p.image, [...(captionsOf.get(p.image) ?? []), p.caption]);
-
-    const batchFeeds = (pairs: readonly TextBlockPair[], lambdaValue: number) => {
-      const imageRows = [...new Set(pairs.map((p) => p.image))];
-      const captionRows = [...new Set(pairs.map((p) => p.caption))];
-      const at = new Map(captionRows.map((c, i) => [c, i]));
-      const n = imageRows.length;
-      const mm = captionRows.length;
-      const img = new Float32Array(n * E);
-      imageRows.forEach((r, i) => img.set(images.subarray(r * E, (r + 1) * E), i * E));
-      const q = new Float32Array(n * mm);
-      imageRows.forEach((r, i) => {
-        for (const c of captionsOf.get(r) ?? []) if (at.has(c)) q[i * mm + at.get(c)!] = 1;
-      });
-      const { residual, poolIndex, T } = residualBatch(cache, captionRows);
-      return {
-        n,
-        captionRows,
-        feeds: (): Record<string, Tensor> => {
-          const f: Record<string, Tensor> = {
-            residual: tensor('float32', residual, [mm, T, D]),
-            pool_index: tensor('int64', poolIndex, [mm, 1, D]),
-            images: tensor('float32', img, [n, E]),
-            positives: tensor('float32', q, [n, mm]),
-            lambda: tensor('float32', Float32Array.of(lambdaValue), []),
-          };
-          for (const [name, v] of values) f[name] = tensor('float32', v, dims.get(name)!);
-          return f;
-        },
-      };
-    };
+    const step = { cache, images, embedDim: E, captionsOf: captionsByImage(options.pairs.map((p) => [p.image, p.caption] as const)), values, dims };
+    const batchFeeds = (pairs: readonly TextBlockPair[], lambdaValue: number) => stepFeeds(step, pairs.map((p) => [p.image, p.caption] as const), lambdaValue);
 
     const valBatches = fixedBatches(val.length, batchSize).map((b) => batchFeeds(b.map((i) => val[i]!), 0));
     const history: TextBlockEpoch[] = [];
