@@ -137,9 +137,18 @@ export function characterErrorRate(truth: string, lines: readonly string[]): num
   return best / n;
 }
 
-/** Every word of the truth appears in what was read (case and accents as written; whitespace-separated tokens). */
-export function wordsFound(truth: string, lines: readonly string[]): { found: number; total: number } {
-  const tokens = new Set(lines.join(' ').split(/\s+/).filter(Boolean));
-  const words = truth.split(/\s+/);
+/** Lower case without accents: how search compares (the recogniser's dictionary lacks most accented letters). */
+export function fold(s: string): string {
+  return s.normalize('NFD').replace(/\p{M}/gu, '').toLowerCase();
+}
+
+/**
+ * Words of the truth found among the whitespace-separated tokens read. `exact`: case and accents as written;
+ * `folded`: both sides through fold(), as a search for the word would match.
+ */
+export function wordsFound(truth: string, lines: readonly string[], mode: 'exact' | 'folded' = 'exact'): { found: number; total: number } {
+  const f = mode === 'folded' ? fold : (x: string) => x;
+  const tokens = new Set(f(lines.join(' ')).split(/\s+/).filter(Boolean));
+  const words = f(truth).split(/\s+/);
   return { found: words.filter((w) => tokens.has(w)).length, total: words.length };
 }
