@@ -32,7 +32,7 @@ CREATE TABLE ocr_lines (
   PRIMARY KEY (state_id, line)
 ) STRICT, WITHOUT ROWID;
 
--- Full-text search over a content's lines (joined by newlines), rowid = ocr_state.id. The trigram tokenizer:
+-- Full-text search over a content's lines (joined by spaces: a phrase may run over two boxes), rowid = ocr_state.id. The trigram tokenizer:
 -- the recogniser drops spaces between words ('basedsegmentation'), people type parts of words, and CJK has
 -- no spaces at all; unicode61 finds none of those (measured in test/ocr-store.test.ts). remove_diacritics:
 -- 'cafe' finds 'café', and the recogniser's dictionary has no 'ü' or 'ñ' to begin with.

@@ -74,6 +74,8 @@ describe('OcrRepo on migration 008', () => {
     const ids = (pieces: string[]) => ocr.search(pieces, 10).map((h) => h.imageId).sort();
     expect(ids(['roadmap'])).toEqual([a.id, b.id].sort());
     expect(ids(['Q3 roadmap'])).toEqual([a.id]);
+    // Lines are joined by a space: a phrase over two boxes of one row is found.
+    expect(ids(['roadmap Café'])).toEqual([a.id]);
     expect(ids(['q3', 'roadmap'])).toEqual([a.id]);
     expect(ids(['Q3'])).toEqual([a.id]);
     expect(ids(['cafe muller'])).toEqual([a.id]);

@@ -19,7 +19,8 @@
  */
 import { ClipdexError, errorMessage, isClipdexError } from '../errors.js';
 import type { Library, LoadedModel } from '../library/library.js';
-import type { ThumbnailOptions } from '../model/image-decode.js';
+import type { RgbPixels, ThumbnailOptions } from '../model/image-decode.js';
+import { availableParallelism } from 'node:os';
 import type { SessionOptions } from '../inference/onnx-runtime.js';
 import { readIngestCounts, type IngestCounts } from '../store/ingest-counts-repo.js';
 import { ThreadImageEncoder } from './encoder-thread.js';
@@ -32,6 +33,9 @@ import { LiveChanges } from './live-changes.js';
 import { folderIdentity } from './root-pin.js';
 import { RootSupervisor } from './root-supervisor.js';
 import { GarbageCollector } from './garbage-collector.js';
+import { OCR_MAX_SIDE, OcrService, ocrEnabledFromEnv, type OcrStatus } from './ocr-service.js';
+import { OcrRepo } from '../store/ocr-repo.js';
+import type { OcrOptions } from '../ocr/ocr-engine.js';
 import { runPipelineLoop } from './pipeline-loop.js';
 import { ProgressTracker } from './progress-tracker.js';
 import { ScanScheduler } from './scan-scheduler.js';
@@ -94,6 +98,12 @@ export interface IngestEngineOptions {
    * inside a root. The library's data dir and the model's folder are always left out.
    */
   libraryDirs?: readonly string[];
+  /**
+   * Read the text in photos (ocr-service.ts): new photos from the same decode as CLIP's input, photos indexed
+   * before in the background while ingest is idle. Default: CLIPDEX_OCR (on/off), else off. Off reads nothing
+   * and keeps what was read searchable.
+   */
+  ocr?: boolean | { engine?: OcrOptions; session?: SessionOptions; hardLimitMs?: number; maxQueued?: number };
 }
 
 export interface RootStatus extends RootInfo {
@@ -114,6 +124,8 @@ export type IngestStatus = {
   heldDeletions: number;
   /** The engine's last failure; `resolvedAt` is when it next got a file done (it is over, kept to read). */
   lastFailure: { code: string; message: string; at: number; resolvedAt: number | null } | null;
+  /** Text in photos: read, failed and still to read (indexed contents), and whether OCR is on. */
+  ocr: OcrStatus;
 };
 
 export class IngestEngine {
@@ -130,6 +142,8 @@ export class IngestEngine {
   private readonly garbage: GarbageCollector;
   private pipeline: Promise<void> = Promise.resolve();
   private encoder: ThreadImageEncoder | null = null;
+  private readonly ocrRepo: OcrRepo;
+  private ocr: OcrService | null = null;
   private ticker: NodeJS.Timeout | undefined;
   private handlingBatches = 0;
   private wroteSinceSync = false;
@@ -144,6 +158,7 @@ export class IngestEngine {
   ) {
     this.model = library.requireModel();
     this.store = new IngestStore(library.store.db);
+    this.ocrRepo = new OcrRepo(library.store.db);
     this.stableMs = Math.max(0, options.stableMs ?? 750);
     this.debounceMs = Math.max(0, options.debounceMs ?? 150);
     this.queue = new IngestQueue(this.store, { stableMs: this.stableMs });
@@ -232,6 +247,21 @@ export class IngestEngine {
       });
     }
     const o = this.options;
+    const ocr = o.ocr ?? ocrEnabledFromEnv() ?? false;
+    if (ocr !== false) {
+      const settings = ocr === true ? {} : ocr;
+      this.ocr = new OcrService({
+        repo: this.ocrRepo,
+        busy: () => !this.isIdle(),
+        // Half the cores by default: the CLIP encoder thread runs beside it during ingest.
+        session: settings.session ?? { threads: Math.max(1, Math.floor(availableParallelism() / 2)), ...(o.session ?? {}) },
+        ...(settings.engine ? { engine: settings.engine } : {}),
+        ...(settings.hardLimitMs !== undefined ? { hardLimitMs: settings.hardLimitMs } : {}),
+        ...(settings.maxQueued !== undefined ? { maxQueued: settings.maxQueued } : {}),
+        ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
+      });
+    }
+    const service = this.ocr;
     this.pipeline = runPipelineLoop({
       library: this.library,
       store: this.store,
@@ -253,6 +283,7 @@ export class IngestEngine {
       ...(o.window !== undefined ? { window: o.window } : {}),
       ...(o.thumbnail !== undefined ? { thumbnail: o.thumbnail } : {}),
       ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
+      ...(service ? { ocr: { maxSide: OCR_MAX_SIDE, wants: (h: string) => service.wants(h), offer: (h: string, px: RgbPixels) => service.offer(h, px) } } : {}),
     });
     await Promise.all(roots.map((r) => this.roots.watch(r.id)));
     this.ticker = setInterval(() => this.tick(), this.options.progressIntervalMs ?? 250);
@@ -356,7 +387,32 @@ export class IngestEngine {
       provider: this.encoder?.provider ?? this.model.model.providers.image,
       heldDeletions: this.live.held,
       lastFailure: f ? { code: isClipdexError(f.error) ? f.error.code : 'INTERNAL', message: errorMessage(f.error), at: f.at, resolvedAt: f.resolvedAt } : null,
+      ocr: this.ocrStatus(),
     };
+  }
+
+  /** Text in photos: the counts, and whether it is on (off: nothing is being read). */
+  ocrStatus(): OcrStatus {
+    return this.ocr?.status() ?? { enabled: false, unavailable: null, ...this.ocrRepo.counts() };
+  }
+
+  /**
+   * Resolves when OCR has read everything it can now: ingest idle, no photo queued or pending for it (or
+   * OCR is off or its engine unavailable). For `clipdex index` and tests; rejects as idle() does.
+   */
+  async ocrIdle(): Promise<void> {
+    let before = Infinity;
+    for (;;) {
+      await this.idle();
+      if (!this.ocr || this.closed) return;
+      this.ocr.poke();
+      await this.ocr.settled();
+      const s = this.ocr.status();
+      // No progress over a whole pass (a reading that cannot be recorded): nothing more will come of waiting.
+      if (s.unavailable !== null || s.pending === 0 || s.pending >= before) return;
+      before = s.pending;
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   /**
@@ -386,6 +442,7 @@ export class IngestEngine {
     this.queue.close();
     await this.pipeline;
     await this.encoder?.close();
+    await this.ocr?.close();
     await this.live.close();
     // A one-shot run ends as soon as it is idle, before the ticker's collection: do it here. Only when
     // idle: a file still queued may be a moved photo whose stored embedding it is about to reuse.
@@ -472,6 +529,8 @@ export class IngestEngine {
       }
     }
     this.scans.rescanIfDue(this.roots.ids);
+    // The background pass over photos not read yet starts once ingest is idle.
+    if (this.isIdle()) this.ocr?.poke();
     if (this.garbage.isDue() && this.isIdle()) {
       void this.collectGarbage().catch((err: unknown) => this.recordFailure(err));
     }

@@ -65,6 +65,7 @@ export class OcrRepo {
     const p = <P extends unknown[] | object = unknown[], R = unknown>(sql: string) => db.prepare<P, R>(sql);
     this.s = {
       drop: p<[string]>('DELETE FROM ocr_state WHERE content_hash = ?'),
+      has: p<[string], { one: number }>('SELECT 1 AS one FROM ocr_state WHERE content_hash = ?'),
       insertState: p<[string, string, string, number, string | null, string | null, string | null, number | null, number], { id: number }>(
         `INSERT INTO ocr_state (content_hash, status, engine, line_count, stopped, error_code, error_message, read_ms, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
@@ -114,7 +115,8 @@ export class OcrRepo {
       this.s.drop.run(hash);
       const { id } = this.s.insertState.get(hash, 'done', reading.engine, reading.lines.length, reading.stopped, null, null, reading.readMs, this.now())!;
       reading.lines.forEach((l, i) => this.s.insertLine.run(id, i, l.text, l.confidence, JSON.stringify(l.box)));
-      if (reading.lines.length > 0) this.s.insertFts.run(id, reading.lines.map((l) => l.text).join('\n'));
+      // One space between lines: the detector splits a row at wide gaps ('Q3' | 'roadmap'), and a phrase may wrap.
+      if (reading.lines.length > 0) this.s.insertFts.run(id, reading.lines.map((l) => l.text).join(' '));
     });
   }
 
@@ -133,6 +135,11 @@ export class OcrRepo {
     const { id, ...rest } = state;
     const lines = this.s.lines.all(id).map((l) => ({ text: l.text, confidence: l.confidence, box: JSON.parse(l.box) as StoredLine['box'] }));
     return { ...rest, lines };
+  }
+
+  /** Whether this content has a reading, done or failed. */
+  has(hash: string): boolean {
+    return this.s.has.get(hash) !== undefined;
   }
 
   counts(): OcrCounts {
