@@ -33,8 +33,28 @@ export const searchResult = z
     score: z.number().describe('cosine similarity'),
     strong: z.boolean().describe('a strong match (at or above `cutoff`); strong results come before weaker ones'),
     probability: z.number().optional().describe('models with a calibrated score (SigLIP, SigLIP2): sigmoid(logit_scale · cosine + logit_bias), the probability that the photo matches; absent for CLIP'),
+    matched: z
+      .array(z.enum(['image', 'text']))
+      .optional()
+      .describe('when the search used the text in photos: which signals found it — image (a strong CLIP match), text (its recognised text has the words); empty for a weaker CLIP match'),
   })
   .meta({ id: 'SearchResult' }) satisfies z.ZodType<SearchResult>;
+
+const ocrPoint = z.tuple([z.number(), z.number()]);
+export const photoText = z
+  .object({
+    status: z.enum(['done', 'failed', 'pending']).describe('done: read (lines may be empty); failed: could not be read (error says why); pending: not read yet, or OCR is off'),
+    lines: z.array(
+      z.object({
+        text: z.string(),
+        confidence: z.number().describe('the recogniser’s mean character probability, 0–1'),
+        box: z.tuple([ocrPoint, ocrPoint, ocrPoint, ocrPoint]).describe('corners tl, tr, br, bl as fractions (0–1) of the upright photo’s width and height'),
+      }),
+    ),
+    stopped: z.enum(['boxes', 'time']).nullable().describe('why reading stopped early: more lines than the cap per photo, or the time bound'),
+    error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  })
+  .meta({ id: 'PhotoText' });
 
 export const searchCutoff = z
   .object({

@@ -38,9 +38,16 @@ const syntax = querySyntaxParam
   .optional()
   .describe('query (default): dates ("beach July 2023", "last winter") become a capture-date filter, `a | b` are alternatives, `-word` and `-"two words"` subtract, quoted text is literal; plain: the text is one phrase');
 
+/** `text=off`: CLIP alone, the text read in photos (OCR) left out of the ranking. */
+export const textSignalParam = z
+  .enum(['on', 'off'])
+  .optional()
+  .describe('on (default): photos whose recognised text contains the words are merged with CLIP’s ranking (reciprocal rank fusion) and quoted phrases must be in the text (once the library has read any); off: CLIP alone');
+
 export const textSearchQuery = z.object({
   q: z.string().trim().min(1, 'q (the phrase) is required').max(1000).describe('what to look for, in the query syntax unless syntax=plain'),
   syntax,
+  text: textSignalParam,
   ...searchOptionsShape,
 });
 
@@ -76,6 +83,7 @@ export const combinedSearchBody = z.object({
    * phrases are structured already and stay literal.
    */
   q: z.string().trim().min(1, 'q must not be empty').max(1000).optional().describe('typed text in the query syntax, searched together with `terms` (whose phrases stay literal)'),
+  text: textSignalParam,
   syntax,
   /** Weights of the uploaded files, in upload order (default 1 each). */
   uploadWeights: z.array(termWeightParam).max(4).optional(),

@@ -66,6 +66,7 @@ export class OcrRepo {
     this.s = {
       drop: p<[string]>('DELETE FROM ocr_state WHERE content_hash = ?'),
       has: p<[string], { one: number }>('SELECT 1 AS one FROM ocr_state WHERE content_hash = ?'),
+      anyDone: p<[], { one: number }>("SELECT 1 AS one FROM ocr_state WHERE status = 'done' AND line_count > 0 LIMIT 1"),
       insertState: p<[string, string, string, number, string | null, string | null, string | null, number | null, number], { id: number }>(
         `INSERT INTO ocr_state (content_hash, status, engine, line_count, stopped, error_code, error_message, read_ms, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
@@ -140,6 +141,11 @@ export class OcrRepo {
   /** Whether this content has a reading, done or failed. */
   has(hash: string): boolean {
     return this.s.has.get(hash) !== undefined;
+  }
+
+  /** Whether any photo's text has been read (with at least one line): a search has text to match. */
+  hasText(): boolean {
+    return this.s.anyDone.get() !== undefined;
   }
 
   counts(): OcrCounts {
