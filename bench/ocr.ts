@@ -8,9 +8,15 @@
  *   sharp 0.33 and onnxruntime-node);
  *   beside them the CLIP ViT-B/32 image encode (self-built preset, batch 8), CPU-ms per photo.
  *
- * Each candidate runs in a child process of its own, so its memory is its own. Options (env):
- * BENCH_PER_CONDITION (photos per condition, default 12), BENCH_THREADS (ORT threads, default 2),
- * OCR_NODE_DIR=/path/to/node_modules/@gutenye/ocr-node.
+ * Each candidate runs in a child process of its own, so its memory is its own.
+ *
+ * BENCH_ONLY=ingest: the same rendered photos mixed with ../shared/photos/labeled, ingested by the real
+ * IngestEngine on the ViT-B/32 preset with OCR off and on (time to CLIP-searchable, time until the text is
+ * read too, CPU), and on the OCR-on library the text-query recall@10 of the rendered words (typed lower case
+ * without accents) with CLIP alone and with the text merged.
+ *
+ * Options (env): BENCH_PER_CONDITION (photos per condition, default 12), BENCH_THREADS (ORT threads,
+ * default 2), OCR_NODE_DIR=/path/to/node_modules/@gutenye/ocr-node, BENCH_ONLY=candidates|ingest.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -146,6 +152,66 @@ async function clipChild(setDir: string, out: string): Promise<void> {
 const fmt = (x: number, d = 0) => x.toFixed(d);
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
+/** Ingest with OCR off and on, and recall@10 with the text merged or not (BENCH_ONLY=ingest). */
+async function ingestBench(photos: OcrPhoto[]): Promise<void> {
+  const { IngestEngine } = await import('../src/ingest/ingest-engine.js');
+  const { Library } = await import('../src/library/library.js');
+  const { QueryEngine } = await import('../src/search/query-engine.js');
+  const { parseQueryText, searchRequestOf } = await import('../src/search/query-syntax.js');
+  const { fold } = await import('../test/helpers/ocr-photos.js');
+  const { buildTinyModel } = await import('../src/model/tiny-model-builder.js');
+  const modelDir = join(OUT, 'vit-b-32');
+  if (!existsSync(join(modelDir, 'onnx', 'vision_model.onnx'))) {
+    await buildTinyModel({ out: modelDir, preset: 'vit-b-32', vocab: sharedPath('clip', 'bpe_simple_vocab_16e6.txt.gz') ?? undefined, force: true });
+  }
+  const tmp = mkdtempSync(join(tmpdir(), 'clipdex-ocr-ingest-'));
+  const dir = join(tmp, 'photos');
+  mkdirSync(dir);
+  for (const p of photos) writeFileSync(join(dir, `${p.name}.png`), p.png);
+  const labeled = sharedPath('photos', 'labeled')!;
+  const { readdirSync, copyFileSync } = await import('node:fs');
+  for (const sub of readdirSync(labeled)) {
+    for (const f of readdirSync(join(labeled, sub)).filter((x) => /\.(jpe?g|png|webp)$/i.test(x))) copyFileSync(join(labeled, sub, f), join(dir, `${sub}-${f}`));
+  }
+  const total = readdirSync(dir).length;
+  const rows: string[] = ['| OCR | photos | CLIP-searchable after | text read after | CPU-s | CPU-ms per photo |', '|---|---|---|---|---|---|'];
+  for (const ocr of [false, true]) {
+    const lib = await Library.open({ dataDir: join(tmp, `data-${ocr ? 'on' : 'off'}`), model: modelDir, session: { providers: ['cpu'], threads: THREADS } });
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const engine = await IngestEngine.start(lib, { roots: [dir], watch: false, ocr: ocr ? { session: { providers: ['cpu'], threads: THREADS } } : false });
+    await engine.idle();
+    const clipS = (performance.now() - t0) / 1000;
+    await engine.ocrIdle();
+    const allS = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const cpuS = (cpu.user + cpu.system) / 1e6;
+    const status = engine.ocrStatus();
+    await engine.close();
+    rows.push(`| ${ocr ? 'on' : 'off'} | ${total} | ${clipS.toFixed(1)} s | ${ocr ? `${allS.toFixed(1)} s (${status.done} read, ${status.failed} failed)` : '—'} | ${cpuS.toFixed(1)} | ${fmt((cpuS * 1000) / total)} |`);
+    console.log(rows.at(-1));
+    if (ocr) {
+      const engineQ = new QueryEngine(lib);
+      const recall = async (text: boolean) => {
+        let found = 0;
+        for (const p of photos) {
+          const parsed = parseQueryText(fold(p.truth));
+          const r = await engineQ.search(searchRequestOf(parsed, { limit: 10, ...(text ? {} : { text: false as const }) }));
+          if (r.results.some((x) => x.path === join(dir, `${p.name}.png`))) found++;
+        }
+        return found / photos.length;
+      };
+      const clipOnly = await recall(false);
+      const merged = await recall(true);
+      rows.push('', `text-query recall@10 of the ${photos.length} rendered words among ${total} photos: CLIP alone ${clipOnly.toFixed(3)}, text merged (RRF) ${merged.toFixed(3)}`);
+    }
+    await lib.close();
+  }
+  const text = rows.join('\n');
+  console.log(`\n${text}`);
+  writeFileSync(join(OUT, 'ocr-ingest.md'), `${text}\n`);
+}
+
 async function main(): Promise<void> {
   const [mode, ...args] = process.argv.slice(2);
   if (mode === '--child') return child(args[0]!, args[1]!, args[2]!);
@@ -157,6 +223,7 @@ async function main(): Promise<void> {
     return;
   }
   mkdirSync(OUT, { recursive: true });
+  if (process.env.BENCH_ONLY === 'ingest') return ingestBench(photos);
   const setDir = mkdtempSync(join(tmpdir(), 'clipdex-ocr-set-'));
   const all = [...photos, { name: 'page', condition: 'page.png', truth: PAGE_TRUTH.join('\n'), png: readFileSync(page) }];
   for (const p of all) writeFileSync(join(setDir, `${p.name}.png`), p.png);
