@@ -24,6 +24,7 @@ const CONTENT_TYPES: Record<string, string> = {
 
 /** The library's photos: pages of it, one photo's metadata, similar photos, thumbnails, originals, failures. */
 export function imageRoutes({ library, engine }: RouteContext, registry: OpenAPIRegistry) {
+  const ocr = new OcrRepo(library.store.db);
   return new ApiRoutes(registry)
     .get(
       '/api/images',
@@ -64,7 +65,7 @@ export function imageRoutes({ library, engine }: RouteContext, registry: OpenAPI
       ({ params: { id } }, _req, res) => {
         const image = library.images.get(id);
         if (!image) return sendError(res, 404, 'NOT_FOUND', `no photo with id ${id}`);
-        const reading = image.contentHash ? new OcrRepo(library.store.db).reading(image.contentHash) : undefined;
+        const reading = image.contentHash ? ocr.reading(image.contentHash) : undefined;
         if (!reading) return res.json({ status: 'pending', lines: [], stopped: null, error: null });
         res.json({
           status: reading.status,
