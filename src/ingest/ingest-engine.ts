@@ -530,7 +530,7 @@ export class IngestEngine {
     }
     this.scans.rescanIfDue(this.roots.ids);
     // The background pass over photos not read yet starts once ingest is idle.
-    if (this.isIdle()) this.ocr?.poke();
+    if (this.ocr && this.isIdle()) this.ocr.poke();
     if (this.garbage.isDue() && this.isIdle()) {
       void this.collectGarbage().catch((err: unknown) => this.recordFailure(err));
     }
