@@ -1,5 +1,5 @@
 /**
- * Migration 008 and OcrRepo on a real SQLite file: readings per content (done with lines, failed with a
+ * migration 007 and OcrRepo on a real SQLite file: readings per content (done with lines, failed with a
  * reason), counts and the pending list the background pass works from, full-text search (phrases, pieces too
  * short for the trigram index, accents, hidden photos), garbage collection with the content — and the
  * measurement behind the tokenizer choice (trigram against unicode61 on the test words).
@@ -15,7 +15,7 @@ import { openTestLibrary, tempLibraryDir, type TestLibrary } from './helpers/sto
 const box = (x: number, y: number): StoredLine['box'] => [[x, y], [x + 0.2, y], [x + 0.2, y + 0.05], [x, y + 0.05]];
 const line = (text: string, y = 0.1): StoredLine => ({ text, confidence: 0.95, box: box(0.1, y) });
 
-describe('OcrRepo on migration 008', () => {
+describe('OcrRepo on migration 007', () => {
   let tmp: ReturnType<typeof tempLibraryDir>;
   let lib: TestLibrary;
   let ocr: OcrRepo;

@@ -1,5 +1,5 @@
 /**
- * Text read in photos (migration 008): per content hash, whether reading is done or failed (and why), the
+ * Text read in photos (migration 007): per content hash, whether reading is done or failed (and why), the
  * lines with their confidence and box, and the full-text index over them. Copies of a photo share one
  * reading, as they share one embedding; garbage collection drops it with the content (the migration's
  * trigger). The lines' type is written here, not imported: ocr/ is store/'s peer (ARCHITECTURE.md).
