@@ -1,5 +1,5 @@
 /**
- * migration 007 and OcrRepo on a real SQLite file: readings per content (done with lines, failed with a
+ * Migration 007 and OcrRepo on a real SQLite file: readings per content (done with lines, failed with a
  * reason), counts and the pending list the background pass works from, full-text search (phrases, pieces too
  * short for the trigram index, accents, hidden photos), garbage collection with the content — and the
  * measurement behind the tokenizer choice (trigram against unicode61 on the test words).
