@@ -8,9 +8,15 @@
  *     plain rebuild of the base index in the same run (goal: ≤ build time + 10%);
  *   quality (when ../shared is there): the four labeled folders with the self-built tiny model.
  *
+ *   text blocks (issue 17): tuning the last k ∈ {1, 2, 4, 12} blocks of a ViT-B/32-shaped text tower (width
+ *     512, 8 heads, 12 layers, vocab 49408, context 77: the vit-b-32 preset with CLIP's vocabulary, random
+ *     weights) on 1k pairs with 10 and with 100 distinct captions, full weights and LoRA rank 8; each row in
+ *     its own process (peak RSS is the row's), BENCH_TEXT_EPOCHS epochs (default 10) with early stopping off,
+ *     and where the time goes; then the residual cache at each caption's length against padded to 77.
+ *
  * The 100k library is bench/out/query-100000 (made by bench:query; made here if missing) copied to a
  * scratch folder, so the query benchmark's library is never changed. BENCH_N overrides 100k; BENCH_ONLY=
- * training|activation|labeled runs one part.
+ * training|activation|labeled|text-blocks runs one part; BENCH_TEXT_ROWS=k:captions:lora,… picks text rows.
  */
 import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -21,6 +27,11 @@ import { encodeAdapter } from '../src/adapter/adapter-weights.js';
 import { folderLabelRows, importLabels } from '../src/train/label-import.js';
 import { trainAdapters, type TrainingData } from '../src/train/trainer.js';
 import { seededRandom } from '../src/util/seeded-random.js';
+import { buildTinyModel } from '../src/model/tiny-model-builder.js';
+import { loadTextTokenizer } from '../src/model/text-tokenizer.js';
+import { cacheResiduals } from '../src/train/text-tower/residual-cache.js';
+import { readTextTower, residualEntering } from '../src/train/text-tower/tower-source.js';
+import { type TextBlockPair, tuneTextBlocks } from '../src/train/text-tower/tune-text-blocks.js';
 import { indexFiles, tinyModel } from '../test/helpers/library-fixture.js';
 import { gaussian } from '../test/helpers/store-fixtures.js';
 
@@ -161,13 +172,100 @@ async function labeledRun() {
   }
 }
 
-// BENCH_ONLY=training|activation|labeled runs one part.
+const TEXT_MODEL = join(OUT, 'vit-b-32');
+const TEXT_EPOCHS = Number(process.env.BENCH_TEXT_EPOCHS ?? 10);
+const ADJECTIVES = ['red', 'old', 'small', 'happy', 'wet', 'golden', 'sleepy', 'wooden', 'bright', 'tiny'];
+const NOUNS = ['dog', 'bicycle', 'lighthouse', 'grandmother', 'sailboat', 'cake', 'mountain', 'kitten', 'market', 'bridge'];
+const PLACES = ['on the beach', 'in the snow', 'at night', 'near the old harbour in the rain', 'at a birthday party', 'in the garden', 'on a mountain trail', 'in the kitchen', 'under a bridge', 'at the station'];
+
+/** `count` distinct captions of everyday length (7–16 CLIP tokens). */
+function benchCaptions(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `a photo of a ${ADJECTIVES[i % 10]} ${NOUNS[Math.floor(i / 10) % 10]} ${PLACES[(i * 7 + Math.floor(i / 10)) % 10]}`);
+}
+
+async function ensureTextModel(): Promise<void> {
+  if (existsSync(join(TEXT_MODEL, 'onnx', 'text_model.onnx'))) return;
+  const vocab = resolve('..', 'shared', 'clip', 'bpe_simple_vocab_16e6.txt.gz');
+  console.log(`building the vit-b-32 preset into ${TEXT_MODEL} …`);
+  await buildTinyModel({ out: TEXT_MODEL, preset: 'vit-b-32', vocab: existsSync(vocab) ? vocab : undefined, force: true });
+}
+
+/** One row, in this process: 1k pairs over `captions` captions, photos around each caption's centre. */
+async function textBlockRow(k: number, captions: number, lora: number | null) {
+  const E = 512;
+  const g = gaussian(seededRandom(11));
+  const centres = normalizeRows(Float32Array.from({ length: captions * E }, () => g()), E);
+  const images = new Float32Array(1000 * E);
+  for (let i = 0; i < 1000; i++) for (let d = 0; d < E; d++) images[i * E + d] = centres[(i % captions) * E + d]! + (0.5 * g()) / Math.sqrt(E);
+  const pairs: TextBlockPair[] = Array.from({ length: 1000 }, (_, i) => ({ caption: i % captions, image: i, split: i % 5 === 2 ? 'val' : 'train' }));
+  const t = performance.now();
+  const out = await tuneTextBlocks({ modelDir: TEXT_MODEL, captions: benchCaptions(captions), imageEmbeddings: images, pairs, k, lora, epochs: TEXT_EPOCHS, patience: TEXT_EPOCHS, seed: 1 });
+  const seconds = performance.now() - t;
+  const s = (ms: number) => +(ms / 1000).toFixed(2);
+  const tm = out.timings;
+  // Saving a version: the tuned tensors merged into the tower's graph and written (temporary file + rename).
+  const w = performance.now();
+  const towerFile = join(OUT, `text-blocks-${process.pid}.onnx`);
+  await out.writeTower(towerFile);
+  const writeSeconds = s(performance.now() - w);
+  rmSync(towerFile, { force: true });
+  return {
+    k,
+    captions,
+    lora,
+    seconds: s(seconds),
+    epochs: out.history.length,
+    parameters: out.parameters,
+    perStepSeconds: s(tm.stepsMs / tm.steps),
+    where: { readTower: s(tm.readMs), residualCache: s(tm.cacheMs), headCheck: s(tm.checkMs), graphAndSessions: s(tm.setupMs), steps: s(tm.stepsMs), validation: s(tm.validationMs), mergeIntoTower: s(tm.finishMs) },
+    mergeAndWriteTowerSeconds: writeSeconds,
+    valLoss: [+out.history[0]!.valLoss!.toFixed(3), +out.valLoss!.toFixed(3)],
+    peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
+  };
+}
+
+async function textBlockRuns() {
+  await ensureTextModel();
+  const wanted = process.env.BENCH_TEXT_ROWS?.split(',').map((r) => r.split(':'));
+  const rows = wanted ?? [10, 100].flatMap((c) => [1, 2, 4, 12].flatMap((k) => [[k, c, 0], [k, c, 8]].map((r) => r.map(String))));
+  const results = [];
+  for (const [k, c, lora] of rows) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', resolve('bench/train.ts')], { env: { ...process.env, BENCH_TEXT_ROW: JSON.stringify([Number(k), Number(c), Number(lora) || null]) }, encoding: 'utf8', maxBuffer: 1 << 26 });
+    const line = r.stdout.split('\n').find((l) => l.startsWith('ROW '));
+    if (r.status !== 0 || !line) throw new Error(`text-block row ${k}:${c}:${lora} failed: ${r.stderr.slice(-2000)}`);
+    results.push(JSON.parse(line.slice(4)));
+    console.log(line.slice(4));
+  }
+  // The cache alone, 100 captions entering block 10: each caption at its length against all padded to 77.
+  const tower = await readTextTower(TEXT_MODEL);
+  const tokenizer = await loadTextTokenizer(tower.spec);
+  const ids = (await tokenizer.tokenize(benchCaptions(100), 77)).map((t) => t.ids);
+  const cache = {} as Record<string, { seconds: number; positions: number }>;
+  for (const padToContext of [false, true, false]) {
+    const c = await cacheResiduals(tower, 10, ids, residualEntering(tower, 10), { padId: tokenizer.padId, padToContext });
+    cache[padToContext ? 'padded77' : 'ownLength'] = { seconds: +(c.ms / 1000).toFixed(2), positions: c.positionsRun };
+  }
+  const tokens = ids.map((r) => r.length);
+  const cacheRow = { captions: 100, tokens: { min: Math.min(...tokens), max: Math.max(...tokens), mean: +(tokens.reduce((a, b) => a + b, 0) / 100).toFixed(1) }, ...cache };
+  console.log(JSON.stringify(cacheRow));
+  return { rows: results, cache: cacheRow };
+}
+
+if (process.env.BENCH_TEXT_ROW) {
+  const [k, captions, lora] = JSON.parse(process.env.BENCH_TEXT_ROW) as [number, number, number | null];
+  console.log(`ROW ${JSON.stringify(await textBlockRow(k, captions, lora))}`);
+  process.exit(0);
+}
+
+// BENCH_ONLY=training|activation|labeled|text-blocks runs one part.
 const only = process.env.BENCH_ONLY;
 const results = {
+  textBlocks: !only || only === 'text-blocks' ? await textBlockRuns() : null,
   training: !only || only === 'training' ? await trainingRuns() : null,
   activation: !only || only === 'activation' ? await activationRun() : null,
   labeled: !only || only === 'labeled' ? await labeledRun() : null,
 };
 const { writeFileSync } = await import('node:fs');
-writeFileSync(join(OUT, 'train.json'), JSON.stringify(results, null, 2));
-console.log(`results: ${join(OUT, 'train.json')}`);
+const file = join(OUT, only === 'text-blocks' ? 'train-text-blocks.json' : 'train.json');
+writeFileSync(file, JSON.stringify(results, null, 2));
+console.log(`results: ${file}`);

@@ -153,11 +153,50 @@ describe('clipdex models (end to end, built bin)', () => {
     expect(JSON.parse(bad.stdout)).toMatchObject({ error: { code: 'MODEL_INVALID' } });
   });
 
+  it('pulls a multilingual model in the Immich layout from a hub mirror and reads it as its family', async () => {
+    const nllbDir = join(tmp, 'built-nllb');
+    const built = await runCli(['models', 'build-tiny', '--preset', 'nllb-siglip-tiny', '--out', nllbDir, '--json']);
+    expect(built.code, built.stderr).toBe(0);
+    expect(JSON.parse(built.stdout)).toMatchObject({ layout: 'openclip', embeddingDim: 48 });
+    const hub = await startFakeHub({ repos: { 'immich-app/nllb-clip-base-siglip__v1': { revision: 'main', dir: nllbDir } } });
+    hubs.push(hub);
+    const env = userEnv('pull-nllb', hub.endpoint);
+    const pull = await runCli(['models', 'pull', 'immich-nllb-clip-base-siglip-v1'], env);
+    expect(pull.code, pull.stderr).toBe(0);
+    expect(pull.stderr).toMatch(/Done: 7 files/);
+    const pulled = join(tmp, 'pull-nllb', 'cache', 'models', 'immich-nllb-clip-base-siglip-v1', 'main');
+    expect(readFileSync(join(pulled, 'textual', 'tokenizer.json')).equals(readFileSync(join(nllbDir, 'textual', 'tokenizer.json')))).toBe(true);
+    const doctor = await runCli(['--model', 'immich-nllb-clip-base-siglip-v1', 'doctor', '--json'], env);
+    const checks = (JSON.parse(doctor.stdout) as { checks: { name: string; status: string }[] }).checks;
+    expect(checks.find((c) => c.name === 'model')).toMatchObject({ status: 'ok' });
+  });
+
+  it('lists each model with its family, languages and Immich\'s Crossmodal-3600 figure', async () => {
+    const env = userEnv('list-families');
+    const list = await runCli(['models', 'list', '--json'], env);
+    expect(list.code, list.stderr).toBe(0);
+    const rows = (JSON.parse(list.stdout) as { models: { id: string; family: string; languages: string[] | null; crossmodal3600: { recall: Record<string, number>; source: string } | null; supported: boolean }[] }).models;
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    expect(byId.get('immich-vit-b-32-openai')).toMatchObject({ family: 'clip', languages: ['en'], crossmodal3600: { recall: { English: 59.37 } } });
+    expect(byId.get('immich-vit-b-16-siglip2-webli')).toMatchObject({ family: 'siglip2', supported: true, crossmodal3600: { recall: { English: 75.19 } } });
+    expect(byId.get('immich-vit-b-32-siglip2-256-webli')).toMatchObject({ family: 'siglip2', crossmodal3600: { recall: { English: 73.15 } } });
+    expect(byId.get('immich-nllb-clip-base-siglip-v1')).toMatchObject({ family: 'nllb-clip', supported: true, crossmodal3600: { recall: { English: 68.41, German: 84.81 } } });
+    expect(byId.get('immich-xlm-roberta-large-vit-b-16plus')).toMatchObject({ family: 'm-clip', supported: true, crossmodal3600: null });
+    expect(byId.get('immich-labse-vit-l-14')).toMatchObject({ family: 'm-clip', supported: true });
+    for (const r of rows) if (r.crossmodal3600) expect(r.crossmodal3600.source, r.id).toMatch(/searching\.md.*Crossmodal-3600/);
+    const text = await runCli(['models', 'list'], env);
+    expect(text.stdout).toMatch(/immich-nllb-clip-base-siglip-v1 .*\n.*\n {4}family nllb-clip; languages: multilingual.*; Crossmodal-3600 recall \(Immich's table\): English 68\.41%, German 84\.81%/);
+    expect(text.stdout).toMatch(/immich-labse-vit-l-14 .*\n.*\n {4}family m-clip; .*no Crossmodal-3600 figure in Immich's table/);
+  });
+
   it('refuses unsupported and unknown models with a reason', async () => {
     const env = userEnv('unsupported');
     const r = await runCli(['models', 'pull', 'siglip-base-patch16-224'], env);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/not supported yet: SigLIP needs/);
+    const xlmr = await runCli(['models', 'pull', 'immich-xlm-roberta-base-vit-b-32-laion5b'], env);
+    expect(xlmr.code).toBe(3);
+    expect(xlmr.stderr).toMatch(/not supported yet: its text tower/);
     const u = await runCli(['models', 'pull', 'no-such-model'], env);
     expect(u.code).toBe(3);
     expect(u.stderr).toMatch(/unknown model/);
@@ -210,6 +249,9 @@ describe('clipdex models (end to end, built bin)', () => {
     const r = await runCli(['models', 'build-tiny', '--out', join(tmp, 'x'), '--preset', 'huge']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/Allowed choices are tiny, vit-b-32/);
+    const hf = await runCli(['models', 'build-tiny', '--out', join(tmp, 'y'), '--preset', 'mclip-tiny', '--layout', 'hf']);
+    expect(hf.code).toBe(2);
+    expect(hf.stderr).toMatch(/only in the Immich layout \(--layout openclip\)/);
   });
 });
 

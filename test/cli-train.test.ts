@@ -47,6 +47,11 @@ interface TrainJson {
     history: { epoch: number }[];
     retention: { top10Overlap: number; phrases: number } | null;
     valPairs: number;
+    testPairs: number;
+    testImages: number;
+    bestEpoch: number;
+    selection: { method: string; folds: number };
+    gain: { change: number; low: number; high: number } | null;
   };
   activated: boolean;
 }
@@ -228,26 +233,32 @@ describe.skipIf(!labeled)(`clipdex label, labels, train and adapters on ../share
   let trained: TrainJson;
   let baseResults: SearchJson;
 
-  it('trains (--seed 3 --json): a new version whose validation recall beats the base model', async () => {
+  it('trains (--seed 3 --json): a new version whose test recall beats the base model, interval above 0', async () => {
     trained = await json<TrainJson>('train', '--seed', '3');
-    const { before, after, improved, valPairs } = trained.outcome;
+    const { before, after, improved, testPairs, gain, selection } = trained.outcome;
     expect(trained.adapter).toMatchObject({ version: 1, active: false });
     expect(trained.activated).toBe(false);
-    expect(valPairs).toBeGreaterThan(0);
+    expect(testPairs).toBeGreaterThan(0);
+    expect(selection).toMatchObject({ method: 'cross-validation', folds: 5 });
     expect(improved).toBe(true);
+    expect(gain!.low).toBeGreaterThan(0);
     expect(meanRecall(after!)).toBeGreaterThan(meanRecall(before!));
     expect(after!.textToImage.p5).toBeGreaterThan(before!.textToImage.p5);
-    expect(trained.outcome.verdict).toMatch(/beats the base model/);
-    // Training stores the split it drew with the labels.
-    expect((await list()).captions.reduce((s, c) => s + c.val, 0)).toBe(valPairs);
+    expect(trained.outcome.verdict).toMatch(/^improves: \+[\d.]+ points mean recall@1\/5\/10 on \d+ test photos .*90% interval \+/);
+    // Training records with the labels which photos the version did not learn from: the test photos.
+    expect((await list()).captions.reduce((s, c) => s + c.val, 0)).toBe(testPairs);
   });
 
   it('shows each epoch while training, then the before/after table, blend, retention, verdict and version', async () => {
     const r = await cli('train', '--seed', '3');
     expect(r.code, r.stderr).toBe(0);
     // Not a terminal here: one plain line per epoch. Same seed, same labels: the same run as before.
-    const epochs = r.stderr.split('\n').filter((l) => /^epoch \d+\/100 +train loss [\d.]+ +val loss [\d.]+ +best epoch \d+ +patience \d+\/8 left$/.test(l));
+    const epochs = r.stderr.split('\n').filter((l) => /^5 folds +epoch \d+\/100 +train loss [\d.]+ +val loss [\d.]+ +best epoch \d+ +patience \d+\/8 left$/.test(l));
     expect(epochs.length).toBe(trained.outcome.history.length);
+    const final = r.stderr.split('\n').filter((l) => /^final fit on every photo but the test ones: epoch \d+\/\d+$/.test(l));
+    expect(final.length).toBe(trained.outcome.bestEpoch);
+    expect(r.stdout).toMatch(/Epoch and blend chosen by 5-fold cross-validation over the \d+ photos learned from/);
+    expect(r.stdout).toContain(`On the ${trained.outcome.testImages} test photos:`);
     expect(r.stdout).toMatch(/text → image, 4 captions/);
     expect(r.stdout).toMatch(/^\s+recall@5\s+[\d.]+%\s+[\d.]+%\s+[+-]?[\d.]+ pt$/m);
     expect(r.stdout).toMatch(/^\s+mean rank\s+[\d.]+\s+[\d.]+/m);

@@ -116,6 +116,8 @@ describe('labels', () => {
       ['/api/labels/import', { folder: photos, template: 'no placeholder' }, 400],
       ['/api/training', { epochs: -1 }, 400],
       ['/api/training', { valFraction: 2 }, 400],
+      ['/api/training', { testFraction: -0.1 }, 400],
+      ['/api/training', { valFraction: 0.6, testFraction: 0.4 }, 400],
       ['/api/training', { unknown: true }, 400],
       ['/api/adapters/rollback', { to: 'yesterday' }, 400],
       ['/api/adapters/99/activate', {}, 404],
@@ -134,7 +136,14 @@ describe('training and adapters', () => {
 
   it('trains in the background (one job at a time) and stores the version with its numbers', async () => {
     baseline = (await api('/api/search?q=a%20red%20picture&limit=32')).body;
-    const started = await api('/api/training', { body: { seed: 2, epochs: 4000, patience: 4000 } });
+    // What the run will hold out, asked first with its seed: the run must agree.
+    const preview = await api('/api/training/split?seed=2');
+    expect(preview.status).toBe(200);
+    expect(preview.body).toMatchObject({ selection: 'cross-validation', folds: 5, val: { labels: 0, photos: 0 }, valFraction: 0.2, testFraction: 0.2 });
+    const tooMuch = await api('/api/training/split?valFraction=0.5&testFraction=0.5');
+    expect(tooMuch.status).toBe(400);
+    expect(tooMuch.body.error.message).toMatch(/at least a tenth/);
+    const started = await api('/api/training', { body: { seed: 2, epochs: 1000, patience: 1000 } });
     expect(started.status).toBe(202);
     expect(started.body).toMatchObject({ kind: 'train', state: 'running' });
     const second = await api('/api/training', { body: {} });
@@ -147,7 +156,12 @@ describe('training and adapters', () => {
     expect(job.result.outcome.weights).toBeUndefined();
     const { body } = await api('/api/adapters');
     expect(body.active).toBeNull();
-    expect(body.versions[0].metrics).toMatchObject({ before: expect.any(Object), after: expect.any(Object), verdict: expect.any(String) });
+    expect(body.versions[0].metrics).toMatchObject({ before: expect.any(Object), after: expect.any(Object), verdict: expect.any(String), gain: expect.any(Object) });
+    // 32 colour photos: too few for a validation part, so 5-fold cross-validation chose; the test photos judged.
+    expect(job.result.outcome.selection).toMatchObject({ method: 'cross-validation', folds: 5 });
+    expect(job.result.outcome.testImages).toBe(preview.body.test.photos);
+    expect(job.result.outcome.trainImages).toBe(preview.body.train.photos);
+    expect(job.result.outcome.after.imageToText.queries).toBe(job.result.outcome.testImages);
     // The stored split puts each photo on one side only.
     const labels = (await api('/api/labels?limit=1000')).body.labels as { imageId: number; split: string }[];
     const splitOf = new Map<number, string>();
@@ -193,4 +207,5 @@ it('describes the label, training and adapter endpoints in OpenAPI', async () =>
     expect.arrayContaining(['/api/labels', '/api/labels/import', '/api/labels/{id}', '/api/training', '/api/adapters', '/api/adapters/{version}/activate', '/api/adapters/rollback', '/api/adapters/{version}/export']),
   );
   expect(body.paths['/api/training'].post.requestBody.content['application/json'].schema.properties).toHaveProperty('valFraction');
+  expect(body.paths['/api/training'].post.requestBody.content['application/json'].schema.properties).toHaveProperty('testFraction');
 });

@@ -6,7 +6,7 @@
  * - text and image embeddings equal transformers.js' SiglipTextModel / SiglipVisionModel on the same folder;
  * - a real library searches with it, and results carry the model's calibration.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@huggingface/transformers';
@@ -141,6 +141,19 @@ describe('both layouts load and encode, and agree with each other', () => {
       }
     });
   }
+
+  it('gives no calibration to a folder without the trained scale and bias, as real exports are (init_logit_bias is not the trained value)', async () => {
+    for (const layout of ['hf', 'openclip'] as const) {
+      const copy = join(tmp, `uncalibrated-${layout}`);
+      cpSync(dirs[`siglip2-tiny/${layout}`]!, copy, { recursive: true });
+      const config = JSON.parse(readFileSync(join(copy, 'config.json'), 'utf8')) as Record<string, unknown>;
+      delete config.logit_scale;
+      delete config.logit_bias;
+      if (layout === 'openclip') config.init_logit_bias = -10;
+      writeFileSync(join(copy, 'config.json'), JSON.stringify(config));
+      expect((await readModelDir(copy)).scoreCalibration, layout).toBeNull();
+    }
+  });
 });
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {

@@ -66,27 +66,35 @@ describe('retrieval metrics', () => {
   });
 });
 
-describe('validation split', () => {
+describe('the split', () => {
+  // Content hashes stand for photos: 10 of "a", 3 of "b", 1 of "c", and photo a1 also captioned "d".
+  const photo = (caption: string, i: number) => `${caption}${i}-${'0'.repeat(8)}`;
   const pairs = [
-    ...Array.from({ length: 10 }, (_, i) => ({ imageId: i + 1, caption: 'a' })),
-    ...Array.from({ length: 3 }, (_, i) => ({ imageId: 100 + i, caption: 'b' })),
-    { imageId: 200, caption: 'c' },
-    { imageId: 1, caption: 'second caption of photo 1' },
+    ...Array.from({ length: 10 }, (_, i) => ({ photo: photo('a', i), caption: 'a' })),
+    ...Array.from({ length: 3 }, (_, i) => ({ photo: photo('b', i), caption: 'b' })),
+    { photo: photo('c', 0), caption: 'c' },
+    { photo: photo('a', 1), caption: 'second caption of photo a1' },
   ];
+  const shares = { valFraction: 0.2, testFraction: 0.2 };
+  const count = (split: Map<string, string>, ids: string[], part: string) => ids.filter((id) => split.get(id) === part).length;
 
-  it('is by photo, stratified by caption, and stable for a seed', () => {
-    const split = assignSplit(pairs, 0.2, 4);
-    expect([...split.keys()].length).toBe(14);
-    const val = (ids: number[]) => ids.filter((id) => split.get(id) === 'val').length;
-    expect(val(Array.from({ length: 10 }, (_, i) => i + 1))).toBe(2);
-    expect(val([100, 101, 102])).toBe(1); // at least one per label with ≥ 2 photos
-    expect(split.get(200)).toBe('train'); // a label with one photo can only teach
-    expect(assignSplit([...pairs].reverse(), 0.2, 4)).toEqual(split);
-    const other = assignSplit(pairs, 0.2, 5);
-    expect([...other.values()].filter((s) => s === 'val').length).toBe(3);
+  it('is by photo, stratified by caption, three ways, and stable for a seed', () => {
+    const split = assignSplit(pairs, shares, 4);
+    expect(split.size).toBe(14);
+    const a = Array.from({ length: 10 }, (_, i) => photo('a', i)).filter((p) => p !== photo('a', 1));
+    const b = Array.from({ length: 3 }, (_, i) => photo('b', i));
+    // a1 counts under its rarer caption (1 photo), so "a" stratifies 9 photos: 2 test, 2 val, 5 train.
+    expect([count(split, a, 'test'), count(split, a, 'val'), count(split, a, 'train')]).toEqual([2, 2, 5]);
+    expect([count(split, b, 'test'), count(split, b, 'val'), count(split, b, 'train')]).toEqual([1, 1, 1]); // at least one each from 3 photos
+    expect(split.get(photo('c', 0))).toBe('train'); // a label with one photo can only teach
+    expect(split.get(photo('a', 1))).toBe('train');
+    expect(assignSplit([...pairs].reverse(), shares, 4)).toEqual(split);
+    expect(assignSplit(pairs, shares, 5)).not.toEqual(split);
   });
 
-  it('puts everything in train at 0', () => {
-    expect([...assignSplit(pairs, 0, 1).values()].every((s) => s === 'train')).toBe(true);
+  it('gives 2 photos one test and one train photo, and puts everything in train at shares of 0', () => {
+    const two = assignSplit([{ photo: 'x', caption: 'k' }, { photo: 'y', caption: 'k' }], shares, 1);
+    expect([...two.values()].sort()).toEqual(['test', 'train']);
+    expect([...assignSplit(pairs, { valFraction: 0, testFraction: 0 }, 1).values()].every((s) => s === 'train')).toBe(true);
   });
 });

@@ -5,7 +5,10 @@ import { DEFAULT_MODEL_ID } from '../model/model-registry.js';
 
 /** Options every command takes, resolved flag → env → default. */
 export interface GlobalOptions {
-  model: string;
+  /** --model or $CLIPDEX_MODEL; undefined: the library's recorded model (Library.open decides). */
+  model: string | undefined;
+  /** The model a command that opens no library works on: `model`, else the default model. */
+  modelOrDefault: string;
   dataDir: string;
   cacheDir: string;
   json: boolean;
@@ -14,7 +17,8 @@ export interface GlobalOptions {
 export function globalOptions(cmd: Command): GlobalOptions {
   const o = cmd.optsWithGlobals<{ model?: string; dataDir?: string; cacheDir?: string; json?: boolean }>();
   return {
-    model: o.model ?? process.env.CLIPDEX_MODEL ?? DEFAULT_MODEL_ID,
+    model: o.model ?? process.env.CLIPDEX_MODEL,
+    modelOrDefault: o.model ?? process.env.CLIPDEX_MODEL ?? DEFAULT_MODEL_ID,
     dataDir: dataDir(o.dataDir),
     cacheDir: cacheDir(o.cacheDir),
     json: o.json === true,

@@ -4,7 +4,13 @@ import { ThumbnailStore } from '../store/thumbnail-store.js';
 import { cacheDir as defaultCacheDir, dataDir as defaultDataDir } from '../model/cache-dir.js';
 import { ClipModel, type LoadModelOptions } from '../model/clip-model.js';
 import { DEFAULT_MODEL_ID, resolveModel } from '../model/model-registry.js';
-import { AdaptersRepo, type AdapterRecord } from '../store/adapters-repo.js';
+import { AdaptersRepo, type AdapterRecord, textTowerOf, towerFileName, versionsDir } from '../store/adapters-repo.js';
+import { TextEncoder } from '../model/text-encoder.js';
+import { loadTextTokenizer } from '../model/text-tokenizer.js';
+import { openTower } from '../model/tower-session.js';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
 import { libraryDamagedError, libraryPaths, openDatabase, type LibraryPaths, type StoreDatabase } from '../store/database.js';
 import { EmbeddingsRepo } from '../store/embeddings-repo.js';
 import { ImagesRepo } from '../store/images-repo.js';
@@ -14,6 +20,8 @@ import { adapterModelKey, AdaptedEmbeddings } from '../adapter/adapter-embedding
 import { removeAdapterLeftovers } from '../adapter/adapter-leftovers.js';
 import { decodeAdapter, type AdapterWeights } from '../adapter/adapter-weights.js';
 import { storageError } from '../util/storage-error.js';
+import { LibraryModelRepo } from '../store/library-model-repo.js';
+import type { ModelSpec } from '../model/model-dir.js';
 import { refuseLostDatabase } from './lost-database.js';
 import { adoptLegacyModelKey } from './legacy-model-key.js';
 import { modelKeyFor } from './model-key.js';
@@ -21,8 +29,12 @@ import { modelKeyFor } from './model-key.js';
 export interface OpenLibraryOptions {
   /** Where the database, index and thumbnails live; default `$CLIPDEX_DATA_DIR` or the XDG data dir. */
   dataDir?: string;
-  /** Model id or directory; default `$CLIPDEX_MODEL` or the default model. */
-  model?: string;
+  /**
+   * Model id or directory; default `$CLIPDEX_MODEL`, else the model the library recorded (`models use`),
+   * else the default model. One that differs from the recorded model is used for this run only, and
+   * `notice` says so: a flag never re-encodes a library.
+   */
+  model?: string | undefined;
   cacheDir?: string;
   session?: LoadModelOptions;
   /**
@@ -45,11 +57,17 @@ export interface LoadedModel {
 
 /** What searches run against: the base model's vectors, or an activated adapter's. */
 export interface SearchSpace {
+  /**
+   * The model whose vectors the space holds: queries are encoded with this one, never with the library's
+   * model of the moment, so a search running across a model switch cannot pair one model's query with
+   * another model's index.
+   */
+  model: ClipModel;
   /** The model key of the vectors searched. */
   key: string;
   index: IndexManager;
   /** The active adapter; queries are projected through it. null: the base model. */
-  adapter: { id: number; version: number; weights: AdapterWeights } | null;
+  adapter: { id: number; version: number; weights: AdapterWeights; text?: TextEncoder | null } | null;
 }
 
 /** An index that was swapped out is closed this long after the switch, so searches already running finish. */
@@ -66,6 +84,12 @@ export class Library {
   readonly pairs: PairsRepo;
   readonly adapters: AdaptersRepo;
   readonly thumbnails: ThumbnailStore;
+  /** The recorded model and a switch under way (model-switch). */
+  readonly models: LibraryModelRepo;
+  /** Said once at open when this run's model is not the library's recorded one. */
+  readonly notice: string | null;
+  private current: LoadedModel | null;
+  private ref: string;
   private space: SearchSpace | null;
   private readonly retiring = new Set<{ index: IndexManager; close: () => Promise<void>; timer: NodeJS.Timeout }>();
   private readonly indexOptions: Pick<OpenLibraryOptions, 'onIndexProgress' | 'onIndexError'>;
@@ -73,12 +97,17 @@ export class Library {
   private constructor(
     readonly paths: LibraryPaths,
     readonly store: StoreDatabase,
-    readonly modelRef: string,
-    readonly loaded: LoadedModel | null,
+    modelRef: string,
+    loaded: LoadedModel | null,
     readonly modelError: ClipdexError | null,
     options: OpenLibraryOptions = {},
+    notice: string | null = null,
   ) {
-    this.space = loaded ? { key: loaded.key, index: loaded.index, adapter: null } : null;
+    this.current = loaded;
+    this.ref = modelRef;
+    this.notice = notice;
+    this.models = new LibraryModelRepo(store.db);
+    this.space = loaded ? { model: loaded.model, key: loaded.key, index: loaded.index, adapter: null } : null;
     this.indexOptions = { ...(options.onIndexProgress ? { onIndexProgress: options.onIndexProgress } : {}), ...(options.onIndexError ? { onIndexError: options.onIndexError } : {}) };
     this.images = new ImagesRepo(store.db);
     this.roots = new RootsRepo(store.db);
@@ -90,7 +119,6 @@ export class Library {
 
   static async open(options: OpenLibraryOptions = {}): Promise<Library> {
     const paths = libraryPaths(options.dataDir ?? defaultDataDir());
-    const modelRef = options.model ?? process.env.CLIPDEX_MODEL ?? DEFAULT_MODEL_ID;
     refuseLostDatabase(paths);
     let store: StoreDatabase;
     try {
@@ -98,7 +126,17 @@ export class Library {
     } catch (err) {
       throw libraryDamagedError(err, paths.database) ?? err;
     }
+    let recorded: ReturnType<LibraryModelRepo['current']> = null;
+    try {
+      recorded = new LibraryModelRepo(store.db).current();
+    } catch (err) {
+      store.close();
+      throw libraryDamagedError(err, paths.database) ?? err;
+    }
+    const asked = options.model ?? process.env.CLIPDEX_MODEL;
+    const modelRef = asked ?? recorded?.ref ?? DEFAULT_MODEL_ID;
     let model: ClipModel | null = null;
+    let notice: string | null = null;
     try {
       const cacheRoot = options.cacheDir ?? defaultCacheDir();
       const spec = await resolveModel(modelRef, { cacheRoot });
@@ -107,6 +145,22 @@ export class Library {
       // A library keyed the old way keeps its vectors, indexes and trained versions under the new key.
       await adoptLegacyModelKey(store, paths.indexDir, spec, key);
       new EmbeddingsRepo(store.db).registerModel(key, model.dim);
+      const models = new LibraryModelRepo(store.db);
+      if (recorded && recorded.key !== key) {
+        notice = `this run uses ${modelRef}, not the library's model ${recorded.ref}: searches see only what ${modelRef} has encoded; \`clipdex models use ${modelRef}\` switches the library (re-encoding it in the background)`;
+      }
+      // Bookkeeping, not a reason to refuse the library: on a database that refuses writes (read-only file,
+      // full disk) the model still loads and searches work, and ingest reports the storage problem itself.
+      try {
+        // A library from before model switching records the model it is opened with, once that model's
+        // vectors are there (or nothing's are): a one-off --model on a library of another model records nothing.
+        if (!recorded) {
+          const embeddings = new EmbeddingsRepo(store.db);
+          if (embeddings.count(key) > 0 || embeddings.models().every((m) => m.count === 0)) models.setCurrent({ ref: modelRef, key });
+        } else if (recorded.key === key && models.knownRefs().find((r) => r.key === key)?.ref !== modelRef) models.rememberRef(key, modelRef);
+      } catch (err) {
+        if (!storageError(err, paths.dir)) throw err;
+      }
       const index = await IndexManager.open({
         store,
         indexDir: paths.indexDir,
@@ -114,9 +168,10 @@ export class Library {
         ...(options.onIndexProgress ? { onProgress: options.onIndexProgress } : {}),
         ...(options.onIndexError ? { onError: options.onIndexError } : {}),
       });
-      const library = new Library(paths, store, modelRef, { model, key, index }, null, options);
+      const library = new Library(paths, store, modelRef, { model, key, index }, null, options, notice);
       await library.openActiveAdapter();
       await library.removeAdapterLeftovers();
+      await library.adapters.removeOrphanTowers(paths.dir).catch((err: unknown) => options.onIndexError?.(err));
       return library;
     } catch (err) {
       await model?.release().catch(() => undefined);
@@ -137,6 +192,71 @@ export class Library {
       }
       return new Library(paths, store, modelRef, null, modelError);
     }
+  }
+
+  /** The model searches use now (null when it could not load); another one after a model switch. */
+  get loaded(): LoadedModel | null {
+    return this.current;
+  }
+
+  /** What loaded the current model: an id or a directory. */
+  get modelRef(): string {
+    return this.ref;
+  }
+
+  /**
+   * Loads another model of this library (a switch's target): its towers, its key, and its vectors'
+   * dimension recorded. Its index is not opened (the caller does, once its vectors are there).
+   */
+  async loadModel(ref: string, options: { cacheDir?: string; session?: LoadModelOptions } = {}): Promise<{ model: ClipModel; key: string; spec: ModelSpec }> {
+    const cacheRoot = options.cacheDir ?? defaultCacheDir();
+    const spec = await resolveModel(ref, { cacheRoot });
+    const key = await modelKeyFor(spec, { cacheDir: cacheRoot });
+    const model = await ClipModel.load(spec, options.session);
+    try {
+      this.embeddings.registerModel(key, model.dim);
+    } catch (err) {
+      await model.release().catch(() => undefined);
+      throw err;
+    }
+    return { model, key, spec };
+  }
+
+  /**
+   * Makes another model the library's: recorded in the database (with any switch target cleared) and
+   * searched from the next query on, through its active trained version if it has one. The old model's
+   * towers and index are closed a little later (searches already running finish on them); its vectors,
+   * index files and trained versions stay, so switching back is instant.
+   */
+  async switchModel(ref: string, next: LoadedModel): Promise<void> {
+    const previous = this.requireModel();
+    if (previous.key === next.key) return;
+    this.store.transaction(() => {
+      this.models.setCurrent({ ref, key: next.key });
+      this.models.clearTarget();
+    });
+    let space: SearchSpace = { model: next.model, key: next.key, index: next.index, adapter: null };
+    const active = this.adapters.active(next.key);
+    if (active) {
+      try {
+        const weights = decodeAdapter(active.weights);
+        const key = adapterModelKey(next.key, active.id);
+        await new AdaptedEmbeddings(this.store.db, this.embeddings, next.key).fillMissing(key, weights);
+        space = { model: next.model, key, index: await this.openIndex(key), adapter: { id: active.id, version: active.version, weights } };
+      } catch (err) {
+        this.indexOptions.onIndexError?.(new ClipdexError('ADAPTER_INVALID', `the active adapter v${active.version} of ${ref} could not be opened; searching with its base model: ${errorMessage(err)}`, { cause: err }));
+      }
+    }
+    const old = this.space!;
+    this.current = next;
+    this.ref = ref;
+    this.space = space;
+    this.lastActiveCheck = Date.now();
+    // The previous model's spaces go after a grace period, like any swapped-out index.
+    if (old.index !== previous.index) this.retire(old);
+    this.retire({ model: previous.model, key: previous.key, index: previous.index, adapter: null }, async () => {
+      await previous.model.release();
+    });
   }
 
   /** The loaded model, or the error that says why there is none and what to do. */
@@ -170,14 +290,17 @@ export class Library {
     if (wanted === (this.space?.adapter?.id ?? null)) return;
     this.following = true;
     void (async () => {
-      let next: SearchSpace = { key: loaded.key, index: loaded.index, adapter: null };
+      let next: SearchSpace = { model: loaded.model, key: loaded.key, index: loaded.index, adapter: null };
       if (wanted !== null) {
         const record = this.adapters.get(wanted);
         if (!record) return;
         next = await this.openAdapterSpace(record);
       }
       if (activeId() === wanted && (this.space?.adapter?.id ?? null) !== wanted) this.setSearchSpace(next);
-      else if (next.adapter) await next.index.close();
+      else if (next.adapter) {
+        await next.index.close();
+        await next.adapter.text?.release();
+      }
     })()
       .catch((err: unknown) => this.indexOptions.onIndexError?.(new ClipdexError('ADAPTER_INVALID', `cannot follow the adapter activated elsewhere: ${errorMessage(err)}`, { cause: err })))
       .finally(() => {
@@ -204,13 +327,14 @@ export class Library {
   setSearchSpace(next: SearchSpace, onRetired?: (previous: SearchSpace) => Promise<void>): SearchSpace {
     const previous = this.searchSpace();
     this.space = next;
-    if (previous.index !== next.index && previous.index !== this.loaded!.index) this.retire(previous, onRetired);
+    if (previous.index !== next.index && previous.index !== this.current!.index) this.retire(previous, onRetired);
     return previous;
   }
 
   private retire(space: SearchSpace, onRetired?: (previous: SearchSpace) => Promise<void>): void {
     const close = async () => {
       await space.index.close().catch(() => undefined);
+      await space.adapter?.text?.release().catch(() => undefined);
       await onRetired?.(space).catch((err: unknown) => this.indexOptions.onIndexError?.(err));
     };
     const entry = {
@@ -263,7 +387,33 @@ export class Library {
     const weights = decodeAdapter(record.weights);
     const key = adapterModelKey(base, record.id);
     await new AdaptedEmbeddings(this.store.db, this.embeddings, base).fillMissing(key, weights);
-    return { key, index: await this.openIndex(key), adapter: { id: record.id, version: record.version, weights } };
+    const text = await this.openTunedText(record);
+    try {
+      return { model: this.loaded!.model, key, index: await this.openIndex(key), adapter: { id: record.id, version: record.version, weights, text } };
+    } catch (err) {
+      await text?.release();
+      throw err;
+    }
+  }
+
+  /**
+   * A text-tuned version's own text tower as an encoder (null for an adapter-only version), refused unless
+   * the file is the one trained: its whole-file SHA-256 must be the recorded one.
+   */
+  async openTunedText(record: Pick<AdapterRecord, 'metrics' | 'version'>): Promise<TextEncoder | null> {
+    const ref = textTowerOf(record);
+    if (!ref) return null;
+    const { model } = this.requireModel();
+    const path = join(versionsDir(this.paths.dir), ref.file);
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+    const sha = hash.digest('hex');
+    if (sha !== ref.sha256 || ref.file !== towerFileName(ref.sha256)) {
+      throw new ClipdexError('ADAPTER_INVALID', `version ${record.version}'s text tower ${path} is not the one trained (SHA-256 ${sha}, recorded ${ref.sha256})`);
+    }
+    const spec = model.spec;
+    const tower = await openTower(path, spec.text, 'text', {});
+    return new TextEncoder(tower, await loadTextTokenizer(spec), spec.contextLength);
   }
 
   async close(): Promise<void> {
@@ -273,6 +423,7 @@ export class Library {
     }
     this.retiring.clear();
     if (this.space && this.loaded && this.space.index !== this.loaded.index) await this.space.index.close();
+    await this.space?.adapter?.text?.release();
     if (this.loaded) {
       await this.loaded.index.close();
       await this.loaded.model.release();

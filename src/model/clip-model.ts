@@ -6,7 +6,8 @@ import { preprocessBatch, type BatchOptions } from './image-preprocess.js';
 import type { ImageInput } from './image-source.js';
 import type { ModelSpec } from './model-dir.js';
 import type { ScoreCalibration } from './manifest.js';
-import { TextEncoder } from './text-encoder.js';
+import { NllbTokenizer } from './nllb-tokenizer.js';
+import { TextEncoder, type TextOptions } from './text-encoder.js';
 import { loadTextTokenizer, type ModelTokenizer } from './text-tokenizer.js';
 import { openTower } from './tower-session.js';
 
@@ -75,8 +76,28 @@ export class ClipModel {
     return { image: this.image.provider, text: this.text.provider, fallbacks: this.image.fallbacks };
   }
 
-  async embedTexts(texts: string[]): Promise<Float32Array[]> {
-    return this.text.encode(texts);
+  /**
+   * Text embeddings. `options.language` is for models whose text tower takes a language (NLLB-CLIP): a
+   * FLORES-200 code (`deu_Latn`) or a language tag (`de`, `pt-BR`), checked against the model's codes (a
+   * ClipdexError INVALID_ARGUMENT names how to find valid ones); without it each text's language is detected.
+   * Other models ignore it.
+   */
+  async embedTexts(texts: string[], options: TextOptions = {}): Promise<Float32Array[]> {
+    return this.text.encode(texts, options);
+  }
+
+  /** The FLORES-200 codes this model's text tower takes (NLLB-CLIP), or null when it takes no language. */
+  get languageCodes(): string[] | null {
+    return this.tokenizer instanceof NllbTokenizer ? this.tokenizer.languageCodes : null;
+  }
+
+  /**
+   * The language code each text would be encoded with (`options.language` checked, or detected), e.g. to show
+   * "searched as German"; null for each text when the model takes no language.
+   */
+  async textLanguages(texts: readonly string[], options: TextOptions = {}): Promise<(string | null)[]> {
+    if (!(this.tokenizer instanceof NllbTokenizer)) return texts.map(() => null);
+    return this.tokenizer.languagesFor(texts, options.language);
   }
 
   /** One result per input, in order; a file that cannot be decoded fails alone. */

@@ -120,7 +120,7 @@ export function transformerBlockGraph(
 }
 
 /** CLIP's additive causal mask for `seqLen` (a 1-element int64 tensor) tokens, cut from the full [L, L] one. */
-function slicedCausalMask(b: GraphBuilder, seqLen: string, L: number): string {
+export function slicedCausalMask(b: GraphBuilder, seqLen: string, L: number): string {
   return b.op('Slice', [
     b.weight('text.causal_mask', causalMask(L), [L, L]),
     b.int64([0, 0]),

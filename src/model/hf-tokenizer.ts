@@ -85,6 +85,8 @@ export class HfTokenizer implements TextTokenizer {
 
   private constructor(
     private readonly native: NativeTokenizer,
+    /** The tokenizer.json text, for a second instance set up without special tokens (encodeWithoutSpecialTokens). */
+    private readonly json: string,
     readonly padId: number,
     readonly padToken: string,
     readonly contextLength: number,
@@ -129,7 +131,7 @@ export class HfTokenizer implements TextTokenizer {
     const vocab = native.getVocab(true);
     let maxId = 0;
     for (const id of Object.values(vocab)) maxId = Math.max(maxId, id);
-    const tokenizer = new HfTokenizer(native, padId, padToken, context, options.cleaning ?? 'none', maxId + 1);
+    const tokenizer = new HfTokenizer(native, text, padId, padToken, context, options.cleaning ?? 'none', maxId + 1);
     tokenizer.configure(context);
     return tokenizer;
   }
@@ -153,6 +155,42 @@ export class HfTokenizer implements TextTokenizer {
     this.configure(contextLength);
     const encodings = await this.native.encodeBatch(texts.map((t) => cleanForModel(t, this.cleaning)));
     return encodings.map((e) => ({ ids: e.getIds(), mask: e.getAttentionMask() }));
+  }
+
+  private bare: { native: NativeTokenizer; maxTokens: number } | null = null;
+
+  /**
+   * Each text's ids without the post-processor's special tokens and without padding, cut to `maxTokens`
+   * (after cleaning): for tokenizers whose special tokens depend on the call, such as NLLB's language code
+   * (nllb-tokenizer.ts). A second native instance, so the padded one's settings never change under a
+   * concurrent call.
+   */
+  async encodeWithoutSpecialTokens(texts: readonly string[], maxTokens: number): Promise<number[][]> {
+    for (const text of texts) {
+      if (typeof text !== 'string') {
+        throw new ClipdexError('INVALID_ARGUMENT', `Text to tokenise must be a string, got ${text === null ? 'null' : typeof text}`);
+      }
+    }
+    if (!this.bare || this.bare.maxTokens !== maxTokens) {
+      const native = loadTokenizers().Tokenizer.fromString(this.json);
+      native.setTruncation(maxTokens);
+      this.bare = { native, maxTokens };
+    }
+    const encodings = await this.bare.native.encodeBatch(
+      texts.map((t) => cleanForModel(t, this.cleaning)),
+      { addSpecialTokens: false },
+    );
+    return encodings.map((e) => e.getIds());
+  }
+
+  /** The id of a token (special or not), or null when the vocabulary lacks it. */
+  tokenId(token: string): number | null {
+    return this.native.tokenToId(token) ?? null;
+  }
+
+  /** Every token and its id, the added ones (special tokens, NLLB's language codes) included. */
+  vocabulary(): Map<string, number> {
+    return new Map(Object.entries(this.native.getVocab(true)));
   }
 
   /** The token strings of one text (for `clipdex tokenize` and tests), padding left off. */

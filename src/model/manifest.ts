@@ -44,9 +44,37 @@ export interface TowerSpec {
   normalized: boolean;
 }
 
+/**
+ * The families of Immich's model zoo: OpenAI/OpenCLIP CLIP, SigLIP, SigLIP2, open_clip's XLM-RoBERTa CLIP
+ * (laion), M-CLIP (an XLM-R or LaBSE text encoder distilled onto a CLIP image tower) and NLLB-CLIP (NLLB-200's
+ * encoder with SigLIP's image tower; the text carries a FLORES-200 language code).
+ */
+export type ModelFamily = 'clip' | 'siglip' | 'siglip2' | 'xlm-roberta-clip' | 'm-clip' | 'nllb-clip';
+export const MODEL_FAMILIES: readonly ModelFamily[] = ['clip', 'siglip', 'siglip2', 'xlm-roberta-clip', 'm-clip', 'nllb-clip'];
+
+/**
+ * Immich's Crossmodal-3600 figure for a model: zero-shot image retrieval, the mean of recall@1, @5 and @10, in
+ * percent, per language (English names as Immich's table heads them), and where it was read.
+ */
+export interface Crossmodal3600 {
+  recall: Readonly<Record<string, number>>;
+  source: string;
+}
+
 export interface ModelManifest {
   id: string;
   description: string;
+  /** Which family it is; absent in older manifests (then `clip`). */
+  family?: ModelFamily;
+  /**
+   * The languages its text tower was trained for: `["en"]`, or `"multilingual"` with a note of how many
+   * (ISO 639-1 codes where the list is short).
+   */
+  languages?: readonly string[];
+  /** Immich's published figure; absent where its table has no row for the model. */
+  crossmodal3600?: Crossmodal3600;
+  /** Where the manifest's other facts (files, dimension, context, calibration) come from, and what is unverified. */
+  notes?: string;
   /** False for entries listed for visibility whose tokenizer or preprocessing is not implemented yet. */
   supported: boolean;
   unsupportedReason?: string;

@@ -7,6 +7,7 @@ import {
   OPENAI_MEAN,
   OPENAI_STD,
   type Interpolation,
+  type ModelFamily,
   type ModelLayout,
   type ModelManifest,
   type PreprocessConfig,
@@ -20,7 +21,14 @@ import type { TextCleaning } from './text-clean.js';
  * `clip`: OpenAI's BPE (tokenizer.ts) from whichever vocabulary file the directory has.
  * `hf`: the directory's tokenizer.json run by Hugging Face's library (hf-tokenizer.ts), after `cleaning`.
  */
-export type TokenizerSpec = { kind: 'clip' } | { kind: 'hf'; cleaning: TextCleaning };
+export type TokenizerSpec =
+  | { kind: 'clip' }
+  | {
+      kind: 'hf';
+      cleaning: TextCleaning;
+      /** NLLB-CLIP: a FLORES-200 language code token before the text (nllb-tokenizer.ts). */
+      languageCodes?: 'flores-200';
+    };
 
 /** Everything needed to open a model that lies in a directory, read from the files themselves. */
 export interface ModelSpec {
@@ -40,6 +48,8 @@ export interface ModelSpec {
   tokenizer: TokenizerSpec;
   /** Sigmoid-loss models (SigLIP): how a cosine becomes a calibrated probability. null for CLIP. */
   scoreCalibration: ScoreCalibration | null;
+  /** Which family of Immich's zoo the folder is, as far as its files tell. */
+  family?: ModelFamily;
 }
 
 /** Preferred file variants when a directory holds several (transformers.js ships fp32, fp16 and quantized). */
@@ -178,7 +188,8 @@ async function readHfDir(dir: string, manifest?: ModelManifest): Promise<ModelSp
     // with do_lower_case) before SentencePiece; a tokenizer.json converted from it is fed the same. Other
     // tokenizer.json files (SigLIP2's Gemma) get the text as typed, as transformers.js gives it.
     tokenizer: siglip ? { kind: 'hf', cleaning: tokenizerConfig.tokenizer_class === 'SiglipTokenizer' ? 'canonicalize' : 'none' } : { kind: 'clip' },
-    scoreCalibration: siglip ? calibration(config, manifest, {}) : null,
+    scoreCalibration: siglip ? calibration(config, manifest) : null,
+    family: siglip ? (tokenizerConfig.tokenizer_class === 'GemmaTokenizer' ? 'siglip2' : 'siglip') : 'clip',
   };
 }
 
@@ -217,6 +228,7 @@ async function readOpenClipDir(dir: string, manifest?: ModelManifest): Promise<M
   // open_clip runs a Hugging Face tokenizer exactly when the config names one; its `clean` defaults to whitespace.
   const clean = obj(textCfg.tokenizer_kwargs).clean;
   const cleaning: TextCleaning = clean === 'canonicalize' || clean === 'lower' || clean === 'none' ? clean : 'whitespace';
+  const text = await multilingualText(dir, textCfg, cleaning);
   // A sigmoid head (SigLIP): open_clip's config sets its initial bias; a CLIP config has none.
   const sigmoid = config.init_logit_bias !== undefined || config.logit_bias !== undefined || manifest?.logitBias !== undefined;
   return {
@@ -224,30 +236,66 @@ async function readOpenClipDir(dir: string, manifest?: ModelManifest): Promise<M
     dir,
     layout: 'openclip',
     vision: { file: io.vision.file, input: io.vision.input, output: io.vision.output, normalized: true },
-    text: { file: io.text.file, input: io.text.input, output: io.text.output, normalized: true },
+    text: { file: io.text.file, input: text?.input ?? io.text.input, output: io.text.output, normalized: true },
     preprocess,
     contextLength: num(textCfg.context_length) ?? manifest?.contextLength ?? 77,
     embeddingDim: num(config.embed_dim) ?? manifest?.embeddingDim ?? null,
     logitScale: logitScale(config, manifest),
     tokenizerPath: join(dir, 'textual'),
-    tokenizer: typeof textCfg.hf_tokenizer_name === 'string' ? { kind: 'hf', cleaning } : { kind: 'clip' },
-    scoreCalibration: sigmoid ? calibration(config, manifest, { scale: num(config.init_logit_scale), bias: num(config.init_logit_bias) }) : null,
+    tokenizer: text?.tokenizer ?? (typeof textCfg.hf_tokenizer_name === 'string' ? { kind: 'hf', cleaning } : { kind: 'clip' }),
+    scoreCalibration: sigmoid ? calibration(config, manifest) : null,
+    family: text?.family ?? openClipFamily(textCfg),
   };
 }
 
+function openClipFamily(textCfg: Record<string, unknown>): ModelFamily {
+  const name = typeof textCfg.hf_tokenizer_name === 'string' ? textCfg.hf_tokenizer_name : '';
+  if (/siglip2/i.test(name)) return 'siglip2';
+  if (/siglip/i.test(name)) return 'siglip';
+  return 'clip';
+}
+
 /**
- * The trained scale and bias: clipdex-written `logit_scale`/`logit_bias` in config.json first (what the
- * self-built and trained models carry), then the manifest's (exports keep the trained values only inside
- * the full model's weights), then open_clip's initial values (ln scale, bias) as a last resort.
+ * The multilingual text towers of Immich's zoo, told apart by their files:
+ * - NLLB-CLIP: open_clip's config names NLLB-200's tokenizer (or textual/tokenizer_config.json is NLLB's);
+ *   input `text`, a FLORES-200 language code before the text.
+ * - open_clip's XLM-RoBERTa CLIP (laion's XLM-Roberta-*-ViT-*): the config names an XLM-R tokenizer; input
+ *   `text`, the mask computed inside the graph.
+ * - M-CLIP (XLM-Roberta-Large-Vit-B-16Plus, LABSE-Vit-L-14…): Immich ships the image tower's open_clip config,
+ *   whose text_cfg is CLIP's and names no tokenizer, while textual/ holds M-CLIP's own XLM-R or BERT tokenizer
+ *   (tokenizer_config.json not CLIPTokenizer); inputs `input_ids` + `attention_mask`, text as typed (M-CLIP's
+ *   own code tokenises the raw text).
+ * null for every other folder.
  */
-function calibration(
-  config: Record<string, unknown>,
-  manifest: ModelManifest | undefined,
-  init: { scale?: number | undefined; bias?: number | undefined },
-): ScoreCalibration {
-  const scale = num(config.logit_scale) ?? manifest?.logitScale ?? (init.scale !== undefined ? Math.exp(init.scale) : 10);
-  const bias = num(config.logit_bias) ?? manifest?.logitBias ?? init.bias ?? -10;
-  return { logitScale: scale, logitBias: bias };
+async function multilingualText(
+  dir: string,
+  textCfg: Record<string, unknown>,
+  cleaning: TextCleaning,
+): Promise<{ family: ModelFamily; input?: string; tokenizer: TokenizerSpec } | null> {
+  const named = [textCfg.hf_tokenizer_name, textCfg.hf_model_name].filter((v): v is string => typeof v === 'string').join(' ');
+  const tokenizerConfig = obj(await readJson(join(dir, 'textual', 'tokenizer_config.json'), false));
+  const tokenizerClass = typeof tokenizerConfig.tokenizer_class === 'string' ? tokenizerConfig.tokenizer_class : '';
+  if (/nllb/i.test(named) || /^Nllb/.test(tokenizerClass)) {
+    return { family: 'nllb-clip', tokenizer: { kind: 'hf', cleaning, languageCodes: 'flores-200' } };
+  }
+  if (/xlm-roberta/i.test(named)) return { family: 'xlm-roberta-clip', tokenizer: { kind: 'hf', cleaning } };
+  if (named === '' && tokenizerClass !== '' && !/^CLIPTokenizer/.test(tokenizerClass) && existsSync(join(dir, 'textual', 'tokenizer.json'))) {
+    return { family: 'm-clip', input: 'input_ids', tokenizer: { kind: 'hf', cleaning: 'none' } };
+  }
+  return null;
+}
+
+/**
+ * The trained logit scale and bias of a sigmoid-loss model, when they are known: a clipdex-written
+ * `logit_scale`/`logit_bias` in config.json (the models it builds or exports), else the manifest's. Exports
+ * don't carry them (they live in the full model's weights), and open_clip's `init_logit_bias` is the value
+ * before training: calibrating with it (sigmoid(10·cos − 10)) would call every photo a non-match, so then
+ * there is no calibration and the cut-off stays relative.
+ */
+function calibration(config: Record<string, unknown>, manifest: ModelManifest | undefined): ScoreCalibration | null {
+  const bias = num(config.logit_bias) ?? manifest?.logitBias;
+  const scale = num(config.logit_scale) ?? manifest?.logitScale;
+  return bias === undefined || scale === undefined ? null : { logitScale: scale, logitBias: bias };
 }
 
 /**

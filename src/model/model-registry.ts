@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { ClipdexError, errorMessage } from '../errors.js';
 import { cacheDir, modelCacheDir } from './cache-dir.js';
 import { isPulled, readPullMarker } from './hub-download.js';
-import type { ModelLayout, ModelManifest } from './manifest.js';
+import { MODEL_FAMILIES, type ModelFamily, type ModelLayout, type ModelManifest } from './manifest.js';
 import { readModelDir, type ModelSpec } from './model-dir.js';
 
 export const DEFAULT_MODEL_ID = 'clip-vit-b-32';
@@ -134,6 +134,21 @@ function validateManifest(raw: unknown, path: string): ModelManifest {
   pos('contextLength');
   if (typeof m.logitScale !== 'number' || !(m.logitScale > 0)) fail(path, '"logitScale" must be a positive number');
   if (m.logitBias !== undefined && (typeof m.logitBias !== 'number' || !Number.isFinite(m.logitBias))) fail(path, '"logitBias" must be a number');
+  if (m.family !== undefined && !MODEL_FAMILIES.includes(m.family as ModelFamily)) fail(path, `"family" must be one of ${MODEL_FAMILIES.join(', ')}`);
+  if (m.languages !== undefined && (!Array.isArray(m.languages) || m.languages.length === 0 || !m.languages.every((l) => typeof l === 'string' && l.length > 0))) {
+    fail(path, '"languages" must be a non-empty list of language names or codes');
+  }
+  if (m.crossmodal3600 !== undefined) {
+    const c = m.crossmodal3600 as Record<string, unknown>;
+    const recall = c?.recall as Record<string, unknown> | undefined;
+    if (typeof c?.source !== 'string' || c.source === '' || typeof recall !== 'object' || recall === null || Object.keys(recall).length === 0) {
+      fail(path, '"crossmodal3600" needs a non-empty "recall" (language → percent) and its "source"');
+    }
+    for (const [language, v] of Object.entries(recall)) {
+      if (typeof v !== 'number' || !(v >= 0 && v <= 100)) fail(path, `"crossmodal3600.recall.${language}" must be a percentage from 0 to 100`);
+    }
+  }
+  if (m.notes !== undefined && typeof m.notes !== 'string') fail(path, '"notes" must be text');
   const prep = m.preprocess as Record<string, unknown> | undefined;
   if (!prep || !Number.isInteger(prep.size)) fail(path, '"preprocess.size" must be an integer');
   if (prep.resizeMode !== 'shortest' && prep.resizeMode !== 'squash') fail(path, '"preprocess.resizeMode" must be shortest or squash');

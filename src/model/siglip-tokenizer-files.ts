@@ -97,14 +97,14 @@ export function nmtNfkcSample(): Map<string, string> {
 }
 
 /** Words for the tiny vocabularies: photo-search phrases in the scripts the tests use. */
-const WORDS = [
+export const WORDS = [
   'a', 'an', 'the', 'of', 'in', 'on', 'at', 'and', 'with', 'photo', 'picture', 'dog', 'dogs', 'cat', 'cats', 'beach',
   'sunset', 'mountain', 'mountains', 'snow', 'red', 'blue', 'green', 'car', 'cars', 'tree', 'trees', 'house', 'city',
   'night', 'sea', 'sky', 'people', 'child', 'children', 'birthday', 'cake', 'flower', 'flowers', 'playing', 'running',
   'sleeping', 'on', 'grass', 'water', 'boat', 'street', 'food', 'café', 'plage', 'chien', 'chat', 'été', 'crème',
   'brûlée', 'niño', 'playa', 'montaña', 'straße', 'hund', 'über', 'schöne',
 ];
-const CHARS =
+export const CHARS =
   'abcdefghijklmnopqrstuvwxyz0123456789' +
   'éèêëàâäçñöüßúíóá' +
   '猫犬海の写真夕日山雪赤い車子供' + // CJK (Japanese)

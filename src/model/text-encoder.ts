@@ -21,7 +21,17 @@ export interface TextTokenizer {
    */
   readonly padsToContext: boolean;
   /** Each text's ids, truncated to `contextLength`; padded to it when `padsToContext`. */
-  tokenize(texts: readonly string[], contextLength: number): Promise<TokenizedText[]>;
+  tokenize(texts: readonly string[], contextLength: number, options?: TextOptions): Promise<TokenizedText[]>;
+}
+
+/** What a text may carry besides itself. */
+export interface TextOptions {
+  /**
+   * The language the texts are written in, for models whose text tower takes one (NLLB-CLIP: a FLORES-200
+   * code such as `deu_Latn`, or a tag such as `de`, `pt-BR`). Without it such a model detects each text's
+   * language; other models ignore it.
+   */
+  language?: string | undefined;
 }
 
 /**
@@ -63,8 +73,8 @@ export class TextEncoder {
   }
 
   /** Encodes phrases; `padToContext` forces the fixed 77-token input (used to prove both agree). */
-  async encode(texts: string[], options: { padToContext?: boolean } = {}): Promise<Float32Array[]> {
-    const tokenized = await this.tokenizer.tokenize(texts, this.contextLength);
+  async encode(texts: string[], options: { padToContext?: boolean } & TextOptions = {}): Promise<Float32Array[]> {
+    const tokenized = await this.tokenizer.tokenize(texts, this.contextLength, { language: options.language });
     const batch = Math.min(this.tower.maxBatch, this.preferredBatch);
     const padToContext = options.padToContext === true || this.tokenizer.padsToContext;
     const out: Float32Array[] = [];

@@ -5,13 +5,24 @@ import { ClipdexError } from '../errors.js';
 import { presetArchitecture, seededWeights, type ClipArchitecture, type ClipWeights, type PresetName } from './clip-architecture.js';
 import { LAYOUT_IO, textGraph, visionGraph } from './clip-onnx-graph.js';
 import { OPENAI_MEAN, OPENAI_STD, type ModelLayout } from './manifest.js';
+import { isMultilingualPreset, type MultilingualArchitecture, type MultilingualPresetName } from './multilingual-architecture.js';
+import { buildMultilingualModel } from './multilingual-model-builder.js';
 import { isSiglipPreset, type SiglipArchitecture, type SiglipPresetName } from './siglip-architecture.js';
 import { buildSiglipModel } from './siglip-model-builder.js';
 import { byteLevelVocabulary, readVocabulary, writeTokenizerFiles } from './tokenizer.js';
 
-/** Every preset `models build-tiny` knows: CLIP's and SigLIP's. */
-export type AnyPresetName = PresetName | SiglipPresetName;
-export const PRESET_NAMES: readonly AnyPresetName[] = ['tiny', 'vit-b-32', 'siglip-tiny', 'siglip2-tiny', 'siglip-b-16'];
+/** Every preset `models build-tiny` knows: CLIP's, SigLIP's and the multilingual families'. */
+export type AnyPresetName = PresetName | SiglipPresetName | MultilingualPresetName;
+export const PRESET_NAMES: readonly AnyPresetName[] = [
+  'tiny',
+  'vit-b-32',
+  'siglip-tiny',
+  'siglip2-tiny',
+  'siglip-b-16',
+  'xlmr-clip-tiny',
+  'mclip-tiny',
+  'nllb-siglip-tiny',
+];
 
 export interface BuildOptions {
   out: string;
@@ -26,7 +37,7 @@ export interface BuildOptions {
 
 export interface BuiltModel {
   dir: string;
-  arch: ClipArchitecture | SiglipArchitecture;
+  arch: ClipArchitecture | SiglipArchitecture | MultilingualArchitecture;
   layout: ModelLayout;
   vocabSize: number;
   files: string[];
@@ -40,14 +51,23 @@ export const DEFAULT_SEED = 1234;
  */
 export async function buildTinyModel(options: BuildOptions): Promise<BuiltModel> {
   const out = resolve(options.out);
-  const layout = options.layout ?? 'hf';
   const preset = options.preset ?? 'tiny';
+  const layout = options.layout ?? (isMultilingualPreset(preset) ? 'openclip' : 'hf');
   if (existsSync(out) && (await readdir(out)).length > 0) {
     if (!options.force) throw new ClipdexError('INVALID_ARGUMENT', `${out} is not empty (use --force to replace it)`);
   }
   if (isSiglipPreset(preset)) {
     if (options.vocab) throw new ClipdexError('INVALID_ARGUMENT', `--vocab is a CLIP vocabulary; the ${preset} preset ships its own SentencePiece tokenizer`);
     const built = await buildSiglipModel({ out, preset, layout, seed: options.seed ?? DEFAULT_SEED });
+    return { dir: out, layout, ...built };
+  }
+  if (isMultilingualPreset(preset)) {
+    if (options.vocab) throw new ClipdexError('INVALID_ARGUMENT', `--vocab is a CLIP vocabulary; the ${preset} preset ships its own tokenizer`);
+    // M-CLIP and NLLB-CLIP exist as ONNX only in Immich's export; there is no transformers.js layout to copy.
+    if (layout !== 'openclip') {
+      throw new ClipdexError('INVALID_ARGUMENT', `the ${preset} preset exists only in the Immich layout (--layout openclip): its family has no transformers.js export`);
+    }
+    const built = await buildMultilingualModel({ out, preset, seed: options.seed ?? DEFAULT_SEED });
     return { dir: out, layout, ...built };
   }
   if (preset !== 'tiny' && preset !== 'vit-b-32') {

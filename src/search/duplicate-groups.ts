@@ -26,6 +26,7 @@ import {
   rotationsParam,
 } from '../validation/duplicates-params.js';
 import { parseParam } from '../validation/param-rules.js';
+import { photoFromRecord, type PhotoSummary } from './query-engine.js';
 
 export interface FindDuplicatesOptions {
   /** Cosine distance under which two photos are duplicates; default 0.01 (0.001–0.1). */
@@ -60,14 +61,8 @@ export interface DuplicateProgress {
 
 export type FormatRank = 0 | 1 | 2 | 3;
 
-export interface DuplicatePhoto {
-  id: number;
-  path: string;
-  size: number;
-  width: number | null;
-  height: number | null;
-  format: string | null;
-  takenAt: number | null;
+/** A photo of a group: what every list of photos carries, and where it stands in its group. */
+export interface DuplicatePhoto extends PhotoSummary {
   keeper: boolean;
   /** Cosine distance to the group's keeper (through the pairs found: 0 for an exact copy), rounded. */
   distance: number;
@@ -336,13 +331,7 @@ export async function findDuplicates(from: Library | DuplicateSource, options: F
         const via = fromKeeper.get(r.id);
         const exactCopy = r.id !== keeperId && r.contentHash !== null && r.contentHash === keeper.contentHash;
         return {
-          id: r.id,
-          path: r.path,
-          size: r.size,
-          width: r.width,
-          height: r.height,
-          format: r.format,
-          takenAt: r.takenAt,
+          ...photoFromRecord(r),
           keeper: r.id === keeperId,
           distance: exactCopy ? 0 : round(via?.distance ?? 0),
           exactCopy,

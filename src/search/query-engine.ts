@@ -21,6 +21,7 @@ import {
   encodeBrowseCursor,
   limitParam,
   checkAlternatives,
+  languageParam,
   MAX_SEARCH_OFFSET,
   MAX_TERMS,
   minScoreRatioParam,
@@ -75,6 +76,11 @@ export interface SearchRequest {
    * phrase literal, as before OCR).
    */
   text?: { words: string[]; required?: string[] } | false;
+  /**
+   * The phrases' language, for a model whose text tower takes one (NLLB-CLIP): a tag (`de`) or a FLORES-200
+   * code (`deu_Latn`); without it each phrase's language is detected. Other models ignore it.
+   */
+  language?: string;
 }
 
 /** Which signals found a result: a strong CLIP match ('image'), words in its text ('text'). */
@@ -259,13 +265,14 @@ export class QueryEngine {
     const ratio = request.minScoreRatio !== undefined ? parseParam(minScoreRatioParam, request.minScoreRatio, 'minScoreRatio') : undefined;
     checkAlternatives(request.anyOf?.length ?? 0);
     const queries = request.anyOf?.length ? request.anyOf.map((alt) => [...alt, ...request.terms]) : [request.terms];
-    const vectors = await Promise.all(queries.map((terms) => this.queryVector(terms, space)));
+    const language = request.language !== undefined ? parseParam(languageParam, request.language, 'lang') : undefined;
+    const vectors = await Promise.all(queries.map((terms) => this.queryVector(terms, space, language)));
     const excluded = new Set(
       request.excludeQueryImages === false ? [] : queries.flat().flatMap((t) => ('imageId' in t && (t.weight ?? 1) > 0 ? [t.imageId] : [])),
     );
     // An explicit ratio is the user's own cut-off, kept relative as documented; otherwise a model with a
     // calibrated score gets the absolute rule. The one place the model's say is asked.
-    const calibrated = calibrationOf(this.library.requireModel().model);
+    const calibrated = calibrationOf(space.model);
     const probability = ratio === undefined ? calibrated : null;
     const cut = (scores: readonly number[]) =>
       probability ? relevanceCutoff({ calibrated: true, probabilities: scores.map(probability) }) : relevanceCutoff({ scores, ...(ratio !== undefined ? { ratio } : {}) });
@@ -396,13 +403,13 @@ export class QueryEngine {
   }
 
   /** Σ weight·embedding over the terms, normalised: the point in embedding space the search looks around. */
-  async queryVector(terms: readonly QueryTerm[], space: SearchSpace = this.library.searchSpace()): Promise<Float32Array> {
+  async queryVector(terms: readonly QueryTerm[], space: SearchSpace = this.library.searchSpace(), language?: string): Promise<Float32Array> {
     if (terms.length === 0) throw new ClipdexError('INVALID_ARGUMENT', 'a search needs at least one term (a phrase or an image)');
     if (terms.length > MAX_TERMS) throw new ClipdexError('INVALID_ARGUMENT', `at most ${MAX_TERMS} terms per search, got ${terms.length}`);
-    const { model } = this.library.requireModel();
+    const { model } = space;
     const weights = terms.map((t) => parseParam(termWeightParam, t.weight ?? 1, 'a term weight'));
     if (!weights.some((w) => w > 0)) throw new ClipdexError('INVALID_ARGUMENT', 'at least one term needs a positive weight');
-    const vectors = await Promise.all(terms.map((t) => this.termVector(t, space)));
+    const vectors = await Promise.all(terms.map((t) => this.termVector(t, space, language)));
     const sum = new Float32Array(model.dim);
     vectors.forEach((v, i) => {
       for (let d = 0; d < sum.length; d++) sum[d]! += weights[i]! * v[d]!;
@@ -415,18 +422,21 @@ export class QueryEngine {
     return sum;
   }
 
-  private async termVector(term: QueryTerm, space: SearchSpace): Promise<Float32Array> {
-    const { model } = this.library.requireModel();
+  private async termVector(term: QueryTerm, space: SearchSpace, language: string | undefined): Promise<Float32Array> {
+    const { model } = space;
     const { key, adapter } = space;
     // Phrases and new images are encoded by the base model, then projected like the stored vectors were.
     const project = (v: Float32Array, w: 'image' | 'text') => (adapter ? projectRows(v, 1, adapter.weights[w], adapter.weights.dim) : v);
     if ('text' in term) {
       const text = parseParam(phraseParam, term.text, 'a phrase');
-      const cacheKey = `${key}\n${text}`;
+      const cacheKey = `${key}\n${language ?? ''}\n${text}`;
       const cached = this.textCache.get(cacheKey);
       if (cached) return cached;
-      const [base] = await model.embedTexts([text]);
-      const v = project(base!, 'text');
+      // A text-tuned version encodes with its own tower; its text side has no projection on top.
+      const tuned = adapter?.text;
+      const v = tuned
+        ? (await tuned.encode([text], language !== undefined ? { language } : {}))[0]!
+        : project((await model.embedTexts([text], language !== undefined ? { language } : {}))[0]!, 'text');
       this.textCache.set(cacheKey, v);
       return v;
     }

@@ -15,7 +15,8 @@ export const errorResponse = z
   .object({ error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }) })
   .meta({ id: 'Error', description: 'every API error: a stable code for programs, a sentence for people' });
 
-const photoFields = {
+/** The fields every photo in a list carries (PhotoSummary). */
+export const photoFields = {
   id: z.number().int(),
   path: z.string(),
   size: z.number().int(),
@@ -175,9 +176,13 @@ const splitSide = z.object({ labels: z.number().int(), photos: z.number().int() 
 export const splitPreview = z
   .object({
     valFraction: z.number(),
+    testFraction: z.number(),
     seed: z.number().int(),
-    train: splitSide,
-    val: splitSide,
+    selection: z.enum(['holdout', 'cross-validation']).describe('how the epoch and the blend are chosen: on the validation part (from 30 photos), or by k-fold cross-validation over the photos learned from'),
+    folds: z.number().int().describe('k of the cross-validation; 1 with a validation part'),
+    train: splitSide.describe('what the version learns from'),
+    val: splitSide.describe('held out for the choices only'),
+    test: splitSide.describe('held out from every choice, to judge the result'),
     skipped: z.number().int().describe('labels the trainer would leave out: their photo is missing, offline, failed or not indexed (yet)'),
   })
   .meta({ id: 'SplitPreview' }) satisfies z.ZodType<SplitPreview>;
@@ -185,7 +190,7 @@ export const splitPreview = z
 const trainResult = z
   .object({
     adapter: z.record(z.string(), z.unknown()).describe('the saved version'),
-    outcome: z.record(z.string(), z.unknown()).describe('losses per epoch, before/after metrics on validation, the blend, the verdict'),
+    outcome: z.record(z.string(), z.unknown()).describe('losses per epoch, how the choices were made (selection), before/after metrics on the test photos, the gain with its bootstrap interval, the blend, the verdict'),
     skippedPairs: z.number().int().describe('labels left out of this run'),
     skipped: z.array(skippedLabel).describe('the first 100 of them, with why'),
   })

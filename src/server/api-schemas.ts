@@ -5,6 +5,7 @@ import {
   browseOffsetParam,
   browseSortParam,
   filterParamsShape,
+  languageParam,
   limitParam,
   MAX_TERMS,
   minScoreRatioParam,
@@ -43,11 +44,15 @@ export const textSignalParam = z
   .enum(['on', 'off'])
   .optional()
   .describe('on (default): photos whose recognised text contains the words are merged with CLIP’s ranking (reciprocal rank fusion) and quoted phrases must be in the text (once the library has read any); off: CLIP alone');
+const lang = languageParam
+  .optional()
+  .describe('the language of the phrases, for a model whose text tower takes one (NLLB-CLIP): a tag (de, pt-BR) or a FLORES-200 code (deu_Latn); default: detected per phrase. Other models ignore it');
 
 export const textSearchQuery = z.object({
   q: z.string().trim().min(1, 'q (the phrase) is required').max(1000).describe('what to look for, in the query syntax unless syntax=plain'),
   syntax,
   text: textSignalParam,
+  lang,
   ...searchOptionsShape,
 });
 
@@ -85,6 +90,7 @@ export const combinedSearchBody = z.object({
   q: z.string().trim().min(1, 'q must not be empty').max(1000).optional().describe('typed text in the query syntax, searched together with `terms` (whose phrases stay literal)'),
   text: textSignalParam,
   syntax,
+  lang,
   /** Weights of the uploaded files, in upload order (default 1 each). */
   uploadWeights: z.array(termWeightParam).max(4).optional(),
   ...searchOptionsShape,

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import express from 'express';
 import helmet from 'helmet';
 import multer from 'multer';
+import type { ModelSwitcher } from '../ingest/model-switch.js';
 import type { Library } from '../library/library.js';
 import { QueryEngine } from '../search/query-engine.js';
 import { AdapterService } from '../train/adapter-service.js';
@@ -19,6 +20,7 @@ import { duplicateRoutes } from './routes/duplicates.js';
 import { eventRoutes } from './routes/events.js';
 import { imageRoutes } from './routes/images.js';
 import { labelRoutes } from './routes/labels.js';
+import { modelRoutes } from './routes/model.js';
 import { openApiRoutes } from './routes/openapi.js';
 import type { RouteContext } from './routes/route-context.js';
 import { rootRoutes } from './routes/roots.js';
@@ -34,6 +36,8 @@ export interface AppOptions {
   library: Library;
   access: AccessOptions;
   ingest?: IngestService;
+  /** The background model switch (`clipdex serve` starts one); without it POST /api/model answers 503. */
+  modelSwitch?: ModelSwitcher;
   /** Largest upload accepted for search by image. Default 32 MB. */
   maxUploadBytes?: number;
   /** Pixel limit for uploaded images (decompression bombs). Default 60 MP. */
@@ -62,7 +66,8 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
   const adapters = new AdapterService(library);
   const jobs = new TrainingJobs(adapters, events, log);
   options.ingest?.onEvent((e) => events.publish(e.type, e));
-  const context: RouteContext = { library, engine, ingest: options.ingest, adapters, jobs, events };
+  options.modelSwitch?.onEvent((e) => events.publish(e.type, e));
+  const context: RouteContext = { library, engine, ingest: options.ingest, adapters, jobs, events, modelSwitch: options.modelSwitch };
 
   const uploadLimits: UploadLimits = { fileBytes: options.maxUploadBytes ?? 32 * 1024 * 1024, files: 4, fields: 8, fieldBytes: 64 * 1024 };
   const upload = multer({
@@ -111,6 +116,7 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
   app.use(versionRoutes(context, registry));
   app.use(eventRoutes(context, registry));
   app.use(duplicateRoutes(context, registry));
+  app.use(modelRoutes(context, registry));
 
   app.use('/api', (_req, res) => sendError(res, 404, 'NOT_FOUND', 'no such API endpoint; see /api/openapi.json'));
 

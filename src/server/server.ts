@@ -3,6 +3,7 @@ import { createServer, STATUS_CODES, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
+import type { ModelSwitcher } from '../ingest/model-switch.js';
 import type { Library } from '../library/library.js';
 import { createApp } from './app.js';
 import type { IngestService } from './ingest-service.js';
@@ -14,6 +15,7 @@ export interface ServeOptions {
   host?: string;
   /** 0 picks a free port. */
   port?: number;
+  modelSwitch?: ModelSwitcher;
   ingest?: IngestService;
   /** Extra host names the server may be reached by (Host header check). */
   allowedHosts?: string[];
@@ -67,6 +69,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     library: options.library,
     access: { host, port, token, ...(options.allowedHosts ? { allowedHosts: options.allowedHosts } : {}) },
     ...(options.ingest ? { ingest: options.ingest } : {}),
+    ...(options.modelSwitch ? { modelSwitch: options.modelSwitch } : {}),
     ...(options.log ? { log: options.log } : {}),
     ...(options.webDir ? { webDir: options.webDir } : {}),
   });

@@ -4,11 +4,12 @@
  */
 import type { ClipdexError } from '../errors.js';
 import { readIngestCounts } from '../ingest/ingest-engine.js';
+import type { ModelSwitcher } from '../ingest/model-switch.js';
 import type { Library } from '../library/library.js';
 import { providerUnavailableReason } from '../inference/onnx-runtime.js';
 import type { IngestService } from './ingest-service.js';
 
-export function statusOf(options: { library: Library; ingest?: IngestService | undefined }): Record<string, unknown> {
+export function statusOf(options: { library: Library; ingest?: IngestService | undefined; modelSwitch?: ModelSwitcher | undefined }): Record<string, unknown> {
   const { library } = options;
   const counts = readIngestCounts(library);
   const loaded = library.loaded;
@@ -30,6 +31,8 @@ export function statusOf(options: { library: Library; ingest?: IngestService | u
     index: loaded ? loaded.index.health() : null,
     search: loaded ? searchSpaceStatus(library) : null,
     ingest: options.ingest?.status() ?? null,
+    // A switch to another model under way (target, done/total, rate, ETA), or the last one done.
+    modelSwitch: options.modelSwitch?.status() ?? null,
     roots: library.roots.list(),
   };
 }

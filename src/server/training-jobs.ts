@@ -5,6 +5,7 @@
  */
 import { ClipdexError, errorMessage, isClipdexError } from '../errors.js';
 import type { AdapterJobProgress, AdapterService, TrainRequest } from '../train/adapter-service.js';
+import { checkShares, DEFAULT_SHARES } from '../train/split-plan.js';
 import type { EventHub } from './event-hub.js';
 
 export type JobKind = 'train' | 'activate' | 'rollback';
@@ -61,8 +62,10 @@ export class TrainingJobs {
   }
 
   train(request: TrainRequest): JobState {
+    // A 400 now rather than a failed job later.
+    checkShares({ valFraction: request.valFraction ?? DEFAULT_SHARES.valFraction, testFraction: request.testFraction ?? DEFAULT_SHARES.testFraction });
     this.service.checkReady();
-    return this.start('train', (onProgress) => this.service.train(request, onProgress).then(({ adapter, outcome, skippedPairs, skipped }) => ({ adapter, outcome: { ...outcome, weights: undefined }, skippedPairs, skipped: skipped.slice(0, 100) })));
+    return this.start('train', (onProgress) => this.service.train(request, onProgress).then(({ adapter, outcome, skippedPairs, skipped, comparison }) => ({ adapter, outcome: { ...outcome, weights: undefined }, skippedPairs, skipped: skipped.slice(0, 100), ...(comparison ? { comparison } : {}) })));
   }
 
   activate(version: number): JobState {

@@ -2,8 +2,42 @@
  * Trained adapter versions per model. The weights are an opaque BLOB (their layout belongs to the
  * trainer); at most one version per model is active, which a partial unique index enforces.
  */
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { ClipdexError } from '../errors.js';
 import type { SqliteHandle } from './database.js';
+
+/**
+ * A text-tuned version's own text tower: a file under `<dataDir>/versions/`, named by its whole-file
+ * SHA-256, recorded in the version's metrics under `textTower` (no column: the schema's next numbers are
+ * taken by other work, and the migration loader refuses gaps). The file is written (temporary file +
+ * rename) before the row is inserted, so a row never lacks its file; a file without a row — a run killed
+ * between the two — is removed when the library opens (`removeOrphanTowers`).
+ */
+export interface TextTowerRef {
+  /** File name inside the versions folder. */
+  file: string;
+  sha256: string;
+}
+
+export const VERSIONS_DIR = 'versions';
+/** A tower file without its version row younger than this may be one a run beside is about to record. */
+export const ORPHAN_TOWER_AGE_MS = 10 * 60_000;
+
+export function versionsDir(dataDir: string): string {
+  return join(dataDir, VERSIONS_DIR);
+}
+
+export function towerFileName(sha256: string): string {
+  return `text-${sha256}.onnx`;
+}
+
+/** The version's tuned text tower, or null for an adapter-only version. */
+export function textTowerOf(record: Pick<AdapterRecord, 'metrics'>): TextTowerRef | null {
+  const t = record.metrics.textTower as Partial<TextTowerRef> | undefined;
+  if (!t || typeof t.file !== 'string' || typeof t.sha256 !== 'string') return null;
+  return { file: t.file, sha256: t.sha256 };
+}
 
 export interface AdapterRecord {
   id: number;
@@ -40,6 +74,7 @@ export class AdaptersRepo {
   private readonly removeStmt;
   private readonly activeIdStmt;
   private readonly weightsStmt;
+  private readonly towerFilesStmt;
 
   constructor(
     private readonly db: SqliteHandle,
@@ -58,6 +93,7 @@ export class AdaptersRepo {
     this.removeStmt = db.prepare<[number]>('DELETE FROM adapters WHERE id = ?');
     this.activeIdStmt = db.prepare<[string], { id: number }>('SELECT id FROM adapters WHERE model_key = ? AND active = 1');
     this.weightsStmt = db.prepare<[number], { weights: Buffer }>('SELECT weights FROM adapters WHERE id = ?');
+    this.towerFilesStmt = db.prepare<[], { file: string }>("SELECT json_extract(metrics, '$.textTower.file') AS file FROM adapters WHERE json_extract(metrics, '$.textTower.file') IS NOT NULL");
   }
 
   /** The active version's id alone (one indexed row: cheap enough to ask on every photo written). */
@@ -111,6 +147,44 @@ export class AdaptersRepo {
   remove(id: number): boolean {
     return this.removeStmt.run(id).changes > 0;
   }
+
+  /** Every text-tower file some version (of any model) records. */
+  towerFiles(): Set<string> {
+    return new Set(this.towerFilesStmt.all().map((r) => r.file));
+  }
+
+  /**
+   * Removes what killed training runs left in the versions folder: towers no version records and
+   * unfinished temporary files. Only clipdex's own file names there are touched. Returns the names removed.
+   */
+  async removeOrphanTowers(dataDir: string): Promise<string[]> {
+    const dir = versionsDir(dataDir);
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return [];
+    }
+    const kept = this.towerFiles();
+    const orphans = names.filter((n) => {
+      const m = /^text-[0-9a-f]{64}\.onnx(?:\.partial-(\d+)-[0-9a-f]+)?$/.exec(n);
+      // A temporary file of a live process is a tower being written now (a run beside this one).
+      return m !== null && !kept.has(n) && !(m[1] !== undefined && alive(Number(m[1])));
+    });
+    // A finished tower waits a moment for its row: a run in another process renames it into place, then
+    // commits the version. Only a file older than that moment's generous bound is an orphan of a killed run.
+    const removed: string[] = [];
+    for (const n of orphans) {
+      const age = await stat(join(dir, n)).then(
+        (st) => Date.now() - st.mtimeMs,
+        () => 0,
+      );
+      if (age < ORPHAN_TOWER_AGE_MS) continue;
+      await rm(join(dir, n), { force: true });
+      removed.push(n);
+    }
+    return removed;
+  }
 }
 
 function toSummary(row: Row): AdapterSummary {
@@ -128,4 +202,14 @@ function toRecord(row: Row): AdapterRecord {
   const weights = new Uint8Array(row.weights!.byteLength);
   weights.set(row.weights!);
   return { ...toSummary(row), weights };
+}
+
+function alive(pid: number): boolean {
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

@@ -1,5 +1,9 @@
 /**
- * Image/caption pairs the user labels; the trainer learns from 'train' and is judged on 'val'.
+ * Image/caption pairs the user labels. `split` records the last training run: 'train' for a photo its
+ * version learned from, 'val' for one it did not (a test photo, or a validation photo the run chose on).
+ * It is a record, never an input: each run splits afresh by photo content (train/pair-split.ts), so the
+ * same labels split alike in any library. (No 'test' value: the CHECK of migrations 001/003 allows two,
+ * and the record needs no more.)
  *
  * A label belongs to the photo's content (migrations/003): it stays when its image row goes (a move not
  * seen as one, a folder removed, a share away), attached to no row and "missing", and the schema's

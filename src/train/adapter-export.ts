@@ -23,8 +23,12 @@ export interface ExportInfo {
   metrics: Record<string, unknown>;
 }
 
-/** Writes `<outDir>` (which must not exist or be empty) and returns it. */
-export async function exportAdaptedModel(spec: ModelSpec, weights: AdapterWeights, outDir: string, info: ExportInfo): Promise<string> {
+/**
+ * Writes `<outDir>` (which must not exist or be empty) and returns it. A text-tuned version gives its tuned
+ * text tower (`textTower`, the stored file's bytes, weights already merged): it is written as it is, and the
+ * image tower, locked in such a version, is copied unchanged.
+ */
+export async function exportAdaptedModel(spec: ModelSpec, weights: AdapterWeights, outDir: string, info: ExportInfo, textTower?: Uint8Array): Promise<string> {
   const out = resolve(outDir);
   // Checked before any file system call: a NUL or an existing file would throw outside the error handling below.
   if (out.includes('\0')) throw new ClipdexError('INVALID_ARGUMENT', 'the export folder must not contain NUL characters');
@@ -49,7 +53,8 @@ export async function exportAdaptedModel(spec: ModelSpec, weights: AdapterWeight
       [spec.vision, weights.image],
       [spec.text, weights.text],
     ] as const) {
-      const bytes = appendAdapter(await readFile(join(spec.dir, tower.file)), tower, w, weights.dim);
+      const own = await readFile(join(spec.dir, tower.file));
+      const bytes = textTower ? (tower === spec.text ? textTower : own) : appendAdapter(own, tower, w, weights.dim);
       mkdirSync(dirname(join(tmp, tower.file)), { recursive: true });
       writeFileSync(join(tmp, tower.file), bytes);
     }

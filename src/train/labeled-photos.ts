@@ -10,6 +10,8 @@ import type { LabeledPair } from '../store/pairs-repo.js';
 export interface UsableLabel {
   pair: LabeledPair;
   imageId: number;
+  /** The photo's content: what the split and the folds are keyed on, the same in any library. */
+  contentHash: string;
   vector: Float32Array;
 }
 
@@ -25,7 +27,7 @@ export function labeledPhotos(library: Library, modelKey: string): { usable: Usa
   const usable: UsableLabel[] = [];
   const skipped: SkippedLabel[] = [];
   // One lookup per photo: 28 labels on one photo read its row and vector once.
-  const photos = new Map<number, { path: string; vector?: Float32Array; reason?: string }>();
+  const photos = new Map<number, ReturnType<typeof photoState>>();
   for (const pair of library.pairs.list()) {
     if (pair.imageId === null) {
       const since = pair.missingSince === null ? '' : ` since ${new Date(pair.missingSince).toISOString()}`;
@@ -42,19 +44,19 @@ export function labeledPhotos(library: Library, modelKey: string): { usable: Usa
       photo = photoState(library, pair.imageId, modelKey, pair.lastPath);
       photos.set(pair.imageId, photo);
     }
-    if (photo.vector) usable.push({ pair, imageId: pair.imageId, vector: photo.vector });
+    if (photo.vector) usable.push({ pair, imageId: pair.imageId, contentHash: photo.contentHash!, vector: photo.vector });
     else skipped.push({ pairId: pair.id, caption: pair.caption, path: photo.path, reason: photo.reason! });
   }
   return { usable, skipped };
 }
 
-function photoState(library: Library, imageId: number, modelKey: string, lastPath: string): { path: string; vector?: Float32Array; reason?: string } {
+function photoState(library: Library, imageId: number, modelKey: string, lastPath: string): { path: string; vector?: Float32Array; contentHash?: string; reason?: string } {
   const image = library.images.get(imageId);
   if (!image) return { path: lastPath, reason: `photo missing, kept (last at ${lastPath})` };
   const { path } = image;
   if (image.status === 'offline') return { path, reason: `photo offline: its folder is not available now (${path})` };
   if (image.status === 'error') return { path, reason: `photo failed to index (${path}): ${image.errorMessage ?? image.errorCode ?? 'unknown error'}` };
-  const vector = image.status === 'indexed' ? library.embeddings.forImage(imageId, modelKey) : undefined;
+  const vector = image.status === 'indexed' && image.contentHash !== null ? library.embeddings.forImage(imageId, modelKey) : undefined;
   if (!vector) return { path, reason: `photo not indexed yet (${path})` };
-  return { path, vector };
+  return { path, vector, contentHash: image.contentHash! };
 }

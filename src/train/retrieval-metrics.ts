@@ -38,6 +38,17 @@ export function meanRecall(m: RetrievalMetrics): number {
  * each image.
  */
 export function retrievalMetrics(sims: Float32Array, n: number, m: number, pairs: readonly (readonly [number, number])[]): RetrievalMetrics {
+  return retrievalDetail(sims, n, m, pairs).metrics;
+}
+
+/** Per query, the rank of its best-placed correct answer: what a bootstrap over queries resamples. */
+export interface QueryRanks {
+  textToImage: number[];
+  imageToText: number[];
+}
+
+/** The same metrics with each query's rank, in query order (texts by row, photos by row). */
+export function retrievalDetail(sims: Float32Array, n: number, m: number, pairs: readonly (readonly [number, number])[]): { metrics: RetrievalMetrics; ranks: QueryRanks } {
   const imagesOf = new Map<number, Set<number>>();
   const textsOf = new Map<number, Set<number>>();
   for (const [i, t] of pairs) {
@@ -49,13 +60,20 @@ export function retrievalMetrics(sims: Float32Array, n: number, m: number, pairs
     for (let i = 0; i < n; i++) out[i] = sims[i * m + t]!;
     return out;
   };
-  const t2i = direction([...imagesOf].map(([t, positives]) => ({ scores: column(t), positives })));
-  const i2t = direction([...textsOf].map(([i, positives]) => ({ scores: sims.subarray(i * m, (i + 1) * m), positives })));
-  return { textToImage: t2i, imageToText: i2t };
+  const byRow = <T>(map: Map<number, T>) => [...map].sort((a, b) => a[0] - b[0]);
+  const t2i = direction(byRow(imagesOf).map(([t, positives]) => ({ scores: column(t), positives })));
+  const i2t = direction(byRow(textsOf).map(([i, positives]) => ({ scores: sims.subarray(i * m, (i + 1) * m), positives })));
+  return { metrics: { textToImage: t2i.metrics, imageToText: i2t.metrics }, ranks: { textToImage: t2i.ranks, imageToText: i2t.ranks } };
 }
 
-function direction(queries: { scores: Float32Array; positives: Set<number> }[]): DirectionMetrics {
-  if (queries.length === 0) return { r1: 0, r5: 0, r10: 0, p5: 0, p10: 0, meanRank: 0, queries: 0 };
+/** recall@1, @5 and @10 of one query, averaged: its share of the mean recall. */
+export function queryRecall(rank: number): number {
+  return ((rank <= 1 ? 1 : 0) + (rank <= 5 ? 1 : 0) + (rank <= 10 ? 1 : 0)) / 3;
+}
+
+function direction(queries: { scores: Float32Array; positives: Set<number> }[]): { metrics: DirectionMetrics; ranks: number[] } {
+  const bestRanks: number[] = [];
+  if (queries.length === 0) return { metrics: { r1: 0, r5: 0, r10: 0, p5: 0, p10: 0, meanRank: 0, queries: 0 }, ranks: bestRanks };
   let r1 = 0;
   let r5 = 0;
   let r10 = 0;
@@ -80,6 +98,7 @@ function direction(queries: { scores: Float32Array; positives: Set<number> }[]):
     }
     // ranks[0] is the best-placed correct answer: a hit at k is that one being within the top k.
     const best = ranks[0]!;
+    bestRanks.push(best);
     const precisionAt = (k: number) => ranks.filter((r) => r <= k).length / Math.min(k, positives.size);
     if (best <= 1) r1++;
     if (best <= 5) r5++;
@@ -90,7 +109,7 @@ function direction(queries: { scores: Float32Array; positives: Set<number> }[]):
   }
   const q = queries.length;
   const round = (x: number) => Math.round(x * 10_000) / 10_000;
-  return { r1: round(r1 / q), r5: round(r5 / q), r10: round(r10 / q), p5: round(p5 / q), p10: round(p10 / q), meanRank: round(rankSum / q), queries: q };
+  return { metrics: { r1: round(r1 / q), r5: round(r5 / q), r10: round(r10 / q), p5: round(p5 / q), p10: round(p10 / q), meanRank: round(rankSum / q), queries: q }, ranks: bestRanks };
 }
 
 /** How many of `desc` (sorted high to low) are ≥ x: binary search. */

@@ -1,32 +1,40 @@
 /**
- * Fine-tunes the two adapters on embedded pairs: CLIP's own recipe (symmetric InfoNCE, learnable
- * temperature, Adam), early stopping on validation loss, then WiSE-FT — the blend between the base model
- * and the tuned one that scores best on validation, leaning to the base when scores tie, so the model keeps
- * what it knew. Pure computation: the data comes in as embeddings, the result goes out as weights and
- * numbers; reading the library and saving the adapter belong to the adapter service.
+ * Fine-tunes a candidate (today the two projection adapters) on embedded pairs and judges it honestly.
+ * The labeled photos come split three ways (pair-split.ts): the choices — the epoch early stopping keeps,
+ * the WiSE-FT blend between the base and the tuned model — are made on the validation part when it is
+ * large enough, else by k-fold cross-validation over the photos the model learns from (cross-validation.ts);
+ * the verdict and the before/after table come from the test photos, which no choice has seen, with a
+ * bootstrap interval on the gain (verdict.ts). Pure computation: embeddings in, weights and numbers out;
+ * reading the library and saving the version belong to the adapter service.
  */
 import { ClipdexError } from '../errors.js';
-import type { PairSplit } from '../store/pairs-repo.js';
-import { seededRandom } from '../util/seeded-random.js';
-import { parseParam } from '../validation/param-rules.js';
-import { batchSizeRule, blendsRule, epochsRule, identityPenaltyRule, learningRateRule, patienceRule, seedRule } from '../validation/train-params.js';
-import { Adam } from './adam.js';
-import { identityMatrix, mixAdapter, type AdapterWeights } from '../adapter/adapter-weights.js';
+import { mixAdapter, type AdapterWeights } from '../adapter/adapter-weights.js';
 import { projectBulk, similarityMatrix } from '../adapter/projection-kernel.js';
-import { ContrastiveKernel } from './contrastive-kernel.js';
-import { meanRecall, retrievalMetrics, type RetrievalMetrics } from './retrieval-metrics.js';
-import { fixedBatches, makeBatch, pairRelation, shuffledBatches, type EmbeddedPairs, type TargetMode } from './training-batches.js';
+import { parseParam } from '../validation/param-rules.js';
+import { batchSizeRule, blendsRule, epochsRule, foldsRule, identityPenaltyRule, learningRateRule, patienceRule, seedRule } from '../validation/train-params.js';
+import { adapterCandidate } from './adapter-candidate.js';
+import { textBlocksCandidate } from './text-blocks-candidate.js';
+import type { CandidateFit, CandidateKind } from './candidate.js';
+import { DEFAULT_FOLDS, foldCount, makeFolds, selectionMethod, type Fold, type SelectionMethod } from './cross-validation.js';
+import type { PhotoSplit } from './pair-split.js';
+import { meanRecall, retrievalDetail, type RetrievalMetrics } from './retrieval-metrics.js';
+import type { EmbeddedPairs, TargetMode } from './training-batches.js';
+import { judge, measureGain, type Gain, type TestSet } from './verdict.js';
 
 export interface TrainingData extends EmbeddedPairs {
-  /** Split of each photo row. */
-  imageSplit: readonly PairSplit[];
+  /** Part of each photo row. */
+  imageSplit: readonly PhotoSplit[];
+  /** Each photo row's content hash (folds follow content); the row number when absent. */
+  photoKeys?: readonly string[];
+  /** Each caption row's text (names untested captions, stratifies folds); "caption N" when absent. */
+  captionTexts?: readonly string[];
   /** The base model's logit scale (e^s; 100 for OpenAI's CLIP): where the learnable temperature starts. */
   logitScale: number;
   /**
    * For the retention report: base embeddings of phrases that are not captions in the training set, and
    * a sample of the library's photos to search with them.
    */
-  probes?: { texts: Float32Array; count: number; gallery: Float32Array; galleryCount: number };
+  probes?: { texts: Float32Array; count: number; gallery: Float32Array; galleryCount: number; phrases?: readonly string[] };
 }
 
 export interface TrainOptions {
@@ -42,23 +50,32 @@ export interface TrainOptions {
   patience?: number;
   seed?: number;
   targets?: TargetMode;
-  /** WiSE-FT blends tried on validation (then ±0.1 around the best). Default 0, 0.2, …, 1. */
+  /** WiSE-FT blends tried (then ±0.1 around the best). Default 0, 0.2, …, 1. */
   blends?: number[];
+  /** Folds of the cross-validation used on small sets. Default 5. */
+  folds?: number;
+  /** How the choices are made: 'auto' (default) uses the validation part from 30 photos, else cross-validation. */
+  selection?: 'auto' | SelectionMethod;
   threads?: number;
 }
 
 export interface EpochRecord {
   epoch: number;
+  /** Mean training loss (over the folds, under cross-validation). */
   trainLoss: number;
-  /** null without validation pairs. */
+  /** Validation loss (the folds' mean held-out loss under cross-validation); null without held-out pairs. */
   valLoss: number | null;
-  /** The learned logit scale e^s after the epoch. */
+  /** The learned logit scale e^s after the epoch (the folds' mean under cross-validation). */
   logitScale: number;
 }
 
 export interface TrainProgress {
+  /** 'holdout' / 'cross-validation': choosing the epoch; 'final': the fit on every train and validation photo. */
+  stage: 'holdout' | 'cross-validation' | 'final';
+  folds: number;
   epoch: number;
   maxEpochs: number;
+  /** The curve early stopping watches (the final fit adds none). */
   history: EpochRecord[];
   bestEpoch: number;
   bestValLoss: number | null;
@@ -75,33 +92,52 @@ export interface Retention {
   gallery: number;
 }
 
+export interface Selection {
+  method: SelectionMethod;
+  /** 1 for the validation part. */
+  folds: number;
+  /** Photos the choices were scored on (validation photos, or every photo of the folds). */
+  photos: number;
+  /** The epoch chosen (the weights of that epoch, or a final fit of that many epochs). */
+  epochs: number;
+}
+
 export interface TrainOutcome {
   /** The blended adapter (what would be activated). */
   weights: AdapterWeights;
-  /** The blend chosen on validation: 0 = base, 1 = fully fine-tuned. */
+  /** The blend chosen: 0 = base, 1 = fully fine-tuned. */
   blend: number;
+  /** Mean recall at each blend tried, as the choice scored it (validation or cross-validation, never test). */
   blends: { blend: number; meanRecall: number }[];
+  selection: Selection;
   logitScale: number;
   history: EpochRecord[];
   bestEpoch: number;
   stoppedEarly: boolean;
+  /** Test photos, base model. */
   before: RetrievalMetrics | null;
+  /** Test photos, the version. */
   after: RetrievalMetrics | null;
+  /** The headline gain on the test photos with its bootstrap interval; null without test photos. */
+  gain: Gain | null;
+  test: TestSet;
   retention: Retention | null;
-  /** Beats the base model on validation (and may be activated). */
+  /** Shown better than the base model on the test photos: the interval on the gain is above 0. */
   improved: boolean;
   /** Why it did or did not improve, in words for the user. */
   verdict: string;
+  /** Pairs and photos the saved weights learned from. */
   trainPairs: number;
-  valPairs: number;
   trainImages: number;
+  /** Pairs and photos used only for the choices (0 under cross-validation, where they are learned from too). */
+  valPairs: number;
   valImages: number;
+  testPairs: number;
+  testImages: number;
   captions: number;
   durationMs: number;
   options: Required<Omit<TrainOptions, 'threads'>>;
 }
-
-const MAX_LOG_SCALE = Math.log(100);
 
 /** The options with their defaults, each through its rule (validation/train-params): INVALID_ARGUMENT naming the first bad one. */
 export function resolveTrainOptions(o: TrainOptions = {}): Required<Omit<TrainOptions, 'threads'>> {
@@ -112,174 +148,289 @@ export function resolveTrainOptions(o: TrainOptions = {}): Required<Omit<TrainOp
   const learningRate = parseParam(learningRateRule, o.learningRate ?? 2e-3, 'learning rate');
   const identityPenalty = parseParam(identityPenaltyRule, o.identityPenalty ?? 0.01, 'identity penalty');
   const blends = parseParam(blendsRule, o.blends ?? [0, 0.2, 0.4, 0.6, 0.8, 1], 'blends');
-  return { epochs, batchSize, learningRate, identityPenalty, patience, seed, targets: o.targets ?? 'multi-positive', blends };
+  const folds = parseParam(foldsRule, o.folds ?? DEFAULT_FOLDS, 'folds');
+  const selection = o.selection ?? 'auto';
+  if (!['auto', 'holdout', 'cross-validation'].includes(selection)) throw new ClipdexError('INVALID_ARGUMENT', `selection must be "auto", "holdout" or "cross-validation", got ${JSON.stringify(selection)}`);
+  return { epochs, batchSize, learningRate, identityPenalty, patience, seed, targets: o.targets ?? 'multi-positive', blends, folds, selection };
+}
+
+type Options = Required<Omit<TrainOptions, 'threads'>>;
+
+/** The run's checks before any fit: the selection method and the pairs learned from. */
+function planRun(data: TrainingData, opts: Options): { method: SelectionMethod; fitPairs: number[] } {
+  const pairsIn = (part: PhotoSplit) => data.pairs.flatMap((p, k) => (data.imageSplit[p[0]] === part ? [k] : []));
+  const rowsIn = (part: PhotoSplit) => data.imageSplit.flatMap((s, i) => (s === part ? [i] : []));
+  const method = selectionMethod(rowsIn('val').length, opts.selection);
+  if (method === 'holdout' && rowsIn('val').length === 0) throw new ClipdexError('INVALID_ARGUMENT', 'a validation part is needed to choose on it: raise the validation share, or let the trainer cross-validate');
+  const fitPairs = method === 'holdout' ? pairsIn('train') : [...pairsIn('train'), ...pairsIn('val')].sort((a, b) => a - b);
+  const fitCaptions = new Set(fitPairs.map((k) => data.pairs[k]![1]));
+  if (fitPairs.length < 4 || fitCaptions.size < 2) {
+    throw new ClipdexError(
+      'NOT_ENOUGH_LABELS',
+      `training needs at least 4 labeled photos with at least 2 different captions to learn from, besides the test photos (has ${fitPairs.length} pairs, ${fitCaptions.size} caption${fitCaptions.size === 1 ? '' : 's'}): contrastive learning learns from telling captions apart`,
+    );
+  }
+  return { method, fitPairs };
 }
 
 export async function trainAdapters(data: TrainingData, options: TrainOptions = {}, onProgress?: (p: TrainProgress) => void, signal?: AbortSignal): Promise<TrainOutcome> {
   const started = performance.now();
   const opts = resolveTrainOptions(options);
-  const d = data.dim;
-  const trainPairs = data.pairs.flatMap((p, k) => (data.imageSplit[p[0]] === 'train' ? [k] : []));
-  const valPairs = data.pairs.flatMap((p, k) => (data.imageSplit[p[0]] === 'val' ? [k] : []));
-  const trainCaptions = new Set(trainPairs.map((k) => data.pairs[k]![1]));
-  if (trainPairs.length < 4 || trainCaptions.size < 2) {
-    throw new ClipdexError(
-      'NOT_ENOUGH_LABELS',
-      `training needs at least 4 labeled photos with at least 2 different captions in the training split (has ${trainPairs.length} pairs, ${trainCaptions.size} caption${trainCaptions.size === 1 ? '' : 's'}): contrastive learning learns from telling captions apart`,
-    );
-  }
-  const related = pairRelation(data.pairs);
-  const kernel = await ContrastiveKernel.create(d, options.threads === undefined ? {} : { threads: options.threads });
+  const plan = planRun(data, opts);
+  const kind = await adapterCandidate(data, { ...opts, logitScale: data.logitScale, ...(options.threads === undefined ? {} : { threads: options.threads }) });
   try {
-    const rand = seededRandom(opts.seed);
-    const imageW = identityMatrix(d);
-    const textW = identityMatrix(d);
-    const logScale = Float64Array.of(Math.min(MAX_LOG_SCALE, Math.max(0, Math.log(data.logitScale))));
-    const adam = { image: new Adam(d * d, { learningRate: opts.learningRate }), text: new Adam(d * d, { learningRate: opts.learningRate }), scale: new Adam(1, { learningRate: opts.learningRate }) };
-    const valBatches = fixedBatches(valPairs.length, opts.batchSize).map((b) => makeBatch(data, b.map((i) => valPairs[i]!), related, opts.targets));
-    const history: EpochRecord[] = [];
-    let best = { loss: Infinity, epoch: 0, image: imageW.slice(), text: textW.slice(), logScale: logScale[0]! };
-    let sinceBest = 0;
-    let stoppedEarly = false;
-
-    for (let epoch = 1; epoch <= opts.epochs; epoch++) {
-      if (signal?.aborted) throw new ClipdexError('INVALID_ARGUMENT', 'training was cancelled');
-      let lossSum = 0;
-      for (const batch of shuffledBatches(trainPairs.length, opts.batchSize, rand)) {
-        const input = makeBatch(data, batch.map((i) => trainPairs[i]!), related, opts.targets);
-        const r = await kernel.step(input, { imageW, textW, logScale: logScale[0]!, lambda: opts.identityPenalty });
-        adam.image.step(imageW, r.gradImageW);
-        adam.text.step(textW, r.gradTextW);
-        adam.scale.step(logScale, [r.gradLogScale]);
-        // CLIP clamps its logit scale at 100 after every step; below 1 the softmax would be flat.
-        logScale[0] = Math.min(MAX_LOG_SCALE, Math.max(0, logScale[0]!));
-        lossSum += (r.loss - penaltyOf(imageW, textW, d, opts.identityPenalty)) * batch.length;
-      }
-      let valLoss: number | null = null;
-      if (valBatches.length > 0) {
-        let sum = 0;
-        let count = 0;
-        for (const input of valBatches) {
-          const r = await kernel.step(input, { imageW, textW, logScale: logScale[0]!, lambda: 0 });
-          sum += r.loss * input.n;
-          count += input.n;
-        }
-        valLoss = sum / count;
-      }
-      history.push({ epoch, trainLoss: lossSum / trainPairs.length, valLoss, logitScale: Math.exp(logScale[0]!) });
-      const monitored = valLoss ?? lossSum / trainPairs.length;
-      if (monitored < best.loss - 1e-6) {
-        best = { loss: monitored, epoch, image: imageW.slice(), text: textW.slice(), logScale: logScale[0]! };
-        sinceBest = 0;
-      } else {
-        sinceBest++;
-      }
-      onProgress?.({ epoch, maxEpochs: opts.epochs, history, bestEpoch: best.epoch, bestValLoss: valLoss === null ? null : best.loss, epochsWithoutImprovement: sinceBest, patience: opts.patience });
-      if (sinceBest >= opts.patience) {
-        stoppedEarly = true;
-        break;
-      }
-    }
-
-    const tuned: AdapterWeights = { dim: d, image: best.image, text: best.text };
-    const evaluation = await evaluateBlends(data, tuned, opts.blends);
-    const chosen = evaluation.chosen;
-    const weights = mixAdapter(tuned, chosen.blend);
-    const improved = evaluation.before !== null && chosen.blend > 0 && chosen.meanRecall > meanRecall(evaluation.before);
-    const verdict =
-      evaluation.before === null
-        ? 'no validation photos, so there is no evidence that the adapter helps; label more photos (each label needs at least 2) or raise the validation share'
-        : improved
-          ? `beats the base model on ${valPairs.length} validation pairs: mean recall ${pct(meanRecall(evaluation.before))} → ${pct(chosen.meanRecall)} (blend ${chosen.blend})`
-          : `does not beat the base model on ${valPairs.length} validation pairs (mean recall ${pct(meanRecall(evaluation.before))} at best ${pct(Math.max(...evaluation.blends.map((b) => b.meanRecall)))}); kept but not activated`;
-    return {
-      weights,
-      blend: chosen.blend,
-      blends: evaluation.blends,
-      logitScale: Math.exp(best.logScale),
-      history,
-      bestEpoch: best.epoch,
-      stoppedEarly,
-      before: evaluation.before,
-      after: evaluation.before === null ? null : await evaluation.at(chosen.blend),
-      retention: data.probes ? await retention(data, weights) : null,
-      improved,
-      verdict,
-      trainPairs: trainPairs.length,
-      valPairs: valPairs.length,
-      trainImages: data.imageSplit.filter((s) => s === 'train').length,
-      valImages: data.imageSplit.filter((s) => s === 'val').length,
-      captions: data.texts.length / d,
-      durationMs: Math.round(performance.now() - started),
-      options: opts,
-    };
+    const { fitted, outcome } = await judgeCandidate(kind, data, opts, plan, onProgress, signal);
+    const weights = mixAdapter(fitted.weights, fitted.blend);
+    const p = data.probes;
+    const d = data.dim;
+    return { ...outcome, weights, retention: p ? await retention(p, d, await projectBulk(p.texts, p.count, weights.text, d), await projectBulk(p.gallery, p.galleryCount, weights.image, d)) : null, durationMs: Math.round(performance.now() - started) };
   } finally {
-    await kernel.release();
+    await kind.release();
   }
 }
 
-function penaltyOf(a: Float32Array, b: Float32Array, d: number, lambda: number): number {
-  if (lambda === 0) return 0;
-  let s = 0;
-  for (let i = 0; i < a.length; i++) {
-    const eye = i % (d + 1) === 0 ? 1 : 0;
-    s += (a[i]! - eye) ** 2 + (b[i]! - eye) ** 2;
-  }
-  return lambda * s;
+/** A candidate's outcome without its weights: what the CLI, API and stored metrics show of it. */
+export type CandidateOutcome = Omit<TrainOutcome, 'weights'>;
+
+export interface TextBlocksTrainOptions extends TrainOptions {
+  /** Text blocks to tune, from the top (≥ 1). */
+  textBlocks: number;
+  /** LoRA rank of the tuned matrices; null/0 = full weights. */
+  lora?: number | null;
+  /** The base model's folder (its text tower is read and tuned). */
+  modelDir: string;
+  /** Called while the captions' residuals are cached, before the text-block fits. */
+  onCache?: (done: number, total: number) => void;
 }
 
-function pct(x: number): string {
-  return `${(100 * x).toFixed(1)}%`;
+export interface DepthOutcome {
+  /** The adapter-only candidate, trained on the same split (what today's run gives). */
+  adapter: TrainOutcome;
+  /** The text-block candidate; its image side is the locked image tower (stored embeddings as they are). */
+  textBlocks: CandidateOutcome & { k: number; lora: number | null };
+  /** The merged text tower at the chosen blend (ONNX bytes). */
+  towerBytes: Uint8Array;
+  /** Which one the selection step chose (its blend's held-out mean recall; a tie keeps the adapter). */
+  chosen: 'adapter' | 'text-blocks';
 }
 
 /**
- * Validation metrics at every blend (0, 0.2, …, 1, then ±0.1 around the best). The chosen blend is the
- * smallest whose mean recall is within 0.5 points of the best: among equally good models, the one closest
- * to the base keeps the most of what it knew.
+ * Both candidates on one split, one after the other through the same selection and verdict; the one whose
+ * choice scored higher on the held-out (never test) photos is the version to save.
  */
-async function evaluateBlends(data: TrainingData, tuned: AdapterWeights, blends: number[]) {
-  const d = data.dim;
-  const valRows = data.imageSplit.flatMap((s, i) => (s === 'val' ? [i] : []));
-  const images = new Float32Array(valRows.length * d);
-  valRows.forEach((row, k) => images.set(data.images.subarray(row * d, (row + 1) * d), k * d));
-  const m = data.texts.length / d;
-  const rowOf = new Map(valRows.map((row, k) => [row, k]));
-  const pairs = data.pairs.flatMap(([i, c]) => (rowOf.has(i) ? [[rowOf.get(i)!, c] as const] : []));
-  const cache = new Map<number, RetrievalMetrics>();
-  const at = async (blend: number): Promise<RetrievalMetrics> => {
-    const known = cache.get(blend);
-    if (known) return known;
-    const w = mixAdapter(tuned, blend);
-    const sims = await similarityMatrix(await projectBulk(images, valRows.length, w.image, d), valRows.length, await projectBulk(data.texts, m, w.text, d), m, d);
-    const metrics = retrievalMetrics(sims, valRows.length, m, pairs);
-    cache.set(blend, metrics);
-    return metrics;
-  };
-  if (valRows.length === 0) return { before: null, blends: [], chosen: { blend: 0, meanRecall: 0 }, at };
-  const score = async (blend: number) => ({ blend, meanRecall: Math.round(meanRecall(await at(blend)) * 10_000) / 10_000 });
-  const scored: { blend: number; meanRecall: number }[] = [];
-  for (const blend of [...new Set([0, ...blends])].sort((a, b) => a - b)) scored.push(await score(blend));
-  const coarseBest = scored.reduce((a, b) => (b.meanRecall > a.meanRecall ? b : a));
-  for (const blend of [coarseBest.blend - 0.1, coarseBest.blend + 0.1]) {
-    const b = Math.round(blend * 100) / 100;
-    if (b > 0 && b < 1 && !scored.some((s) => Math.abs(s.blend - b) < 1e-9)) scored.push(await score(b));
+export async function trainWithTextBlocks(data: TrainingData, options: TextBlocksTrainOptions, onProgress?: (p: TrainProgress & { candidate: 'adapter' | 'text-blocks' }) => void, signal?: AbortSignal): Promise<DepthOutcome> {
+  const opts = resolveTrainOptions(options);
+  const plan = planRun(data, opts);
+  if (!data.captionTexts) throw new ClipdexError('INVALID_ARGUMENT', 'tuning text blocks needs the captions\' texts');
+  // The text blocks' model checks (depth, LoRA rank, a CLIP head) come before any fit, so a bad k is refused at once.
+  const started = performance.now();
+  const kind = await textBlocksCandidate(data, {
+    modelDir: options.modelDir,
+    captions: data.captionTexts,
+    k: options.textBlocks,
+    lora: options.lora ? options.lora : null,
+    batchSize: opts.batchSize,
+    logitScale: data.logitScale,
+    ...(options.threads === undefined ? {} : { threads: options.threads }),
+    ...(signal ? { signal } : {}),
+    ...(options.onCache ? { onCache: options.onCache } : {}),
+  });
+  try {
+    const prepareMs = performance.now() - started;
+    const adapter = await trainAdapters(data, options, (p) => onProgress?.({ ...p, candidate: 'adapter' }), signal);
+    const fitStarted = performance.now();
+    const { fitted, outcome } = await judgeCandidate(kind, data, opts, plan, (p) => onProgress?.({ ...p, candidate: 'text-blocks' }), signal);
+    const towerBytes = kind.towerBytes(fitted.weights, fitted.blend);
+    // Retention through the tuned tower itself; the image side is locked, so the gallery stays as stored.
+    const p = data.probes;
+    const tunedProbes = p?.phrases ? await kind.encode(p.phrases, fitted.weights, fitted.blend) : null;
+    const textBlocks = { ...outcome, retention: p && tunedProbes ? await retention(p, data.dim, tunedProbes, p.gallery) : null, durationMs: Math.round(prepareMs + performance.now() - fitStarted), k: kind.k, lora: kind.lora };
+    const bestOf = (o: CandidateOutcome) => Math.max(0, ...o.blends.map((b) => (Math.abs(b.blend - o.blend) < 1e-9 ? b.meanRecall : 0)));
+    const chosen = bestOf(textBlocks) > bestOf(adapter) ? 'text-blocks' : 'adapter';
+    return { adapter, textBlocks, towerBytes, chosen };
+  } finally {
+    await kind.release();
   }
-  scored.sort((a, b) => a.blend - b.blend);
-  const bestScore = Math.max(...scored.map((s) => s.meanRecall));
-  const chosen = scored.find((s) => s.meanRecall >= bestScore - 0.005)!;
-  return { before: await at(0), blends: scored, chosen, at };
 }
 
-async function retention(data: TrainingData, w: AdapterWeights): Promise<Retention> {
-  const p = data.probes!;
+/** Fit, choose and judge one candidate on the run's split: everything of its outcome but weights, retention and duration. */
+async function judgeCandidate<W>(kind: CandidateKind<W>, data: TrainingData, opts: Options, plan: { method: SelectionMethod; fitPairs: number[] }, onProgress?: (p: TrainProgress) => void, signal?: AbortSignal) {
   const d = data.dim;
+  const { method, fitPairs } = plan;
+  const pairsIn = (part: PhotoSplit) => data.pairs.flatMap((p, k) => (data.imageSplit[p[0]] === part ? [k] : []));
+  const rowsIn = (part: PhotoSplit) => data.imageSplit.flatMap((s, i) => (s === part ? [i] : []));
+  const fitted = await fitAndScore(kind, data, method, opts, onProgress, signal);
+  const testRows = rowsIn('test');
+  const testPairs = pairsIn('test');
+  const tested = new Set(testPairs.map((k) => data.pairs[k]![1]));
+  const captionName = (c: number) => data.captionTexts?.[c] ?? `caption ${c}`;
+  const m = data.texts.length / d;
+  const test: TestSet = {
+    photos: testRows.length,
+    pairs: testPairs.length,
+    untested: Array.from({ length: m }, (_, c) => c).filter((c) => !tested.has(c)).map(captionName),
+  };
+  let before: RetrievalMetrics | null = null;
+  let after: RetrievalMetrics | null = null;
+  let gain: Gain | null = null;
+  if (testRows.length > 0) {
+    const b = await scoreRows(kind, data, fitted.weights, 0, testRows);
+    const a = await scoreRows(kind, data, fitted.weights, fitted.blend, testRows);
+    before = b.metrics;
+    after = a.metrics;
+    gain = measureGain(b.ranks, a.ranks, { seed: opts.seed });
+  }
+  const { improved, verdict } = judge(gain, fitted.blend, test);
+  const learned = method === 'holdout' ? rowsIn('train').length : rowsIn('train').length + rowsIn('val').length;
+  const outcome: Omit<CandidateOutcome, 'retention' | 'durationMs'> = {
+    blend: fitted.blend,
+    blends: fitted.blends,
+    selection: fitted.selection,
+    logitScale: fitted.logitScale,
+    history: fitted.history,
+    bestEpoch: fitted.selection.epochs,
+    stoppedEarly: fitted.stoppedEarly,
+    before,
+    after,
+    gain,
+    test,
+    improved,
+    verdict,
+    trainPairs: fitPairs.length,
+    trainImages: learned,
+    valPairs: method === 'holdout' ? pairsIn('val').length : 0,
+    valImages: method === 'holdout' ? rowsIn('val').length : 0,
+    testPairs: testPairs.length,
+    testImages: testRows.length,
+    captions: m,
+    options: opts,
+  };
+  return { fitted, outcome };
+}
+
+interface Fitted<W> {
+  weights: W;
+  blend: number;
+  blends: { blend: number; meanRecall: number }[];
+  selection: Selection;
+  history: EpochRecord[];
+  stoppedEarly: boolean;
+  logitScale: number;
+}
+
+/**
+ * Where a candidate is trained and scored: the one place any kind of candidate goes through. The choices
+ * come from held-out photos that are never the test photos — the validation part ('holdout'), or each
+ * fold in turn ('cross-validation': the k fits run in step and early stopping watches their mean held-out
+ * loss, so the epoch is chosen on every photo; then one fit on all of them runs that many epochs). The
+ * blend is the smallest whose mean recall on those held-out photos is within half a point of the best:
+ * among equally good models, the one closest to the base keeps the most of what it knew.
+ */
+export async function fitAndScore<W>(kind: CandidateKind<W>, data: TrainingData, method: SelectionMethod, opts: Options, onProgress?: (p: TrainProgress) => void, signal?: AbortSignal): Promise<Fitted<W>> {
+  const pairsIn = (part: PhotoSplit) => data.pairs.flatMap((p, k) => (data.imageSplit[p[0]] === part ? [k] : []));
+  let folds: Fold[];
+  if (method === 'holdout') {
+    const held = pairsIn('val');
+    folds = [{ train: pairsIn('train'), held, heldRows: [...new Set(held.map((p) => data.pairs[p]![0]))].sort((a, b) => a - b) }];
+  } else {
+    const pool = [...pairsIn('train'), ...pairsIn('val')].sort((a, b) => a - b);
+    const photos = new Set(pool.map((p) => data.pairs[p]![0])).size;
+    folds = makeFolds(pool, data.pairs, (row) => data.photoKeys?.[row] ?? String(row), (c) => data.captionTexts?.[c] ?? String(c), foldCount(photos, opts.folds), opts.seed);
+  }
+  // Each fold its own seeded order; the holdout fit keeps the run's seed itself.
+  const fits = folds.map((f, i) => kind.start(f.train, method === 'holdout' ? opts.seed : opts.seed + 7919 * (i + 1)));
+  const history: EpochRecord[] = [];
+  let best = { loss: Infinity, epoch: 0, weights: fits.map((f) => f.snapshot()), logitScale: mean(fits.map((f) => f.logitScale())) };
+  let sinceBest = 0;
+  let stoppedEarly = false;
+  const stage = method;
+  for (let epoch = 1; epoch <= opts.epochs; epoch++) {
+    checkAborted(signal);
+    const trainLosses: number[] = [];
+    const heldLosses: number[] = [];
+    for (const [i, fit] of fits.entries()) {
+      trainLosses.push(await fit.epoch());
+      if (folds[i]!.held.length > 0) heldLosses.push(await fit.heldOutLoss(folds[i]!.held));
+    }
+    const valLoss = heldLosses.length > 0 ? mean(heldLosses) : null;
+    history.push({ epoch, trainLoss: mean(trainLosses), valLoss, logitScale: mean(fits.map((f) => f.logitScale())) });
+    const monitored = valLoss ?? mean(trainLosses);
+    if (monitored < best.loss - 1e-6) {
+      best = { loss: monitored, epoch, weights: fits.map((f) => f.snapshot()), logitScale: mean(fits.map((f) => f.logitScale())) };
+      sinceBest = 0;
+    } else {
+      sinceBest++;
+    }
+    onProgress?.({ stage, folds: folds.length, epoch, maxEpochs: opts.epochs, history, bestEpoch: best.epoch, bestValLoss: valLoss === null ? null : best.loss, epochsWithoutImprovement: sinceBest, patience: opts.patience });
+    if (sinceBest >= opts.patience) {
+      stoppedEarly = true;
+      break;
+    }
+  }
+
+  // The blends, scored on each fold's held-out photos at the chosen epoch, averaged over the folds.
+  const scoredFolds = folds.map((f, i) => ({ fold: f, weights: best.weights[i]! })).filter((x) => x.fold.heldRows.length > 0);
+  const cache = new Map<number, number>();
+  const score = async (blend: number) => {
+    if (!cache.has(blend)) {
+      let sum = 0;
+      for (const { fold, weights } of scoredFolds) sum += meanRecall((await scoreRows(kind, data, weights, blend, fold.heldRows)).metrics);
+      cache.set(blend, Math.round((sum / Math.max(1, scoredFolds.length)) * 10_000) / 10_000);
+    }
+    return { blend, meanRecall: cache.get(blend)! };
+  };
+  const blends: { blend: number; meanRecall: number }[] = [];
+  let blend = 0;
+  if (scoredFolds.length > 0) {
+    for (const b of [...new Set([0, ...opts.blends])].sort((x, y) => x - y)) blends.push(await score(b));
+    const coarseBest = blends.reduce((a, b) => (b.meanRecall > a.meanRecall ? b : a));
+    for (const around of [coarseBest.blend - 0.1, coarseBest.blend + 0.1]) {
+      const b = Math.round(around * 100) / 100;
+      if (b > 0 && b < 1 && !blends.some((s) => Math.abs(s.blend - b) < 1e-9)) blends.push(await score(b));
+    }
+    blends.sort((a, b) => a.blend - b.blend);
+    const bestScore = Math.max(...blends.map((s) => s.meanRecall));
+    blend = blends.find((s) => s.meanRecall >= bestScore - 0.005)!.blend;
+  }
+  const photosScored = new Set(scoredFolds.flatMap((x) => x.fold.heldRows)).size;
+  const selection: Selection = { method, folds: folds.length, photos: photosScored, epochs: best.epoch };
+  if (method === 'holdout') return { weights: best.weights[0]!, blend, blends, selection, history, stoppedEarly, logitScale: best.logitScale };
+
+  // Cross-validation chose; now one fit learns from every photo of the folds for the chosen epochs.
+  const all = [...new Set(folds.flatMap((f) => f.held))].sort((a, b) => a - b);
+  const final: CandidateFit<W> = kind.start(all, opts.seed);
+  for (let epoch = 1; epoch <= best.epoch; epoch++) {
+    checkAborted(signal);
+    await final.epoch();
+    onProgress?.({ stage: 'final', folds: folds.length, epoch, maxEpochs: best.epoch, history, bestEpoch: best.epoch, bestValLoss: best.loss, epochsWithoutImprovement: sinceBest, patience: opts.patience });
+  }
+  return { weights: final.snapshot(), blend, blends, selection, history, stoppedEarly, logitScale: final.logitScale() };
+}
+
+function checkAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new ClipdexError('INVALID_ARGUMENT', 'training was cancelled');
+}
+
+function mean(xs: readonly number[]): number {
+  return xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+/** Retrieval among these photo rows, against every caption, under a candidate's weights at a blend. */
+async function scoreRows<W>(kind: CandidateKind<W>, data: TrainingData, weights: W, blend: number, rows: readonly number[]) {
+  const m = data.texts.length / data.dim;
+  const rowOf = new Map(rows.map((row, k) => [row, k]));
+  const pairs = data.pairs.flatMap(([i, c]) => (rowOf.has(i) ? [[rowOf.get(i)!, c] as const] : []));
+  return retrievalDetail(await kind.similarities(weights, blend, rows), rows.length, m, pairs);
+}
+
+/** How far phrases outside the labels move: their tuned embeddings (`tunedTexts`) against the gallery as the version sees it. */
+async function retention(p: NonNullable<TrainingData['probes']>, d: number, tunedTexts: Float32Array, tunedGallery: Float32Array): Promise<Retention> {
   const baseTexts = p.texts;
-  const tunedTexts = await projectBulk(p.texts, p.count, w.text, d);
   const baseSims = await similarityMatrix(baseTexts, p.count, p.gallery, p.galleryCount, d);
-  const tunedSims = await similarityMatrix(tunedTexts, p.count, await projectBulk(p.gallery, p.galleryCount, w.image, d), p.galleryCount, d);
+  const tunedSims = await similarityMatrix(tunedTexts, p.count, tunedGallery, p.galleryCount, d);
   const top10 = (sims: Float32Array, q: number) => {
     const row = Array.from(sims.subarray(q * p.galleryCount, (q + 1) * p.galleryCount), (s, i) => ({ s, i }));
-    return new Set(row.sort((a, b) => b.s - a.s).slice(0, 10).map((x) => x.i));
+    return new Set(row.sort((a, b) => b.s - a.s || a.i - b.i).slice(0, 10).map((x) => x.i));
   };
   let overlap = 0;
   let cosine = 0;

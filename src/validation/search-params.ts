@@ -140,12 +140,21 @@ export interface PageParams<Sort extends string> extends FilterParams {
   offset?: number | undefined;
   sort?: Sort | undefined;
   minScoreRatio?: number | undefined;
+  lang?: string | undefined;
 }
 
 /** Parsed parameters as the query engine's request options: the filter built, absent ones left out. */
-export function requestOptionsOf<Sort extends string>(p: PageParams<Sort>): { filter?: ImageFilter; limit?: number; offset?: number; sort?: Sort; minScoreRatio?: number } {
+export function requestOptionsOf<Sort extends string>(p: PageParams<Sort>): {
+  filter?: ImageFilter;
+  limit?: number;
+  offset?: number;
+  sort?: Sort;
+  minScoreRatio?: number;
+  language?: string;
+} {
   const filter = imageFilterOf(p);
   return {
+    ...(p.lang !== undefined ? { language: p.lang } : {}),
     ...(p.limit !== undefined ? { limit: p.limit } : {}),
     ...(p.offset !== undefined ? { offset: p.offset } : {}),
     ...(p.sort !== undefined ? { sort: p.sort } : {}),
@@ -172,6 +181,15 @@ export const termWeightParam = z.number({ error: WEIGHT }).min(-100, WEIGHT).max
 export const phraseParam = z.string({ error: 'must be text' }).trim().min(1, 'must not be empty').max(1000, 'is limited to 1000 characters');
 /** A stored photo's id in a JSON body or a library call. */
 export const photoIdParam = intRule(1, Number.MAX_SAFE_INTEGER);
+/**
+ * The language of a query's phrases, for models whose text tower takes one (NLLB-CLIP): a language tag
+ * (`de`, `pt-BR`) or a FLORES-200 code (`deu_Latn`). Only its form is checked here; whether the model knows
+ * it is the model's answer (an INVALID_ARGUMENT naming close codes). Other models ignore it.
+ */
+export const languageParam = z
+  .string({ error: 'must be text' })
+  .trim()
+  .regex(/^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8}){0,3}$/, 'must be a language tag (de, pt-BR) or a FLORES-200 code (deu_Latn)');
 /** Alternatives of one query (`cat | dog`): each is a search of its own, so they are few. */
 export const MAX_ALTERNATIVES = 8;
 /** The one check on a query's alternatives, whether they came typed (`a | b`) or as `anyOf` in a request. */

@@ -15,9 +15,17 @@ export const seedRule = intRule(0, 2 ** 31 - 1);
 const LEARNING_RATE = 'must be in (0, 1)';
 export const learningRateRule = z.number({ error: LEARNING_RATE }).gt(0, LEARNING_RATE).lt(1, LEARNING_RATE);
 
-// At least a tenth of the labeled photos stay for training.
+// At least a tenth of the labeled photos stay for training (the service also refuses val + test above 0.9).
 const VAL_FRACTION = 'must be a number from 0 to 0.9';
 export const valFractionRule = z.number({ error: VAL_FRACTION }).min(0, VAL_FRACTION).max(0.9, VAL_FRACTION);
+
+const TEST_FRACTION = 'must be a number from 0 to 0.9';
+export const testFractionRule = z.number({ error: TEST_FRACTION }).min(0, TEST_FRACTION).max(0.9, TEST_FRACTION);
+export const foldsRule = intRule(2, 20);
+// Text blocks tuned from the top (0 = the adapters alone); the model's own depth is checked when its tower is read.
+export const textBlocksRule = intRule(0, 64);
+// LoRA rank of the tuned text blocks (0 = full weights); the model's text width is checked with its tower.
+export const loraRule = intRule(0, 4096);
 
 // Library-only options: neither the CLI nor the API sets them.
 const IDENTITY_PENALTY = 'must be in [0, 100)';
@@ -30,9 +38,12 @@ export const trainRequestShape = {
   epochs: epochsRule.optional(),
   batchSize: batchSizeRule.optional(),
   valFraction: valFractionRule.optional(),
+  testFraction: testFractionRule.optional(),
   seed: seedRule.optional(),
   learningRate: learningRateRule.optional(),
   patience: patienceRule.optional(),
+  textBlocks: textBlocksRule.optional(),
+  lora: loraRule.optional(),
 };
 
 /** The same rules reading text: command-line options and query strings. */
@@ -42,3 +53,6 @@ export const patienceText = intText(patienceRule);
 export const seedText = intText(seedRule);
 export const learningRateText = fromText(learningRateRule);
 export const valFractionText = fromText(valFractionRule);
+export const testFractionText = fromText(testFractionRule);
+export const textBlocksText = intText(textBlocksRule);
+export const loraText = intText(loraRule);

@@ -565,17 +565,20 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
     }
     const labels = await api<{ counts: { train: number; val: number }; captions: unknown[] }>('/api/labels?limit=1');
     expect(labels.counts.val).toBe(0); // never trained: every stored label still reads "train"
-    const preview = await api<{ valFraction: number; train: { labels: number }; val: { labels: number } }>('/api/training/split');
-    expect(preview.valFraction).toBe(0.2);
-    expect(preview.val.labels).toBeGreaterThan(0);
-    expect(preview.train.labels + preview.val.labels).toBe(labels.counts.train);
+    const preview = await api<{ selection: string; testFraction: number; train: { labels: number }; val: { labels: number }; test: { labels: number } }>('/api/training/split');
+    // Eight labels are few: the choices are made by cross-validation, and a fifth is held out as test photos.
+    expect(preview.selection).toBe('cross-validation');
+    expect(preview.testFraction).toBe(0.2);
+    const heldOut = preview.val.labels + preview.test.labels;
+    expect(heldOut).toBeGreaterThan(0);
+    expect(preview.train.labels + heldOut).toBe(labels.counts.train);
 
     await page.click('nav a[data-route="labels"]');
     await page.waitForSelector('#view-labels:not([hidden])');
     await eventually(async () => (await page.getAttribute('#labels-counts', 'data-split')) === 'preview', 'the split the first run will use');
     const total = labels.counts.train;
     expect(await page.textContent('#labels-counts')).toBe(
-      `${total} labels · ${labels.captions.length} captions · ${preview.train.labels} for training, ${preview.val.labels} to be held out to check it when you train (the default 20% share)`,
+      `${total} labels · ${labels.captions.length} captions · ${preview.train.labels} for training, ${heldOut} to be held out to check it when you train (the default 20% share)`,
     );
     expect(await page.textContent('#labels-counts')).not.toContain(' 0 held out');
   });

@@ -371,21 +371,25 @@ describe('access control', () => {
     it(`refuses ${STRESS ? 3_000 : 300} fuzzed Authorization and Cookie headers that do not carry the token`, async () => {
       const headerValue = fc.oneof(
         fc.stringMatching(/^[ -~]{0,120}$/),
-        fc.constantFrom(token.slice(0, -1), `${token} `, `${token}\t`, token.toUpperCase(), encodeURIComponent(token).replace(/[A-Za-z]/, '%41'), '%', '%E0%A4%A', '=', ';;;'),
+        fc.constantFrom(token.slice(0, -1), `${token} `, `${token}\t`, token.toUpperCase(), percentEncodedOther(token), percentEncoded(token), '%', '%E0%A4%A', '=', ';;;'),
       );
       const cases = fc.sample(
         fc.tuple(fc.constantFrom('authorization', 'cookie'), fc.constantFrom('', 'Bearer ', 'bearer ', 'clipdex_token=', 'clipdex_token= ', 'a=b; clipdex_token='), headerValue),
         { numRuns: STRESS ? 3_000 : 300, seed: SEED + 1 },
       );
+      // Whatever letters the token drew: its percent-encoded form is the token, one letter re-encoded is not.
+      expect((await on({ method: 'GET', path: '/api/status', headers: { cookie: `clipdex_token=${percentEncoded(token)}` } })).status).toBe(200);
+      expect((await on({ method: 'GET', path: '/api/status', headers: { cookie: `clipdex_token=${percentEncodedOther(token)}` } })).status).toBe(401);
       const statuses = new Map<number, number>();
       await pool(
         cases.map(([name, prefix, value]) => async () => {
           const header = `${prefix}${value}`;
           const res = await on({ method: 'GET', path: '/api/status', headers: { [name]: header } });
           statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
-          // Only the exact token gets in.
+          // Only the exact token gets in: as a Bearer credential, or as the cookie's value once its percent-escapes
+          // are decoded (RFC 6265 leaves the value's encoding to the server; the page's cookie is written encoded).
           // (Surrounding blanks are not part of a header value: Node strips them, as HTTP says.)
-          const exact = name === 'authorization' ? header.startsWith('Bearer ') && header.slice(7).trim() === token : header.split(';').some((p) => p.trim() === `clipdex_token=${token}`);
+          const exact = name === 'authorization' ? header.startsWith('Bearer ') && header.slice(7).trim() === token : cookieCarries(header, token);
           expect(res.status, `${name}: ${JSON.stringify(header)}`).toBe(exact ? 200 : 401);
         }),
         8,
@@ -450,3 +454,28 @@ describe('access control', () => {
     });
   });
 });
+
+/** The first `clipdex_token` cookie of a Cookie header, percent-decoded, is the token (a malformed escape is no token). */
+function cookieCarries(header: string, token: string): boolean {
+  const part = header.split(';').map((p) => p.trim()).find((p) => p.split('=')[0] === 'clipdex_token');
+  if (part === undefined) return false;
+  try {
+    return decodeURIComponent(part.slice('clipdex_token='.length)) === token;
+  } catch {
+    return false;
+  }
+}
+
+/** The token with every character percent-encoded: the same token, which a cookie may carry. */
+function percentEncoded(token: string): string {
+  return [...Buffer.from(token)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join('');
+}
+
+/** The token with its first letter swapped for the percent-encoding of another letter: never the token. */
+function percentEncodedOther(token: string): string {
+  const at = token.search(/[A-Za-z]/);
+  if (at < 0) return `%41${token}`;
+  const other = token[at] === 'A' ? 'B' : 'A';
+  return `${token.slice(0, at)}%${other.charCodeAt(0).toString(16).toUpperCase()}${token.slice(at + 1)}`;
+}
+

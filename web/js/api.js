@@ -68,6 +68,10 @@ function filterParams(filters = {}, page = {}) {
 
 export const api = {
   status: (signal) => request('/api/status', { signal }),
+  /** The library's model, a switch under way and the models to choose from. */
+  model: (signal) => request('/api/model', { signal }),
+  useModel: (id) => request('/api/model', { method: 'POST', json: { id } }),
+  cancelModelSwitch: () => request('/api/model/target', { method: 'DELETE' }),
 
   /**
    * Typed text alone: GET, so the browser and the server's phrase cache both help. The server reads its

@@ -120,7 +120,8 @@ export class LabelsView {
       (p) => {
         if (generation !== this.countsGeneration) return;
         const skipped = p.skipped ? ` (${formatCount(p.skipped)} not usable now: photo missing, offline or not indexed; kept)` : '';
-        el.textContent = `${head}${formatCount(p.train.labels)} for training, ${formatCount(p.val.labels)} to be held out to check it when you train (the default ${Math.round(p.valFraction * 100)}% share)${skipped}`;
+        // Held out = what the version will not learn from: the test photos, and the validation ones when the run chooses on them.
+        el.textContent = `${head}${formatCount(p.train.labels)} for training, ${formatCount(p.val.labels + (p.test?.labels ?? 0))} to be held out to check it when you train (the default ${Math.round(((p.testFraction ?? 0) + (p.val.labels > 0 ? p.valFraction : 0)) * 100)}% share)${skipped}`;
         el.dataset.split = 'preview';
       },
       () => {

@@ -16,6 +16,15 @@ const RETRY_MS = 5000;
  */
 export function connectEvents(handlers) {
   let source = null;
+  // Panels outside main.js's wiring (the Model panel) follow the same snapshots.
+  const onStatus = handlers.onStatus;
+  handlers = {
+    ...handlers,
+    onStatus: (s) => {
+      onStatus(s);
+      document.dispatchEvent(new CustomEvent('clipdex:status', { detail: s }));
+    },
+  };
   const parse = (e) => {
     try {
       return JSON.parse(e.data);
@@ -119,6 +128,11 @@ export class StatusBar {
     }
     if (s.model && !s.model.ready && pending > 0) parts.push('waiting for the model');
     if (s.offline > 0) parts.push(`${formatCount(s.offline)} offline`);
+    const sw = s.modelSwitch;
+    if (sw?.target) {
+      const detail = ingestDetail(sw);
+      parts.push(`Switching model to ${String(sw.target.ref).split(/[\\/]/).filter(Boolean).pop()}: ${formatCount(sw.done)} of ${formatCount(sw.total)}${detail ? ` (${detail})` : ''}`);
+    }
     if (Array.isArray(s.roots) && s.roots.length === 0) parts.push('no folders yet');
     text.textContent = parts.join(' · ');
     text.dataset.indexed = String(indexed);

@@ -1,8 +1,9 @@
 /**
- * The training page: options and Start; the running job followed live from the event stream's `training`
- * events (phase, epoch, early-stopping state, the loss plot); the report of a finished run (retrieval before
- * and after, both ways, the chosen blend, retention, the verdict); and the adapter versions with activate,
- * roll back and export. One job runs at a time on the server, so every button that starts one waits for it.
+ * The training page: options, what the next run will hold out, and Start; the running job followed live
+ * from the event stream's `training` events (phase, epoch, early-stopping state, the loss plot); the report
+ * of a finished run (retrieval before and after on the test photos no choice saw, both ways, the gain with
+ * its interval, the chosen blend, retention, the verdict); and the adapter versions with activate, roll
+ * back and export. One job runs at a time on the server, so every button that starts one waits for it.
  */
 import { api } from './api.js';
 import { formatCount, formatDate, h, show, withCode } from './dom.js';
@@ -20,6 +21,26 @@ const METRICS = [
 ];
 
 const pct = (x) => `${(100 * x).toFixed(1)}%`;
+/** A change in points with its sign: +14.2, −3.0. */
+const points = (x) => `${x > 0 ? '+' : x < 0 ? '−' : '±'}${Math.abs(100 * x).toFixed(1)}`;
+const plural = (n, word) => `${formatCount(n)} ${word}${n === 1 ? '' : 's'}`;
+
+/** What the next run will hold out, in words (GET /api/training/split). */
+export function splitText(p) {
+  const choices =
+    p.selection === 'holdout'
+      ? `${plural(p.val.photos, 'photo')} to choose the epoch and blend`
+      : `the epoch and blend chosen by ${p.folds}-fold cross-validation over those (too few photos for a validation part of their own)`;
+  const skipped = p.skipped ? `; ${plural(p.skipped, 'label')} not usable now (kept)` : '';
+  return `Next run: learns from ${plural(p.train.photos, 'photo')}, ${choices}, and tests on ${plural(p.test.photos, 'photo')} that no choice sees${skipped}.`;
+}
+
+/** The gain on the test photos with its interval, in words: "+14.2 points … (90% interval +3.0 to +25.0)". */
+export function gainText(m) {
+  const g = m.gain;
+  if (!g) return null;
+  return `${points(g.change)} points ${g.metric} on ${plural(m.testImages ?? m.test?.photos ?? 0, 'test photo')} (${pct(g.before)} → ${pct(g.after)}; ${Math.round(g.level * 100)}% interval ${points(g.low)} to ${points(g.high)})`;
+}
 
 /** The mean of the six recalls: the one number the trainer compares models by. */
 export function meanRecall(m) {
@@ -30,10 +51,12 @@ export function meanRecall(m) {
 }
 
 /**
- * Mean recall before and after, as the trainer reported them: its own rounded figures per blend where it
- * has them (so the page and the verdict sentence agree to the last digit), else computed from the metrics.
+ * Mean recall before and after on the test photos, as the trainer reported them in its verdict (so the page
+ * and the sentence agree to the last digit). A version from before test photos existed has only validation
+ * figures per blend; those stand in for it.
  */
 export function recallChange(m) {
+  if (m.gain) return { before: m.gain.before, after: m.gain.after };
   const at = (blend) => m.blends?.find((b) => b.blend === blend)?.meanRecall;
   const before = at(0) ?? meanRecall(m.before);
   const after = at(m.blend) ?? meanRecall(m.after);
@@ -48,10 +71,15 @@ export function phaseText(job) {
   switch (p.phase) {
     case 'preparing':
       return `Preparing: ${p.message}`;
-    case 'training':
-      return 'Training';
+    case 'caching':
+      return `Text blocks: running ${p.total} captions through the frozen blocks once`;
+    case 'training': {
+      // A run with text blocks trains the adapter, then the text blocks: say whose epochs these are.
+      const whose = p.candidate === 'text-blocks' ? 'Training the text blocks' : p.candidate === 'adapter' ? 'Training the adapter' : 'Training';
+      return p.training?.stage === 'cross-validation' ? `${whose}: ${p.training.folds}-fold cross-validation` : p.training?.stage === 'final' ? `${whose}: final fit` : whose;
+    }
     case 'evaluating':
-      return 'Evaluating: retrieval before and after on the held-out photos';
+      return 'Evaluating: retrieval before and after on the test photos';
     case 'projecting':
       return `${who}: re-projecting stored photos`;
     case 'indexing':
@@ -95,12 +123,48 @@ export class TrainingView {
     });
     els.lossTable.addEventListener('toggle', () => this.renderLossTable());
     drawLossChart(els.chart, []);
+    // What the options on the form will hold out, asked again as they change.
+    this.splitLine = h('p', { className: 'train-split muted small', id: 'train-split' });
+    els.form.append(this.splitLine);
+    for (const input of [els.val, els.seed]) input.addEventListener('change', () => this.refreshSplit());
+    /** The gain with its interval, under the verdict. */
+    this.gainLine = h('p', { className: 'report-gain', id: 'report-gain' });
+    els.verdict.after(this.gainLine);
+    /** A run with text blocks: both candidates side by side, under the gain. */
+    this.comparisonLine = h('p', { className: 'report-comparison muted small', id: 'report-comparison' });
+    this.gainLine.after(this.comparisonLine);
+    show(this.comparisonLine, false);
+    // The text-block depth: built here so the form's other fields stay as they are in the page.
+    this.textBlocks = h('input', { id: 'train-text-blocks', name: 'textBlocks', type: 'number', min: '0', max: '64', step: '1', value: '0', required: true, 'aria-describedby': 'train-text-blocks-hint' });
+    const field = h(
+      'div',
+      { className: 'field' },
+      h('label', { for: 'train-text-blocks', text: 'Text blocks' }),
+      this.textBlocks,
+      h('span', { id: 'train-text-blocks-hint', className: 'muted small', text: '0: adapters only; k: also tune the last k text-tower blocks and keep the better' }),
+    );
+    const actions = els.form.querySelector('.field-actions');
+    if (actions) actions.before(field);
+    else els.form.append(field);
+  }
+
+  async refreshSplit() {
+    const o = this.readOptions();
+    const generation = (this.splitGeneration = (this.splitGeneration ?? 0) + 1);
+    try {
+      const p = await api.splitPreview({ valFraction: o.valFraction, seed: o.seed });
+      if (generation !== this.splitGeneration) return;
+      this.splitLine.textContent = splitText(p);
+      this.splitLine.dataset.selection = p.selection;
+    } catch (err) {
+      if (generation === this.splitGeneration) this.splitLine.textContent = err.code === 'NOT_ENOUGH_LABELS' ? '' : err.message;
+    }
   }
 
   /** Called when the page is shown: the job now, and the versions. */
   async load() {
     this.loaded = true;
-    await Promise.all([this.refreshJob(), this.loadAdapters()]);
+    await Promise.all([this.refreshJob(), this.loadAdapters(), this.refreshSplit()]);
   }
 
   async refreshJob() {
@@ -153,7 +217,9 @@ export class TrainingView {
       seed: num(this.els.seed),
       patience: num(this.els.patience),
       learningRate: num(this.els.lr),
+      textBlocks: num(this.textBlocks),
     };
+    if (opts.textBlocks === 0) delete opts.textBlocks;
     for (const k of Object.keys(opts)) if (opts[k] === undefined || Number.isNaN(opts[k])) delete opts[k];
     return opts;
   }
@@ -247,9 +313,16 @@ export class TrainingView {
     bar.max = t.maxEpochs;
     bar.value = t.epoch;
     show(bar, true);
-    detail.textContent = `Epoch ${formatCount(t.epoch)} of ${formatCount(t.maxEpochs)}`;
     detail.dataset.epoch = String(t.epoch);
-    const best = t.bestValLoss === null ? `best epoch ${t.bestEpoch}` : `best epoch ${t.bestEpoch} (validation loss ${t.bestValLoss.toFixed(3)})`;
+    detail.dataset.stage = t.stage ?? 'holdout';
+    if (t.stage === 'final') {
+      detail.textContent = `Final fit on every photo but the test ones: epoch ${formatCount(t.epoch)} of ${formatCount(t.maxEpochs)}`;
+      early.textContent = `Cross-validation chose epoch ${t.bestEpoch}.`;
+      return;
+    }
+    detail.textContent = `${t.stage === 'cross-validation' ? `${t.folds}-fold cross-validation: e` : 'E'}poch ${formatCount(t.epoch)} of ${formatCount(t.maxEpochs)}`;
+    const lossName = t.stage === 'cross-validation' ? 'mean held-out loss of the folds' : 'validation loss';
+    const best = t.bestValLoss === null ? `best epoch ${t.bestEpoch}` : `best epoch ${t.bestEpoch} (${lossName} ${t.bestValLoss.toFixed(3)})`;
     early.textContent = `Early stopping: ${best} · ${t.epochsWithoutImprovement} of ${t.patience} epochs without improvement`;
     early.dataset.sinceBest = String(t.epochsWithoutImprovement);
     this.history = t.history;
@@ -279,15 +352,20 @@ export class TrainingView {
     const version = result?.adapter?.version;
     show(this.els.bar, false);
     if (!outcome) return;
-    this.els.phase.textContent = `Training finished: adapter v${version} saved. ${outcome.improved ? 'It beats the base model.' : 'It does not beat the base model.'}`;
+    this.els.phase.textContent = `Training finished: adapter v${version} saved. ${outcome.improved ? 'It improves on the test photos.' : 'No supported improvement on the test photos.'}`;
     this.els.detail.textContent = `${formatCount(outcome.history.length)} epoch${outcome.history.length === 1 ? '' : 's'} in ${(outcome.durationMs / 1000).toFixed(1)} s`;
-    this.els.early.textContent = outcome.stoppedEarly ? `Stopped early: no better validation loss after epoch ${outcome.bestEpoch}; its weights were kept.` : `Ran every epoch; the weights of epoch ${outcome.bestEpoch} were kept.`;
+    const cv = outcome.selection?.method === 'cross-validation';
+    const kept = cv ? `a final fit on every photo but the test ones ran ${outcome.bestEpoch} epochs` : 'its weights were kept';
+    const loss = cv ? 'mean held-out loss of the folds' : 'validation loss';
+    this.els.early.textContent = outcome.stoppedEarly
+      ? `Stopped early: no better ${loss} after epoch ${outcome.bestEpoch}; ${kept}.`
+      : `Ran every epoch; best at epoch ${outcome.bestEpoch}; ${kept}.`;
     this.reportVersion = version ?? null;
-    this.showReport(outcome, version);
+    this.showReport(outcome, version, result.comparison);
   }
 
   /** The report of a run: from a job that just finished, or from a stored version's metrics. */
-  showReport(m, version) {
+  showReport(m, version, comparison = m.comparison) {
     const { report } = this.els;
     report.dataset.version = String(version ?? '');
     this.els.reportTitle.textContent = `Adapter v${version}: before and after`;
@@ -297,12 +375,14 @@ export class TrainingView {
     this.renderLossTable();
 
     this.els.verdict.replaceChildren(
-      h('span', { className: `tag ${m.improved ? 'tag-ok' : 'tag-warn'}`, text: m.improved ? 'improves' : 'no gain' }),
+      h('span', { className: `tag ${m.improved ? 'tag-ok' : 'tag-warn'}`, text: m.improved ? 'improves' : 'no supported gain' }),
       ' ',
       h('span', { className: 'verdict-text', text: m.verdict ?? '' }),
     );
-    this.renderMetrics(m.before, m.after, recallChange(m));
-    this.renderBlend(m.blend, m.blends ?? []);
+    this.renderGain(m);
+    this.renderComparison(comparison);
+    this.renderMetrics(m.before, m.after, recallChange(m), m);
+    this.renderBlend(m.blend, m.blends ?? [], m.selection);
     const r = m.retention;
     this.els.retention.replaceChildren(
       r
@@ -316,9 +396,14 @@ export class TrainingView {
           )
         : 'Not measured (no photos to search).',
     );
+    const sel = m.selection;
     this.els.data.textContent = [
-      `${formatCount(m.trainPairs)} training pairs (${formatCount(m.trainImages)} photos)`,
-      `${formatCount(m.valPairs)} validation pairs (${formatCount(m.valImages)} photos)`,
+      `learned from ${formatCount(m.trainPairs)} pairs (${plural(m.trainImages, 'photo')})`,
+      sel?.method === 'cross-validation'
+        ? `epoch and blend chosen by ${sel.folds}-fold cross-validation over those`
+        : `${formatCount(m.valPairs)} validation pairs (${plural(m.valImages, 'photo')}) to choose the epoch and blend`,
+      m.testImages === undefined ? null : `${formatCount(m.testPairs)} test pairs (${plural(m.testImages, 'photo')}) for the verdict`,
+      m.test?.untested?.length ? `untested (too few photos): ${m.test.untested.join(', ')}` : null,
       `${formatCount(m.captions)} captions`,
       m.options ? `seed ${m.options.seed}, batch ${m.options.batchSize}, learning rate ${m.options.learningRate}` : null,
     ]
@@ -328,7 +413,53 @@ export class TrainingView {
     for (const row of this.els.adaptersBody.querySelectorAll('tr')) row.classList.toggle('reported', row.dataset.version === String(version));
   }
 
-  renderMetrics(before, after, change) {
+  /** Both candidates of a text-block run: their test photos' mean recall and which one the selection saved. */
+  renderComparison(c) {
+    const el = this.comparisonLine;
+    if (!c) {
+      el.replaceChildren();
+      show(el, false);
+      return;
+    }
+    const t = c.textBlocks;
+    const line = (name, o) => `${name}: ${o.gain ? `${pct(o.gain.before)} → ${pct(o.gain.after)}` : 'not tested'}${o.improved ? ' (improves)' : ''}`;
+    el.replaceChildren(
+      line('Adapter', c.adapter),
+      ' · ',
+      line(`text blocks k=${t.k}${t.lora ? `, LoRA ${t.lora}` : ''}`, t),
+      ' · ',
+      h('strong', { text: `saved: ${c.chosen === 'adapter' ? 'the adapter' : 'the text blocks'}` }),
+      ' (the higher on the held-out choice, never the test photos)',
+    );
+    el.dataset.chosen = c.chosen;
+    show(el, true);
+  }
+
+  /** The headline gain and its interval, drawn as a bar over a scale around 0 so "includes 0" is visible. */
+  renderGain(m) {
+    const g = m.gain;
+    const el = this.gainLine;
+    if (!g) {
+      el.replaceChildren();
+      show(el, false);
+      return;
+    }
+    const span = Math.max(0.05, Math.abs(g.low), Math.abs(g.high));
+    const at = (x) => `${(50 + (50 * x) / span).toFixed(2)}%`;
+    // Positions through the CSSOM: the page's Content-Security-Policy refuses inline style attributes.
+    const range = h('span', { className: 'gain-range' });
+    range.style.left = at(g.low);
+    range.style.width = `calc(${at(g.high)} - ${at(g.low)})`;
+    const point = h('span', { className: 'gain-point' });
+    point.style.left = at(g.change);
+    const scale = h('span', { className: `gain-scale ${g.low > 0 ? 'gain-above' : 'gain-spans'}`, 'aria-hidden': 'true' }, h('span', { className: 'gain-zero' }), range, point);
+    el.replaceChildren(scale, ' ', h('span', { className: 'gain-text', text: gainText(m) }));
+    el.dataset.low = String(g.low);
+    el.dataset.high = String(g.high);
+    show(el, true);
+  }
+
+  renderMetrics(before, after, change, m = {}) {
     const { metrics, metricsEmpty } = this.els;
     const tbody = metrics.querySelector('tbody');
     if (!before || !after) {
@@ -357,13 +488,15 @@ export class TrainingView {
       }),
     );
     const q = DIRECTIONS.map(([dir, label]) => `${label.toLowerCase()}: ${formatCount(before[dir].queries)} queries`).join(', ');
-    metrics.querySelector('caption').textContent = `Retrieval on the held-out photos (${q})${change ? `; mean recall ${pct(change.before)} → ${pct(change.after)}` : ''}`;
+    const where = m.gain ? `the ${plural(m.testImages, 'test photo')}, which no choice saw` : 'the held-out photos';
+    metrics.querySelector('caption').textContent = `Retrieval on ${where} (${q})${change ? `; mean recall@1/5/10 ${pct(change.before)} → ${pct(change.after)}` : ''}`;
   }
 
-  renderBlend(blend, blends) {
+  renderBlend(blend, blends, selection) {
+    const on = selection?.method === 'cross-validation' ? `averaged over the ${selection.folds} cross-validation folds` : 'on the validation photos';
     this.els.blend.replaceChildren(
       h('strong', { text: String(blend) }),
-      ` (0 is the base model, 1 the fully tuned one): the smallest blend within half a point of the best mean recall on validation, so the adapter keeps as much of what the model knew as it can.`,
+      ` (0 is the base model, 1 the fully tuned one): the smallest blend within half a point of the best mean recall ${on} (never the test photos), so the adapter keeps as much of what the model knew as it can.`,
     );
     this.els.blends.replaceChildren(
       ...blends.map((b) =>
@@ -411,7 +544,7 @@ export class TrainingView {
           h('td', { text: formatDate(v.createdAt) }),
           h('td', { text: m.blend === undefined ? '—' : String(m.blend) }),
           h('td', { text: change ? `${pct(change.before)} → ${pct(change.after)}` : '—' }),
-          h('td', {}, h('span', { className: `tag ${m.improved ? 'tag-ok' : 'tag-warn'}`, text: m.improved ? 'improves' : 'no gain' })),
+          h('td', { title: gainText(m) ?? '' }, h('span', { className: `tag ${m.improved ? 'tag-ok' : 'tag-warn'}`, text: m.improved ? 'improves' : 'no supported gain' })),
           h('td', { className: 'adapter-actions' }, ...actions),
         );
       }),
@@ -425,8 +558,8 @@ export class TrainingView {
   }
 
   activate(v) {
-    // A version that lost to the base model on validation is kept for comparison; using it is a choice.
-    if (!v.metrics?.improved && !window.confirm(`Adapter v${v.version} did not beat the base model on the held-out photos.\nUse it for searches anyway?`)) return;
+    // A version without a supported gain on its test photos is kept for comparison; using it is a choice.
+    if (!v.metrics?.improved && !window.confirm(`Adapter v${v.version} has no supported gain over the base model on its test photos.\nUse it for searches anyway?`)) return;
     this.runJob(() => api.activateAdapter(v.version), `Activating adapter v${v.version}…`);
   }
 

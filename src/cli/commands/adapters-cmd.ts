@@ -111,6 +111,11 @@ function printList(versions: AdapterSummary[], baseKey: string): void {
     const r = validationRecall(v.metrics);
     const recall = r ? `${(100 * r.before).toFixed(1)}% → ${(100 * r.after).toFixed(1)}%` : 'not measured';
     out.push(`${v.active ? '*' : ' '}  ${`v${v.version}`.padEnd(9)}${createdAt(v.createdAt).padEnd(18)}${String(v.metrics.blend ?? '?').padEnd(7)}${recall}`);
+    // A text-tuned version says so: its searches go through its own text tower, not a projection.
+    if (v.metrics.kind === 'text-blocks') {
+      const c = v.metrics.comparison as { textBlocks?: { k?: number; lora?: number | null } } | undefined;
+      out.push(`       text blocks k=${c?.textBlocks?.k ?? '?'}${c?.textBlocks?.lora ? `, LoRA ${c.textBlocks.lora}` : ''} (its own text tower; the image tower locked)`);
+    }
     if (typeof v.metrics.verdict === 'string') out.push(`       ${v.metrics.verdict}`);
   }
   out.push('(* = what searches use)');
@@ -126,9 +131,12 @@ export function adaptersCommand(): Command {
     .action(async (_opts: unknown, cmd: Command) => {
       const g = globalOptions(cmd);
       await withService(g, async (service, library) => {
-        const { versions, active } = service.list();
-        if (g.json) printJson({ modelKey: library.requireModel().key, searchKey: library.searchSpace().key, active, versions });
-        else printList(versions, library.requireModel().key);
+        const { versions, active, otherModels } = service.list();
+        if (g.json) printJson({ modelKey: library.requireModel().key, searchKey: library.searchSpace().key, active, versions, otherModels });
+        else {
+          printList(versions, library.requireModel().key);
+          for (const m of otherModels) process.stdout.write(`${m.versions.map((v) => `v${v}`).join(', ')}: ${m.note}\n`);
+        }
       });
     });
 

@@ -74,7 +74,7 @@ export function libraryCheck(dataDir: string, full = false): Check {
   }
 }
 
-export async function runChecks(g: { model: string; dataDir: string; cacheDir: string }, options: { full?: boolean } = {}): Promise<Check[]> {
+export async function runChecks(g: { modelOrDefault: string; dataDir: string; cacheDir: string }, options: { full?: boolean } = {}): Promise<Check[]> {
   const checks: Check[] = [];
   checks.push({
     name: 'runtime',
@@ -104,7 +104,7 @@ export async function runChecks(g: { model: string; dataDir: string; cacheDir: s
   );
 
   try {
-    const spec = await resolveModel(g.model, { cacheRoot: g.cacheDir });
+    const spec = await resolveModel(g.modelOrDefault, { cacheRoot: g.cacheDir });
     const model = await ClipModel.load(spec);
     const p = model.providers;
     checks.push({
@@ -125,7 +125,7 @@ export async function runChecks(g: { model: string; dataDir: string; cacheDir: s
       status: 'fail',
       detail: errorMessage(err),
       fix: missing
-        ? `run \`clipdex models pull ${g.model}\`, or \`clipdex models import <dir>\` on an offline machine, or pass --model <dir>`
+        ? `run \`clipdex models pull ${g.modelOrDefault}\`, or \`clipdex models import <dir>\` on an offline machine, or pass --model <dir>`
         : 'check the model files; `clipdex models pull` again replaces corrupt files',
     });
   }

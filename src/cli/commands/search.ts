@@ -15,6 +15,7 @@ import {
   requestOptionsOf,
   limitParam,
   MAX_LIMIT,
+  languageParam,
   minScoreRatioParam,
   searchOffsetParam,
   searchSortParam,
@@ -34,6 +35,7 @@ interface CommonOptions {
   format?: ImageFormat[];
   sort?: SearchRequest['sort'];
   minScoreRatio?: number;
+  lang?: string;
   /** Print the weaker matches too, below the strong ones. */
   all?: boolean;
 }
@@ -141,6 +143,7 @@ export function searchCommand(): Command {
     .argument('[phrase...]', 'what to look for, e.g. "dog asleep on the sofa" or "beach July 2023 -people"')
     .option('--plain', 'take the phrase as written: no dates, | or -word')
     .option('--no-text', 'CLIP alone: leave the text read in photos (OCR) out of the ranking; by default photos whose text has the words rank too, marked [text], and "quoted" words must be in it')
+    .option('--lang <code>', 'the phrase\'s language, for a model that takes one (NLLB-CLIP): de, pt-BR or deu_Latn (default: detected)', option(languageParam, '--lang'))
     .option('--add <term...>', 'another phrase, image path or photo id to add')
     .option('--subtract <term...>', 'a phrase, image path or photo id to subtract (e.g. "people")');
   addCommonOptions(cmd).action(async (words: string[], o: CommonOptions & { limit: number; plain?: boolean; text?: boolean; add?: string[]; subtract?: string[] }, c: Command) => {

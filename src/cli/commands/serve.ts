@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { errorMessage } from '../../errors.js';
 import { IngestEngine } from '../../ingest/ingest-engine.js';
+import { ModelSwitcher } from '../../ingest/model-switch.js';
 import { Library } from '../../library/library.js';
 import { requireFolders } from '../../ingest/folder-check.js';
 import { LateIngest } from '../../server/late-ingest.js';
@@ -35,6 +36,17 @@ export function serveCommand(): Command {
         onIndexProgress: indexBuildLog(log),
         onIndexError: (err) => log(`clipdex: ${errorMessage(err)}`),
       });
+      if (library.notice) log(`clipdex: ${library.notice}`);
+      // A model switch recorded by `models use` (here, before a restart, or by the CLI) runs in the background.
+      const modelSwitch = library.loaded
+        ? new ModelSwitcher(library, {
+            cacheDir: g.cacheDir,
+            onEvent: (e) => {
+              if (e.type === 'model-switched') log(`clipdex: switched to ${e.to}: searches use its index now (${e.encoded} photos encoded); the previous model's vectors are kept, \`clipdex models use ${e.from}\` switches back at once`);
+              else if (e.status.error) log(`clipdex: model switch: ${e.status.error}`);
+            },
+          }).start()
+        : null;
       if (library.modelError) log(`clipdex: ${library.modelError.message}\nclipdex: serving without search until the model is available; indexing waits.`);
       // The engine starts behind the listening server: a search needs only the text tower and the index.
       const ingest = library.loaded
@@ -62,6 +74,7 @@ export function serveCommand(): Command {
       const running = await startServer({
         library,
         ...(ingest ? { ingest } : {}),
+        ...(modelSwitch ? { modelSwitch } : {}),
         host: o.host,
         port: o.port,
         ...(o.allowedHost ? { allowedHosts: o.allowedHost } : {}),
@@ -83,6 +96,7 @@ export function serveCommand(): Command {
       });
       log('clipdex: shutting down');
       await running.close();
+      await modelSwitch?.close();
       await (await ingest?.ready)?.close();
       await library.close();
     });

@@ -3,6 +3,7 @@ import { ClipdexError } from '../../errors.js';
 import { readIngestCounts } from '../../store/ingest-counts-repo.js';
 import { IngestStore } from '../../ingest/ingest-store.js';
 import { Library } from '../../library/library.js';
+import { ModelSwitcher } from '../../ingest/model-switch.js';
 import { exitCodeFor, globalOptions, printJson } from '../context.js';
 import { optionParser } from '../../validation/param-rules.js';
 import { listLimitParam } from '../../validation/id-params.js';
@@ -61,6 +62,8 @@ export function statusCommand(): Command {
           error: lib.modelError ? { code: lib.modelError.code, message: lib.modelError.message } : null,
         };
         const index = loaded ? loaded.index.health() : null;
+        // Read from the database: the process encoding (a server) writes its rate and ETA there.
+        const modelSwitch = loaded ? new ModelSwitcher(lib, { cacheDir: g.cacheDir }).status() : null;
         let errors: FailedFile[] | undefined;
         if (opts.errors) {
           errors = [];
@@ -76,7 +79,7 @@ export function statusCommand(): Command {
         // The report is still useful without a model, but a script asking "is it ready?" must hear no.
         if (!loaded) process.exitCode = exitCodeFor(lib.modelError ?? new ClipdexError('MODEL_NOT_FOUND', 'no model'));
         if (g.json) {
-          printJson({ ...counts, roots, model, index, library, ...(errors ? { errors } : {}) });
+          printJson({ ...counts, roots, model, index, library, modelSwitch, ...(errors ? { errors } : {}) });
           return;
         }
         const out: string[] = [];
@@ -86,6 +89,12 @@ export function statusCommand(): Command {
             ? `Model     ${model.key} (${model.dim}-d) on ${model.provider}`
             : `Model     ${model.ref}: not loaded: ${model.error?.message ?? 'unknown reason'}`,
         );
+        if (lib.notice) out.push(`          ${lib.notice}`);
+        const sw = modelSwitch?.target ? modelSwitch : null;
+        if (sw?.target) {
+          const how = sw.state === 'elsewhere' ? `${sw.filesPerSecond.toFixed(1)} photos/s${sw.etaSeconds !== null ? `, about ${Math.ceil(sw.etaSeconds)} s left` : ''}` : 'waiting for `clipdex serve` (or `clipdex models use … --wait`)';
+          out.push(`Switching to ${sw.target.ref}: ${sw.done}/${sw.total} photos encoded, ${how}${sw.failed > 0 ? `; ${sw.failed} could not be encoded` : ''}`);
+        }
         out.push(`Files     ${counts.indexed} indexed, ${counts.pending} pending, ${counts.failed} failed, ${counts.offline} offline`);
         if (index) {
           const quality = index.recall !== null ? `, recall@10 ${index.recall.toFixed(3)} at ef ${index.ef}` : '';

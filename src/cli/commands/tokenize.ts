@@ -13,7 +13,7 @@ export function tokenizeCommand(): Command {
     .option('--context <n>', 'truncate to this many tokens, keeping the end token', optionParser(contextLengthParam, '--context'))
     .action(async (text: string, opts: { vocab?: string; context?: number }, cmd: Command) => {
       const g = globalOptions(cmd);
-      const source = opts.vocab ?? (await resolveModel(g.model, { cacheRoot: g.cacheDir })).tokenizerPath;
+      const source = opts.vocab ?? (await resolveModel(g.modelOrDefault, { cacheRoot: g.cacheDir })).tokenizerPath;
       const tokenizer = await ClipTokenizer.fromFile(source);
       const ids = opts.context ? tokenizer.encodeTruncated(text, opts.context) : tokenizer.encode(text);
       if (g.json) printJson({ text, ids });

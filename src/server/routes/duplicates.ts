@@ -6,6 +6,7 @@ import { findDuplicates } from '../../search/duplicate-groups.js';
 import { DuplicatesRepo } from '../../store/duplicates-repo.js';
 import { duplicateThresholdParam, neighboursParam, photoIdsParam, rotationsParam, trashIdsParam } from '../../validation/duplicates-params.js';
 import { intParam } from '../../validation/param-rules.js';
+import { photoFields } from '../api-responses.js';
 import { ApiRoutes } from '../api-routes.js';
 import { sendError, statusFor } from '../http-errors.js';
 import { errors, json } from '../openapi.js';
@@ -22,13 +23,7 @@ const pageQuery = z.object({ limit: intParam(1, 1000).optional(), offset: intPar
 
 const pairPhoto = z.object({ id: z.number().int(), path: z.string() });
 const duplicatePhoto = z.object({
-  id: z.number().int(),
-  path: z.string(),
-  size: z.number().int(),
-  width: z.number().int().nullable(),
-  height: z.number().int().nullable(),
-  format: z.string().nullable(),
-  takenAt: z.number().int().nullable(),
+  ...photoFields,
   keeper: z.boolean().describe('the suggested photo to keep'),
   distance: z.number().describe('cosine distance to the keeper'),
   exactCopy: z.boolean().describe("the keeper's very bytes"),

@@ -1,3 +1,4 @@
+import type { ModelSwitcher } from '../../ingest/model-switch.js';
 import type { Library } from '../../library/library.js';
 import type { QueryEngine } from '../../search/query-engine.js';
 import type { AdapterService } from '../../train/adapter-service.js';
@@ -13,4 +14,6 @@ export interface RouteContext {
   adapters: AdapterService;
   jobs: TrainingJobs;
   events: EventHub;
+  /** The background model switch; only `clipdex serve` runs one. */
+  modelSwitch: ModelSwitcher | undefined;
 }

@@ -5,10 +5,10 @@ import { statusOf } from '../status-service.js';
 import type { RouteContext } from './route-context.js';
 
 /** The server's state: counts, progress, model and index health; the models it knows. */
-export function statusRoutes({ library, ingest }: RouteContext, registry: OpenAPIRegistry) {
+export function statusRoutes({ library, ingest, modelSwitch }: RouteContext, registry: OpenAPIRegistry) {
   return new ApiRoutes(registry)
     .get('/api/status', { summary: 'Counts, indexing progress, model and execution provider, index health', responses: { 200: { description: 'status' } } }, (_input, _req, res) => {
-      res.json(statusOf({ library, ingest }));
+      res.json(statusOf({ library, ingest, modelSwitch }));
     })
     .get('/api/models', { summary: 'Known models and the one loaded', responses: { 200: { description: 'models' } } }, async (_input, _req, res) => {
       const manifests = await listManifests();

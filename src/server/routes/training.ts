@@ -1,4 +1,5 @@
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
+import { ClipdexError } from '../../errors.js';
 import { splitPreview, trainingState } from '../api-responses.js';
 import { trainBody } from '../api-schemas.js';
 import { ApiRoutes } from '../api-routes.js';
@@ -19,24 +20,26 @@ export function trainingRoutes({ library, jobs }: RouteContext, registry: OpenAP
     .get(
       '/api/training/split',
       {
-        summary: 'What the next training run would hold out: train/val counts of labels and photos, and labels it would skip',
+        summary: 'What the next training run would hold out: labels and photos it learns from, those only its choices see (validation), those only its verdict sees (test), how it chooses (validation part or k-fold cross-validation), and labels it would skip',
         query: splitPreviewQuery,
-        responses: { 200: json('{ train, val, skipped }', splitPreview), ...errors(400, 503) },
+        responses: { 200: json('{ train, val, test, selection, folds, skipped }', splitPreview), ...errors(400, 503) },
       },
       ({ query }, _req, res) => {
-        res.json(previewSplit(library, query.valFraction, query.seed));
+        res.json(previewSplit(library, query.valFraction, query.seed, query.testFraction));
       },
     )
     .post(
       '/api/training',
       {
-        summary: 'Start training an adapter on the labels (runs in the background; progress as `training` events)',
+        summary: 'Start training on the labels (runs in the background; progress as `training` events): the adapter, and with textBlocks > 0 also the last k text-tower blocks (lora: their low-rank rank), both judged on one split; the result then carries `comparison` and the saved version is the one the selection step scored higher',
         body: trainBody,
         bodyOf: (req) => req.body ?? {},
         responses: { 202: json('started', trainingState.shape.job.unwrap()), ...errors(400, 409, 503) },
       },
       ({ body }, _req, res) => {
         library.requireModel();
+        // Refused before a job starts, like every other bad field.
+        if (body.lora && !body.textBlocks) throw new ClipdexError('INVALID_ARGUMENT', 'lora applies to tuned text blocks: give textBlocks too');
         res.status(202).json(jobs.train(body));
       },
     ).router;

@@ -1,0 +1,157 @@
+/**
+ * Which model a library uses, and the one it is switching to, as rows of the meta table (no migration:
+ * a key/value table is there since schema 1). Also the one question the switch asks of the photos: which
+ * indexed content has no vector under a model key yet.
+ *
+ *   library_model          {ref, key}       the model searches use; a start without --model opens it
+ *   library_model_target   {ref, key, dim, requestedAt}  a switch under way (absent: none)
+ *   library_model_ref:<key> ref             how to load a key's model again (`models use` back, forget)
+ *   library_model_runner   {pid, at}        the process re-encoding now (a heartbeat; stale after a while)
+ *   library_model_progress {…}              its last rate, ETA and failures, for `status` in another process
+ */
+import type { SqliteHandle } from './database.js';
+
+export interface RecordedModel {
+  /** What loads it: a model id or a directory. */
+  ref: string;
+  /** Its model key (name + weights fingerprint). */
+  key: string;
+}
+
+export interface SwitchTarget extends RecordedModel {
+  dim: number;
+  requestedAt: number;
+}
+
+export interface MissingPhoto {
+  id: number;
+  path: string;
+  pathBytes: Buffer | null;
+  contentHash: string;
+}
+
+const CURRENT = 'library_model';
+const TARGET = 'library_model_target';
+const REF_PREFIX = 'library_model_ref:';
+const RUNNER = 'library_model_runner';
+const PROGRESS = 'library_model_progress';
+
+export interface SwitchRunner {
+  pid: number;
+  /** A token of the holder (several switchers may live in one process: tests). */
+  holder: string;
+  at: number;
+}
+
+export class LibraryModelRepo {
+  private readonly getStmt;
+  private readonly putStmt;
+  private readonly removeStmt;
+  private readonly listStmt;
+  private readonly missingStmt;
+  private readonly totalStmt;
+  private readonly doneStmt;
+
+  constructor(db: SqliteHandle) {
+    this.getStmt = db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?');
+    this.putStmt = db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+    this.removeStmt = db.prepare<[string]>('DELETE FROM meta WHERE key = ?');
+    this.listStmt = db.prepare<[string, string], { key: string; value: string }>('SELECT key, value FROM meta WHERE substr(key, 1, length(?)) = ?');
+    // One row per content (two paths of one file need one vector), the lowest image id standing for it.
+    this.missingStmt = db.prepare<{ key: string; after: number; limit: number }, MissingPhoto>(
+      `SELECT min(i.id) AS id, i.path AS path, i.path_bytes AS pathBytes, i.content_hash AS contentHash FROM images i
+        WHERE i.status = 'indexed' AND i.content_hash IS NOT NULL AND i.id > @after
+          AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.content_hash = i.content_hash AND e.model_key = @key)
+        GROUP BY i.content_hash ORDER BY min(i.id) LIMIT @limit`,
+    );
+    this.totalStmt = db.prepare<[], { n: number }>(
+      `SELECT count(DISTINCT content_hash) AS n FROM images WHERE status = 'indexed' AND content_hash IS NOT NULL`,
+    );
+    this.doneStmt = db.prepare<[string], { n: number }>(
+      `SELECT count(DISTINCT i.content_hash) AS n FROM images i
+        JOIN embeddings e ON e.content_hash = i.content_hash AND e.model_key = ?
+        WHERE i.status = 'indexed'`,
+    );
+  }
+
+  current(): RecordedModel | null {
+    return this.read<RecordedModel>(CURRENT);
+  }
+
+  /** Records the model searches use (and remembers how to load its key). */
+  setCurrent(model: RecordedModel): void {
+    this.putStmt.run(CURRENT, JSON.stringify({ ref: model.ref, key: model.key }));
+    this.rememberRef(model.key, model.ref);
+  }
+
+  target(): SwitchTarget | null {
+    return this.read<SwitchTarget>(TARGET);
+  }
+
+  setTarget(target: SwitchTarget): void {
+    this.putStmt.run(TARGET, JSON.stringify(target));
+    this.rememberRef(target.key, target.ref);
+  }
+
+  clearTarget(): void {
+    this.removeStmt.run(TARGET);
+  }
+
+  runner(): SwitchRunner | null {
+    return this.read<SwitchRunner>(RUNNER);
+  }
+
+  setRunner(runner: SwitchRunner): void {
+    this.putStmt.run(RUNNER, JSON.stringify(runner));
+  }
+
+  clearRunner(): void {
+    this.removeStmt.run(RUNNER);
+  }
+
+  /** The runner's last progress report (opaque JSON to the store). */
+  progress<T>(): T | null {
+    return this.read<T>(PROGRESS);
+  }
+
+  setProgress(value: unknown): void {
+    this.putStmt.run(PROGRESS, JSON.stringify(value));
+  }
+
+  clearProgress(): void {
+    this.removeStmt.run(PROGRESS);
+  }
+
+  rememberRef(key: string, ref: string): void {
+    this.putStmt.run(REF_PREFIX + key, ref);
+  }
+
+  forgetRef(key: string): void {
+    this.removeStmt.run(REF_PREFIX + key);
+  }
+
+  /** The model keys this library has loaded, with what loads each. */
+  knownRefs(): { key: string; ref: string }[] {
+    return this.listStmt.all(REF_PREFIX, REF_PREFIX).map((r) => ({ key: r.key.slice(REF_PREFIX.length), ref: r.value }));
+  }
+
+  /** Indexed photos whose content has no vector under `key`, a page after image id `afterId`. */
+  missing(key: string, afterId: number, limit: number): MissingPhoto[] {
+    return this.missingStmt.all({ key, after: afterId, limit });
+  }
+
+  /** Distinct indexed contents, and how many of them have a vector under `key`. */
+  coverage(key: string): { done: number; total: number } {
+    return { done: this.doneStmt.get(key)!.n, total: this.totalStmt.get()!.n };
+  }
+
+  private read<T>(key: string): T | null {
+    const row = this.getStmt.get(key);
+    if (!row) return null;
+    try {
+      return JSON.parse(row.value) as T;
+    } catch {
+      return null;
+    }
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The tuned tensors merged back into the tower's own graph: the same nodes, inputs and outputs, only the
+ * tuned initializers' values changed (transposed back where the export stores them [out, in]). No adapter
+ * node is added, so whatever loads the original tower loads this one.
+ *
+ * Files are written beside their target under a temporary name and renamed into place: a run killed or
+ * cancelled mid-write leaves the old file (or none), never half of a new one.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { cp, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { ClipdexError } from '../../errors.js';
+import { cloneGraph, writeGraph } from '../graph-grad/onnx-ir.js';
+import { locate, type TextTower, transpose } from './tower-source.js';
+
+/** The tower's graph with these canonical tensors replaced. */
+export function mergedTowerBytes(tower: TextTower, tensors: ReadonlyMap<string, Float32Array>): Uint8Array {
+  const g = cloneGraph(tower.graph);
+  for (const [name, data] of tensors) {
+    const src = locate(tower, name);
+    const t = g.initializers.get(src.name)!;
+    if (data.length !== t.data.length) throw new ClipdexError('INVALID_ARGUMENT', `tuned ${name} has ${data.length} values; ${src.name} has ${t.data.length}`);
+    g.initializers.set(src.name, { ...t, data: src.transpose ? transpose(data, src.dims[0]!, src.dims[1]!) : Float32Array.from(data) });
+  }
+  return writeGraph(g);
+}
+
+function cancelled(): ClipdexError {
+  return new ClipdexError('INVALID_ARGUMENT', 'writing the tuned text tower was cancelled');
+}
+
+/** Writes `bytes` to `target` through a temporary file in the same folder, synced before the rename. */
+export async function writeFileAtomic(target: string, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
+  const path = resolve(target);
+  await mkdir(dirname(path), { recursive: true });
+  const temp = `${path}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    const fh = await open(temp, 'w');
+    try {
+      // In slices, so a cancel lands between them instead of after 250 MB.
+      const slice = 16 << 20;
+      for (let at = 0; at < bytes.length; at += slice) {
+        if (signal?.aborted) throw cancelled();
+        await fh.write(bytes, at, Math.min(slice, bytes.length - at));
+      }
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    if (signal?.aborted) throw cancelled();
+    await rename(temp, path);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * A complete model folder at `outDir`: a copy of the tower's folder with the text tower replaced by `bytes`,
+ * loadable as `--model outDir`. Built in a staging folder beside it and renamed, so it appears whole or not at all.
+ */
+export async function writeTunedModelDir(tower: TextTower, bytes: Uint8Array, outDir: string, signal?: AbortSignal): Promise<string> {
+  const out = resolve(outDir);
+  if (existsSync(out) && (await readdir(out)).length > 0) throw new ClipdexError('INVALID_ARGUMENT', `${out} is not empty`);
+  const staging = `${out}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    // Other variants of the text tower (transformers.js' _fp16, _quantized) would still hold the old weights.
+    const textFile = resolve(tower.spec.dir, tower.spec.text.file);
+    const stale = (p: string) => dirname(p) === dirname(textFile) && p !== textFile && /^text_model.*\.onnx(_data)?$/.test(p.slice(dirname(p).length + 1));
+    await cp(tower.spec.dir, staging, { recursive: true, filter: (p) => !stale(resolve(p)) });
+    if (signal?.aborted) throw cancelled();
+    await writeFileAtomic(join(staging, tower.spec.text.file), bytes, signal);
+    if (signal?.aborted) throw cancelled();
+    await rm(out, { recursive: true, force: true });
+    await rename(staging, out);
+    return out;
+  } catch (err) {
+    await rm(staging, { recursive: true, force: true });
+    throw err;
+  }
+}
