@@ -70,7 +70,7 @@ describe.skipIf(!chelsea)(`OCR in ingest ${chelsea ? '' : NEEDS_SHARED}`, () => 
     try {
       const off = await IngestEngine.start(lib, { roots: [dir], watch: false, ocr: false });
       await off.ocrIdle();
-      expect(off.status().ocr).toEqual({ enabled: false, unavailable: null, done: 0, failed: 0, pending: photos.length });
+      expect(off.status().ocr).toEqual({ enabled: false, source: 'option', unavailable: null, done: 0, failed: 0, pending: photos.length });
       await off.close();
 
       // No scan: nothing is queued for ingest, so all the reading is the background pass's.

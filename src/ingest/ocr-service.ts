@@ -13,7 +13,11 @@
  *   it is indexed for CLIP all the same (the two never share a failure). The engine itself missing (no model
  *   files) is not a photo's fault: no reading is recorded, the error is kept for the status, and the photos
  *   stay pending.
- * - Off (IngestEngineOptions.ocr false, or CLIPDEX_OCR=off): nothing is read; what was read stays searchable.
+ * - On by default. Off comes from, first to last: IngestEngineOptions.ocr false, CLIPDEX_OCR=off (one run),
+ *   the library's setting (`clipdex ocr off`, the page's toggle, PUT /api/ocr; kept in the library so every
+ *   later run honours it). resolveOcr decides, and the status names which of them did, so a setting that
+ *   seems ignored (env set in the server's shell) explains itself. Off reads nothing more; what was read
+ *   stays searchable.
  */
 import { ClipdexError, errorMessage, isClipdexError } from '../errors.js';
 import type { SessionOptions } from '../inference/onnx-runtime.js';
@@ -37,6 +41,44 @@ export function ocrEnabledFromEnv(env: Readonly<Record<string, string | undefine
   throw new ClipdexError('INVALID_ARGUMENT', `CLIPDEX_OCR must be on or off, got '${env.CLIPDEX_OCR}'`);
 }
 
+/** Where the OCR on/off in force comes from, strongest first. */
+export type OcrSource = 'option' | 'env' | 'library' | 'default';
+
+export interface OcrChoice {
+  enabled: boolean;
+  source: OcrSource;
+}
+
+/**
+ * The one place the on/off is decided: an explicit option (a program embedding the engine) > CLIPDEX_OCR
+ * (one run) > the library's setting (the user's lasting choice) > on.
+ */
+export function resolveOcr(o: { option?: boolean | undefined; env?: Readonly<Record<string, string | undefined>>; library?: boolean | undefined }): OcrChoice {
+  if (o.option !== undefined) return { enabled: o.option, source: 'option' };
+  const env = ocrEnabledFromEnv(o.env ?? process.env);
+  if (env !== undefined) return { enabled: env, source: 'env' };
+  if (o.library !== undefined) return { enabled: o.library, source: 'library' };
+  return { enabled: true, source: 'default' };
+}
+
+/**
+ * Refuses a change of the library's setting that would not take effect now: silently keeping the forced
+ * value would look like a toggle that does not work. Asking for the value already forced is no conflict.
+ */
+export function assertOcrSettable(current: OcrChoice, on: boolean): void {
+  if (current.enabled === on || (current.source !== 'env' && current.source !== 'option')) return;
+  const why =
+    current.source === 'env'
+      ? `CLIPDEX_OCR=${current.enabled ? 'on' : 'off'} is set in the environment clipdex was started with, and it overrides the library's setting; start it again without CLIPDEX_OCR (the library's setting then applies: \`clipdex ocr ${on ? 'on' : 'off'}\` sets it)`
+      : `this engine was started with OCR ${current.enabled ? 'on' : 'off'} by its caller (IngestEngineOptions.ocr), which overrides the library's setting and CLIPDEX_OCR`;
+  throw new ClipdexError('SETTING_OVERRIDDEN', `cannot turn text reading ${on ? 'on' : 'off'}: ${why}`, { details: { source: current.source, enabled: current.enabled } });
+}
+
+/** The state a library's OCR starts in, with no engine running (the CLI, a server without a model). */
+export function ocrStateOf(repo: OcrRepo, env: Readonly<Record<string, string | undefined>> = process.env): OcrStatus {
+  return { ...resolveOcr({ env, library: repo.setting() }), unavailable: null, ...repo.counts() };
+}
+
 export interface OcrServiceOptions {
   repo: OcrRepo;
   /** Ingest has work queued: the background pass waits (photos being ingested are read as they are decoded). */
@@ -54,6 +96,8 @@ export interface OcrServiceOptions {
 
 export type OcrStatus = OcrCounts & {
   enabled: boolean;
+  /** What decided `enabled` (see resolveOcr). */
+  source: OcrSource;
   /** Why the engine is not reading (it could not start), or null. */
   unavailable: string | null;
 };
@@ -113,7 +157,7 @@ export class OcrService {
     });
   }
 
-  status(): OcrStatus {
+  status(): Omit<OcrStatus, 'source'> {
     return { enabled: true, unavailable: this.unavailable, ...this.o.repo.counts() };
   }
 

@@ -3,6 +3,9 @@
  * lines with their confidence and box, and the full-text index over them. Copies of a photo share one
  * reading, as they share one embedding; garbage collection drops it with the content (the migration's
  * trigger). The lines' type is written here, not imported: ocr/ is store/'s peer (ARCHITECTURE.md).
+ *
+ * The library's own OCR setting (`clipdex ocr on|off`, the page's toggle) is a row of the meta table,
+ * `ocr_enabled` = on | off, absent when never set (no migration: meta is there since schema 1).
  */
 import { runInTransaction, type SqliteHandle } from './database.js';
 
@@ -26,13 +29,14 @@ export interface OcrReading {
   updatedAt: number;
 }
 
-export interface OcrCounts {
+/** A type, not an interface: the server takes the OCR status as a Record<string, unknown>. */
+export type OcrCounts = {
   /** Indexed contents (not photos: copies count once) whose text is read. */
   done: number;
   failed: number;
   /** Indexed contents not read yet. */
   pending: number;
-}
+};
 
 export interface PendingContent {
   hash: string;
@@ -55,6 +59,8 @@ export function ftsPhrase(piece: string): string {
   return `"${piece.replace(/"/g, '""')}"`;
 }
 
+const SETTING_KEY = 'ocr_enabled';
+
 export class OcrRepo {
   private readonly s;
 
@@ -64,6 +70,8 @@ export class OcrRepo {
   ) {
     const p = <P extends unknown[] | object = unknown[], R = unknown>(sql: string) => db.prepare<P, R>(sql);
     this.s = {
+      getSetting: p<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
+      putSetting: p<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
       drop: p<[string]>('DELETE FROM ocr_state WHERE content_hash = ?'),
       has: p<[string], { one: number }>('SELECT 1 AS one FROM ocr_state WHERE content_hash = ?'),
       anyDone: p<[], { one: number }>("SELECT 1 AS one FROM ocr_state WHERE status = 'done' AND line_count > 0 LIMIT 1"),
@@ -108,6 +116,17 @@ export class OcrRepo {
          ORDER BY i.id LIMIT ?`,
       ),
     };
+  }
+
+  /** The library's OCR setting: true (on), false (off), undefined when never set (the default applies). */
+  setting(): boolean | undefined {
+    const v = this.s.getSetting.get(SETTING_KEY)?.value;
+    // Anything else (a hand-edited row) counts as never set rather than failing every start.
+    return v === 'on' ? true : v === 'off' ? false : undefined;
+  }
+
+  setSetting(on: boolean): void {
+    this.s.putSetting.run(SETTING_KEY, on ? 'on' : 'off');
   }
 
   /** Records a finished reading (replacing any earlier one): its lines and their full-text entry. */
