@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { BrowsedPhoto, SearchCutoff, SearchResult, TimelineSummary } from '../search/query-engine.js';
 import { DEFAULT_STRONG_PROBABILITY, DEFAULT_STRONG_RATIO } from '../search/relevance-cutoff.js';
 import type { UnderstoodPart } from '../search/query-syntax.js';
+import type { OcrStatus } from '../ingest/ocr-service.js';
 import type { CaptionSummary, ListedPair } from '../store/pairs-repo.js';
 import type { SkippedLabel } from '../train/labeled-photos.js';
 import type { SplitPreview } from './split-preview.js';
@@ -56,6 +57,19 @@ export const photoText = z
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
   })
   .meta({ id: 'PhotoText' });
+
+export const ocrStatus = z
+  .object({
+    enabled: z.boolean().describe('whether the text in photos is being read'),
+    source: z
+      .enum(['option', 'env', 'library', 'default'])
+      .describe('what decided `enabled`, strongest first: the program embedding the engine, CLIPDEX_OCR in the server’s environment, the library’s setting (PUT /api/ocr, `clipdex ocr`), the default (on)'),
+    unavailable: z.string().nullable().describe('why the OCR engine cannot read (its model files missing), or null'),
+    done: z.number().int().describe('indexed contents (copies count once) whose text is read'),
+    failed: z.number().int().describe('indexed contents whose text could not be read'),
+    pending: z.number().int().describe('indexed contents not read yet'),
+  })
+  .meta({ id: 'OcrStatus', description: 'text in photos (also `ingest.ocr` in /api/status)' }) satisfies z.ZodType<OcrStatus>;
 
 export const searchCutoff = z
   .object({

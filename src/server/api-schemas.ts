@@ -100,6 +100,9 @@ export const idParam = z.object({ id: intParam(1, Number.MAX_SAFE_INTEGER) });
 
 export const errorsQuery = z.object({ limit: intParam(1, 1000).optional(), afterId: intParam(0, Number.MAX_SAFE_INTEGER).optional() });
 
+/** PUT /api/ocr: the library's OCR setting. */
+export const ocrBody = z.object({ enabled: z.boolean().describe('true: read the text in photos (the default); false: read nothing more, keep what was read searchable') }).strict();
+
 export const addRootBody = z.object({ path: z.string().min(1).max(4096) }).strict();
 
 const caption = z.string().trim().min(1, 'a caption must not be empty').max(1000);
