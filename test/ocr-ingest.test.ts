@@ -6,7 +6,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { IngestEngine } from '../src/ingest/ingest-engine.js';
 import { ocrEnabledFromEnv } from '../src/ingest/ocr-service.js';
 import type { Library } from '../src/library/library.js';
@@ -80,6 +80,30 @@ describe.skipIf(!chelsea)(`OCR in ingest ${chelsea ? '' : NEEDS_SHARED}`, () => 
       await on.close();
       for (const p of photos) expect(fold(textsOf(lib, join(dir, `${p.name}.png`)).join(' '))).toContain(fold(p.truth));
     } finally {
+      await lib.close();
+    }
+  }, 300_000);
+
+  it('turned on in a running engine (the library setting), the indexed photos are read while ingest runs on; turned off, reading stops and what was read stays searchable', async () => {
+    // Neither the option nor CLIPDEX_OCR (vitest.config.ts sets it off): the library's setting decides.
+    vi.stubEnv('CLIPDEX_OCR', '');
+    const dir = folder('toggle');
+    const lib = await openLibrary(join(tmp, 'data-toggle'), modelDir);
+    try {
+      const repo = new OcrRepo(lib.store.db);
+      repo.setSetting(false);
+      const engine = await IngestEngine.start(lib, { roots: [dir], watch: false });
+      await engine.ocrIdle();
+      expect(engine.ocrStatus()).toMatchObject({ enabled: false, source: 'library', done: 0, pending: photos.length });
+      expect(await engine.setOcrEnabled(true)).toMatchObject({ enabled: true, source: 'library' });
+      await engine.ocrIdle();
+      expect(engine.ocrStatus()).toMatchObject({ enabled: true, done: photos.length, failed: 0, pending: 0 });
+      expect(await engine.setOcrEnabled(false)).toMatchObject({ enabled: false, source: 'library', done: photos.length });
+      for (const p of photos) expect(repo.search([p.truth], 10).map((h) => h.imageId)).toContain(lib.images.getByPath(join(dir, `${p.name}.png`))!.id);
+      await engine.close();
+      expect(repo.setting()).toBe(false);
+    } finally {
+      vi.unstubAllEnvs();
       await lib.close();
     }
   }, 300_000);
