@@ -116,4 +116,23 @@ describe.skipIf(!HAS_CHROMIUM || !HAS_PHOTOS)(`the viewer's text in photos ${HAS
     await page.screenshot({ path: join(ARTIFACTS, 'ocr-viewer.png') });
     expect(problems).toEqual([]);
   });
+
+  it('the Folders page shows how far the text is read; its switch, refused while CLIPDEX_OCR decides, says why', async () => {
+    // A fresh load: only the hash would change, and the viewer left open by the test before stays over the page.
+    await page.goto('about:blank');
+    await page.goto(`${server.url}/#/folders`);
+    await page.waitForSelector('#ocr-panel:not([hidden])');
+    await page.waitForFunction((n) => (globalThis as Browserish).document.getElementById('ocr-state').textContent.startsWith(`${n} read`), photos.length);
+    expect(await page.textContent('#ocr-state')).toMatch(/CLIPDEX_OCR=on/);
+    expect(await page.isChecked('#ocr-enabled')).toBe(true);
+    const [refused] = await Promise.all([page.waitForResponse((r) => new URL(r.url()).pathname === '/api/ocr' && r.request().method() === 'PUT'), page.click('#ocr-enabled')]);
+    expect(refused.status()).toBe(409);
+    await page.waitForSelector('#ocr-error:not([hidden])');
+    expect(await page.textContent('#ocr-error')).toMatch(/CLIPDEX_OCR=on/);
+    // Still on, as the server says.
+    expect(await page.isChecked('#ocr-enabled')).toBe(true);
+    expect((await api<{ ingest: { ocr: { enabled: boolean; source: string } } }>('/api/status')).ingest.ocr).toMatchObject({ enabled: true, source: 'env' });
+    await page.screenshot({ path: join(ARTIFACTS, 'ocr-folders.png') });
+    expect(problems).toEqual([]);
+  });
 });
