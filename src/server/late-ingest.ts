@@ -48,6 +48,12 @@ export class LateIngest<T extends IngestService = IngestService> implements Inge
     return (await this.engineOrThrow()).removeRoot(id);
   }
 
+  async confirmRoot(id: number): Promise<{ id: number; path: string } | undefined> {
+    const engine = await this.engineOrThrow();
+    if (!engine.confirmRoot) throw new ClipdexError('INVALID_ARGUMENT', 'this server’s indexing cannot confirm a folder');
+    return engine.confirmRoot(id);
+  }
+
   async setOcrEnabled(on: boolean): Promise<Record<string, unknown>> {
     const engine = await this.engineOrThrow();
     if (!engine.setOcrEnabled) throw new ClipdexError('INVALID_ARGUMENT', 'this server’s indexing cannot turn OCR on or off');
