@@ -8,7 +8,8 @@ const LAYERS = [
   ['util'],
   ['inference'],
   ['model'],
-  ['store'],
+  // ocr/ reads text in photos with inference/ and model/'s decode; store/ keeps what it read without importing it.
+  ['store', 'ocr'],
   ['index'],
   ['adapter'],
   ['library'],

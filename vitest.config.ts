@@ -34,6 +34,11 @@ const NOT_HERE = ['test/install/**'];
 
 export default defineConfig({
   test: {
+    // OCR is on by default, and every engine a test starts would load PP-OCRv4 and read each photo beside
+    // CLIP: the ingest, fault and load suites measure CLIP ingest and would get slower and less steady. Child
+    // processes (`clipdex serve`, `index`) inherit it. The OCR suites turn it on explicitly (`ocr: true`, or
+    // CLIPDEX_OCR: 'on' in a child's env); test/ocr-setting.test.ts clears it to see the default.
+    env: { CLIPDEX_OCR: 'off' },
     testTimeout: 60_000,
     hookTimeout: 120_000,
     reporters: ['default'],

@@ -39,6 +39,8 @@ export type ErrorCode =
   | 'ADAPTER_INVALID'
   | 'NOT_ENOUGH_LABELS'
   | 'BUSY'
+  /** A change asked for is overridden by something that takes precedence (CLIPDEX_OCR in the environment). */
+  | 'SETTING_OVERRIDDEN'
   | 'INVALID_UPLOAD'
   | 'DISK_FULL'
   | 'STORAGE_READ_ONLY'

@@ -15,6 +15,7 @@ import { waitFor, writeJpeg } from './helpers/ingest-fixtures.js';
 import { openLibrary } from './helpers/ingest-library.js';
 import { runCli } from './helpers/cli.js';
 import { tinyModel } from './helpers/library-fixture.js';
+import { LateIngest } from '../src/server/late-ingest.js';
 
 const MTIME = new Date('2024-03-01T10:00:00Z');
 
@@ -38,12 +39,15 @@ async function get(server: RunningServer, path: string) {
   return { status: res.status, type: res.headers.get('content-type'), bytes, body: body as { error?: { code: string; message: string } } | null };
 }
 
-/** A library, its engine (no watcher: the checks below must not depend on watch events) and a server. */
+/**
+ * A library, its engine (no watcher: the checks below must not depend on watch events) and a server that
+ * sees the engine as `clipdex serve` gives it, through LateIngest (which once dropped confirmRoot: 503).
+ */
 async function setUp(name: string, root: string) {
   const library: Library = await openLibrary(join(tmp, name, 'data'), modelDir);
   const engine = await IngestEngine.start(library, { roots: [root], watch: false, stableMs: 0, offlineCheckMs: 100 });
   await engine.idle();
-  const server = await startServer({ library, port: 0, ingest: engine });
+  const server = await startServer({ library, port: 0, ingest: new LateIngest(async () => engine, (err) => { throw err; }) });
   const close = async () => {
     await server.close();
     await engine.close();

@@ -29,8 +29,9 @@
 import { readFile, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { ClipdexError, errorMessage } from '../errors.js';
-import type { ImageInfo, ThumbnailOptions } from '../model/image-decode.js';
-import { preprocessImage } from '../model/image-preprocess.js';
+import { openImage, type ImageInfo, type RgbPixels, type ThumbnailOptions } from '../model/image-decode.js';
+import { kernelFor, normalizeToChw, planResize, preprocessImage, type PreprocessedImage, type PreprocessOptions } from '../model/image-preprocess.js';
+import { ocrRender } from '../ocr/ocr-image.js';
 import type { PreprocessConfig } from '../model/manifest.js';
 import { ByteBudget, type Release } from '../util/byte-budget.js';
 import { DEFAULT_MAX_FILE_BYTES, readFileSnapshot, type ContentSnapshot } from './content-hash.js';
@@ -146,6 +147,41 @@ export interface EncodePipelineOptions<F extends PipelineFile> {
   signal?: AbortSignal;
   /** Instrumentation for tests and benchmarks: called whenever the in-flight count changes. */
   onInFlight?: (inFlight: number) => void;
+  /**
+   * Text in photos (ingest/ocr-service.ts): for content `wants` says yes to, OCR pixels are rendered from the
+   * same opened source as the model input and handed to `offer`; needs `hash`.
+   */
+  ocr?: PipelineOcr;
+}
+
+export interface PipelineOcr {
+  /** Longest side of the pixels offered. */
+  maxSide: number;
+  wants(hash: string): boolean;
+  offer(hash: string, pixels: RgbPixels): void;
+}
+
+/**
+ * preprocessImage's work (image-preprocess.ts: plan, resize + crop, normalise, thumbnail) plus the OCR
+ * rendering, all from one opened source: the bytes are probed once and libvips renders each from them.
+ */
+async function preprocessWithOcr(
+  input: string | Buffer,
+  config: PreprocessConfig,
+  options: PreprocessOptions,
+  ocrSide: number,
+): Promise<PreprocessedImage & { ocr: RgbPixels }> {
+  const image = await openImage(input, options);
+  const plan = planResize(image.info.width, image.info.height, config);
+  const thumbOptions = options.thumbnail === true ? {} : options.thumbnail || undefined;
+  const [rgb, thumbnail, ocr] = await Promise.all([
+    image.rgb({ resize: { ...plan.resize, kernel: kernelFor(config.interpolation) }, extract: plan.crop }),
+    thumbOptions ? image.thumbnail(thumbOptions) : undefined,
+    ocrRender(image, ocrSide),
+  ]);
+  const pixels = new Float32Array(3 * config.size * config.size);
+  normalizeToChw(rgb.data, config, pixels);
+  return thumbnail ? { pixels, info: image.info, thumbnail, ocr } : { pixels, info: image.info, ocr };
 }
 
 export type PipelineSink<F> = (results: PipelineResult<F>[]) => void | Promise<void>;
@@ -315,10 +351,14 @@ export async function runEncodePipeline<F extends PipelineFile>(
         outbox.push(exif ? { status: 'skipped', file, seq: n, content, exif } : { status: 'skipped', file, seq: n, content });
         return;
       }
+      const preOptions: PreprocessOptions = { thumbnail, name: path, ...(options.maxPixels === undefined ? {} : { maxPixels: options.maxPixels }) };
+      const ocr = content && options.ocr?.wants(content.hash) ? options.ocr : undefined;
       const [pre, exif] = await Promise.all([
-        preprocessImage(source, config, { thumbnail, name: path, ...(options.maxPixels === undefined ? {} : { maxPixels: options.maxPixels }) }),
+        ocr ? preprocessWithOcr(source, config, preOptions, ocr.maxSide) : preprocessImage(source, config, preOptions).then((p) => ({ ...p, ocr: undefined })),
         exifPromise,
       ]);
+      // Offered before the encoder has run: the text belongs to the content the hash names, whatever CLIP makes of it.
+      if (ocr && content && pre.ocr) ocr.offer(content.hash, pre.ocr);
       ready.push({ file, seq: n, pixels: pre.pixels, info: pre.info, thumbnail: pre.thumbnail, content, exif });
     } catch (err) {
       const error = asError(err, path);

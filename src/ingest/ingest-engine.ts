@@ -19,7 +19,8 @@
  */
 import { ClipdexError, errorMessage, isClipdexError } from '../errors.js';
 import type { Library, LoadedModel } from '../library/library.js';
-import type { ThumbnailOptions } from '../model/image-decode.js';
+import type { RgbPixels, ThumbnailOptions } from '../model/image-decode.js';
+import { availableParallelism } from 'node:os';
 import type { SessionOptions } from '../inference/onnx-runtime.js';
 import { readIngestCounts, type IngestCounts } from '../store/ingest-counts-repo.js';
 import { ThreadImageEncoder } from './encoder-thread.js';
@@ -32,6 +33,9 @@ import { LiveChanges } from './live-changes.js';
 import { folderIdentity } from './root-pin.js';
 import { RootSupervisor } from './root-supervisor.js';
 import { GarbageCollector } from './garbage-collector.js';
+import { assertOcrSettable, OCR_MAX_SIDE, OcrService, resolveOcr, type OcrChoice, type OcrStatus } from './ocr-service.js';
+import { OcrRepo } from '../store/ocr-repo.js';
+import type { OcrOptions } from '../ocr/ocr-engine.js';
 import { runPipelineLoop } from './pipeline-loop.js';
 import { ProgressTracker } from './progress-tracker.js';
 import { ScanScheduler } from './scan-scheduler.js';
@@ -94,6 +98,13 @@ export interface IngestEngineOptions {
    * inside a root. The library's data dir and the model's folder are always left out.
    */
   libraryDirs?: readonly string[];
+  /**
+   * Read the text in photos (ocr-service.ts): new photos from the same decode as CLIP's input, photos indexed
+   * before in the background while ingest is idle. Given here it overrides CLIPDEX_OCR and the library's
+   * setting (and setOcrEnabled refuses to change it); absent: CLIPDEX_OCR (on/off), else the library's
+   * setting (`clipdex ocr on|off`), else on. Off reads nothing and keeps what was read searchable.
+   */
+  ocr?: boolean | { engine?: OcrOptions; session?: SessionOptions; hardLimitMs?: number; maxQueued?: number };
 }
 
 export interface RootStatus extends RootInfo {
@@ -114,6 +125,8 @@ export type IngestStatus = {
   heldDeletions: number;
   /** The engine's last failure; `resolvedAt` is when it next got a file done (it is over, kept to read). */
   lastFailure: { code: string; message: string; at: number; resolvedAt: number | null } | null;
+  /** Text in photos: read, failed and still to read (indexed contents), whether OCR is on and what decided it. */
+  ocr: OcrStatus;
 };
 
 export class IngestEngine {
@@ -130,6 +143,11 @@ export class IngestEngine {
   private readonly garbage: GarbageCollector;
   private pipeline: Promise<void> = Promise.resolve();
   private encoder: ThreadImageEncoder | null = null;
+  private readonly ocrRepo: OcrRepo;
+  private ocr: OcrService | null = null;
+  private ocrChoice: OcrChoice = { enabled: false, source: 'default' };
+  /** A service turned off and still closing: shutDown waits for it (it may be writing a reading). */
+  private ocrClosing: Promise<void> = Promise.resolve();
   private ticker: NodeJS.Timeout | undefined;
   private handlingBatches = 0;
   private wroteSinceSync = false;
@@ -144,6 +162,7 @@ export class IngestEngine {
   ) {
     this.model = library.requireModel();
     this.store = new IngestStore(library.store.db);
+    this.ocrRepo = new OcrRepo(library.store.db);
     this.stableMs = Math.max(0, options.stableMs ?? 750);
     this.debounceMs = Math.max(0, options.debounceMs ?? 150);
     this.queue = new IngestQueue(this.store, { stableMs: this.stableMs });
@@ -232,6 +251,8 @@ export class IngestEngine {
       });
     }
     const o = this.options;
+    this.ocrChoice = resolveOcr({ option: o.ocr === undefined ? undefined : o.ocr !== false, library: this.ocrRepo.setting() });
+    if (this.ocrChoice.enabled) this.ocr = this.newOcrService();
     this.pipeline = runPipelineLoop({
       library: this.library,
       store: this.store,
@@ -253,12 +274,29 @@ export class IngestEngine {
       ...(o.window !== undefined ? { window: o.window } : {}),
       ...(o.thumbnail !== undefined ? { thumbnail: o.thumbnail } : {}),
       ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
+      // Through this.ocr at each photo, not a service fixed here: setOcrEnabled starts and stops it while the pipeline runs.
+      ocr: { maxSide: OCR_MAX_SIDE, wants: (h: string) => this.ocr?.wants(h) ?? false, offer: (h: string, px: RgbPixels) => this.ocr?.offer(h, px) },
     });
     await Promise.all(roots.map((r) => this.roots.watch(r.id)));
     this.ticker = setInterval(() => this.tick(), this.options.progressIntervalMs ?? 250);
     this.ticker.unref();
     this.roots.startPinChecks();
     if (this.options.scan ?? true) for (const root of roots) void this.scans.request(root.id);
+  }
+
+  private newOcrService(): OcrService {
+    const o = this.options;
+    const settings = typeof o.ocr === 'object' ? o.ocr : {};
+    return new OcrService({
+      repo: this.ocrRepo,
+      busy: () => !this.isIdle(),
+      // Half the cores by default: the CLIP encoder thread runs beside it during ingest.
+      session: settings.session ?? { threads: Math.max(1, Math.floor(availableParallelism() / 2)), ...(o.session ?? {}) },
+      ...(settings.engine ? { engine: settings.engine } : {}),
+      ...(settings.hardLimitMs !== undefined ? { hardLimitMs: settings.hardLimitMs } : {}),
+      ...(settings.maxQueued !== undefined ? { maxQueued: settings.maxQueued } : {}),
+      ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
+    });
   }
 
   // ---- public API ----
@@ -356,7 +394,57 @@ export class IngestEngine {
       provider: this.encoder?.provider ?? this.model.model.providers.image,
       heldDeletions: this.live.held,
       lastFailure: f ? { code: isClipdexError(f.error) ? f.error.code : 'INTERNAL', message: errorMessage(f.error), at: f.at, resolvedAt: f.resolvedAt } : null,
+      ocr: this.ocrStatus(),
     };
+  }
+
+  /** Text in photos: the counts, whether it is on (off: nothing is being read) and what decided that. */
+  ocrStatus(): OcrStatus {
+    return { ...(this.ocr?.status() ?? { enabled: false, unavailable: null, ...this.ocrRepo.counts() }), source: this.ocrChoice.source };
+  }
+
+  /**
+   * Turns reading the text in photos on or off now, and records it as the library's setting so later runs
+   * do the same; ingest goes on meanwhile. Off stops the OCR thread (a read in flight is dropped, its photo
+   * stays pending); what was read stays searchable. Refused (SETTING_OVERRIDDEN) when CLIPDEX_OCR or the
+   * engine's `ocr` option decides instead and says otherwise.
+   */
+  async setOcrEnabled(on: boolean): Promise<OcrStatus> {
+    this.assertOpen();
+    assertOcrSettable(this.ocrChoice, on);
+    this.ocrRepo.setSetting(on);
+    // A forced value that agrees stays the reason it is on or off; the setting written applies once it is not forced.
+    if (this.ocrChoice.source !== 'env' && this.ocrChoice.source !== 'option') this.ocrChoice = { enabled: on, source: 'library' };
+    if (on && !this.ocr) {
+      this.ocr = this.newOcrService();
+      if (this.isIdle()) this.ocr.poke();
+    } else if (!on && this.ocr) {
+      const service = this.ocr;
+      this.ocr = null;
+      const closing = service.close();
+      this.ocrClosing = Promise.all([this.ocrClosing, closing]).then(() => undefined);
+      await closing;
+    }
+    return this.ocrStatus();
+  }
+
+  /**
+   * Resolves when OCR has read everything it can now: ingest idle, no photo queued or pending for it (or
+   * OCR is off or its engine unavailable). For `clipdex index` and tests; rejects as idle() does.
+   */
+  async ocrIdle(): Promise<void> {
+    let before = Infinity;
+    for (;;) {
+      await this.idle();
+      if (!this.ocr || this.closed) return;
+      this.ocr.poke();
+      await this.ocr.settled();
+      const s = this.ocr.status();
+      // No progress over a whole pass (a reading that cannot be recorded): nothing more will come of waiting.
+      if (s.unavailable !== null || s.pending === 0 || s.pending >= before) return;
+      before = s.pending;
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   /**
@@ -386,6 +474,8 @@ export class IngestEngine {
     this.queue.close();
     await this.pipeline;
     await this.encoder?.close();
+    await this.ocr?.close();
+    await this.ocrClosing;
     await this.live.close();
     // A one-shot run ends as soon as it is idle, before the ticker's collection: do it here. Only when
     // idle: a file still queued may be a moved photo whose stored embedding it is about to reuse.
@@ -472,6 +562,8 @@ export class IngestEngine {
       }
     }
     this.scans.rescanIfDue(this.roots.ids);
+    // The background pass over photos not read yet starts once ingest is idle.
+    if (this.ocr && this.isIdle()) this.ocr.poke();
     if (this.garbage.isDue() && this.isIdle()) {
       void this.collectGarbage().catch((err: unknown) => this.recordFailure(err));
     }

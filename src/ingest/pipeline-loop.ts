@@ -6,7 +6,7 @@
 import type { Library } from '../library/library.js';
 import type { ThumbnailOptions } from '../model/image-decode.js';
 import { ActiveAdapterWriter } from '../adapter/adapter-embeddings.js';
-import { runEncodePipeline, type PipelineModel } from './encode-pipeline.js';
+import { runEncodePipeline, type PipelineModel, type PipelineOcr } from './encode-pipeline.js';
 import type { IngestEvent } from './ingest-events.js';
 import type { IngestQueue } from './ingest-queue.js';
 import { createIngestSink } from './ingest-sink.js';
@@ -33,6 +33,8 @@ export interface PipelineLoopOptions {
   window?: number;
   thumbnail?: boolean | ThumbnailOptions;
   maxPixels?: number;
+  /** Text in photos read from the same decode (ocr-service.ts); absent: OCR is off. */
+  ocr?: PipelineOcr;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
@@ -65,6 +67,7 @@ export async function runPipelineLoop(o: PipelineLoopOptions): Promise<void> {
         ...(o.window !== undefined ? { window: o.window } : {}),
         ...(o.thumbnail !== undefined ? { thumbnail: o.thumbnail } : {}),
         ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
+        ...(o.ocr ? { ocr: o.ocr } : {}),
       });
       return; // the feed ends only when the queue is closed
     } catch (err) {

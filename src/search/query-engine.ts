@@ -11,6 +11,7 @@ import type { ImageInput } from '../model/image-source.js';
 import type { ImageRecord } from '../store/images-repo.js';
 import type { SearchHit } from '../index/vector-index.js';
 import { ImageFilterQueries, type BrowseOrder, type ImageFilter } from '../store/image-filter.js';
+import { OcrRepo } from '../store/ocr-repo.js';
 import { failedPhotoError } from './failed-photo.js';
 import { parseParam } from '../validation/param-rules.js';
 import {
@@ -68,11 +69,25 @@ export interface SearchRequest {
   /** Leave out the query's own photo when searching by a stored photo. Default true. */
   excludeQueryImages?: boolean;
   /**
+   * The text read in photos (OCR) as a second signal: photos whose text contains every one of `words` are
+   * merged with CLIP's ranking by reciprocal rank fusion; with `required` (quoted phrases) only photos
+   * whose text contains each of them are returned. `false`: CLIP alone. Default: the words of the positive
+   * phrases (one query, no `anyOf`); the typed syntax (query-syntax.ts) adds the quoted pieces. Ignored while the library has no text read at all (quotes then only keep a
+   * phrase literal, as before OCR).
+   */
+  text?: { words: string[]; required?: string[] } | false;
+  /**
    * The phrases' language, for a model whose text tower takes one (NLLB-CLIP): a tag (`de`) or a FLORES-200
    * code (`deu_Latn`); without it each phrase's language is detected. Other models ignore it.
    */
   language?: string;
 }
+
+/** Which signals found a result: a strong CLIP match ('image'), words in its text ('text'). */
+export type MatchSignal = 'image' | 'text';
+
+/** Reciprocal rank fusion's constant (Cormack et al. 2009): ranks past the first few count nearly alike. */
+export const RRF_K = 60;
 
 /** A photo as results and pages of the library carry it. */
 export type PhotoSummary = Pick<ImageRecord, 'id' | 'path' | 'size' | 'width' | 'height' | 'format' | 'takenAt' | 'cameraMake' | 'cameraModel'>;
@@ -84,6 +99,8 @@ export type SearchResult = PhotoSummary & {
   strong: boolean;
   /** For a model with a calibrated score (SigLIP): the probability that the photo matches; absent otherwise. */
   probability?: number;
+  /** Which signals found it (a weaker CLIP match alone: none); present when the search used the text in photos. */
+  matched?: MatchSignal[];
 };
 
 /** Where the strong matches end, and how many there are among every candidate ranked (not only this page). */
@@ -175,6 +192,7 @@ export class QueryEngine {
   /** Phrase → embedding, per model key: typing "dog", "dog " and "dog" again costs one encode. */
   private readonly textCache = new LruCache<string, Float32Array>(1000);
   private browser: ImageFilterQueries | null = null;
+  private ocr: OcrRepo | null = null;
 
   constructor(
     private readonly library: Library,
@@ -289,6 +307,11 @@ export class QueryEngine {
       const record = this.library.images.get(h.id);
       return record ? [resultFromRecord(record, h.score, strongScore(cutoff, h.score), calibrated?.(h.score))] : [];
     });
+    const text = request.text === false ? null : this.textMatches(request.text ?? { words: this.phraseWords(request) }, filter, key);
+    if (text) {
+      const vector = vectors.length === 1 ? vectors[0]! : null;
+      results = this.mergeText(results, text, vector, key, (score) => strongScore(cutoff, score), calibrated, sort === 'relevance', excluded);
+    }
     if (sort !== 'relevance') {
       const dir = sort === 'date-desc' ? -1 : 1;
       // Photos without a capture date go last either way, best score first among them.
@@ -308,6 +331,75 @@ export class QueryEngine {
       tookMs: Math.round((performance.now() - started) * 100) / 100,
       modelKey: key,
     };
+  }
+
+  /** The words of a search's positive phrases, for the text signal when the request does not say: one query only. */
+  private phraseWords(request: SearchRequest): string[] {
+    if (request.anyOf?.length) return [];
+    return request.terms.flatMap((t) => ('text' in t && (t.weight ?? 1) > 0 ? t.text.split(/\s+/).filter(Boolean) : []));
+  }
+
+  /**
+   * Photos whose text contains every word (in bm25 order) and, with required phrases, the set allowed at
+   * all; null when the search has no words or the library has read no text.
+   */
+  private textMatches(
+    request: { words: string[]; required?: string[] },
+    filter: ImageFilter | undefined,
+    key: string,
+  ): { ranked: number[]; allowed: Set<number> | null } | null {
+    const words = request.words.map((w) => w.trim()).filter(Boolean);
+    const required = (request.required ?? []).map((w) => w.trim()).filter(Boolean);
+    if (words.length === 0 && required.length === 0) return null;
+    this.ocr ??= new OcrRepo(this.library.store.db);
+    // A library without any text read (OCR off, or not run yet): quotes keep their old meaning, a literal phrase for CLIP.
+    if (!this.ocr.hasText()) return null;
+    const inFilter = filter && Object.keys(filter).length > 0 ? new Set((this.browser ??= new ImageFilterQueries(this.library.store.db)).ids(key, filter)) : null;
+    const keep = (ids: number[]) => (inFilter ? ids.filter((id) => inFilter.has(id)) : ids);
+    const ranked = words.length > 0 ? keep(this.ocr.search([...words, ...required], MAX_CANDIDATES).map((h) => h.imageId)) : [];
+    const allowed = required.length > 0 ? new Set(keep(this.ocr.search(required, MAX_CANDIDATES).map((h) => h.imageId))) : null;
+    return ranked.length === 0 && allowed === null ? null : { ranked, allowed };
+  }
+
+  /**
+   * CLIP's results and the text matches as one list: reciprocal rank fusion (1 / (RRF_K + rank) summed over
+   * the lists a photo is in) when sorting by relevance, each result marked with the signals that found it. A
+   * photo only the text found gets its cosine from its stored embedding, so `score` stays CLIP's everywhere.
+   */
+  private mergeText(
+    results: SearchResult[],
+    text: { ranked: number[]; allowed: Set<number> | null },
+    vector: Float32Array | null,
+    key: string,
+    strong: (score: number) => boolean,
+    calibrated: ((score: number) => number) | null,
+    byRelevance: boolean,
+    excluded: Set<number>,
+  ): SearchResult[] {
+    const textRank = new Map(text.ranked.map((id, i) => [id, i + 1]));
+    const merged = new Map<number, { result: SearchResult; fused: number }>();
+    results.forEach((r, i) => {
+      const t = textRank.get(r.id);
+      const matched: MatchSignal[] = [...(r.strong ? (['image'] as const) : []), ...(t ? (['text'] as const) : [])];
+      merged.set(r.id, { result: { ...r, strong: r.strong || t !== undefined, matched }, fused: 1 / (RRF_K + i + 1) + (t ? 1 / (RRF_K + t) : 0) });
+    });
+    for (const [id, t] of textRank) {
+      if (merged.has(id) || excluded.has(id)) continue;
+      const record = this.library.images.get(id);
+      const stored = vector ? this.library.embeddings.forImage(id, key) : null;
+      if (!record) continue;
+      let score = 0;
+      if (stored && vector) for (let d = 0; d < vector.length; d++) score += stored[d]! * vector[d]!;
+      const matched: MatchSignal[] = strong(score) ? ['image', 'text'] : ['text'];
+      merged.set(id, { result: { ...resultFromRecord(record, score, true, calibrated?.(score)), matched }, fused: 1 / (RRF_K + t) });
+    }
+    let list = [...merged.values()];
+    if (text.allowed) list = list.filter((m) => text.allowed!.has(m.result.id));
+    // Strong results (either signal) still come before weaker ones, as without text.
+    if (byRelevance) {
+      list.sort((a, b) => Number(b.result.strong) - Number(a.result.strong) || b.fused - a.fused || b.result.score - a.result.score || a.result.id - b.result.id);
+    }
+    return list.map((m) => m.result);
   }
 
   /** Σ weight·embedding over the terms, normalised: the point in embedding space the search looks around. */

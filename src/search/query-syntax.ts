@@ -55,6 +55,8 @@ export interface ParsedQuery {
   /** The capture-date range read from the text, ms since the epoch (from inclusive, to exclusive). */
   date: { text: string; takenFrom?: number; takenTo?: number } | null;
   understood: UnderstoodPart[];
+  /** Quoted pieces of the positive alternatives: the text read in a photo must contain them (OCR). */
+  quoted?: string[];
 }
 
 /** A search from typed text answers what it understood beside the results. */
@@ -257,9 +259,11 @@ export function parseQueryText(text: string, options: ParseQueryOptions = {}): P
   }
   // Each alternative without its dates and negations; quoted words stay, without their quotes.
   const phrases: string[] = [];
+  const quoted: string[] = [];
   for (const alt of alternatives) {
     let phrase = '';
     for (const p of alt.pieces) {
+      if (p.kind === 'quoted' && p.text.trim()) quoted.push(p.text.trim().replace(/\s+/g, ' '));
       if (p.kind === 'quoted') phrase += ` ${p.text} `;
       else if (p.kind === 'plain') phrase += blankOut(p.text, p.at, dates);
     }
@@ -285,7 +289,7 @@ export function parseQueryText(text: string, options: ParseQueryOptions = {}): P
       ...(date.takenTo !== undefined ? { to: isoDay(date.takenTo) } : {}),
     });
   }
-  return { phrases, negatives, date, understood };
+  return { phrases, negatives, date, understood, ...(quoted.length > 0 ? { quoted } : {}) };
 }
 
 /** The dates chrono reads in an alternative's plain words, kept only where they mean a date (see the header). */
@@ -450,7 +454,12 @@ export function searchRequestOf(parsed: ParsedQuery, base: Omit<SearchRequest, '
   const shared: QueryTerm[] = [...parsed.negatives.map((text) => ({ text, weight: -1 })), ...extra];
   const alternatives: QueryTerm[][] = parsed.phrases.map((text) => [{ text }]);
   const filter = withParsedDate(given, parsed.date);
+  // Quoted pieces must be in the text read in photos (the engine takes the words from the phrase itself).
+  // The text is matched for one query, not alternatives: "cat | dog" asks CLIP, each its own.
+  const words = parsed.phrases.length === 1 ? parsed.phrases[0]!.split(/\s+/).filter(Boolean) : [];
+  const text = parsed.quoted?.length ? { words, required: parsed.quoted } : undefined;
   return {
+    ...(text && options.text === undefined ? { text } : {}),
     ...options,
     terms: alternatives.length === 1 ? [...alternatives[0]!, ...shared] : shared,
     ...(alternatives.length > 1 ? { anyOf: alternatives } : {}),

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { BrowsedPhoto, SearchCutoff, SearchResult, TimelineSummary } from '../search/query-engine.js';
 import { DEFAULT_STRONG_PROBABILITY, DEFAULT_STRONG_RATIO } from '../search/relevance-cutoff.js';
 import type { UnderstoodPart } from '../search/query-syntax.js';
+import type { OcrStatus } from '../ingest/ocr-service.js';
 import type { CaptionSummary, ListedPair } from '../store/pairs-repo.js';
 import type { SkippedLabel } from '../train/labeled-photos.js';
 import type { SplitPreview } from './split-preview.js';
@@ -34,8 +35,41 @@ export const searchResult = z
     score: z.number().describe('cosine similarity'),
     strong: z.boolean().describe('a strong match (at or above `cutoff`); strong results come before weaker ones'),
     probability: z.number().optional().describe('models with a calibrated score (SigLIP, SigLIP2): sigmoid(logit_scale · cosine + logit_bias), the probability that the photo matches; absent for CLIP'),
+    matched: z
+      .array(z.enum(['image', 'text']))
+      .optional()
+      .describe('when the search used the text in photos: which signals found it — image (a strong CLIP match), text (its recognised text has the words); empty for a weaker CLIP match'),
   })
   .meta({ id: 'SearchResult' }) satisfies z.ZodType<SearchResult>;
+
+const ocrPoint = z.tuple([z.number(), z.number()]);
+export const photoText = z
+  .object({
+    status: z.enum(['done', 'failed', 'pending']).describe('done: read (lines may be empty); failed: could not be read (error says why); pending: not read yet, or OCR is off'),
+    lines: z.array(
+      z.object({
+        text: z.string(),
+        confidence: z.number().describe('the recogniser’s mean character probability, 0–1'),
+        box: z.tuple([ocrPoint, ocrPoint, ocrPoint, ocrPoint]).describe('corners tl, tr, br, bl as fractions (0–1) of the upright photo’s width and height'),
+      }),
+    ),
+    stopped: z.enum(['boxes', 'time']).nullable().describe('why reading stopped early: more lines than the cap per photo, or the time bound'),
+    error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  })
+  .meta({ id: 'PhotoText' });
+
+export const ocrStatus = z
+  .object({
+    enabled: z.boolean().describe('whether the text in photos is being read'),
+    source: z
+      .enum(['option', 'env', 'library', 'default'])
+      .describe('what decided `enabled`, strongest first: the program embedding the engine, CLIPDEX_OCR in the server’s environment, the library’s setting (PUT /api/ocr, `clipdex ocr`), the default (on)'),
+    unavailable: z.string().nullable().describe('why the OCR engine cannot read (its model files missing), or null'),
+    done: z.number().int().describe('indexed contents (copies count once) whose text is read'),
+    failed: z.number().int().describe('indexed contents whose text could not be read'),
+    pending: z.number().int().describe('indexed contents not read yet'),
+  })
+  .meta({ id: 'OcrStatus', description: 'text in photos (also `ingest.ocr` in /api/status)' }) satisfies z.ZodType<OcrStatus>;
 
 export const searchCutoff = z
   .object({

@@ -7,7 +7,7 @@ import type { OpenAPIRegistry, ResponseConfig } from '@asteasolutions/zod-to-ope
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { z } from 'zod';
 
-type Method = 'get' | 'post' | 'patch' | 'delete';
+type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 type Schema = z.ZodObject | z.ZodPipe | undefined;
 type BodySchema = z.ZodType | undefined;
 type Out<T> = T extends z.ZodType ? z.output<T> : undefined;
@@ -49,6 +49,10 @@ export class ApiRoutes {
 
   post<P extends Schema = undefined, Q extends Schema = undefined, B extends BodySchema = undefined>(path: string, spec: RouteSpec<P, Q, B>, handler: RouteHandler<P, Q, B>): this {
     return this.route('post', path, spec, handler);
+  }
+
+  put<P extends Schema = undefined, B extends BodySchema = undefined>(path: string, spec: RouteSpec<P, undefined, B>, handler: RouteHandler<P, undefined, B>): this {
+    return this.route('put', path, spec, handler);
   }
 
   patch<P extends Schema = undefined, B extends BodySchema = undefined>(path: string, spec: RouteSpec<P, undefined, B>, handler: RouteHandler<P, undefined, B>): this {

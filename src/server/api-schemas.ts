@@ -39,6 +39,11 @@ const syntax = querySyntaxParam
   .optional()
   .describe('query (default): dates ("beach July 2023", "last winter") become a capture-date filter, `a | b` are alternatives, `-word` and `-"two words"` subtract, quoted text is literal; plain: the text is one phrase');
 
+/** `text=off`: CLIP alone, the text read in photos (OCR) left out of the ranking. */
+export const textSignalParam = z
+  .enum(['on', 'off'])
+  .optional()
+  .describe('on (default): photos whose recognised text contains the words are merged with CLIP’s ranking (reciprocal rank fusion) and quoted phrases must be in the text (once the library has read any); off: CLIP alone');
 const lang = languageParam
   .optional()
   .describe('the language of the phrases, for a model whose text tower takes one (NLLB-CLIP): a tag (de, pt-BR) or a FLORES-200 code (deu_Latn); default: detected per phrase. Other models ignore it');
@@ -46,6 +51,7 @@ const lang = languageParam
 export const textSearchQuery = z.object({
   q: z.string().trim().min(1, 'q (the phrase) is required').max(1000).describe('what to look for, in the query syntax unless syntax=plain'),
   syntax,
+  text: textSignalParam,
   lang,
   ...searchOptionsShape,
 });
@@ -82,6 +88,7 @@ export const combinedSearchBody = z.object({
    * phrases are structured already and stay literal.
    */
   q: z.string().trim().min(1, 'q must not be empty').max(1000).optional().describe('typed text in the query syntax, searched together with `terms` (whose phrases stay literal)'),
+  text: textSignalParam,
   syntax,
   lang,
   /** Weights of the uploaded files, in upload order (default 1 each). */
@@ -92,6 +99,9 @@ export const combinedSearchBody = z.object({
 export const idParam = z.object({ id: intParam(1, Number.MAX_SAFE_INTEGER) });
 
 export const errorsQuery = z.object({ limit: intParam(1, 1000).optional(), afterId: intParam(0, Number.MAX_SAFE_INTEGER).optional() });
+
+/** PUT /api/ocr: the library's OCR setting. */
+export const ocrBody = z.object({ enabled: z.boolean().describe('true: read the text in photos (the default); false: read nothing more, keep what was read searchable') }).strict();
 
 export const addRootBody = z.object({ path: z.string().min(1).max(4096) }).strict();
 

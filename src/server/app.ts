@@ -21,6 +21,7 @@ import { eventRoutes } from './routes/events.js';
 import { imageRoutes } from './routes/images.js';
 import { labelRoutes } from './routes/labels.js';
 import { modelRoutes } from './routes/model.js';
+import { ocrRoutes } from './routes/ocr.js';
 import { openApiRoutes } from './routes/openapi.js';
 import type { RouteContext } from './routes/route-context.js';
 import { rootRoutes } from './routes/roots.js';
@@ -111,6 +112,7 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
   app.use(imageRoutes(context, registry));
   app.use(statusRoutes(context, registry));
   app.use(rootRoutes(context, registry));
+  app.use(ocrRoutes(context, registry));
   app.use(labelRoutes(context, registry));
   app.use(trainingRoutes(context, registry));
   app.use(versionRoutes(context, registry));

@@ -6,5 +6,7 @@ export interface IngestService {
   removeRoot(id: number): Promise<boolean>;
   /** Accepts the folder a retargeted root's path now leads to (see ingest/root-pin.ts); undefined: no such root. */
   confirmRoot?(id: number): Promise<{ id: number; path: string } | undefined>;
+  /** Turns reading the text in photos on or off now and keeps it as the library's setting; answers the OCR status. */
+  setOcrEnabled?(on: boolean): Promise<Record<string, unknown>>;
   onEvent(listener: (event: { type: string } & Record<string, unknown>) => void): () => void;
 }

@@ -1,3 +1,4 @@
+import { ClipdexError } from '../errors.js';
 import type { IngestService } from './ingest-service.js';
 
 type Listener = Parameters<IngestService['onEvent']>[0];
@@ -45,6 +46,18 @@ export class LateIngest<T extends IngestService = IngestService> implements Inge
 
   async removeRoot(id: number): Promise<boolean> {
     return (await this.engineOrThrow()).removeRoot(id);
+  }
+
+  async confirmRoot(id: number): Promise<{ id: number; path: string } | undefined> {
+    const engine = await this.engineOrThrow();
+    if (!engine.confirmRoot) throw new ClipdexError('INVALID_ARGUMENT', 'this server’s indexing cannot confirm a folder');
+    return engine.confirmRoot(id);
+  }
+
+  async setOcrEnabled(on: boolean): Promise<Record<string, unknown>> {
+    const engine = await this.engineOrThrow();
+    if (!engine.setOcrEnabled) throw new ClipdexError('INVALID_ARGUMENT', 'this server’s indexing cannot turn OCR on or off');
+    return engine.setOcrEnabled(on);
   }
 
   onEvent(listener: Listener): () => void {

@@ -72,6 +72,8 @@ export const api = {
   model: (signal) => request('/api/model', { signal }),
   useModel: (id) => request('/api/model', { method: 'POST', json: { id } }),
   cancelModelSwitch: () => request('/api/model/target', { method: 'DELETE' }),
+  /** Reading the text in photos on or off (the library's setting); answers the OCR status. */
+  setOcr: (enabled) => request('/api/ocr', { method: 'PUT', json: { enabled } }),
 
   /**
    * Typed text alone: GET, so the browser and the server's phrase cache both help. The server reads its

@@ -133,6 +133,11 @@ export class StatusBar {
       const detail = ingestDetail(sw);
       parts.push(`Switching model to ${String(sw.target.ref).split(/[\\/]/).filter(Boolean).pop()}: ${formatCount(sw.done)} of ${formatCount(sw.total)}${detail ? ` (${detail})` : ''}`);
     }
+    // Text in photos is read behind indexing: its progress shows while there is some to read (details on the Folders page).
+    const ocr = s.ingest?.ocr;
+    if (ocr?.enabled && !ocr.unavailable && ocr.pending > 0) {
+      parts.push(`Reading text in photos: ${formatCount(ocr.done + ocr.failed)} of ${formatCount(ocr.done + ocr.failed + ocr.pending)}`);
+    }
     if (Array.isArray(s.roots) && s.roots.length === 0) parts.push('no folders yet');
     text.textContent = parts.join(' · ');
     text.dataset.indexed = String(indexed);

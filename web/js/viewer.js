@@ -7,6 +7,21 @@ import { api } from './api.js';
 import { formatBytes, formatCamera, formatCount, formatDate, h, show, splitPath } from './dom.js';
 import { scoreText } from './grid.js';
 
+const SVG = 'http://www.w3.org/2000/svg';
+
+/** Lower case without accents, as the server's text search compares (the trigram index folds both). */
+const fold = (s) => s.normalize('NFD').replace(/\p{M}/gu, '').toLowerCase();
+
+/** The words of a typed search that the text in a photo is matched on: quotes, `|` and `-word` taken out. */
+function queryWords(q) {
+  return q
+    .replace(/(^|\s)-("[^"]*"?|\S+)/g, ' ')
+    .replace(/["|]/g, ' ')
+    .split(/\s+/)
+    .map(fold)
+    .filter((w) => w.length > 0);
+}
+
 /** Formats a browser may not draw even though the server indexes them. */
 const MAYBE_UNVIEWABLE = new Set(['heic', 'tiff']);
 
@@ -40,6 +55,8 @@ export class Viewer {
       labelError: $('viewer-label-error'),
     };
     this.labelsTicket = 0;
+    this.textTicket = 0;
+    this.buildTextParts(dialog);
     this.els.labelForm.addEventListener('submit', (e) => {
       e.preventDefault();
       this.addLabel();
@@ -114,6 +131,7 @@ export class Viewer {
     this.renderMeta(photo);
     this.loadImage(photo);
     this.loadLabels(photo);
+    this.loadText(photo);
     const count = this.source.results().length;
     this.els.prev.disabled = index <= 0;
     this.els.next.disabled = index >= count - 1 && !this.source.hasMore();
@@ -181,6 +199,82 @@ export class Viewer {
       this.els.labelError.textContent = err.message;
       show(this.els.labelError, true);
     }
+  }
+
+  /**
+   * The recognised text's parts, made here (the page's markup stays the same without OCR): a list of the lines
+   * under the labels, and an SVG over the photo with one outline per line, the lines the search matched marked.
+   */
+  buildTextParts(dialog) {
+    const info = dialog.querySelector('.viewer-info');
+    this.els.textList = h('ol', { className: 'viewer-text-lines', id: 'viewer-text-lines' });
+    this.els.textNote = h('p', { className: 'muted small', id: 'viewer-text-note' });
+    this.els.textSection = h('section', { className: 'viewer-text', id: 'viewer-text' }, h('h3', { text: 'Text in the photo' }), this.els.textList, this.els.textNote);
+    show(this.els.textSection, false);
+    info.append(this.els.textSection);
+    const boxes = document.createElementNS(SVG, 'svg');
+    boxes.setAttribute('id', 'viewer-text-boxes');
+    boxes.setAttribute('class', 'viewer-text-boxes');
+    boxes.setAttribute('viewBox', '0 0 1 1');
+    boxes.setAttribute('preserveAspectRatio', 'none');
+    boxes.setAttribute('aria-hidden', 'true');
+    this.els.textBoxes = boxes;
+    this.els.image.after(boxes);
+    this.els.image.addEventListener('load', () => this.placeBoxes());
+    new ResizeObserver(() => this.placeBoxes()).observe(this.els.image);
+  }
+
+  /** Lays the outline layer over the part of the <img> the photo fills (object-fit: contain letterboxes it). */
+  placeBoxes() {
+    const { image, textBoxes } = this.els;
+    const photo = this.current();
+    const ratio = photo?.width && photo?.height ? photo.width / photo.height : image.naturalWidth / (image.naturalHeight || 1);
+    const w = image.clientWidth;
+    const hgt = image.clientHeight;
+    if (!w || !hgt || !ratio) return;
+    const [dw, dh] = w / hgt > ratio ? [hgt * ratio, hgt] : [w, w / ratio];
+    Object.assign(textBoxes.style, { left: `${image.offsetLeft + (w - dw) / 2}px`, top: `${image.offsetTop + (hgt - dh) / 2}px`, width: `${dw}px`, height: `${dh}px` });
+  }
+
+  /** The text read in the photo, its lines listed and outlined; those holding a word of the search marked. */
+  async loadText(photo) {
+    const ticket = ++this.textTicket;
+    const { textSection, textList, textNote, textBoxes } = this.els;
+    textList.replaceChildren();
+    textBoxes.replaceChildren();
+    show(textSection, false);
+    let answer;
+    try {
+      const res = await fetch(`/api/images/${encodeURIComponent(photo.id)}/text`, { headers: { Accept: 'application/json' } });
+      answer = res.ok ? await res.json() : null;
+    } catch {
+      answer = null;
+    }
+    if (ticket !== this.textTicket || !answer) return;
+    if (answer.status === 'pending' || (answer.status === 'done' && answer.lines.length === 0)) return;
+    const words = photo.matched?.includes('text') ? queryWords(document.getElementById('q')?.value ?? '') : [];
+    const hits = (text) => words.length > 0 && words.some((w) => fold(text).includes(w));
+    textList.replaceChildren(
+      ...answer.lines.map((l) => h('li', { className: hits(l.text) ? 'matched' : '', text: l.text, title: `confidence ${Math.round(l.confidence * 100)}%` })),
+    );
+    for (const l of answer.lines) {
+      const poly = document.createElementNS(SVG, 'polygon');
+      poly.setAttribute('points', l.box.map(([x, y]) => `${x},${y}`).join(' '));
+      poly.setAttribute('class', hits(l.text) ? 'matched' : '');
+      poly.setAttribute('vector-effect', 'non-scaling-stroke');
+      textBoxes.append(poly);
+    }
+    textNote.textContent =
+      answer.status === 'failed'
+        ? `The text could not be read: ${answer.error?.message ?? 'unknown error'}`
+        : answer.stopped === 'boxes'
+          ? 'Only the largest lines were read (the photo has more text than is read per photo).'
+          : answer.stopped === 'time'
+            ? 'Reading stopped at the time allowed per photo; some lines may be missing.'
+            : '';
+    show(textNote, textNote.textContent !== '');
+    show(textSection, true);
+    this.placeBoxes();
   }
 
   renderMeta(photo) {

@@ -58,10 +58,16 @@ function addCommonOptions(cmd: Command): Command {
     .option('--all', 'print the weaker matches too, after the strong ones (--json always carries both)');
 }
 
-async function runSearch(g: GlobalOptions, termsFor: (library: Library) => QueryTerm[], o: CommonOptions & { limit?: number }, parsed?: ParsedQuery): Promise<void> {
+async function runSearch(
+  g: GlobalOptions,
+  termsFor: (library: Library) => QueryTerm[],
+  o: CommonOptions & { limit?: number; text?: boolean },
+  parsed?: ParsedQuery,
+): Promise<void> {
   const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir });
   try {
-    const options = { ...requestOptionsOf({ ...o, limit: o.limit ?? 20 }), terms: termsFor(library) };
+    // --no-text: CLIP alone, the text read in photos left out.
+    const options = { ...requestOptionsOf({ ...o, limit: o.limit ?? 20 }), terms: termsFor(library), ...(o.text === false ? { text: false as const } : {}) };
     // A date in the phrase and --after/--before both hold (their intersection): see withParsedDate.
     const response = await new QueryEngine(library).search(parsed ? searchRequestOf(parsed, options) : options);
     print(g, parsed ? { ...response, understood: parsed.understood } : response, o.all === true);
@@ -104,7 +110,9 @@ function print(g: GlobalOptions, response: SearchResponse & { understood?: Under
       process.stderr.write('weaker matches:\n');
       divided = true;
     }
-    process.stdout.write(`${r.score.toFixed(4)}  ${r.path}\n`);
+    // Which signal found it, when the search used the text in photos: image (CLIP), text (OCR), or both.
+    const matched = r.matched ? `  [${r.matched.join('+') || 'weaker'}]` : '';
+    process.stdout.write(`${r.score.toFixed(4)}  ${r.path}${matched}\n`);
   }
   // Results run strong first: past the first weaker one, the next page holds weaker ones only.
   if (weaker > 0 && !all) process.stderr.write(`${weaker}${response.hasMore ? '+' : ''} weaker match${weaker === 1 && !response.hasMore ? '' : 'es'} not shown (--all to show them)\n`);
@@ -134,10 +142,11 @@ export function searchCommand(): Command {
     )
     .argument('[phrase...]', 'what to look for, e.g. "dog asleep on the sofa" or "beach July 2023 -people"')
     .option('--plain', 'take the phrase as written: no dates, | or -word')
+    .option('--no-text', 'CLIP alone: leave the text read in photos (OCR) out of the ranking; by default photos whose text has the words rank too, marked [text], and "quoted" words must be in it')
     .option('--lang <code>', 'the phrase\'s language, for a model that takes one (NLLB-CLIP): de, pt-BR or deu_Latn (default: detected)', option(languageParam, '--lang'))
     .option('--add <term...>', 'another phrase, image path or photo id to add')
     .option('--subtract <term...>', 'a phrase, image path or photo id to subtract (e.g. "people")');
-  addCommonOptions(cmd).action(async (words: string[], o: CommonOptions & { limit: number; plain?: boolean; add?: string[]; subtract?: string[] }, c: Command) => {
+  addCommonOptions(cmd).action(async (words: string[], o: CommonOptions & { limit: number; plain?: boolean; text?: boolean; add?: string[]; subtract?: string[] }, c: Command) => {
     const phrase = words.join(' ').trim();
     const terms = extraTerms(o);
     if (!phrase && terms.length === 0) throw new ClipdexError('INVALID_ARGUMENT', 'give a phrase to search for (or --add an image)');

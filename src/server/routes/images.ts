@@ -2,7 +2,8 @@ import { sep } from 'node:path';
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { photoFromRecord } from '../../search/query-engine.js';
 import { imageFilterOf, requestOptionsOf } from '../../validation/search-params.js';
-import { browseResponse, timelineSummary } from '../api-responses.js';
+import { OcrRepo } from '../../store/ocr-repo.js';
+import { browseResponse, photoText, timelineSummary } from '../api-responses.js';
 import { browseQuery, errorsQuery, idParam, similarQuery, timelineQuery } from '../api-schemas.js';
 import { ApiRoutes } from '../api-routes.js';
 import { sendError } from '../http-errors.js';
@@ -23,6 +24,7 @@ const CONTENT_TYPES: Record<string, string> = {
 
 /** The library's photos: pages of it, one photo's metadata, similar photos, thumbnails, originals, failures. */
 export function imageRoutes({ library, engine }: RouteContext, registry: OpenAPIRegistry) {
+  const ocr = new OcrRepo(library.store.db);
   return new ApiRoutes(registry)
     .get(
       '/api/images',
@@ -53,6 +55,26 @@ export function imageRoutes({ library, engine }: RouteContext, registry: OpenAPI
       const meta = photoFromRecord(image);
       res.json({ ...meta, status: image.status, errorCode: image.errorCode, errorMessage: image.errorMessage, contentHash: image.contentHash, rootId: image.rootId });
     })
+    .get(
+      '/api/images/{id}/text',
+      {
+        summary: 'The text read in the photo (OCR): lines with confidence and box, or why it could not be read',
+        params: idParam,
+        responses: { 200: json('the text', photoText), ...errors(400, 404) },
+      },
+      ({ params: { id } }, _req, res) => {
+        const image = library.images.get(id);
+        if (!image) return sendError(res, 404, 'NOT_FOUND', `no photo with id ${id}`);
+        const reading = image.contentHash ? ocr.reading(image.contentHash) : undefined;
+        if (!reading) return res.json({ status: 'pending', lines: [], stopped: null, error: null });
+        res.json({
+          status: reading.status,
+          lines: reading.lines,
+          stopped: reading.stopped,
+          error: reading.errorCode ? { code: reading.errorCode, message: reading.errorMessage ?? '' } : null,
+        });
+      },
+    )
     .get(
       '/api/images/{id}/similar',
       { summary: 'Photos similar to a stored photo', params: idParam, query: similarQuery, responses: { 200: results, ...errors(400, 404, 409) } },

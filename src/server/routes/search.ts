@@ -16,7 +16,7 @@ export function searchRoutes({ engine }: RouteContext, registry: OpenAPIRegistry
     .get('/api/search', { summary: 'Search by typed text (dates, `a | b`, `-word`)', query: textSearchQuery, responses: { 200: results, ...errors(400, 503) } }, async ({ query }, _req, res) => {
       const parsed = query.syntax === 'plain' ? plainQuery(query.q) : parseQueryText(query.q);
       // A date in the text and ?after/?before both hold (their intersection): see withParsedDate.
-      res.json({ ...(await engine.search(searchRequestOf(parsed, requestOptionsOf(query)))), understood: parsed.understood });
+      res.json({ ...(await engine.search(searchRequestOf(parsed, { ...requestOptionsOf(query), ...textSignal(query.text) }))), understood: parsed.understood });
     })
     .post(
       '/api/search',
@@ -50,9 +50,14 @@ export function searchRoutes({ engine }: RouteContext, registry: OpenAPIRegistry
           return;
         }
         const parsed = body.syntax === 'plain' ? plainQuery(body.q) : parseQueryText(body.q);
-        res.json({ ...(await engine.search(searchRequestOf(parsed, { ...requestOptionsOf(body), terms }))), understood: parsed.understood });
+        res.json({ ...(await engine.search(searchRequestOf(parsed, { ...requestOptionsOf(body), ...textSignal(body.text), terms }))), understood: parsed.understood });
       },
     ).router;
+}
+
+/** `text=off` asks CLIP alone; otherwise the syntax decides (the phrase's words, its quoted pieces). */
+function textSignal(value: 'on' | 'off' | undefined): { text?: false } {
+  return value === 'off' ? { text: false } : {};
 }
 
 /** The multipart reader for search uploads: busboy's framing errors are the client's, not internal ones. */

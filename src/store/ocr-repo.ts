@@ -1,0 +1,191 @@
+/**
+ * Text read in photos (migration 007): per content hash, whether reading is done or failed (and why), the
+ * lines with their confidence and box, and the full-text index over them. Copies of a photo share one
+ * reading, as they share one embedding; garbage collection drops it with the content (the migration's
+ * trigger). The lines' type is written here, not imported: ocr/ is store/'s peer (ARCHITECTURE.md).
+ *
+ * The library's own OCR setting (`clipdex ocr on|off`, the page's toggle) is a row of the meta table,
+ * `ocr_enabled` = on | off, absent when never set (no migration: meta is there since schema 1).
+ */
+import { runInTransaction, type SqliteHandle } from './database.js';
+
+export type BoxPoint = [number, number];
+
+export interface StoredLine {
+  text: string;
+  confidence: number;
+  /** tl, tr, br, bl as fractions (0–1) of the upright photo's width and height. */
+  box: [BoxPoint, BoxPoint, BoxPoint, BoxPoint];
+}
+
+export interface OcrReading {
+  status: 'done' | 'failed';
+  engine: string;
+  lines: StoredLine[];
+  stopped: 'boxes' | 'time' | null;
+  errorCode: string | null;
+  errorMessage: string | null;
+  readMs: number | null;
+  updatedAt: number;
+}
+
+/** A type, not an interface: the server takes the OCR status as a Record<string, unknown>. */
+export type OcrCounts = {
+  /** Indexed contents (not photos: copies count once) whose text is read. */
+  done: number;
+  failed: number;
+  /** Indexed contents not read yet. */
+  pending: number;
+};
+
+export interface PendingContent {
+  hash: string;
+  /** One indexed photo with this content, to read it from. */
+  imageId: number;
+  path: string;
+}
+
+export interface TextHit {
+  imageId: number;
+  /** FTS5's bm25 rank (lower is better); 0 when only short pieces were asked (no index to rank by). */
+  rank: number;
+}
+
+/** The trigram tokenizer indexes nothing shorter than 3 characters: such a piece is matched by a scan. */
+export const MIN_INDEXED_CHARS = 3;
+
+/** A piece of text as one FTS5 phrase: double quotes doubled, the whole quoted, so no query syntax leaks in. */
+export function ftsPhrase(piece: string): string {
+  return `"${piece.replace(/"/g, '""')}"`;
+}
+
+const SETTING_KEY = 'ocr_enabled';
+
+export class OcrRepo {
+  private readonly s;
+
+  constructor(
+    private readonly db: SqliteHandle,
+    private readonly now: () => number = Date.now,
+  ) {
+    const p = <P extends unknown[] | object = unknown[], R = unknown>(sql: string) => db.prepare<P, R>(sql);
+    this.s = {
+      getSetting: p<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
+      putSetting: p<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      drop: p<[string]>('DELETE FROM ocr_state WHERE content_hash = ?'),
+      has: p<[string], { one: number }>('SELECT 1 AS one FROM ocr_state WHERE content_hash = ?'),
+      anyDone: p<[], { one: number }>("SELECT 1 AS one FROM ocr_state WHERE status = 'done' AND line_count > 0 LIMIT 1"),
+      insertState: p<[string, string, string, number, string | null, string | null, string | null, number | null, number], { id: number }>(
+        `INSERT INTO ocr_state (content_hash, status, engine, line_count, stopped, error_code, error_message, read_ms, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+      ),
+      insertLine: p<[number, number, string, number, string]>('INSERT INTO ocr_lines (state_id, line, text, confidence, box) VALUES (?, ?, ?, ?, ?)'),
+      insertFts: p<[number, string]>('INSERT INTO ocr_fts (rowid, text) VALUES (?, ?)'),
+      state: p<[string], { id: number; status: 'done' | 'failed'; engine: string; stopped: 'boxes' | 'time' | null; errorCode: string | null; errorMessage: string | null; readMs: number | null; updatedAt: number }>(
+        `SELECT id, status, engine, stopped, error_code AS errorCode, error_message AS errorMessage, read_ms AS readMs, updated_at AS updatedAt
+         FROM ocr_state WHERE content_hash = ?`,
+      ),
+      lines: p<[number], { text: string; confidence: number; box: string }>('SELECT text, confidence, box FROM ocr_lines WHERE state_id = ? ORDER BY line'),
+      counts: p<[], OcrCounts>(
+        `SELECT count(s.id) FILTER (WHERE s.status = 'done') AS done, count(s.id) FILTER (WHERE s.status = 'failed') AS failed,
+                count(*) FILTER (WHERE s.id IS NULL) AS pending
+         FROM (SELECT DISTINCT content_hash FROM images WHERE status = 'indexed' AND content_hash IS NOT NULL) c
+         LEFT JOIN ocr_state s ON s.content_hash = c.content_hash`,
+      ),
+      pending: p<[number], PendingContent>(
+        `SELECT i.content_hash AS hash, min(i.id) AS imageId, i.path AS path FROM images i
+         WHERE i.status = 'indexed' AND i.content_hash IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM ocr_state s WHERE s.content_hash = i.content_hash)
+         GROUP BY i.content_hash ORDER BY min(i.id) LIMIT ?`,
+      ),
+      // Pieces of 3+ characters through the index, shorter ones (a JSON array) by a case-insensitive scan of the hits.
+      search: p<[string, string, number], TextHit>(
+        `SELECT i.id AS imageId, f.rank AS rank FROM ocr_fts f
+         JOIN ocr_state s ON s.id = f.rowid
+         JOIN images i ON i.content_hash = s.content_hash
+         WHERE ocr_fts MATCH ? AND i.status = 'indexed' AND i.hidden_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM json_each(?) j WHERE instr(lower(f.text), lower(j.value)) = 0)
+         ORDER BY f.rank, i.id LIMIT ?`,
+      ),
+      searchShort: p<[string, number], TextHit>(
+        `SELECT i.id AS imageId, 0 AS rank FROM ocr_fts f
+         JOIN ocr_state s ON s.id = f.rowid
+         JOIN images i ON i.content_hash = s.content_hash
+         WHERE i.status = 'indexed' AND i.hidden_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM json_each(?) j WHERE instr(lower(f.text), lower(j.value)) = 0)
+         ORDER BY i.id LIMIT ?`,
+      ),
+    };
+  }
+
+  /** The library's OCR setting: true (on), false (off), undefined when never set (the default applies). */
+  setting(): boolean | undefined {
+    const v = this.s.getSetting.get(SETTING_KEY)?.value;
+    // Anything else (a hand-edited row) counts as never set rather than failing every start.
+    return v === 'on' ? true : v === 'off' ? false : undefined;
+  }
+
+  setSetting(on: boolean): void {
+    this.s.putSetting.run(SETTING_KEY, on ? 'on' : 'off');
+  }
+
+  /** Records a finished reading (replacing any earlier one): its lines and their full-text entry. */
+  saveDone(hash: string, reading: { engine: string; lines: readonly StoredLine[]; stopped: 'boxes' | 'time' | null; readMs: number }): void {
+    runInTransaction(this.db, () => {
+      this.s.drop.run(hash);
+      const { id } = this.s.insertState.get(hash, 'done', reading.engine, reading.lines.length, reading.stopped, null, null, reading.readMs, this.now())!;
+      reading.lines.forEach((l, i) => this.s.insertLine.run(id, i, l.text, l.confidence, JSON.stringify(l.box)));
+      // One space between lines: the detector splits a row at wide gaps ('Q3' | 'roadmap'), and a phrase may wrap.
+      if (reading.lines.length > 0) this.s.insertFts.run(id, reading.lines.map((l) => l.text).join(' '));
+    });
+  }
+
+  /** Records that this content's text could not be read, and why. */
+  saveFailed(hash: string, engine: string, errorCode: string, errorMessage: string): void {
+    runInTransaction(this.db, () => {
+      this.s.drop.run(hash);
+      this.s.insertState.get(hash, 'failed', engine, 0, null, errorCode, errorMessage, null, this.now());
+    });
+  }
+
+  /** The reading of this content, or undefined when it has not been read. */
+  reading(hash: string): OcrReading | undefined {
+    const state = this.s.state.get(hash);
+    if (!state) return undefined;
+    const { id, ...rest } = state;
+    const lines = this.s.lines.all(id).map((l) => ({ text: l.text, confidence: l.confidence, box: JSON.parse(l.box) as StoredLine['box'] }));
+    return { ...rest, lines };
+  }
+
+  /** Whether this content has a reading, done or failed. */
+  has(hash: string): boolean {
+    return this.s.has.get(hash) !== undefined;
+  }
+
+  /** Whether any photo's text has been read (with at least one line): a search has text to match. */
+  hasText(): boolean {
+    return this.s.anyDone.get() !== undefined;
+  }
+
+  counts(): OcrCounts {
+    return this.s.counts.get()!;
+  }
+
+  /** Indexed contents not read yet, oldest photo first. */
+  pending(limit: number): PendingContent[] {
+    return this.s.pending.all(limit);
+  }
+
+  /**
+   * Indexed, visible photos whose text contains every piece (case and accents folded for pieces of 3+
+   * characters, case only for shorter ones), best bm25 rank first. No pieces: no hits.
+   */
+  search(pieces: readonly string[], limit: number): TextHit[] {
+    const clean = pieces.map((p) => p.trim()).filter((p) => p !== '');
+    if (clean.length === 0) return [];
+    const long = clean.filter((p) => [...p].length >= MIN_INDEXED_CHARS);
+    const short = JSON.stringify(clean.filter((p) => [...p].length < MIN_INDEXED_CHARS));
+    if (long.length === 0) return this.s.searchShort.all(short, limit);
+    return this.s.search.all(long.map(ftsPhrase).join(' AND '), short, limit);
+  }
+}
