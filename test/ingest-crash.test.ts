@@ -17,7 +17,8 @@ import { imageFilesUnder, openLibrary, tinyJpeg } from './helpers/ingest-library
 import { rng } from './helpers/store-fixtures.js';
 
 const FILES = 400;
-const KILLS = 12;
+// 9 in CI (20 minutes on 2 cores for the whole suite); STRESS=1 for a long run.
+const KILLS = process.env.STRESS === '1' ? 40 : 9;
 
 let tmp: string;
 let modelDir: string;
@@ -87,7 +88,7 @@ describe('SIGKILL during `clipdex index`', () => {
       await exited;
     }
     // The kills must have landed while work was being done, not after a finished run.
-    expect(killedMidEncoding.length).toBeGreaterThanOrEqual(6);
+    expect(killedMidEncoding.length).toBeGreaterThanOrEqual(Math.floor(KILLS / 2));
     expect(indexedCount(dbPath)).toBeLessThan(FILES);
 
     const final = await runCli(['--model', modelDir, '--json', 'index', root], env);
