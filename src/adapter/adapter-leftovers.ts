@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { keyDir, STATE_FILE } from '../index/index-files.js';
 import { runInTransaction, type SqliteHandle } from '../store/database.js';
 import type { EmbeddingsRepo } from '../store/embeddings-repo.js';
-import { MetaLeasesRepo } from '../store/meta-leases-repo.js';
+import { MetaRepo } from '../store/meta-repo.js';
 import { ModelKeysRepo } from '../store/model-keys-repo.js';
 import { AdaptedEmbeddings } from './adapter-embeddings.js';
 
@@ -26,13 +26,13 @@ export const LEASE_STALE_MS = 60_000;
 /** Marks an adapter key as being built by this process until released. */
 export class ActivationLease {
   private readonly timer: NodeJS.Timeout;
-  private readonly leases: MetaLeasesRepo;
+  private readonly leases: MetaRepo;
 
   private constructor(
     db: SqliteHandle,
     private readonly key: string,
   ) {
-    this.leases = new MetaLeasesRepo(db);
+    this.leases = new MetaRepo(db);
     this.beat();
     this.timer = setInterval(() => {
       try {
@@ -75,7 +75,7 @@ export function findAdapterLeftovers(
 ): { leftovers: string[]; leased: string[]; deadLeases: string[] } {
   const prefix = `${baseKey}@adapter-`;
   const modelKeys = new ModelKeysRepo(db);
-  const leaseRows = new MetaLeasesRepo(db);
+  const leaseRows = new MetaRepo(db);
   return runInTransaction(db, () => {
     const keys = modelKeys.withPrefix(prefix);
     const leases = leaseRows.list(LEASE_PREFIX);
@@ -131,7 +131,7 @@ export async function removeAdapterLeftovers(
   for (const key of leftovers) adapted.drop(key);
   // Leases nobody refreshes any more go too (written only when there are some: a read-only library opens).
   if (deadLeases.length > 0) {
-    const leases = new MetaLeasesRepo(db);
+    const leases = new MetaRepo(db);
     for (const key of deadLeases) leases.remove(key);
   }
   const folders = new Set(leftovers.map((k) => keyDir(indexDir, k)));

@@ -10,6 +10,7 @@
  *   library_model_progress {…}              its last rate, ETA and failures, for `status` in another process
  */
 import type { SqliteHandle } from './database.js';
+import { MetaRepo } from './meta-repo.js';
 
 export interface RecordedModel {
   /** What loads it: a model id or a directory. */
@@ -44,19 +45,13 @@ export interface SwitchRunner {
 }
 
 export class LibraryModelRepo {
-  private readonly getStmt;
-  private readonly putStmt;
-  private readonly removeStmt;
-  private readonly listStmt;
+  private readonly meta: MetaRepo;
   private readonly missingStmt;
   private readonly totalStmt;
   private readonly doneStmt;
 
   constructor(db: SqliteHandle) {
-    this.getStmt = db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?');
-    this.putStmt = db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
-    this.removeStmt = db.prepare<[string]>('DELETE FROM meta WHERE key = ?');
-    this.listStmt = db.prepare<[string, string], { key: string; value: string }>('SELECT key, value FROM meta WHERE substr(key, 1, length(?)) = ?');
+    this.meta = new MetaRepo(db);
     // One row per content (two paths of one file need one vector), the lowest image id standing for it.
     this.missingStmt = db.prepare<{ key: string; after: number; limit: number }, MissingPhoto>(
       `SELECT min(i.id) AS id, i.path AS path, i.path_bytes AS pathBytes, i.content_hash AS contentHash FROM images i
@@ -80,7 +75,7 @@ export class LibraryModelRepo {
 
   /** Records the model searches use (and remembers how to load its key). */
   setCurrent(model: RecordedModel): void {
-    this.putStmt.run(CURRENT, JSON.stringify({ ref: model.ref, key: model.key }));
+    this.meta.put(CURRENT, JSON.stringify({ ref: model.ref, key: model.key }));
     this.rememberRef(model.key, model.ref);
   }
 
@@ -89,12 +84,12 @@ export class LibraryModelRepo {
   }
 
   setTarget(target: SwitchTarget): void {
-    this.putStmt.run(TARGET, JSON.stringify(target));
+    this.meta.put(TARGET, JSON.stringify(target));
     this.rememberRef(target.key, target.ref);
   }
 
   clearTarget(): void {
-    this.removeStmt.run(TARGET);
+    this.meta.remove(TARGET);
   }
 
   runner(): SwitchRunner | null {
@@ -102,11 +97,11 @@ export class LibraryModelRepo {
   }
 
   setRunner(runner: SwitchRunner): void {
-    this.putStmt.run(RUNNER, JSON.stringify(runner));
+    this.meta.put(RUNNER, JSON.stringify(runner));
   }
 
   clearRunner(): void {
-    this.removeStmt.run(RUNNER);
+    this.meta.remove(RUNNER);
   }
 
   /** The runner's last progress report (opaque JSON to the store). */
@@ -115,24 +110,24 @@ export class LibraryModelRepo {
   }
 
   setProgress(value: unknown): void {
-    this.putStmt.run(PROGRESS, JSON.stringify(value));
+    this.meta.put(PROGRESS, JSON.stringify(value));
   }
 
   clearProgress(): void {
-    this.removeStmt.run(PROGRESS);
+    this.meta.remove(PROGRESS);
   }
 
   rememberRef(key: string, ref: string): void {
-    this.putStmt.run(REF_PREFIX + key, ref);
+    this.meta.put(REF_PREFIX + key, ref);
   }
 
   forgetRef(key: string): void {
-    this.removeStmt.run(REF_PREFIX + key);
+    this.meta.remove(REF_PREFIX + key);
   }
 
   /** The model keys this library has loaded, with what loads each. */
   knownRefs(): { key: string; ref: string }[] {
-    return this.listStmt.all(REF_PREFIX, REF_PREFIX).map((r) => ({ key: r.key.slice(REF_PREFIX.length), ref: r.value }));
+    return this.meta.list(REF_PREFIX).map((r) => ({ key: r.key.slice(REF_PREFIX.length), ref: r.value }));
   }
 
   /** Indexed photos whose content has no vector under `key`, a page after image id `afterId`. */
@@ -146,10 +141,10 @@ export class LibraryModelRepo {
   }
 
   private read<T>(key: string): T | null {
-    const row = this.getStmt.get(key);
-    if (!row) return null;
+    const value = this.meta.get(key);
+    if (value === undefined) return null;
     try {
-      return JSON.parse(row.value) as T;
+      return JSON.parse(value) as T;
     } catch {
       return null;
     }

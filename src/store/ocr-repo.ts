@@ -8,6 +8,7 @@
  * `ocr_enabled` = on | off, absent when never set (no migration: meta is there since schema 1).
  */
 import { runInTransaction, type SqliteHandle } from './database.js';
+import { MetaRepo } from './meta-repo.js';
 
 export type BoxPoint = [number, number];
 
@@ -63,15 +64,15 @@ const SETTING_KEY = 'ocr_enabled';
 
 export class OcrRepo {
   private readonly s;
+  private readonly meta: MetaRepo;
 
   constructor(
     private readonly db: SqliteHandle,
     private readonly now: () => number = Date.now,
   ) {
+    this.meta = new MetaRepo(db);
     const p = <P extends unknown[] | object = unknown[], R = unknown>(sql: string) => db.prepare<P, R>(sql);
     this.s = {
-      getSetting: p<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
-      putSetting: p<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
       drop: p<[string]>('DELETE FROM ocr_state WHERE content_hash = ?'),
       has: p<[string], { one: number }>('SELECT 1 AS one FROM ocr_state WHERE content_hash = ?'),
       anyDone: p<[], { one: number }>("SELECT 1 AS one FROM ocr_state WHERE status = 'done' AND line_count > 0 LIMIT 1"),
@@ -120,13 +121,13 @@ export class OcrRepo {
 
   /** The library's OCR setting: true (on), false (off), undefined when never set (the default applies). */
   setting(): boolean | undefined {
-    const v = this.s.getSetting.get(SETTING_KEY)?.value;
+    const v = this.meta.get(SETTING_KEY);
     // Anything else (a hand-edited row) counts as never set rather than failing every start.
     return v === 'on' ? true : v === 'off' ? false : undefined;
   }
 
   setSetting(on: boolean): void {
-    this.s.putSetting.run(SETTING_KEY, on ? 'on' : 'off');
+    this.meta.put(SETTING_KEY, on ? 'on' : 'off');
   }
 
   /** Records a finished reading (replacing any earlier one): its lines and their full-text entry. */
