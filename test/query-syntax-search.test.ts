@@ -91,7 +91,9 @@ beforeAll(async () => {
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('the CLI', () => {
-  it('reads the table of phrases as the API does, and --json says what it understood', async () => {
+  // One CLI start per row, one after another: the bound grows with the table (a start is ~1 s, far more on a
+  // machine that is busy).
+  it('reads the table of phrases as the API does, and --json says what it understood', { timeout: 30_000 + TABLE.length * 15_000 }, async () => {
     for (const row of TABLE) {
       const r = await cli('--json', 'search', row.q, '-k', '50');
       expect(r.code, `${row.q}: ${r.stderr}`).toBe(0);
