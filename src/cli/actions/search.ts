@@ -25,6 +25,9 @@ import type { BrowseOrder } from '../../store/image-filter.js';
 import { DEFAULT_STRONG_RATIO } from '../../search/relevance-cutoff.js';
 import { globalOptions, printJson, type GlobalOptions } from '../context.js';
 
+/** One query, then exit: the image tower opens only for a query by image (an upload or a path), not for text or a photo id. */
+const ONE_QUERY = { lazyImageTower: true } as const;
+
 interface CommonOptions {
   offset?: number;
   folder?: string;
@@ -62,7 +65,7 @@ async function runSearch(
   o: CommonOptions & { limit?: number; text?: boolean },
   parsed?: ParsedQuery,
 ): Promise<void> {
-  const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir });
+  const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir, session: ONE_QUERY });
   try {
     // --no-text: CLIP alone, the text read in photos left out.
     const options = { ...requestOptionsOf({ ...o, limit: o.limit ?? 20 }), terms: termsFor(library), ...(o.text === false ? { text: false as const } : {}) };
@@ -163,7 +166,7 @@ export const actionSimilar = async (target: string, o: CommonOptions & { limit: 
 
 export const actionList = async (o: Omit<CommonOptions, 'sort'> & { limit: number; sort: BrowseOrder }, c: Command) => {
   const g = globalOptions(c);
-  const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir });
+  const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir, session: ONE_QUERY });
   try {
     const page = new QueryEngine(library).browse(requestOptionsOf(o));
     if (g.json) return printJson(page);
