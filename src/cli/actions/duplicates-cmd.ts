@@ -6,7 +6,7 @@ import { Library } from '../../library/library.js';
 import { findDuplicates, type DuplicatesReport } from '../../search/duplicate-groups.js';
 import { libraryPaths, openDatabase, type StoreDatabase } from '../../store/database.js';
 import { DuplicatesRepo } from '../../store/duplicates-repo.js';
-import { idTextParam, } from '../../validation/duplicates-params.js';
+import { idTextParam } from '../../validation/duplicates-params.js';
 import { parseParam } from '../../validation/param-rules.js';
 import { globalOptions, printJson, type GlobalOptions } from '../context.js';
 import { createProgress } from '../progress.js';

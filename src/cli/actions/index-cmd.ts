@@ -9,8 +9,6 @@ import { requireFolders } from '../../ingest/folder-check.js';
 import { EXIT, globalOptions, log, printJson } from '../context.js';
 import { createProgress } from '../progress.js';
 
-const _collect = (value: string, previous: string[]) => [...previous, value];
-
 function rateLabel(p: IngestProgress): string {
   const parts = [p.phase === 'scanning' ? 'scanning' : `${p.filesPerSecond.toFixed(p.filesPerSecond < 10 ? 1 : 0)} files/s`];
   parts.push(`${p.errors} error${p.errors === 1 ? '' : 's'}`);

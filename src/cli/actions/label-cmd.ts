@@ -13,7 +13,7 @@ import type { CaptionSummary, LabeledPair, ListedPair, PairFilter } from '../../
 import { checkCaption, folderLabelRows, importLabels, labelTarget, resolvePhoto, type LabelRow } from '../../train/label-import.js';
 import { EXIT, globalOptions, log, printJson, type GlobalOptions } from '../context.js';
 import { optionParser } from '../../validation/param-rules.js';
-import { listLimitParam, recordIdParam } from '../../validation/id-params.js';
+import { recordIdParam } from '../../validation/id-params.js';
 
 /** Where a problem came from, in the words of the input: "line 4" of a CSV, "entry 2" of JSON, "argument 1". */
 interface Problem {
@@ -54,7 +54,6 @@ async function withLibrary<T>(g: GlobalOptions, run: (library: Library) => Promi
   }
 }
 
-const _listLimit = optionParser(listLimitParam, '--limit');
 const labelId = optionParser(recordIdParam, 'a label id', 'see `clipdex labels list`');
 
 /**

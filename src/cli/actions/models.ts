@@ -1,13 +1,13 @@
 // What the commands of commands/models.ts do, loaded when one runs (see lazy.ts); their options and help stay there.
 import { existsSync } from 'node:fs';
-import type { Command, } from 'commander';
+import type { Command } from 'commander';
 import { ClipdexError } from '../../errors.js';
 import { hubEndpoint, isPulled, pullModel } from '../../model/hub-download.js';
 import { readModelDir } from '../../model/model-dir.js';
 import { importModel } from '../../model/model-import.js';
 import type { Crossmodal3600, ModelFamily, ModelLayout, ModelManifest } from '../../model/manifest.js';
 import { findManifest, listLocalModels, listManifests, manifestCacheDir } from '../../model/model-registry.js';
-import { type AnyPresetName, buildTinyModel, } from '../../model/tiny-model-builder.js';
+import { type AnyPresetName, buildTinyModel } from '../../model/tiny-model-builder.js';
 import { forgetModel, ModelSwitcher, RUNNER_STALE_MS, type ModelSwitchStatus } from '../../ingest/model-switch.js';
 import { Library } from '../../library/library.js';
 import { modelKeyFor } from '../../library/model-key.js';

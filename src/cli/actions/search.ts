@@ -1,29 +1,16 @@
 // What the commands of commands/search.ts do, loaded when one runs (see lazy.ts); their options and help stay there.
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { type Command, Option } from 'commander';
-import type { z } from 'zod';
+import type { Command } from 'commander';
 import { ClipdexError } from '../../errors.js';
-import { Library } from '../../library/library.js';
+import type { Library } from '../../library/library.js';
 import type { ImageFormat } from '../../model/image-format.js';
-import {
-  dateParam,
-  folderParam,
-  formatListParam,
-  IMAGE_FORMATS,
-  requestOptionsOf,
-  limitParam,
-  MAX_LIMIT,
-  minScoreRatioParam,
-  searchOffsetParam,
-  searchSortParam,
-} from '../../validation/search-params.js';
-import { optionParser as option } from '../../validation/param-rules.js';
-import { QueryEngine, type QueryTerm, type SearchRequest, type SearchResponse } from '../../search/query-engine.js';
-import { parseQueryText, plainQuery, searchRequestOf, type ParsedQuery, type UnderstoodPart } from '../../search/query-syntax.js';
+import { requestOptionsOf } from '../../validation/search-params.js';
+import type { QueryTerm, SearchRequest, SearchResponse } from '../../search/query-engine.js';
+import type { ParsedQuery, UnderstoodPart } from '../../search/query-syntax.js';
 import type { BrowseOrder } from '../../store/image-filter.js';
-import { DEFAULT_STRONG_RATIO } from '../../search/relevance-cutoff.js';
-import { globalOptions, printJson, type GlobalOptions } from '../context.js';
+import { globalOptions, log, printJson, type GlobalOptions } from '../context.js';
+import { findServer } from '../server-client.js';
 
 /** One query, then exit: the image tower opens only for a query by image (an upload or a path), not for text or a photo id. */
 const ONE_QUERY = { lazyImageTower: true } as const;
@@ -39,24 +26,63 @@ interface CommonOptions {
   lang?: string;
   /** Print the weaker matches too, below the strong ones. */
   all?: boolean;
+  /** Search here even when a server of this library runs. */
+  local?: boolean;
 }
 
-/** Paging and the filters, shared by the searches and `list`; values are checked by the same rules as the API's. */
-function addPagingAndFilters(cmd: Command, what: string, limit: number, offset: z.ZodType<number>): Command {
-  return cmd
-    .option('-k, --limit <n>', `how many ${what} (at most ${MAX_LIMIT})`, option(limitParam, '--limit'), limit)
-    .option('--offset <n>', `skip this many ${what} (paging)`, option(offset, '--offset'))
-    .option('--folder <dir>', 'only photos under this folder', option(folderParam, '--folder'))
-    .option('--after <date>', 'only photos taken on or after this date (YYYY-MM-DD)', option(dateParam, '--after'))
-    .option('--before <date>', 'only photos taken before this date', option(dateParam, '--before'))
-    .option('--format <list>', `only these formats, e.g. jpeg,png (${IMAGE_FORMATS.join(', ')}; jpg, tif and heif work too)`, option(formatListParam, '--format'));
+/** A term the API takes as JSON: a phrase or a stored photo (an image file would have to be uploaded). */
+type ServerTerm = { text: string; weight?: number } | { imageId: number; weight?: number };
+
+/**
+ * The search as POST /api/search of a running `clipdex serve` of this library answers it, or null (no server,
+ * another model, an image file among the terms, any failure): then it runs here. The API checks the values
+ * with the same rules and runs the same engine, so its answer is the one this process would print.
+ */
+async function askServer(
+  g: GlobalOptions,
+  o: CommonOptions & { limit?: number; text?: boolean; plain?: boolean },
+  query: { phrase?: string; terms: QueryTerm[] },
+): Promise<(SearchResponse & { understood?: UnderstoodPart[] }) | null> {
+  if (o.local) return null;
+  const terms = query.terms.filter((t): t is QueryTerm & ServerTerm => 'text' in t || 'imageId' in t);
+  if (terms.length < query.terms.length) return null;
+  const server = await findServer(g.dataDir, g.model);
+  if (!server) return null;
+  const body = {
+    ...(query.phrase ? { q: query.phrase } : {}),
+    ...(o.plain ? { syntax: 'plain' } : {}),
+    ...(o.text === false ? { text: 'off' } : {}),
+    terms: terms.map((t) => ('text' in t ? { text: t.text, weight: t.weight ?? 1 } : { imageId: t.imageId, weight: t.weight ?? 1 })),
+    limit: o.limit ?? 20,
+    ...(o.offset !== undefined ? { offset: o.offset } : {}),
+    // The server's working directory is not this one.
+    ...(o.folder !== undefined ? { folder: resolve(o.folder) } : {}),
+    // Parsed to ms here already; an ISO timestamp reads back to the same instant.
+    ...(o.after !== undefined ? { after: new Date(o.after).toISOString() } : {}),
+    ...(o.before !== undefined ? { before: new Date(o.before).toISOString() } : {}),
+    ...(o.format !== undefined ? { format: o.format } : {}),
+    ...(o.sort !== undefined ? { sort: o.sort } : {}),
+    ...(o.minScoreRatio !== undefined ? { minScoreRatio: o.minScoreRatio } : {}),
+    ...(o.lang !== undefined ? { lang: o.lang } : {}),
+  };
+  const response = await server.post<SearchResponse & { understood?: UnderstoodPart[] }>('/api/search', body);
+  // stderr, so stdout (the results, or --json) is the same either way.
+  if (response) log(`clipdex: searched by the server at ${server.url} (--local to search in this process)`);
+  return response;
 }
 
-function _addCommonOptions(cmd: Command): Command {
-  return addPagingAndFilters(cmd, 'results', 20, searchOffsetParam)
-    .addOption(new Option('--sort <order>', 'result order').choices(searchSortParam.options))
-    .option('--min-score-ratio <r>', `keep only results scoring at least this share (0-1) of the best (default: strong from ${DEFAULT_STRONG_RATIO} of the best, weaker ones counted)`, option(minScoreRatioParam, '--min-score-ratio'))
-    .option('--all', 'print the weaker matches too, after the strong ones (--json always carries both)');
+/**
+ * The library, its model and the engine, loaded here: imported only now, so a search a server answers loads
+ * none of them (nor ONNX Runtime or SQLite).
+ */
+async function openHere(g: GlobalOptions) {
+  const [{ Library }, { QueryEngine }, { searchRequestOf }] = await Promise.all([
+    import('../../library/library.js'),
+    import('../../search/query-engine.js'),
+    import('../../search/query-syntax.js'),
+  ]);
+  const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir, session: ONE_QUERY });
+  return { library, QueryEngine, searchRequestOf };
 }
 
 async function runSearch(
@@ -65,7 +91,7 @@ async function runSearch(
   o: CommonOptions & { limit?: number; text?: boolean },
   parsed?: ParsedQuery,
 ): Promise<void> {
-  const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir, session: ONE_QUERY });
+  const { library, QueryEngine, searchRequestOf } = await openHere(g);
   try {
     // --no-text: CLIP alone, the text read in photos left out.
     const options = { ...requestOptionsOf({ ...o, limit: o.limit ?? 20 }), terms: termsFor(library), ...(o.text === false ? { text: false as const } : {}) };
@@ -143,8 +169,12 @@ export const actionSearch = async (words: string[], o: CommonOptions & { limit: 
   const phrase = words.join(' ').trim();
   const terms = extraTerms(o);
   if (!phrase && terms.length === 0) throw new ClipdexError('INVALID_ARGUMENT', 'give a phrase to search for (or --add an image)');
+  const g = globalOptions(c);
+  const answered = await askServer(g, o, { phrase, terms });
+  if (answered) return print(g, answered, o.all === true);
+  const { parseQueryText, plainQuery } = await import('../../search/query-syntax.js');
   const parsed = phrase ? (o.plain ? plainQuery(phrase) : parseQueryText(phrase)) : undefined;
-  await runSearch(globalOptions(c), () => terms, o, parsed);
+  await runSearch(g, () => terms, o, parsed);
 };
 
 export const actionSimilar = async (target: string, o: CommonOptions & { limit: number }, c: Command) => {
@@ -152,6 +182,9 @@ export const actionSimilar = async (target: string, o: CommonOptions & { limit: 
   if (!/^\d+$/.test(target) && !existsSync(target)) {
     throw new ClipdexError('FILE_NOT_FOUND', `${target} is neither a photo id nor an existing file`);
   }
+  // A photo id only: a file (indexed or not) is looked up or encoded here.
+  const answered = /^\d+$/.test(target) ? await askServer(g, o, { terms: [{ imageId: Number(target) }] }) : null;
+  if (answered) return print(g, answered, o.all === true);
   await runSearch(
     g,
     (library) => {
@@ -166,7 +199,7 @@ export const actionSimilar = async (target: string, o: CommonOptions & { limit: 
 
 export const actionList = async (o: Omit<CommonOptions, 'sort'> & { limit: number; sort: BrowseOrder }, c: Command) => {
   const g = globalOptions(c);
-  const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir, session: ONE_QUERY });
+  const { library, QueryEngine } = await openHere(g);
   try {
     const page = new QueryEngine(library).browse(requestOptionsOf(o));
     if (g.json) return printJson(page);

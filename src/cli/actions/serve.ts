@@ -10,10 +10,7 @@ import { LateIngest } from '../../server/late-ingest.js';
 import { startServer } from '../../server/server.js';
 import { globalOptions, log } from '../context.js';
 import { indexBuildLog } from '../index-build-log.js';
-import { optionParser } from '../../validation/param-rules.js';
-import { portParam } from '../../validation/id-params.js';
-
-const _portOption = optionParser(portParam, '--port');
+import { publishServer } from '../server-client.js';
 
 
 export const actionServe = async (o: { port: number; host: string; root?: string[]; allowedHost?: string[] }, cmd: Command) => {
@@ -76,6 +73,13 @@ export const actionServe = async (o: { port: number; host: string; root?: string
     log,
   });
   log(`clipdex: listening on ${running.url}`);
+  // Where `clipdex search` of this library finds this server (it asks it rather than loading the model).
+  let unpublish = () => {};
+  try {
+    unpublish = publishServer(library.paths.dir, { url: running.url, model: library.modelRef, modelDir: library.loaded?.model.spec.dir ?? null });
+  } catch (err) {
+    log(`clipdex: could not write ${library.paths.dir}/server.json (${errorMessage(err)}); \`clipdex search\` will load the model itself`);
+  }
   if (running.token) {
     log(
       running.tokenIsNew
@@ -90,6 +94,7 @@ export const actionServe = async (o: { port: number; host: string; root?: string
     process.once('SIGTERM', stop);
   });
   log('clipdex: shutting down');
+  unpublish();
   await running.close();
   await modelSwitch?.close();
   await (await ingest?.ready)?.close();

@@ -33,7 +33,8 @@ function addCommonOptions(cmd: Command): Command {
   return addPagingAndFilters(cmd, 'results', 20, searchOffsetParam)
     .addOption(new Option('--sort <order>', 'result order').choices(searchSortParam.options))
     .option('--min-score-ratio <r>', `keep only results scoring at least this share (0-1) of the best (default: strong from ${DEFAULT_STRONG_RATIO} of the best, weaker ones counted)`, option(minScoreRatioParam, '--min-score-ratio'))
-    .option('--all', 'print the weaker matches too, after the strong ones (--json always carries both)');
+    .option('--all', 'print the weaker matches too, after the strong ones (--json always carries both)')
+    .option('--local', 'search in this process, loading the model, even when `clipdex serve` runs for this library (by default a running server answers: no model to load)');
 }
 
 export function searchCommand(): Command {
