@@ -106,7 +106,16 @@ async function main(): Promise<void> {
   }
   const server = await startServer();
   try {
-    await timedServed(CLI, ['search', 'warm up']);
+    // Until its start-up scan is over the server may be too busy to answer the CLI's probe in time.
+    for (let tries = 0; ; tries++) {
+      try {
+        await timedServed(CLI, ['search', 'warm up']);
+        break;
+      } catch (err) {
+        if (tries === 30) throw err;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
     for (let r = 0; r < ROUNDS; r++) add('search, server', await timedServed(CLI, ['search', phrase(100 + r)]));
   } finally {
     const exited = new Promise((r) => server.once('exit', r));

@@ -17,8 +17,12 @@ export interface ServerRecord {
 }
 
 const FILE = 'server.json';
-/** A server that has not answered a trivial request in this time is hung or busy for long: search locally. */
-const PROBE_TIMEOUT_MS = 300;
+/**
+ * A server that has not answered a trivial request in this time is hung or swamped: search locally. Loopback
+ * answers in ~2 ms; 300 ms was missed on a 2-core machine under load while the server scanned at start, and
+ * loading the model here costs seconds, so the wait may be generous.
+ */
+const PROBE_TIMEOUT_MS = 1000;
 /** The search itself: a text query on a loaded model takes ~0.1 s; past this something is wrong. */
 const SEARCH_TIMEOUT_MS = 30_000;
 
