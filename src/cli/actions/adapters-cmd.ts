@@ -123,7 +123,6 @@ function printList(versions: AdapterSummary[], baseKey: string): void {
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
-
 export const actionList = async (_opts: unknown, cmd: Command) => {
   const g = globalOptions(cmd);
   await withService(g, async (service, library) => {

@@ -163,7 +163,6 @@ export async function runChecks(g: { modelOrDefault: string; dataDir: string; ca
   return checks;
 }
 
-
 export const actionDoctor = async (opts: { full?: boolean }, cmd: Command) => {
   const g = globalOptions(cmd);
   const checks = await runChecks(g, { full: opts.full === true });

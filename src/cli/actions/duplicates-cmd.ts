@@ -44,7 +44,6 @@ async function withStore<T>(g: GlobalOptions, fn: (store: StoreDatabase) => T): 
 
 const ids = (values: string[], what: string) => values.map((v) => parseParam(idTextParam, v, what));
 
-
 export const actionDuplicates = async (o: { threshold?: number; rotations?: boolean; neighbours?: number }, c: Command) => {
   const g = globalOptions(c);
   const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir });

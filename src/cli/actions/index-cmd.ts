@@ -17,7 +17,6 @@ function rateLabel(p: IngestProgress): string {
   return parts.join(', ');
 }
 
-
 export const actionIndex = async (dirs: string[], opts: { exclude: string[]; watch: boolean }, cmd: Command) => {
   const g = globalOptions(cmd);
   // A folder that is not there (or is a file) is a usage error before the library opens, as for `serve --root`.

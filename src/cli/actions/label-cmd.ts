@@ -171,7 +171,6 @@ function labelPhotos(library: Library, photos: string[], caption: string): AddRe
   return result;
 }
 
-
 function listLabels(library: Library, filter: PairFilter, limit: number): { labels: ListedPair[]; captions: CaptionSummary[]; total: number } {
   const captions = library.pairs.captions(filter);
   return { labels: library.pairs.page(filter, limit), captions, total: captions.reduce((s, c) => s + c.labels, 0) };
@@ -207,7 +206,6 @@ function printList(result: ReturnType<typeof listLabels>): void {
   out.push(`${String(result.total).padStart(6)}  total, ${result.captions.length} caption${result.captions.length === 1 ? '' : 's'}`);
   process.stdout.write(`${out.join('\n')}\n`);
 }
-
 
 export const actionLabel = async (items: string[], opts: { caption?: string }, cmd: Command) => {
   const g = globalOptions(cmd);

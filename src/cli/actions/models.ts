@@ -54,7 +54,6 @@ function presetFamily(preset: AnyPresetName): string {
   return 'CLIP';
 }
 
-
 /** A model key of this library named by a key, the name before its '#', what loaded it, or the model's files. */
 async function keyOf(library: Library, ref: string, cacheDir: string): Promise<string> {
   const known = library.models.knownRefs();

@@ -22,7 +22,6 @@ function why(s: OcrStatus, library: boolean | undefined): string {
   }
 }
 
-
 export const actionOcr = (value: string | undefined, _opts: unknown, cmd: Command) => {
   const g = globalOptions(cmd);
   const wanted = value === undefined ? undefined : value.trim().toLowerCase();

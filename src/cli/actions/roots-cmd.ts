@@ -7,7 +7,6 @@ import { libraryPaths, openDatabase } from '../../store/database.js';
 import { RootsRepo } from '../../store/roots-repo.js';
 import { globalOptions, printJson } from '../context.js';
 
-
 export const actionConfirm = async (pathArg: string, _opts: unknown, cmd: Command) => {
   const g = globalOptions(cmd);
   const path = resolve(pathArg);

@@ -162,9 +162,6 @@ export function extraTerms(extra: { add?: string[]; subtract?: string[] }): Quer
   return terms;
 }
 
-
-
-
 export const actionSearch = async (words: string[], o: CommonOptions & { limit: number; plain?: boolean; text?: boolean; add?: string[]; subtract?: string[] }, c: Command) => {
   const phrase = words.join(' ').trim();
   const terms = extraTerms(o);

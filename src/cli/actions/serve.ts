@@ -12,7 +12,6 @@ import { globalOptions, log } from '../context.js';
 import { indexBuildLog } from '../index-build-log.js';
 import { publishServer } from '../server-client.js';
 
-
 export const actionServe = async (o: { port: number; host: string; root?: string[]; allowedHost?: string[] }, cmd: Command) => {
   const g = globalOptions(cmd);
   // A folder that is not there (or is a file) is a usage error now, before the library opens or the

@@ -23,7 +23,6 @@ function ago(ms: number | null): string {
   return `scanned ${Math.round(s / 86400)} days ago`;
 }
 
-
 export const actionStatus = async (opts: { errors?: boolean; limit?: number }, cmd: Command) => {
   const g = globalOptions(cmd);
   // Status must work when the model is missing or broken: it is where the user looks to find out.

@@ -4,7 +4,6 @@ import { ClipTokenizer } from '../../model/tokenizer.js';
 import { resolveModel } from '../../model/model-registry.js';
 import { globalOptions, printJson } from '../context.js';
 
-
 export const actionTokenize = async (text: string, opts: { vocab?: string; context?: number }, cmd: Command) => {
   const g = globalOptions(cmd);
   const source = opts.vocab ?? (await resolveModel(g.modelOrDefault, { cacheRoot: g.cacheDir })).tokenizerPath;

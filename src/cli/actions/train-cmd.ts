@@ -158,7 +158,6 @@ function printResult(r: TrainResult, activation: ActivationResult | null, activa
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
-
 export const actionTrain = async (opts: { epochs?: number; batch?: number; valSplit?: number; testSplit?: number; seed?: number; lr?: number; patience?: number; textBlocks?: number; lora?: number; activate?: boolean }, cmd: Command) => {
   const g = globalOptions(cmd);
   const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir });

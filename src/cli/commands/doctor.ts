@@ -1,6 +1,7 @@
 
 import { lazyAction } from '../lazy.js';
 import { Command } from 'commander';
+
 export function doctorCommand(): Command {
   return new Command('doctor')
     .description('check the model, execution providers, directories, the library database and limits, with a fix for each problem')

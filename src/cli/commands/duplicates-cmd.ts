@@ -2,6 +2,7 @@ import { lazyAction } from '../lazy.js';
 import { Command } from 'commander';
 import { DEFAULT_DUPLICATE_THRESHOLD, duplicateThresholdParam, neighboursParam } from '../../validation/duplicates-params.js';
 import { optionParser as option } from '../../validation/param-rules.js';
+
 /**
  * `clipdex duplicates`: the groups, each with the photo to keep and why; `hide`, `unhide`, `trash`, `undo`,
  * `hidden` and `trashed` act on what it lists.

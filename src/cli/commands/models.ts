@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { DEFAULT_SEED, PRESET_NAMES } from '../../model/tiny-presets.js';
 import { optionParser } from '../../validation/param-rules.js';
 import { seedText } from '../../validation/train-params.js';
+
 export function modelsCommand(): Command {
   const models = new Command('models').description('list, download, import and build CLIP models');
 

@@ -1,5 +1,6 @@
 import { lazyAction } from '../lazy.js';
 import { Command } from 'commander';
+
 /** `clipdex ocr [on|off]`: the library's text-in-photos setting, which `serve` and `index` start with. */
 export function ocrCommand(): Command {
   return new Command('ocr')

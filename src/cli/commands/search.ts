@@ -18,6 +18,7 @@ import {
 } from '../../validation/search-params.js';
 import { optionParser as option } from '../../validation/param-rules.js';
 import { DEFAULT_STRONG_RATIO } from '../../search/relevance-cutoff.js';
+
 /** Paging and the filters, shared by the searches and `list`; values are checked by the same rules as the API's. */
 function addPagingAndFilters(cmd: Command, what: string, limit: number, offset: z.ZodType<number>): Command {
   return cmd

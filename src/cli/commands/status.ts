@@ -2,6 +2,7 @@ import { lazyAction } from '../lazy.js';
 import { Command } from 'commander';
 import { optionParser } from '../../validation/param-rules.js';
 import { listLimitParam } from '../../validation/id-params.js';
+
 export function statusCommand(): Command {
   return new Command('status')
     .description('what the library holds: indexed, pending, failed and offline files, folders, model and index health')

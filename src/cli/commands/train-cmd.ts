@@ -7,6 +7,7 @@ import { lazyAction } from '../lazy.js';
 import { Command } from 'commander';
 import { optionParser } from '../../validation/param-rules.js';
 import { batchSizeText, epochsText, learningRateText, loraText, patienceText, seedText, testFractionText, textBlocksText, valFractionText } from '../../validation/train-params.js';
+
 export function trainCommand(): Command {
   return new Command('train')
     .description('teach the model your labels: fine-tune an adapter, report before/after on test photos no choice saw (with a 90% interval), save it as a new version')
