@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
-import { ClipdexError, type ErrorCode } from '../errors.js';
 import { cacheDir, dataDir } from '../model/cache-dir.js';
 import { DEFAULT_MODEL_ID } from '../model/model-registry.js';
+
+export { EXIT, exitCodeFor } from './exit-codes.js';
 
 /** Options every command takes, resolved flag → env → default. */
 export interface GlobalOptions {
@@ -32,19 +33,4 @@ export function printJson(value: unknown): void {
 
 export function log(message: string): void {
   process.stderr.write(`${message}\n`);
-}
-
-/** Exit codes scripts can rely on. */
-export const EXIT = { ok: 0, failure: 1, usage: 2, modelMissing: 3, network: 4 } as const;
-
-const CODE_EXIT: Partial<Record<ErrorCode, number>> = {
-  INVALID_ARGUMENT: EXIT.usage,
-  MODEL_NOT_FOUND: EXIT.modelMissing,
-  MODEL_UNSUPPORTED: EXIT.modelMissing,
-  OFFLINE: EXIT.network,
-  DOWNLOAD_FAILED: EXIT.network,
-};
-
-export function exitCodeFor(err: unknown): number {
-  return err instanceof ClipdexError ? (CODE_EXIT[err.code] ?? EXIT.failure) : EXIT.failure;
 }

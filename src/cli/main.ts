@@ -3,7 +3,6 @@ import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { errorMessage, isClipdexError } from '../errors.js';
 import { dataDir } from '../model/cache-dir.js';
-import { libraryDamagedError, libraryPaths } from '../store/database.js';
 import { adaptersCommand } from './commands/adapters-cmd.js';
 import { doctorCommand } from './commands/doctor.js';
 import { duplicatesCommand } from './commands/duplicates-cmd.js';
@@ -17,7 +16,7 @@ import { serveCommand } from './commands/serve.js';
 import { statusCommand } from './commands/status.js';
 import { tokenizeCommand } from './commands/tokenize.js';
 import { trainCommand } from './commands/train-cmd.js';
-import { EXIT, exitCodeFor, log } from './context.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -53,6 +52,11 @@ export function createProgram(): Command {
   return program;
 }
 
+// Not context.ts's log: that module loads the model registry, which `--version` has no use for.
+function log(message: string): void {
+  process.stderr.write(`${message}\n`);
+}
+
 export async function main(argv: string[]): Promise<number> {
   const program = createProgram();
   try {
@@ -65,7 +69,10 @@ export async function main(argv: string[]): Promise<number> {
       return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
     // Damaged pages first read by a query (after the library opened) get the same report as at open.
-    if (!isClipdexError(err)) err = libraryDamagedError(err, libraryPaths(dataDir(program.opts<{ dataDir?: string }>().dataDir)).database) ?? err;
+    if (!isClipdexError(err)) {
+      const { libraryDamagedError, libraryPaths } = await import('../store/database.js');
+      err = libraryDamagedError(err, libraryPaths(dataDir(program.opts<{ dataDir?: string }>().dataDir)).database) ?? err;
+    }
     const wantsJson = argv.includes('--json');
     if (wantsJson) {
       process.stdout.write(

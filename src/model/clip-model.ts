@@ -15,6 +15,12 @@ export interface LoadModelOptions extends SessionOptions {
   /** Largest image batch sent to the encoder at once (graphs with a fixed batch run one at a time). */
   imageBatch?: number;
   textBatch?: number;
+  /**
+   * Open the image tower at the first image to encode instead of at load. A text search from the CLI needs
+   * the text tower only; the image tower of ViT-B/32 is ~350 MB to read and optimise. The server and ingest
+   * keep the default (both at load: the first photo or image query pays nothing).
+   */
+  lazyImageTower?: boolean;
 }
 
 export type ImageEmbeddingResult =
@@ -23,40 +29,73 @@ export type ImageEmbeddingResult =
 
 /**
  * A loaded CLIP model: tokenizer, both ONNX towers and the preprocessing they expect.
- * Everything is opened up front so the first query pays no loading cost.
+ * Everything is opened up front so the first query pays no loading cost (unless `lazyImageTower`).
  */
 export class ClipModel {
+  private imageEncoder: ImageEncoder | null;
+  private imageOpening: Promise<ImageEncoder> | null = null;
+
   private constructor(
     readonly spec: ModelSpec,
     readonly tokenizer: ModelTokenizer,
-    readonly image: ImageEncoder,
+    image: ImageEncoder | null,
     readonly text: TextEncoder,
     readonly dim: number,
-  ) {}
+    private readonly options: LoadModelOptions,
+  ) {
+    this.imageEncoder = image;
+  }
 
   static async load(spec: ModelSpec, options: LoadModelOptions = {}): Promise<ClipModel> {
     const tokenizer = await loadTextTokenizer(spec);
     const [imageTower, textTower] = await Promise.all([
-      openTower(join(spec.dir, spec.vision.file), spec.vision, 'image', options),
+      options.lazyImageTower ? null : openImageTower(spec, options),
       openTower(join(spec.dir, spec.text.file), spec.text, 'text', options),
     ]);
-    const image = new ImageEncoder(imageTower, spec.preprocess.size, options.imageBatch);
+    const image = imageTower ? new ImageEncoder(imageTower, spec.preprocess.size, options.imageBatch) : null;
     const text = new TextEncoder(textTower, tokenizer, spec.contextLength, options.textBatch);
-    const dims = [image.dim, text.dim, spec.embeddingDim].filter((d): d is number => d !== null);
+    const dims = [image?.dim ?? null, text.dim, spec.embeddingDim].filter((d): d is number => d !== null);
     const dim = dims[0];
     if (dim === undefined) {
       // Neither graph nor config says; one probe settles it.
       const [probe] = await text.encode(['']);
-      return new ClipModel(spec, tokenizer, image, text, probe!.length);
+      return new ClipModel(spec, tokenizer, image, text, probe!.length, options);
     }
     if (dims.some((d) => d !== dim)) {
-      await Promise.all([image.release(), text.release()]);
-      throw new ClipdexError(
-        'MODEL_INVALID',
-        `${spec.dir}: image embeddings (${image.dim ?? '?'}), text embeddings (${text.dim ?? '?'}) and config (${spec.embeddingDim ?? '?'}) disagree on the dimension`,
-      );
+      await Promise.all([image?.release(), text.release()]);
+      throw dimensionError(spec, image?.dim ?? null, text.dim);
     }
-    return new ClipModel(spec, tokenizer, image, text, dim);
+    return new ClipModel(spec, tokenizer, image, text, dim, options);
+  }
+
+  /** The image tower; a model loaded with `lazyImageTower` must have opened it first (`openImageEncoder`). */
+  get image(): ImageEncoder {
+    if (!this.imageEncoder) throw new ClipdexError('INFERENCE_FAILED', `the image tower of ${this.spec.id} is not open yet (loaded with lazyImageTower): await openImageEncoder() first`);
+    return this.imageEncoder;
+  }
+
+  /** Whether the image tower is open (always, unless loaded with `lazyImageTower` and no image was encoded yet). */
+  get imageTowerOpen(): boolean {
+    return this.imageEncoder !== null;
+  }
+
+  /** The image tower, opened now if it was left for later; concurrent callers share one opening. */
+  async openImageEncoder(): Promise<ImageEncoder> {
+    if (this.imageEncoder) return this.imageEncoder;
+    this.imageOpening ??= (async () => {
+      const encoder = new ImageEncoder(await openImageTower(this.spec, this.options), this.spec.preprocess.size, this.options.imageBatch);
+      if (encoder.dim !== null && encoder.dim !== this.dim) {
+        await encoder.release();
+        throw dimensionError(this.spec, encoder.dim, this.text.dim);
+      }
+      this.imageEncoder = encoder;
+      return encoder;
+    })();
+    try {
+      return await this.imageOpening;
+    } finally {
+      this.imageOpening = null;
+    }
   }
 
   /**
@@ -73,7 +112,9 @@ export class ClipModel {
 
   /** The provider each tower runs on, and why faster ones were passed over. */
   get providers(): { image: ProviderName; text: ProviderName; fallbacks: ProviderFallback[] } {
-    return { image: this.image.provider, text: this.text.provider, fallbacks: this.image.fallbacks };
+    // An image tower not open yet will open with the same options as the text tower: the same provider, as a rule.
+    const image = this.imageEncoder ?? this.text;
+    return { image: image.provider, text: this.text.provider, fallbacks: image.fallbacks };
   }
 
   /**
@@ -107,7 +148,7 @@ export class ClipModel {
     const plane = 3 * this.spec.preprocess.size ** 2;
     const packed = new Float32Array(okIndexes.length * plane);
     okIndexes.forEach((src, dst) => packed.set(batch.tensor.subarray(src * plane, (src + 1) * plane), dst * plane));
-    const embeddings = okIndexes.length > 0 ? await this.image.encode(packed, okIndexes.length) : [];
+    const embeddings = okIndexes.length > 0 ? await (await this.openImageEncoder()).encode(packed, okIndexes.length) : [];
     const results: ImageEmbeddingResult[] = batch.items.map((item) =>
       item.ok ? { ok: true, embedding: new Float32Array(0) } : { ok: false, error: item.error },
     );
@@ -118,6 +159,18 @@ export class ClipModel {
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.image.release(), this.text.release()]);
+    const image = this.imageEncoder ?? (await this.imageOpening?.catch(() => null));
+    await Promise.all([image?.release(), this.text.release()]);
   }
+}
+
+function openImageTower(spec: ModelSpec, options: SessionOptions) {
+  return openTower(join(spec.dir, spec.vision.file), spec.vision, 'image', options);
+}
+
+function dimensionError(spec: ModelSpec, image: number | null, text: number | null): ClipdexError {
+  return new ClipdexError(
+    'MODEL_INVALID',
+    `${spec.dir}: image embeddings (${image ?? '?'}), text embeddings (${text ?? '?'}) and config (${spec.embeddingDim ?? '?'}) disagree on the dimension`,
+  );
 }

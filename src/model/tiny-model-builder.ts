@@ -5,24 +5,15 @@ import { ClipdexError } from '../errors.js';
 import { presetArchitecture, seededWeights, type ClipArchitecture, type ClipWeights, type PresetName } from './clip-architecture.js';
 import { LAYOUT_IO, textGraph, visionGraph } from './clip-onnx-graph.js';
 import { OPENAI_MEAN, OPENAI_STD, type ModelLayout } from './manifest.js';
-import { isMultilingualPreset, type MultilingualArchitecture, type MultilingualPresetName } from './multilingual-architecture.js';
+import { isMultilingualPreset, type MultilingualArchitecture } from './multilingual-architecture.js';
 import { buildMultilingualModel } from './multilingual-model-builder.js';
-import { isSiglipPreset, type SiglipArchitecture, type SiglipPresetName } from './siglip-architecture.js';
+import { isSiglipPreset, type SiglipArchitecture } from './siglip-architecture.js';
 import { buildSiglipModel } from './siglip-model-builder.js';
 import { byteLevelVocabulary, readVocabulary, writeTokenizerFiles } from './tokenizer.js';
+import { type AnyPresetName, DEFAULT_SEED, PRESET_NAMES } from './tiny-presets.js';
 
-/** Every preset `models build-tiny` knows: CLIP's, SigLIP's and the multilingual families'. */
-export type AnyPresetName = PresetName | SiglipPresetName | MultilingualPresetName;
-export const PRESET_NAMES: readonly AnyPresetName[] = [
-  'tiny',
-  'vit-b-32',
-  'siglip-tiny',
-  'siglip2-tiny',
-  'siglip-b-16',
-  'xlmr-clip-tiny',
-  'mclip-tiny',
-  'nllb-siglip-tiny',
-];
+// Where they were defined before tiny-presets.ts; tests and benches import them from here.
+export { type AnyPresetName, DEFAULT_SEED, PRESET_NAMES };
 
 export interface BuildOptions {
   out: string;
@@ -42,8 +33,6 @@ export interface BuiltModel {
   vocabSize: number;
   files: string[];
 }
-
-export const DEFAULT_SEED = 1234;
 
 /**
  * Writes a CLIP-architecture ONNX pair with seeded weights in a real export layout,

@@ -1,47 +1,7 @@
+import { lazyAction } from '../lazy.js';
 import { Command } from 'commander';
-import { ClipdexError } from '../../errors.js';
-import { PhotoTrash, type RestoredPhoto, type TrashedPhoto } from '../../ingest/photo-trash.js';
-import { Library } from '../../library/library.js';
-import { findDuplicates, type DuplicatesReport } from '../../search/duplicate-groups.js';
-import { libraryPaths, openDatabase, type StoreDatabase } from '../../store/database.js';
-import { DuplicatesRepo } from '../../store/duplicates-repo.js';
-import { DEFAULT_DUPLICATE_THRESHOLD, duplicateThresholdParam, idTextParam, neighboursParam } from '../../validation/duplicates-params.js';
-import { optionParser as option, parseParam } from '../../validation/param-rules.js';
-import { globalOptions, printJson, type GlobalOptions } from '../context.js';
-import { createProgress } from '../progress.js';
-
-function printReport(r: DuplicatesReport): void {
-  const out = process.stdout;
-  if (r.groups.length === 0) {
-    process.stderr.write(`no duplicates among ${r.photosChecked} photos at threshold ${r.threshold}\n`);
-  }
-  for (const g of r.groups) {
-    const kind = g.kind === 'exact' ? 'exact copies' : g.kind === 'near' ? 'near-duplicates' : 'copies and near-duplicates';
-    out.write(`${g.id}: ${g.photos.length} ${kind}; keep ${g.keeperId} (${g.reason})\n`);
-    for (const p of g.photos) {
-      const size = p.width && p.height ? `${p.width}×${p.height}` : '?';
-      const how = p.keeper ? 'keep    ' : p.exactCopy ? 'copy    ' : `d=${p.distance.toFixed(4)}`;
-      out.write(`  ${p.keeper ? '*' : ' '} ${String(p.id).padStart(6)}  ${how}  ${size.padEnd(11)} ${(p.format ?? '?').padEnd(5)} ${p.path}${p.rotated ? `  (turned ${p.rotated}°)` : ''}\n`);
-    }
-  }
-  process.stderr.write(
-    `${r.groups.length} group(s), ${r.duplicatePhotos} photo(s) besides the keepers, among ${r.photosChecked} photos; threshold ${r.threshold} (cosine distance) in ${(r.tookMs / 1000).toFixed(1)} s` +
-      `${r.hiddenCount ? `; ${r.hiddenCount} hidden from search` : ''}${r.trashCount ? `; ${r.trashCount} in the trash folders` : ''}\n`,
-  );
-  if (r.groups.length > 0) process.stderr.write('hide or trash the others: clipdex duplicates hide|trash <id…>; undo a trash: clipdex duplicates undo <trash id…>\n');
-}
-
-/** The database alone: hiding, trashing and undoing need no model, and work beside a running server. */
-async function withStore<T>(g: GlobalOptions, fn: (store: StoreDatabase) => T): Promise<T> {
-  const store = openDatabase(libraryPaths(g.dataDir).database);
-  try {
-    return fn(store);
-  } finally {
-    store.close();
-  }
-}
-
-const ids = (values: string[], what: string) => values.map((v) => parseParam(idTextParam, v, what));
+import { DEFAULT_DUPLICATE_THRESHOLD, duplicateThresholdParam, neighboursParam } from '../../validation/duplicates-params.js';
+import { optionParser as option } from '../../validation/param-rules.js';
 
 /**
  * `clipdex duplicates`: the groups, each with the photo to keep and why; `hide`, `unhide`, `trash`, `undo`,
@@ -55,127 +15,37 @@ export function duplicatesCommand(): Command {
     .option('--threshold <d>', `cosine distance under which photos are duplicates, 0.001–0.1 (default ${DEFAULT_DUPLICATE_THRESHOLD})`, option(duplicateThresholdParam, '--threshold'))
     .option('--rotations', 'also match photos turned by 90°, 180° or 270° (encodes the rotations of close pairs: slower)')
     .option('--neighbours <k>', 'neighbours asked per photo (1–100, default 10)', option(neighboursParam, '--neighbours'))
-    .action(async (o: { threshold?: number; rotations?: boolean; neighbours?: number }, c: Command) => {
-      const g = globalOptions(c);
-      const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir });
-      const progress = createProgress('finding duplicates');
-      try {
-        const report = await findDuplicates(library, {
-          ...(o.threshold !== undefined ? { threshold: o.threshold } : {}),
-          ...(o.neighbours !== undefined ? { neighbours: o.neighbours } : {}),
-          rotations: o.rotations === true,
-          // Small libraries take well under a second: no line for them.
-          onProgress: (p) => {
-            if (p.total >= 2000 || p.phase === 'rotations') progress.update(p.done, p.total, p.phase === 'neighbours' ? 'photos compared' : 'rotated pairs compared');
-          },
-        });
-        progress.stop();
-        if (g.json) printJson(report);
-        else printReport(report);
-      } finally {
-        progress.stop();
-        await library.close();
-      }
-    });
+    .action(lazyAction(() => import('../actions/duplicates-cmd.js'), 'actionDuplicates'));
 
   cmd.addCommand(
     new Command('hide')
       .description('hide photos from every search, find-similar and listing (the files stay where they are)')
       .argument('<id...>', 'photo ids')
-      .action((values: string[], _o: unknown, c: Command) => {
-        const g = globalOptions(c);
-        return withStore(g, (store) => {
-          const repo = new DuplicatesRepo(store.db);
-          const changed = repo.setHidden(ids(values, 'a photo id'), true);
-          if (g.json) printJson({ hidden: changed, hiddenCount: repo.hiddenCount() });
-          else process.stdout.write(`hid ${changed.length} photo(s); ${repo.hiddenCount()} hidden in all (clipdex duplicates unhide <id…> shows them again)\n`);
-        });
-      }),
+      .action(lazyAction(() => import('../actions/duplicates-cmd.js'), 'actionHide')),
   );
   cmd.addCommand(
     new Command('unhide')
       .description('show hidden photos in search again')
       .argument('<id...>', 'photo ids')
-      .action((values: string[], _o: unknown, c: Command) => {
-        const g = globalOptions(c);
-        return withStore(g, (store) => {
-          const repo = new DuplicatesRepo(store.db);
-          const changed = repo.setHidden(ids(values, 'a photo id'), false);
-          if (g.json) printJson({ unhidden: changed, hiddenCount: repo.hiddenCount() });
-          else process.stdout.write(`showing ${changed.length} photo(s) again; ${repo.hiddenCount()} still hidden\n`);
-        });
-      }),
+      .action(lazyAction(() => import('../actions/duplicates-cmd.js'), 'actionUnhide')),
   );
   cmd.addCommand(
-    new Command('hidden').description('list the photos hidden from search').action((_o: unknown, c: Command) => {
-      const g = globalOptions(c);
-      return withStore(g, (store) => {
-        const repo = new DuplicatesRepo(store.db);
-        const photos = repo.hidden(1_000_000);
-        if (g.json) return printJson({ photos, hiddenCount: photos.length });
-        for (const p of photos) process.stdout.write(`${String(p.id).padStart(6)}  ${p.path}\n`);
-        process.stderr.write(`${photos.length} hidden\n`);
-      });
-    }),
+    new Command('hidden').description('list the photos hidden from search').action(lazyAction(() => import('../actions/duplicates-cmd.js'), 'actionHidden')),
   );
   cmd.addCommand(
     new Command('trash')
       .description("move photos to their watched folder's .clipdex-trash folder (never deleted; `undo` puts them back)")
       .argument('<id...>', 'photo ids')
-      .action((values: string[], _o: unknown, c: Command) => {
-        const g = globalOptions(c);
-        const wanted = ids(values, 'a photo id');
-        return withStore(g, (store) => {
-          const trash = new PhotoTrash(store);
-          const done: TrashedPhoto[] = [];
-          for (const id of new Set(wanted)) {
-            try {
-              done.push(trash.trash(id));
-            } catch (err) {
-              // Those moved before the failure stay moved (each move is whole): say how to undo them.
-              if (done.length === 0 || !(err instanceof ClipdexError)) throw err;
-              throw new ClipdexError(err.code, `${err.message} (moved before it: undo with clipdex duplicates undo ${done.map((t) => t.trashId).join(' ')})`, { cause: err });
-            }
-          }
-          if (g.json) return printJson({ trashed: done });
-          for (const t of done) process.stdout.write(`trash id ${t.trashId}: ${t.originalPath} → ${t.trashPath}\n`);
-          process.stderr.write(`undo: clipdex duplicates undo ${done.map((t) => t.trashId).join(' ')}\n`);
-        });
-      }),
+      .action(lazyAction(() => import('../actions/duplicates-cmd.js'), 'actionTrash')),
   );
   cmd.addCommand(
     new Command('undo')
       .description('put trashed photos back where they were (same id, labels and all)')
       .argument('<trash-id...>', 'trash ids, as `trash` and `trashed` print them')
-      .action((values: string[], _o: unknown, c: Command) => {
-        const g = globalOptions(c);
-        const wanted = ids(values, 'a trash id');
-        return withStore(g, (store) => {
-          const trash = new PhotoTrash(store);
-          const done: RestoredPhoto[] = [];
-          for (const id of new Set(wanted)) {
-            try {
-              done.push(trash.restore(id));
-            } catch (err) {
-              if (done.length === 0 || !(err instanceof ClipdexError)) throw err;
-              throw new ClipdexError(err.code, `${err.message} (put back before it: ${done.map((r) => r.path).join(', ')})`, { cause: err });
-            }
-          }
-          if (g.json) return printJson({ restored: done });
-          for (const r of done) process.stdout.write(`put back ${r.path}${r.inLibrary ? '' : ' (its folder is no longer watched: not in the library)'}\n`);
-        });
-      }),
+      .action(lazyAction(() => import('../actions/duplicates-cmd.js'), 'actionUndo')),
   );
   cmd.addCommand(
-    new Command('trashed').description('list the photos in the trash folders that can be put back').action((_o: unknown, c: Command) => {
-      const g = globalOptions(c);
-      return withStore(g, (store) => {
-        const items = new PhotoTrash(store).list(1_000_000);
-        if (g.json) return printJson({ items });
-        for (const t of items) process.stdout.write(`${String(t.id).padStart(6)}  ${new Date(t.trashedAt).toISOString().slice(0, 16)}  ${t.originalPath}\n`);
-        process.stderr.write(`${items.length} in the trash folders; put back with: clipdex duplicates undo <trash id…>\n`);
-      });
-    }),
+    new Command('trashed').description('list the photos in the trash folders that can be put back').action(lazyAction(() => import('../actions/duplicates-cmd.js'), 'actionTrashed')),
   );
   return cmd;
 }

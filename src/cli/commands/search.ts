@@ -1,10 +1,7 @@
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+
+import { lazyAction } from '../lazy.js';
 import { Command, Option } from 'commander';
 import type { z } from 'zod';
-import { ClipdexError } from '../../errors.js';
-import { Library } from '../../library/library.js';
-import type { ImageFormat } from '../../model/image-format.js';
 import {
   browseOffsetParam,
   browseSortParam,
@@ -12,7 +9,6 @@ import {
   folderParam,
   formatListParam,
   IMAGE_FORMATS,
-  requestOptionsOf,
   limitParam,
   MAX_LIMIT,
   languageParam,
@@ -21,24 +17,7 @@ import {
   searchSortParam,
 } from '../../validation/search-params.js';
 import { optionParser as option } from '../../validation/param-rules.js';
-import { QueryEngine, type QueryTerm, type SearchRequest, type SearchResponse } from '../../search/query-engine.js';
-import { parseQueryText, plainQuery, searchRequestOf, type ParsedQuery, type UnderstoodPart } from '../../search/query-syntax.js';
-import type { BrowseOrder } from '../../store/image-filter.js';
 import { DEFAULT_STRONG_RATIO } from '../../search/relevance-cutoff.js';
-import { globalOptions, printJson, type GlobalOptions } from '../context.js';
-
-interface CommonOptions {
-  offset?: number;
-  folder?: string;
-  after?: number;
-  before?: number;
-  format?: ImageFormat[];
-  sort?: SearchRequest['sort'];
-  minScoreRatio?: number;
-  lang?: string;
-  /** Print the weaker matches too, below the strong ones. */
-  all?: boolean;
-}
 
 /** Paging and the filters, shared by the searches and `list`; values are checked by the same rules as the API's. */
 function addPagingAndFilters(cmd: Command, what: string, limit: number, offset: z.ZodType<number>): Command {
@@ -55,84 +34,8 @@ function addCommonOptions(cmd: Command): Command {
   return addPagingAndFilters(cmd, 'results', 20, searchOffsetParam)
     .addOption(new Option('--sort <order>', 'result order').choices(searchSortParam.options))
     .option('--min-score-ratio <r>', `keep only results scoring at least this share (0-1) of the best (default: strong from ${DEFAULT_STRONG_RATIO} of the best, weaker ones counted)`, option(minScoreRatioParam, '--min-score-ratio'))
-    .option('--all', 'print the weaker matches too, after the strong ones (--json always carries both)');
-}
-
-async function runSearch(
-  g: GlobalOptions,
-  termsFor: (library: Library) => QueryTerm[],
-  o: CommonOptions & { limit?: number; text?: boolean },
-  parsed?: ParsedQuery,
-): Promise<void> {
-  const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir });
-  try {
-    // --no-text: CLIP alone, the text read in photos left out.
-    const options = { ...requestOptionsOf({ ...o, limit: o.limit ?? 20 }), terms: termsFor(library), ...(o.text === false ? { text: false as const } : {}) };
-    // A date in the phrase and --after/--before both hold (their intersection): see withParsedDate.
-    const response = await new QueryEngine(library).search(parsed ? searchRequestOf(parsed, options) : options);
-    print(g, parsed ? { ...response, understood: parsed.understood } : response, o.all === true);
-  } finally {
-    await library.close();
-  }
-}
-
-/** What the phrase was read as, in one line: `understood: "beach" · taken 2023-07-01 to 2023-07-31 ("July 2023")`. */
-export function describeUnderstood(parts: readonly UnderstoodPart[]): string {
-  const lastDay = (to: string) => new Date(Date.parse(to) - 86_400_000).toISOString().slice(0, 10);
-  const words = parts.map((p) => {
-    if (p.kind === 'phrase') return JSON.stringify(p.text);
-    if (p.kind === 'or') return p.phrases.map((x) => JSON.stringify(x)).join(' or ');
-    if (p.kind === 'not') return `not ${JSON.stringify(p.text)}`;
-    const span = p.from && p.to ? `${p.from} to ${lastDay(p.to)}` : p.from ? `on or after ${p.from}` : `before ${p.to}`;
-    return `taken ${span} (${JSON.stringify(p.text)})`;
-  });
-  return `understood: ${words.join(' · ')}`;
-}
-
-/**
- * The strong matches, one per line on stdout, and on stderr how many weaker ones were left out; with
- * `all`, the weaker ones too, after a note where they start.
- */
-function print(g: GlobalOptions, response: SearchResponse & { understood?: UnderstoodPart[] }, all: boolean): void {
-  if (g.json) return printJson(response);
-  // stderr, like the other notes: stdout stays the results, one per line, for pipes.
-  if (response.understood) process.stderr.write(`${describeUnderstood(response.understood)}\n`);
-  if (response.results.length === 0) {
-    process.stderr.write('no results\n');
-    return;
-  }
-  const weaker = response.results.filter((r) => !r.strong).length;
-  if (weaker === response.results.length && response.offset === 0) process.stderr.write('no strong matches\n');
-  let divided = weaker === response.results.length;
-  for (const r of response.results) {
-    if (!r.strong && !all) continue;
-    if (!r.strong && !divided) {
-      process.stderr.write('weaker matches:\n');
-      divided = true;
-    }
-    // Which signal found it, when the search used the text in photos: image (CLIP), text (OCR), or both.
-    const matched = r.matched ? `  [${r.matched.join('+') || 'weaker'}]` : '';
-    process.stdout.write(`${r.score.toFixed(4)}  ${r.path}${matched}\n`);
-  }
-  // Results run strong first: past the first weaker one, the next page holds weaker ones only.
-  if (weaker > 0 && !all) process.stderr.write(`${weaker}${response.hasMore ? '+' : ''} weaker match${weaker === 1 && !response.hasMore ? '' : 'es'} not shown (--all to show them)\n`);
-  else if (response.hasMore) process.stderr.write(`more results: --offset ${response.offset + response.limit}\n`);
-}
-
-/** `--add image.jpg --subtract people`: terms beside the phrase, taken as given; an existing file is an image, digits a photo id. */
-export function extraTerms(extra: { add?: string[]; subtract?: string[] }): QueryTerm[] {
-  const terms: QueryTerm[] = [];
-  for (const [list, weight] of [
-    [extra.add ?? [], 1],
-    [extra.subtract ?? [], -1],
-  ] as const) {
-    for (const item of list) {
-      if (/^\d+$/.test(item)) terms.push({ imageId: Number(item), weight });
-      else if (existsSync(item)) terms.push({ path: resolve(item), weight });
-      else terms.push({ text: item, weight });
-    }
-  }
-  return terms;
+    .option('--all', 'print the weaker matches too, after the strong ones (--json always carries both)')
+    .option('--local', 'search in this process, loading the model, even when `clipdex serve` runs for this library (by default a running server answers: no model to load)');
 }
 
 export function searchCommand(): Command {
@@ -146,34 +49,13 @@ export function searchCommand(): Command {
     .option('--lang <code>', 'the phrase\'s language, for a model that takes one (NLLB-CLIP): de, pt-BR or deu_Latn (default: detected)', option(languageParam, '--lang'))
     .option('--add <term...>', 'another phrase, image path or photo id to add')
     .option('--subtract <term...>', 'a phrase, image path or photo id to subtract (e.g. "people")');
-  addCommonOptions(cmd).action(async (words: string[], o: CommonOptions & { limit: number; plain?: boolean; text?: boolean; add?: string[]; subtract?: string[] }, c: Command) => {
-    const phrase = words.join(' ').trim();
-    const terms = extraTerms(o);
-    if (!phrase && terms.length === 0) throw new ClipdexError('INVALID_ARGUMENT', 'give a phrase to search for (or --add an image)');
-    const parsed = phrase ? (o.plain ? plainQuery(phrase) : parseQueryText(phrase)) : undefined;
-    await runSearch(globalOptions(c), () => terms, o, parsed);
-  });
+  addCommonOptions(cmd).action(lazyAction(() => import('../actions/search.js'), 'actionSearch'));
   return cmd;
 }
 
 export function similarCommand(): Command {
   const cmd = new Command('similar').description('find photos similar to a photo: an indexed photo id, or any image file').argument('<path|id>', 'photo id or image path');
-  addCommonOptions(cmd).action(async (target: string, o: CommonOptions & { limit: number }, c: Command) => {
-    const g = globalOptions(c);
-    if (!/^\d+$/.test(target) && !existsSync(target)) {
-      throw new ClipdexError('FILE_NOT_FOUND', `${target} is neither a photo id nor an existing file`);
-    }
-    await runSearch(
-      g,
-      (library) => {
-        if (/^\d+$/.test(target)) return [{ imageId: Number(target) }];
-        // An indexed file searches by its stored embedding (and is left out of its own results).
-        const known = library.images.getByPath(resolve(target));
-        return [known?.status === 'indexed' ? { imageId: known.id } : { path: resolve(target) }];
-      },
-      o,
-    );
-  });
+  addCommonOptions(cmd).action(lazyAction(() => import('../actions/search.js'), 'actionSimilar'));
   return cmd;
 }
 
@@ -181,19 +63,5 @@ export function similarCommand(): Command {
 export function listCommand(): Command {
   return addPagingAndFilters(new Command('list').description('list indexed photos, newest first (or oldest first, or by path), under the search filters'), 'photos', 50, browseOffsetParam)
     .addOption(new Option('--sort <order>', 'order').choices(browseSortParam.options).default('date-desc'))
-    .action(async (o: Omit<CommonOptions, 'sort'> & { limit: number; sort: BrowseOrder }, c: Command) => {
-      const g = globalOptions(c);
-      const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir });
-      try {
-        const page = new QueryEngine(library).browse(requestOptionsOf(o));
-        if (g.json) return printJson(page);
-        if (page.total === 0) process.stderr.write('no photos\n');
-        // Past the end is not "nothing matches": say where the photos are.
-        else if (page.images.length === 0) process.stderr.write(`no photos at offset ${page.offset} (${page.total} in all)\n`);
-        for (const p of page.images) process.stdout.write(`${p.takenAt === null ? 'undated   ' : new Date(p.takenAt).toISOString().slice(0, 10)}  ${p.path}\n`);
-        if (page.hasMore) process.stderr.write(`${page.offset + page.images.length} of ${page.total}; more: --offset ${page.offset + page.limit}\n`);
-      } finally {
-        await library.close();
-      }
-    });
+    .action(lazyAction(() => import('../actions/search.js'), 'actionList'));
 }

@@ -1,0 +1,101 @@
+// What the commands of commands/serve.ts do, loaded when one runs (see lazy.ts); their options and help stay there.
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { errorMessage } from '../../errors.js';
+import { IngestEngine } from '../../ingest/ingest-engine.js';
+import { ModelSwitcher } from '../../ingest/model-switch.js';
+import { Library } from '../../library/library.js';
+import { requireFolders } from '../../ingest/folder-check.js';
+import { LateIngest } from '../../server/late-ingest.js';
+import { startServer } from '../../server/server.js';
+import { globalOptions, log } from '../context.js';
+import { indexBuildLog } from '../index-build-log.js';
+import { publishServer } from '../server-client.js';
+
+export const actionServe = async (o: { port: number; host: string; root?: string[]; allowedHost?: string[] }, cmd: Command) => {
+  const g = globalOptions(cmd);
+  // A folder that is not there (or is a file) is a usage error now, before the library opens or the
+  // server listens: otherwise the server would run on with indexing that never starts.
+  await requireFolders(o.root ?? [], '--root: ');
+  // The server starts without a model too: the page and `status` then say what is missing.
+  // Background index failures (a build or a save that failed, a discarded index) reach the log, not only status.
+  const library = await Library.open({
+    dataDir: g.dataDir,
+    model: g.model,
+    cacheDir: g.cacheDir,
+    modelOptional: true,
+    onIndexProgress: indexBuildLog(log),
+    onIndexError: (err) => log(`clipdex: ${errorMessage(err)}`),
+  });
+  if (library.notice) log(`clipdex: ${library.notice}`);
+  // A model switch recorded by `models use` (here, before a restart, or by the CLI) runs in the background.
+  const modelSwitch = library.loaded
+    ? new ModelSwitcher(library, {
+        cacheDir: g.cacheDir,
+        onEvent: (e) => {
+          if (e.type === 'model-switched') log(`clipdex: switched to ${e.to}: searches use its index now (${e.encoded} photos encoded); the previous model's vectors are kept, \`clipdex models use ${e.from}\` switches back at once`);
+          else if (e.status.error) log(`clipdex: model switch: ${e.status.error}`);
+        },
+      }).start()
+    : null;
+  if (library.modelError) log(`clipdex: ${library.modelError.message}\nclipdex: serving without search until the model is available; indexing waits.`);
+  // The engine starts behind the listening server: a search needs only the text tower and the index.
+  const ingest = library.loaded
+    ? new LateIngest(
+        () =>
+          IngestEngine.start(library, {
+            ...(o.root ? { roots: o.root } : {}),
+            // A --cache-dir inside a watched folder holds model files, not photos (the data dir is left out by the engine).
+            libraryDirs: [g.cacheDir],
+            watch: true,
+            onEvent: (e) => {
+              if (e.type === 'notice' || e.type === 'failure') log(`clipdex: ${e.message}`);
+              // A folder that went away (unmounted, deleted) or came back: its photos' fate is worth a line.
+              else if (e.type === 'root' && e.state === 'offline') log(`clipdex: folder ${e.path} is offline (${e.reason ?? 'unavailable'}); its photos are kept and come back with it`);
+              else if (e.type === 'root') log(`clipdex: folder ${e.path} is back online`);
+            },
+          }),
+        (err) => log(`clipdex: indexing could not start: ${errorMessage(err)}`),
+      )
+    : null;
+  if (!ingest && o.root) {
+    // Remembered now, indexed once the model is there (at the next start).
+    for (const root of o.root) if (!library.roots.getByPath(resolve(root))) library.roots.add(resolve(root));
+  }
+  const running = await startServer({
+    library,
+    ...(ingest ? { ingest } : {}),
+    ...(modelSwitch ? { modelSwitch } : {}),
+    host: o.host,
+    port: o.port,
+    ...(o.allowedHost ? { allowedHosts: o.allowedHost } : {}),
+    log,
+  });
+  log(`clipdex: listening on ${running.url}`);
+  // Where `clipdex search` of this library finds this server (it asks it rather than loading the model).
+  let unpublish = () => {};
+  try {
+    unpublish = publishServer(library.paths.dir, { url: running.url, model: library.modelRef, modelDir: library.loaded?.model.spec.dir ?? null });
+  } catch (err) {
+    log(`clipdex: could not write ${library.paths.dir}/server.json (${errorMessage(err)}); \`clipdex search\` will load the model itself`);
+  }
+  if (running.token) {
+    log(
+      running.tokenIsNew
+        ? `clipdex: access token (shown once; kept in ${library.paths.dir}/server-token): ${running.token}\nclipdex: open ${running.url}/?token=${running.token}`
+        : `clipdex: bound beyond loopback: the access token is in ${library.paths.dir}/server-token`,
+    );
+  }
+  if (g.json) process.stdout.write(`${JSON.stringify({ url: running.url, port: running.port, token: running.tokenIsNew ? running.token : null })}\n`);
+  await new Promise<void>((resolvePromise) => {
+    const stop = () => resolvePromise();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  log('clipdex: shutting down');
+  unpublish();
+  await running.close();
+  await modelSwitch?.close();
+  await (await ingest?.ready)?.close();
+  await library.close();
+};
