@@ -12,6 +12,7 @@ import { Library } from '../../library/library.js';
 import { modelKeyFor } from '../../library/model-key.js';
 import { resolveModel } from '../../model/model-registry.js';
 import { EXIT, globalOptions, log, printJson } from '../context.js';
+import { modelsQuantizeCommand } from './models-quantize.js';
 import { createProgress, formatBytes } from '../progress.js';
 import { optionParser } from '../../validation/param-rules.js';
 import { seedText } from '../../validation/train-params.js';
@@ -298,6 +299,7 @@ export function modelsCommand(): Command {
       }
     });
 
+  models.addCommand(modelsQuantizeCommand());
   return models;
 }
 
