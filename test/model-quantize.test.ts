@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSession } from '../src/inference/onnx-runtime.js';
@@ -151,35 +151,7 @@ describe('the tiny model quantized', () => {
   });
 
   it.skipIf(!photos)(`default formulation agrees with fp32 on the shared photos and 100 phrases ${photos ? '' : NEEDS_SHARED}`, async () => {
-    const files = ['labeled/fishes', 'labeled/tools', 'labeled/renewable', 'labeled/others', 'skimage'].flatMap((sub) =>
-      readdirSync(join(photos!, sub))
-        .filter((f) => /\.(webp|png|jpe?g)$/i.test(f))
-        .sort()
-        .map((f) => join(photos!, sub, f)),
-    );
-    expect(files.length).toBeGreaterThan(100);
-    const out = join(tmp, 'int8-default');
-    await quantizeModel(await readModelDir(fp32Dir), { out, sourceKey: 'tiny#x', sourceRef: fp32Dir });
-    const embed = async (dir: string) => {
-      const model = await ClipModel.load(await readModelDir(dir), { providers: ['cpu'], threads: 1 });
-      try {
-        const images = (await model.embedImages(files)).map((r) => {
-          if (!r.ok) throw r.error;
-          return r.embedding;
-        });
-        return { images, texts: await model.embedTexts([...AGREEMENT_PHRASES]) };
-      } finally {
-        await model.release();
-      }
-    };
-    const fp32 = await embed(fp32Dir);
-    const int8 = await embed(out);
-    const figures = {
-      imageMean: meanCosine(fp32.images, int8.images),
-      imageMin: minCosine(fp32.images, int8.images),
-      textMean: meanCosine(fp32.texts, int8.texts),
-      top10: topKOverlap(fp32, int8, 10),
-    };
+    const figures = await agreementWithFp32(fp32Dir, join(tmp, 'int8-default'), photos!);
     console.log(`tiny preset (seeded random weights), ${QUANT_FORMAT_DEFAULT} vs fp32: ${JSON.stringify(figures)}`);
     // Measured here (random weights, BENCHMARKS.md "int8 models"): image mean 0.9998, min 0.9997, text mean 0.9990,
     // top-10 0.925. The bars sit a little under those: the product's bar (mean cosine ≥ 0.995) with room for
@@ -189,7 +161,54 @@ describe('the tiny model quantized', () => {
     expect(figures.textMean).toBeGreaterThan(0.995);
     expect(figures.top10).toBeGreaterThan(0.88);
   }, 300_000);
+
+  const realDirs = (process.env.CLIPDEX_REAL_MODEL_DIR ?? '').split(delimiter).filter((d) => d !== '');
+  it.skipIf(realDirs.length === 0 || !photos)(
+    `a real model (CLIPDEX_REAL_MODEL_DIR) agrees with its int8 copy: mean cosine ≥ 0.995, top-10 overlap ≥ 0.9 ${realDirs.length === 0 ? '(skipped: CLIPDEX_REAL_MODEL_DIR not set)' : photos ? '' : NEEDS_SHARED}`,
+    async () => {
+      for (const [i, dir] of realDirs.entries()) {
+        const figures = await agreementWithFp32(dir, join(tmp, `real-int8-${i}`), photos!);
+        console.log(`${dir}, ${QUANT_FORMAT_DEFAULT} vs fp32: ${JSON.stringify(figures)}`);
+        expect(figures.imageMean).toBeGreaterThan(0.995);
+        expect(figures.textMean).toBeGreaterThan(0.995);
+        expect(figures.top10).toBeGreaterThanOrEqual(0.9);
+      }
+    },
+    1_800_000,
+  );
 });
+
+/** Quantizes `fp32` into `out` and measures the agreement of the two over the shared photos and the 100 phrases. */
+async function agreementWithFp32(fp32: string, out: string, photos: string) {
+  const files = ['labeled/fishes', 'labeled/tools', 'labeled/renewable', 'labeled/others', 'skimage'].flatMap((sub) =>
+    readdirSync(join(photos, sub))
+      .filter((f) => /\.(webp|png|jpe?g)$/i.test(f))
+      .sort()
+      .map((f) => join(photos, sub, f)),
+  );
+  expect(files.length).toBeGreaterThan(100);
+  await quantizeModel(await readModelDir(fp32), { out, sourceKey: 'fp32', sourceRef: fp32, force: true });
+  const embed = async (dir: string) => {
+    const model = await ClipModel.load(await readModelDir(dir), { providers: ['cpu'], threads: 2 });
+    try {
+      const images = (await model.embedImages(files)).map((r) => {
+        if (!r.ok) throw r.error;
+        return r.embedding;
+      });
+      return { images, texts: await model.embedTexts([...AGREEMENT_PHRASES]) };
+    } finally {
+      await model.release();
+    }
+  };
+  const a = await embed(fp32);
+  const b = await embed(out);
+  return {
+    imageMean: meanCosine(a.images, b.images),
+    imageMin: minCosine(a.images, b.images),
+    textMean: meanCosine(a.texts, b.texts),
+    top10: topKOverlap(a, b, 10),
+  };
+}
 
 describe('clipdex models quantize (built bin)', () => {
   const env = () => ({ CLIPDEX_CACHE_DIR: join(tmp, 'cli', 'cache'), CLIPDEX_DATA_DIR: join(tmp, 'cli', 'data'), CLIPDEX_MODEL: undefined });
