@@ -69,8 +69,10 @@ export async function legacyModelKeyFor(spec: ModelSpec): Promise<string> {
   return `${modelName(spec)}#${hash.digest('hex').slice(0, 12)}`;
 }
 
+/** A `models quantize` folder says int8 in its name too, whatever the folder is called (the hash alone already differs). */
 function modelName(spec: ModelSpec): string {
-  return spec.id.startsWith('dir:') ? basename(spec.dir) : spec.id;
+  const name = spec.id.startsWith('dir:') ? basename(spec.dir) : spec.id;
+  return spec.quantization && !/int8/i.test(name) ? `${name}-int8` : name;
 }
 
 async function sha256File(path: string): Promise<string> {

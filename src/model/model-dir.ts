@@ -50,6 +50,20 @@ export interface ModelSpec {
   scoreCalibration: ScoreCalibration | null;
   /** Which family of Immich's zoo the folder is, as far as its files tell. */
   family?: ModelFamily;
+  /** Set for a folder written by `models quantize` (its QUANTIZATION_FILE): int8 weights, and what they came from. */
+  quantization?: ModelQuantization;
+}
+
+/** The file `models quantize` writes beside the towers; its presence is what makes a folder int8 to clipdex. */
+export const QUANTIZATION_FILE = 'clipdex-quantization.json';
+
+export interface ModelQuantization {
+  precision: 'int8';
+  /** The ONNX formulation of the int8 MatMuls (quantize-graph.ts `QuantFormat`). */
+  formulation: string;
+  /** The fp32 model's key (library/model-key.ts) and the reference it was given by. */
+  sourceKey: string;
+  sourceRef: string;
 }
 
 /** Preferred file variants when a directory holds several (transformers.js ships fp32, fp16 and quantized). */
@@ -63,7 +77,19 @@ export async function readModelDir(dirArg: string, manifest?: ModelManifest): Pr
   const dir = resolve(dirArg);
   if (!existsSync(dir)) throw new ClipdexError('MODEL_NOT_FOUND', `model directory not found: ${dir}`);
   const layout = detectLayout(dir, manifest);
-  return layout === 'hf' ? readHfDir(dir, manifest) : readOpenClipDir(dir, manifest);
+  const spec = layout === 'hf' ? await readHfDir(dir, manifest) : await readOpenClipDir(dir, manifest);
+  const quantization = await readQuantization(dir);
+  return quantization ? { ...spec, quantization } : spec;
+}
+
+async function readQuantization(dir: string): Promise<ModelQuantization | null> {
+  const file = join(dir, QUANTIZATION_FILE);
+  const q = await readJson(file, false);
+  if (!q) return null;
+  if (q.precision !== 'int8' || typeof q.formulation !== 'string' || typeof q.sourceKey !== 'string' || typeof q.sourceRef !== 'string') {
+    throw new ClipdexError('MODEL_INVALID', `${file}: expected precision "int8", formulation, sourceKey and sourceRef`);
+  }
+  return { precision: 'int8', formulation: q.formulation, sourceKey: q.sourceKey, sourceRef: q.sourceRef };
 }
 
 /** The export layout of the files in `dir`; a manifest whose tower files are there decides for them. */

@@ -2,6 +2,7 @@
 import { lazyAction } from '../lazy.js';
 import { Command, Option } from 'commander';
 import { DEFAULT_SEED, PRESET_NAMES } from '../../model/tiny-presets.js';
+import { modelsQuantizeCommand } from './models-quantize.js';
 import { optionParser } from '../../validation/param-rules.js';
 import { seedText } from '../../validation/train-params.js';
 
@@ -68,5 +69,6 @@ export function modelsCommand(): Command {
     .option('--yes', 'confirm: its photos would be encoded again to use it later')
     .action(lazyAction(() => import('../actions/models.js'), 'actionForget'));
 
+  models.addCommand(modelsQuantizeCommand());
   return models;
 }
