@@ -13,6 +13,9 @@
  *   scaled by √d, fixed sinusoidal positions counted like RoBERTa's, pre-LN layers with ReLU, a final LN),
  *   the first position pooled (open_clip's `cls_pooler`: the language-code token) and a Linear without bias.
  *   Image: SigLIP's ViT with the MAP head at 384 px.
+ *
+ * `xlmr-clip-large-b-16plus` and `nllb-siglip-b-16-384` are the first and third at their real shapes (small
+ * vocabularies aside), for `npm run bench:families`: slow to build and large, never built by the tests.
  */
 import {
   type ClipArchitecture,
@@ -27,8 +30,8 @@ import {
 import type { SiglipArchitecture, SiglipWeights } from './siglip-architecture.js';
 import { siglipSeededWeights } from './siglip-architecture.js';
 
-export type MultilingualPresetName = 'xlmr-clip-tiny' | 'mclip-tiny' | 'nllb-siglip-tiny';
-export const MULTILINGUAL_PRESETS: readonly MultilingualPresetName[] = ['xlmr-clip-tiny', 'mclip-tiny', 'nllb-siglip-tiny'];
+export type MultilingualPresetName = 'xlmr-clip-tiny' | 'mclip-tiny' | 'nllb-siglip-tiny' | 'xlmr-clip-large-b-16plus' | 'nllb-siglip-b-16-384';
+export const MULTILINGUAL_PRESETS: readonly MultilingualPresetName[] = ['xlmr-clip-tiny', 'mclip-tiny', 'nllb-siglip-tiny', 'xlmr-clip-large-b-16plus', 'nllb-siglip-b-16-384'];
 
 export function isMultilingualPreset(name: string): name is MultilingualPresetName {
   return (MULTILINGUAL_PRESETS as readonly string[]).includes(name);
@@ -87,6 +90,46 @@ export function multilingualPresetArchitecture(preset: MultilingualPresetName, v
         embedDim: 40,
         vision: { kind: 'clip', arch: clipVision(224, 32, 40) },
       };
+    case 'xlmr-clip-large-b-16plus':
+      // The real shapes of M-CLIP/XLM-Roberta-Large-Vit-B-16Plus (Immich: immich-app/XLM-Roberta-Large-Vit-B-16Plus),
+      // for benchmarks. Text: FacebookAI/xlm-roberta-large's config.json (24 layers × 1024, 16 heads, MLP 4096,
+      // layer_norm_eps 1e-5), then M-CLIP's LinearTransformation 1024 → 640 (M-CLIP's config: transformerDimensions
+      // 1024, numDims 640). Image: open_clip's ViT-B-16-plus-240.json (embed_dim 640, width 896, 12 layers, 16 px
+      // patches at 240 px: 225 patches; heads = width / open_clip's head_width 64 = 14; mlp_ratio 4 → 3584).
+      // XLM-R's vocabulary has 250,002 rows and its position table 514; this preset keeps the tiny trained XLM-R
+      // tokenizer's few hundred rows and context + 2 positions: a lookup costs the same whatever the table's height.
+      return {
+        preset,
+        text: { kind: 'xlm-roberta', width: 1024, layers: 24, heads: 16, contextLength: MCLIP_CONTEXT, vocabSize, padId, layerNormEps: 1e-5, positionRows: MCLIP_CONTEXT + 2 },
+        embedDim: 640,
+        vision: { kind: 'clip', arch: { ...clipVision(240, 16, 640), vision: { width: 896, layers: 12, heads: 14 } } },
+      };
+    case 'nllb-siglip-b-16-384':
+      // The real shapes of open_clip's nllb-clip-base-siglip (Immich: immich-app/nllb-clip-base-siglip__v1 and
+      // __mrl), for benchmarks. Text: facebook/nllb-200-distilled-600M's encoder (config.json: d_model 1024,
+      // encoder_layers 12, encoder_attention_heads 16, encoder_ffn_dim 4096), cls-pooled, then open_clip's
+      // linear projection 1024 → 768 (nllb-clip-base-siglip.json: embed_dim 768, hf_proj_type linear). Image:
+      // timm's vit_base_patch16_siglip_384 (12 layers × 768, 12 heads, MLP 3072, 384 px in 16 px patches: 576
+      // patches, MAP head). NLLB-200's vocabulary has 256,206 rows; this preset keeps the tiny trained NLLB
+      // tokenizer's (with all 202 language codes): a lookup costs the same whatever the table's height.
+      return {
+        preset,
+        text: { kind: 'nllb', width: 1024, layers: 12, heads: 16, contextLength: NLLB_CONTEXT, vocabSize, padId, layerNormEps: 1e-5, positionRows: NLLB_CONTEXT + 2 },
+        embedDim: 768,
+        vision: {
+          kind: 'siglip',
+          arch: {
+            imageSize: 384,
+            patchSize: 16,
+            vision: { width: 768, layers: 12, heads: 12 },
+            text: { width: 8, layers: 0, heads: 1, contextLength: 1, vocabSize: 1 },
+            embedDim: 768,
+            logitScaleInit: Math.log(10),
+            logitBiasInit: -10,
+            tokenizer: 'siglip',
+          },
+        },
+      };
     case 'nllb-siglip-tiny':
       return {
         preset,
@@ -143,6 +186,11 @@ export interface MultilingualWeights {
 }
 
 export function multilingualSeededWeights(arch: MultilingualArchitecture, seed: number): MultilingualWeights {
+  return { arch, text: multilingualTextWeights(arch, seed), vision: multilingualVisionWeights(arch, seed) };
+}
+
+/** The text tower's share of `multilingualSeededWeights` (the towers draw from separate seeds): one tower in memory at a time. */
+export function multilingualTextWeights(arch: MultilingualArchitecture, seed: number): MultilingualTextWeights {
   const g = new Gaussian(seededRandom(seed));
   const t = arch.text;
   const D = t.width;
@@ -155,11 +203,14 @@ export function multilingualSeededWeights(arch: MultilingualArchitecture, seed: 
     layers: Array.from({ length: t.layers }, () => layer(g, t)),
     projection: nllb ? { ...lin(g, D, arch.embedDim, D ** -0.5), b: new Float32Array(arch.embedDim) } : lin(g, D, arch.embedDim, D ** -0.5),
   };
-  const vision =
-    arch.vision.kind === 'clip'
-      ? { kind: 'clip' as const, weights: seededWeights(arch.vision.arch, seed + 1) }
-      : { kind: 'siglip' as const, weights: siglipSeededWeights(arch.vision.arch, seed + 1) };
-  return { arch, text, vision };
+  return text;
+}
+
+/** The image tower's share of `multilingualSeededWeights`. */
+export function multilingualVisionWeights(arch: MultilingualArchitecture, seed: number): MultilingualWeights['vision'] {
+  return arch.vision.kind === 'clip'
+    ? { kind: 'clip', weights: seededWeights(arch.vision.arch, seed + 1) }
+    : { kind: 'siglip', weights: siglipSeededWeights(arch.vision.arch, seed + 1) };
 }
 
 /**

@@ -24,11 +24,12 @@ const ONNX_INT64 = 7;
 const ONNX_FLOAT = 1;
 
 /** The Immich export of the text tower: fixed [1, context] int32 in, the normalised embedding out. */
-export function multilingualTextGraph(weights: MultilingualWeights): Uint8Array {
+export function multilingualTextGraph(weights: Pick<MultilingualWeights, 'arch' | 'text'>): Uint8Array {
   const { arch, text: w } = weights;
   const t = arch.text;
   const L = t.contextLength;
-  const b = new GraphBuilder(`${t.kind}_text`);
+  // Weights referenced, not copied: XLM-R Large's tower is 1.2 GB, and toBytes runs before this returns.
+  const b = new GraphBuilder(`${t.kind}_text`, { copyWeights: false });
   let ids: string;
   let mask: string;
   if (t.kind === 'nllb') {

@@ -30,12 +30,19 @@ export class GraphBuilder {
 
   /** Element type of `weight` and `scalar`: float32 for the models; float64 lets gradient checks reach 1e-6. */
   private readonly floatType: FloatTypeName;
+  private readonly copyWeights: boolean;
 
+  /**
+   * `copyWeights: false` makes `weight` keep a view of the caller's array instead of a copy: for writers that
+   * call `toBytes` before returning, where no later change can leak in, and whose weights are big enough
+   * (XLM-R Large's 1.2 GB text tower) that a second copy beside the serialised model would double the memory.
+   */
   constructor(
     private readonly graphName: string,
-    options: { float?: FloatTypeName } = {},
+    options: { float?: FloatTypeName; copyWeights?: boolean } = {},
   ) {
     this.floatType = options.float ?? 'float';
+    this.copyWeights = options.copyWeights ?? true;
   }
 
   /** A fresh value name, unique in this graph. */
@@ -61,8 +68,15 @@ export class GraphBuilder {
    * `data` is copied so later changes to the caller's array don't leak in.
    */
   weight(name: string, data: Float32Array | Float64Array, dims: number[]): string {
-    const typed = this.floatType === 'double' ? Float64Array.from(data) : Float32Array.from(data);
-    return this.initializer(name, this.floatType, dims, typed);
+    // Converted only when the type differs: `initializer` copies already, unless told not to.
+    const typed =
+      this.floatType === 'double' ? (data instanceof Float64Array ? data : Float64Array.from(data)) : data instanceof Float32Array ? data : Float32Array.from(data);
+    if (this.copyWeights) return this.initializer(name, this.floatType, dims, typed);
+    if (typed.length !== dims.reduce((a, b) => a * b, 1)) throw new Error(`initializer ${name}: ${typed.length} values for dims [${dims.join(',')}]`);
+    this.names.add(name);
+    const rawData = endianness() === 'LE' ? new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength) : littleEndianBytes(typed);
+    this.initializers.push(onnx.TensorProto.create({ name, dataType: DType[this.floatType], dims, rawData }));
+    return name;
   }
 
   /** A named initializer of any supported type, its data as given (for graphs read back and rewritten). */

@@ -10,7 +10,7 @@
  */
 import { type BlockWeights, Gaussian, type LayerNormWeights, type LinearWeights, seededRandom, type TransformerConfig } from './clip-architecture.js';
 
-export type SiglipPresetName = 'siglip-tiny' | 'siglip2-tiny' | 'siglip-b-16';
+export type SiglipPresetName = 'siglip-tiny' | 'siglip2-tiny' | 'siglip-b-16' | 'siglip2-b-16-256';
 export type SiglipTokenizerKind = 'siglip' | 'gemma';
 
 export interface SiglipArchitecture {
@@ -31,7 +31,7 @@ export const SIGLIP_LN_EPSILON = 1e-6;
 export const SIGLIP_CONTEXT = 64;
 
 export function isSiglipPreset(name: string): name is SiglipPresetName {
-  return name === 'siglip-tiny' || name === 'siglip2-tiny' || name === 'siglip-b-16';
+  return name === 'siglip-tiny' || name === 'siglip2-tiny' || name === 'siglip-b-16' || name === 'siglip2-b-16-256';
 }
 
 export function siglipPresetArchitecture(preset: SiglipPresetName, vocabSize: number): SiglipArchitecture {
@@ -69,6 +69,20 @@ export function siglipPresetArchitecture(preset: SiglipPresetName, vocabSize: nu
         text: { width: 768, layers: 12, heads: 12, contextLength: SIGLIP_CONTEXT, vocabSize },
         embedDim: 768,
         tokenizer: 'siglip',
+      };
+    case 'siglip2-b-16-256':
+      // google/siglip2-base-patch16-256's shapes, for benchmarks (config.json there): vision 12 layers × 768,
+      // 12 heads, MLP 3072, 256 px in 16 px patches (256 patches); text 12 layers × 768, 12 heads, MLP 3072,
+      // max_position_embeddings 64. Its Gemma vocabulary has 256,000 rows; this preset keeps the tiny trained
+      // Gemma tokenizer's few hundred (`vocabSize`), since a lookup costs the same whatever the table's height.
+      return {
+        ...common,
+        imageSize: 256,
+        patchSize: 16,
+        vision: { width: 768, layers: 12, heads: 12 },
+        text: { width: 768, layers: 12, heads: 12, contextLength: SIGLIP_CONTEXT, vocabSize },
+        embedDim: 768,
+        tokenizer: 'gemma',
       };
   }
 }

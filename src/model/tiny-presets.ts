@@ -12,9 +12,12 @@ export const PRESET_NAMES: readonly AnyPresetName[] = [
   'siglip-tiny',
   'siglip2-tiny',
   'siglip-b-16',
+  'siglip2-b-16-256',
   'xlmr-clip-tiny',
+  'xlmr-clip-large-b-16plus',
   'mclip-tiny',
   'nllb-siglip-tiny',
+  'nllb-siglip-b-16-384',
 ];
 
 export const DEFAULT_SEED = 1234;
