@@ -62,18 +62,29 @@ const WRITE_SHARE = 0.7;
 const BURST_EVERY_MS = STRESS ? 700 : 500;
 const SAMPLE_EVERY_MS = STRESS ? 2000 : 1000;
 /**
- * RSS: the first 20% of the samples are warm-up (V8 grows its heap to the working set of N concurrent
- * requests, SQLite's page cache and the encoder thread's arena fill, the HNSW build worker starts); of the
- * rest, the last third's max may be at most 1.5× the first third's. Steady-state RSS of a Node server moves
- * by 10–30% with GC timing, arena reuse and the build worker coming and going (measured: 1.0–1.3, the top
- * when the graph build falls in the last third), so a tighter bound would fail on noise. What it catches is
- * growth of 175–225 MB (from 350–450 MB) within the window: a leak of whole buffers per request or per
- * build, not of a few objects per request. Most photos are ingested after the window, so RSS once the queue
- * has drained is held to the same 1.5× of the peak under load: a decoded image (600 KB of pixels) kept per
- * photo would be gigabytes there.
+ * RSS, checked twice.
+ *
+ * Under load: the first 20% of the samples are warm-up; of the rest, the last third's max may be at most 2×
+ * the first third's. This only catches runaway growth within the window, because under saturating load
+ * the server's RSS rises for reasons that are not leaks: V8 lets its old generation grow well past the live
+ * set before a major GC when the allocation rate is high (measured in the server: heapUsed 80 → 200 MB within
+ * the window, back to 87 MB at the next major GC), and the HNSW build, when it starts inside the window,
+ * adds its worker thread, a copy of the vectors and the new graph (~100 MB at 20k × 512). Measured growth:
+ * 1.04–1.4 when the build starts at the end of the window, 1.56 when the machine was busier (CI, with the
+ * install test beside) and the build started mid-window. A 1.5× bound failed on that; 2× still fails on a
+ * whole buffer kept per request (870 requests × ≥600 KB ≥ 500 MB).
+ *
+ * Settled: what stays after the load. Once the queue has drained, RSS is sampled over two seconds and the
+ * lowest sample may be at most 1.8× the RSS before the load. What legitimately stays is the HNSW graph beside
+ * the vectors, the encoder's arena, a heap V8 has not shrunk and pages glibc's malloc has not returned
+ * (measured 1.36–1.43× with two CPU hogs beside; RSS did not fall within the samples); a decoded image
+ * (600 KB of pixels) kept per photo would add 480 MB, 2.4×.
  */
 const WARMUP_SHARE = 0.2;
-const RSS_GROWTH_LIMIT = 1.5;
+const RSS_GROWTH_LIMIT = 2;
+const RSS_SETTLED_LIMIT = 1.8;
+const SETTLE_SAMPLES = 4;
+const SETTLE_EVERY_MS = 500;
 /**
  * "Not stuck": a request slower than the server's own requestTimeout (60 s, server.ts) is a hang, and so is
  * a p99 above half of it. Closed-loop clients on a shared 2-core machine see p99s of seconds (8 s with 50).
@@ -261,6 +272,12 @@ describe.skipIf(process.platform !== 'linux')(`load: ${CLIENTS} clients × ${SEC
       await fetch(`${url}/api/search?q=last&limit=1`).then((r) => r.arrayBuffer());
       const final = await status(url);
       const rssAfter = rssMb(pid);
+      const settled: number[] = [rssAfter];
+      for (let i = 1; i < SETTLE_SAMPLES; i++) {
+        await new Promise((r) => setTimeout(r, SETTLE_EVERY_MS));
+        settled.push(rssMb(pid));
+      }
+      const rssSettled = Math.min(...settled);
       await server.stop();
       const lastFailure = final.ingest?.lastFailure ?? null;
       const missing = final.indexed < expectedTotal ? missingPhotos(join(tmp, 'data'), root, photos, burstOf) : [];
@@ -322,6 +339,8 @@ describe.skipIf(process.platform !== 'linux')(`load: ${CLIENTS} clients × ${SEC
           end: sampleAt(windowMs),
           peak: Math.max(...duringLoad.map((s) => s.mb)),
           afterDrain: rssAfter,
+          settled: rssSettled,
+          settledGrowth: Math.round((rssSettled / samples[0]!.mb) * 100) / 100,
           samples: duringLoad.length,
           warmupSamples: skip,
           firstThirdMax,
@@ -363,7 +382,7 @@ describe.skipIf(process.platform !== 'linux')(`load: ${CLIENTS} clients × ${SEC
 
       expect(steady.length, 'RSS samples after warm-up').toBeGreaterThanOrEqual(6);
       expect(lastThirdMax, `RSS ${JSON.stringify(duringLoad)}`).toBeLessThanOrEqual(RSS_GROWTH_LIMIT * firstThirdMax);
-      expect(rssAfter, 'RSS once the queue has drained').toBeLessThanOrEqual(RSS_GROWTH_LIMIT * result.rssMb.peak);
+      expect(rssSettled, `RSS settled after the queue drained (samples ${JSON.stringify(settled)})`).toBeLessThanOrEqual(RSS_SETTLED_LIMIT * result.rssMb.beforeLoad);
 
       // Not speed, only "not stuck".
       expect(result.latencyMs.p99).toBeLessThan(REQUEST_TIMEOUT_MS / 2);
