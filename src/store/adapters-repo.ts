@@ -5,7 +5,8 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClipdexError } from '../errors.js';
-import type { SqliteHandle } from './database.js';
+import type { SqlHandle } from './sql-handle.js';
+
 
 /**
  * A text-tuned version's own text tower: a file under `<dataDir>/versions/`, named by its whole-file
@@ -77,7 +78,7 @@ export class AdaptersRepo {
   private readonly towerFilesStmt;
 
   constructor(
-    private readonly db: SqliteHandle,
+    private readonly db: SqlHandle,
     private readonly now: () => number = Date.now,
   ) {
     // The version is chosen inside the INSERT, so two trainers saving at once cannot pick the same one.

@@ -7,6 +7,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { ClipdexError, errorMessage } from '../errors.js';
 import { dataDir } from '../model/cache-dir.js';
+import type { SqlHandle } from './sql-handle.js';
 import { checkMigratable, listMigrations, migrate, schemaVersion, type AppliedMigration, MIGRATIONS_DIR } from './migrations.js';
 
 export interface LibraryPaths {
@@ -49,7 +50,7 @@ export type TransactionMode = 'deferred' | 'immediate';
  * another it becomes a savepoint of the outer one. Callers that group writes of several repositories use
  * this; a unit of work inside one repository is a method of that repository.
  */
-export function runInTransaction<T>(db: SqliteHandle, fn: () => T, mode: TransactionMode = 'deferred'): T {
+export function runInTransaction<T>(db: SqlHandle, fn: () => T, mode: TransactionMode = 'deferred'): T {
   const tx = db.transaction(fn);
   return mode === 'immediate' ? tx.immediate() : tx();
 }

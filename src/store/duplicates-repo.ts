@@ -4,7 +4,8 @@
  * exact copies (same content hash) among the photos a search can find.
  */
 import { ClipdexError } from '../errors.js';
-import { runInTransaction, type SqliteHandle } from './database.js';
+import { runInTransaction } from './database.js';
+import type { SqlHandle } from './sql-handle.js';
 
 export interface HiddenPhoto {
   id: number;
@@ -50,7 +51,7 @@ export class DuplicatesRepo {
   private readonly s;
 
   constructor(
-    private readonly db: SqliteHandle,
+    private readonly db: SqlHandle,
     private readonly now: () => number = Date.now,
   ) {
     const p = <P extends unknown[] | object = unknown[], R = unknown>(sql: string) => db.prepare<P, R>(sql);

@@ -3,8 +3,9 @@
  * renamed or moved file finds its vector again by hash. Vectors go in and come out as Float32Array.
  */
 import { ClipdexError } from '../errors.js';
-import { runInTransaction, type SqliteHandle } from './database.js';
+import { runInTransaction } from './database.js';
 import { blobToVector, vectorToBlob } from './vector-blob.js';
+import type { SqlHandle } from './sql-handle.js';
 
 export interface EmbeddingModel {
   modelKey: string;
@@ -30,7 +31,7 @@ export class EmbeddingsRepo {
   private readonly sampleStmt;
 
   constructor(
-    private readonly db: SqliteHandle,
+    private readonly db: SqlHandle,
     private readonly now: () => number = Date.now,
   ) {
     this.modelStmt = db.prepare<[string], { dim: number }>('SELECT dim FROM embedding_models WHERE model_key = ?');

@@ -2,7 +2,7 @@
  * What a derived vector index needs from SQLite: its members (the `index_members` view), the change log
  * the triggers of migration 001 write, and the bookkeeping that lets a saved index catch up.
  */
-import type Database from 'better-sqlite3';
+import { dialectOf, type SqlHandle } from './sql-handle.js';
 
 export interface MemberRow {
   imageId: number;
@@ -49,7 +49,7 @@ export class IndexChangesRepo {
   private readonly savedStmt;
 
   constructor(
-    private readonly db: Database.Database,
+    private readonly db: SqlHandle,
     private readonly now: () => number = Date.now,
   ) {
     this.registerStmt = db.prepare<[string, number]>(
@@ -124,12 +124,18 @@ export class IndexChangesRepo {
    * before any index file claims to contain it (with synchronous=NORMAL, the last commits could roll back).
    */
   markSaving(modelKey: string, checkpointSeq: number): void {
-    const previous = this.db.pragma('synchronous', { simple: true }) as number;
-    this.db.pragma('synchronous = FULL');
+    // Postgres commits durably already (synchronous_commit is on unless its operator turned it off).
+    if (dialectOf(this.db) === 'postgres') {
+      this.savedStmt.run(checkpointSeq, modelKey);
+      return;
+    }
+    const sqlite = this.db as SqlHandle & { pragma(source: string, options?: { simple: boolean }): unknown };
+    const previous = sqlite.pragma('synchronous', { simple: true }) as number;
+    sqlite.pragma('synchronous = FULL');
     try {
       this.savedStmt.run(checkpointSeq, modelKey);
     } finally {
-      this.db.pragma(`synchronous = ${previous}`);
+      sqlite.pragma(`synchronous = ${previous}`);
     }
   }
 

@@ -9,8 +9,9 @@
  *   library_model_runner   {pid, at}        the process re-encoding now (a heartbeat; stale after a while)
  *   library_model_progress {…}              its last rate, ETA and failures, for `status` in another process
  */
-import type { SqliteHandle } from './database.js';
+
 import { MetaRepo } from './meta-repo.js';
+import type { SqlHandle } from './sql-handle.js';
 
 export interface RecordedModel {
   /** What loads it: a model id or a directory. */
@@ -50,7 +51,7 @@ export class LibraryModelRepo {
   private readonly totalStmt;
   private readonly doneStmt;
 
-  constructor(db: SqliteHandle) {
+  constructor(db: SqlHandle) {
     this.meta = new MetaRepo(db);
     // One row per content (two paths of one file need one vector), the lowest image id standing for it.
     this.missingStmt = db.prepare<{ key: string; after: number; limit: number }, MissingPhoto>(

@@ -7,8 +7,9 @@
  * The library's own OCR setting (`clipdex ocr on|off`, the page's toggle) is a row of the meta table,
  * `ocr_enabled` = on | off, absent when never set (no migration: meta is there since schema 1).
  */
-import { runInTransaction, type SqliteHandle } from './database.js';
+import { runInTransaction } from './database.js';
 import { MetaRepo } from './meta-repo.js';
+import type { SqlHandle } from './sql-handle.js';
 
 export type BoxPoint = [number, number];
 
@@ -67,7 +68,7 @@ export class OcrRepo {
   private readonly meta: MetaRepo;
 
   constructor(
-    private readonly db: SqliteHandle,
+    private readonly db: SqlHandle,
     private readonly now: () => number = Date.now,
   ) {
     this.meta = new MetaRepo(db);

@@ -9,8 +9,9 @@
  * seen as one, a folder removed, a share away), attached to no row and "missing", and the schema's
  * triggers attach it again when the content reappears anywhere in the library.
  */
-import type { SqliteHandle } from './database.js';
+
 import { ClipdexError } from '../errors.js';
+import type { SqlHandle } from './sql-handle.js';
 
 export type PairSplit = 'train' | 'val';
 
@@ -74,7 +75,7 @@ export class PairsRepo {
   private readonly varietyStmt;
 
   constructor(
-    private readonly db: SqliteHandle,
+    private readonly db: SqlHandle,
     private readonly now: () => number = Date.now,
   ) {
     // The key and the path come from the row, so a label is never written without them.

@@ -3,8 +3,9 @@
  * did not see is then one anti-join, and a million paths stay out of the JS heap. One table per scan
  * (scans of two roots may overlap), so its statements are prepared per scan, not per database.
  */
-import type { SqliteHandle } from './database.js';
+
 import type { ImageStatus } from './images-repo.js';
+import type { SqlHandle } from './sql-handle.js';
 
 export interface UnseenImage {
   id: number;
@@ -23,7 +24,7 @@ export class SeenPaths {
   private readonly unseenImagesStmt;
   private readonly unseenQueuedStmt;
 
-  constructor(private readonly db: SqliteHandle) {
+  constructor(private readonly db: SqlHandle) {
     this.table = `temp.ingest_seen_${process.pid}_${++seenTables}`;
     db.exec(`CREATE TABLE ${this.table} (path TEXT PRIMARY KEY) WITHOUT ROWID`);
     try {

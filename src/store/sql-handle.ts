@@ -6,6 +6,7 @@
 
 // biome-ignore lint/suspicious/noExplicitAny: the same variance better-sqlite3's own Transaction type uses
 type AnyFunction = (...params: any[]) => unknown;
+type ArgumentTypes<F extends AnyFunction> = F extends (...args: infer A) => unknown ? A : never;
 
 export interface SqlRunResult {
   changes: number;
@@ -20,12 +21,13 @@ export interface SqlStatement<P extends unknown[] = unknown[], R = unknown> {
 }
 
 export interface SqlTransaction<F extends AnyFunction> {
-  (...params: Parameters<F>): ReturnType<F>;
-  deferred(...params: Parameters<F>): ReturnType<F>;
-  immediate(...params: Parameters<F>): ReturnType<F>;
+  (...params: ArgumentTypes<F>): ReturnType<F>;
+  deferred(...params: ArgumentTypes<F>): ReturnType<F>;
+  immediate(...params: ArgumentTypes<F>): ReturnType<F>;
 }
 
 export interface SqlHandle {
+  // biome-ignore lint/complexity/noBannedTypes: `{}` is better-sqlite3's own constraint for named parameters
   prepare<P extends unknown[] | {} = unknown[], R = unknown>(source: string): P extends unknown[] ? SqlStatement<P, R> : SqlStatement<[P], R>;
   transaction<F extends AnyFunction>(fn: F): SqlTransaction<F>;
   exec(source: string): unknown;

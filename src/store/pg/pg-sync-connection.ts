@@ -111,6 +111,7 @@ export class PgSyncConnection implements SqlHandle {
     return { rows: reply.rows.map(restoreBuffers) as R[], rowCount: reply.rowCount };
   }
 
+  // biome-ignore lint/complexity/noBannedTypes: `{}` is better-sqlite3's own constraint for named parameters
   prepare<P extends unknown[] | {} = unknown[], R = unknown>(source: string): P extends unknown[] ? SqlStatement<P, R> : SqlStatement<[P], R> {
     let prepared = this.translations.get(source);
     if (!prepared) {
@@ -138,15 +139,13 @@ export class PgSyncConnection implements SqlHandle {
     return this;
   }
 
-  transaction<F extends (...params: never[]) => unknown>(fn: F): SqlTransaction<F> {
+  // biome-ignore lint/suspicious/noExplicitAny: the variance of SqlHandle's (better-sqlite3's) signature
+  transaction<F extends (...params: any[]) => unknown>(fn: F): SqlTransaction<F> {
     const run =
       (mode: Mode) =>
-      (...args: Parameters<F>): ReturnType<F> =>
-        this.inTransaction(mode, () => fn(...args) as ReturnType<F>);
-    const tx = run('deferred') as SqlTransaction<F>;
-    tx.deferred = run('deferred');
-    tx.immediate = run('immediate');
-    return tx;
+      (...args: unknown[]): unknown =>
+        this.inTransaction(mode, () => fn(...args));
+    return Object.assign(run('deferred'), { deferred: run('deferred'), immediate: run('immediate') }) as unknown as SqlTransaction<F>;
   }
 
   get inTransactionNow(): boolean {
