@@ -56,7 +56,7 @@ export function runInTransaction<T>(db: SqlHandle, fn: () => T, mode: Transactio
 }
 
 export interface StoreDatabase {
-  readonly db: SqliteHandle;
+  readonly db: SqlHandle;
   readonly path: string;
   readonly schemaVersion: number;
   /** Migrations applied by this open (empty when the database was already current). */

@@ -4,7 +4,7 @@
  * be found.
  */
 import { sep } from 'node:path';
-import type Database from 'better-sqlite3';
+import type { SqlHandle, SqlStatement } from './sql-handle.js';
 import { ClipdexError } from '../errors.js';
 
 export interface ImageFilter {
@@ -33,9 +33,9 @@ export function isEmptyFilter(filter: ImageFilter | undefined): boolean {
 
 export class ImageFilterQueries {
   // One prepared statement per combination of present clauses (at most 8 × 3): each can use its indexes.
-  private readonly cache = new Map<string, Database.Statement>();
+  private readonly cache = new Map<string, SqlStatement>();
 
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlHandle) {}
 
   count(modelKey: string, filter: ImageFilter): number {
     const { sql, params } = this.build('count', modelKey, filter);
@@ -114,7 +114,7 @@ export class ImageFilterQueries {
     return rows.map((r) => ({ undated: r.undated === 1, month: r.month, count: r.n }));
   }
 
-  private statement(sql: string): Database.Statement {
+  private statement(sql: string): SqlStatement {
     let stmt = this.cache.get(sql);
     if (!stmt) {
       stmt = this.db.prepare(sql);

@@ -11,13 +11,16 @@ import type { PgReply, PgRequest, PgWorkerData } from './pg-sync-protocol.js';
 const { port, flag, url, connectTimeoutMs, statementTimeoutMs, applicationName } = workerData as PgWorkerData & { port: MessagePort };
 const wake = new Int32Array(flag);
 
-// int8 (count(*), bigint ids and sizes) and numeric (sum of bigints) as numbers, as SQLite returns them: every
-// such value clipdex stores is far below 2^53.
+// Values as SQLite returns them, which the repositories were written for: int8 (count(*), bigint ids and
+// sizes) and numeric (a sum of bigints) as numbers — every such value clipdex stores is far below 2^53 — and
+// booleans (`x IS NULL AS undated`) as 1 / 0, since SQLite has no boolean type.
 const INT8 = 20;
 const NUMERIC = 1700;
+const BOOL = 16;
 const types = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
     if (oid === INT8 || oid === NUMERIC) return (v: string) => Number(v);
+    if (oid === BOOL) return (v: string) => (v === 't' ? 1 : 0);
     return pg.types.getTypeParser(oid, format);
   }) as typeof pg.types.getTypeParser,
 };
