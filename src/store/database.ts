@@ -75,7 +75,12 @@ export interface StoreDatabase {
   close(): void;
 }
 
-export function openDatabase(path: string, options: OpenDatabaseOptions = {}): StoreDatabase {
+/** A library in a SQLite file: its connection is better-sqlite3's own (pragmas, backups and all). */
+export interface SqliteStoreDatabase extends StoreDatabase {
+  readonly db: SqliteHandle;
+}
+
+export function openDatabase(path: string, options: OpenDatabaseOptions = {}): SqliteStoreDatabase {
   const memory = path === ':memory:';
   const file = memory ? path : resolve(path);
   const migrations = listMigrations(options.migrationsDir ?? MIGRATIONS_DIR);
