@@ -179,7 +179,7 @@ describe.each(storeBackends())('on $name', (backend) => {
       expect(adapters.active('m')!.metrics).toEqual({ recallAt5: 0.7 });
       expect(adapters.list('m').map((a) => a.active)).toEqual([false, true]);
       // Even a writer that bypasses the repository cannot make a second active version.
-      expect(() => lib.store.db.prepare('UPDATE adapters SET active = 1 WHERE id = ?').run(a1.id)).toThrow(/UNIQUE/);
+      expect(() => lib.store.db.prepare('UPDATE adapters SET active = 1 WHERE id = ?').run(a1.id)).toThrow(/UNIQUE|unique constraint/);
       expect(adapters.deactivate('m')).toBe(true);
       expect(adapters.active('m')).toBeUndefined();
     });

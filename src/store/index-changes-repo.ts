@@ -58,8 +58,13 @@ export class IndexChangesRepo {
     this.trackedStmt = db.prepare<[string], TrackedIndex>(
       'SELECT model_key AS modelKey, pruned_through AS prunedThrough, saved_checkpoint AS savedCheckpoint, registered_at AS registeredAt FROM vector_indexes WHERE model_key = ?',
     );
-    // sqlite_sequence keeps the highest seq ever handed out, even after the rows are pruned.
-    this.maxSeqStmt = db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'index_changes'");
+    // The highest seq ever handed out, even after the rows are pruned: SQLite's AUTOINCREMENT table, or the
+    // identity column's sequence (null until its first value).
+    this.maxSeqStmt = db.prepare<[], { seq: number | null }>(
+      dialectOf(db) === 'postgres'
+        ? "SELECT pg_sequence_last_value(pg_get_serial_sequence('index_changes', 'seq')::regclass) AS seq"
+        : "SELECT seq FROM sqlite_sequence WHERE name = 'index_changes'",
+    );
     this.changedStmt = db.prepare<{ key: string; after: number; upto: number }, ChangedMember>(
       CHANGED_MEMBERS_SQL,
     );

@@ -57,7 +57,8 @@ export interface PairFilter {
   caption?: string | null;
 }
 
-const FILTER = '(@image IS NULL OR p.image_id = @image) AND (@caption IS NULL OR p.caption = @caption)';
+// The casts give Postgres the parameters' types, which `@x IS NULL` alone does not; SQLite ignores them.
+const FILTER = '(CAST(@image AS bigint) IS NULL OR p.image_id = @image) AND (CAST(@caption AS text) IS NULL OR p.caption = @caption)';
 
 export class PairsRepo {
   private readonly addStmt;

@@ -67,6 +67,11 @@ export class PgSyncConnection implements SqlHandle {
   private depth = 0;
   private closed = false;
   private readonly translations = new Map<string, { sql: TranslatedSql; name: string }>();
+  /**
+   * Prepared statement names are per session, but a session may outlive this connection object or be shared
+   * (a pooler in session mode, PGlite's single backend): a random prefix keeps two connections' names apart.
+   */
+  private readonly namePrefix = `clipdex_${Math.random().toString(36).slice(2, 10)}_`;
 
   private constructor(
     private readonly worker: Worker,
@@ -115,7 +120,7 @@ export class PgSyncConnection implements SqlHandle {
   prepare<P extends unknown[] | {} = unknown[], R = unknown>(source: string): P extends unknown[] ? SqlStatement<P, R> : SqlStatement<[P], R> {
     let prepared = this.translations.get(source);
     if (!prepared) {
-      prepared = { sql: translateSql(source), name: `clipdex_${this.translations.size + 1}` };
+      prepared = { sql: translateSql(source), name: `${this.namePrefix}${this.translations.size + 1}` };
       this.translations.set(source, prepared);
     }
     const { sql, name } = prepared;
