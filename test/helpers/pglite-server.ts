@@ -17,9 +17,9 @@ export interface PgliteServer {
 
 const require = createRequire(import.meta.url);
 
+/** The package's `pglite-server` bin, found beside its main entry (its exports map hides package.json). */
 function serverScript(): string {
-  const pkg = require.resolve('@electric-sql/pglite-socket/package.json');
-  return join(dirname(pkg), 'dist', 'scripts', 'server.js');
+  return join(dirname(require.resolve('@electric-sql/pglite-socket')), 'scripts', 'server.js');
 }
 
 /**
