@@ -28,7 +28,7 @@ function serverScript(): string {
  * one statement at a time).
  */
 export async function startPgliteServer(options: { dataDir?: string; maxConnections?: number; timeoutMs?: number } = {}): Promise<PgliteServer> {
-  const args = [serverScript(), '-p', '0', '-e', '@electric-sql/pglite-pgvector:vector', '-m', String(options.maxConnections ?? 16)];
+  const args = [serverScript(), '-p', '0', '-e', '@electric-sql/pglite-pgvector:vector,pg_trgm', '-m', String(options.maxConnections ?? 16)];
   if (options.dataDir) args.push('-d', options.dataDir);
   const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
