@@ -37,6 +37,12 @@ describe('translating the repositories’ SQL for Postgres', () => {
     expect(translateSql('INSERT OR IGNORE INTO s (path) VALUES (?) RETURNING id').text).toBe('INSERT INTO s (path) VALUES ($1) ON CONFLICT DO NOTHING RETURNING id');
   });
 
+  it('turns SQLite’s scalar max(a, b) / min(a, b) into greatest / least, and leaves the aggregates', () => {
+    expect(translateSql("UPDATE v SET p = max(p, ?), q = MIN(q, coalesce(?, 0), 'a,b') WHERE x = (SELECT max(y) FROM t)").text).toBe(
+      "UPDATE v SET p = greatest(p, $1), q = least(q, coalesce($2, 0), 'a,b') WHERE x = (SELECT max(y) FROM t)",
+    );
+  });
+
   it('refuses a wrong number of positional values and mixed parameter styles', () => {
     expect(() => bindValues(translateSql('SELECT ? + ?'), [1])).toThrow(/expected 2/);
     expect(() => translateSql('SELECT ? + @a')).toThrow(/mixes/);

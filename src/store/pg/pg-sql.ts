@@ -77,6 +77,11 @@ export function translateSql(sql: string): TranslatedSql {
       const word = sql.slice(i, j);
       out += word;
       i = j;
+      const lower = word.toLowerCase();
+      if ((lower === 'max' || lower === 'min') && sql[i] === '(' && hasTopLevelComma(sql, i)) {
+        // SQLite's scalar max(a, b) / min(a, b); with one argument they are the aggregates both dialects share.
+        out = out.slice(0, -word.length) + (lower === 'max' ? 'greatest' : 'least');
+      }
       if (word.toUpperCase() === 'AS') {
         const m = /^(\s+)([a-z][A-Za-z0-9_]*[A-Z][A-Za-z0-9_]*)(?![A-Za-z0-9_("])/.exec(sql.slice(i));
         if (m) {
@@ -91,6 +96,23 @@ export function translateSql(sql: string): TranslatedSql {
   }
   if (positional > 0 && names.length > 0) throw new Error(`SQL mixes ? and named parameters: ${sql}`);
   return { text: rewriteInsertOrIgnore(out), names, positional };
+}
+
+/** Whether the parenthesis at `open` has a comma at its own depth before it closes (strings skipped). */
+function hasTopLevelComma(sql: string, open: number): boolean {
+  let depth = 0;
+  for (let j = open; j < sql.length; j++) {
+    const c = sql[j];
+    if (c === "'") {
+      j = sql.indexOf("'", j + 1);
+      if (j < 0) return false;
+    } else if (c === '(') depth++;
+    else if (c === ')') {
+      depth--;
+      if (depth === 0) return false;
+    } else if (c === ',' && depth === 1) return true;
+  }
+  return false;
 }
 
 /** `INSERT OR IGNORE INTO t …` → `INSERT INTO t … ON CONFLICT DO NOTHING` (before a RETURNING, if any). */
