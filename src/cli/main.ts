@@ -26,6 +26,7 @@ export function createProgram(): Command {
     .description('Local semantic photo search with CLIP: index folders, search by phrase or by photo, teach it your words.')
     .option('--model <id|dir>', 'model id from `clipdex models list`, or a model directory (env CLIPDEX_MODEL)')
     .option('--data-dir <dir>', 'where the library lives (env CLIPDEX_DATA_DIR; default ~/.local/share/clipdex)')
+    .option('--db <url>', 'keep the library in PostgreSQL + pgvector at postgres://user:password@host/database instead of a SQLite file in the data dir (env CLIPDEX_DATABASE_URL)')
     .option('--cache-dir <dir>', 'where downloaded models live (env CLIPDEX_CACHE_DIR; default ~/.cache/clipdex)')
     .option('--json', 'machine-readable output on stdout; logs on stderr')
     .showHelpAfterError()

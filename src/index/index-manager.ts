@@ -435,7 +435,7 @@ export class IndexManager {
       const running = startBuild(
         {
           kind: rebuild ? 'build' : 'merge',
-          dbPath: this.store.path,
+          location: this.store.location,
           modelKey: this.modelKey,
           dim,
           dir: this.dir,

@@ -13,6 +13,7 @@ import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { libraryDamagedError, libraryPaths, openDatabase, type LibraryPaths, type StoreDatabase } from '../store/database.js';
 import { EmbeddingsRepo } from '../store/embeddings-repo.js';
+import { isPostgresUrl, openPostgresDatabase } from '../store/pg/pg-database.js';
 import { ImagesRepo } from '../store/images-repo.js';
 import { PairsRepo } from '../store/pairs-repo.js';
 import { RootsRepo } from '../store/roots-repo.js';
@@ -29,6 +30,11 @@ import { modelKeyFor } from './model-key.js';
 export interface OpenLibraryOptions {
   /** Where the database, index and thumbnails live; default `$CLIPDEX_DATA_DIR` or the XDG data dir. */
   dataDir?: string;
+  /**
+   * A Postgres URL (default `$CLIPDEX_DATABASE_URL`): the library's records and vectors live there instead of
+   * in `<dataDir>/library.db`; thumbnails and index files stay in the data dir.
+   */
+  databaseUrl?: string;
   /**
    * Model id or directory; default `$CLIPDEX_MODEL`, else the model the library recorded (`models use`),
    * else the default model. One that differs from the recorded model is used for this run only, and
@@ -119,12 +125,20 @@ export class Library {
 
   static async open(options: OpenLibraryOptions = {}): Promise<Library> {
     const paths = libraryPaths(options.dataDir ?? defaultDataDir());
-    refuseLostDatabase(paths);
+    const databaseUrl = options.databaseUrl ?? (process.env.CLIPDEX_DATABASE_URL || undefined);
     let store: StoreDatabase;
-    try {
-      store = openDatabase(paths.database);
-    } catch (err) {
-      throw libraryDamagedError(err, paths.database) ?? err;
+    if (databaseUrl) {
+      if (!isPostgresUrl(databaseUrl)) {
+        throw new ClipdexError('INVALID_ARGUMENT', 'the database must be a postgres:// (or postgresql://) URL; without --db the library is a SQLite file in the data dir');
+      }
+      store = openPostgresDatabase(databaseUrl);
+    } else {
+      refuseLostDatabase(paths);
+      try {
+        store = openDatabase(paths.database);
+      } catch (err) {
+        throw libraryDamagedError(err, paths.database) ?? err;
+      }
     }
     let recorded: ReturnType<LibraryModelRepo['current']> = null;
     try {

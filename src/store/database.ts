@@ -55,9 +55,15 @@ export function runInTransaction<T>(db: SqlHandle, fn: () => T, mode: Transactio
   return mode === 'immediate' ? tx.immediate() : tx();
 }
 
+/** Where a library's database is: enough to open it again (a worker thread does, read-only). */
+export type StoreLocation = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string };
+
 export interface StoreDatabase {
   readonly db: SqlHandle;
+  /** The SQLite file, or the Postgres URL without its password: for messages. */
   readonly path: string;
+  /** Holds the password of a Postgres URL: never print it (`path` is the printable form). */
+  readonly location: StoreLocation;
   readonly schemaVersion: number;
   /** Migrations applied by this open (empty when the database was already current). */
   readonly applied: readonly AppliedMigration[];
@@ -124,6 +130,7 @@ export function openDatabase(path: string, options: OpenDatabaseOptions = {}): S
     return {
       db,
       path: file,
+      location: { kind: 'sqlite', path: file },
       schemaVersion,
       applied,
       libraryId: row.value,

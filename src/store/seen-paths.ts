@@ -5,7 +5,7 @@
  */
 
 import type { ImageStatus } from './images-repo.js';
-import type { SqlHandle } from './sql-handle.js';
+import { dialectOf, type SqlHandle } from './sql-handle.js';
 
 export interface UnseenImage {
   id: number;
@@ -25,8 +25,10 @@ export class SeenPaths {
   private readonly unseenQueuedStmt;
 
   constructor(private readonly db: SqlHandle) {
-    this.table = `temp.ingest_seen_${process.pid}_${++seenTables}`;
-    db.exec(`CREATE TABLE ${this.table} (path TEXT PRIMARY KEY) WITHOUT ROWID`);
+    const pg = dialectOf(db) === 'postgres';
+    // A temporary table: private to this connection, gone with it.
+    this.table = `${pg ? 'pg_temp' : 'temp'}.ingest_seen_${process.pid}_${++seenTables}`;
+    db.exec(pg ? `CREATE TABLE ${this.table} (path text COLLATE "C" PRIMARY KEY)` : `CREATE TABLE ${this.table} (path TEXT PRIMARY KEY) WITHOUT ROWID`);
     try {
       this.markStmt = db.prepare<[string]>(`INSERT OR IGNORE INTO ${this.table} (path) VALUES (?)`);
       this.unseenImagesStmt = db.prepare<[number, number, number, number], UnseenImage>(

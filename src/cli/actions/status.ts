@@ -5,7 +5,7 @@ import { readIngestCounts } from '../../store/ingest-counts-repo.js';
 import { IngestStore } from '../../ingest/ingest-store.js';
 import { Library } from '../../library/library.js';
 import { ModelSwitcher } from '../../ingest/model-switch.js';
-import { exitCodeFor, globalOptions, printJson } from '../context.js';
+import { exitCodeFor, globalOptions, printJson, libraryOptions } from '../context.js';
 
 interface FailedFile {
   id: number;
@@ -26,7 +26,7 @@ function ago(ms: number | null): string {
 export const actionStatus = async (opts: { errors?: boolean; limit?: number }, cmd: Command) => {
   const g = globalOptions(cmd);
   // Status must work when the model is missing or broken: it is where the user looks to find out.
-  const lib = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir, modelOptional: true });
+  const lib = await Library.open({ ...libraryOptions(g), modelOptional: true });
   try {
     const counts = readIngestCounts(lib);
     const store = new IngestStore(lib.store.db);

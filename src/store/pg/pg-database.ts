@@ -43,6 +43,7 @@ export function openPostgresDatabase(url: string, options: OpenPgOptions = {}): 
       db,
       pgvector,
       path: redactUrl(url),
+      location: { kind: 'postgres', url },
       schemaVersion: migrations.length,
       applied,
       libraryId: row.value,
