@@ -5,7 +5,7 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClipdexError } from '../errors.js';
-import type { SqlHandle } from './sql-handle.js';
+import { dialectOf, type SqlHandle } from './sql-handle.js';
 
 
 /**
@@ -94,7 +94,8 @@ export class AdaptersRepo {
     this.removeStmt = db.prepare<[number]>('DELETE FROM adapters WHERE id = ?');
     this.activeIdStmt = db.prepare<[string], { id: number }>('SELECT id FROM adapters WHERE model_key = ? AND active = 1');
     this.weightsStmt = db.prepare<[number], { weights: Buffer }>('SELECT weights FROM adapters WHERE id = ?');
-    this.towerFilesStmt = db.prepare<[], { file: string }>("SELECT json_extract(metrics, '$.textTower.file') AS file FROM adapters WHERE json_extract(metrics, '$.textTower.file') IS NOT NULL");
+    const towerFile = dialectOf(db) === 'postgres' ? "metrics::jsonb #>> '{textTower,file}'" : "json_extract(metrics, '$.textTower.file')";
+    this.towerFilesStmt = db.prepare<[], { file: string }>(`SELECT ${towerFile} AS file FROM adapters WHERE ${towerFile} IS NOT NULL`);
   }
 
   /** The active version's id alone (one indexed row: cheap enough to ask on every photo written). */

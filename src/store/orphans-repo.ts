@@ -31,7 +31,7 @@ export class OrphansRepo {
       // Orphans the delete trigger did not see (content replaced in place, a database from before it).
       markOrphans: p<[number]>(
         `INSERT OR IGNORE INTO orphaned_content (content_hash, since)
-         SELECT DISTINCT e.content_hash, ? FROM embeddings e WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.content_hash = e.content_hash)`,
+         SELECT DISTINCT e.content_hash, CAST(? AS bigint) FROM embeddings e WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.content_hash = e.content_hash)`,
       ),
       unorphanBack: p<[]>('DELETE FROM orphaned_content WHERE EXISTS (SELECT 1 FROM images i WHERE i.content_hash = orphaned_content.content_hash)'),
       orphansDue: p<[number], { hash: string }>(

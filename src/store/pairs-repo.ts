@@ -105,7 +105,7 @@ export class PairsRepo {
     this.captionsStmt = db.prepare<Omit<Bind, 'after' | 'limit'>, CaptionSummary>(
       // A photo is its content (a missing one has no row); a label without content counts by its path.
       `SELECT p.caption, count(*) AS labels, count(DISTINCT coalesce(p.content_hash, 'path:' || p.last_path)) AS photos,
-              sum(p.split = 'train') AS train, sum(p.split = 'val') AS val
+              sum(CASE WHEN p.split = 'train' THEN 1 ELSE 0 END) AS train, sum(CASE WHEN p.split = 'val' THEN 1 ELSE 0 END) AS val
        FROM labeled_pairs p WHERE ${FILTER} GROUP BY p.caption ORDER BY labels DESC, p.caption`,
     );
     this.varietyStmt = db.prepare<[], { photos: number; captions: number }>(
