@@ -7,7 +7,6 @@ import { EmbeddingsRepo } from '../../src/store/embeddings-repo.js';
 import { ImagesRepo, type ImageInput } from '../../src/store/images-repo.js';
 import { RootsRepo } from '../../src/store/roots-repo.js';
 import { openPostgresDatabase } from '../../src/store/pg/pg-database.js';
-import { PgSyncConnection } from '../../src/store/pg/pg-sync-connection.js';
 import { seededRandom } from '../../src/util/seeded-random.js';
 import { type PgliteServer, startPgliteServer } from './pglite-server.js';
 
@@ -163,6 +162,7 @@ export interface StoreBackend {
 
 export function storeBackends(): StoreBackend[] {
   let server: PgliteServer | null = null;
+  let migrated: { meta: { key: string; value: string }[] } | null = null;
   return [
     { name: 'sqlite', start: async () => undefined, stop: async () => undefined, open: (dir) => openTestLibrary(dir) },
     {
@@ -173,16 +173,23 @@ export function storeBackends(): StoreBackend[] {
       stop: async () => {
         await server?.stop();
         server = null;
+        migrated = null;
       },
       open: (dir) => {
         if (!server) throw new Error('start() the postgres backend first');
-        const admin = PgSyncConnection.open(server.url);
-        try {
-          admin.exec('DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public');
-        } finally {
-          admin.close();
-        }
         const store = openPostgresDatabase(server.url);
+        // Migrated once per server; after that each library starts from the freshly migrated state by emptying
+        // every table (identities restarted) and putting back the rows the migrations wrote — ~20× faster
+        // than dropping and migrating the schema again.
+        if (!migrated) {
+          migrated = { meta: store.db.query<{ key: string; value: string }>('SELECT key, value FROM meta ORDER BY key').rows };
+        } else {
+          const tables = store.db
+            .query<{ t: string }>("SELECT quote_ident(table_name) AS t FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name <> 'schema_migrations'")
+            .rows.map((r) => r.t);
+          store.db.exec(`TRUNCATE ${tables.join(', ')} RESTART IDENTITY CASCADE`);
+          for (const row of migrated.meta) store.db.query('INSERT INTO meta (key, value) VALUES ($1, $2)', [row.key, row.value]);
+        }
         return {
           store,
           indexDir: join(dir, 'index'),
