@@ -48,6 +48,10 @@ describe('a library in Postgres', () => {
     const r = await runCli(['--db', server.url, '--model', modelDir, 'index', join(tmp, 'Pictures')], machineA());
     expect(r.code, r.stderr).toBe(0);
     expect(existsSync(join(tmp, 'machine-a', 'library.db'))).toBe(false);
+    const status = await runCli(['--db', server.url, '--model', modelDir, 'status'], machineA());
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toMatch(/Database {2}postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/postgres \(PostgreSQL\)/);
+    expect(status.stdout).toMatch(/Files {5}5 indexed, 0 pending, 0 failed/);
   }, 120_000);
 
   it('searches, finds similar photos and lists them, from the machine that indexed and from another (CLIPDEX_DATABASE_URL)', async () => {

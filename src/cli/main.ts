@@ -9,6 +9,7 @@ import { duplicatesCommand } from './commands/duplicates-cmd.js';
 import { indexCommand } from './commands/index-cmd.js';
 import { labelCommand, labelsCommand } from './commands/label-cmd.js';
 import { modelsCommand } from './commands/models.js';
+import { migrateCommand } from './commands/migrate-cmd.js';
 import { ocrCommand } from './commands/ocr-cmd.js';
 import { listCommand, searchCommand, similarCommand } from './commands/search.js';
 import { rootsCommand } from './commands/roots-cmd.js';
@@ -42,6 +43,7 @@ export function createProgram(): Command {
   program.addCommand(statusCommand());
   program.addCommand(rootsCommand());
   program.addCommand(ocrCommand());
+  program.addCommand(migrateCommand());
   program.addCommand(labelCommand());
   program.addCommand(labelsCommand());
   program.addCommand(trainCommand());

@@ -64,7 +64,8 @@ export const actionStatus = async (opts: { errors?: boolean; limit?: number }, c
             for (const r of page) if (errors.length < limit) errors.push({ id: r.id, path: r.path, code: r.errorCode, message: r.errorMessage });
           }
         }
-        const library = { dataDir: lib.paths.dir, database: lib.paths.database, schemaVersion: lib.store.schemaVersion };
+        // `path` is the SQLite file, or the Postgres URL without its password.
+        const library = { dataDir: lib.paths.dir, database: lib.store.path, backend: lib.store.location.kind, schemaVersion: lib.store.schemaVersion };
         // The report is still useful without a model, but a script asking "is it ready?" must hear no.
         if (!loaded) process.exitCode = exitCodeFor(lib.modelError ?? new ClipdexError('MODEL_NOT_FOUND', 'no model'));
         if (g.json) {
@@ -73,6 +74,7 @@ export const actionStatus = async (opts: { errors?: boolean; limit?: number }, c
         }
         const out: string[] = [];
         out.push(`Library   ${library.dataDir}`);
+        if (library.backend === 'postgres') out.push(`Database  ${library.database} (PostgreSQL)`);
         out.push(
           loaded
             ? `Model     ${model.key} (${model.dim}-d) on ${model.provider}`
