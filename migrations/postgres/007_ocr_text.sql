@@ -6,9 +6,10 @@
 --   offers is an ordinary table with a GIN trigram index (pg_trgm): like FTS5's trigram tokenizer it finds
 --   any substring of three or more characters, case-insensitively (ILIKE / LIKE and similarity use it), where
 --   words run together or CJK has no spaces. FTS5's implicit rowid (= ocr_state.id) is an explicit `rowid`
---   column, so the repositories write `(rowid, text)` on both. Not reproduced: remove_diacritics ('cafe'
---   finding 'café'), which on Postgres needs the unaccent extension and an immutable wrapper around it;
---   FTS5's bm25 `rank` has no stored equivalent (similarity() is computed per query).
+--   column, so the repositories write `(rowid, text)` on both. remove_diacritics ('cafe' finding 'café')
+--   would need the unaccent extension: instead OcrRepo stores the text here folded (accents off, lower case)
+--   and folds what is searched for the same way. FTS5's bm25 `rank` has no equivalent; OcrRepo ranks by
+--   similarity() to the query.
 -- - ocr_lines: WITHOUT ROWID is dropped; its composite primary key is what clusters it in SQLite, an
 --   ordinary btree index here.
 -- - A trigger WHEN holding a subquery moved into the function (not allowed in a Postgres trigger's WHEN).
