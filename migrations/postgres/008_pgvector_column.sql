@@ -1,5 +1,6 @@
--- clipdex schema 8 (Postgres): the vectors in pgvector's own type, beside the bytea that stays the source of
--- truth byte for byte (the SQLite twin keeps only the BLOB). Applied inside a transaction; no BEGIN/COMMIT.
+-- clipdex schema 8, PostgreSQL dialect; its twin migrations/008_pgvector_column.sql does nothing. The vectors
+-- in pgvector's own type, beside the bytea that stays the source of truth byte for byte (SQLite keeps only the
+-- BLOB). Applied inside a transaction; no BEGIN/COMMIT.
 --
 -- Dimensionless on purpose: one table holds every model key's vectors (512-d CLIP beside 768-d or 1152-d
 -- ones), and each key's HNSW index is a partial expression index over `embedding::halfvec(<dim>)` that the
