@@ -48,6 +48,13 @@ describe('a library in Postgres', () => {
     const r = await runCli(['--db', server.url, '--model', modelDir, 'index', join(tmp, 'Pictures')], machineA());
     expect(r.code, r.stderr).toBe(0);
     expect(existsSync(join(tmp, 'machine-a', 'library.db'))).toBe(false);
+    // The vectors are searched inside Postgres (pgvector), so no graph files are kept per machine either.
+    expect(existsSync(join(tmp, 'machine-a', 'index'))).toBe(false);
+    const status = await runCli(['--db', server.url, '--model', modelDir, '--json', 'status'], machineA());
+    expect(status.code, status.stderr).toBe(0);
+    expect((JSON.parse(status.stdout) as { index: unknown }).index).toMatchObject({ engine: 'pgvector', location: 'postgres', count: photos.length, pending: 0 });
+    const text = await runCli(['--db', server.url, '--model', modelDir, 'status'], machineA());
+    expect(text.stdout).toMatch(/Index\s+pgvector, 5 vectors, recall@10 1\.000 at ef \d+/);
   }, 120_000);
 
   it('searches, finds similar photos and lists them, from the machine that indexed and from another (CLIPDEX_DATABASE_URL)', async () => {
