@@ -93,17 +93,16 @@ export class PgVectorIndex implements LibraryIndex {
     if (options.modelKey === '') throw new ClipdexError('INVALID_ARGUMENT', 'model key must not be empty');
     if (options.store.location.kind !== 'postgres') throw new ClipdexError('INVALID_ARGUMENT', 'a pgvector index needs a Postgres library');
     const index = new PgVectorIndex(options);
-    index.prepare(false);
+    index.ready(false);
     return index;
   }
 
   /** Makes the index ready for the key's dimension (known once the model registered it); a no-op before. */
-  private prepare(forceTune: boolean): number {
+  private ready(forceTune: boolean): number {
     this.dim ??= this.embeddings.modelDim(this.modelKey) ?? null;
     if (this.dim === null) return 0;
     const dim = this.dim;
-    let filled = 0;
-    for (let n = this.repo.fillMissing(this.modelKey); n > 0; n = this.repo.fillMissing(this.modelKey)) filled += n;
+    const filled = this.fill();
     this.state = this.readState();
     const started = performance.now();
     this.progress('add', 0, 1);
@@ -173,7 +172,7 @@ export class PgVectorIndex implements LibraryIndex {
   /** Nothing to replay (the table is the index): fills pgvector columns left empty; returns how many. */
   sync(): number {
     this.assertOpen();
-    return this.dim === null ? this.prepare(false) : this.fill();
+    return this.dim === null ? this.ready(false) : this.fill();
   }
 
   private fill(): number {
@@ -185,7 +184,7 @@ export class PgVectorIndex implements LibraryIndex {
   async search(query: Float32Array, k: number, options: IndexSearchOptions = {}): Promise<SearchHit[]> {
     this.assertOpen();
     checkK(k);
-    if (this.dim === null) this.prepare(false);
+    if (this.dim === null) this.ready(false);
     if (this.dim === null) return [];
     checkQuery(query, this.dim);
     const filter = options.filter && !isEmptyFilter(options.filter) ? options.filter : null;
@@ -207,7 +206,7 @@ export class PgVectorIndex implements LibraryIndex {
   async searchBatch(queries: readonly Float32Array[], k: number, options: { ef?: number } = {}): Promise<SearchHit[][]> {
     this.assertOpen();
     checkK(k);
-    if (this.dim === null) this.prepare(false);
+    if (this.dim === null) this.ready(false);
     if (this.dim === null) return queries.map(() => []);
     for (const q of queries) checkQuery(q, this.dim);
     if (queries.length === 0) return [];
@@ -223,7 +222,7 @@ export class PgVectorIndex implements LibraryIndex {
   async merge(options: { rebuild?: boolean } = {}): Promise<void> {
     this.assertOpen();
     if (options.rebuild) return this.rebuild();
-    this.run(() => this.prepare(false));
+    this.run(() => this.ready(false));
   }
 
   /** REINDEX from the table (pgvector's graph degrades little with deletions, but a rebuild tightens it) and re-tunes. */
@@ -235,7 +234,7 @@ export class PgVectorIndex implements LibraryIndex {
       const started = performance.now();
       this.repo.reindex(this.modelKey, this.dim, this.build);
       this.meta.put(STATE_PREFIX + this.modelKey, JSON.stringify({ ...(this.state ?? this.emptyState(this.dim)), dim: this.dim, builtAt: Date.now(), buildMs: performance.now() - started }));
-      this.prepare(true);
+      this.ready(true);
     });
   }
 
