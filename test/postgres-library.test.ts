@@ -48,10 +48,20 @@ describe('a library in Postgres', () => {
     const r = await runCli(['--db', server.url, '--model', modelDir, 'index', join(tmp, 'Pictures')], machineA());
     expect(r.code, r.stderr).toBe(0);
     expect(existsSync(join(tmp, 'machine-a', 'library.db'))).toBe(false);
-    const status = await runCli(['--db', server.url, '--model', modelDir, 'status'], machineA());
+    // The vectors are searched inside Postgres (pgvector), so no graph files are kept per machine either.
+    expect(existsSync(join(tmp, 'machine-a', 'index'))).toBe(false);
+    const status = await runCli(['--db', server.url, '--model', modelDir, '--json', 'status'], machineA());
     expect(status.code, status.stderr).toBe(0);
-    expect(status.stdout).toMatch(/Database {2}postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/postgres \(PostgreSQL\)/);
-    expect(status.stdout).toMatch(/Files {5}5 indexed, 0 pending, 0 failed/);
+    const json = JSON.parse(status.stdout) as { index: unknown; library: unknown };
+    expect(json.index).toMatchObject({ engine: 'pgvector', location: 'postgres', count: photos.length, pending: 0 });
+    expect(json.library).toMatchObject({ backend: 'postgres' });
+    expect(JSON.stringify(json)).not.toContain('postgres:postgres@');
+    const text = await runCli(['--db', server.url, '--model', modelDir, 'status'], machineA());
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/Database {2}postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/postgres \(PostgreSQL\)/);
+    expect(text.stdout).toMatch(/Files {5}5 indexed, 0 pending, 0 failed/);
+    expect(text.stdout).toMatch(/Index\s+pgvector, 5 vectors, recall@10 1\.000 at ef \d+/);
+    expect(text.stdout).not.toMatch(/hnswlib-node/);
   }, 120_000);
 
   it('searches, finds similar photos and lists them, from the machine that indexed and from another (CLIPDEX_DATABASE_URL)', async () => {

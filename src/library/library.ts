@@ -1,5 +1,7 @@
 import { ClipdexError, errorMessage, isClipdexError } from '../errors.js';
 import { IndexManager, type IndexProgress } from '../index/index-manager.js';
+import type { LibraryIndex } from '../index/library-index.js';
+import { PgVectorIndex } from '../index/pg-vector-index.js';
 import { ThumbnailStore } from '../store/thumbnail-store.js';
 import { cacheDir as defaultCacheDir, dataDir as defaultDataDir } from '../model/cache-dir.js';
 import { ClipModel, type LoadModelOptions } from '../model/clip-model.js';
@@ -58,7 +60,7 @@ export interface LoadedModel {
   /** Model name + weights fingerprint: the key of its base embeddings and base index. */
   key: string;
   /** The base model's index (kept while an adapter is active: rollback to the base is instant). */
-  index: IndexManager;
+  index: LibraryIndex;
 }
 
 /** What searches run against: the base model's vectors, or an activated adapter's. */
@@ -71,7 +73,7 @@ export interface SearchSpace {
   model: ClipModel;
   /** The model key of the vectors searched. */
   key: string;
-  index: IndexManager;
+  index: LibraryIndex;
   /** The active adapter; queries are projected through it. null: the base model. */
   adapter: { id: number; version: number; weights: AdapterWeights; text?: TextEncoder | null } | null;
 }
@@ -97,7 +99,7 @@ export class Library {
   private current: LoadedModel | null;
   private ref: string;
   private space: SearchSpace | null;
-  private readonly retiring = new Set<{ index: IndexManager; close: () => Promise<void>; timer: NodeJS.Timeout }>();
+  private readonly retiring = new Set<{ index: LibraryIndex; close: () => Promise<void>; timer: NodeJS.Timeout }>();
   private readonly indexOptions: Pick<OpenLibraryOptions, 'onIndexProgress' | 'onIndexError'>;
 
   private constructor(
@@ -175,13 +177,7 @@ export class Library {
       } catch (err) {
         if (!storageError(err, paths.dir)) throw err;
       }
-      const index = await IndexManager.open({
-        store,
-        indexDir: paths.indexDir,
-        modelKey: key,
-        ...(options.onIndexProgress ? { onProgress: options.onIndexProgress } : {}),
-        ...(options.onIndexError ? { onError: options.onIndexError } : {}),
-      });
+      const index = await openLibraryIndex(store, paths.indexDir, key, options.onIndexProgress, options.onIndexError);
       const library = new Library(paths, store, modelRef, { model, key, index }, null, options, notice);
       await library.openActiveAdapter();
       await library.removeAdapterLeftovers();
@@ -323,15 +319,8 @@ export class Library {
   }
 
   /** Opens the index of a model key of this library (an adapter's), with the library's progress callbacks. */
-  async openIndex(modelKey: string, onProgress?: OpenLibraryOptions['onIndexProgress']): Promise<IndexManager> {
-    const progress = onProgress ?? this.indexOptions.onIndexProgress;
-    return IndexManager.open({
-      store: this.store,
-      indexDir: this.paths.indexDir,
-      modelKey,
-      ...(progress ? { onProgress: progress } : {}),
-      ...(this.indexOptions.onIndexError ? { onError: this.indexOptions.onIndexError } : {}),
-    });
+  async openIndex(modelKey: string, onProgress?: OpenLibraryOptions['onIndexProgress']): Promise<LibraryIndex> {
+    return openLibraryIndex(this.store, this.paths.indexDir, modelKey, onProgress ?? this.indexOptions.onIndexProgress, this.indexOptions.onIndexError);
   }
 
   /**
@@ -444,4 +433,20 @@ export class Library {
     }
     this.store.close();
   }
+}
+
+/**
+ * A Postgres library searches inside Postgres (pgvector): every process sees every commit at once and no
+ * graph files need building or keeping per machine. An embedded library keeps its hnswlib graph files.
+ */
+function openLibraryIndex(
+  store: StoreDatabase,
+  indexDir: string,
+  modelKey: string,
+  onProgress: OpenLibraryOptions['onIndexProgress'],
+  onError: OpenLibraryOptions['onIndexError'],
+): Promise<LibraryIndex> {
+  const callbacks = { ...(onProgress ? { onProgress } : {}), ...(onError ? { onError } : {}) };
+  if (store.location.kind === 'postgres') return PgVectorIndex.open({ store, modelKey, ...callbacks });
+  return IndexManager.open({ store, indexDir, modelKey, ...callbacks });
 }

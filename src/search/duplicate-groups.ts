@@ -10,7 +10,7 @@
 import sharp from 'sharp';
 import { ClipdexError, errorMessage } from '../errors.js';
 import { normalized, type SearchHit } from '../index/vector-index.js';
-import type { IndexManager } from '../index/index-manager.js';
+import type { LibraryIndex } from '../index/library-index.js';
 import type { Library } from '../library/library.js';
 import type { ImageEmbeddingResult } from '../model/clip-model.js';
 
@@ -222,7 +222,7 @@ function bytes(n: number): string {
  * database of its own (no encoder: no rotations then).
  */
 export interface DuplicateSource {
-  index: IndexManager;
+  index: LibraryIndex;
   modelKey: string;
   db: SqlHandle;
   images: ImagesRepo;

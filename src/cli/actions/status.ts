@@ -94,9 +94,12 @@ export const actionStatus = async (opts: { errors?: boolean; limit?: number }, c
               `${index.building ? ', building' : ''}${index.lastError ? `; last error: ${index.lastError}` : ''}`,
           );
           const hb = index.hnswlib;
-          out.push(
-            `          hnswlib-node ${hb.version}, ${hb.kind === 'clipdex' ? `clipdex's build for this CPU${hb.features.length ? ` (${hb.features.join(' ')})` : ''}` : `stock build${hb.reason ? ` (${hb.reason})` : ''}`}`,
-          );
+          // pgvector searches inside Postgres: this machine's hnswlib build plays no part.
+          if (index.engine !== 'pgvector') {
+            out.push(
+              `          hnswlib-node ${hb.version}, ${hb.kind === 'clipdex' ? `clipdex's build for this CPU${hb.features.length ? ` (${hb.features.join(' ')})` : ''}` : `stock build${hb.reason ? ` (${hb.reason})` : ''}`}`,
+            );
+          }
         }
         out.push(roots.length === 0 ? 'Folders   none yet: add one with `clipdex index <dir>`' : 'Folders');
         for (const r of roots) {

@@ -7,8 +7,9 @@
  * asynchronous would mean an `await` at every one of several hundred call sites and transactions that other
  * requests interleave with; a sync bridge keeps one set of behaviours. The cost is that the calling thread
  * waits for each round trip (the bridge adds ~0.2 ms to the driver's own round trip: 1.24 vs 1.01 ms per point query against PGlite, measured once on a loaded machine; a benchmark is owed);
- * the statement timeout bounds the longest wait, and the vector search — the one long query — does not go
- * through here.
+ * the statement timeout bounds the longest wait. The vector search (pgvector, store/pg/pg-vector-repo.ts)
+ * goes through here too: a few ms per query on the tests' PGlite (test/pg-vector-index.test.ts), during
+ * which the event loop waits; moving the long queries to an asynchronous connection is the next step.
  *
  * How: a worker thread owns an asynchronous `pg` client; a call posts its request on a MessageChannel and
  * sleeps on a shared Int32 (Atomics.wait) until the worker has posted the reply and set it.
