@@ -9,9 +9,9 @@ import { normalized } from '../src/index/vector-index.js';
 import { DuplicatesRepo } from '../src/store/duplicates-repo.js';
 import { addIndexedImages, bruteForce, clusteredVectors, gaussian, rng, row, storeBackends, tempLibraryDir, type TestLibrary } from './helpers/store-fixtures.js';
 
-const DIM = 256;
-const N = 3000;
-const RARE = 30; // 1% of the library, in a folder of its own
+const DIM = 128;
+const N = 2000;
+const RARE = 20; // 1% of the library, in a folder of its own
 const KEY = "clip-test@pg'vec"; // a quote in the key: it is written into the statements as a literal
 const K = 10;
 
