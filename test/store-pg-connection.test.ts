@@ -140,6 +140,34 @@ describe('the synchronous Postgres connection', () => {
     }
   });
 
+  it('gives up on a server silent past the statement timeout, unless the work is unbounded (an index build)', async () => {
+    // PGlite runs statements to the end (no timer interrupts in its WASM build), so the server's own cancel
+    // (SQLSTATE 57014) cannot be seen here; the bridge's deadline behind it can.
+    const conn = PgSyncConnection.open(server.url, { statementTimeoutMs: 200, connectTimeoutMs: 200, answerMarginMs: 200 });
+    try {
+      let err: unknown;
+      try {
+        conn.query('SELECT pg_sleep(1.5)');
+      } catch (e) {
+        err = e;
+      }
+      expect((err as ClipdexError).code).toBe('DATABASE_UNREACHABLE');
+      expect((err as Error).message).toMatch(/did not answer within/);
+      // Once the abandoned statement has ended, its late answer is not taken for the next call's.
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(conn.prepare<[], { two: number }>('SELECT 2 AS two').get()).toEqual({ two: 2 });
+      const slept = conn.unbounded(() =>
+        conn.transaction(() => {
+          conn.exec('SET LOCAL statement_timeout = 0');
+          return conn.query<{ ok: number }>('SELECT 1 AS ok FROM pg_sleep(1)').rows[0];
+        })(),
+      );
+      expect(slept).toEqual({ ok: 1 });
+    } finally {
+      conn.close();
+    }
+  });
+
   it('says which statement failed and why, with the SQLSTATE, and stays usable', () => {
     pg.exec('DROP TABLE IF EXISTS uniq; CREATE TABLE uniq (k text PRIMARY KEY)');
     const add = pg.prepare<[string]>('INSERT INTO uniq (k) VALUES (?)');

@@ -28,6 +28,11 @@ export interface PgConnectOptions {
   statementTimeoutMs?: number;
   /** Shown in pg_stat_activity (default "clipdex"). */
   applicationName?: string;
+  /**
+   * How long past the statement timeout a server that says nothing is waited for before the connection is
+   * called unreachable (default 5 s): a server cancels a slow statement itself; silence means a dead link.
+   */
+  answerMarginMs?: number;
 }
 
 /** An error of the server for one statement: SQLSTATE in `code` (23505 unique violation, 57014 canceled…). */
@@ -67,6 +72,7 @@ export class PgSyncConnection implements SqlHandle {
   private seq = 0;
   private depth = 0;
   private closed = false;
+  private noDeadline = false;
   private readonly translations = new Map<string, { sql: TranslatedSql; name: string }>();
   /**
    * Prepared statement names are per session, but a session may outlive this connection object or be shared
@@ -101,7 +107,7 @@ export class PgSyncConnection implements SqlHandle {
     const worker = spawnWorker(import.meta.url, 'pg-sync-worker', data, { code: 'DATABASE_UNREACHABLE', what: 'the Postgres connection thread' }, [port2]);
     worker.unref();
     // A round trip may take as long as the server lets a statement run, plus the time to connect.
-    const conn = new PgSyncConnection(worker, port1, flag, url, statementTimeoutMs + connectTimeoutMs + 5_000);
+    const conn = new PgSyncConnection(worker, port1, flag, url, statementTimeoutMs + connectTimeoutMs + (options.answerMarginMs ?? 5_000));
     try {
       conn.call({ id: 0, op: 'connect' });
     } catch (err) {
@@ -154,6 +160,20 @@ export class PgSyncConnection implements SqlHandle {
     return Object.assign(run('deferred'), { deferred: run('deferred'), immediate: run('immediate') }) as unknown as SqlTransaction<F>;
   }
 
+  /**
+   * Runs `fn` without the bridge's deadline: for statements that take as long as they take (an HNSW index
+   * built over a whole library), which also lift the server's statement timeout for their transaction.
+   */
+  unbounded<T>(fn: () => T): T {
+    const previous = this.noDeadline;
+    this.noDeadline = true;
+    try {
+      return fn();
+    } finally {
+      this.noDeadline = previous;
+    }
+  }
+
   get inTransactionNow(): boolean {
     return this.depth > 0;
   }
@@ -200,7 +220,7 @@ export class PgSyncConnection implements SqlHandle {
     void this.worker.terminate();
   }
 
-  private call(request: PgRequest, waitMs = this.waitMs): Extract<PgReply, { rows: unknown }> {
+  private call(request: PgRequest, waitMs = this.noDeadline ? Number.POSITIVE_INFINITY : this.waitMs): Extract<PgReply, { rows: unknown }> {
     if (this.closed && request.op !== 'close') throw new ClipdexError('DATABASE_UNREACHABLE', `the connection to ${redactUrl(this.url)} is closed`);
     const id = ++this.seq;
     Atomics.store(this.flag, 0, 0);

@@ -90,19 +90,24 @@ export class PgVectorRepo {
    */
   createIndex(modelKey: string, dim: number, options: HnswBuildOptions): boolean {
     const name = PgVectorRepo.indexName(modelKey, checkDim(dim));
-    return this.db.transaction(() => {
-      this.db.query('SELECT pg_advisory_xact_lock(hashtext($1))', [name]);
-      if (this.hasIndex(name)) return false;
-      this.db.exec(`SET LOCAL maintenance_work_mem = ${literal(options.maintenanceWorkMem)}`);
-      this.db.exec(
-        `CREATE INDEX ${name} ON embeddings USING hnsw ((embedding::halfvec(${dim})) halfvec_cosine_ops) ` +
-          `WITH (m = ${Math.trunc(options.m)}, ef_construction = ${Math.trunc(options.efConstruction)}) WHERE model_key = ${literal(modelKey)}`,
-      );
-      // Statistics for the planner: an index is built on a table that was just filled (a library moved or
-      // re-encoded), and without them it guesses one row per table and sorts instead of walking the graph.
-      this.db.exec('ANALYZE embeddings, images');
-      return true;
-    })();
+    // A build over a whole library (one moved in by `clipdex migrate`, a model switch) runs for minutes on a
+    // large one: no statement timeout and no bridge deadline for it.
+    return this.db.unbounded(() =>
+      this.db.transaction(() => {
+        this.db.query('SELECT pg_advisory_xact_lock(hashtext($1))', [name]);
+        if (this.hasIndex(name)) return false;
+        this.db.exec('SET LOCAL statement_timeout = 0');
+        this.db.exec(`SET LOCAL maintenance_work_mem = ${literal(options.maintenanceWorkMem)}`);
+        this.db.exec(
+          `CREATE INDEX ${name} ON embeddings USING hnsw ((embedding::halfvec(${dim})) halfvec_cosine_ops) ` +
+            `WITH (m = ${Math.trunc(options.m)}, ef_construction = ${Math.trunc(options.efConstruction)}) WHERE model_key = ${literal(modelKey)}`,
+        );
+        // Statistics for the planner: an index is built on a table that was just filled (a library moved or
+        // re-encoded), and without them it guesses one row per table and sorts instead of walking the graph.
+        this.db.exec('ANALYZE embeddings, images');
+        return true;
+      })(),
+    );
   }
 
   /** Builds the index again from the table (after heavy deletion, or to apply new build parameters). */
