@@ -4,10 +4,9 @@
  * `schema_migrations (version, name, applied_at)` table. Many processes (servers, workers) may open one
  * database at once; a transaction-scoped advisory lock makes each step run once.
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ClipdexError, errorMessage } from '../../errors.js';
-import { type AppliedMigration, listMigrations, MIGRATIONS_DIR, type Migration } from '../migrations.js';
+import { type AppliedMigration, listMigrations, MIGRATIONS_DIR, type Migration, readMigration } from '../migrations.js';
 import { type PgSyncConnection, redactUrl } from './pg-sync-connection.js';
 
 export const PG_MIGRATIONS_DIR = join(MIGRATIONS_DIR, 'postgres');
@@ -103,12 +102,7 @@ export function migratePg(db: PgSyncConnection, url: string, migrations: readonl
   checkPgMigratable(db, migrations, url);
   const applied: AppliedMigration[] = [];
   for (const m of migrations) {
-    let sql: string;
-    try {
-      sql = readFileSync(m.path, 'utf8');
-    } catch (err) {
-      throw new ClipdexError('MIGRATION_FAILED', `cannot read migration ${m.path}: ${errorMessage(err)}`, { cause: err });
-    }
+    const sql = readMigration(m);
     try {
       db.transaction(() => {
         // Held to the end of this transaction: a second process waits here, then sees the step done.
