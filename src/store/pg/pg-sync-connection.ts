@@ -6,7 +6,8 @@
  * function call of a few microseconds), and its transactions are synchronous blocks. Making the store
  * asynchronous would mean an `await` at every one of several hundred call sites and transactions that other
  * requests interleave with; a sync bridge keeps one set of behaviours. The cost is that the calling thread
- * waits for each round trip (the bridge adds ~0.2 ms to the driver's own round trip: 1.24 vs 1.01 ms per point query against PGlite, measured once on a loaded machine; a benchmark is owed);
+ * waits for each round trip (the bridge adds 0.08 ms to the driver's own 0.33 ms per point query against
+ * PGlite: `npm run bench:scale`, BENCHMARKS.md);
  * the statement timeout bounds the longest wait. The vector search (pgvector, store/pg/pg-vector-repo.ts)
  * goes through here too: a few ms per query on the tests' PGlite (test/pg-vector-index.test.ts), during
  * which the event loop waits; moving the long queries to an asynchronous connection is the next step.
