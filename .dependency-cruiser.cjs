@@ -69,6 +69,13 @@ module.exports = {
       to: { path: 'node_modules/tokenizers/' },
     },
     {
+      name: 'pg-only-in-store-pg',
+      comment: 'The Postgres driver is used by the Postgres side of the store alone; everything else holds a SqlHandle',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/store/pg/' },
+      to: { path: 'node_modules/(pg|pg-[a-z-]+)/' },
+    },
+    {
       name: 'sqlite-only-in-store',
       comment:
         'Every SQL statement lives in a store/ repository (issue 14: a second backend implements them); the rest hands the connection on (store/database.ts SqliteHandle), type-only imports included',

@@ -26,6 +26,10 @@ export type ErrorCode =
   | 'INFERENCE_FAILED'
   | 'DATABASE_TOO_NEW'
   | 'DATABASE_INVALID'
+  /** The Postgres server (`--db postgres://…`) cannot be reached, refused the login, or stopped answering. */
+  | 'DATABASE_UNREACHABLE'
+  /** The Postgres server lacks what clipdex needs (pgvector, or a version of it too old). */
+  | 'DATABASE_UNSUPPORTED'
   | 'MIGRATION_FAILED'
   | 'DIMENSION_MISMATCH'
   | 'INDEX_BUILD_FAILED'

@@ -5,12 +5,13 @@
  * adapter is active; dropped when it is deactivated.
  */
 import { AdaptersRepo } from '../store/adapters-repo.js';
-import { runInTransaction, type SqliteHandle } from '../store/database.js';
+import { runInTransaction } from '../store/database.js';
 import { IndexChangesRepo } from '../store/index-changes-repo.js';
 import type { EmbeddingsRepo } from '../store/embeddings-repo.js';
 import { blobToVector } from '../store/vector-blob.js';
 import { decodeAdapter, projectRows, type AdapterWeights } from './adapter-weights.js';
 import { projectBulk } from './projection-kernel.js';
+import type { SqlHandle } from '../store/sql-handle.js';
 
 /** The model key an adapter's embeddings and index live under. */
 export function adapterModelKey(baseKey: string, adapterId: number): string {
@@ -21,7 +22,7 @@ const CHUNK = 16_384;
 
 export class AdaptedEmbeddings {
   constructor(
-    private readonly db: SqliteHandle,
+    private readonly db: SqlHandle,
     private readonly embeddings: EmbeddingsRepo,
     readonly baseKey: string,
   ) {}
@@ -101,7 +102,7 @@ export class ActiveAdapterWriter {
   private cached: { id: number; key: string; weights: AdapterWeights } | null = null;
   private readonly adapted: AdaptedEmbeddings;
 
-  constructor(db: SqliteHandle, embeddings: EmbeddingsRepo, private readonly baseKey: string) {
+  constructor(db: SqlHandle, embeddings: EmbeddingsRepo, private readonly baseKey: string) {
     this.adapted = new AdaptedEmbeddings(db, embeddings, baseKey);
     this.adapters = new AdaptersRepo(db);
   }

@@ -13,11 +13,12 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { keyDir, STATE_FILE } from '../index/index-files.js';
-import { runInTransaction, type SqliteHandle } from '../store/database.js';
+import { runInTransaction } from '../store/database.js';
 import type { EmbeddingsRepo } from '../store/embeddings-repo.js';
 import { MetaRepo } from '../store/meta-repo.js';
 import { ModelKeysRepo } from '../store/model-keys-repo.js';
 import { AdaptedEmbeddings } from './adapter-embeddings.js';
+import type { SqlHandle } from '../store/sql-handle.js';
 
 const LEASE_PREFIX = 'activation-lease:';
 export const LEASE_HEARTBEAT_MS = 10_000;
@@ -29,7 +30,7 @@ export class ActivationLease {
   private readonly leases: MetaRepo;
 
   private constructor(
-    db: SqliteHandle,
+    db: SqlHandle,
     private readonly key: string,
   ) {
     this.leases = new MetaRepo(db);
@@ -44,7 +45,7 @@ export class ActivationLease {
     this.timer.unref();
   }
 
-  static take(db: SqliteHandle, key: string): ActivationLease {
+  static take(db: SqlHandle, key: string): ActivationLease {
     return new ActivationLease(db, key);
   }
 
@@ -68,7 +69,7 @@ export class ActivationLease {
  * Read in one transaction, so a lease and the rows it covers are seen together.
  */
 export function findAdapterLeftovers(
-  db: SqliteHandle,
+  db: SqlHandle,
   baseKey: string,
   activeKey: string | null,
   now = Date.now(),
@@ -120,7 +121,7 @@ function processAlive(pid: number): boolean {
  * the database no longer knows (a crash between dropping the rows and the folder). Returns the keys removed.
  */
 export async function removeAdapterLeftovers(
-  db: SqliteHandle,
+  db: SqlHandle,
   embeddings: EmbeddingsRepo,
   indexDir: string,
   baseKey: string,

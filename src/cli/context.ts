@@ -11,16 +11,24 @@ export interface GlobalOptions {
   /** The model a command that opens no library works on: `model`, else the default model. */
   modelOrDefault: string;
   dataDir: string;
+  /** --db or $CLIPDEX_DATABASE_URL: the library is in Postgres (thumbnails and models stay in the folders). */
+  databaseUrl: string | undefined;
   cacheDir: string;
   json: boolean;
 }
 
+/** What every command that opens the library hands Library.open. */
+export function libraryOptions(g: GlobalOptions): { dataDir: string; model: string | undefined; cacheDir: string; databaseUrl?: string } {
+  return { dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir, ...(g.databaseUrl ? { databaseUrl: g.databaseUrl } : {}) };
+}
+
 export function globalOptions(cmd: Command): GlobalOptions {
-  const o = cmd.optsWithGlobals<{ model?: string; dataDir?: string; cacheDir?: string; json?: boolean }>();
+  const o = cmd.optsWithGlobals<{ model?: string; dataDir?: string; db?: string; cacheDir?: string; json?: boolean }>();
   return {
     model: o.model ?? process.env.CLIPDEX_MODEL,
     modelOrDefault: o.model ?? process.env.CLIPDEX_MODEL ?? DEFAULT_MODEL_ID,
     dataDir: dataDir(o.dataDir),
+    databaseUrl: o.db ?? (process.env.CLIPDEX_DATABASE_URL || undefined),
     cacheDir: cacheDir(o.cacheDir),
     json: o.json === true,
   };

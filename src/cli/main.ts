@@ -9,6 +9,7 @@ import { duplicatesCommand } from './commands/duplicates-cmd.js';
 import { indexCommand } from './commands/index-cmd.js';
 import { labelCommand, labelsCommand } from './commands/label-cmd.js';
 import { modelsCommand } from './commands/models.js';
+import { migrateCommand } from './commands/migrate-cmd.js';
 import { ocrCommand } from './commands/ocr-cmd.js';
 import { listCommand, searchCommand, similarCommand } from './commands/search.js';
 import { rootsCommand } from './commands/roots-cmd.js';
@@ -26,6 +27,7 @@ export function createProgram(): Command {
     .description('Local semantic photo search with CLIP: index folders, search by phrase or by photo, teach it your words.')
     .option('--model <id|dir>', 'model id from `clipdex models list`, or a model directory (env CLIPDEX_MODEL)')
     .option('--data-dir <dir>', 'where the library lives (env CLIPDEX_DATA_DIR; default ~/.local/share/clipdex)')
+    .option('--db <url>', 'keep the library in PostgreSQL + pgvector at postgres://user:password@host/database instead of a SQLite file in the data dir (env CLIPDEX_DATABASE_URL)')
     .option('--cache-dir <dir>', 'where downloaded models live (env CLIPDEX_CACHE_DIR; default ~/.cache/clipdex)')
     .option('--json', 'machine-readable output on stdout; logs on stderr')
     .showHelpAfterError()
@@ -41,6 +43,7 @@ export function createProgram(): Command {
   program.addCommand(statusCommand());
   program.addCommand(rootsCommand());
   program.addCommand(ocrCommand());
+  program.addCommand(migrateCommand());
   program.addCommand(labelCommand());
   program.addCommand(labelsCommand());
   program.addCommand(trainCommand());

@@ -12,7 +12,8 @@
 import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClipdexError } from '../errors.js';
-import { openDatabase } from '../store/database.js';
+import type { StoreLocation } from '../store/database.js';
+import { openStore } from '../store/open-store.js';
 import { IndexChangesRepo } from '../store/index-changes-repo.js';
 import { blobToVector } from '../store/vector-blob.js';
 import { fileCrc32, HnswIndex, type HnswParams } from './hnsw-index.js';
@@ -33,7 +34,8 @@ export interface BuildBase {
 
 export interface BuildJob {
   kind: 'build' | 'merge';
-  dbPath: string;
+  /** The library's database, opened again read-only by the build. */
+  location: StoreLocation;
   modelKey: string;
   dim: number;
   /** The key's folder; the new graph file is written here. */
@@ -76,7 +78,7 @@ const TRUTH_K = 10;
 
 export async function runBuild(job: BuildJob, onProgress: (p: BuildProgress) => void = () => {}): Promise<BuildResult> {
   const started = performance.now();
-  const store = openDatabase(job.dbPath, { readonly: true, ...(job.migrationsDir ? { migrationsDir: job.migrationsDir } : {}) });
+  const store = openStore(job.location, { readonly: true, ...(job.migrationsDir ? { migrationsDir: job.migrationsDir } : {}) });
   try {
     const log = new IndexChangesRepo(store.db);
     const checkpointSeq = log.maxSeq();

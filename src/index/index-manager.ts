@@ -24,7 +24,7 @@ import { startBuild, type RunningBuild } from './build-runner.js';
 import { ExactIndex, exactSearchRows } from './exact-index.js';
 import type { BuildProgress, BuildResult } from './hnsw-build.js';
 import { DEFAULT_HNSW_PARAMS, HnswIndex, type HnswParams } from './hnsw-index.js';
-import { hnswlibBuild, type HnswlibBuild } from './hnswlib-binding.js';
+import { hnswlibBuild } from './hnswlib-binding.js';
 import {
   keyDir,
   readState,
@@ -37,7 +37,8 @@ import {
 } from './index-files.js';
 import { storageError } from '../util/storage-error.js';
 import { LabelSet } from './label-set.js';
-import { checkK, checkQuery, mergeHits, type EngineName, type SearchHit } from './vector-index.js';
+import type { IndexHealth, IndexSearchOptions, LibraryIndex } from './library-index.js';
+import { checkK, checkQuery, mergeHits, type SearchHit } from './vector-index.js';
 
 export interface IndexManagerOptions {
   store: StoreDatabase;
@@ -75,38 +76,7 @@ export interface IndexProgress extends BuildProgress {
   job: 'build' | 'merge';
 }
 
-export interface IndexSearchOptions {
-  filter?: ImageFilter;
-}
-
-export interface IndexHealth {
-  modelKey: string;
-  engine: EngineName;
-  dim: number | null;
-  /** Searchable vectors (graph + waiting beside it). */
-  count: number;
-  /** Live vectors inside the HNSW graph. */
-  graphCount: number;
-  /** Deleted labels still occupying the graph. */
-  deleted: number;
-  /** Vectors searched exactly beside the graph until the next merge (everything in exact mode). */
-  pending: number;
-  ef: number | null;
-  /** Which build of hnswlib serves the graph (clipdex's CPU-tuned one, or the stock one and why). */
-  hnswlib: HnswlibBuild;
-  /** recall@10 measured at `ef` when it was chosen. */
-  recall: number | null;
-  recallQueries: number;
-  fileBytes: number | null;
-  checkpointSeq: number | null;
-  appliedSeq: number;
-  lastBuildAt: number | null;
-  lastBuildMs: number | null;
-  building: boolean;
-  /** Why the saved index was discarded at open, if it was. */
-  lastRebuildReason: string | null;
-  lastError: string | null;
-}
+export type { IndexHealth, IndexSearchOptions } from './library-index.js';
 
 interface Live {
   base: HnswIndex | null;
@@ -127,7 +97,7 @@ const DEFAULTS = {
 /** After a failed background job, wait this long before trying again on our own. */
 const RETRY_AFTER_MS = 60_000;
 
-export class IndexManager {
+export class IndexManager implements LibraryIndex {
   readonly modelKey: string;
   private readonly store: StoreDatabase;
   private readonly dir: string;
@@ -435,7 +405,7 @@ export class IndexManager {
       const running = startBuild(
         {
           kind: rebuild ? 'build' : 'merge',
-          dbPath: this.store.path,
+          location: this.store.location,
           modelKey: this.modelKey,
           dim,
           dir: this.dir,
@@ -558,6 +528,7 @@ export class IndexManager {
     return {
       modelKey: this.modelKey,
       engine: base ? 'hnsw' : 'exact',
+      location: 'files',
       dim: this.dim,
       count: (base?.size ?? 0) + (delta?.size ?? 0),
       graphCount: base?.size ?? 0,

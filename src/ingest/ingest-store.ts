@@ -6,11 +6,12 @@
  * transactions with `transaction()`.
  */
 import { ingestCountsRepo, type IngestCounts } from '../store/ingest-counts-repo.js';
-import { runInTransaction, type SqliteHandle } from '../store/database.js';
+import { runInTransaction } from '../store/database.js';
 import { IngestQueueRepo, type QueueEntry } from '../store/ingest-queue-repo.js';
 import { ImagesRepo, type ImageRecord } from '../store/images-repo.js';
 import { OrphansRepo } from '../store/orphans-repo.js';
 import { RootsRepo, type RootInfo } from '../store/roots-repo.js';
+import type { SqlHandle } from '../store/sql-handle.js';
 
 export type { QueueEntry } from '../store/ingest-queue-repo.js';
 export type { RootInfo } from '../store/roots-repo.js';
@@ -28,7 +29,7 @@ export class IngestStore {
   private readonly rootsRepo: RootsRepo;
 
   constructor(
-    readonly db: SqliteHandle,
+    readonly db: SqlHandle,
     now: () => number = Date.now,
   ) {
     this.queue = new IngestQueueRepo(db, now);

@@ -1,5 +1,7 @@
 import { ClipdexError, errorMessage, isClipdexError } from '../errors.js';
 import { IndexManager, type IndexProgress } from '../index/index-manager.js';
+import type { LibraryIndex } from '../index/library-index.js';
+import { PgVectorIndex } from '../index/pg-vector-index.js';
 import { ThumbnailStore } from '../store/thumbnail-store.js';
 import { cacheDir as defaultCacheDir, dataDir as defaultDataDir } from '../model/cache-dir.js';
 import { ClipModel, type LoadModelOptions } from '../model/clip-model.js';
@@ -13,6 +15,7 @@ import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { libraryDamagedError, libraryPaths, openDatabase, type LibraryPaths, type StoreDatabase } from '../store/database.js';
 import { EmbeddingsRepo } from '../store/embeddings-repo.js';
+import { isPostgresUrl, openPostgresDatabase } from '../store/pg/pg-database.js';
 import { ImagesRepo } from '../store/images-repo.js';
 import { PairsRepo } from '../store/pairs-repo.js';
 import { RootsRepo } from '../store/roots-repo.js';
@@ -29,6 +32,11 @@ import { modelKeyFor } from './model-key.js';
 export interface OpenLibraryOptions {
   /** Where the database, index and thumbnails live; default `$CLIPDEX_DATA_DIR` or the XDG data dir. */
   dataDir?: string;
+  /**
+   * A Postgres URL (default `$CLIPDEX_DATABASE_URL`): the library's records and vectors live there instead of
+   * in `<dataDir>/library.db`; thumbnails and index files stay in the data dir.
+   */
+  databaseUrl?: string;
   /**
    * Model id or directory; default `$CLIPDEX_MODEL`, else the model the library recorded (`models use`),
    * else the default model. One that differs from the recorded model is used for this run only, and
@@ -52,7 +60,7 @@ export interface LoadedModel {
   /** Model name + weights fingerprint: the key of its base embeddings and base index. */
   key: string;
   /** The base model's index (kept while an adapter is active: rollback to the base is instant). */
-  index: IndexManager;
+  index: LibraryIndex;
 }
 
 /** What searches run against: the base model's vectors, or an activated adapter's. */
@@ -65,7 +73,7 @@ export interface SearchSpace {
   model: ClipModel;
   /** The model key of the vectors searched. */
   key: string;
-  index: IndexManager;
+  index: LibraryIndex;
   /** The active adapter; queries are projected through it. null: the base model. */
   adapter: { id: number; version: number; weights: AdapterWeights; text?: TextEncoder | null } | null;
 }
@@ -91,7 +99,7 @@ export class Library {
   private current: LoadedModel | null;
   private ref: string;
   private space: SearchSpace | null;
-  private readonly retiring = new Set<{ index: IndexManager; close: () => Promise<void>; timer: NodeJS.Timeout }>();
+  private readonly retiring = new Set<{ index: LibraryIndex; close: () => Promise<void>; timer: NodeJS.Timeout }>();
   private readonly indexOptions: Pick<OpenLibraryOptions, 'onIndexProgress' | 'onIndexError'>;
 
   private constructor(
@@ -119,12 +127,20 @@ export class Library {
 
   static async open(options: OpenLibraryOptions = {}): Promise<Library> {
     const paths = libraryPaths(options.dataDir ?? defaultDataDir());
-    refuseLostDatabase(paths);
+    const databaseUrl = options.databaseUrl ?? (process.env.CLIPDEX_DATABASE_URL || undefined);
     let store: StoreDatabase;
-    try {
-      store = openDatabase(paths.database);
-    } catch (err) {
-      throw libraryDamagedError(err, paths.database) ?? err;
+    if (databaseUrl) {
+      if (!isPostgresUrl(databaseUrl)) {
+        throw new ClipdexError('INVALID_ARGUMENT', 'the database must be a postgres:// (or postgresql://) URL; without --db the library is a SQLite file in the data dir');
+      }
+      store = openPostgresDatabase(databaseUrl);
+    } else {
+      refuseLostDatabase(paths);
+      try {
+        store = openDatabase(paths.database);
+      } catch (err) {
+        throw libraryDamagedError(err, paths.database) ?? err;
+      }
     }
     let recorded: ReturnType<LibraryModelRepo['current']> = null;
     try {
@@ -161,13 +177,7 @@ export class Library {
       } catch (err) {
         if (!storageError(err, paths.dir)) throw err;
       }
-      const index = await IndexManager.open({
-        store,
-        indexDir: paths.indexDir,
-        modelKey: key,
-        ...(options.onIndexProgress ? { onProgress: options.onIndexProgress } : {}),
-        ...(options.onIndexError ? { onError: options.onIndexError } : {}),
-      });
+      const index = await openLibraryIndex(store, paths.indexDir, key, options.onIndexProgress, options.onIndexError);
       const library = new Library(paths, store, modelRef, { model, key, index }, null, options, notice);
       await library.openActiveAdapter();
       await library.removeAdapterLeftovers();
@@ -309,15 +319,8 @@ export class Library {
   }
 
   /** Opens the index of a model key of this library (an adapter's), with the library's progress callbacks. */
-  async openIndex(modelKey: string, onProgress?: OpenLibraryOptions['onIndexProgress']): Promise<IndexManager> {
-    const progress = onProgress ?? this.indexOptions.onIndexProgress;
-    return IndexManager.open({
-      store: this.store,
-      indexDir: this.paths.indexDir,
-      modelKey,
-      ...(progress ? { onProgress: progress } : {}),
-      ...(this.indexOptions.onIndexError ? { onError: this.indexOptions.onIndexError } : {}),
-    });
+  async openIndex(modelKey: string, onProgress?: OpenLibraryOptions['onIndexProgress']): Promise<LibraryIndex> {
+    return openLibraryIndex(this.store, this.paths.indexDir, modelKey, onProgress ?? this.indexOptions.onIndexProgress, this.indexOptions.onIndexError);
   }
 
   /**
@@ -430,4 +433,20 @@ export class Library {
     }
     this.store.close();
   }
+}
+
+/**
+ * A Postgres library searches inside Postgres (pgvector): every process sees every commit at once and no
+ * graph files need building or keeping per machine. An embedded library keeps its hnswlib graph files.
+ */
+function openLibraryIndex(
+  store: StoreDatabase,
+  indexDir: string,
+  modelKey: string,
+  onProgress: OpenLibraryOptions['onIndexProgress'],
+  onError: OpenLibraryOptions['onIndexError'],
+): Promise<LibraryIndex> {
+  const callbacks = { ...(onProgress ? { onProgress } : {}), ...(onError ? { onError } : {}) };
+  if (store.location.kind === 'postgres') return PgVectorIndex.open({ store, modelKey, ...callbacks });
+  return IndexManager.open({ store, indexDir, modelKey, ...callbacks });
 }

@@ -10,10 +10,10 @@
 import sharp from 'sharp';
 import { ClipdexError, errorMessage } from '../errors.js';
 import { normalized, type SearchHit } from '../index/vector-index.js';
-import type { IndexManager } from '../index/index-manager.js';
+import type { LibraryIndex } from '../index/library-index.js';
 import type { Library } from '../library/library.js';
 import type { ImageEmbeddingResult } from '../model/clip-model.js';
-import type { SqliteHandle } from '../store/database.js';
+
 import { DuplicatesRepo } from '../store/duplicates-repo.js';
 import type { ImageRecord, ImagesRepo } from '../store/images-repo.js';
 import type { ThumbnailStore } from '../store/thumbnail-store.js';
@@ -27,6 +27,7 @@ import {
 } from '../validation/duplicates-params.js';
 import { parseParam } from '../validation/param-rules.js';
 import { photoFromRecord, type PhotoSummary } from './query-engine.js';
+import type { SqlHandle } from '../store/sql-handle.js';
 
 export interface FindDuplicatesOptions {
   /** Cosine distance under which two photos are duplicates; default 0.01 (0.001–0.1). */
@@ -221,9 +222,9 @@ function bytes(n: number): string {
  * database of its own (no encoder: no rotations then).
  */
 export interface DuplicateSource {
-  index: IndexManager;
+  index: LibraryIndex;
   modelKey: string;
-  db: SqliteHandle;
+  db: SqlHandle;
   images: ImagesRepo;
   thumbnails?: ThumbnailStore;
   embedImages?: (inputs: Buffer[]) => Promise<ImageEmbeddingResult[]>;

@@ -5,7 +5,8 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClipdexError } from '../errors.js';
-import type { SqliteHandle } from './database.js';
+import { dialectOf, type SqlHandle } from './sql-handle.js';
+
 
 /**
  * A text-tuned version's own text tower: a file under `<dataDir>/versions/`, named by its whole-file
@@ -77,7 +78,7 @@ export class AdaptersRepo {
   private readonly towerFilesStmt;
 
   constructor(
-    private readonly db: SqliteHandle,
+    private readonly db: SqlHandle,
     private readonly now: () => number = Date.now,
   ) {
     // The version is chosen inside the INSERT, so two trainers saving at once cannot pick the same one.
@@ -93,7 +94,8 @@ export class AdaptersRepo {
     this.removeStmt = db.prepare<[number]>('DELETE FROM adapters WHERE id = ?');
     this.activeIdStmt = db.prepare<[string], { id: number }>('SELECT id FROM adapters WHERE model_key = ? AND active = 1');
     this.weightsStmt = db.prepare<[number], { weights: Buffer }>('SELECT weights FROM adapters WHERE id = ?');
-    this.towerFilesStmt = db.prepare<[], { file: string }>("SELECT json_extract(metrics, '$.textTower.file') AS file FROM adapters WHERE json_extract(metrics, '$.textTower.file') IS NOT NULL");
+    const towerFile = dialectOf(db) === 'postgres' ? "metrics::jsonb #>> '{textTower,file}'" : "json_extract(metrics, '$.textTower.file')";
+    this.towerFilesStmt = db.prepare<[], { file: string }>(`SELECT ${towerFile} AS file FROM adapters WHERE ${towerFile} IS NOT NULL`);
   }
 
   /** The active version's id alone (one indexed row: cheap enough to ask on every photo written). */

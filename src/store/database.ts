@@ -7,6 +7,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { ClipdexError, errorMessage } from '../errors.js';
 import { dataDir } from '../model/cache-dir.js';
+import type { SqlHandle } from './sql-handle.js';
 import { checkMigratable, listMigrations, migrate, schemaVersion, type AppliedMigration, MIGRATIONS_DIR } from './migrations.js';
 
 export interface LibraryPaths {
@@ -49,14 +50,20 @@ export type TransactionMode = 'deferred' | 'immediate';
  * another it becomes a savepoint of the outer one. Callers that group writes of several repositories use
  * this; a unit of work inside one repository is a method of that repository.
  */
-export function runInTransaction<T>(db: SqliteHandle, fn: () => T, mode: TransactionMode = 'deferred'): T {
+export function runInTransaction<T>(db: SqlHandle, fn: () => T, mode: TransactionMode = 'deferred'): T {
   const tx = db.transaction(fn);
   return mode === 'immediate' ? tx.immediate() : tx();
 }
 
+/** Where a library's database is: enough to open it again (a worker thread does, read-only). */
+export type StoreLocation = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string };
+
 export interface StoreDatabase {
-  readonly db: SqliteHandle;
+  readonly db: SqlHandle;
+  /** The SQLite file, or the Postgres URL without its password: for messages. */
   readonly path: string;
+  /** Holds the password of a Postgres URL: never print it (`path` is the printable form). */
+  readonly location: StoreLocation;
   readonly schemaVersion: number;
   /** Migrations applied by this open (empty when the database was already current). */
   readonly applied: readonly AppliedMigration[];
@@ -74,7 +81,12 @@ export interface StoreDatabase {
   close(): void;
 }
 
-export function openDatabase(path: string, options: OpenDatabaseOptions = {}): StoreDatabase {
+/** A library in a SQLite file: its connection is better-sqlite3's own (pragmas, backups and all). */
+export interface SqliteStoreDatabase extends StoreDatabase {
+  readonly db: SqliteHandle;
+}
+
+export function openDatabase(path: string, options: OpenDatabaseOptions = {}): SqliteStoreDatabase {
   const memory = path === ':memory:';
   const file = memory ? path : resolve(path);
   const migrations = listMigrations(options.migrationsDir ?? MIGRATIONS_DIR);
@@ -118,6 +130,7 @@ export function openDatabase(path: string, options: OpenDatabaseOptions = {}): S
     return {
       db,
       path: file,
+      location: { kind: 'sqlite', path: file },
       schemaVersion,
       applied,
       libraryId: row.value,

@@ -4,7 +4,8 @@
  * exact copies (same content hash) among the photos a search can find.
  */
 import { ClipdexError } from '../errors.js';
-import { runInTransaction, type SqliteHandle } from './database.js';
+import { runInTransaction } from './database.js';
+import { dialectOf, type SqlHandle } from './sql-handle.js';
 
 export interface HiddenPhoto {
   id: number;
@@ -46,18 +47,36 @@ const RESTORE_ROW_SQL = `INSERT INTO images (id, root_id, path, path_bytes, size
   FROM (SELECT row AS value FROM trashed_photos WHERE id = @trashId) r
   WHERE EXISTS (SELECT 1 FROM roots WHERE id = r.value ->> '$.root_id')`;
 
+/** Postgres's spelling of ROW_JSON: json_build_object, encode(…, 'hex') (NULL stays null, where SQLite's hex gives ''). */
+const PG_ROW_JSON = `json_build_object('id', id, 'root_id', root_id, 'path', path, 'path_bytes', encode(path_bytes, 'hex'), 'size', size,
+  'mtime_ms', mtime_ms, 'content_hash', content_hash, 'width', width, 'height', height, 'format', format, 'taken_at', taken_at,
+  'camera_make', camera_make, 'camera_model', camera_model, 'status', status, 'error_code', error_code,
+  'error_message', error_message, 'created_at', created_at, 'updated_at', updated_at, 'hidden_at', hidden_at)::text`;
+
+/** …and of RESTORE_ROW_SQL: JSON's values cast back to the columns' types, which Postgres does not do by itself. */
+const PG_RESTORE_ROW_SQL = `INSERT INTO images (id, root_id, path, path_bytes, size, mtime_ms, content_hash, width, height, format, taken_at,
+    camera_make, camera_model, status, error_code, error_message, created_at, updated_at, hidden_at)
+  SELECT (r.v ->> 'id')::bigint, (r.v ->> 'root_id')::bigint, r.v ->> 'path', decode(NULLIF(r.v ->> 'path_bytes', ''), 'hex'),
+    (r.v ->> 'size')::bigint, (r.v ->> 'mtime_ms')::double precision, r.v ->> 'content_hash', (r.v ->> 'width')::bigint,
+    (r.v ->> 'height')::bigint, r.v ->> 'format', (r.v ->> 'taken_at')::bigint, r.v ->> 'camera_make', r.v ->> 'camera_model',
+    r.v ->> 'status', r.v ->> 'error_code', r.v ->> 'error_message', (r.v ->> 'created_at')::bigint, CAST(@now AS bigint),
+    (r.v ->> 'hidden_at')::bigint
+  FROM (SELECT "row"::jsonb AS v FROM trashed_photos WHERE id = @trashId) r
+  WHERE EXISTS (SELECT 1 FROM roots WHERE id = (r.v ->> 'root_id')::bigint)`;
+
 export class DuplicatesRepo {
   private readonly s;
 
   constructor(
-    private readonly db: SqliteHandle,
+    private readonly db: SqlHandle,
     private readonly now: () => number = Date.now,
   ) {
     const p = <P extends unknown[] | object = unknown[], R = unknown>(sql: string) => db.prepare<P, R>(sql);
+    const pg = dialectOf(db) === 'postgres';
     this.s = {
       // Membership as index_members has it, grouped by content: every group is a set of byte-identical files.
       exactCopies: p<[string], { ids: string }>(
-        `SELECT group_concat(i.id) AS ids FROM images i
+        `SELECT ${pg ? "string_agg(i.id::text, ',')" : 'group_concat(i.id)'} AS ids FROM images i
          WHERE i.status = 'indexed' AND i.hidden_at IS NULL AND i.content_hash IS NOT NULL
            AND EXISTS (SELECT 1 FROM embeddings e WHERE e.content_hash = i.content_hash AND e.model_key = ?)
          GROUP BY i.content_hash HAVING count(*) > 1`,
@@ -70,8 +89,8 @@ export class DuplicatesRepo {
         'SELECT id, path, hidden_at AS hiddenAt FROM images WHERE hidden_at IS NOT NULL ORDER BY hidden_at DESC, id DESC LIMIT ? OFFSET ?',
       ),
       recordTrash: p<{ imageId: number; rootPath: string; trashPath: string; now: number }, { id: number }>(
-        `INSERT INTO trashed_photos (image_id, content_hash, root_path, original_path, trash_path, row, trashed_at)
-         SELECT id, content_hash, @rootPath, path, @trashPath, ${ROW_JSON}, @now FROM images WHERE id = @imageId
+        `INSERT INTO trashed_photos (image_id, content_hash, root_path, original_path, trash_path, "row", trashed_at)
+         SELECT id, content_hash, CAST(@rootPath AS text), path, CAST(@trashPath AS text), ${pg ? PG_ROW_JSON : ROW_JSON}, CAST(@now AS bigint) FROM images WHERE id = @imageId
          RETURNING id`,
       ),
       removeImage: p<[number]>('DELETE FROM images WHERE id = ?'),
@@ -80,7 +99,7 @@ export class DuplicatesRepo {
         `SELECT ${TRASH_COLUMNS} FROM trashed_photos WHERE restored_at IS NULL ORDER BY trashed_at DESC, id DESC LIMIT ? OFFSET ?`,
       ),
       trashCount: p<[], { n: number }>('SELECT count(*) AS n FROM trashed_photos WHERE restored_at IS NULL'),
-      restoreRow: p<{ trashId: number; now: number }>(RESTORE_ROW_SQL),
+      restoreRow: p<{ trashId: number; now: number }>(pg ? PG_RESTORE_ROW_SQL : RESTORE_ROW_SQL),
       markRestored: p<[number, number]>('UPDATE trashed_photos SET restored_at = ? WHERE id = ? AND restored_at IS NULL'),
       pathTaken: p<[string], { id: number }>('SELECT id FROM images WHERE path = ?'),
     };

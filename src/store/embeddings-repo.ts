@@ -3,8 +3,10 @@
  * renamed or moved file finds its vector again by hash. Vectors go in and come out as Float32Array.
  */
 import { ClipdexError } from '../errors.js';
-import { runInTransaction, type SqliteHandle } from './database.js';
+import { runInTransaction } from './database.js';
 import { blobToVector, vectorToBlob } from './vector-blob.js';
+import { dialectOf, type SqlHandle } from './sql-handle.js';
+import { vectorLiteral } from './pg/pg-vector-repo.js';
 
 export interface EmbeddingModel {
   modelKey: string;
@@ -28,9 +30,10 @@ export class EmbeddingsRepo {
   private readonly missingUnderStmt;
   private readonly addNewStmt;
   private readonly sampleStmt;
+  private readonly pg: boolean;
 
   constructor(
-    private readonly db: SqliteHandle,
+    private readonly db: SqlHandle,
     private readonly now: () => number = Date.now,
   ) {
     this.modelStmt = db.prepare<[string], { dim: number }>('SELECT dim FROM embedding_models WHERE model_key = ?');
@@ -41,10 +44,18 @@ export class EmbeddingsRepo {
       `SELECT m.model_key AS modelKey, m.dim AS dim, (SELECT count(*) FROM embeddings e WHERE e.model_key = m.model_key) AS count
        FROM embedding_models m ORDER BY m.model_key`,
     );
-    this.putStmt = db.prepare<[string, string, number, Buffer, number], { id: number }>(
-      `INSERT INTO embeddings (content_hash, model_key, dim, vector, created_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (content_hash, model_key) DO UPDATE SET dim = excluded.dim, vector = excluded.vector, created_at = excluded.created_at
-       RETURNING id`,
+    // On Postgres every write also fills the pgvector column (migration 008) that the database searches: in
+    // the same statement, so no reader ever sees a row whose two copies differ. The text form '[…]' is what
+    // pgvector parses; SQLite's statements bind the same parameters and ignore the last one.
+    this.pg = dialectOf(db) === 'postgres';
+    this.putStmt = db.prepare<[string, string, number, Buffer, number, string?], { id: number }>(
+      this.pg
+        ? `INSERT INTO embeddings (content_hash, model_key, dim, vector, created_at, embedding) VALUES (?, ?, ?, ?, ?, CAST(? AS vector))
+           ON CONFLICT (content_hash, model_key) DO UPDATE SET dim = excluded.dim, vector = excluded.vector, created_at = excluded.created_at, embedding = excluded.embedding
+           RETURNING id`
+        : `INSERT INTO embeddings (content_hash, model_key, dim, vector, created_at) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (content_hash, model_key) DO UPDATE SET dim = excluded.dim, vector = excluded.vector, created_at = excluded.created_at
+           RETURNING id`,
     );
     this.getStmt = db.prepare<[string, string], { vector: Buffer }>(
       'SELECT vector FROM embeddings WHERE content_hash = ? AND model_key = ?',
@@ -71,8 +82,10 @@ export class EmbeddingsRepo {
       `SELECT e.vector FROM images i JOIN embeddings e ON e.content_hash = i.content_hash AND e.model_key = ?
          WHERE i.status = 'indexed' ORDER BY (i.id * 2654435761) % 4294967296 LIMIT ?`,
     );
-    this.addNewStmt = db.prepare<[string, string, number, Buffer, number]>(
-      'INSERT INTO embeddings (content_hash, model_key, dim, vector, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (content_hash, model_key) DO NOTHING',
+    this.addNewStmt = db.prepare<[string, string, number, Buffer, number, string?]>(
+      this.pg
+        ? 'INSERT INTO embeddings (content_hash, model_key, dim, vector, created_at, embedding) VALUES (?, ?, ?, ?, ?, CAST(? AS vector)) ON CONFLICT (content_hash, model_key) DO NOTHING'
+        : 'INSERT INTO embeddings (content_hash, model_key, dim, vector, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (content_hash, model_key) DO NOTHING',
     );
   }
 
@@ -99,7 +112,7 @@ export class EmbeddingsRepo {
   addNew(key: string, dim: number, rows: Iterable<{ contentHash: string; vector: Buffer }>): void {
     const now = this.now();
     runInTransaction(this.db, () => {
-      for (const r of rows) this.addNewStmt.run(r.contentHash, key, dim, r.vector, now);
+      for (const r of rows) this.addNewStmt.run(r.contentHash, key, dim, r.vector, now, ...this.pgVector(() => blobToVector(r.vector)));
     });
   }
 
@@ -143,7 +156,12 @@ export class EmbeddingsRepo {
       if (!Number.isFinite(vector[i]!)) throw new ClipdexError('INVALID_ARGUMENT', `embedding value ${i} is ${vector[i]}`);
     }
     this.registerModel(modelKey, vector.length);
-    return this.putStmt.get(contentHash, modelKey, vector.length, vectorToBlob(vector), this.now())!.id;
+    return this.putStmt.get(contentHash, modelKey, vector.length, vectorToBlob(vector), this.now(), ...this.pgVector(() => vector))!.id;
+  }
+
+  /** The pgvector text of a vector as the last parameter on Postgres; no parameter on SQLite. */
+  private pgVector(vector: () => Float32Array): [string] | [] {
+    return this.pg ? [vectorLiteral(vector())] : [];
   }
 
   get(contentHash: string, modelKey: string): Float32Array | undefined {

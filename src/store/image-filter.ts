@@ -4,7 +4,7 @@
  * be found.
  */
 import { sep } from 'node:path';
-import type Database from 'better-sqlite3';
+import { dialectOf, type SqlHandle, type SqlStatement } from './sql-handle.js';
 import { ClipdexError } from '../errors.js';
 
 export interface ImageFilter {
@@ -33,9 +33,9 @@ export function isEmptyFilter(filter: ImageFilter | undefined): boolean {
 
 export class ImageFilterQueries {
   // One prepared statement per combination of present clauses (at most 8 × 3): each can use its indexes.
-  private readonly cache = new Map<string, Database.Statement>();
+  private readonly cache = new Map<string, SqlStatement>();
 
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: SqlHandle) {}
 
   count(modelKey: string, filter: ImageFilter): number {
     const { sql, params } = this.build('count', modelKey, filter);
@@ -114,7 +114,7 @@ export class ImageFilterQueries {
     return rows.map((r) => ({ undated: r.undated === 1, month: r.month, count: r.n }));
   }
 
-  private statement(sql: string): Database.Statement {
+  private statement(sql: string): SqlStatement {
     let stmt = this.cache.get(sql);
     if (!stmt) {
       stmt = this.db.prepare(sql);
@@ -130,7 +130,9 @@ export class ImageFilterQueries {
     // every embedding of the model first: 100× slower on 100k images) and the unary + keeps it off the
     // status index, which matches nearly every row.
     // Hidden photos (migration 006) are no members: no search, similar or page of the library shows them.
-    const where = ["+i.status = 'indexed'", 'i.hidden_at IS NULL'];
+    // Postgres plans by statistics and has neither the join-order hint nor unary + on text.
+    const pg = dialectOf(this.db) === 'postgres';
+    const where = [pg ? "i.status = 'indexed'" : "+i.status = 'indexed'", 'i.hidden_at IS NULL'];
     if (filter.folder !== undefined) {
       if (typeof filter.folder !== 'string' || filter.folder === '') throw new ClipdexError('INVALID_ARGUMENT', 'folder filter must be a non-empty path');
       const range = folderPathRange(filter.folder);
@@ -152,9 +154,10 @@ export class ImageFilterQueries {
       }
       // One statement for any number of formats: the list travels as a JSON array.
       params.formats = JSON.stringify(filter.formats.map((f) => f.toLowerCase()));
-      where.push('lower(i.format) IN (SELECT value FROM json_each(@formats))');
+      where.push(pg ? 'lower(i.format) IN (SELECT jsonb_array_elements_text(CAST(@formats AS jsonb)))' : 'lower(i.format) IN (SELECT value FROM json_each(@formats))');
     }
-    const sql = `SELECT ${SELECT[what]} FROM images i CROSS JOIN embeddings e ON e.content_hash = i.content_hash AND e.model_key = @key WHERE ${where.join(' AND ')}`;
+    const select = what === 'months' && pg ? PG_MONTHS : SELECT[what];
+    const sql = `SELECT ${select} FROM images i ${pg ? 'JOIN' : 'CROSS JOIN'} embeddings e ON e.content_hash = i.content_hash AND e.model_key = @key WHERE ${where.join(' AND ')}`;
     return { sql, params };
   }
 }
@@ -187,6 +190,9 @@ const SELECT = {
   // so UTC gives back the camera's own calendar. A photo without one counts by its file's time.
   months: "i.taken_at IS NULL AS undated, strftime('%Y-%m', coalesce(i.taken_at, i.mtime_ms) / 1000.0, 'unixepoch') AS month, count(*) AS n",
 } as const;
+
+const PG_MONTHS =
+  "i.taken_at IS NULL AS undated, to_char(to_timestamp(coalesce(i.taken_at, i.mtime_ms) / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM') AS month, count(*) AS n";
 
 function finite(value: number, name: string): number {
   if (typeof value !== 'number' || !Number.isFinite(value)) throw new ClipdexError('INVALID_ARGUMENT', `${name} must be a finite number (ms since the epoch)`);

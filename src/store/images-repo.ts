@@ -1,7 +1,8 @@
 /** Image files of a library: where they are, what they are, and how far ingest got with them. */
 import { ClipdexError } from '../errors.js';
-import type { SqliteHandle } from './database.js';
+
 import { prefixRange } from './path-range.js';
+import type { SqlHandle } from './sql-handle.js';
 
 export type ImageStatus = 'pending' | 'indexed' | 'error' | 'offline';
 export const IMAGE_STATUSES: readonly ImageStatus[] = ['pending', 'indexed', 'error', 'offline'];
@@ -80,7 +81,7 @@ export class ImagesRepo {
   private readonly indexedInRangeStmt;
 
   constructor(
-    db: SqliteHandle,
+    db: SqlHandle,
     private readonly now: () => number = Date.now,
   ) {
     this.upsertStmt = db.prepare<Row, ImageRecord>(

@@ -2,7 +2,7 @@
  * What a derived vector index needs from SQLite: its members (the `index_members` view), the change log
  * the triggers of migration 001 write, and the bookkeeping that lets a saved index catch up.
  */
-import type Database from 'better-sqlite3';
+import { dialectOf, type SqlHandle } from './sql-handle.js';
 
 export interface MemberRow {
   imageId: number;
@@ -49,7 +49,7 @@ export class IndexChangesRepo {
   private readonly savedStmt;
 
   constructor(
-    private readonly db: Database.Database,
+    private readonly db: SqlHandle,
     private readonly now: () => number = Date.now,
   ) {
     this.registerStmt = db.prepare<[string, number]>(
@@ -58,8 +58,13 @@ export class IndexChangesRepo {
     this.trackedStmt = db.prepare<[string], TrackedIndex>(
       'SELECT model_key AS modelKey, pruned_through AS prunedThrough, saved_checkpoint AS savedCheckpoint, registered_at AS registeredAt FROM vector_indexes WHERE model_key = ?',
     );
-    // sqlite_sequence keeps the highest seq ever handed out, even after the rows are pruned.
-    this.maxSeqStmt = db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'index_changes'");
+    // The highest seq ever handed out, even after the rows are pruned: SQLite's AUTOINCREMENT table, or the
+    // identity column's sequence (null until its first value).
+    this.maxSeqStmt = db.prepare<[], { seq: number | null }>(
+      dialectOf(db) === 'postgres'
+        ? "SELECT pg_sequence_last_value(pg_get_serial_sequence('index_changes', 'seq')::regclass) AS seq"
+        : "SELECT seq FROM sqlite_sequence WHERE name = 'index_changes'",
+    );
     this.changedStmt = db.prepare<{ key: string; after: number; upto: number }, ChangedMember>(
       CHANGED_MEMBERS_SQL,
     );
@@ -124,12 +129,18 @@ export class IndexChangesRepo {
    * before any index file claims to contain it (with synchronous=NORMAL, the last commits could roll back).
    */
   markSaving(modelKey: string, checkpointSeq: number): void {
-    const previous = this.db.pragma('synchronous', { simple: true }) as number;
-    this.db.pragma('synchronous = FULL');
+    // Postgres commits durably already (synchronous_commit is on unless its operator turned it off).
+    if (dialectOf(this.db) === 'postgres') {
+      this.savedStmt.run(checkpointSeq, modelKey);
+      return;
+    }
+    const sqlite = this.db as SqlHandle & { pragma(source: string, options?: { simple: boolean }): unknown };
+    const previous = sqlite.pragma('synchronous', { simple: true }) as number;
+    sqlite.pragma('synchronous = FULL');
     try {
       this.savedStmt.run(checkpointSeq, modelKey);
     } finally {
-      this.db.pragma(`synchronous = ${previous}`);
+      sqlite.pragma(`synchronous = ${previous}`);
     }
   }
 

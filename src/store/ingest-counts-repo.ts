@@ -4,7 +4,7 @@
  * preparing statements on each call cost the server's main thread tens of ms that the ingest pipeline
  * sharing that thread needed.
  */
-import type { SqliteHandle } from './database.js';
+import type { SqlHandle } from './sql-handle.js';
 
 export interface IngestCounts {
   indexed: number;
@@ -20,7 +20,7 @@ export class IngestCountsRepo {
   private readonly rootStatusStmt;
   private readonly rootQueueStmt;
 
-  constructor(db: SqliteHandle) {
+  constructor(db: SqlHandle) {
     this.byStatusStmt = db.prepare<[], { status: string; n: number }>('SELECT status, count(*) AS n FROM images GROUP BY status');
     this.queueStmt = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM ingest_queue');
     this.rootStatusStmt = db.prepare<[], { rootId: number; status: string; n: number }>(
@@ -58,16 +58,16 @@ export class IngestCountsRepo {
   }
 }
 
-const repos = new WeakMap<SqliteHandle, IngestCountsRepo>();
+const repos = new WeakMap<SqlHandle, IngestCountsRepo>();
 
 /** The database's counts repository, made on first use. */
-export function ingestCountsRepo(db: SqliteHandle): IngestCountsRepo {
+export function ingestCountsRepo(db: SqlHandle): IngestCountsRepo {
   let repo = repos.get(db);
   if (!repo) repos.set(db, (repo = new IngestCountsRepo(db)));
   return repo;
 }
 
 /** Image counts by status and the queue length, straight from the database (no engine needed). */
-export function readIngestCounts(library: { readonly store: { readonly db: SqliteHandle } }): IngestCounts {
+export function readIngestCounts(library: { readonly store: { readonly db: SqlHandle } }): IngestCounts {
   return ingestCountsRepo(library.store.db).counts();
 }

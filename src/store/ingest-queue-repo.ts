@@ -3,8 +3,9 @@
  * encoded. One row per path; a path queued again at another size or mtime gets a new id (see the schema),
  * so a worker that finished an older version does not remove the newer one.
  */
-import type { SqliteHandle } from './database.js';
+
 import { prefixRange } from './path-range.js';
+import type { SqlHandle } from './sql-handle.js';
 
 export interface QueueEntry {
   id: number;
@@ -24,7 +25,7 @@ export class IngestQueueRepo {
   private readonly s;
 
   constructor(
-    db: SqliteHandle,
+    db: SqlHandle,
     private readonly now: () => number = Date.now,
   ) {
     const p = <P extends unknown[] | object = unknown[], R = unknown>(sql: string) => db.prepare<P, R>(sql);

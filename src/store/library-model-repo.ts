@@ -9,8 +9,9 @@
  *   library_model_runner   {pid, at}        the process re-encoding now (a heartbeat; stale after a while)
  *   library_model_progress {…}              its last rate, ETA and failures, for `status` in another process
  */
-import type { SqliteHandle } from './database.js';
+
 import { MetaRepo } from './meta-repo.js';
+import { dialectOf, type SqlHandle } from './sql-handle.js';
 
 export interface RecordedModel {
   /** What loads it: a model id or a directory. */
@@ -50,14 +51,21 @@ export class LibraryModelRepo {
   private readonly totalStmt;
   private readonly doneStmt;
 
-  constructor(db: SqliteHandle) {
+  constructor(db: SqlHandle) {
     this.meta = new MetaRepo(db);
     // One row per content (two paths of one file need one vector), the lowest image id standing for it.
+    const missing = `FROM images i WHERE i.status = 'indexed' AND i.content_hash IS NOT NULL AND i.id > @after
+          AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.content_hash = i.content_hash AND e.model_key = @key)`;
     this.missingStmt = db.prepare<{ key: string; after: number; limit: number }, MissingPhoto>(
-      `SELECT min(i.id) AS id, i.path AS path, i.path_bytes AS pathBytes, i.content_hash AS contentHash FROM images i
-        WHERE i.status = 'indexed' AND i.content_hash IS NOT NULL AND i.id > @after
-          AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.content_hash = i.content_hash AND e.model_key = @key)
-        GROUP BY i.content_hash ORDER BY min(i.id) LIMIT @limit`,
+      dialectOf(db) === 'postgres'
+        ? // Postgres has no bare columns beside an aggregate: the row with the lowest id per content, explicitly.
+          `SELECT id, path, "pathBytes", "contentHash" FROM (
+             SELECT DISTINCT ON (i.content_hash) i.id AS id, i.path AS path, i.path_bytes AS pathBytes, i.content_hash AS contentHash
+             ${missing} ORDER BY i.content_hash, i.id) m
+           ORDER BY id LIMIT @limit`
+        : // SQLite takes the bare columns from the row holding min(i.id).
+          `SELECT min(i.id) AS id, i.path AS path, i.path_bytes AS pathBytes, i.content_hash AS contentHash ${missing}
+           GROUP BY i.content_hash ORDER BY min(i.id) LIMIT @limit`,
     );
     this.totalStmt = db.prepare<[], { n: number }>(
       `SELECT count(DISTINCT content_hash) AS n FROM images WHERE status = 'indexed' AND content_hash IS NOT NULL`,

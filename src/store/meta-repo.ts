@@ -3,7 +3,7 @@
  * setting, training leases). One place for its statements; what a key means belongs to its caller
  * (library-model-repo.ts, ocr-repo.ts, adapter/adapter-leftovers.ts).
  */
-import type { SqliteHandle } from './database.js';
+import type { SqlHandle } from './sql-handle.js';
 
 export class MetaRepo {
   private readonly getStmt;
@@ -11,7 +11,7 @@ export class MetaRepo {
   private readonly removeStmt;
   private readonly listStmt;
 
-  constructor(db: SqliteHandle) {
+  constructor(db: SqlHandle) {
     this.getStmt = db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?');
     this.putStmt = db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     this.removeStmt = db.prepare<[string]>('DELETE FROM meta WHERE key = ?');

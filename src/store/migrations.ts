@@ -50,6 +50,15 @@ export function listMigrations(dir: string = MIGRATIONS_DIR): Migration[] {
   return migrations;
 }
 
+/** A migration's SQL; a file that cannot be read is a packaging problem, said as such. */
+export function readMigration(m: Migration): string {
+  try {
+    return readFileSync(m.path, 'utf8');
+  } catch (err) {
+    throw new ClipdexError('MIGRATION_FAILED', `cannot read migration ${m.path}: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
 /** The schema version recorded in the database; 0 for a fresh one. Reads only. */
 export function schemaVersion(db: Database.Database): number {
   const userVersion = db.pragma('user_version', { simple: true }) as number;
@@ -121,12 +130,7 @@ export function migrate(db: Database.Database, migrations: readonly Migration[],
   db.pragma('foreign_keys = OFF');
   try {
     for (const m of migrations) {
-      let sql: string;
-      try {
-        sql = readFileSync(m.path, 'utf8');
-      } catch (err) {
-        throw new ClipdexError('MIGRATION_FAILED', `cannot read migration ${m.path}: ${errorMessage(err)}`, { cause: err });
-      }
+      const sql = readMigration(m);
       const step = db.transaction(() => {
         if (schemaVersion(db) >= m.version) return false;
         db.exec(

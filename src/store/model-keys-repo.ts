@@ -3,14 +3,14 @@
  * vector index (vector_indexes). Asked when a library opens, to find keys left behind (a killed adapter
  * activation, a key from an older clipdex).
  */
-import type { SqliteHandle } from './database.js';
+import type { SqlHandle } from './sql-handle.js';
 
 export class ModelKeysRepo {
   private readonly embeddedStmt;
   private readonly withPrefixStmt;
   private readonly allStmt;
 
-  constructor(db: SqliteHandle) {
+  constructor(db: SqlHandle) {
     this.embeddedStmt = db.prepare<[string], { one: number }>('SELECT 1 AS one FROM embedding_models WHERE model_key = ?');
     this.withPrefixStmt = db.prepare<[string, string, string, string], { key: string }>(
       `SELECT model_key AS key FROM embedding_models WHERE substr(model_key, 1, length(?)) = ?

@@ -4,7 +4,7 @@
  * (`<base>@adapter-<id>`). Used once per library when the way keys are computed changes, so that nothing
  * is re-encoded and no trained version is orphaned.
  */
-import type Database from 'better-sqlite3';
+import type { SqlHandle } from './sql-handle.js';
 
 export interface RekeyResult {
   /** old key → new key, for every key moved (the base and its adapter keys). */
@@ -15,7 +15,7 @@ export interface RekeyResult {
  * In one transaction. Does nothing (empty result) when the old key is unknown or the new key is already
  * in use: a library that already has vectors under the new key must never have a second set merged in.
  */
-export function rekeyModel(db: Database.Database, oldKey: string, newKey: string): RekeyResult {
+export function rekeyModel(db: SqlHandle, oldKey: string, newKey: string): RekeyResult {
   const moved = new Map<string, string>();
   if (oldKey === newKey) return { moved };
   const prefix = `${oldKey}@`;

@@ -7,8 +7,9 @@
  * The library's own OCR setting (`clipdex ocr on|off`, the page's toggle) is a row of the meta table,
  * `ocr_enabled` = on | off, absent when never set (no migration: meta is there since schema 1).
  */
-import { runInTransaction, type SqliteHandle } from './database.js';
+import { runInTransaction } from './database.js';
 import { MetaRepo } from './meta-repo.js';
+import { dialectOf, type SqlHandle } from './sql-handle.js';
 
 export type BoxPoint = [number, number];
 
@@ -48,7 +49,10 @@ export interface PendingContent {
 
 export interface TextHit {
   imageId: number;
-  /** FTS5's bm25 rank (lower is better); 0 when only short pieces were asked (no index to rank by). */
+  /**
+   * Lower is better: FTS5's bm25 rank on SQLite, minus pg_trgm's similarity to the pieces on Postgres (the
+   * two scales are not comparable); 0 when only short pieces were asked (no index to rank by).
+   */
   rank: number;
 }
 
@@ -60,17 +64,38 @@ export function ftsPhrase(piece: string): string {
   return `"${piece.replace(/"/g, '""')}"`;
 }
 
+/**
+ * Postgres's form of a text in ocr_fts and of a piece searched for: lower case, and a Latin letter's accents
+ * off ('Café' → 'cafe') but no other script's ('Ωμέγα' keeps its tonos, 'ガ' its voicing mark) — what FTS5's
+ * remove_diacritics does on SQLite (measured against it on the test words, Greek, Cyrillic, kana). In
+ * JavaScript because a stock Postgres has no accent folding short of the unaccent extension, and lower()
+ * follows the server's locale (under plain C it leaves anything outside ASCII as it is).
+ */
+function foldForPostgres(s: string): string {
+  return s.normalize('NFD').replace(/(\p{Script=Latin})[\u0300-\u036f]+/gu, '$1').normalize('NFC').toLowerCase();
+}
+
+/** A LIKE pattern finding `piece` anywhere: its `%`, `_` and `\` stand for themselves (LIKE's escape is `\`). */
+function containsPattern(piece: string): string {
+  return `%${piece.replace(/[\\%_]/g, '\\$&')}%`;
+}
+
 const SETTING_KEY = 'ocr_enabled';
 
 export class OcrRepo {
   private readonly s;
   private readonly meta: MetaRepo;
+  /** Postgres keeps ocr_fts's text folded (foldForPostgres): what search compares against. */
+  private readonly pg: boolean;
+  private readonly find: (long: string[], short: string[], limit: number) => TextHit[];
 
   constructor(
-    private readonly db: SqliteHandle,
+    private readonly db: SqlHandle,
     private readonly now: () => number = Date.now,
   ) {
     this.meta = new MetaRepo(db);
+    const pg = dialectOf(db) === 'postgres';
+    this.pg = pg;
     const p = <P extends unknown[] | object = unknown[], R = unknown>(sql: string) => db.prepare<P, R>(sql);
     this.s = {
       drop: p<[string]>('DELETE FROM ocr_state WHERE content_hash = ?'),
@@ -93,30 +118,22 @@ export class OcrRepo {
          FROM (SELECT DISTINCT content_hash FROM images WHERE status = 'indexed' AND content_hash IS NOT NULL) c
          LEFT JOIN ocr_state s ON s.content_hash = c.content_hash`,
       ),
+      // SQLite takes path from the row holding min(id) (bare columns beside min()); Postgres says so with DISTINCT ON.
       pending: p<[number], PendingContent>(
-        `SELECT i.content_hash AS hash, min(i.id) AS imageId, i.path AS path FROM images i
-         WHERE i.status = 'indexed' AND i.content_hash IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM ocr_state s WHERE s.content_hash = i.content_hash)
-         GROUP BY i.content_hash ORDER BY min(i.id) LIMIT ?`,
-      ),
-      // Pieces of 3+ characters through the index, shorter ones (a JSON array) by a case-insensitive scan of the hits.
-      search: p<[string, string, number], TextHit>(
-        `SELECT i.id AS imageId, f.rank AS rank FROM ocr_fts f
-         JOIN ocr_state s ON s.id = f.rowid
-         JOIN images i ON i.content_hash = s.content_hash
-         WHERE ocr_fts MATCH ? AND i.status = 'indexed' AND i.hidden_at IS NULL
-           AND NOT EXISTS (SELECT 1 FROM json_each(?) j WHERE instr(lower(f.text), lower(j.value)) = 0)
-         ORDER BY f.rank, i.id LIMIT ?`,
-      ),
-      searchShort: p<[string, number], TextHit>(
-        `SELECT i.id AS imageId, 0 AS rank FROM ocr_fts f
-         JOIN ocr_state s ON s.id = f.rowid
-         JOIN images i ON i.content_hash = s.content_hash
-         WHERE i.status = 'indexed' AND i.hidden_at IS NULL
-           AND NOT EXISTS (SELECT 1 FROM json_each(?) j WHERE instr(lower(f.text), lower(j.value)) = 0)
-         ORDER BY i.id LIMIT ?`,
+        pg
+          ? `SELECT * FROM (
+               SELECT DISTINCT ON (i.content_hash) i.content_hash AS hash, i.id AS imageId, i.path AS path FROM images i
+               WHERE i.status = 'indexed' AND i.content_hash IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM ocr_state s WHERE s.content_hash = i.content_hash)
+               ORDER BY i.content_hash, i.id) p
+             ORDER BY p."imageId" LIMIT ?`
+          : `SELECT i.content_hash AS hash, min(i.id) AS imageId, i.path AS path FROM images i
+             WHERE i.status = 'indexed' AND i.content_hash IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM ocr_state s WHERE s.content_hash = i.content_hash)
+             GROUP BY i.content_hash ORDER BY min(i.id) LIMIT ?`,
       ),
     };
+    this.find = pg ? postgresSearch(db) : sqliteSearch(db);
   }
 
   /** The library's OCR setting: true (on), false (off), undefined when never set (the default applies). */
@@ -137,7 +154,10 @@ export class OcrRepo {
       const { id } = this.s.insertState.get(hash, 'done', reading.engine, reading.lines.length, reading.stopped, null, null, reading.readMs, this.now())!;
       reading.lines.forEach((l, i) => this.s.insertLine.run(id, i, l.text, l.confidence, JSON.stringify(l.box)));
       // One space between lines: the detector splits a row at wide gaps ('Q3' | 'roadmap'), and a phrase may wrap.
-      if (reading.lines.length > 0) this.s.insertFts.run(id, reading.lines.map((l) => l.text).join(' '));
+      if (reading.lines.length > 0) {
+        const text = reading.lines.map((l) => l.text).join(' ');
+        this.s.insertFts.run(id, this.pg ? foldForPostgres(text) : text);
+      }
     });
   }
 
@@ -178,15 +198,70 @@ export class OcrRepo {
   }
 
   /**
-   * Indexed, visible photos whose text contains every piece (case and accents folded for pieces of 3+
-   * characters, case only for shorter ones), best bm25 rank first. No pieces: no hits.
+   * Indexed, visible photos whose text contains every piece, best rank first (TextHit.rank). Case and
+   * accents are folded for pieces of 3+ characters; for shorter ones SQLite folds ASCII case only (lower()),
+   * Postgres folds both as for the long ones (its text is stored folded). No pieces: no hits.
    */
   search(pieces: readonly string[], limit: number): TextHit[] {
     const clean = pieces.map((p) => p.trim()).filter((p) => p !== '');
     if (clean.length === 0) return [];
     const long = clean.filter((p) => [...p].length >= MIN_INDEXED_CHARS);
-    const short = JSON.stringify(clean.filter((p) => [...p].length < MIN_INDEXED_CHARS));
-    if (long.length === 0) return this.s.searchShort.all(short, limit);
-    return this.s.search.all(long.map(ftsPhrase).join(' AND '), short, limit);
+    const short = clean.filter((p) => [...p].length < MIN_INDEXED_CHARS);
+    return this.find(long, short, limit);
   }
+}
+
+/** FTS5: pieces of 3+ characters through the trigram index, shorter ones (a JSON array) by a case-insensitive scan of the hits. */
+function sqliteSearch(db: SqlHandle): OcrRepo['find'] {
+  const withIndex = db.prepare<[string, string, number], TextHit>(
+    `SELECT i.id AS imageId, f.rank AS rank FROM ocr_fts f
+     JOIN ocr_state s ON s.id = f.rowid
+     JOIN images i ON i.content_hash = s.content_hash
+     WHERE ocr_fts MATCH ? AND i.status = 'indexed' AND i.hidden_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM json_each(?) j WHERE instr(lower(f.text), lower(j.value)) = 0)
+     ORDER BY f.rank, i.id LIMIT ?`,
+  );
+  const scan = db.prepare<[string, number], TextHit>(
+    `SELECT i.id AS imageId, 0 AS rank FROM ocr_fts f
+     JOIN ocr_state s ON s.id = f.rowid
+     JOIN images i ON i.content_hash = s.content_hash
+     WHERE i.status = 'indexed' AND i.hidden_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM json_each(?) j WHERE instr(lower(f.text), lower(j.value)) = 0)
+     ORDER BY i.id LIMIT ?`,
+  );
+  return (long, short, limit) =>
+    long.length === 0 ? scan.all(JSON.stringify(short), limit) : withIndex.all(long.map(ftsPhrase).join(' AND '), JSON.stringify(short), limit);
+}
+
+/**
+ * pg_trgm over the folded text (foldForPostgres on both sides). One LIKE, on the longest piece, is what the
+ * GIN trigram index serves (an index condition must stand alone in WHERE, so a list of pieces cannot be
+ * one); every piece, long or short, is then checked in the rows it found. Ranked by trigram similarity to the
+ * long pieces, best first: like bm25 a short text full of the words beats a long one that mentions them, but
+ * without bm25's weight for rare words or repeated ones.
+ */
+function postgresSearch(db: SqlHandle): OcrRepo['find'] {
+  const withIndex = db.prepare<[string, string, string, number], TextHit>(
+    `SELECT i.id AS imageId, -similarity(f.text, ?) AS rank FROM ocr_fts f
+     JOIN ocr_state s ON s.id = f.rowid
+     JOIN images i ON i.content_hash = s.content_hash
+     WHERE f.text LIKE ? ESCAPE '\\' AND i.status = 'indexed' AND i.hidden_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(CAST(? AS jsonb)) j (piece) WHERE strpos(f.text, j.piece) = 0)
+     ORDER BY rank, i.id LIMIT ?`,
+  );
+  const scan = db.prepare<[string, number], TextHit>(
+    `SELECT i.id AS imageId, 0 AS rank FROM ocr_fts f
+     JOIN ocr_state s ON s.id = f.rowid
+     JOIN images i ON i.content_hash = s.content_hash
+     WHERE i.status = 'indexed' AND i.hidden_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(CAST(? AS jsonb)) j (piece) WHERE strpos(f.text, j.piece) = 0)
+     ORDER BY i.id LIMIT ?`,
+  );
+  return (long, short, limit) => {
+    const all = JSON.stringify([...long, ...short].map(foldForPostgres));
+    if (long.length === 0) return scan.all(all, limit);
+    const folded = long.map(foldForPostgres);
+    const longest = folded.toSorted((a, b) => [...b].length - [...a].length)[0]!;
+    return withIndex.all(folded.join(' '), containsPattern(longest), all, limit);
+  };
 }

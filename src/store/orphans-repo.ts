@@ -3,7 +3,8 @@
  * a file found again (a folder removed and added back, a share that returns, a photo moved while clipdex
  * was stopped) finds its embedding and its decoded size, then collected.
  */
-import { runInTransaction, type SqliteHandle } from './database.js';
+import { runInTransaction } from './database.js';
+import type { SqlHandle } from './sql-handle.js';
 
 export interface ContentMeta {
   width: number;
@@ -15,7 +16,7 @@ export class OrphansRepo {
   private readonly s;
 
   constructor(
-    private readonly db: SqliteHandle,
+    private readonly db: SqlHandle,
     private readonly now: () => number = Date.now,
   ) {
     const p = <P extends unknown[] | object = unknown[], R = unknown>(sql: string) => db.prepare<P, R>(sql);
@@ -30,7 +31,7 @@ export class OrphansRepo {
       // Orphans the delete trigger did not see (content replaced in place, a database from before it).
       markOrphans: p<[number]>(
         `INSERT OR IGNORE INTO orphaned_content (content_hash, since)
-         SELECT DISTINCT e.content_hash, ? FROM embeddings e WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.content_hash = e.content_hash)`,
+         SELECT DISTINCT e.content_hash, CAST(? AS bigint) FROM embeddings e WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.content_hash = e.content_hash)`,
       ),
       unorphanBack: p<[]>('DELETE FROM orphaned_content WHERE EXISTS (SELECT 1 FROM images i WHERE i.content_hash = orphaned_content.content_hash)'),
       orphansDue: p<[number], { hash: string }>(

@@ -9,8 +9,9 @@
  * seen as one, a folder removed, a share away), attached to no row and "missing", and the schema's
  * triggers attach it again when the content reappears anywhere in the library.
  */
-import type { SqliteHandle } from './database.js';
+
 import { ClipdexError } from '../errors.js';
+import type { SqlHandle } from './sql-handle.js';
 
 export type PairSplit = 'train' | 'val';
 
@@ -56,7 +57,8 @@ export interface PairFilter {
   caption?: string | null;
 }
 
-const FILTER = '(@image IS NULL OR p.image_id = @image) AND (@caption IS NULL OR p.caption = @caption)';
+// The casts give Postgres the parameters' types, which `@x IS NULL` alone does not; SQLite ignores them.
+const FILTER = '(CAST(@image AS bigint) IS NULL OR p.image_id = @image) AND (CAST(@caption AS text) IS NULL OR p.caption = @caption)';
 
 export class PairsRepo {
   private readonly addStmt;
@@ -74,7 +76,7 @@ export class PairsRepo {
   private readonly varietyStmt;
 
   constructor(
-    private readonly db: SqliteHandle,
+    private readonly db: SqlHandle,
     private readonly now: () => number = Date.now,
   ) {
     // The key and the path come from the row, so a label is never written without them.
@@ -103,7 +105,7 @@ export class PairsRepo {
     this.captionsStmt = db.prepare<Omit<Bind, 'after' | 'limit'>, CaptionSummary>(
       // A photo is its content (a missing one has no row); a label without content counts by its path.
       `SELECT p.caption, count(*) AS labels, count(DISTINCT coalesce(p.content_hash, 'path:' || p.last_path)) AS photos,
-              sum(p.split = 'train') AS train, sum(p.split = 'val') AS val
+              sum(CASE WHEN p.split = 'train' THEN 1 ELSE 0 END) AS train, sum(CASE WHEN p.split = 'val' THEN 1 ELSE 0 END) AS val
        FROM labeled_pairs p WHERE ${FILTER} GROUP BY p.caption ORDER BY labels DESC, p.caption`,
     );
     this.varietyStmt = db.prepare<[], { photos: number; captions: number }>(

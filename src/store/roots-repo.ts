@@ -1,5 +1,6 @@
 /** Watched folders (roots) of a library. */
-import { runInTransaction, type SqliteHandle } from './database.js';
+import { runInTransaction } from './database.js';
+import type { SqlHandle } from './sql-handle.js';
 
 export type RootState = 'ok' | 'offline';
 
@@ -52,10 +53,10 @@ export class RootsRepo {
   private readonly addWithExcludeStmt;
   private readonly stateReasonStmt;
   private readonly scannedAsStmt;
-  private readonly db: SqliteHandle;
+  private readonly db: SqlHandle;
 
   constructor(
-    db: SqliteHandle,
+    db: SqlHandle,
     private readonly now: () => number = Date.now,
   ) {
     // ON CONFLICT … DO UPDATE (a no-op update) so RETURNING yields the existing row too: adding twice is harmless.

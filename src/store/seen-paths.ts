@@ -3,8 +3,9 @@
  * did not see is then one anti-join, and a million paths stay out of the JS heap. One table per scan
  * (scans of two roots may overlap), so its statements are prepared per scan, not per database.
  */
-import type { SqliteHandle } from './database.js';
+
 import type { ImageStatus } from './images-repo.js';
+import { dialectOf, type SqlHandle } from './sql-handle.js';
 
 export interface UnseenImage {
   id: number;
@@ -23,9 +24,11 @@ export class SeenPaths {
   private readonly unseenImagesStmt;
   private readonly unseenQueuedStmt;
 
-  constructor(private readonly db: SqliteHandle) {
-    this.table = `temp.ingest_seen_${process.pid}_${++seenTables}`;
-    db.exec(`CREATE TABLE ${this.table} (path TEXT PRIMARY KEY) WITHOUT ROWID`);
+  constructor(private readonly db: SqlHandle) {
+    const pg = dialectOf(db) === 'postgres';
+    // A temporary table: private to this connection, gone with it.
+    this.table = `${pg ? 'pg_temp' : 'temp'}.ingest_seen_${process.pid}_${++seenTables}`;
+    db.exec(pg ? `CREATE TABLE ${this.table} (path text COLLATE "C" PRIMARY KEY)` : `CREATE TABLE ${this.table} (path TEXT PRIMARY KEY) WITHOUT ROWID`);
     try {
       this.markStmt = db.prepare<[string]>(`INSERT OR IGNORE INTO ${this.table} (path) VALUES (?)`);
       this.unseenImagesStmt = db.prepare<[number, number, number, number], UnseenImage>(

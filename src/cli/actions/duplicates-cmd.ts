@@ -4,11 +4,12 @@ import { ClipdexError } from '../../errors.js';
 import { PhotoTrash, type RestoredPhoto, type TrashedPhoto } from '../../ingest/photo-trash.js';
 import { Library } from '../../library/library.js';
 import { findDuplicates, type DuplicatesReport } from '../../search/duplicate-groups.js';
-import { libraryPaths, openDatabase, type StoreDatabase } from '../../store/database.js';
+import type { StoreDatabase } from '../../store/database.js';
+import { libraryLocation, openStore } from '../../store/open-store.js';
 import { DuplicatesRepo } from '../../store/duplicates-repo.js';
 import { idTextParam } from '../../validation/duplicates-params.js';
 import { parseParam } from '../../validation/param-rules.js';
-import { globalOptions, printJson, type GlobalOptions } from '../context.js';
+import { globalOptions, printJson, type GlobalOptions, libraryOptions } from '../context.js';
 import { createProgress } from '../progress.js';
 
 function printReport(r: DuplicatesReport): void {
@@ -34,7 +35,7 @@ function printReport(r: DuplicatesReport): void {
 
 /** The database alone: hiding, trashing and undoing need no model, and work beside a running server. */
 async function withStore<T>(g: GlobalOptions, fn: (store: StoreDatabase) => T): Promise<T> {
-  const store = openDatabase(libraryPaths(g.dataDir).database);
+  const store = openStore(libraryLocation(g.dataDir, g.databaseUrl));
   try {
     return fn(store);
   } finally {
@@ -46,7 +47,7 @@ const ids = (values: string[], what: string) => values.map((v) => parseParam(idT
 
 export const actionDuplicates = async (o: { threshold?: number; rotations?: boolean; neighbours?: number }, c: Command) => {
   const g = globalOptions(c);
-  const library = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir });
+  const library = await Library.open(libraryOptions(g));
   const progress = createProgress('finding duplicates');
   try {
     const report = await findDuplicates(library, {

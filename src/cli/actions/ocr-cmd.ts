@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { ClipdexError } from '../../errors.js';
 import { ocrEnabledFromEnv, ocrStateOf, type OcrStatus } from '../../ingest/ocr-service.js';
-import { libraryPaths, openDatabase } from '../../store/database.js';
+import { libraryLocation, openStore } from '../../store/open-store.js';
 import { OcrRepo } from '../../store/ocr-repo.js';
 import { globalOptions, log, printJson } from '../context.js';
 
@@ -29,7 +29,7 @@ export const actionOcr = (value: string | undefined, _opts: unknown, cmd: Comman
   // A CLIPDEX_OCR that is neither is refused before anything is written.
   const env = ocrEnabledFromEnv();
   // The database alone: no model is needed, and it works beside a running server.
-  const store = openDatabase(libraryPaths(g.dataDir).database);
+  const store = openStore(libraryLocation(g.dataDir, g.databaseUrl));
   try {
     const repo = new OcrRepo(store.db);
     if (wanted !== undefined) repo.setSetting(wanted === 'on');

