@@ -67,6 +67,9 @@ export function redactUrl(url: string): string {
 
 type Mode = 'deferred' | 'immediate';
 
+/** How long the connection thread may take to start, beyond the connect timeout. */
+const WORKER_START_MS = 30_000;
+
 export class PgSyncConnection implements SqlHandle {
   readonly dialect = 'postgres' as const;
   private readonly flag: Int32Array;
@@ -107,10 +110,12 @@ export class PgSyncConnection implements SqlHandle {
     };
     const worker = spawnWorker(import.meta.url, 'pg-sync-worker', data, { code: 'DATABASE_UNREACHABLE', what: 'the Postgres connection thread' }, [port2]);
     worker.unref();
-    // A round trip may take as long as the server lets a statement run, plus the time to connect.
-    const conn = new PgSyncConnection(worker, port1, flag, url, statementTimeoutMs + connectTimeoutMs + (options.answerMarginMs ?? 5_000));
+    // A statement may take as long as the server lets it run; past that (and a margin), silence means a dead link.
+    const conn = new PgSyncConnection(worker, port1, flag, url, statementTimeoutMs + (options.answerMarginMs ?? 5_000));
     try {
-      conn.call({ id: 0, op: 'connect' });
+      // The first answer also waits for the thread to start (loading the driver, seconds on a busy machine):
+      // the driver's own connect timeout bounds the network part.
+      conn.call({ id: 0, op: 'connect' }, connectTimeoutMs + WORKER_START_MS);
     } catch (err) {
       conn.close();
       throw err;
