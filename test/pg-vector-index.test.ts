@@ -9,9 +9,9 @@ import { normalized } from '../src/index/vector-index.js';
 import { DuplicatesRepo } from '../src/store/duplicates-repo.js';
 import { addIndexedImages, bruteForce, clusteredVectors, gaussian, rng, row, storeBackends, tempLibraryDir, type TestLibrary } from './helpers/store-fixtures.js';
 
-const DIM = 128;
-const N = 2000;
-const RARE = 20; // 1% of the library, in a folder of its own
+const DIM = 64;
+const N = 1500;
+const RARE = 15; // 1% of the library, in a folder of its own
 const KEY = "clip-test@pg'vec"; // a quote in the key: it is written into the statements as a literal
 const K = 10;
 
@@ -196,11 +196,11 @@ describe('PgVectorIndex (pgvector on PGlite)', () => {
   });
 
   it('keeps a second model key of another dimension in an index of its own, and rebuilds it', async () => {
-    const KEY2 = 'other-model@64';
-    const small = clusteredVectors(300, 64, { seed: 9 });
-    const otherIds = addIndexedImages(lib, KEY2, small, 64, { rootPath: '/other' });
+    const KEY2 = 'other-model@32';
+    const small = clusteredVectors(300, 32, { seed: 9 });
+    const otherIds = addIndexedImages(lib, KEY2, small, 32, { rootPath: '/other' });
     const other = await PgVectorIndex.open({ store: lib.store, modelKey: KEY2 });
-    const q = row(small, 17, 64);
+    const q = row(small, 17, 32);
     expect((await other.search(q, 1))[0]).toMatchObject({ id: otherIds[17] });
     expect(other.contents().ids).toEqual(otherIds);
     // The first key's members are unchanged: the other key's photos have no vector under it.
@@ -208,7 +208,7 @@ describe('PgVectorIndex (pgvector on PGlite)', () => {
     await expect(index.search(q, K)).rejects.toMatchObject({ code: 'DIMENSION_MISMATCH' });
 
     const before = other.health();
-    expect(before).toMatchObject({ engine: 'pgvector', dim: 64, count: 300 });
+    expect(before).toMatchObject({ engine: 'pgvector', dim: 32, count: 300 });
     await other.rebuild();
     const after = other.health();
     expect(after.lastBuildAt).toBeGreaterThanOrEqual(before.lastBuildAt!);
