@@ -13,9 +13,9 @@ import { openTower } from '../model/tower-session.js';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
-import { libraryDamagedError, libraryPaths, openDatabase, type LibraryPaths, type StoreDatabase } from '../store/database.js';
+import { libraryDamagedError, libraryPaths, type LibraryPaths, type StoreDatabase } from '../store/database.js';
 import { EmbeddingsRepo } from '../store/embeddings-repo.js';
-import { isPostgresUrl, openPostgresDatabase } from '../store/pg/pg-database.js';
+import { libraryLocation, openStore } from '../store/open-store.js';
 import { ImagesRepo } from '../store/images-repo.js';
 import { PairsRepo } from '../store/pairs-repo.js';
 import { RootsRepo } from '../store/roots-repo.js';
@@ -127,20 +127,13 @@ export class Library {
 
   static async open(options: OpenLibraryOptions = {}): Promise<Library> {
     const paths = libraryPaths(options.dataDir ?? defaultDataDir());
-    const databaseUrl = options.databaseUrl ?? (process.env.CLIPDEX_DATABASE_URL || undefined);
+    const location = libraryLocation(paths.dir, options.databaseUrl ?? (process.env.CLIPDEX_DATABASE_URL || undefined));
+    if (location.kind === 'sqlite') refuseLostDatabase(paths);
     let store: StoreDatabase;
-    if (databaseUrl) {
-      if (!isPostgresUrl(databaseUrl)) {
-        throw new ClipdexError('INVALID_ARGUMENT', 'the database must be a postgres:// (or postgresql://) URL; without --db the library is a SQLite file in the data dir');
-      }
-      store = openPostgresDatabase(databaseUrl);
-    } else {
-      refuseLostDatabase(paths);
-      try {
-        store = openDatabase(paths.database);
-      } catch (err) {
-        throw libraryDamagedError(err, paths.database) ?? err;
-      }
+    try {
+      store = openStore(location);
+    } catch (err) {
+      throw libraryDamagedError(err, paths.database) ?? err;
     }
     let recorded: ReturnType<LibraryModelRepo['current']> = null;
     try {

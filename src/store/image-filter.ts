@@ -4,7 +4,7 @@
  * be found.
  */
 import { sep } from 'node:path';
-import { dialectOf, type SqlHandle, type SqlStatement } from './sql-handle.js';
+import { dialectOf, type SqlDialect, type SqlHandle, type SqlStatement } from './sql-handle.js';
 import { ClipdexError } from '../errors.js';
 
 export interface ImageFilter {
@@ -22,7 +22,7 @@ export interface FilteredMember {
   vector: Buffer;
 }
 
-type Params = { key: string; lo?: string; hi?: string; from?: number; to?: number; formats?: string };
+type Params = { key: string } & Record<string, unknown>;
 
 export type BrowseOrder = 'date-desc' | 'date-asc' | 'path';
 
@@ -131,31 +131,13 @@ export class ImageFilterQueries {
     // status index, which matches nearly every row.
     // Hidden photos (migration 006) are no members: no search, similar or page of the library shows them.
     // Postgres plans by statistics and has neither the join-order hint nor unary + on text.
-    const pg = dialectOf(this.db) === 'postgres';
-    const where = [pg ? "i.status = 'indexed'" : "+i.status = 'indexed'", 'i.hidden_at IS NULL'];
-    if (filter.folder !== undefined) {
-      if (typeof filter.folder !== 'string' || filter.folder === '') throw new ClipdexError('INVALID_ARGUMENT', 'folder filter must be a non-empty path');
-      const range = folderPathRange(filter.folder);
-      params.lo = range.lo;
-      params.hi = range.hi;
-      where.push('i.path >= @lo AND i.path < @hi');
-    }
-    if (filter.takenFrom !== undefined) {
-      params.from = finite(filter.takenFrom, 'takenFrom');
-      where.push('i.taken_at >= @from');
-    }
-    if (filter.takenTo !== undefined) {
-      params.to = finite(filter.takenTo, 'takenTo');
-      where.push('i.taken_at < @to');
-    }
-    if (filter.formats !== undefined) {
-      if (!Array.isArray(filter.formats) || filter.formats.some((f) => typeof f !== 'string' || f === '')) {
-        throw new ClipdexError('INVALID_ARGUMENT', 'formats filter must be a list of format names');
-      }
-      // One statement for any number of formats: the list travels as a JSON array.
-      params.formats = JSON.stringify(filter.formats.map((f) => f.toLowerCase()));
-      where.push(pg ? 'lower(i.format) IN (SELECT jsonb_array_elements_text(CAST(@formats AS jsonb)))' : 'lower(i.format) IN (SELECT value FROM json_each(@formats))');
-    }
+    const dialect = dialectOf(this.db);
+    const pg = dialect === 'postgres';
+    const clauses = filterClauses(filter, dialect, (name, value) => {
+      params[name] = value;
+      return `@${name}`;
+    });
+    const where = [pg ? MEMBER_SQL : "+i.status = 'indexed' AND i.hidden_at IS NULL", ...clauses];
     const select = what === 'months' && pg ? PG_MONTHS : SELECT[what];
     const sql = `SELECT ${select} FROM images i ${pg ? 'JOIN' : 'CROSS JOIN'} embeddings e ON e.content_hash = i.content_hash AND e.model_key = @key WHERE ${where.join(' AND ')}`;
     return { sql, params };
@@ -193,6 +175,38 @@ const SELECT = {
 
 const PG_MONTHS =
   "i.taken_at IS NULL AS undated, to_char(to_timestamp(coalesce(i.taken_at, i.mtime_ms) / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM') AS month, count(*) AS n";
+
+/** Which images are searchable members: indexed, and not hidden from search (migration 006). */
+export const MEMBER_SQL = "i.status = 'indexed' AND i.hidden_at IS NULL";
+
+/**
+ * A filter's conditions on `images i`, each value bound through `param` (which returns its placeholder):
+ * one definition of what folder, dates and formats mean, for the filter queries here and the pgvector search.
+ * A folder is a range on the path index; formats compare case-insensitively, as one parameter whatever
+ * their number (a JSON array on SQLite, an array on Postgres).
+ */
+export function filterClauses(filter: ImageFilter, dialect: SqlDialect, param: (name: string, value: unknown) => string): string[] {
+  const where: string[] = [];
+  if (filter.folder !== undefined) {
+    if (typeof filter.folder !== 'string' || filter.folder === '') throw new ClipdexError('INVALID_ARGUMENT', 'folder filter must be a non-empty path');
+    const range = folderPathRange(filter.folder);
+    where.push(`i.path >= ${param('lo', range.lo)} AND i.path < ${param('hi', range.hi)}`);
+  }
+  if (filter.takenFrom !== undefined) where.push(`i.taken_at >= ${param('from', finite(filter.takenFrom, 'takenFrom'))}`);
+  if (filter.takenTo !== undefined) where.push(`i.taken_at < ${param('to', finite(filter.takenTo, 'takenTo'))}`);
+  if (filter.formats !== undefined) {
+    if (!Array.isArray(filter.formats) || filter.formats.some((f) => typeof f !== 'string' || f === '')) {
+      throw new ClipdexError('INVALID_ARGUMENT', 'formats filter must be a list of format names');
+    }
+    const formats = filter.formats.map((f) => f.toLowerCase());
+    where.push(
+      dialect === 'postgres'
+        ? `lower(i.format) = ANY(CAST(${param('formats', formats)} AS text[]))`
+        : `lower(i.format) IN (SELECT value FROM json_each(${param('formats', JSON.stringify(formats))}))`,
+    );
+  }
+  return where;
+}
 
 function finite(value: number, name: string): number {
   if (typeof value !== 'number' || !Number.isFinite(value)) throw new ClipdexError('INVALID_ARGUMENT', `${name} must be a finite number (ms since the epoch)`);

@@ -1,6 +1,7 @@
 /** Opens a library's database wherever it is: a SQLite file, or a Postgres server. */
 import { libraryPaths, openDatabase, type StoreDatabase, type StoreLocation } from './database.js';
-import { openPostgresDatabase } from './pg/pg-database.js';
+import { ClipdexError } from '../errors.js';
+import { isPostgresUrl, openPostgresDatabase } from './pg/pg-database.js';
 
 export interface OpenStoreOptions {
   /** Opens without migrating or writing the schema (the index build worker); it must be current. */
@@ -14,7 +15,11 @@ export function openStore(location: StoreLocation, options: OpenStoreOptions = {
   return location.kind === 'postgres' ? openPostgresDatabase(location.url, o) : openDatabase(location.path, o);
 }
 
-/** The library's database: Postgres when a URL is given, else `<dataDir>/library.db`. */
+/** The library's database: Postgres when a URL is given (only a postgres:// one is), else `<dataDir>/library.db`. */
 export function libraryLocation(dataDir: string, databaseUrl?: string): StoreLocation {
-  return databaseUrl ? { kind: 'postgres', url: databaseUrl } : { kind: 'sqlite', path: libraryPaths(dataDir).database };
+  if (!databaseUrl) return { kind: 'sqlite', path: libraryPaths(dataDir).database };
+  if (!isPostgresUrl(databaseUrl)) {
+    throw new ClipdexError('INVALID_ARGUMENT', 'the database must be a postgres:// (or postgresql://) URL; without --db the library is a SQLite file in the data dir');
+  }
+  return { kind: 'postgres', url: databaseUrl };
 }

@@ -19,8 +19,8 @@
  */
 import { createHash } from 'node:crypto';
 import { ClipdexError } from '../../errors.js';
-import { folderPathRange, type ImageFilter } from '../image-filter.js';
-import type { SqlHandle } from '../sql-handle.js';
+import { filterClauses, type ImageFilter, MEMBER_SQL } from '../image-filter.js';
+import { dialectOf, type SqlHandle } from '../sql-handle.js';
 import { blobToVector } from '../vector-blob.js';
 import type { PgSyncConnection } from './pg-sync-connection.js';
 
@@ -56,8 +56,6 @@ export interface HnswBuildOptions {
   maintenanceWorkMem: string;
 }
 
-const MEMBERS = "i.status = 'indexed' AND i.hidden_at IS NULL";
-
 function literal(text: string): string {
   return `'${text.replace(/'/g, "''")}'`;
 }
@@ -71,7 +69,7 @@ export class PgVectorRepo {
   private readonly db: PgSyncConnection;
 
   constructor(db: SqlHandle) {
-    if ((db as { dialect?: string }).dialect !== 'postgres') throw new ClipdexError('INVALID_ARGUMENT', 'vector search in the database needs a Postgres library');
+    if (dialectOf(db) !== 'postgres') throw new ClipdexError('INVALID_ARGUMENT', 'vector search in the database needs a Postgres library');
     this.db = db as PgSyncConnection;
   }
 
@@ -145,18 +143,18 @@ export class PgVectorRepo {
 
   /** Searchable images of the key (indexed, not hidden, with a vector): two files of one content are two. */
   memberCount(modelKey: string): number {
-    return this.db.query<{ n: number }>(`SELECT count(*) AS n FROM embeddings e JOIN images i ON i.content_hash = e.content_hash WHERE e.model_key = $1 AND ${MEMBERS}`, [modelKey]).rows[0]!.n;
+    return this.db.query<{ n: number }>(`SELECT count(*) AS n FROM embeddings e JOIN images i ON i.content_hash = e.content_hash WHERE e.model_key = $1 AND ${MEMBER_SQL}`, [modelKey]).rows[0]!.n;
   }
 
   memberIds(modelKey: string): number[] {
     return this.db
-      .query<{ id: number }>(`SELECT i.id FROM embeddings e JOIN images i ON i.content_hash = e.content_hash WHERE e.model_key = $1 AND ${MEMBERS} ORDER BY i.id`, [modelKey])
+      .query<{ id: number }>(`SELECT i.id FROM embeddings e JOIN images i ON i.content_hash = e.content_hash WHERE e.model_key = $1 AND ${MEMBER_SQL} ORDER BY i.id`, [modelKey])
       .rows.map((r) => r.id);
   }
 
   /** The stored vector of a member image (undefined for one that is no member). */
   memberVector(modelKey: string, imageId: number): Float32Array | undefined {
-    const r = this.db.query<{ vector: Buffer }>(`SELECT e.vector FROM images i JOIN embeddings e ON e.content_hash = i.content_hash AND e.model_key = $1 WHERE i.id = $2 AND ${MEMBERS}`, [
+    const r = this.db.query<{ vector: Buffer }>(`SELECT e.vector FROM images i JOIN embeddings e ON e.content_hash = i.content_hash AND e.model_key = $1 WHERE i.id = $2 AND ${MEMBER_SQL}`, [
       modelKey,
       imageId,
     ]).rows[0];
@@ -173,10 +171,7 @@ export class PgVectorRepo {
     // Twice k (and at least k + 10) candidates from the graph, re-scored on float32: halfvec's rounding may
     // swap neighbours that are nearly tied at the k-th place, and the extra candidates catch them.
     const candidates = Math.max(2 * k, k + 10);
-    const sql =
-      `WITH hits AS MATERIALIZED (SELECT i.id, e.embedding AS v FROM embeddings e JOIN images i ON i.content_hash = e.content_hash ` +
-      `WHERE e.model_key = ${literal(modelKey)} AND ${MEMBERS} AND e.embedding IS NOT NULL${where.sql} ORDER BY e.embedding::halfvec(${checkDim(dim)}) <=> $1::halfvec(${dim}) LIMIT $2) ` +
-      'SELECT id, 1 - (v <=> $3::vector) AS score FROM hits ORDER BY score DESC, id LIMIT $4';
+    const sql = searchSql(modelKey, dim, where.sql);
     return this.db.transaction(() => {
       this.db.exec(scanSettings(options, candidates));
       return queries.map((q) => {
@@ -196,7 +191,7 @@ export class PgVectorRepo {
     return this.db
       .query<PgVectorHit>(
         `SELECT i.id, 1 - (e.embedding <=> $1::vector) AS score FROM embeddings e JOIN images i ON i.content_hash = e.content_hash ` +
-          `WHERE e.model_key = ${literal(modelKey)} AND ${MEMBERS} AND e.embedding IS NOT NULL${where.sql} ORDER BY e.embedding <=> $1::vector, i.id LIMIT $2`,
+          `WHERE e.model_key = ${literal(modelKey)} AND ${MEMBER_SQL} AND e.embedding IS NOT NULL${where.sql} ORDER BY e.embedding <=> $1::vector, i.id LIMIT $2`,
         [text, k, ...where.values],
       )
       .rows.map(scored);
@@ -210,12 +205,7 @@ export class PgVectorRepo {
     return this.db.transaction(() => {
       this.db.exec(scanSettings(options, candidates));
       return this.db
-        .query<{ 'QUERY PLAN': string }>(
-          `EXPLAIN WITH hits AS MATERIALIZED (SELECT i.id, e.embedding AS v FROM embeddings e JOIN images i ON i.content_hash = e.content_hash ` +
-            `WHERE e.model_key = ${literal(modelKey)} AND ${MEMBERS} AND e.embedding IS NOT NULL${where.sql} ORDER BY e.embedding::halfvec(${checkDim(dim)}) <=> $1::halfvec(${dim}) LIMIT $2) ` +
-            'SELECT id, 1 - (v <=> $3::vector) AS score FROM hits ORDER BY score DESC, id LIMIT $4',
-          [text, candidates, text, k, ...where.values],
-        )
+        .query<{ 'QUERY PLAN': string }>(`EXPLAIN ${searchSql(modelKey, dim, where.sql)}`, [text, candidates, text, k, ...where.values])
         .rows.map((r) => r['QUERY PLAN'])
         .join('\n');
     })();
@@ -243,32 +233,25 @@ function scored(r: PgVectorHit): PgVectorHit {
   return { id: Number(r.id), score: Number.isNaN(score) ? 0 : score };
 }
 
-/** The filter's clauses on `images i`, numbered from `$first`; the same meaning as image-filter.ts's. */
-function filterSql(filter: ImageFilter | null, first: number): { sql: string; values: unknown[] } {
-  const values: unknown[] = [];
-  let sql = '';
-  if (!filter) return { sql, values };
-  const param = (v: unknown) => {
-    values.push(v);
-    return `$${first + values.length - 1}`;
-  };
-  if (filter.folder !== undefined) {
-    if (typeof filter.folder !== 'string' || filter.folder === '') throw new ClipdexError('INVALID_ARGUMENT', 'folder filter must be a non-empty path');
-    const { lo, hi } = folderPathRange(filter.folder);
-    sql += ` AND i.path >= ${param(lo)} AND i.path < ${param(hi)}`;
-  }
-  if (filter.takenFrom !== undefined) sql += ` AND i.taken_at >= ${param(finite(filter.takenFrom, 'takenFrom'))}`;
-  if (filter.takenTo !== undefined) sql += ` AND i.taken_at < ${param(finite(filter.takenTo, 'takenTo'))}`;
-  if (filter.formats !== undefined) {
-    if (!Array.isArray(filter.formats) || filter.formats.some((f) => typeof f !== 'string' || f === '')) {
-      throw new ClipdexError('INVALID_ARGUMENT', 'formats filter must be a list of format names');
-    }
-    sql += ` AND lower(i.format) = ANY(${param(filter.formats.map((f) => f.toLowerCase()))}::text[])`;
-  }
-  return { sql, values };
+/**
+ * The search: $2 candidates from the key's graph (halfvec) with the filter's conditions applied during the
+ * scan, re-scored exactly on the float32 column against $3, the best $4 kept. $1 is the query as halfvec.
+ */
+function searchSql(modelKey: string, dim: number, filterConditions: string): string {
+  return (
+    `WITH hits AS MATERIALIZED (SELECT i.id, e.embedding AS v FROM embeddings e JOIN images i ON i.content_hash = e.content_hash ` +
+    `WHERE e.model_key = ${literal(modelKey)} AND ${MEMBER_SQL} AND e.embedding IS NOT NULL${filterConditions} ORDER BY e.embedding::halfvec(${checkDim(dim)}) <=> $1::halfvec(${dim}) LIMIT $2) ` +
+    'SELECT id, 1 - (v <=> $3::vector) AS score FROM hits ORDER BY score DESC, id LIMIT $4'
+  );
 }
 
-function finite(value: number, name: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value)) throw new ClipdexError('INVALID_ARGUMENT', `${name} must be a finite number (ms since the epoch)`);
-  return value;
+/** The filter's conditions on `images i` (image-filter.ts says what they mean), numbered from `$first`. */
+function filterSql(filter: ImageFilter | null, first: number): { sql: string; values: unknown[] } {
+  const values: unknown[] = [];
+  if (!filter) return { sql: '', values };
+  const clauses = filterClauses(filter, 'postgres', (_name, value) => {
+    values.push(value);
+    return `$${first + values.length - 1}`;
+  });
+  return { sql: clauses.map((c) => ` AND ${c}`).join(''), values };
 }
