@@ -64,10 +64,6 @@ const PAGE = 1000;
 
 const quote = (name: string) => `"${name}"`;
 
-function kindOf(store: StoreDatabase): 'sqlite' | 'postgres' {
-  return store.location.kind;
-}
-
 /** The SQLite side's columns of a table (both sides have the same ones; SQLite's list is the reference). */
 function columnsOf(sqlite: SqlHandle, table: string): string[] {
   return (sqlite.prepare(`SELECT name FROM pragma_table_info(?) ORDER BY cid`).all(table) as { name: string }[]).map((r) => r.name);
@@ -79,7 +75,7 @@ function count(db: SqlHandle, table: string): number {
 
 /** The highest id a table ever handed out (deleted rows included), 0 when none. */
 function highWater(store: StoreDatabase, table: string, column: string): number {
-  if (kindOf(store) === 'postgres') {
+  if (store.location.kind === 'postgres') {
     const row = (store.db as PgSyncConnection).query<{ v: number | null }>(
       'SELECT pg_sequence_last_value(pg_get_serial_sequence($1, $2)::regclass) AS v',
       [table, column],
@@ -93,7 +89,7 @@ function highWater(store: StoreDatabase, table: string, column: string): number 
 
 function setHighWater(store: StoreDatabase, table: string, column: string, value: number): void {
   if (value <= 0) return;
-  if (kindOf(store) === 'postgres') {
+  if (store.location.kind === 'postgres') {
     (store.db as PgSyncConnection).query('SELECT setval(pg_get_serial_sequence($1, $2), $3)', [table, column, value]);
     return;
   }
@@ -113,13 +109,13 @@ function isAutoincrement(db: SqlHandle, table: string): boolean {
  * migrated to the same schema version). One transaction on the target: a failure leaves it empty.
  */
 export function copyLibrary(from: StoreDatabase, to: StoreDatabase, onProgress: (p: CopyProgress) => void = () => {}): CopyResult {
-  if (kindOf(from) === kindOf(to)) {
-    throw new ClipdexError('INVALID_ARGUMENT', `clipdex migrate copies between SQLite and Postgres; both are ${kindOf(from)} here`);
+  if (from.location.kind === to.location.kind) {
+    throw new ClipdexError('INVALID_ARGUMENT', `clipdex migrate copies between SQLite and Postgres; both are ${from.location.kind} here`);
   }
   if (from.schemaVersion !== to.schemaVersion) {
     throw new ClipdexError('MIGRATION_FAILED', `the two libraries are at different schema versions (${from.schemaVersion} and ${to.schemaVersion})`);
   }
-  const sqlite = kindOf(from) === 'sqlite' ? from.db : to.db;
+  const sqlite = from.location.kind === 'sqlite' ? from.db : to.db;
   for (const t of MUST_BE_EMPTY) {
     const n = count(to.db, t);
     if (n > 0) {

@@ -180,10 +180,6 @@ export class PgSyncConnection implements SqlHandle {
     }
   }
 
-  get inTransactionNow(): boolean {
-    return this.depth > 0;
-  }
-
   /**
    * BEGIN…COMMIT, or a savepoint inside an outer transaction, as better-sqlite3 nests them. `immediate` has no
    * Postgres counterpart (there is no database-wide write lock): code that reads then writes rows other
