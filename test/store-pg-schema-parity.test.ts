@@ -342,7 +342,7 @@ const clients: pg.Client[] = [];
 const cleanups: (() => void)[] = [];
 
 beforeAll(async () => {
-  server = await startPgliteServer({ maxConnections: 4 });
+  server = await startPgliteServer();
 }, 60_000);
 
 afterAll(async () => {

