@@ -9,22 +9,37 @@
  *   an older read of a file can never overwrite a newer one.
  * - parked: changed while it was read; waits (in a WriteSettler) until it has been quiet again.
  * Both are skipped by the cursor; when one becomes available again the cursor rewinds.
+ *
+ * On a library in Postgres that several processes encode for, the queue pages through this process's
+ * claims (queue-claims.ts) instead, a result is recorded only while its claim holds (`remove`), and the
+ * feed looks for new work once a second as well: other machines queue files it hears nothing about.
  */
 import type { IngestStore, QueueEntry } from './ingest-store.js';
-import { fsPathOf } from './raw-path.js';
+import type { QueueClaims } from './queue-claims.js';
+import { type FsPath, fsPathOf } from './raw-path.js';
 import { WriteSettler } from './write-settle.js';
 import { Wakeup } from './wakeup.js';
 
 export interface QueueItem extends QueueEntry {
-  /** The pipeline reads `path`. */
+  /** The pipeline reads `readPath` when set (a mapped path), else `pathBytes` or `path` (raw-path.ts). */
   path: string;
+  readPath?: FsPath;
 }
+
+/** A file as the library names it: its path, and its raw bytes when the name is not UTF-8. */
+export type LibraryFile = { path: string; pathBytes: Buffer | null };
 
 export interface IngestQueueOptions {
   /** How long a file that changed while read must be quiet before it is read again (ms). */
   stableMs: number;
-  /** Entries read from SQLite at a time. */
+  /** Entries read from the database at a time. */
   pageSize?: number;
+  /** Claims on a queue shared with other processes (a library in Postgres); absent: this process owns the queue. */
+  claims?: QueueClaims;
+  /** Where this machine reads an entry's file, when not at its library path (a worker's --path-map). */
+  localPath?: (file: LibraryFile) => FsPath;
+  /** How often a shared queue is looked at for work queued elsewhere (default 1 s). */
+  pollMs?: number;
 }
 
 
@@ -36,6 +51,9 @@ export class IngestQueue {
   private readonly settler: WriteSettler<undefined>;
   private readonly signal = new Wakeup();
   private readonly pageSize: number;
+  private readonly claims: QueueClaims | undefined;
+  private readonly localPath: ((file: LibraryFile) => FsPath) | undefined;
+  private readonly pollMs: number;
   private buffer: QueueEntry[] = [];
   private cursor = 0;
   private rewind = false;
@@ -45,7 +63,10 @@ export class IngestQueue {
     private readonly store: IngestStore,
     options: IngestQueueOptions,
   ) {
-    this.pageSize = options.pageSize ?? 128;
+    this.pageSize = options.pageSize ?? (options.claims ? 16 : 128);
+    this.claims = options.claims;
+    this.localPath = options.localPath;
+    this.pollMs = options.pollMs ?? 1000;
     this.settler = new WriteSettler<undefined>({
       stableMs: options.stableMs,
       onSettled: (files) => files.forEach((f) => this.unpark(f.path)),
@@ -74,6 +95,28 @@ export class IngestQueue {
     this.signal.notify();
   }
 
+  /** Where this process reads a file of the library (its mapped path on a worker with --path-map). */
+  readPathOf(file: LibraryFile): FsPath {
+    return this.localPath ? this.localPath(file) : fsPathOf(file);
+  }
+
+  /**
+   * Takes a processed entry off the queue, in the sink's transaction; false when the result must not be
+   * written: the entry was removed or queued again meanwhile, or (shared queue) its claim was lost.
+   */
+  remove(item: QueueEntry): boolean {
+    return this.claims ? this.claims.remove(item.id) : this.store.dequeue(item.id);
+  }
+
+  /** This process cannot read the item's root now: others may take it (shared queue); done here either way. */
+  giveBack(item: QueueEntry): void {
+    if (this.claims) {
+      this.claims.skipRoot(item.rootId);
+      this.claims.giveBack(item.id);
+    }
+    this.done(item);
+  }
+
   /** The sink recorded (or dropped) the result for this item. */
   done(item: QueueEntry): void {
     if (this.inFlight.get(item.path) === item.id) this.inFlight.delete(item.path);
@@ -86,7 +129,7 @@ export class IngestQueue {
     if (this.inFlight.get(item.path) === item.id) this.inFlight.delete(item.path);
     this.passed.delete(item.path);
     this.parked.add(item.path);
-    this.settler.touch(item.path, undefined, undefined, fsPathOf(item));
+    this.settler.touch(item.path, undefined, undefined, fsPathOf(item as QueueItem));
   }
 
   /** Holds back a queued file that was written moments ago (the scan found it mid-copy). */
@@ -121,8 +164,21 @@ export class IngestQueue {
         yield item;
         continue;
       }
-      await this.signal.wait();
+      if (this.claims) await this.waitOrPoll();
+      else await this.signal.wait();
     }
+  }
+
+  private async waitOrPoll(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.signal.wait(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.pollMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    this.rewind = true;
   }
 
   private take(): QueueItem | undefined {
@@ -136,7 +192,7 @@ export class IngestQueue {
       }
       if (this.parked.has(entry.path)) continue;
       this.inFlight.set(entry.path, entry.id);
-      return entry;
+      return this.localPath ? { ...entry, readPath: this.localPath(entry) } : entry;
     }
   }
 
@@ -145,7 +201,7 @@ export class IngestQueue {
       this.rewind = false;
       this.cursor = 0;
     }
-    const page = this.store.queuePage(this.cursor, this.pageSize);
+    const page = this.claims ? this.claims.claimPage(this.cursor, this.pageSize) : this.store.queuePage(this.cursor, this.pageSize);
     if (page.length === 0) return false;
     this.cursor = page[page.length - 1]!.id;
     this.buffer = page;

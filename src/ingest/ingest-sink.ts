@@ -105,7 +105,7 @@ export function createIngestSink(deps: SinkDeps) {
           // A new path with known content: is it a file that moved while nobody watched?
           for (const other of store.imagesByHash(r.content.hash)) {
             if (other.path === item.path || other.status === 'offline') continue;
-            if ((await rootOk(other.rootId)) && (await isMissing(fsPathOf(other)))) return { kind: 'write', result: r, renameFrom: other };
+            if ((await rootOk(other.rootId)) && (await isMissing(queue.readPathOf(other)))) return { kind: 'write', result: r, renameFrom: other };
           }
         }
         return { kind: 'write', result: r };
@@ -127,7 +127,7 @@ export function createIngestSink(deps: SinkDeps) {
         const item = p.kind === 'gone' ? p.item : p.result.file;
         const root = store.root(item.rootId);
         // Stale: the entry was removed or queued again while the file was being read.
-        if (!root || !store.dequeue(item.id)) {
+        if (!root || !queue.remove(item)) {
           continue;
         }
         const prev = store.imageByPath(item.path);
@@ -198,7 +198,7 @@ export function createIngestSink(deps: SinkDeps) {
       if (p.kind === 'park') queue.park(p.item);
       else if (p.kind === 'rootLost') {
         deps.rootLost(p.item.rootId, p.reason);
-        queue.done(p.item);
+        queue.giveBack(p.item);
       } else queue.done(p.kind === 'gone' ? p.item : p.result.file);
     }
     for (const e of events) deps.emit(e);

@@ -30,8 +30,12 @@ export function childBytes(parent: string, parentBytes: Buffer | null, name: Buf
   return Buffer.concat(needsSep ? [base, Buffer.from('/'), name] : [base, name]);
 }
 
-/** The path to hand to fs for a record that may carry raw bytes. */
-export function fsPathOf(file: { path: string; pathBytes?: Buffer | Uint8Array | null }): FsPath {
+/**
+ * The path to hand to fs for a record that may carry raw bytes, or the path this machine reads it by
+ * (`readPath`: a worker that sees the library's folders under other mount points, ingest/path-map.ts).
+ */
+export function fsPathOf(file: { path: string; pathBytes?: Buffer | Uint8Array | null; readPath?: FsPath }): FsPath {
+  if (file.readPath !== undefined) return file.readPath;
   const bytes = file.pathBytes;
   if (!bytes) return file.path;
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);

@@ -9,6 +9,7 @@ import { ApiRoutes } from '../api-routes.js';
 import { sendError } from '../http-errors.js';
 import { errors, json, results } from '../openapi.js';
 import { openPhotoFile } from '../photo-file.js';
+import { ThumbnailRemaker } from '../thumbnail-remake.js';
 import type { RouteContext } from './route-context.js';
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -25,6 +26,8 @@ const CONTENT_TYPES: Record<string, string> = {
 /** The library's photos: pages of it, one photo's metadata, similar photos, thumbnails, originals, failures. */
 export function imageRoutes({ library, engine }: RouteContext, registry: OpenAPIRegistry) {
   const ocr = new OcrRepo(library.store.db);
+  // A photo encoded on another machine (or a cleared thumbnail folder): its thumbnail is made on request.
+  const thumbnails = new ThumbnailRemaker(library);
   return new ApiRoutes(registry)
     .get(
       '/api/images',
@@ -87,7 +90,7 @@ export function imageRoutes({ library, engine }: RouteContext, registry: OpenAPI
       { summary: 'WebP thumbnail (~320 px)', params: idParam, responses: { 200: { description: 'image/webp' }, ...errors(400, 404) } },
       async ({ params: { id } }, _req, res) => {
         const image = library.images.get(id);
-        if (!image?.contentHash || !(await library.thumbnails.has(image.contentHash))) {
+        if (!image?.contentHash || !(await thumbnails.ensure(image))) {
           return sendError(res, 404, 'NOT_FOUND', `no thumbnail for photo ${id}`);
         }
         res.setHeader('Cache-Control', 'private, max-age=31536000, immutable');
