@@ -6,6 +6,7 @@ import { dataDir } from '../model/cache-dir.js';
 import { adaptersCommand } from './commands/adapters-cmd.js';
 import { doctorCommand } from './commands/doctor.js';
 import { duplicatesCommand } from './commands/duplicates-cmd.js';
+import { workerCommand } from './commands/worker-cmd.js';
 import { indexCommand } from './commands/index-cmd.js';
 import { labelCommand, labelsCommand } from './commands/label-cmd.js';
 import { modelsCommand } from './commands/models.js';
@@ -40,6 +41,7 @@ export function createProgram(): Command {
   program.addCommand(listCommand());
   program.addCommand(serveCommand());
   program.addCommand(indexCommand());
+  program.addCommand(workerCommand());
   program.addCommand(statusCommand());
   program.addCommand(rootsCommand());
   program.addCommand(ocrCommand());

@@ -38,6 +38,8 @@ import { OcrRepo } from '../store/ocr-repo.js';
 import type { OcrOptions } from '../ocr/ocr-engine.js';
 import { runPipelineLoop } from './pipeline-loop.js';
 import { ProgressTracker } from './progress-tracker.js';
+import { QueueClaims } from './queue-claims.js';
+import { QueueLeasesRepo } from '../store/queue-leases-repo.js';
 import { ScanScheduler } from './scan-scheduler.js';
 
 // Re-exported: the server and the package's entry point take them from the engine.
@@ -54,6 +56,13 @@ export interface IngestEngineOptions {
   watch?: boolean;
   /** Reconcile every root at start (default true). */
   scan?: boolean;
+  /**
+   * Encode what is queued (default true). false: scan and watch only, and leave the encoding to `clipdex
+   * worker` processes (`serve --no-encode`, a library in Postgres).
+   */
+  encode?: boolean;
+  /** How long this process's claims on a shared queue last without renewal (a library in Postgres; default 60 s). */
+  leaseMs?: number;
   onEvent?: IngestListener;
   /**
    * How long a written file must stay unchanged before it is read (default 750 ms). Half a second covers
@@ -132,6 +141,7 @@ export type IngestStatus = {
 export class IngestEngine {
   private readonly store: IngestStore;
   private readonly queue: IngestQueue;
+  private readonly claims: QueueClaims | null;
   private readonly live: LiveChanges;
   private readonly model: LoadedModel;
   private readonly listeners = new Set<IngestListener>();
@@ -165,7 +175,15 @@ export class IngestEngine {
     this.ocrRepo = new OcrRepo(library.store.db);
     this.stableMs = Math.max(0, options.stableMs ?? 750);
     this.debounceMs = Math.max(0, options.debounceMs ?? 150);
-    this.queue = new IngestQueue(this.store, { stableMs: this.stableMs });
+    // On Postgres other processes (workers, serve replicas) take files from the same queue: claim them.
+    this.claims =
+      library.store.location.kind === 'postgres'
+        ? new QueueClaims(new QueueLeasesRepo(library.store.db), {
+            ...(options.leaseMs !== undefined ? { leaseMs: options.leaseMs } : {}),
+            onError: (err) => this.recordFailure(err),
+          })
+        : null;
+    this.queue = new IngestQueue(this.store, { stableMs: this.stableMs, ...(this.claims ? { claims: this.claims } : {}) });
     if (options.onEvent) this.listeners.add(options.onEvent);
     this.live = new LiveChanges({
       store: this.store,
@@ -244,7 +262,8 @@ export class IngestEngine {
     for (const path of this.options.roots ?? []) given.push(await this.roots.register(path, this.options.exclude));
     const roots = this.options.onlyGivenRoots ? given : this.store.roots();
     for (const root of roots) this.roots.manage(root.id);
-    if (this.options.encoderThread ?? true) {
+    const encode = this.options.encode ?? true;
+    if (encode && (this.options.encoderThread ?? true)) {
       this.encoder = await ThreadImageEncoder.open(this.model.model.spec, {
         ...(this.options.session ? { session: this.options.session } : {}),
         ...(this.options.batchSize ? { batch: this.options.batchSize } : {}),
@@ -253,6 +272,16 @@ export class IngestEngine {
     const o = this.options;
     this.ocrChoice = resolveOcr({ option: o.ocr === undefined ? undefined : o.ocr !== false, library: this.ocrRepo.setting() });
     if (this.ocrChoice.enabled) this.ocr = this.newOcrService();
+    if (encode) this.startPipeline();
+    await Promise.all(roots.map((r) => this.roots.watch(r.id)));
+    this.ticker = setInterval(() => this.tick(), this.options.progressIntervalMs ?? 250);
+    this.ticker.unref();
+    this.roots.startPinChecks();
+    if (this.options.scan ?? true) for (const root of roots) void this.scans.request(root.id);
+  }
+
+  private startPipeline(): void {
+    const o = this.options;
     this.pipeline = runPipelineLoop({
       library: this.library,
       store: this.store,
@@ -277,11 +306,6 @@ export class IngestEngine {
       // Through this.ocr at each photo, not a service fixed here: setOcrEnabled starts and stops it while the pipeline runs.
       ocr: { maxSide: OCR_MAX_SIDE, wants: (h: string) => this.ocr?.wants(h) ?? false, offer: (h: string, px: RgbPixels) => this.ocr?.offer(h, px) },
     });
-    await Promise.all(roots.map((r) => this.roots.watch(r.id)));
-    this.ticker = setInterval(() => this.tick(), this.options.progressIntervalMs ?? 250);
-    this.ticker.unref();
-    this.roots.startPinChecks();
-    if (this.options.scan ?? true) for (const root of roots) void this.scans.request(root.id);
   }
 
   private newOcrService(): OcrService {
@@ -473,6 +497,8 @@ export class IngestEngine {
     await this.scans.settle();
     this.queue.close();
     await this.pipeline;
+    // After the pipeline: the files it still held were recorded under these claims.
+    this.claims?.close();
     await this.encoder?.close();
     await this.ocr?.close();
     await this.ocrClosing;

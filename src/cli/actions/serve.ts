@@ -1,7 +1,8 @@
 // What the commands of commands/serve.ts do, loaded when one runs (see lazy.ts); their options and help stay there.
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { errorMessage } from '../../errors.js';
+import { ClipdexError, errorMessage } from '../../errors.js';
+import { libraryLocation } from '../../store/open-store.js';
 import { IngestEngine } from '../../ingest/ingest-engine.js';
 import { ModelSwitcher } from '../../ingest/model-switch.js';
 import { Library } from '../../library/library.js';
@@ -12,8 +13,12 @@ import { globalOptions, log, libraryOptions } from '../context.js';
 import { indexBuildLog } from '../index-build-log.js';
 import { publishServer } from '../server-client.js';
 
-export const actionServe = async (o: { port: number; host: string; root?: string[]; allowedHost?: string[] }, cmd: Command) => {
+export const actionServe = async (o: { port: number; host: string; root?: string[]; allowedHost?: string[]; encode: boolean }, cmd: Command) => {
   const g = globalOptions(cmd);
+  if (!o.encode && libraryLocation(g.dataDir, g.databaseUrl).kind !== 'postgres') {
+    // Nothing would ever encode the photos of an embedded library: no worker can reach it.
+    throw new ClipdexError('INVALID_ARGUMENT', '--no-encode leaves encoding to `clipdex worker`, which needs a library in Postgres (--db postgres://…)');
+  }
   // A folder that is not there (or is a file) is a usage error now, before the library opens or the
   // server listens: otherwise the server would run on with indexing that never starts.
   await requireFolders(o.root ?? [], '--root: ');
@@ -46,6 +51,7 @@ export const actionServe = async (o: { port: number; host: string; root?: string
             // A --cache-dir inside a watched folder holds model files, not photos (the data dir is left out by the engine).
             libraryDirs: [g.cacheDir],
             watch: true,
+            encode: o.encode,
             onEvent: (e) => {
               if (e.type === 'notice' || e.type === 'failure') log(`clipdex: ${e.message}`);
               // A folder that went away (unmounted, deleted) or came back: its photos' fate is worth a line.

@@ -13,5 +13,6 @@ export function serveCommand(): Command {
     .option('--host <address>', 'address to bind; anything but loopback requires the access token', '127.0.0.1')
     .option('--root <dir...>', 'folders to index and watch (remembered in the library)')
     .option('--allowed-host <name...>', 'extra host names the server may be reached by')
+    .option('--no-encode', 'scan and watch the folders but leave encoding to `clipdex worker` processes (a library in Postgres)')
     .action(lazyAction(() => import('../actions/serve.js'), 'actionServe'));
 }
