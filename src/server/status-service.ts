@@ -7,6 +7,7 @@ import { readIngestCounts } from '../ingest/ingest-engine.js';
 import type { ModelSwitcher } from '../ingest/model-switch.js';
 import type { Library } from '../library/library.js';
 import { providerUnavailableReason } from '../inference/onnx-runtime.js';
+import { queueClaimants } from '../store/queue-leases-repo.js';
 import type { IngestService } from './ingest-service.js';
 
 export function statusOf(options: { library: Library; ingest?: IngestService | undefined; modelSwitch?: ModelSwitcher | undefined }): Record<string, unknown> {
@@ -34,6 +35,8 @@ export function statusOf(options: { library: Library; ingest?: IngestService | u
     // A switch to another model under way (target, done/total, rate, ETA), or the last one done.
     modelSwitch: options.modelSwitch?.status() ?? null,
     roots: library.roots.list(),
+    // Processes holding queued photos of a library in Postgres (`clipdex worker`, serve replicas), and how many each.
+    workers: queueClaimants(library.store.db),
   };
 }
 

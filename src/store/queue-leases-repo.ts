@@ -94,3 +94,8 @@ export class QueueLeasesRepo {
     return this.s.claimants.all();
   }
 }
+
+/** Who encodes for the library now (claimants with live leases); none on the embedded backend (one process). */
+export function queueClaimants(db: SqlHandle): QueueClaimant[] {
+  return dialectOf(db) === 'postgres' ? new QueueLeasesRepo(db).claimants() : [];
+}

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { ClipdexError } from '../../errors.js';
 import { readIngestCounts } from '../../store/ingest-counts-repo.js';
+import { queueClaimants } from '../../store/queue-leases-repo.js';
 import { IngestStore } from '../../ingest/ingest-store.js';
 import { Library } from '../../library/library.js';
 import { ModelSwitcher } from '../../ingest/model-switch.js';
@@ -65,11 +66,12 @@ export const actionStatus = async (opts: { errors?: boolean; limit?: number }, c
           }
         }
         // `path` is the SQLite file, or the Postgres URL without its password.
+        const workers = queueClaimants(lib.store.db);
         const library = { dataDir: lib.paths.dir, database: lib.store.path, backend: lib.store.location.kind, schemaVersion: lib.store.schemaVersion };
         // The report is still useful without a model, but a script asking "is it ready?" must hear no.
         if (!loaded) process.exitCode = exitCodeFor(lib.modelError ?? new ClipdexError('MODEL_NOT_FOUND', 'no model'));
         if (g.json) {
-          printJson({ ...counts, roots, model, index, library, modelSwitch, ...(errors ? { errors } : {}) });
+          printJson({ ...counts, roots, model, index, library, modelSwitch, workers, ...(errors ? { errors } : {}) });
           return;
         }
         const out: string[] = [];
@@ -87,6 +89,10 @@ export const actionStatus = async (opts: { errors?: boolean; limit?: number }, c
           out.push(`Switching to ${sw.target.ref}: ${sw.done}/${sw.total} photos encoded, ${how}${sw.failed > 0 ? `; ${sw.failed} could not be encoded` : ''}`);
         }
         out.push(`Files     ${counts.indexed} indexed, ${counts.pending} pending, ${counts.failed} failed, ${counts.offline} offline`);
+        if (workers.length > 0) {
+          const held = workers.reduce((n, w) => n + w.files, 0);
+          out.push(`Encoding  ${workers.length} process${workers.length === 1 ? '' : 'es'} holding ${held} photo${held === 1 ? '' : 's'}: ${workers.map((w) => `${w.claimant} (${w.files})`).join(', ')}`);
+        }
         if (index) {
           const quality = index.recall !== null ? `, recall@10 ${index.recall.toFixed(3)} at ef ${index.ef}` : '';
           out.push(
