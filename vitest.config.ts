@@ -24,6 +24,8 @@ const HEAVY_INGEST = [
   'test/ingest-failed-files.test.ts',
   'test/ingest-library-folders.test.ts',
   'test/ingest-latin1-names.test.ts',
+  // Five clipdex processes (two servers, three workers) on one Postgres.
+  'test/postgres-workers.test.ts',
 ];
 /** Real browsers (Chromium via playwright-core) against a running server. */
 const BROWSER = ['test/e2e/**/*.test.ts', 'test/reliability/hostile-ui.test.ts'];
