@@ -3,8 +3,9 @@
  * watches the folder; three `clipdex worker` processes, each with its own data dir, read the photos through
  * another mount point (a symlink, `--path-map`) and encode them; one is SIGKILLed while it holds claims. Every
  * photo ends indexed exactly once (no photo recorded by two workers, one image row and one embedding each),
- * the killed worker's files are taken over when its lease runs out, and a second `serve` replica sees all of
- * it and serves thumbnails it makes from the photos. The Postgres is real (PGlite + pgvector over the wire).
+ * the killed worker's files are taken over when its lease runs out, the server's page hears every photo the
+ * workers indexed (live updates through the shared change log), and a second `serve` replica sees all of it
+ * and serves thumbnails it makes from the photos. The Postgres is real (PGlite + pgvector over the wire).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
@@ -76,6 +77,27 @@ async function serve(machine: string): Promise<{ proc: Child; url: string }> {
   return { proc, url: (JSON.parse(line) as { url: string }).url };
 }
 
+/** Collects the image ids of every `indexed` event a server's event stream sends, until aborted. */
+function listenIndexed(url: string): { ids: Set<number>; stop: () => void } {
+  const ids = new Set<number>();
+  const controller = new AbortController();
+  void (async () => {
+    const res = await fetch(`${url}/api/events`, { signal: controller.signal });
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        if (/^event: indexed$/m.test(block)) for (const e of JSON.parse(/^data: (.*)$/m.exec(block)![1]!) as { imageId: number }[]) ids.add(e.imageId);
+      }
+    }
+  })().catch(() => undefined);
+  return { ids, stop: () => controller.abort() };
+}
+
 const indexedLines = (c: Child) => c.lines.map((l) => JSON.parse(l) as { event: string; path?: string }).filter((e) => e.event === 'indexed');
 
 describe('workers on one Postgres library', () => {
@@ -90,6 +112,7 @@ describe('workers on one Postgres library', () => {
 
   it('encodes every photo exactly once with three workers, one of them killed holding claims, and a second replica sees it all', async () => {
     const a = await serve('server-a');
+    const heard = listenIndexed(a.url);
     // The scan queues everything; nothing is encoded by the server.
     await until('the scan to queue every photo', async () => {
       const s = (await (await fetch(`${a.url}/api/status`)).json()) as { pending: number };
@@ -129,6 +152,10 @@ describe('workers on one Postgres library', () => {
     } finally {
       db.close();
     }
+
+    // Server A encodes nothing itself: every photo its page heard of came through the shared change log.
+    await until('server A to hear every photo the workers indexed', () => (heard.ids.size === PHOTOS ? true : undefined), 15_000);
+    heard.stop();
 
     // A second replica, on a machine with an empty data dir: the same library, searchable, with thumbnails.
     const b = await serve('server-b');

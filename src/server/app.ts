@@ -13,6 +13,7 @@ import { QueryEngine } from '../search/query-engine.js';
 import { AdapterService } from '../train/adapter-service.js';
 import { ByteBudget } from '../util/byte-budget.js';
 import { EventHub } from './event-hub.js';
+import { SharedLibraryFeed } from './shared-library-feed.js';
 import { errorHandler, sendError } from './http-errors.js';
 import type { IngestService } from './ingest-service.js';
 import { apiRegistry } from './openapi.js';
@@ -56,7 +57,7 @@ export interface AppOptions {
 
 export const DEFAULT_WEB_DIR = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'web');
 
-export function createApp(options: AppOptions): { app: express.Express; events: EventHub; engine: QueryEngine; jobs: TrainingJobs } {
+export function createApp(options: AppOptions): { app: express.Express; events: EventHub; engine: QueryEngine; jobs: TrainingJobs; feed: SharedLibraryFeed | null } {
   const { library } = options;
   const log = options.log ?? (() => {});
   const engine = new QueryEngine(library, { maxPixels: options.maxUploadPixels ?? 60_000_000 });
@@ -66,7 +67,16 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
   });
   const adapters = new AdapterService(library);
   const jobs = new TrainingJobs(adapters, events, log);
-  options.ingest?.onEvent((e) => events.publish(e.type, e));
+  // On Postgres other machines change the library too: every replica follows the shared change log, which
+  // also holds this process's own photos (so the local per-photo events would be published twice).
+  const feed =
+    library.store.location.kind === 'postgres'
+      ? new SharedLibraryFeed({ db: library.store.db, publish: (e) => events.publish(e.type, e), onError: (m) => log(`clipdex: ${m}`) })
+      : null;
+  options.ingest?.onEvent((e) => {
+    if (feed && (e.type === 'indexed' || e.type === 'removed')) return;
+    events.publish(e.type, e);
+  });
   options.modelSwitch?.onEvent((e) => events.publish(e.type, e));
   const context: RouteContext = { library, engine, ingest: options.ingest, adapters, jobs, events, modelSwitch: options.modelSwitch };
 
@@ -126,5 +136,5 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
   app.use(express.static(webDir, { index: 'index.html', dotfiles: 'ignore', maxAge: 0 }));
 
   app.use(errorHandler(log, options.library.paths.database));
-  return { app, events, engine, jobs };
+  return { app, events, engine, jobs, feed };
 }

@@ -119,7 +119,15 @@ export class EventHub {
     this.pending = new Map();
     for (const [type, data] of pending) {
       if (this.clients.size === 0) break;
-      const payload = type === 'status' ? this.statusOf?.() : data;
+      let payload = data;
+      if (type === 'status') {
+        // A status read that fails (the database away for a moment) skips this update; the next one comes.
+        try {
+          payload = this.statusOf?.();
+        } catch {
+          continue;
+        }
+      }
       // Serialised once for every client.
       const message = `event: ${type}\ndata: ${JSON.stringify(payload ?? null)}\n\n`;
       for (const res of [...this.clients.keys()]) this.write(res, message);

@@ -65,7 +65,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     });
   });
   const port = (server.address() as AddressInfo).port;
-  const { app, events } = createApp({
+  const { app, events, feed } = createApp({
     library: options.library,
     access: { host, port, token, ...(options.allowedHosts ? { allowedHosts: options.allowedHosts } : {}) },
     ...(options.ingest ? { ingest: options.ingest } : {}),
@@ -95,6 +95,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     tokenIsNew: created,
     events,
     close: async () => {
+      feed?.close();
       events.close();
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
