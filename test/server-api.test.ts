@@ -235,10 +235,18 @@ describe('files and thumbnails', () => {
     expect(file.headers.get('content-type')).toBe('image/jpeg');
   });
 
-  it('answers 404 NOT_FOUND for a photo whose thumbnail is missing', async () => {
+  it('makes a missing thumbnail again from the photo (encoded elsewhere, or the folder cleared), and only from the indexed file', async () => {
     const hash = library.images.get(ids[4]!)!.contentHash!;
     await library.thumbnails.remove(hash);
-    const res = await api(`/api/images/${ids[4]}/thumbnail`);
+    const made = await fetch(`${server.url}/api/images/${ids[4]}/thumbnail`);
+    expect(made.status).toBe(200);
+    expect(made.headers.get('content-type')).toMatch(/image\/webp/);
+    expect(Buffer.from(await made.arrayBuffer()).subarray(8, 12).toString()).toBe('WEBP');
+    expect(await library.thumbnails.has(hash)).toBe(true);
+    // The symlink leading out of the root is never read, so its missing thumbnail stays missing.
+    const outside = library.images.get(ids[6]!)!.contentHash!;
+    await library.thumbnails.remove(outside);
+    const res = await api(`/api/images/${ids[6]}/thumbnail`);
     expect(res.status).toBe(404);
     expect(res.body.error.code).toBe('NOT_FOUND');
   });

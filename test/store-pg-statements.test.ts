@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IngestStore } from '../src/ingest/ingest-store.js';
 import { AdaptersRepo } from '../src/store/adapters-repo.js';
+import { ChangeFeedRepo } from '../src/store/change-feed-repo.js';
 import { DuplicatesRepo } from '../src/store/duplicates-repo.js';
 import { EmbeddingsRepo } from '../src/store/embeddings-repo.js';
 import { ImageFilterQueries } from '../src/store/image-filter.js';
@@ -25,6 +26,7 @@ import { rekeyModel } from '../src/store/model-rekey.js';
 import { OcrRepo } from '../src/store/ocr-repo.js';
 import { OrphansRepo } from '../src/store/orphans-repo.js';
 import { PairsRepo } from '../src/store/pairs-repo.js';
+import { QueueLeasesRepo } from '../src/store/queue-leases-repo.js';
 import { openPostgresDatabase } from '../src/store/pg/pg-database.js';
 import { translateSql } from '../src/store/pg/pg-sql.js';
 import type { PgSyncConnection } from '../src/store/pg/pg-sync-connection.js';
@@ -36,6 +38,7 @@ import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js
 /** The repositories, by the class name each store/ file exports: a new one missing here fails the last test. */
 const REPOSITORIES: Record<string, (db: SqlHandle) => unknown> = {
   AdaptersRepo: (db) => new AdaptersRepo(db),
+  ChangeFeedRepo: (db) => new ChangeFeedRepo(db),
   DuplicatesRepo: (db) => new DuplicatesRepo(db),
   EmbeddingsRepo: (db) => new EmbeddingsRepo(db),
   ImagesRepo: (db) => new ImagesRepo(db),
@@ -48,6 +51,7 @@ const REPOSITORIES: Record<string, (db: SqlHandle) => unknown> = {
   OcrRepo: (db) => new OcrRepo(db),
   OrphansRepo: (db) => new OrphansRepo(db),
   PairsRepo: (db) => new PairsRepo(db),
+  QueueLeasesRepo: (db) => new QueueLeasesRepo(db),
   RootsRepo: (db) => new RootsRepo(db),
   SeenPaths: (db) => new SeenPaths(db),
 };

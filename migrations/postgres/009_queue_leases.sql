@@ -1,6 +1,6 @@
--- clipdex schema 9 (Postgres): leases on the work queue, so many workers and servers take files from one
--- queue (FOR UPDATE SKIP LOCKED) and a killed worker's files return to it when its lease (ms since the
--- epoch, by the database's clock) runs out. See ../009_queue_leases.sql.
+-- clipdex schema 9 (Postgres), the twin of migrations/009_queue_leases.sql: leases on the work queue, so many
+-- workers and servers take files from one queue (FOR UPDATE SKIP LOCKED) and a killed worker's files return
+-- to it when its lease (ms since the epoch, by the database's clock) runs out.
 ALTER TABLE ingest_queue ADD COLUMN claimed_by text;
 ALTER TABLE ingest_queue ADD COLUMN lease_until bigint;
 -- A worker's heartbeat and give-back find its own claims without a walk of the queue.

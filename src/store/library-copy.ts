@@ -29,7 +29,8 @@ const TABLES: readonly TableCopy[] = [
   { table: 'embedding_models', key: ['model_key'] },
   { table: 'embeddings', key: ['id'], identity: 'id' },
   { table: 'adapters', key: ['id'], identity: 'id' },
-  { table: 'ingest_queue', key: ['id'], identity: 'id' },
+  // Claims belong to the processes of the source's machines (migration 009): the files travel unclaimed.
+  { table: 'ingest_queue', key: ['id'], identity: 'id', columns: ['id', 'path', 'path_bytes', 'root_id', 'size', 'mtime_ms', 'enqueued_at'] },
   { table: 'labeled_pairs', key: ['id'], identity: 'id' },
   { table: 'orphaned_content', key: ['content_hash'] },
   { table: 'trashed_photos', key: ['id'], identity: 'id' },
