@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgVectorIndex } from '../src/index/pg-vector-index.js';
 import { normalized } from '../src/index/vector-index.js';
 import { DuplicatesRepo } from '../src/store/duplicates-repo.js';
+import { PgVectorRepo } from '../src/store/pg/pg-vector-repo.js';
 import { addIndexedImages, bruteForce, clusteredVectors, gaussian, rng, row, storeBackends, tempLibraryDir, type TestLibrary } from './helpers/store-fixtures.js';
 
 const DIM = 64;
@@ -217,6 +218,26 @@ describe('PgVectorIndex (pgvector on PGlite)', () => {
     expect((await other.search(q, 1))[0]).toMatchObject({ id: otherIds[17] });
     await other.close();
     await expect(other.search(q, 1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+
+  it('walks a float32 graph on request (graph: vector), found by its own index and as exact', async () => {
+    const KEY3 = 'f32-model@24';
+    const small = clusteredVectors(400, 24, { seed: 13 });
+    const f32Ids = addIndexedImages(lib, KEY3, small, 24, { rootPath: '/f32' });
+    const f32 = await PgVectorIndex.open({ store: lib.store, modelKey: KEY3, graph: 'vector' });
+    try {
+      const name = PgVectorRepo.indexName(KEY3, 24, 'vector');
+      expect(name).not.toBe(PgVectorRepo.indexName(KEY3, 24));
+      const def = lib.store.db.query<{ def: string }>('SELECT indexdef AS def FROM pg_indexes WHERE indexname = $1', [name]).rows[0];
+      expect(def?.def).toMatch(/USING hnsw \(\(\(embedding\)::vector\(24\)\) vector_cosine_ops\)/);
+      expect(f32.health().recall).toBeGreaterThanOrEqual(0.98);
+      const q = row(small, 31, 24);
+      expect(f32.explain(q, K)).toContain(name);
+      const got = await f32.search(q, K);
+      expect(got.map((h) => h.id)).toEqual(bruteForce(small, 24, f32Ids, q, K).map((h) => h.id));
+    } finally {
+      await f32.close();
+    }
   });
 });
 

@@ -14,7 +14,7 @@ import type { StoreDatabase } from '../store/database.js';
 import { EmbeddingsRepo } from '../store/embeddings-repo.js';
 import { isEmptyFilter } from '../store/image-filter.js';
 import { MetaRepo } from '../store/meta-repo.js';
-import { type HnswBuildOptions, type PgVectorHit, PgVectorRepo } from '../store/pg/pg-vector-repo.js';
+import { type GraphType, type HnswBuildOptions, type PgVectorHit, PgVectorRepo } from '../store/pg/pg-vector-repo.js';
 import { blobToVector } from '../store/vector-blob.js';
 import { hnswlibBuild } from './hnswlib-binding.js';
 import type { IndexProgress } from './index-manager.js';
@@ -26,6 +26,8 @@ export interface PgVectorIndexOptions {
   modelKey: string;
   /** HNSW build parameters (pgvector's defaults: m 16, ef_construction 64). */
   hnsw?: Partial<Pick<HnswBuildOptions, 'm' | 'efConstruction'>>;
+  /** What the graph holds (pg-vector-repo.ts): halfvec (default, half the memory) or float32 `vector`. */
+  graph?: GraphType;
   /** maintenance_work_mem for building the index; default 256MB (PGlite builds 3k×512 in ~7 s with it, minutes without). */
   maintenanceWorkMem?: string;
   /** recall@10 the tuned ef_search must reach against exact search. Default 0.98. */
@@ -78,7 +80,7 @@ export class PgVectorIndex implements LibraryIndex {
 
   private constructor(private readonly options: PgVectorIndexOptions) {
     this.modelKey = options.modelKey;
-    this.repo = new PgVectorRepo(options.store.db);
+    this.repo = new PgVectorRepo(options.store.db, options.graph);
     this.embeddings = new EmbeddingsRepo(options.store.db);
     this.meta = new MetaRepo(options.store.db);
     this.build = { m: options.hnsw?.m ?? 16, efConstruction: options.hnsw?.efConstruction ?? 64, maintenanceWorkMem: options.maintenanceWorkMem ?? '256MB' };

@@ -12,7 +12,9 @@
  * - halfvec in the graph, vector (float32) in the table: the graph is half the size (1 KB instead of 2 KB per
  *   512-d vector, so twice as much of it stays in shared buffers) and the candidates it yields are re-scored
  *   on the float32 column, so scores are float32 cosines as the embedded index gives, not halfvec's (which
- *   differ in the 3rd–4th decimal). halfvec also lifts HNSW's limit from 2 000 to 4 000 dimensions.
+ *   differ in the 3rd–4th decimal). halfvec also lifts HNSW's limit from 2 000 to 4 000 dimensions. A float32
+ *   graph (`vector`) can be asked for instead: on a server with F16C conversions halfvec costs nothing extra,
+ *   but where they are missing (PGlite's WASM) every distance converts in software (npm run bench:scale).
  * - Iterative scans in relaxed order (pgvector ≥ 0.8): the graph is walked until the statement's LIMIT is met
  *   by rows that pass the join to images and the filter, so a filter that keeps 1% still returns k; relaxed
  *   order is re-sorted exactly by the outer query (a materialized CTE, as pgvector documents).
@@ -49,6 +51,9 @@ export interface PgSearchOptions {
   graphOnly?: boolean;
 }
 
+/** What the graph holds: half-precision (default) or float32 vectors; the table keeps float32 either way. */
+export type GraphType = 'halfvec' | 'vector';
+
 export interface HnswBuildOptions {
   m: number;
   efConstruction: number;
@@ -60,22 +65,31 @@ function literal(text: string): string {
   return `'${text.replace(/'/g, "''")}'`;
 }
 
-function checkDim(dim: number): number {
-  if (!Number.isInteger(dim) || dim < 1 || dim > 4000) throw new ClipdexError('INVALID_ARGUMENT', `pgvector's HNSW on halfvec takes 1 to 4000 dimensions, not ${dim}`);
+function checkDim(dim: number, graph: GraphType = 'halfvec'): number {
+  const max = graph === 'halfvec' ? 4000 : 2000;
+  if (!Number.isInteger(dim) || dim < 1 || dim > max) throw new ClipdexError('INVALID_ARGUMENT', `pgvector's HNSW on ${graph} takes 1 to ${max} dimensions, not ${dim}`);
   return dim;
 }
 
 export class PgVectorRepo {
   private readonly db: PgSyncConnection;
 
-  constructor(db: SqlHandle) {
+  constructor(
+    db: SqlHandle,
+    private readonly graph: GraphType = 'halfvec',
+  ) {
     if (dialectOf(db) !== 'postgres') throw new ClipdexError('INVALID_ARGUMENT', 'vector search in the database needs a Postgres library');
     this.db = db as PgSyncConnection;
   }
 
   /** The index's name: Postgres names stop at 63 bytes and a model key can be longer, so a digest of it. */
-  static indexName(modelKey: string, dim: number): string {
-    return `embeddings_hnsw_${createHash('sha256').update(`${modelKey}\0${dim}`).digest('hex').slice(0, 24)}`;
+  static indexName(modelKey: string, dim: number, graph: GraphType = 'halfvec'): string {
+    const id = graph === 'halfvec' ? `${modelKey}\0${dim}` : `${modelKey}\0${dim}\0${graph}`;
+    return `embeddings_hnsw_${createHash('sha256').update(id).digest('hex').slice(0, 24)}`;
+  }
+
+  private nameOf(modelKey: string, dim: number): string {
+    return PgVectorRepo.indexName(modelKey, checkDim(dim, this.graph), this.graph);
   }
 
   hasIndex(name: string): boolean {
@@ -87,7 +101,7 @@ export class PgVectorRepo {
    * key at once take turns on an advisory lock, so one builds and the others find it there.
    */
   createIndex(modelKey: string, dim: number, options: HnswBuildOptions): boolean {
-    const name = PgVectorRepo.indexName(modelKey, checkDim(dim));
+    const name = this.nameOf(modelKey, dim);
     // A build over a whole library (one moved in by `clipdex migrate`, a model switch) runs for minutes on a
     // large one: no statement timeout and no bridge deadline for it.
     return this.db.unbounded(() =>
@@ -97,7 +111,7 @@ export class PgVectorRepo {
         this.db.exec('SET LOCAL statement_timeout = 0');
         this.db.exec(`SET LOCAL maintenance_work_mem = ${literal(options.maintenanceWorkMem)}`);
         this.db.exec(
-          `CREATE INDEX ${name} ON embeddings USING hnsw ((embedding::halfvec(${dim})) halfvec_cosine_ops) ` +
+          `CREATE INDEX ${name} ON embeddings USING hnsw ((embedding::${this.graph}(${dim})) ${this.graph}_cosine_ops) ` +
             `WITH (m = ${Math.trunc(options.m)}, ef_construction = ${Math.trunc(options.efConstruction)}) WHERE model_key = ${literal(modelKey)}`,
         );
         // Statistics for the planner: an index is built on a table that was just filled (a library moved or
@@ -110,7 +124,7 @@ export class PgVectorRepo {
 
   /** Builds the index again from the table (after heavy deletion, or to apply new build parameters). */
   reindex(modelKey: string, dim: number, options: HnswBuildOptions): void {
-    const name = PgVectorRepo.indexName(modelKey, checkDim(dim));
+    const name = this.nameOf(modelKey, dim);
     this.db.transaction(() => {
       this.db.query('SELECT pg_advisory_xact_lock(hashtext($1))', [name]);
       this.db.exec(`DROP INDEX IF EXISTS ${name}`);
@@ -120,7 +134,7 @@ export class PgVectorRepo {
 
   /** Bytes the key's index occupies, or null without one. */
   indexBytes(modelKey: string, dim: number): number | null {
-    const r = this.db.query<{ n: number | null }>('SELECT pg_relation_size(to_regclass($1)) AS n', [PgVectorRepo.indexName(modelKey, dim)]).rows[0];
+    const r = this.db.query<{ n: number | null }>('SELECT pg_relation_size(to_regclass($1)) AS n', [this.nameOf(modelKey, dim)]).rows[0];
     return r?.n ?? null;
   }
 
@@ -171,7 +185,7 @@ export class PgVectorRepo {
     // Twice k (and at least k + 10) candidates from the graph, re-scored on float32: halfvec's rounding may
     // swap neighbours that are nearly tied at the k-th place, and the extra candidates catch them.
     const candidates = Math.max(2 * k, k + 10);
-    const sql = searchSql(modelKey, dim, where.sql);
+    const sql = searchSql(modelKey, dim, where.sql, this.graph);
     return this.db.transaction(() => {
       this.db.exec(scanSettings(options, candidates));
       return queries.map((q) => {
@@ -205,7 +219,7 @@ export class PgVectorRepo {
     return this.db.transaction(() => {
       this.db.exec(scanSettings(options, candidates));
       return this.db
-        .query<{ 'QUERY PLAN': string }>(`EXPLAIN ${searchSql(modelKey, dim, where.sql)}`, [text, candidates, text, k, ...where.values])
+        .query<{ 'QUERY PLAN': string }>(`EXPLAIN ${searchSql(modelKey, dim, where.sql, this.graph)}`, [text, candidates, text, k, ...where.values])
         .rows.map((r) => r['QUERY PLAN'])
         .join('\n');
     })();
@@ -234,13 +248,13 @@ function scored(r: PgVectorHit): PgVectorHit {
 }
 
 /**
- * The search: $2 candidates from the key's graph (halfvec) with the filter's conditions applied during the
- * scan, re-scored exactly on the float32 column against $3, the best $4 kept. $1 is the query as halfvec.
+ * The search: $2 candidates from the key's graph with the filter's conditions applied during the scan,
+ * re-scored exactly on the float32 column against $3, the best $4 kept. $1 is the query, cast as the graph's.
  */
-function searchSql(modelKey: string, dim: number, filterConditions: string): string {
+function searchSql(modelKey: string, dim: number, filterConditions: string, graph: GraphType): string {
   return (
     `WITH hits AS MATERIALIZED (SELECT i.id, e.embedding AS v FROM embeddings e JOIN images i ON i.content_hash = e.content_hash ` +
-    `WHERE e.model_key = ${literal(modelKey)} AND ${MEMBER_SQL} AND e.embedding IS NOT NULL${filterConditions} ORDER BY e.embedding::halfvec(${checkDim(dim)}) <=> $1::halfvec(${dim}) LIMIT $2) ` +
+    `WHERE e.model_key = ${literal(modelKey)} AND ${MEMBER_SQL} AND e.embedding IS NOT NULL${filterConditions} ORDER BY e.embedding::${graph}(${checkDim(dim, graph)}) <=> $1::${graph}(${dim}) LIMIT $2) ` +
     'SELECT id, 1 - (v <=> $3::vector) AS score FROM hits ORDER BY score DESC, id LIMIT $4'
   );
 }
