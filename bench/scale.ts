@@ -6,9 +6,15 @@
  *   store round trip: one point query by a unique key (the kind every ingest step and request makes), as
  *     SQLite answers it, as the `pg` driver answers it asynchronously, and through clipdex's synchronous
  *     bridge (PgSyncConnection) — the price of keeping the repositories synchronous;
- *   copy: rows per second through `clipdex migrate`'s copier, SQLite → Postgres.
+ *   copy: rows per second through `clipdex migrate`'s copier, SQLite → Postgres;
+ *   vectors (scale-vectors.ts): hnswlib beside pgvector halfvec and vector — build, p50/p99, recall@10
+ *     unfiltered and with 10% and 1% folder filters;
+ *   workers (scale-workers.ts): photos/s through the shared queue with 1, 2 and 4 `clipdex worker` processes.
  *
- * BENCH_ROWS (default 20000) rows in the table queried; BENCH_QUERIES (default 3000) queries per path.
+ * BENCH_PARTS (default store,vectors,workers) picks parts. store: BENCH_ROWS (default 20000) rows in the table
+ * queried, BENCH_QUERIES (default 3000) queries per path. vectors: BENCH_VECTORS (default 100000) × BENCH_DIM
+ * (default 512), BENCH_VECTOR_QUERIES (default 200) per condition. workers: BENCH_PHOTOS (default 400),
+ * BENCH_WORKERS (default 1,2,4). The workers part runs the built CLI (`npm run build` first).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +24,8 @@ import { openDatabase } from '../src/store/database.js';
 import { copyLibrary } from '../src/store/library-copy.js';
 import { openPostgresDatabase } from '../src/store/pg/pg-database.js';
 import { startPgliteServer } from '../test/helpers/pglite-server.js';
+import { benchVectors } from './scale-vectors.js';
+import { benchWorkers } from './scale-workers.js';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 20_000);
 const QUERIES = Number(process.env.BENCH_QUERIES ?? 3000);
@@ -32,8 +40,7 @@ function summary(ms: number[]): { p50: number; p99: number; mean: number } {
   return { p50: r(percentile(s, 50)), p99: r(percentile(s, 99)), mean: r(ms.reduce((a, b) => a + b, 0) / ms.length) };
 }
 
-async function main(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'clipdex-bench-scale-'));
+async function benchStore(dir: string): Promise<unknown> {
   const server = await startPgliteServer();
   try {
     const sqlite = openDatabase(join(dir, 'library.db'));
@@ -80,11 +87,40 @@ async function main(): Promise<void> {
       bridgeOverAsync: Math.round((best(rounds.pgBridge!).p50 / best(rounds.pgAsync!).p50) * 100) / 100,
       copyRowsPerS: Math.round(ROWS / (copyMs / 1000)),
     };
-    console.log(JSON.stringify(result, null, 2));
     store.close();
     sqlite.close();
+    return result;
   } finally {
     await server.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const parts = (process.env.BENCH_PARTS ?? 'store,vectors,workers').split(',');
+  const dir = mkdtempSync(join(tmpdir(), 'clipdex-bench-scale-'));
+  const log = (line: string) => console.error(`bench:scale: ${line}`);
+  const result: Record<string, unknown> = {};
+  try {
+    if (parts.includes('store')) result.store = await benchStore(dir);
+    if (parts.includes('vectors')) {
+      result.vectors = await benchVectors({
+        n: Number(process.env.BENCH_VECTORS ?? 100_000),
+        dim: Number(process.env.BENCH_DIM ?? 512),
+        queries: Number(process.env.BENCH_VECTOR_QUERIES ?? 200),
+        dir: join(dir, 'vectors'),
+        log,
+      });
+    }
+    if (parts.includes('workers')) {
+      result.workers = await benchWorkers({
+        photos: Number(process.env.BENCH_PHOTOS ?? 400),
+        workers: (process.env.BENCH_WORKERS ?? '1,2,4').split(',').map(Number),
+        dir: join(dir, 'workers'),
+        log,
+      });
+    }
+    console.log(JSON.stringify(result, null, 2));
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }

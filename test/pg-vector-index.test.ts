@@ -228,7 +228,7 @@ describe('PgVectorIndex (pgvector on PGlite)', () => {
     try {
       const name = PgVectorRepo.indexName(KEY3, 24, 'vector');
       expect(name).not.toBe(PgVectorRepo.indexName(KEY3, 24));
-      const def = lib.store.db.query<{ def: string }>('SELECT indexdef AS def FROM pg_indexes WHERE indexname = $1', [name]).rows[0];
+      const def = lib.store.db.prepare<[string], { def: string }>('SELECT indexdef AS def FROM pg_indexes WHERE indexname = ?').get(name);
       expect(def?.def).toMatch(/USING hnsw \(\(\(embedding\)::vector\(24\)\) vector_cosine_ops\)/);
       expect(f32.health().recall).toBeGreaterThanOrEqual(0.98);
       const q = row(small, 31, 24);
