@@ -1,7 +1,8 @@
 /**
  * The trainer on a real library: the four labeled folders of ../shared/photos/labeled indexed with the
  * self-built model, folder-as-label pairs, training, activation (re-projection + index switch), search
- * through the adapter, rollback, reproducibility.
+ * through the adapter, rollback, reproducibility — on both backends: the embedded SQLite file, and Postgres
+ * (PGlite + pgvector over the wire protocol), where "another process" is another machine with its own data dir.
  */
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,13 +13,18 @@ import { QueryEngine } from '../src/search/query-engine.js';
 import { AdapterService, type TrainResult } from '../src/train/adapter-service.js';
 import { folderLabelRows, importLabels } from '../src/train/label-import.js';
 import { indexFiles, tinyModel } from './helpers/library-fixture.js';
+import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
 import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
 
 const labeled = sharedPath('photos', 'labeled');
 const FOLDERS = ['fishes', 'tools', 'renewable', 'others'];
 
-describe.skipIf(!labeled)(`training on ../shared/photos/labeled ${labeled ? '' : NEEDS_SHARED}`, () => {
+describe.skipIf(!labeled).each(['sqlite', 'postgres'] as const)(`training on ../shared/photos/labeled (%s) ${labeled ? '' : NEEDS_SHARED}`, (backend) => {
   let dir: string;
+  let pg: PgliteServer | null = null;
+  /** This machine's library; `machine` names another one's data dir (the same library on Postgres). */
+  const open = (machine = 'data') =>
+    Library.open({ dataDir: join(dir, machine), model: join(dir, 'model'), cacheDir: join(dir, 'cache'), ...(pg ? { databaseUrl: pg.url } : {}) });
   let library: Library;
   let service: AdapterService;
   let engine: QueryEngine;
@@ -27,8 +33,10 @@ describe.skipIf(!labeled)(`training on ../shared/photos/labeled ${labeled ? '' :
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'clipdex-train-'));
+    if (backend === 'postgres') pg = await startPgliteServer();
     const model = await tinyModel(dir);
-    library = await Library.open({ dataDir: join(dir, 'data'), model, cacheDir: join(dir, 'cache') });
+    expect(model).toBe(join(dir, 'model'));
+    library = await open();
     for (const folder of FOLDERS) {
       const files = readdirSync(join(labeled!, folder)).filter((f) => f.endsWith('.webp')).sort().map((f) => join(labeled!, folder, f));
       idsByFolder.set(folder, await indexFiles(library, labeled!, files));
@@ -42,6 +50,7 @@ describe.skipIf(!labeled)(`training on ../shared/photos/labeled ${labeled ? '' :
 
   afterAll(async () => {
     await library?.close();
+    await pg?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -129,7 +138,7 @@ describe.skipIf(!labeled)(`training on ../shared/photos/labeled ${labeled ? '' :
     await service.activate(first.adapter.version);
     const before = await engine.search({ terms: [{ text: 'a photo of tools' }], limit: 10 });
     await library.close();
-    library = await Library.open({ dataDir: join(dir, 'data'), model: join(dir, 'model'), cacheDir: join(dir, 'cache') });
+    library = await open();
     service = new AdapterService(library);
     engine = new QueryEngine(library);
     expect(library.searchSpace().adapter?.version).toBe(first.adapter.version);
@@ -156,7 +165,7 @@ describe.skipIf(!labeled)(`training on ../shared/photos/labeled ${labeled ? '' :
   });
 
   it('follows an activation and a rollback made by another process on the same library', async () => {
-    const other = await Library.open({ dataDir: join(dir, 'data'), model: join(dir, 'model'), cacheDir: join(dir, 'cache') });
+    const other = await open(backend === 'postgres' ? 'other-machine' : 'data');
     const waitFor = async (version: number | null) => {
       for (let i = 0; i < 100 && (library.searchSpace().adapter?.version ?? null) !== version; i++) await new Promise((r) => setTimeout(r, 100));
       return library.searchSpace().adapter?.version ?? null;
