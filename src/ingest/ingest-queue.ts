@@ -125,11 +125,11 @@ export class IngestQueue {
   }
 
   /** The file changed while read: hand it out again once it has settled. */
-  park(item: QueueEntry): void {
+  park(item: QueueItem): void {
     if (this.inFlight.get(item.path) === item.id) this.inFlight.delete(item.path);
     this.passed.delete(item.path);
     this.parked.add(item.path);
-    this.settler.touch(item.path, undefined, undefined, fsPathOf(item as QueueItem));
+    this.settler.touch(item.path, undefined, undefined, fsPathOf(item));
   }
 
   /** Holds back a queued file that was written moments ago (the scan found it mid-copy). */
@@ -170,14 +170,7 @@ export class IngestQueue {
   }
 
   private async waitOrPoll(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.signal.wait(),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.pollMs);
-      }),
-    ]);
-    clearTimeout(timer);
+    await this.signal.wait(this.pollMs);
     this.rewind = true;
   }
 

@@ -2,8 +2,23 @@
 export class Wakeup {
   private waiters: (() => void)[] = [];
 
-  wait(): Promise<void> {
-    return new Promise((res) => this.waiters.push(res));
+  /** Resolves at the next notify, or after `timeoutMs` when given (the waiter is then forgotten: none pile up). */
+  wait(timeoutMs?: number): Promise<void> {
+    return new Promise((res) => {
+      if (timeoutMs === undefined) {
+        this.waiters.push(res);
+        return;
+      }
+      const wake = () => {
+        clearTimeout(timer);
+        res();
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== wake);
+        res();
+      }, timeoutMs);
+      this.waiters.push(wake);
+    });
   }
 
   notify(): void {
