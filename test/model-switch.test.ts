@@ -21,6 +21,7 @@ import { indexFiles } from './helpers/library-fixture.js';
 import { tinyJpeg } from './helpers/ingest-library.js';
 import { CLI, runCli } from './helpers/cli.js';
 import { startServer } from '../src/server/server.js';
+import { serverEvents } from './helpers/server-events.js';
 
 const PHOTOS = 10;
 let tmp: string;
@@ -371,24 +372,8 @@ async function serveChild(env: Record<string, string>): Promise<{ child: ChildPr
 /** Reads the server's event stream until an event of `type` whose data passes `match`. */
 async function waitForServerEvent(url: string, type: string, match: (data: any) => boolean): Promise<any> {
   const controller = new AbortController();
-  const res = await fetch(`${url}/api/events`, { signal: controller.signal });
-  const decoder = new TextDecoder();
-  let buffer = '';
   try {
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const event = /^event: (.*)$/m.exec(block)?.[1];
-        const data = /^data: (.*)$/m.exec(block)?.[1];
-        if (event === type && data !== undefined) {
-          const parsed = JSON.parse(data);
-          if (match(parsed)) return parsed;
-        }
-      }
-    }
+    for await (const e of serverEvents(url, controller.signal)) if (e.type === type && match(e.data)) return e.data;
   } finally {
     controller.abort();
   }

@@ -18,6 +18,7 @@ import { openPostgresDatabase } from '../src/store/pg/pg-database.js';
 import { CLI, runCli } from './helpers/cli.js';
 import { writeJpeg } from './helpers/ingest-fixtures.js';
 import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
+import { serverEvents } from './helpers/server-events.js';
 
 const PHOTOS = 60;
 
@@ -77,23 +78,12 @@ async function serve(machine: string): Promise<{ proc: Child; url: string }> {
   return { proc, url: (JSON.parse(line) as { url: string }).url };
 }
 
-/** Collects the image ids of every `indexed` event a server's event stream sends, until aborted. */
+/** Collects the image ids of every `indexed` event a server's event stream sends, until stopped. */
 function listenIndexed(url: string): { ids: Set<number>; stop: () => void } {
   const ids = new Set<number>();
   const controller = new AbortController();
   void (async () => {
-    const res = await fetch(`${url}/api/events`, { signal: controller.signal });
-    const decoder = new TextDecoder();
-    let buffer = '';
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        if (/^event: indexed$/m.test(block)) for (const e of JSON.parse(/^data: (.*)$/m.exec(block)![1]!) as { imageId: number }[]) ids.add(e.imageId);
-      }
-    }
+    for await (const e of serverEvents(url, controller.signal)) if (e.type === 'indexed') for (const hit of e.data as { imageId: number }[]) ids.add(hit.imageId);
   })().catch(() => undefined);
   return { ids, stop: () => controller.abort() };
 }

@@ -14,7 +14,7 @@ import { ClipdexError, errorMessage, isClipdexError } from '../errors.js';
 import type { Library, LoadedModel } from '../library/library.js';
 import type { SessionOptions } from '../inference/onnx-runtime.js';
 import { QueueLeasesRepo } from '../store/queue-leases-repo.js';
-import type { IngestEvent, IngestListener } from './ingest-events.js';
+import { type IngestEvent, type IngestListener, IngestListeners } from './ingest-events.js';
 import { IngestQueue } from './ingest-queue.js';
 import { IngestStore } from './ingest-store.js';
 import { PathMap } from './path-map.js';
@@ -56,7 +56,7 @@ export class EncodeWorker {
   private readonly claims: QueueClaims;
   private readonly queue: IngestQueue;
   private readonly model: LoadedModel;
-  private readonly listeners = new Set<IngestListener>();
+  private readonly listeners = new IngestListeners();
   private readonly pathMap: PathMap;
   private encoder: ThreadImageEncoder | null = null;
   private pipeline: Promise<void> = Promise.resolve();
@@ -148,8 +148,7 @@ export class EncodeWorker {
   }
 
   onEvent(listener: IngestListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.listeners.add(listener);
   }
 
   status(): EncodeWorkerStatus {
@@ -196,12 +195,6 @@ export class EncodeWorker {
       this.counts.done++;
       this.counts.errors++;
     } else if (event.type === 'removed' || event.type === 'renamed') this.counts.done++;
-    for (const listener of this.listeners) {
-      try {
-        listener(event);
-      } catch {
-        // a listener's failure is its own business
-      }
-    }
+    this.listeners.emit(event);
   }
 }

@@ -25,7 +25,7 @@ import type { SessionOptions } from '../inference/onnx-runtime.js';
 import { readIngestCounts, type IngestCounts } from '../store/ingest-counts-repo.js';
 import { ThreadImageEncoder } from './encoder-thread.js';
 import type { WatchMode } from './folder-watcher.js';
-import type { IngestEvent, IngestListener, IngestPhase, IngestProgress } from './ingest-events.js';
+import { type IngestEvent, type IngestListener, IngestListeners, type IngestPhase, type IngestProgress } from './ingest-events.js';
 import { IngestQueue } from './ingest-queue.js';
 import { storageError } from '../util/storage-error.js';
 import { IngestStore, type RootInfo } from './ingest-store.js';
@@ -144,7 +144,7 @@ export class IngestEngine {
   private readonly claims: QueueClaims | null;
   private readonly live: LiveChanges;
   private readonly model: LoadedModel;
-  private readonly listeners = new Set<IngestListener>();
+  private readonly listeners = new IngestListeners();
   private readonly roots: RootSupervisor;
   private readonly scans: ScanScheduler;
   private readonly stableMs: number;
@@ -327,8 +327,7 @@ export class IngestEngine {
 
   /** Listens to every event (the server forwards them to browsers); returns the function that stops listening. */
   onEvent(listener: IngestListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.listeners.add(listener);
   }
 
   /** Adds (and remembers) a folder, watches it and scans it. */
@@ -545,13 +544,7 @@ export class IngestEngine {
       this.garbage.noteRemoved();
       this.wroteSinceSync = true;
     }
-    for (const listener of this.listeners) {
-      try {
-        listener(event);
-      } catch {
-        // a listener's failure is its own business
-      }
-    }
+    this.listeners.emit(event);
   }
 
   private isIdle(): boolean {

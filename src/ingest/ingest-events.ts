@@ -62,3 +62,32 @@ export interface ScanReport {
 }
 
 export type IngestListener = (event: IngestEvent) => void;
+
+/** Who listens to an ingest process's events (the engine's or a worker's); a listener's failure is its own business. */
+export class IngestListeners {
+  private readonly listeners = new Set<IngestListener>();
+
+  /** Adds a listener; returns the function that removes it. */
+  add(listener: IngestListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  get size(): number {
+    return this.listeners.size;
+  }
+
+  emit(event: IngestEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch {
+        // not ours to handle: the other listeners still hear it
+      }
+    }
+  }
+
+  clear(): void {
+    this.listeners.clear();
+  }
+}
