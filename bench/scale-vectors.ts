@@ -29,8 +29,8 @@ interface Timing {
 
 export interface EngineFigures {
   engine: string;
-  /** The graph's build alone. */
-  buildS: number;
+  /** pgvector: the CREATE INDEX statement alone. hnswlib: null (its build and tuning are one job: readyS). */
+  buildS: number | null;
   /** From open to searchable: the build, and the ef tuning (exact passes over every vector). */
   readyS: number;
   /** Bytes of the graph (files, or the Postgres index relation). */
@@ -89,7 +89,7 @@ export async function benchVectors(o: VectorBenchOptions): Promise<EngineFigures
     const h = index.health();
     const figures: Partial<EngineFigures> = {
       engine,
-      buildS: Number(((h.lastBuildMs ?? Number.NaN) / 1000).toFixed(1)),
+      buildS: index instanceof PgVectorIndex && h.lastBuildMs !== null ? Number((h.lastBuildMs / 1000).toFixed(1)) : null,
       readyS: Number(readyS.toFixed(1)),
       graphBytes: h.fileBytes ?? null,
       ef: h.ef ?? null,
