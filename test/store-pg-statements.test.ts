@@ -32,6 +32,7 @@ import { translateSql } from '../src/store/pg/pg-sql.js';
 import type { PgSyncConnection } from '../src/store/pg/pg-sync-connection.js';
 import { RootsRepo } from '../src/store/roots-repo.js';
 import { SeenPaths } from '../src/store/seen-paths.js';
+import { VersionTowersRepo } from '../src/store/version-towers-repo.js';
 import type { SqlHandle } from '../src/store/sql-handle.js';
 import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
 
@@ -54,6 +55,7 @@ const REPOSITORIES: Record<string, (db: SqlHandle) => unknown> = {
   QueueLeasesRepo: (db) => new QueueLeasesRepo(db),
   RootsRepo: (db) => new RootsRepo(db),
   SeenPaths: (db) => new SeenPaths(db),
+  VersionTowersRepo: (db) => new VersionTowersRepo(db),
 };
 
 let server: PgliteServer;

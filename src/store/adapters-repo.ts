@@ -69,6 +69,7 @@ export class AdaptersRepo {
   private readonly addStmt;
   private readonly getStmt;
   private readonly listStmt;
+  private readonly listAllStmt;
   private readonly activeStmt;
   private readonly clearActiveStmt;
   private readonly setActiveStmt;
@@ -88,6 +89,7 @@ export class AdaptersRepo {
     );
     this.getStmt = db.prepare<[number], Row>(`SELECT ${SUMMARY}, weights FROM adapters WHERE id = ?`);
     this.listStmt = db.prepare<[string], Row>(`SELECT ${SUMMARY} FROM adapters WHERE model_key = ? ORDER BY version`);
+    this.listAllStmt = db.prepare<[], Row>(`SELECT ${SUMMARY} FROM adapters ORDER BY id`);
     this.activeStmt = db.prepare<[string], Row>(`SELECT ${SUMMARY}, weights FROM adapters WHERE model_key = ? AND active = 1`);
     this.clearActiveStmt = db.prepare<[string]>('UPDATE adapters SET active = 0 WHERE model_key = ? AND active = 1');
     this.setActiveStmt = db.prepare<[number]>('UPDATE adapters SET active = 1 WHERE id = ?');
@@ -123,6 +125,11 @@ export class AdaptersRepo {
 
   list(modelKey: string): AdapterSummary[] {
     return this.listStmt.all(modelKey).map(toSummary);
+  }
+
+  /** Every version of every model, without weights. */
+  listAll(): AdapterSummary[] {
+    return this.listAllStmt.all().map(toSummary);
   }
 
   active(modelKey: string): AdapterRecord | undefined {

@@ -5,7 +5,9 @@
  * id, its labels, its vectors and every trained version are the same on the other side.
  *
  * What is not copied is what each side derives for itself: the schema's version table, the embedded index's
- * change log and registrations (the target's index is built from the vectors), FTS5's shadow tables.
+ * change log and registrations (the target's index is built from the vectors), FTS5's shadow tables, and the
+ * trained text towers (files in a data dir, parts in Postgres: `clipdex migrate` carries them as such,
+ * library/version-towers.ts).
  */
 import { ClipdexError } from '../errors.js';
 import type { StoreDatabase } from './database.js';
@@ -41,7 +43,7 @@ const TABLES: readonly TableCopy[] = [
 ];
 
 /** Not copied: derived on each side (see above). With TABLES and meta, every table of the schema. */
-export const NOT_COPIED = ['schema_migrations', 'sqlite_sequence', 'vector_indexes', 'index_changes'] as const;
+export const NOT_COPIED = ['schema_migrations', 'sqlite_sequence', 'vector_indexes', 'index_changes', 'version_towers'] as const;
 
 export const COPIED_TABLES: readonly string[] = ['meta', ...TABLES.map((t) => t.table)];
 

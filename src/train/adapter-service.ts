@@ -26,6 +26,7 @@ import { byCodeUnits, type SplitShares } from './pair-split.js';
 import { PROBE_PHRASES } from './probe-phrases.js';
 import { DEFAULT_SHARES, planSplit, storedSplits } from './split-plan.js';
 import { type CandidateOutcome, trainAdapters, trainWithTextBlocks, type TrainOptions, type TrainOutcome, type TrainProgress, type TrainingData } from './trainer.js';
+import { shareTower, towerPath } from '../library/version-towers.js';
 
 export interface TrainRequest extends TrainOptions {
   /** Share of each caption's photos held out to choose the epoch and the blend. Default 0.2. */
@@ -218,6 +219,8 @@ export class AdapterService {
       const sha256 = createHash('sha256').update(depth.towerBytes).digest('hex');
       const file = towerFileName(sha256);
       await writeFileAtomic(join(versionsDir(this.library.paths.dir), file), depth.towerBytes, signal);
+      // On Postgres every machine searches with the versions: the tower goes into the database too, before its row.
+      shareTower(this.library.store, sha256, depth.towerBytes);
       // The image side is the locked image tower: the stored embeddings as they are.
       weights = { dim: data.dim, image: identityMatrix(data.dim), text: identityMatrix(data.dim) };
       outcome = { ...depth.textBlocks, weights };
@@ -316,7 +319,7 @@ export class AdapterService {
     const modelName = key.split('#')[0]!;
     const tower = textTowerOf(record);
     // The stored tower, checked against its fingerprint: an export must carry the weights that were judged.
-    const textBytes = tower ? await readFile(join(versionsDir(this.library.paths.dir), tower.file)) : undefined;
+    const textBytes = tower ? await readFile(await towerPath(this.library.store, this.library.paths.dir, tower)) : undefined;
     if (tower && createHash('sha256').update(textBytes!).digest('hex') !== tower.sha256) {
       throw new ClipdexError('ADAPTER_INVALID', `version ${version}'s text tower is not the one trained (its SHA-256 changed); it cannot be exported`);
     }

@@ -3,7 +3,8 @@ import { cp, mkdir, readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ClipdexError } from '../../errors.js';
-import { VERSIONS_DIR } from '../../store/adapters-repo.js';
+import { AdaptersRepo, VERSIONS_DIR } from '../../store/adapters-repo.js';
+import { carryTowers } from '../../library/version-towers.js';
 import { copyLibrary } from '../../store/library-copy.js';
 import { libraryLocation, openStore } from '../../store/open-store.js';
 import { isPostgresUrl } from '../../store/pg/pg-database.js';
@@ -50,6 +51,9 @@ export const actionMigrate = async (opts: { to: string }, cmd: Command) => {
           });
         }
       }
+      // Towers this machine does not have as files come from the Postgres source; into Postgres they all go.
+      const towers = await carryTowers({ store: from, dataDir: g.dataDir }, { store: to, dataDir: targetDir ?? g.dataDir }, new AdaptersRepo(to.db).listAll());
+      for (const file of towers.missing) log(`clipdex: the text tower ${file} is missing or damaged here and was not carried; its version can be activated only where an intact copy is`);
       if (g.json) printJson({ from: from.path, to: to.path, rows: result.rows });
       else {
         const r = result.rows;
