@@ -3,16 +3,18 @@
  * and copied back into a new data dir — every row of every table the same on each side, ids and sequences
  * included, and the same search answers. The Postgres is real (PGlite + pgvector over the wire protocol).
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyModel } from '../src/model/tiny-model-builder.js';
-import { AdaptersRepo } from '../src/store/adapters-repo.js';
+import { AdaptersRepo, towerFileName, versionsDir } from '../src/store/adapters-repo.js';
 import { libraryPaths, openDatabase, type StoreDatabase } from '../src/store/database.js';
 import { COPIED_TABLES, NOT_COPIED } from '../src/store/library-copy.js';
 import { openPostgresDatabase } from '../src/store/pg/pg-database.js';
+import { VersionTowersRepo } from '../src/store/version-towers-repo.js';
 import { runCli } from './helpers/cli.js';
 import { writeJpeg } from './helpers/ingest-fixtures.js';
 import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
@@ -20,6 +22,8 @@ import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js
 let tmp: string;
 let modelDir: string;
 let server: PgliteServer;
+const TOWER = Buffer.from('a trained text tower, as far as this test is concerned');
+const TOWER_SHA = createHash('sha256').update(TOWER).digest('hex');
 const env = () => ({ CLIPDEX_DATA_DIR: join(tmp, 'data'), CLIPDEX_CACHE_DIR: join(tmp, 'cache') });
 
 beforeAll(async () => {
@@ -40,7 +44,14 @@ beforeAll(async () => {
   const store = openDatabase(libraryPaths(join(tmp, 'data')).database);
   try {
     const key = (store.db.prepare('SELECT model_key AS k FROM embedding_models').get() as { k: string }).k;
-    new AdaptersRepo(store.db).add(key, new Uint8Array(Float32Array.from({ length: 64 }, (_, i) => Math.sin(i)).buffer), { note: 'test' });
+    // With a trained text tower (any bytes will do here): a file in the data dir's versions folder.
+    await mkdir(versionsDir(join(tmp, 'data')), { recursive: true });
+    await writeFile(join(versionsDir(join(tmp, 'data')), towerFileName(TOWER_SHA)), TOWER);
+    new AdaptersRepo(store.db).add(key, new Uint8Array(Float32Array.from({ length: 64 }, (_, i) => Math.sin(i)).buffer), {
+      note: 'test',
+      kind: 'text-blocks',
+      textTower: { file: towerFileName(TOWER_SHA), sha256: TOWER_SHA },
+    });
   } finally {
     store.close();
   }
@@ -109,6 +120,8 @@ describe('clipdex migrate', () => {
     const pg = openPostgresDatabase(server.url);
     try {
       expect(dump(pg)).toEqual(original);
+      // The version's tower went into the database with it, so any machine can search with the version.
+      expect(Buffer.concat([...new VersionTowersRepo(pg.db).read(TOWER_SHA)]).equals(TOWER)).toBe(true);
     } finally {
       pg.close();
     }

@@ -3,7 +3,7 @@
 -- every machine can search with a version trained on any one of them.
 CREATE TABLE version_towers (
   sha256 text NOT NULL,
-  part   integer NOT NULL CHECK (part >= 0),
+  part   bigint NOT NULL CHECK (part >= 0),
   bytes  bytea NOT NULL,
   PRIMARY KEY (sha256, part)
 );
