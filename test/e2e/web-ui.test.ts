@@ -577,9 +577,10 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI in headless Chromium ${HAS_CHROMIUM ? '' 
     await page.waitForSelector('#view-labels:not([hidden])');
     await eventually(async () => (await page.getAttribute('#labels-counts', 'data-split')) === 'preview', 'the split the first run will use');
     const total = labels.counts.train;
-    expect(await page.textContent('#labels-counts')).toBe(
-      `${total} labels · ${labels.captions.length} captions · ${preview.train.labels} for training, ${heldOut} to be held out to check it when you train (the default 20% share)`,
-    );
+    const expected = `${total} labels · ${labels.captions.length} captions · ${preview.train.labels} for training, ${heldOut} to be held out to check it when you train (the default 20% share)`;
+    // The view shown before (an earlier test's labels) stays on screen until its fresh counts arrive.
+    await eventually(async () => (await page.textContent('#labels-counts')) === expected, `the counts of the ${total} labels`);
+    expect(await page.textContent('#labels-counts')).toBe(expected);
     expect(await page.textContent('#labels-counts')).not.toContain(' 0 held out');
   });
 
