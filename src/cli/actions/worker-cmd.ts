@@ -5,7 +5,7 @@ import { EncodeWorker } from '../../ingest/encode-worker.js';
 import type { IngestEvent } from '../../ingest/ingest-events.js';
 import { PathMap, parsePathMapping } from '../../ingest/path-map.js';
 import { Library } from '../../library/library.js';
-import { readIngestCounts } from '../../store/ingest-counts-repo.js';
+import { IngestStore } from '../../ingest/ingest-store.js';
 import { libraryLocation } from '../../store/open-store.js';
 import { EXIT, globalOptions, libraryOptions, log } from '../context.js';
 import { createProgress } from '../progress.js';
@@ -42,6 +42,9 @@ export const actionWorker = async (o: { pathMap: string[]; lease: string; exitWh
   process.on('SIGTERM', stop);
   try {
     const started = Date.now();
+    const queue = new IngestStore(lib.store.db);
+    let pending = 0;
+    let countedAt = 0;
     const onEvent = (e: IngestEvent) => {
       if (g.json) {
         // One line per photo recorded, for whatever drives the worker.
@@ -53,7 +56,12 @@ export const actionWorker = async (o: { pathMap: string[]; lease: string; exitWh
       if (e.type === 'notice' || e.type === 'failure') log(`clipdex: ${e.message}`);
       if (e.type === 'indexed' || e.type === 'error') {
         const s = worker?.status();
-        if (s) progress?.update(s.done, s.done + readIngestCounts(lib).pending, `${s.errors} error${s.errors === 1 ? '' : 's'}`);
+        // The queue's length, counted at most once a second: a count per photo would cost a large library dearly.
+        if (Date.now() - countedAt >= 1000) {
+          pending = queue.queueCount();
+          countedAt = Date.now();
+        }
+        if (s) progress?.update(s.done, s.done + pending, `${s.errors} error${s.errors === 1 ? '' : 's'}`);
       }
     };
     worker = await EncodeWorker.start(lib, { leaseMs: leaseSeconds * 1000, pathMap, onEvent });
