@@ -46,24 +46,26 @@ export class PathMap {
 
   /** The path this machine reads `file` by. */
   local(file: LibraryFile): FsPath {
-    for (const m of this.mappings) {
-      const rest = under(file.path, m.from);
-      if (rest === null) continue;
-      if (!file.pathBytes) return m.to + rest;
-      // A name that is not UTF-8: swap the prefix's bytes and keep the rest of the raw name as it is.
-      const prefixBytes = Buffer.byteLength(m.from, 'utf8');
-      return Buffer.concat([Buffer.from(m.to, 'utf8'), file.pathBytes.subarray(prefixBytes)]);
-    }
-    return fsPathOf(file);
+    const hit = this.match(file.path);
+    if (!hit) return fsPathOf(file);
+    if (!file.pathBytes) return hit.to + hit.rest;
+    // A name that is not UTF-8: swap the prefix's bytes and keep the rest of the raw name as it is.
+    return Buffer.concat([Buffer.from(hit.to, 'utf8'), file.pathBytes.subarray(Buffer.byteLength(hit.from, 'utf8'))]);
   }
 
   /** A folder's path on this machine (a root's, to check that it is reachable). */
   localDir(path: string): string {
+    const hit = this.match(path);
+    return hit ? hit.to + hit.rest : path;
+  }
+
+  /** The longest mapping `path` lies under, and what follows its prefix. */
+  private match(path: string): (PathMapping & { rest: string }) | null {
     for (const m of this.mappings) {
       const rest = under(path, m.from);
-      if (rest !== null) return m.to + rest;
+      if (rest !== null) return { ...m, rest };
     }
-    return path;
+    return null;
   }
 }
 

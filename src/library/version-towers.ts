@@ -5,7 +5,6 @@
  * checked against the recorded SHA-256 before it is used — and searches with the version like the first.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClipdexError } from '../errors.js';
@@ -25,12 +24,6 @@ async function exists(path: string): Promise<boolean> {
     (s) => s.isFile(),
     () => false,
   );
-}
-
-async function sha256Of(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 /**
@@ -89,9 +82,10 @@ export async function carryTowers(
   for (const ref of versions.map(textTowerOf)) {
     if (!ref) continue;
     if (isPostgres(to.store)) {
-      const local = join(versionsDir(from.dataDir), ref.file);
-      if (!(await exists(local)) || (await sha256Of(local)) !== ref.sha256) missing.push(ref.file);
-      else if (new VersionTowersRepo(to.store.db).put(ref.sha256, await readFile(local))) carried++;
+      // Read once: checked against the recorded SHA-256, then stored.
+      const bytes = await readFile(join(versionsDir(from.dataDir), ref.file)).catch(() => null);
+      if (!bytes || createHash('sha256').update(bytes).digest('hex') !== ref.sha256) missing.push(ref.file);
+      else if (new VersionTowersRepo(to.store.db).put(ref.sha256, bytes)) carried++;
     } else if (!(await exists(join(versionsDir(to.dataDir), ref.file))) && isPostgres(from.store)) {
       try {
         await towerPath(from.store, to.dataDir, ref);
