@@ -87,20 +87,26 @@ describe('what the CLI loads', () => {
   }, 60_000);
 });
 
-describe('the image tower, opened when an image is first encoded', () => {
-  it('a text search leaves it closed; an image query opens it and ranks as with both towers loaded', async () => {
-    const lazy = await Library.open({ dataDir: dataDir(), model, cacheDir: join(tmp, 'cache'), session: { lazyImageTower: true } });
+describe('the towers, each opened when first used', () => {
+  it('a photo id opens neither; a text search opens the text tower only; an image query the image tower, ranking as with both loaded', async () => {
+    const lazy = await Library.open({ dataDir: dataDir(), model, cacheDir: join(tmp, 'cache'), session: { lazyImageTower: true, lazyTextTower: true } });
     const eager = await Library.open({ dataDir: dataDir(), model, cacheDir: join(tmp, 'cache') });
     try {
       expect(eager.requireModel().model.imageTowerOpen).toBe(true);
+      expect(eager.requireModel().model.textTowerOpen).toBe(true);
       const clip = lazy.requireModel().model;
-      expect(clip.imageTowerOpen).toBe(false);
-      const byText = await new QueryEngine(lazy).search({ terms: [{ text: 'a red square' }], limit: 6 });
+      expect([clip.imageTowerOpen, clip.textTowerOpen, clip.providers]).toEqual([false, false, null]);
+      expect(clip.dim).toBe(eager.requireModel().model.dim);
+      // A photo id searches by its stored vector: no tower.
+      const byId = await new QueryEngine(lazy).search({ terms: [{ imageId: 1 }], limit: 3 });
+      expect(byId.results.map((r) => r.path)).toEqual((await new QueryEngine(eager).search({ terms: [{ imageId: 1 }], limit: 3 })).results.map((r) => r.path));
+      expect([clip.imageTowerOpen, clip.textTowerOpen]).toEqual([false, false]);
+      const text = { terms: [{ text: 'a red square' }], limit: 6 };
+      const [byText, byTextEager] = await Promise.all([new QueryEngine(lazy).search(text), new QueryEngine(eager).search(text)]);
       expect(byText.results).toHaveLength(6);
-      expect(clip.imageTowerOpen).toBe(false);
-      // A photo id searches by its stored vector: no tower either.
-      await new QueryEngine(lazy).search({ terms: [{ imageId: 1 }], limit: 3 });
-      expect(clip.imageTowerOpen).toBe(false);
+      expect(byText.results.map((r) => [r.path, r.score])).toEqual(byTextEager.results.map((r) => [r.path, r.score]));
+      expect([clip.imageTowerOpen, clip.textTowerOpen]).toEqual([false, true]);
+      expect(clip.providers?.text).toBe(eager.requireModel().model.providers?.text);
       const query = { terms: [{ path: files[2]! }], limit: 6 };
       const [fromLazy, fromEager] = await Promise.all([new QueryEngine(lazy).search(query), new QueryEngine(eager).search(query)]);
       expect(clip.imageTowerOpen).toBe(true);

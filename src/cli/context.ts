@@ -17,6 +17,12 @@ export interface GlobalOptions {
   json: boolean;
 }
 
+/**
+ * Session options for a command that may encode nothing (a label, a version, a search by photo id): each
+ * tower opens at its first use. For ViT-B/32 each is seconds of reading and optimising the graph.
+ */
+export const TOWERS_WHEN_USED = { lazyImageTower: true, lazyTextTower: true } as const;
+
 /** What every command that opens the library hands Library.open. */
 export function libraryOptions(g: GlobalOptions): { dataDir: string; model: string | undefined; cacheDir: string; databaseUrl?: string } {
   return { dataDir: g.dataDir, model: g.model, cacheDir: g.cacheDir, ...(g.databaseUrl ? { databaseUrl: g.databaseUrl } : {}) };

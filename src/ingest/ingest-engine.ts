@@ -414,7 +414,8 @@ export class IngestEngine {
       counts,
       roots,
       modelKey: this.model.key,
-      provider: this.encoder?.provider ?? this.model.model.providers.image,
+      // 'none' only for a library opened with lazy towers and no encoder thread, before its first photo.
+      provider: this.encoder?.provider ?? this.model.model.providers?.image ?? 'none',
       heldDeletions: this.live.held,
       lastFailure: f ? { code: isClipdexError(f.error) ? f.error.code : 'INTERNAL', message: errorMessage(f.error), at: f.at, resolvedAt: f.resolvedAt } : null,
       ocr: this.ocrStatus(),

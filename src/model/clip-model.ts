@@ -21,6 +21,12 @@ export interface LoadModelOptions extends SessionOptions {
    * keep the default (both at load: the first photo or image query pays nothing).
    */
   lazyImageTower?: boolean;
+  /**
+   * Open the text tower at the first text to encode, too. A CLI command that may encode nothing (labels,
+   * versions, a search by photo id) then opens no session at all: for ViT-B/32 each tower is seconds of
+   * reading and optimising.
+   */
+  lazyTextTower?: boolean;
 }
 
 export type ImageEmbeddingResult =
@@ -29,43 +35,79 @@ export type ImageEmbeddingResult =
 
 /**
  * A loaded CLIP model: tokenizer, both ONNX towers and the preprocessing they expect.
- * Everything is opened up front so the first query pays no loading cost (unless `lazyImageTower`).
+ * Everything is opened up front so the first query pays no loading cost (unless `lazyImageTower` or
+ * `lazyTextTower`: then a tower opens at its first use).
  */
 export class ClipModel {
   private imageEncoder: ImageEncoder | null;
   private imageOpening: Promise<ImageEncoder> | null = null;
+  private textEncoder: TextEncoder | null;
+  private textOpening: Promise<TextEncoder> | null = null;
 
   private constructor(
     readonly spec: ModelSpec,
     readonly tokenizer: ModelTokenizer,
     image: ImageEncoder | null,
-    readonly text: TextEncoder,
+    text: TextEncoder | null,
     readonly dim: number,
     private readonly options: LoadModelOptions,
   ) {
     this.imageEncoder = image;
+    this.textEncoder = text;
   }
 
   static async load(spec: ModelSpec, options: LoadModelOptions = {}): Promise<ClipModel> {
     const tokenizer = await loadTextTokenizer(spec);
+    // Neither graph nor config may say the dimension; a text tower opened now settles it (below).
+    const textNow = !options.lazyTextTower || spec.embeddingDim === null;
     const [imageTower, textTower] = await Promise.all([
       options.lazyImageTower ? null : openImageTower(spec, options),
-      openTower(join(spec.dir, spec.text.file), spec.text, 'text', options),
+      textNow ? openTextTower(spec, options) : null,
     ]);
     const image = imageTower ? new ImageEncoder(imageTower, spec.preprocess.size, options.imageBatch) : null;
-    const text = new TextEncoder(textTower, tokenizer, spec.contextLength, options.textBatch);
-    const dims = [image?.dim ?? null, text.dim, spec.embeddingDim].filter((d): d is number => d !== null);
+    const text = textTower ? new TextEncoder(textTower, tokenizer, spec.contextLength, options.textBatch) : null;
+    const dims = [image?.dim ?? null, text?.dim ?? null, spec.embeddingDim].filter((d): d is number => d !== null);
     const dim = dims[0];
     if (dim === undefined) {
       // Neither graph nor config says; one probe settles it.
-      const [probe] = await text.encode(['']);
+      const [probe] = await text!.encode(['']);
       return new ClipModel(spec, tokenizer, image, text, probe!.length, options);
     }
     if (dims.some((d) => d !== dim)) {
-      await Promise.all([image?.release(), text.release()]);
-      throw dimensionError(spec, image?.dim ?? null, text.dim);
+      await Promise.all([image?.release(), text?.release()]);
+      throw dimensionError(spec, image?.dim ?? null, text?.dim ?? null);
     }
     return new ClipModel(spec, tokenizer, image, text, dim, options);
+  }
+
+  /** The text tower; a model loaded with `lazyTextTower` must have opened it first (`openTextEncoder`). */
+  get text(): TextEncoder {
+    if (!this.textEncoder) throw new ClipdexError('INFERENCE_FAILED', `the text tower of ${this.spec.id} is not open yet (loaded with lazyTextTower): await openTextEncoder() first`);
+    return this.textEncoder;
+  }
+
+  /** Whether the text tower is open (always, unless loaded with `lazyTextTower` and no text was encoded yet). */
+  get textTowerOpen(): boolean {
+    return this.textEncoder !== null;
+  }
+
+  /** The text tower, opened now if it was left for later; concurrent callers share one opening. */
+  async openTextEncoder(): Promise<TextEncoder> {
+    if (this.textEncoder) return this.textEncoder;
+    this.textOpening ??= (async () => {
+      const encoder = new TextEncoder(await openTextTower(this.spec, this.options), this.tokenizer, this.spec.contextLength, this.options.textBatch);
+      if (encoder.dim !== null && encoder.dim !== this.dim) {
+        await encoder.release();
+        throw dimensionError(this.spec, this.imageEncoder?.dim ?? null, encoder.dim);
+      }
+      this.textEncoder = encoder;
+      return encoder;
+    })();
+    try {
+      return await this.textOpening;
+    } finally {
+      this.textOpening = null;
+    }
   }
 
   /** The image tower; a model loaded with `lazyImageTower` must have opened it first (`openImageEncoder`). */
@@ -86,7 +128,7 @@ export class ClipModel {
       const encoder = new ImageEncoder(await openImageTower(this.spec, this.options), this.spec.preprocess.size, this.options.imageBatch);
       if (encoder.dim !== null && encoder.dim !== this.dim) {
         await encoder.release();
-        throw dimensionError(this.spec, encoder.dim, this.text.dim);
+        throw dimensionError(this.spec, encoder.dim, this.textEncoder?.dim ?? null);
       }
       this.imageEncoder = encoder;
       return encoder;
@@ -110,11 +152,13 @@ export class ClipModel {
     return this.spec.id;
   }
 
-  /** The provider each tower runs on, and why faster ones were passed over. */
-  get providers(): { image: ProviderName; text: ProviderName; fallbacks: ProviderFallback[] } {
-    // An image tower not open yet will open with the same options as the text tower: the same provider, as a rule.
-    const image = this.imageEncoder ?? this.text;
-    return { image: image.provider, text: this.text.provider, fallbacks: image.fallbacks };
+  /** The provider each tower runs on, and why faster ones were passed over; null while no tower is open. */
+  get providers(): { image: ProviderName; text: ProviderName; fallbacks: ProviderFallback[] } | null {
+    // A tower not open yet will open with the same options as the other: the same provider, as a rule.
+    const image = this.imageEncoder ?? this.textEncoder;
+    const text = this.textEncoder ?? this.imageEncoder;
+    if (!image || !text) return null;
+    return { image: image.provider, text: text.provider, fallbacks: image.fallbacks };
   }
 
   /**
@@ -124,7 +168,7 @@ export class ClipModel {
    * Other models ignore it.
    */
   async embedTexts(texts: string[], options: TextOptions = {}): Promise<Float32Array[]> {
-    return this.text.encode(texts, options);
+    return (await this.openTextEncoder()).encode(texts, options);
   }
 
   /** The FLORES-200 codes this model's text tower takes (NLLB-CLIP), or null when it takes no language. */
@@ -160,12 +204,17 @@ export class ClipModel {
 
   async release(): Promise<void> {
     const image = this.imageEncoder ?? (await this.imageOpening?.catch(() => null));
-    await Promise.all([image?.release(), this.text.release()]);
+    const text = this.textEncoder ?? (await this.textOpening?.catch(() => null));
+    await Promise.all([image?.release(), text?.release()]);
   }
 }
 
 function openImageTower(spec: ModelSpec, options: SessionOptions) {
   return openTower(join(spec.dir, spec.vision.file), spec.vision, 'image', options);
+}
+
+function openTextTower(spec: ModelSpec, options: SessionOptions) {
+  return openTower(join(spec.dir, spec.text.file), spec.text, 'text', options);
 }
 
 function dimensionError(spec: ModelSpec, image: number | null, text: number | null): ClipdexError {

@@ -9,7 +9,7 @@ import { Library } from '../../library/library.js';
 import type { AdapterSummary } from '../../store/adapters-repo.js';
 import { AdapterService, type ActivationResult, type AdapterJobProgress } from '../../train/adapter-service.js';
 import { meanRecall, type RetrievalMetrics } from '../../train/retrieval-metrics.js';
-import { globalOptions, log, printJson, type GlobalOptions, libraryOptions } from '../context.js';
+import { globalOptions, log, printJson, type GlobalOptions, libraryOptions, TOWERS_WHEN_USED } from '../context.js';
 import { createProgress, type Progress } from '../progress.js';
 import { optionParser } from '../../validation/param-rules.js';
 import { recordIdParam } from '../../validation/id-params.js';
@@ -41,7 +41,7 @@ export function activationProgress(): { onProgress: (p: AdapterJobProgress) => v
 }
 
 async function withService<T>(g: GlobalOptions, run: (service: AdapterService, library: Library) => Promise<T>): Promise<T> {
-  const library = await Library.open(libraryOptions(g));
+  const library = await Library.open({ ...libraryOptions(g), session: TOWERS_WHEN_USED });
   try {
     return await run(new AdapterService(library), library);
   } finally {

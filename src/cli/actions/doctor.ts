@@ -107,7 +107,8 @@ export async function runChecks(g: { modelOrDefault: string; dataDir: string; ca
   try {
     const spec = await resolveModel(g.modelOrDefault, { cacheRoot: g.cacheDir });
     const model = await ClipModel.load(spec);
-    const p = model.providers;
+    // Loaded with both towers open: it has providers.
+    const p = model.providers!;
     checks.push({
       name: 'model',
       status: 'ok',

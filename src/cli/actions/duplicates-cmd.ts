@@ -9,7 +9,7 @@ import { libraryLocation, openStore } from '../../store/open-store.js';
 import { DuplicatesRepo } from '../../store/duplicates-repo.js';
 import { idTextParam } from '../../validation/duplicates-params.js';
 import { parseParam } from '../../validation/param-rules.js';
-import { globalOptions, printJson, type GlobalOptions, libraryOptions } from '../context.js';
+import { globalOptions, printJson, type GlobalOptions, libraryOptions, TOWERS_WHEN_USED } from '../context.js';
 import { createProgress } from '../progress.js';
 
 function printReport(r: DuplicatesReport): void {
@@ -47,7 +47,7 @@ const ids = (values: string[], what: string) => values.map((v) => parseParam(idT
 
 export const actionDuplicates = async (o: { threshold?: number; rotations?: boolean; neighbours?: number }, c: Command) => {
   const g = globalOptions(c);
-  const library = await Library.open(libraryOptions(g));
+  const library = await Library.open({ ...libraryOptions(g), session: TOWERS_WHEN_USED });
   const progress = createProgress('finding duplicates');
   try {
     const report = await findDuplicates(library, {

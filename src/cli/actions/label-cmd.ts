@@ -11,7 +11,7 @@ import { ClipdexError, errorMessage, type ErrorCode } from '../../errors.js';
 import { Library } from '../../library/library.js';
 import type { CaptionSummary, LabeledPair, ListedPair, PairFilter } from '../../store/pairs-repo.js';
 import { checkCaption, folderLabelRows, importLabels, labelTarget, resolvePhoto, type LabelRow } from '../../train/label-import.js';
-import { EXIT, globalOptions, log, printJson, type GlobalOptions, libraryOptions } from '../context.js';
+import { EXIT, globalOptions, log, printJson, type GlobalOptions, libraryOptions, TOWERS_WHEN_USED } from '../context.js';
 import { optionParser } from '../../validation/param-rules.js';
 import { recordIdParam } from '../../validation/id-params.js';
 
@@ -46,7 +46,7 @@ interface SourcedRow {
 const SHOWN_PROBLEMS = 20;
 
 async function withLibrary<T>(g: GlobalOptions, run: (library: Library) => Promise<T> | T): Promise<T> {
-  const library = await Library.open({ ...libraryOptions(g), modelOptional: true });
+  const library = await Library.open({ ...libraryOptions(g), modelOptional: true, session: TOWERS_WHEN_USED });
   try {
     return await run(library);
   } finally {

@@ -12,7 +12,7 @@ import { forgetModel, ModelSwitcher, RUNNER_STALE_MS, type ModelSwitchStatus } f
 import { Library } from '../../library/library.js';
 import { modelKeyFor } from '../../library/model-key.js';
 import { resolveModel } from '../../model/model-registry.js';
-import { EXIT, globalOptions, log, printJson, libraryOptions } from '../context.js';
+import { EXIT, globalOptions, log, printJson, libraryOptions, TOWERS_WHEN_USED } from '../context.js';
 import { createProgress, formatBytes } from '../progress.js';
 
 /** One line of `models list`: a manifest's model, or a `local-…` import (no manifest: `local` true). */
@@ -252,7 +252,7 @@ export const actionUse = async (ref: string | undefined, opts: { wait?: boolean;
 
 export const actionForget = async (ref: string, opts: { yes?: boolean }, cmd: Command) => {
   const g = globalOptions(cmd);
-  const library = await Library.open({ ...libraryOptions(g), modelOptional: true });
+  const library = await Library.open({ ...libraryOptions(g), modelOptional: true, session: TOWERS_WHEN_USED });
   try {
     const key = await keyOf(library, ref, g.cacheDir);
     const vectors = library.embeddings.count(key);

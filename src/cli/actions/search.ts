@@ -9,11 +9,9 @@ import { requestOptionsOf } from '../../validation/search-params.js';
 import type { QueryTerm, SearchRequest, SearchResponse } from '../../search/query-engine.js';
 import type { ParsedQuery, UnderstoodPart } from '../../search/query-syntax.js';
 import type { BrowseOrder } from '../../store/image-filter.js';
-import { globalOptions, log, printJson, type GlobalOptions, libraryOptions } from '../context.js';
+import { globalOptions, log, printJson, type GlobalOptions, libraryOptions, TOWERS_WHEN_USED } from '../context.js';
 import { findServer } from '../server-client.js';
 
-/** One query, then exit: the image tower opens only for a query by image (an upload or a path), not for text or a photo id. */
-const ONE_QUERY = { lazyImageTower: true } as const;
 
 interface CommonOptions {
   offset?: number;
@@ -81,7 +79,7 @@ async function openHere(g: GlobalOptions) {
     import('../../search/query-engine.js'),
     import('../../search/query-syntax.js'),
   ]);
-  const library = await Library.open({ ...libraryOptions(g), session: ONE_QUERY });
+  const library = await Library.open({ ...libraryOptions(g), session: TOWERS_WHEN_USED });
   return { library, QueryEngine, searchRequestOf };
 }
 

@@ -47,8 +47,8 @@ export const actionStatus = async (opts: { errors?: boolean; limit?: number }, c
       ready: loaded !== null,
       key: loaded?.key ?? null,
       dim: loaded?.model.dim ?? null,
-      provider: loaded ? loaded.model.providers.image : null,
-      fallbacks: loaded ? loaded.model.providers.fallbacks : [],
+      provider: loaded?.model.providers?.image ?? null,
+      fallbacks: loaded?.model.providers?.fallbacks ?? [],
       error: lib.modelError ? { code: lib.modelError.code, message: lib.modelError.message } : null,
 };
         const index = loaded ? loaded.index.health() : null;

@@ -10,7 +10,7 @@ import { Library } from '../../library/library.js';
 import { AdapterService, type ActivationResult, type AdapterJobProgress, type CandidateComparison, type TrainRequest, type TrainResult } from '../../train/adapter-service.js';
 import type { DirectionMetrics, RetrievalMetrics } from '../../train/retrieval-metrics.js';
 import type { TrainProgress } from '../../train/trainer.js';
-import { EXIT, globalOptions, log, printJson, libraryOptions } from '../context.js';
+import { EXIT, globalOptions, log, printJson, libraryOptions, TOWERS_WHEN_USED } from '../context.js';
 import { activationProgress, seconds } from './adapters-cmd.js';
 
 /**
@@ -160,7 +160,7 @@ function printResult(r: TrainResult, activation: ActivationResult | null, activa
 
 export const actionTrain = async (opts: { epochs?: number; batch?: number; valSplit?: number; testSplit?: number; seed?: number; lr?: number; patience?: number; textBlocks?: number; lora?: number; activate?: boolean }, cmd: Command) => {
   const g = globalOptions(cmd);
-  const library = await Library.open(libraryOptions(g));
+  const library = await Library.open({ ...libraryOptions(g), session: TOWERS_WHEN_USED });
   const display = trainingDisplay();
   const abort = new AbortController();
   const onSigint = () => {
