@@ -10,6 +10,8 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Library } from '../src/library/library.js';
 import { QueryEngine } from '../src/search/query-engine.js';
+import { IngestEngine } from '../src/ingest/ingest-engine.js';
+import { ThreadImageEncoder } from '../src/ingest/encoder-thread.js';
 import { CLI, runCli } from './helpers/cli.js';
 import { writeJpeg } from './helpers/ingest-fixtures.js';
 import { indexFiles, tinyModel } from './helpers/library-fixture.js';
@@ -114,6 +116,33 @@ describe('the towers, each opened when first used', () => {
       expect(fromLazy.results[0]!.path).toBe(files[2]);
     } finally {
       await lazy.close();
+      await eager.close();
+    }
+  }, 60_000);
+
+  it("serve's way: the ingest engine lends its encoder thread's tower to image queries, and takes it back when it closes", async () => {
+    const served = await Library.open({ dataDir: dataDir(), model, cacheDir: join(tmp, 'cache'), session: { lazyImageTower: true } });
+    const eager = await Library.open({ dataDir: dataDir(), model, cacheDir: join(tmp, 'cache') });
+    const clip = served.requireModel().model;
+    const query = { terms: [{ path: files[4]! }], limit: 6 };
+    const expected = (await new QueryEngine(eager).search(query)).results.map((r) => [r.path, r.score]);
+    try {
+      const engine = await IngestEngine.start(served, { scan: false, watch: false });
+      try {
+        expect(clip.imageTowerOpen).toBe(true);
+        expect(clip.image).toBeInstanceOf(ThreadImageEncoder);
+        const lent = await new QueryEngine(served).search(query);
+        expect(lent.results.map((r) => [r.path, r.score])).toEqual(expected);
+      } finally {
+        await engine.close();
+      }
+      // Closed with the engine: a later image query opens the model's own tower.
+      expect(clip.imageTowerOpen).toBe(false);
+      const own = await new QueryEngine(served).search(query);
+      expect(own.results.map((r) => [r.path, r.score])).toEqual(expected);
+      expect(clip.image).not.toBeInstanceOf(ThreadImageEncoder);
+    } finally {
+      await served.close();
       await eager.close();
     }
   }, 60_000);

@@ -114,7 +114,7 @@ export class EncodeWorker {
         ...(o.session ? { session: o.session } : {}),
         ...(o.batchSize ? { batch: o.batchSize } : {}),
       });
-    }
+    } else await this.model.model.openImageEncoder();
     this.pipeline = runPipelineLoop({
       library: this.library,
       store: this.store,

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { isClipdexError, errorMessage } from '../errors.js';
-import type { SessionOptions } from '../inference/onnx-runtime.js';
+import type { ProviderFallback, ProviderName, SessionOptions } from '../inference/onnx-runtime.js';
 import { ImageEncoder } from '../model/image-encoder.js';
 import type { ModelSpec } from '../model/model-dir.js';
 import { openTower } from '../model/tower-session.js';
@@ -20,7 +20,7 @@ export interface EncoderWorkerData {
 export type EncoderRequest = { type: 'encode'; id: number; pixels: Float32Array; count: number };
 
 export type EncoderReply =
-  | { type: 'ready'; batchSize: number; provider: string }
+  | { type: 'ready'; batchSize: number; provider: ProviderName; fallbacks: ProviderFallback[] }
   | { type: 'result'; id: number; data: Float32Array; dim: number }
   | { type: 'error'; id: number | null; code: string | null; message: string };
 
@@ -46,7 +46,7 @@ try {
       }
     })();
   });
-  port.postMessage({ type: 'ready', batchSize: encoder.batchSize, provider: encoder.provider } satisfies EncoderReply);
+  port.postMessage({ type: 'ready', batchSize: encoder.batchSize, provider: encoder.provider, fallbacks: encoder.fallbacks } satisfies EncoderReply);
 } catch (err) {
   fail(null, err);
 }

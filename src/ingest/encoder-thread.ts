@@ -5,12 +5,14 @@
  * main thread a ViT-B/32 batch of 16 holds the event loop for about a second on a laptop CPU: meanwhile no
  * decoded image is collected, no new decode starts (so decoding stops overlapping inference), and in
  * `clipdex serve` no request is answered. On its own thread the encoder blocks only itself.
- * The cost: a second copy of the image tower in memory (the library keeps its own for queries).
+ * The engine lends it to the library's model (ClipModel.shareImageTower): image queries run here too, off
+ * the main thread, and the process holds one copy of the image tower.
  */
 import type { Worker } from 'node:worker_threads';
 import { ClipdexError, type ErrorCode } from '../errors.js';
 import type { ModelSpec } from '../model/model-dir.js';
-import type { SessionOptions } from '../inference/onnx-runtime.js';
+import type { ProviderFallback, ProviderName, SessionOptions } from '../inference/onnx-runtime.js';
+import type { ImageTower } from '../model/clip-model.js';
 import type { PipelineModel } from './encode-pipeline.js';
 import type { EncoderReply, EncoderRequest, EncoderWorkerData } from './encoder-thread-worker.js';
 import { spawnWorker } from '../util/spawn-worker.js';
@@ -20,7 +22,7 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
-export class ThreadImageEncoder implements PipelineModel {
+export class ThreadImageEncoder implements PipelineModel, ImageTower {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private failure: ClipdexError | null = null;
@@ -29,7 +31,8 @@ export class ThreadImageEncoder implements PipelineModel {
     private readonly worker: Worker,
     readonly spec: ModelSpec,
     readonly batchSize: number,
-    readonly provider: string,
+    readonly provider: ProviderName,
+    readonly fallbacks: ProviderFallback[],
   ) {
     worker.on('message', (m: EncoderReply) => {
       if (m.type !== 'result' && m.type !== 'error') return;
@@ -61,7 +64,7 @@ export class ThreadImageEncoder implements PipelineModel {
         worker.once('error', (err) => reject(new ClipdexError('INFERENCE_FAILED', `the image encoder thread failed to start: ${err.message}`, { cause: err })));
         worker.once('exit', (code) => reject(new ClipdexError('INFERENCE_FAILED', `the image encoder thread exited at start (code ${code})`)));
       });
-      return new ThreadImageEncoder(worker, spec, ready.batchSize, ready.provider);
+      return new ThreadImageEncoder(worker, spec, ready.batchSize, ready.provider, ready.fallbacks);
     } catch (err) {
       await worker.terminate();
       throw err;

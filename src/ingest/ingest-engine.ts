@@ -268,7 +268,9 @@ export class IngestEngine {
         ...(this.options.session ? { session: this.options.session } : {}),
         ...(this.options.batchSize ? { batch: this.options.batchSize } : {}),
       });
-    }
+      // Image queries of a library opened without its image tower (serve, index) use this copy, off the main thread.
+      this.model.model.shareImageTower(this.encoder);
+    } else if (encode) await this.model.model.openImageEncoder();
     const o = this.options;
     this.ocrChoice = resolveOcr({ option: o.ocr === undefined ? undefined : o.ocr !== false, library: this.ocrRepo.setting() });
     if (this.ocrChoice.enabled) this.ocr = this.newOcrService();
@@ -414,7 +416,7 @@ export class IngestEngine {
       counts,
       roots,
       modelKey: this.model.key,
-      // 'none' only for a library opened with lazy towers and no encoder thread, before its first photo.
+      // 'none' only where nothing encodes here (serve --no-encode) and no image was queried yet.
       provider: this.encoder?.provider ?? this.model.model.providers?.image ?? 'none',
       heldDeletions: this.live.held,
       lastFailure: f ? { code: isClipdexError(f.error) ? f.error.code : 'INTERNAL', message: errorMessage(f.error), at: f.at, resolvedAt: f.resolvedAt } : null,
@@ -499,6 +501,7 @@ export class IngestEngine {
     await this.pipeline;
     // After the pipeline: the files it still held were recorded under these claims.
     this.claims?.close();
+    if (this.encoder) this.model.model.unshareImageTower(this.encoder);
     await this.encoder?.close();
     await this.ocr?.close();
     await this.ocrClosing;

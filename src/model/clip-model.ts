@@ -29,6 +29,15 @@ export interface LoadModelOptions extends SessionOptions {
   lazyTextTower?: boolean;
 }
 
+/** What encodes preprocessed images for a model: its own session (ImageEncoder), or one lent to it. */
+export interface ImageTower {
+  readonly batchSize: number;
+  readonly provider: ProviderName;
+  readonly fallbacks: ProviderFallback[];
+  /** `count` images as CHW float32, [count, 3, S, S]. */
+  encode(pixels: Float32Array, count: number): Promise<Float32Array[]>;
+}
+
 export type ImageEmbeddingResult =
   | { ok: true; embedding: Float32Array }
   | { ok: false; error: ClipdexError };
@@ -39,8 +48,10 @@ export type ImageEmbeddingResult =
  * `lazyTextTower`: then a tower opens at its first use).
  */
 export class ClipModel {
-  private imageEncoder: ImageEncoder | null;
+  private imageEncoder: ImageTower | null;
   private imageOpening: Promise<ImageEncoder> | null = null;
+  /** The image tower is lent (shareImageTower): its lender closes it, not this model. */
+  private imageLent = false;
   private textEncoder: TextEncoder | null;
   private textOpening: Promise<TextEncoder> | null = null;
 
@@ -98,7 +109,7 @@ export class ClipModel {
       const encoder = new TextEncoder(await openTextTower(this.spec, this.options), this.tokenizer, this.spec.contextLength, this.options.textBatch);
       if (encoder.dim !== null && encoder.dim !== this.dim) {
         await encoder.release();
-        throw dimensionError(this.spec, this.imageEncoder?.dim ?? null, encoder.dim);
+        throw dimensionError(this.spec, this.dim, encoder.dim);
       }
       this.textEncoder = encoder;
       return encoder;
@@ -111,7 +122,7 @@ export class ClipModel {
   }
 
   /** The image tower; a model loaded with `lazyImageTower` must have opened it first (`openImageEncoder`). */
-  get image(): ImageEncoder {
+  get image(): ImageTower {
     if (!this.imageEncoder) throw new ClipdexError('INFERENCE_FAILED', `the image tower of ${this.spec.id} is not open yet (loaded with lazyImageTower): await openImageEncoder() first`);
     return this.imageEncoder;
   }
@@ -121,8 +132,27 @@ export class ClipModel {
     return this.imageEncoder !== null;
   }
 
+  /**
+   * Takes another holder's copy of this model's image tower (the ingest engine's encoder thread) while none
+   * is open here: image queries then run there, off this thread, and no second copy is loaded. False when
+   * this model has its own open already. The lender takes it back (`unshareImageTower`) before closing it.
+   */
+  shareImageTower(tower: ImageTower): boolean {
+    if (this.imageEncoder || this.imageOpening) return false;
+    this.imageEncoder = tower;
+    this.imageLent = true;
+    return true;
+  }
+
+  /** Gives a lent tower back: a later image opens this model's own. */
+  unshareImageTower(tower: ImageTower): void {
+    if (this.imageEncoder !== tower || !this.imageLent) return;
+    this.imageEncoder = null;
+    this.imageLent = false;
+  }
+
   /** The image tower, opened now if it was left for later; concurrent callers share one opening. */
-  async openImageEncoder(): Promise<ImageEncoder> {
+  async openImageEncoder(): Promise<ImageTower> {
     if (this.imageEncoder) return this.imageEncoder;
     this.imageOpening ??= (async () => {
       const encoder = new ImageEncoder(await openImageTower(this.spec, this.options), this.spec.preprocess.size, this.options.imageBatch);
@@ -203,7 +233,8 @@ export class ClipModel {
   }
 
   async release(): Promise<void> {
-    const image = this.imageEncoder ?? (await this.imageOpening?.catch(() => null));
+    const own = this.imageLent ? null : this.imageEncoder;
+    const image = own instanceof ImageEncoder ? own : await this.imageOpening?.catch(() => null);
     const text = this.textEncoder ?? (await this.textOpening?.catch(() => null));
     await Promise.all([image?.release(), text?.release()]);
   }

@@ -6,7 +6,7 @@ import { readIngestCounts } from '../../store/ingest-counts-repo.js';
 import type { IngestEvent, IngestProgress } from '../../ingest/ingest-events.js';
 import { Library } from '../../library/library.js';
 import { requireFolders } from '../../ingest/folder-check.js';
-import { EXIT, globalOptions, log, printJson, libraryOptions } from '../context.js';
+import { EXIT, globalOptions, log, printJson, libraryOptions, TOWERS_WHEN_USED } from '../context.js';
 import { createProgress } from '../progress.js';
 
 function rateLabel(p: IngestProgress): string {
@@ -21,7 +21,7 @@ export const actionIndex = async (dirs: string[], opts: { exclude: string[]; wat
   const g = globalOptions(cmd);
   // A folder that is not there (or is a file) is a usage error before the library opens, as for `serve --root`.
   await requireFolders(dirs);
-  const lib = await Library.open(libraryOptions(g));
+  const lib = await Library.open({ ...libraryOptions(g), session: TOWERS_WHEN_USED });
   let engine: IngestEngine | null = null;
   let interrupted = false;
   const progress = createProgress('Indexing');

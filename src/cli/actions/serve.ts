@@ -27,6 +27,9 @@ export const actionServe = async (o: { port: number; host: string; root?: string
   const library = await Library.open({
     ...libraryOptions(g),
     modelOptional: true,
+    // The engine's encoder thread lends its image tower to image queries: one copy, off the main thread
+    // (opened here only when nothing encodes: --no-encode, or before the engine has started).
+    session: { lazyImageTower: true },
     onIndexProgress: indexBuildLog(log),
     onIndexError: (err) => log(`clipdex: ${errorMessage(err)}`),
   });

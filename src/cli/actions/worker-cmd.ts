@@ -7,7 +7,7 @@ import { PathMap, parsePathMapping } from '../../ingest/path-map.js';
 import { Library } from '../../library/library.js';
 import { IngestStore } from '../../ingest/ingest-store.js';
 import { libraryLocation } from '../../store/open-store.js';
-import { EXIT, globalOptions, libraryOptions, log } from '../context.js';
+import { EXIT, globalOptions, libraryOptions, log, TOWERS_WHEN_USED } from '../context.js';
 import { createProgress } from '../progress.js';
 
 export const actionWorker = async (o: { pathMap: string[]; lease: string; exitWhenIdle?: boolean }, cmd: Command) => {
@@ -24,7 +24,7 @@ export const actionWorker = async (o: { pathMap: string[]; lease: string; exitWh
       'clipdex worker encodes for a library in Postgres: give --db postgres://… (or CLIPDEX_DATABASE_URL). An embedded library is encoded by `clipdex index` or `clipdex serve`.',
     );
   }
-  const lib = await Library.open(libraryOptions(g));
+  const lib = await Library.open({ ...libraryOptions(g), session: TOWERS_WHEN_USED });
   let worker: EncodeWorker | null = null;
   let stopping = false;
   const progress = g.json ? null : createProgress('Encoding');
