@@ -12,6 +12,7 @@ import { Library } from '../src/library/library.js';
 import { QueryEngine } from '../src/search/query-engine.js';
 import { IngestEngine } from '../src/ingest/ingest-engine.js';
 import { ThreadImageEncoder } from '../src/ingest/encoder-thread.js';
+import { ThreadTextEncoder } from '../src/model/text-thread.js';
 import { CLI, runCli } from './helpers/cli.js';
 import { writeJpeg } from './helpers/ingest-fixtures.js';
 import { indexFiles, tinyModel } from './helpers/library-fixture.js';
@@ -116,6 +117,33 @@ describe('the towers, each opened when first used', () => {
       expect(fromLazy.results[0]!.path).toBe(files[2]);
     } finally {
       await lazy.close();
+      await eager.close();
+    }
+  }, 60_000);
+
+  it("serve's way: the text tower on its own thread answers as on this one, a trained version's tower too", async () => {
+    const threaded = await Library.open({ dataDir: dataDir(), model, cacheDir: join(tmp, 'cache'), session: { lazyImageTower: true, textThread: true } });
+    const eager = await Library.open({ dataDir: dataDir(), model, cacheDir: join(tmp, 'cache') });
+    try {
+      const clip = threaded.requireModel().model;
+      expect(clip.text).toBeInstanceOf(ThreadTextEncoder);
+      expect(clip.providers?.text).toBe(eager.requireModel().model.providers?.text);
+      const phrases = ['a red square', 'kids on a beach at sunset', 'x'.repeat(300), ''];
+      const [fromThread, here] = await Promise.all([clip.embedTexts(phrases), eager.requireModel().model.embedTexts(phrases)]);
+      expect(fromThread.map((v) => Array.from(v))).toEqual(here.map((v) => Array.from(v)));
+      // Concurrent queries each get their own answer.
+      const each = await Promise.all(phrases.map((p) => clip.embedTexts([p])));
+      expect(each.map(([v]) => Array.from(v!))).toEqual(here.map((v) => Array.from(v)));
+      // The model's own file stands in for a trained version's (same inputs and outputs).
+      const tower = await clip.openTextTowerAt(join(clip.spec.dir, clip.spec.text.file));
+      try {
+        expect(tower).toBeInstanceOf(ThreadTextEncoder);
+        expect((await tower.encode(['a red square'])).map((v) => Array.from(v))).toEqual([Array.from(here[0]!)]);
+      } finally {
+        await tower.release();
+      }
+    } finally {
+      await threaded.close();
       await eager.close();
     }
   }, 60_000);

@@ -7,9 +7,7 @@ import { cacheDir as defaultCacheDir, dataDir as defaultDataDir } from '../model
 import { ClipModel, type LoadModelOptions } from '../model/clip-model.js';
 import { DEFAULT_MODEL_ID, resolveModel } from '../model/model-registry.js';
 import { AdaptersRepo, type AdapterRecord, textTowerOf, towerFileName } from '../store/adapters-repo.js';
-import { TextEncoder } from '../model/text-encoder.js';
-import { loadTextTokenizer } from '../model/text-tokenizer.js';
-import { openTower } from '../model/tower-session.js';
+import type { TextTower } from '../model/text-encoder.js';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { libraryDamagedError, libraryPaths, type LibraryPaths, type StoreDatabase } from '../store/database.js';
@@ -75,7 +73,7 @@ export interface SearchSpace {
   key: string;
   index: LibraryIndex;
   /** The active adapter; queries are projected through it. null: the base model. */
-  adapter: { id: number; version: number; weights: AdapterWeights; text?: TextEncoder | null } | null;
+  adapter: { id: number; version: number; weights: AdapterWeights; text?: TextTower | null } | null;
 }
 
 /** An index that was swapped out is closed this long after the switch, so searches already running finish. */
@@ -396,7 +394,7 @@ export class Library {
    * A text-tuned version's own text tower as an encoder (null for an adapter-only version), refused unless
    * the file is the one trained: its whole-file SHA-256 must be the recorded one.
    */
-  async openTunedText(record: Pick<AdapterRecord, 'metrics' | 'version'>): Promise<TextEncoder | null> {
+  async openTunedText(record: Pick<AdapterRecord, 'metrics' | 'version'>): Promise<TextTower | null> {
     const ref = textTowerOf(record);
     if (!ref) return null;
     const { model } = this.requireModel();
@@ -407,9 +405,7 @@ export class Library {
     if (sha !== ref.sha256 || ref.file !== towerFileName(ref.sha256)) {
       throw new ClipdexError('ADAPTER_INVALID', `version ${record.version}'s text tower ${path} is not the one trained (SHA-256 ${sha}, recorded ${ref.sha256})`);
     }
-    const spec = model.spec;
-    const tower = await openTower(path, spec.text, 'text', {});
-    return new TextEncoder(tower, await loadTextTokenizer(spec), spec.contextLength);
+    return model.openTextTowerAt(path);
   }
 
   async close(): Promise<void> {

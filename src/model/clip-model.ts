@@ -7,7 +7,8 @@ import type { ImageInput } from './image-source.js';
 import type { ModelSpec } from './model-dir.js';
 import type { ScoreCalibration } from './manifest.js';
 import { NllbTokenizer } from './nllb-tokenizer.js';
-import { TextEncoder, type TextOptions } from './text-encoder.js';
+import { TextEncoder, type TextOptions, type TextTower } from './text-encoder.js';
+import { ThreadTextEncoder } from './text-thread.js';
 import { loadTextTokenizer, type ModelTokenizer } from './text-tokenizer.js';
 import { openTower } from './tower-session.js';
 
@@ -27,6 +28,11 @@ export interface LoadModelOptions extends SessionOptions {
    * reading and optimising.
    */
   lazyTextTower?: boolean;
+  /**
+   * Run the text tower on a worker thread (text-thread.ts): `clipdex serve`, whose event loop must not wait
+   * for a query's encoding. One copy of the tower either way.
+   */
+  textThread?: boolean;
 }
 
 /** What encodes preprocessed images for a model: its own session (ImageEncoder), or one lent to it. */
@@ -52,14 +58,14 @@ export class ClipModel {
   private imageOpening: Promise<ImageEncoder> | null = null;
   /** The image tower is lent (shareImageTower): its lender closes it, not this model. */
   private imageLent = false;
-  private textEncoder: TextEncoder | null;
-  private textOpening: Promise<TextEncoder> | null = null;
+  private textEncoder: TextTower | null;
+  private textOpening: Promise<TextTower> | null = null;
 
   private constructor(
     readonly spec: ModelSpec,
     readonly tokenizer: ModelTokenizer,
     image: ImageEncoder | null,
-    text: TextEncoder | null,
+    text: TextTower | null,
     readonly dim: number,
     private readonly options: LoadModelOptions,
   ) {
@@ -71,12 +77,11 @@ export class ClipModel {
     const tokenizer = await loadTextTokenizer(spec);
     // Neither graph nor config may say the dimension; a text tower opened now settles it (below).
     const textNow = !options.lazyTextTower || spec.embeddingDim === null;
-    const [imageTower, textTower] = await Promise.all([
+    const [imageTower, text] = await Promise.all([
       options.lazyImageTower ? null : openImageTower(spec, options),
-      textNow ? openTextTower(spec, options) : null,
+      textNow ? openTextEncoder(spec, tokenizer, options) : null,
     ]);
     const image = imageTower ? new ImageEncoder(imageTower, spec.preprocess.size, options.imageBatch) : null;
-    const text = textTower ? new TextEncoder(textTower, tokenizer, spec.contextLength, options.textBatch) : null;
     const dims = [image?.dim ?? null, text?.dim ?? null, spec.embeddingDim].filter((d): d is number => d !== null);
     const dim = dims[0];
     if (dim === undefined) {
@@ -92,7 +97,7 @@ export class ClipModel {
   }
 
   /** The text tower; a model loaded with `lazyTextTower` must have opened it first (`openTextEncoder`). */
-  get text(): TextEncoder {
+  get text(): TextTower {
     if (!this.textEncoder) throw new ClipdexError('INFERENCE_FAILED', `the text tower of ${this.spec.id} is not open yet (loaded with lazyTextTower): await openTextEncoder() first`);
     return this.textEncoder;
   }
@@ -103,10 +108,10 @@ export class ClipModel {
   }
 
   /** The text tower, opened now if it was left for later; concurrent callers share one opening. */
-  async openTextEncoder(): Promise<TextEncoder> {
+  async openTextEncoder(): Promise<TextTower> {
     if (this.textEncoder) return this.textEncoder;
     this.textOpening ??= (async () => {
-      const encoder = new TextEncoder(await openTextTower(this.spec, this.options), this.tokenizer, this.spec.contextLength, this.options.textBatch);
+      const encoder = await openTextEncoder(this.spec, this.tokenizer, this.options);
       if (encoder.dim !== null && encoder.dim !== this.dim) {
         await encoder.release();
         throw dimensionError(this.spec, this.dim, encoder.dim);
@@ -201,6 +206,11 @@ export class ClipModel {
     return (await this.openTextEncoder()).encode(texts, options);
   }
 
+  /** A trained version's text tower for this model, opened as this model's own is (on a thread when it is). */
+  openTextTowerAt(path: string): Promise<TextTower> {
+    return openTextEncoder(this.spec, this.tokenizer, this.options, path);
+  }
+
   /** The FLORES-200 codes this model's text tower takes (NLLB-CLIP), or null when it takes no language. */
   get languageCodes(): string[] | null {
     return this.tokenizer instanceof NllbTokenizer ? this.tokenizer.languageCodes : null;
@@ -244,8 +254,18 @@ function openImageTower(spec: ModelSpec, options: SessionOptions) {
   return openTower(join(spec.dir, spec.vision.file), spec.vision, 'image', options);
 }
 
-function openTextTower(spec: ModelSpec, options: SessionOptions) {
-  return openTower(join(spec.dir, spec.text.file), spec.text, 'text', options);
+/**
+ * A text tower of this model's spec, on this thread or its own (`textThread`): the model's own file, or
+ * `path` (a trained version's tower, which has the same inputs and outputs).
+ */
+export async function openTextEncoder(spec: ModelSpec, tokenizer: ModelTokenizer, options: LoadModelOptions, path?: string): Promise<TextTower> {
+  const file = path ?? join(spec.dir, spec.text.file);
+  if (options.textThread) {
+    const session: SessionOptions = { ...(options.providers ? { providers: options.providers } : {}), ...(options.threads !== undefined ? { threads: options.threads } : {}) };
+    return ThreadTextEncoder.open(spec, { session, path: file, ...(options.textBatch ? { batch: options.textBatch } : {}) });
+  }
+  const tower = await openTower(file, spec.text, 'text', options);
+  return new TextEncoder(tower, tokenizer, spec.contextLength, options.textBatch);
 }
 
 function dimensionError(spec: ModelSpec, image: number | null, text: number | null): ClipdexError {

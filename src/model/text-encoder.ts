@@ -34,13 +34,22 @@ export interface TextOptions {
   language?: string | undefined;
 }
 
+/** What encodes texts for a model: a session on this thread (TextEncoder) or on its own (text-thread.ts). */
+export interface TextTower {
+  readonly dim: number | null;
+  readonly provider: ProviderName;
+  readonly fallbacks: ProviderFallback[];
+  encode(texts: string[], options?: { padToContext?: boolean } & TextOptions): Promise<Float32Array[]>;
+  release(): Promise<void>;
+}
+
 /**
  * CLIP text tower: phrases in, L2-normalised embeddings out.
  * When the graph accepts a free sequence length, a batch runs at its longest real token length:
  * the causal mask and end-token pooling make the padding after the end token irrelevant,
  * so the result equals the padded-to-77 one and costs a fraction of it.
  */
-export class TextEncoder {
+export class TextEncoder implements TextTower {
   readonly dynamicLength: boolean;
 
   constructor(

@@ -28,8 +28,9 @@ export const actionServe = async (o: { port: number; host: string; root?: string
     ...libraryOptions(g),
     modelOptional: true,
     // The engine's encoder thread lends its image tower to image queries: one copy, off the main thread
-    // (opened here only when nothing encodes: --no-encode, or before the engine has started).
-    session: { lazyImageTower: true },
+    // (opened here only when nothing encodes: --no-encode, or before the engine has started). The text
+    // tower runs on a thread of its own: a query's encoding never holds up the other requests.
+    session: { lazyImageTower: true, textThread: true },
     onIndexProgress: indexBuildLog(log),
     onIndexError: (err) => log(`clipdex: ${errorMessage(err)}`),
   });
