@@ -5,12 +5,14 @@
  *   cold start: `clipdex serve` launched → first search answered (median of 3 starts)
  *   latency: p50/p99 of sequential queries, every phrase new (no cache hits)
  *   throughput: queries/s with 8 concurrent clients
+ *   the event loop: thumbnail latency (p50/p99) while 8 clients search, the text tower on its own thread
+ *     (the default) and on the main thread (CLIPDEX_TEXT_THREAD=off), measured side by side in one run
  *
  * The library is made once in bench/out/query-<n> (photos are rows with clustered 512-d embeddings: no image
  * is decoded, since ingest has its own benchmark). BENCH_N=20000 for a quicker run.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { join, resolve } from 'node:path';
@@ -87,14 +89,16 @@ async function ensureLibrary(): Promise<void> {
 
 interface Server {
   url: string;
+  /** The serve process's resident memory now (Linux /proc), in MB. */
+  rssMb(): number;
   stop(): Promise<void>;
 }
 
-async function startServe(): Promise<{ server: Server; firstAnswerMs: number }> {
+async function startServe(env: Record<string, string> = {}): Promise<{ server: Server; firstAnswerMs: number }> {
   const started = performance.now();
   const child = spawn(process.execPath, [CLI, '--model', MODEL_DIR, '--data-dir', DATA_DIR, '--json', 'serve', '--port', '0'], {
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, CLIPDEX_THREADS: '2' },
+    env: { ...process.env, CLIPDEX_THREADS: '2', ...env },
   });
   const line = await new Promise<string>((resolveLine, reject) => {
     createInterface({ input: child.stdout! }).once('line', resolveLine);
@@ -109,6 +113,7 @@ async function startServe(): Promise<{ server: Server; firstAnswerMs: number }> 
     firstAnswerMs,
     server: {
       url,
+      rssMb: () => Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024),
       stop: () =>
         new Promise<void>((r) => {
           child.once('exit', () => r());
@@ -116,6 +121,14 @@ async function startServe(): Promise<{ server: Server; firstAnswerMs: number }> 
         }),
     },
   };
+}
+
+/** Ids of photos with thumbnails: the first page of a search. */
+async function thumbnailIds(url: string): Promise<number[]> {
+  const res = await fetch(`${url}/api/search?q=${encodeURIComponent('a photo')}&limit=50`);
+  const body = (await res.json()) as { results: { id: number }[] };
+  if (body.results.length === 0) throw new Error('no photos to take thumbnails of');
+  return body.results.map((r) => r.id);
 }
 
 async function query(url: string): Promise<number> {
@@ -159,12 +172,44 @@ async function main(): Promise<void> {
   );
   await server!.stop();
 
+  // Thumbnails while 8 clients search: what a person browsing the grid feels while others query.
+  const thumbnails: Record<string, { p50Ms: number; p99Ms: number; served: number; searches: number; rssMb: number }> = {};
+  for (const [name, env] of [['textThread', {}], ['mainThread', { CLIPDEX_TEXT_THREAD: 'off' }], ['textThread again', {}]] as const) {
+    const s = (await startServe(env)).server;
+    for (let i = 0; i < 10; i++) await query(s.url);
+    const ids = await thumbnailIds(s.url);
+    const stopAt = performance.now() + seconds * 1000;
+    let searches = 0;
+    const thumbs: number[] = [];
+    await Promise.all([
+      ...Array.from({ length: clients }, async () => {
+        while (performance.now() < stopAt) {
+          await query(s.url);
+          searches++;
+        }
+      }),
+      (async () => {
+        for (let i = 0; performance.now() < stopAt; i++) {
+          const t = performance.now();
+          const res = await fetch(`${s.url}/api/images/${ids[i % ids.length]}/thumbnail`);
+          if (!res.ok) throw new Error(`thumbnail failed: ${res.status}`);
+          await res.arrayBuffer();
+          thumbs.push(performance.now() - t);
+        }
+      })(),
+    ]);
+    const rssMb = s.rssMb();
+    await s.stop();
+    thumbnails[name] = { p50Ms: +percentile(thumbs, 50).toFixed(1), p99Ms: +percentile(thumbs, 99).toFixed(1), served: thumbs.length, searches, rssMb };
+  }
+
   const result = {
     photos: N,
     model: 'vit-b-32 preset (self-built, 512-d)',
     coldStartMs: { runs: starts.map((s) => Math.round(s)), median: Math.round(percentile(starts, 50)) },
     sequential: { queries: latencies.length, p50Ms: +percentile(latencies, 50).toFixed(1), p99Ms: +percentile(latencies, 99).toFixed(1) },
     concurrent: { clients, seconds, queries: done, qps: +(done / seconds).toFixed(1), p50Ms: +percentile(concurrent, 50).toFixed(1), p99Ms: +percentile(concurrent, 99).toFixed(1) },
+    thumbnailsWhile8Search: thumbnails,
   };
   console.log(JSON.stringify(result, null, 2));
 }

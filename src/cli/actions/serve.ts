@@ -30,7 +30,9 @@ export const actionServe = async (o: { port: number; host: string; root?: string
     // The engine's encoder thread lends its image tower to image queries: one copy, off the main thread
     // (opened here only when nothing encodes: --no-encode, or before the engine has started). The text
     // tower runs on a thread of its own: a query's encoding never holds up the other requests.
-    session: { lazyImageTower: true, textThread: true },
+    // CLIPDEX_TEXT_THREAD=off keeps it on the main thread (the benchmark's comparison; a way out should a
+    // platform's runtime misbehave in workers).
+    session: { lazyImageTower: true, textThread: process.env.CLIPDEX_TEXT_THREAD !== 'off' },
     onIndexProgress: indexBuildLog(log),
     onIndexError: (err) => log(`clipdex: ${errorMessage(err)}`),
   });
