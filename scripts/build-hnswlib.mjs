@@ -9,6 +9,7 @@
 //
 //   node scripts/build-hnswlib.mjs            (run by postinstall; again by hand after changing CPUs)
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { arch, cpus, platform } from 'node:os';
@@ -260,6 +261,28 @@ function build() {
   }
   const version = JSON.parse(readFileSync(join(stockDir, 'package.json'), 'utf8')).version;
   const out = join(dirname(stockDir), TUNED_DIR_NAME);
+  const target = targetFor(cpuFlags());
+  const manifest = `${JSON.stringify(
+    {
+      hnswlibNode: version,
+      arch: arch(),
+      platform: platform(),
+      nodeAbi: process.versions.modules,
+      requires: target.requires,
+      cxxflags: target.cxxflags,
+      float32Input: true,
+      patches: PATCHES.map((p) => p.why),
+      patchesSha256: createHash('sha256').update(JSON.stringify(PATCHES)).digest('hex'),
+      addon: 'build/Release/addon.node',
+    },
+    null,
+    2,
+  )}\n`;
+  // Built already for this hnswlib-node, CPU, Node ABI and these patches: installing again (npm rebuild,
+  // npx installing a clone into its cache, which reruns postinstall) does not compile it again.
+  if (existsSync(join(out, 'build', 'Release', 'addon.node')) && existsSync(join(out, 'manifest.json')) && readFileSync(join(out, 'manifest.json'), 'utf8') === manifest) {
+    return 'up to date';
+  }
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
   cpSync(join(stockDir, 'src'), join(out, 'src'), { recursive: true });
@@ -278,7 +301,6 @@ function build() {
     rmSync(out, { recursive: true, force: true });
     return 'node-gyp not found';
   }
-  const target = targetFor(cpuFlags());
   const args = [gyp, 'rebuild'];
   if (process.env.npm_config_nodedir) args.push(`--nodedir=${process.env.npm_config_nodedir}`);
   const result = spawnSync(process.execPath, args, {
@@ -293,17 +315,15 @@ function build() {
     rmSync(out, { recursive: true, force: true });
     return `compiling failed${tail ? `:\n  ${tail}` : ''}`;
   }
-  writeFileSync(
-    join(out, 'manifest.json'),
-    `${JSON.stringify({ hnswlibNode: version, arch: arch(), platform: platform(), requires: target.requires, cxxflags: target.cxxflags, float32Input: true, patches: PATCHES.map((p) => p.why), addon: 'build/Release/addon.node' }, null, 2)}\n`,
-  );
+  writeFileSync(join(out, 'manifest.json'), manifest);
   return null;
 }
 
 try {
   const started = Date.now();
   const problem = build();
-  if (problem) console.error(`clipdex: using hnswlib-node's stock build (${problem}).`);
+  if (problem === 'up to date') console.error('clipdex: hnswlib for this CPU is built already.');
+  else if (problem) console.error(`clipdex: using hnswlib-node's stock build (${problem}).`);
   else console.error(`clipdex: built hnswlib for this CPU in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
 } catch (err) {
   console.error(`clipdex: warning: using hnswlib-node's stock build (${err instanceof Error ? err.message : err}).`);

@@ -170,7 +170,7 @@ describe.skipIf(!labeled)(`text-block training on ../shared/photos/labeled ${lab
 
   it('clipdex train --text-blocks: both candidates in --json and as a table, LoRA too; bad values refused', async () => {
     const cli = (...args: string[]) => runCli(['--data-dir', dataDir, '--model', modelDir, '--cache-dir', join(dir, 'cache'), ...args], {}, 600_000);
-    const json = await cli('--json', 'train', '--text-blocks', '1', '--lora', '4', '--seed', '3');
+    const json = await cli('--json', 'train', '--text-blocks', '1', '--lora', '4', '--epochs', '3', '--seed', '3');
     expect(json.code, json.stderr).toBe(0);
     const r = JSON.parse(json.stdout) as { adapter: { version: number; metrics: Record<string, unknown> }; comparison: { chosen: string; adapter: { gain: unknown }; textBlocks: { k: number; lora: number; gain: unknown } } };
     expect(r.comparison.textBlocks).toMatchObject({ k: 1, lora: 4 });
