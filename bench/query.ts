@@ -18,6 +18,7 @@ import sharp from 'sharp';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Library } from '../src/library/library.js';
+import { ThumbnailStore } from '../src/store/thumbnail-store.js';
 import { buildTinyModel } from '../src/model/tiny-model-builder.js';
 import { addSyntheticPhotos } from '../test/helpers/synthetic-photos.js';
 
@@ -26,7 +27,8 @@ const OUT = resolve('bench/out');
 const MODEL_DIR = join(OUT, 'vit-b-32');
 const DATA_DIR = join(OUT, `query-${N}`);
 const PHOTOS_DIR = join(OUT, `query-${N}-photos`);
-const CLI = resolve('dist/cli/main.js');
+// BENCH_CLI: another build's main.js (an older commit's), to compare on the same library.
+const CLI = resolve(process.env.BENCH_CLI ?? 'dist/cli/main.js');
 const sharedVocab = resolve('..', 'shared', 'clip', 'bpe_simple_vocab_16e6.txt.gz');
 
 const WORDS = ['dog', 'cat', 'beach', 'sunset', 'mountain', 'snow', 'kids', 'birthday', 'cake', 'garden', 'kayak', 'lake', 'city', 'night', 'forest', 'car', 'bike', 'grandma', 'wedding', 'concert'];
@@ -123,12 +125,18 @@ async function startServe(env: Record<string, string> = {}): Promise<{ server: S
   };
 }
 
-/** Ids of photos with thumbnails: the first page of a search. */
-async function thumbnailIds(url: string): Promise<number[]> {
-  const res = await fetch(`${url}/api/search?q=${encodeURIComponent('a photo')}&limit=50`);
-  const body = (await res.json()) as { results: { id: number }[] };
-  if (body.results.length === 0) throw new Error('no photos to take thumbnails of');
-  return body.results.map((r) => r.id);
+/**
+ * Ids of 50 photos whose thumbnails are in the store. The rows' content hashes are made up (no image was
+ * encoded), so the server could not make thumbnails from the files: they are written here, one small WebP each.
+ */
+async function thumbnailIds(): Promise<number[]> {
+  const db = new Database(join(DATA_DIR, 'library.db'), { readonly: true });
+  const rows = db.prepare("SELECT id, content_hash AS hash FROM images WHERE status = 'indexed' ORDER BY id LIMIT 50").all() as { id: number; hash: string }[];
+  db.close();
+  const store = new ThumbnailStore(DATA_DIR);
+  const webp = await sharp({ create: { width: 320, height: 240, channels: 3, background: { r: 90, g: 140, b: 200 } } }).webp({ quality: 80 }).toBuffer();
+  for (const r of rows) if (!(await store.has(r.hash))) await store.put(r.hash, webp);
+  return rows.map((r) => r.id);
 }
 
 async function query(url: string): Promise<number> {
@@ -174,10 +182,10 @@ async function main(): Promise<void> {
 
   // Thumbnails while 8 clients search: what a person browsing the grid feels while others query.
   const thumbnails: Record<string, { p50Ms: number; p99Ms: number; served: number; searches: number; rssMb: number }> = {};
+  const ids = await thumbnailIds();
   for (const [name, env] of [['textThread', {}], ['mainThread', { CLIPDEX_TEXT_THREAD: 'off' }], ['textThread again', {}]] as const) {
     const s = (await startServe(env)).server;
     for (let i = 0; i < 10; i++) await query(s.url);
-    const ids = await thumbnailIds(s.url);
     const stopAt = performance.now() + seconds * 1000;
     let searches = 0;
     const thumbs: number[] = [];
