@@ -175,6 +175,40 @@ describe('the towers, each opened when first used', () => {
     }
   }, 60_000);
 
+  it("serve's way: the image tower opens at load on an encoder thread, the engine encodes with that one, and a switch's retiring does not close it", async () => {
+    const served = await Library.open({
+      dataDir: dataDir(),
+      model,
+      cacheDir: join(tmp, 'cache'),
+      session: { openImageTower: (spec) => ThreadImageEncoder.open(spec) },
+    });
+    const eager = await Library.open({ dataDir: dataDir(), model, cacheDir: join(tmp, 'cache') });
+    const clip = served.requireModel().model;
+    const query = { terms: [{ path: files[1]! }], limit: 6 };
+    const expected = (await new QueryEngine(eager).search(query)).results.map((r) => [r.path, r.score]);
+    try {
+      const tower = clip.image;
+      expect(tower).toBeInstanceOf(ThreadImageEncoder);
+      const engine = await IngestEngine.start(served, { scan: false, watch: false });
+      try {
+        // No second copy: the model's tower is the engine's encoder, and queries still use it.
+        expect(clip.image).toBe(tower);
+        expect((engine as unknown as { encoder: unknown }).encoder).toBe(tower);
+        expect((await new QueryEngine(served).search(query)).results.map((r) => [r.path, r.score])).toEqual(expected);
+        // Handed over: the model's release (a model switch retires it) leaves the engine's encoder working.
+        await clip.release();
+        expect((await (tower as ThreadImageEncoder).encode(new Float32Array(3 * 224 * 224), 1))[0]).toHaveLength(clip.dim);
+      } finally {
+        await engine.close();
+      }
+      expect(clip.imageTowerOpen).toBe(false);
+      await expect((tower as ThreadImageEncoder).encode(new Float32Array(3 * 224 * 224), 1)).rejects.toThrow(/closed/);
+    } finally {
+      await served.close();
+      await eager.close();
+    }
+  }, 60_000);
+
   it('the CLI searches by an image file with the lazy tower', async () => {
     // Not in the library (an indexed file would search by its stored vector): p3's pixels, encoded now.
     const query = join(tmp, 'query.jpg');

@@ -20,7 +20,7 @@ export interface EncoderWorkerData {
 export type EncoderRequest = { type: 'encode'; id: number; pixels: Float32Array; count: number };
 
 export type EncoderReply =
-  | { type: 'ready'; batchSize: number; provider: ProviderName; fallbacks: ProviderFallback[] }
+  | { type: 'ready'; batchSize: number; dim: number | null; provider: ProviderName; fallbacks: ProviderFallback[] }
   | { type: 'result'; id: number; data: Float32Array; dim: number }
   | { type: 'error'; id: number | null; code: string | null; message: string };
 
@@ -46,7 +46,7 @@ try {
       }
     })();
   });
-  port.postMessage({ type: 'ready', batchSize: encoder.batchSize, provider: encoder.provider, fallbacks: encoder.fallbacks } satisfies EncoderReply);
+  port.postMessage({ type: 'ready', batchSize: encoder.batchSize, dim: encoder.dim, provider: encoder.provider, fallbacks: encoder.fallbacks } satisfies EncoderReply);
 } catch (err) {
   fail(null, err);
 }

@@ -5,14 +5,15 @@
  * main thread a ViT-B/32 batch of 16 holds the event loop for about a second on a laptop CPU: meanwhile no
  * decoded image is collected, no new decode starts (so decoding stops overlapping inference), and in
  * `clipdex serve` no request is answered. On its own thread the encoder blocks only itself.
- * The engine lends it to the library's model (ClipModel.shareImageTower): image queries run here too, off
- * the main thread, and the process holds one copy of the image tower.
+ * One copy per process: `clipdex serve` opens the model's image tower here (ClipModel's `openImageTower`)
+ * and the engine encodes with that one; an engine that opens its own lends it to a model without one
+ * (ClipModel.shareImageTower). Either way image queries run here too, off the main thread.
  */
 import type { Worker } from 'node:worker_threads';
 import { ClipdexError, type ErrorCode } from '../errors.js';
 import type { ModelSpec } from '../model/model-dir.js';
 import type { ProviderFallback, ProviderName, SessionOptions } from '../inference/onnx-runtime.js';
-import type { ImageTower } from '../model/clip-model.js';
+import type { OwnedImageTower } from '../model/clip-model.js';
 import type { PipelineModel } from './encode-pipeline.js';
 import type { EncoderReply, EncoderRequest, EncoderWorkerData } from './encoder-thread-worker.js';
 import { spawnWorker } from '../util/spawn-worker.js';
@@ -22,7 +23,7 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
-export class ThreadImageEncoder implements PipelineModel, ImageTower {
+export class ThreadImageEncoder implements PipelineModel, OwnedImageTower {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private failure: ClipdexError | null = null;
@@ -31,6 +32,7 @@ export class ThreadImageEncoder implements PipelineModel, ImageTower {
     private readonly worker: Worker,
     readonly spec: ModelSpec,
     readonly batchSize: number,
+    readonly dim: number | null,
     readonly provider: ProviderName,
     readonly fallbacks: ProviderFallback[],
   ) {
@@ -64,7 +66,7 @@ export class ThreadImageEncoder implements PipelineModel, ImageTower {
         worker.once('error', (err) => reject(new ClipdexError('INFERENCE_FAILED', `the image encoder thread failed to start: ${err.message}`, { cause: err })));
         worker.once('exit', (code) => reject(new ClipdexError('INFERENCE_FAILED', `the image encoder thread exited at start (code ${code})`)));
       });
-      return new ThreadImageEncoder(worker, spec, ready.batchSize, ready.provider, ready.fallbacks);
+      return new ThreadImageEncoder(worker, spec, ready.batchSize, ready.dim, ready.provider, ready.fallbacks);
     } catch (err) {
       await worker.terminate();
       throw err;
@@ -86,6 +88,11 @@ export class ThreadImageEncoder implements PipelineModel, ImageTower {
       this.pending.set(id, { resolve, reject });
       this.worker.postMessage({ type: 'encode', id, pixels: payload, count } satisfies EncoderRequest, [payload.buffer as ArrayBuffer]);
     });
+  }
+
+  /** As a model's own image tower (`openImageTower`), the model closes it with this. */
+  release(): Promise<void> {
+    return this.close();
   }
 
   async close(): Promise<void> {

@@ -263,14 +263,20 @@ export class IngestEngine {
     const roots = this.options.onlyGivenRoots ? given : this.store.roots();
     for (const root of roots) this.roots.manage(root.id);
     const encode = this.options.encode ?? true;
-    if (encode && (this.options.encoderThread ?? true)) {
-      this.encoder = await ThreadImageEncoder.open(this.model.model.spec, {
+    const clip = this.model.model;
+    const onThread = clip.imageTowerOpen && clip.image instanceof ThreadImageEncoder && !this.options.session && !this.options.batchSize;
+    const handed = encode && (this.options.encoderThread ?? true) && onThread ? clip.handOverImageTower() : null;
+    if (handed instanceof ThreadImageEncoder) {
+      // The model's tower is on an encoder thread already (serve): encode with it; this engine closes it.
+      this.encoder = handed;
+    } else if (encode && (this.options.encoderThread ?? true)) {
+      this.encoder = await ThreadImageEncoder.open(clip.spec, {
         ...(this.options.session ? { session: this.options.session } : {}),
         ...(this.options.batchSize ? { batch: this.options.batchSize } : {}),
       });
-      // Image queries of a library opened without its image tower (serve, index) use this copy, off the main thread.
-      this.model.model.shareImageTower(this.encoder);
-    } else if (encode) await this.model.model.openImageEncoder();
+      // Image queries of a library opened without its image tower use this copy, off the main thread.
+      clip.shareImageTower(this.encoder);
+    } else if (encode) await clip.openImageEncoder();
     const o = this.options;
     this.ocrChoice = resolveOcr({ option: o.ocr === undefined ? undefined : o.ocr !== false, library: this.ocrRepo.setting() });
     if (this.ocrChoice.enabled) this.ocr = this.newOcrService();
@@ -501,8 +507,10 @@ export class IngestEngine {
     await this.pipeline;
     // After the pipeline: the files it still held were recorded under these claims.
     this.claims?.close();
-    if (this.encoder) this.model.model.unshareImageTower(this.encoder);
-    await this.encoder?.close();
+    if (this.encoder) {
+      this.model.model.unshareImageTower(this.encoder);
+      await this.encoder.close();
+    }
     await this.ocr?.close();
     await this.ocrClosing;
     await this.live.close();

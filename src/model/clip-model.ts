@@ -33,6 +33,12 @@ export interface LoadModelOptions extends SessionOptions {
    * for a query's encoding. One copy of the tower either way.
    */
   textThread?: boolean;
+  /**
+   * Opens the image tower somewhere else than this thread (`clipdex serve`: on the ingest encoder thread,
+   * which then encodes photos with it too: one copy, off the main thread). Called at load, beside the text
+   * tower, so a damaged image tower is found at start as before. The model releases it.
+   */
+  openImageTower?: (spec: ModelSpec) => Promise<OwnedImageTower>;
 }
 
 /** What encodes preprocessed images for a model: its own session (ImageEncoder), or one lent to it. */
@@ -42,6 +48,13 @@ export interface ImageTower {
   readonly fallbacks: ProviderFallback[];
   /** `count` images as CHW float32, [count, 3, S, S]. */
   encode(pixels: Float32Array, count: number): Promise<Float32Array[]>;
+}
+
+/** An image tower this model holds and releases. */
+export interface OwnedImageTower extends ImageTower {
+  /** The embedding dimension, when the graph says it. */
+  readonly dim?: number | null;
+  release(): Promise<void>;
 }
 
 export type ImageEmbeddingResult =
@@ -55,16 +68,17 @@ export type ImageEmbeddingResult =
  */
 export class ClipModel {
   private imageEncoder: ImageTower | null;
-  private imageOpening: Promise<ImageEncoder> | null = null;
+  private imageOpening: Promise<OwnedImageTower> | null = null;
   /** The image tower is lent (shareImageTower): its lender closes it, not this model. */
   private imageLent = false;
+  private released = false;
   private textEncoder: TextTower | null;
   private textOpening: Promise<TextTower> | null = null;
 
   private constructor(
     readonly spec: ModelSpec,
     readonly tokenizer: ModelTokenizer,
-    image: ImageEncoder | null,
+    image: OwnedImageTower | null,
     text: TextTower | null,
     readonly dim: number,
     private readonly options: LoadModelOptions,
@@ -77,11 +91,10 @@ export class ClipModel {
     const tokenizer = await loadTextTokenizer(spec);
     // Neither graph nor config may say the dimension; a text tower opened now settles it (below).
     const textNow = !options.lazyTextTower || spec.embeddingDim === null;
-    const [imageTower, text] = await Promise.all([
-      options.lazyImageTower ? null : openImageTower(spec, options),
+    const [image, text] = await Promise.all([
+      options.lazyImageTower ? null : openImageEncoder(spec, options),
       textNow ? openTextEncoder(spec, tokenizer, options) : null,
     ]);
-    const image = imageTower ? new ImageEncoder(imageTower, spec.preprocess.size, options.imageBatch) : null;
     const dims = [image?.dim ?? null, text?.dim ?? null, spec.embeddingDim].filter((d): d is number => d !== null);
     const dim = dims[0];
     if (dim === undefined) {
@@ -149,6 +162,18 @@ export class ClipModel {
     return true;
   }
 
+  /**
+   * Hands this model's own image tower to a caller that closes it from now on (the ingest engine, when the
+   * tower is on an encoder thread already): the model keeps encoding image queries with it until it is given
+   * back (`unshareImageTower`), and does not close it itself, so a model retired by a switch leaves the engine
+   * that still encodes with it working. null when the model has none of its own open.
+   */
+  handOverImageTower(): ImageTower | null {
+    if (!this.imageEncoder || this.imageLent) return null;
+    this.imageLent = true;
+    return this.imageEncoder;
+  }
+
   /** Gives a lent tower back: a later image opens this model's own. */
   unshareImageTower(tower: ImageTower): void {
     if (this.imageEncoder !== tower || !this.imageLent) return;
@@ -160,8 +185,8 @@ export class ClipModel {
   async openImageEncoder(): Promise<ImageTower> {
     if (this.imageEncoder) return this.imageEncoder;
     this.imageOpening ??= (async () => {
-      const encoder = new ImageEncoder(await openImageTower(this.spec, this.options), this.spec.preprocess.size, this.options.imageBatch);
-      if (encoder.dim !== null && encoder.dim !== this.dim) {
+      const encoder = await openImageEncoder(this.spec, this.options);
+      if (encoder.dim != null && encoder.dim !== this.dim) {
         await encoder.release();
         throw dimensionError(this.spec, encoder.dim, this.textEncoder?.dim ?? null);
       }
@@ -242,16 +267,21 @@ export class ClipModel {
     return results;
   }
 
+  /** Closes what this model holds (a tower handed over stays open); a second call does nothing. */
   async release(): Promise<void> {
-    const own = this.imageLent ? null : this.imageEncoder;
-    const image = own instanceof ImageEncoder ? own : await this.imageOpening?.catch(() => null);
+    if (this.released) return;
+    this.released = true;
+    const own = this.imageLent ? null : (this.imageEncoder as OwnedImageTower | null);
+    const image = own ?? (await this.imageOpening?.catch(() => null));
     const text = this.textEncoder ?? (await this.textOpening?.catch(() => null));
     await Promise.all([image?.release(), text?.release()]);
   }
 }
 
-function openImageTower(spec: ModelSpec, options: SessionOptions) {
-  return openTower(join(spec.dir, spec.vision.file), spec.vision, 'image', options);
+async function openImageEncoder(spec: ModelSpec, options: LoadModelOptions): Promise<OwnedImageTower> {
+  if (options.openImageTower) return options.openImageTower(spec);
+  const tower = await openTower(join(spec.dir, spec.vision.file), spec.vision, 'image', options);
+  return new ImageEncoder(tower, spec.preprocess.size, options.imageBatch);
 }
 
 /**

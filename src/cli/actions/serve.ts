@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { ClipdexError, errorMessage } from '../../errors.js';
 import { libraryLocation } from '../../store/open-store.js';
 import { IngestEngine } from '../../ingest/ingest-engine.js';
+import { ThreadImageEncoder } from '../../ingest/encoder-thread.js';
 import { ModelSwitcher } from '../../ingest/model-switch.js';
 import { Library } from '../../library/library.js';
 import { requireFolders } from '../../ingest/folder-check.js';
@@ -27,12 +28,12 @@ export const actionServe = async (o: { port: number; host: string; root?: string
   const library = await Library.open({
     ...libraryOptions(g),
     modelOptional: true,
-    // The engine's encoder thread lends its image tower to image queries: one copy, off the main thread
-    // (opened here only when nothing encodes: --no-encode, or before the engine has started). The text
-    // tower runs on a thread of its own: a query's encoding never holds up the other requests.
-    // CLIPDEX_TEXT_THREAD=off keeps it on the main thread (the benchmark's comparison; a way out should a
-    // platform's runtime misbehave in workers).
-    session: { lazyImageTower: true, textThread: process.env.CLIPDEX_TEXT_THREAD !== 'off' },
+    // Each tower once, off the main thread: the image tower on the encoder thread, which the ingest engine
+    // encodes photos with and image queries use too; the text tower on a thread of its own, so a query's
+    // encoding never holds up other requests (CLIPDEX_TEXT_THREAD=off keeps it on the main thread: the
+    // benchmark's comparison, and a way out should a platform's runtime misbehave in workers). Both open at
+    // load, so a damaged model file is reported at start.
+    session: { textThread: process.env.CLIPDEX_TEXT_THREAD !== 'off', openImageTower: (spec) => ThreadImageEncoder.open(spec) },
     onIndexProgress: indexBuildLog(log),
     onIndexError: (err) => log(`clipdex: ${errorMessage(err)}`),
   });
