@@ -3,12 +3,10 @@ import { configDefaults, defineConfig } from 'vitest/config';
 /**
  * `npm test` runs every project below with one `vitest run`, one group after another (sequence.groupOrder).
  *
- * Why groups: on a 2-core machine a heavy file (thousands of files ingested, SIGKILL loops, a load driver)
- * beside another heavy file starves both, and tests that pass alone time out (ingest-engine's "copying 2,000
- * files at once" beside reliability/load). So the bulk runs two files at a time first, then each heavy group
- * runs one file at a time with the machine to itself. The browser suites wait on what the page shows, not on
- * deadlines, and pass with a CPU hog beside them: they run in the bulk (alone after it, they added two
- * minutes to CI's twenty).
+ * Why groups: on a 2-core machine a heavy file (thousands of files ingested, SIGKILL loops, a load driver, a
+ * browser) beside another heavy file starves both, and tests that pass alone time out (ingest-engine's
+ * "copying 2,000 files at once" beside reliability/load; a web-ui test under load). So the fast bulk runs
+ * two files at a time first, then each heavy group runs one file at a time with the machine to itself.
  *
  * A heavy file belongs in exactly one list below; everything else under test/ is `unit`.
  * `npx vitest run test/x.test.ts` still runs just that file, in whichever project holds it.
@@ -82,9 +80,8 @@ export default defineConfig({
         test: {
           name: 'browser',
           include: BROWSER,
-          // In the bulk's group: its two workers take unit and browser files alike (see the top).
-          maxWorkers: 2,
-          sequence: { groupOrder: 0 },
+          maxWorkers: 1,
+          sequence: { groupOrder: 3 },
         },
       },
     ],
