@@ -366,11 +366,17 @@ export class FolderWatcher {
         // Missed whole: chokidar watches it from now on, but reports nothing already in it (ignoreInitial),
         // and neither in the folders under it: all of theirs is reported here.
         if (!knows) watcher.add(path);
-        this.enqueue({ type: 'addDir', root: this.root, path, relPath: rel });
-        void this.checkByteNames(path);
-        this.expectFolder(path, true);
+        this.folderAppeared(path, rel, true);
       }
     }
+  }
+
+  /** A new folder, reported by chokidar or found by catchUp (`all`: chokidar reports none of what is in it). */
+  private folderAppeared(path: string, rel: string, all: boolean): void {
+    this.enqueue({ type: 'addDir', root: this.root, path, relPath: rel });
+    // A folder moved in whole brings its names with it and no raw event for them (see open()).
+    void this.checkByteNames(path);
+    this.expectFolder(path, all);
   }
 
   /** Asks for a walk when a folder holds a name chokidar cannot report (not UTF-8). */
@@ -429,10 +435,7 @@ export class FolderWatcher {
         return;
       case 'addDir':
         if (rel !== '' && this.rules.isExcludedDir(rel)) return;
-        this.enqueue({ type, root, path, relPath: rel });
-        // A folder moved in whole brings its names with it and no raw event for them (see open()).
-        void this.checkByteNames(path);
-        this.expectFolder(path, false);
+        this.folderAppeared(path, rel, false);
         return;
       case 'unlinkDir':
         if (rel !== '' && this.rules.isExcludedDir(rel)) return;
