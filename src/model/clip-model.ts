@@ -67,13 +67,11 @@ export type ImageEmbeddingResult =
  * `lazyTextTower`: then a tower opens at its first use).
  */
 export class ClipModel {
-  private imageEncoder: ImageTower | null;
-  private imageOpening: Promise<OwnedImageTower> | null = null;
+  private readonly imageSlot: TowerSlot<ImageTower>;
   /** The image tower is lent (shareImageTower): its lender closes it, not this model. */
   private imageLent = false;
   private released = false;
-  private textEncoder: TextTower | null;
-  private textOpening: Promise<TextTower> | null = null;
+  private readonly textSlot: TowerSlot<TextTower>;
 
   private constructor(
     readonly spec: ModelSpec,
@@ -83,8 +81,8 @@ export class ClipModel {
     readonly dim: number,
     private readonly options: LoadModelOptions,
   ) {
-    this.imageEncoder = image;
-    this.textEncoder = text;
+    this.imageSlot = new TowerSlot<ImageTower>(image);
+    this.textSlot = new TowerSlot(text);
   }
 
   static async load(spec: ModelSpec, options: LoadModelOptions = {}): Promise<ClipModel> {
@@ -111,43 +109,31 @@ export class ClipModel {
 
   /** The text tower; a model loaded with `lazyTextTower` must have opened it first (`openTextEncoder`). */
   get text(): TextTower {
-    if (!this.textEncoder) throw new ClipdexError('INFERENCE_FAILED', `the text tower of ${this.spec.id} is not open yet (loaded with lazyTextTower): await openTextEncoder() first`);
-    return this.textEncoder;
+    if (!this.textSlot.tower) throw new ClipdexError('INFERENCE_FAILED', `the text tower of ${this.spec.id} is not open yet (loaded with lazyTextTower): await openTextEncoder() first`);
+    return this.textSlot.tower;
   }
 
   /** Whether the text tower is open (always, unless loaded with `lazyTextTower` and no text was encoded yet). */
   get textTowerOpen(): boolean {
-    return this.textEncoder !== null;
+    return this.textSlot.tower !== null;
   }
 
   /** The text tower, opened now if it was left for later; concurrent callers share one opening. */
-  async openTextEncoder(): Promise<TextTower> {
-    if (this.textEncoder) return this.textEncoder;
-    this.textOpening ??= (async () => {
-      const encoder = await openTextEncoder(this.spec, this.tokenizer, this.options);
-      if (encoder.dim !== null && encoder.dim !== this.dim) {
-        await encoder.release();
-        throw dimensionError(this.spec, this.dim, encoder.dim);
-      }
-      this.textEncoder = encoder;
-      return encoder;
-    })();
-    try {
-      return await this.textOpening;
-    } finally {
-      this.textOpening = null;
-    }
+  openTextEncoder(): Promise<TextTower> {
+    return this.textSlot.open(async () =>
+      ofDimension(await openTextEncoder(this.spec, this.tokenizer, this.options), this.dim, (got) => dimensionError(this.spec, this.dim, got)),
+    );
   }
 
   /** The image tower; a model loaded with `lazyImageTower` must have opened it first (`openImageEncoder`). */
   get image(): ImageTower {
-    if (!this.imageEncoder) throw new ClipdexError('INFERENCE_FAILED', `the image tower of ${this.spec.id} is not open yet (loaded with lazyImageTower): await openImageEncoder() first`);
-    return this.imageEncoder;
+    if (!this.imageSlot.tower) throw new ClipdexError('INFERENCE_FAILED', `the image tower of ${this.spec.id} is not open yet (loaded with lazyImageTower): await openImageEncoder() first`);
+    return this.imageSlot.tower;
   }
 
   /** Whether the image tower is open (always, unless loaded with `lazyImageTower` and no image was encoded yet). */
   get imageTowerOpen(): boolean {
-    return this.imageEncoder !== null;
+    return this.imageSlot.tower !== null;
   }
 
   /**
@@ -156,8 +142,8 @@ export class ClipModel {
    * this model has its own open already. The lender takes it back (`unshareImageTower`) before closing it.
    */
   shareImageTower(tower: ImageTower): boolean {
-    if (this.imageEncoder || this.imageOpening) return false;
-    this.imageEncoder = tower;
+    if (this.imageSlot.tower || this.imageSlot.opening) return false;
+    this.imageSlot.tower = tower;
     this.imageLent = true;
     return true;
   }
@@ -169,35 +155,23 @@ export class ClipModel {
    * that still encodes with it working. null when the model has none of its own open.
    */
   handOverImageTower(): ImageTower | null {
-    if (!this.imageEncoder || this.imageLent) return null;
+    if (!this.imageSlot.tower || this.imageLent) return null;
     this.imageLent = true;
-    return this.imageEncoder;
+    return this.imageSlot.tower;
   }
 
   /** Gives a lent tower back: a later image opens this model's own. */
   unshareImageTower(tower: ImageTower): void {
-    if (this.imageEncoder !== tower || !this.imageLent) return;
-    this.imageEncoder = null;
+    if (this.imageSlot.tower !== tower || !this.imageLent) return;
+    this.imageSlot.tower = null;
     this.imageLent = false;
   }
 
   /** The image tower, opened now if it was left for later; concurrent callers share one opening. */
-  async openImageEncoder(): Promise<ImageTower> {
-    if (this.imageEncoder) return this.imageEncoder;
-    this.imageOpening ??= (async () => {
-      const encoder = await openImageEncoder(this.spec, this.options);
-      if (encoder.dim != null && encoder.dim !== this.dim) {
-        await encoder.release();
-        throw dimensionError(this.spec, encoder.dim, this.textEncoder?.dim ?? null);
-      }
-      this.imageEncoder = encoder;
-      return encoder;
-    })();
-    try {
-      return await this.imageOpening;
-    } finally {
-      this.imageOpening = null;
-    }
+  openImageEncoder(): Promise<ImageTower> {
+    return this.imageSlot.open(async () =>
+      ofDimension(await openImageEncoder(this.spec, this.options), this.dim, (got) => dimensionError(this.spec, got, this.textSlot.tower?.dim ?? null)),
+    );
   }
 
   /**
@@ -215,8 +189,8 @@ export class ClipModel {
   /** The provider each tower runs on, and why faster ones were passed over; null while no tower is open. */
   get providers(): { image: ProviderName; text: ProviderName; fallbacks: ProviderFallback[] } | null {
     // A tower not open yet will open with the same options as the other: the same provider, as a rule.
-    const image = this.imageEncoder ?? this.textEncoder;
-    const text = this.textEncoder ?? this.imageEncoder;
+    const image = this.imageSlot.tower ?? this.textSlot.tower;
+    const text = this.textSlot.tower ?? this.imageSlot.tower;
     if (!image || !text) return null;
     return { image: image.provider, text: text.provider, fallbacks: image.fallbacks };
   }
@@ -271,11 +245,45 @@ export class ClipModel {
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
-    const own = this.imageLent ? null : (this.imageEncoder as OwnedImageTower | null);
-    const image = own ?? (await this.imageOpening?.catch(() => null));
-    const text = this.textEncoder ?? (await this.textOpening?.catch(() => null));
+    // A tower this model opened is its own (only lent ones are set from outside, and those it does not close).
+    const image = (this.imageLent ? null : (this.imageSlot.tower ?? (await this.imageSlot.settled()))) as OwnedImageTower | null;
+    const text = this.textSlot.tower ?? (await this.textSlot.settled());
     await Promise.all([image?.release(), text?.release()]);
   }
+}
+
+/**
+ * A tower opened at load or at its first use: callers that come while it opens share the one opening, and a
+ * failed opening is tried again by the next caller.
+ */
+class TowerSlot<T> {
+  opening: Promise<T> | null = null;
+
+  constructor(public tower: T | null) {}
+
+  async open(openTower: () => Promise<T>): Promise<T> {
+    if (this.tower) return this.tower;
+    this.opening ??= openTower().then((t) => (this.tower = t));
+    try {
+      return await this.opening;
+    } finally {
+      this.opening = null;
+    }
+  }
+
+  /** The tower an opening under way gives, or null (none under way, or it failed). */
+  async settled(): Promise<T | null> {
+    return (await this.opening?.catch(() => null)) ?? null;
+  }
+}
+
+/** The tower, unless the graph gives embeddings of another dimension than the model's: then closed and refused. */
+async function ofDimension<T extends { dim?: number | null; release(): Promise<void> }>(tower: T, dim: number, mismatch: (got: number) => ClipdexError): Promise<T> {
+  if (tower.dim != null && tower.dim !== dim) {
+    await tower.release();
+    throw mismatch(tower.dim);
+  }
+  return tower;
 }
 
 async function openImageEncoder(spec: ModelSpec, options: LoadModelOptions): Promise<OwnedImageTower> {
