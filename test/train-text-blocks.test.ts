@@ -168,6 +168,30 @@ describe.skipIf(!labeled)(`text-block training on ../shared/photos/labeled ${lab
     expect(hits(await search())).toEqual(hits(baseResults));
   }, 300_000);
 
+  it('is searched in the base index: activating it copies no vector, and leaving it for an adapter version and back keeps the base vectors whole', async () => {
+    const base = library.requireModel();
+    const photos = library.embeddings.count(base.key);
+    expect(photos).toBeGreaterThan(0);
+    const activation = await service.activate(textRun.adapter.version);
+    expect(activation.projected).toBe(0);
+    expect(library.searchSpace().key).toBe(base.key);
+    expect(library.searchSpace().index).toBe(base.index);
+    // An adapter-only version has its own projected vectors and index; leaving the text version for it
+    // retires the text version's space, which shares the base key.
+    const adapterOnly = await service.train({ seed: 3 });
+    expect(textTowerOf(adapterOnly.adapter)).toBeNull();
+    expect((await service.activate(adapterOnly.adapter.version)).projected).toBe(photos);
+    expect(library.searchSpace().key).not.toBe(base.key);
+    await service.rollback('base');
+    // Retired spaces are given back after a grace period; closing the library does it now.
+    await library.close();
+    library = await Library.open({ dataDir, model: modelDir, cacheDir: join(dir, 'cache') });
+    service = new AdapterService(library);
+    engine = new QueryEngine(library);
+    expect(library.embeddings.count(library.requireModel().key)).toBe(photos);
+    expect(hits(await search())).toEqual(hits(baseResults));
+  }, 300_000);
+
   it('clipdex train --text-blocks: both candidates in --json and as a table, LoRA too; bad values refused', async () => {
     const cli = (...args: string[]) => runCli(['--data-dir', dataDir, '--model', modelDir, '--cache-dir', join(dir, 'cache'), ...args], {}, 600_000);
     const json = await cli('--json', 'train', '--text-blocks', '1', '--lora', '4', '--epochs', '3', '--seed', '3');

@@ -3,19 +3,29 @@
  * the adapter's own model key, so its vector index is an ordinary index of that key — built, merged,
  * crash-checked and change-logged like the base one. Costs one more 4·d-byte row per photo while the
  * adapter is active; dropped when it is deactivated.
+ *
+ * A version whose image side is exactly the identity (a text-tuned version: the image tower stays locked,
+ * LiT-style) has nothing to project: its photos are searched under the base model's own key and index
+ * (`versionSearchKey`), so activating it copies no vector and builds no index, and the base rows are never
+ * this module's to drop.
  */
 import { AdaptersRepo } from '../store/adapters-repo.js';
 import { runInTransaction } from '../store/database.js';
 import { IndexChangesRepo } from '../store/index-changes-repo.js';
 import type { EmbeddingsRepo } from '../store/embeddings-repo.js';
 import { blobToVector } from '../store/vector-blob.js';
-import { decodeAdapter, projectRows, type AdapterWeights } from './adapter-weights.js';
+import { decodeAdapter, isIdentityMatrix, projectRows, type AdapterWeights } from './adapter-weights.js';
 import { projectBulk } from './projection-kernel.js';
 import type { SqlHandle } from '../store/sql-handle.js';
 
 /** The model key an adapter's embeddings and index live under. */
 export function adapterModelKey(baseKey: string, adapterId: number): string {
   return `${baseKey}@adapter-${adapterId}`;
+}
+
+/** The model key a version's photos are searched under: the base key when its image side is the identity. */
+export function versionSearchKey(baseKey: string, adapterId: number, w: AdapterWeights): string {
+  return isIdentityMatrix(w.image, w.dim) ? baseKey : adapterModelKey(baseKey, adapterId);
 }
 
 const CHUNK = 16_384;
@@ -33,6 +43,7 @@ export class AdaptedEmbeddings {
    * are found by a later pass (the final one runs inside the activation transaction, see `fillMissingSync`).
    */
   async fillMissing(key: string, w: AdapterWeights, onProgress?: (done: number, total: number) => void): Promise<{ written: number; throughId: number }> {
+    if (key === this.baseKey) return { written: 0, throughId: 0 };
     this.embeddings.registerModel(key, w.dim);
     // An upper bound (counting the missing ones exactly costs a pass of its own).
     const total = this.embeddings.count(this.baseKey);
@@ -67,6 +78,7 @@ export class AdaptedEmbeddings {
    * so only newer rows can be missing).
    */
   fillMissingSync(key: string, w: AdapterWeights, afterId = 0): number {
+    if (key === this.baseKey) return 0;
     let done = 0;
     let after = afterId;
     for (;;) {
@@ -85,6 +97,8 @@ export class AdaptedEmbeddings {
 
   /** Forgets an adapter key: stops its change log first (so deleting its rows logs nothing), then its rows. */
   drop(key: string): void {
+    // The base model's vectors are the photos' own encodings: no version's retirement may take them.
+    if (key === this.baseKey) return;
     runInTransaction(this.db, () => {
       new IndexChangesRepo(this.db).unregister(key);
       this.embeddings.removeModel(key);
@@ -99,7 +113,7 @@ export class AdaptedEmbeddings {
  */
 export class ActiveAdapterWriter {
   private readonly adapters: AdaptersRepo;
-  private cached: { id: number; key: string; weights: AdapterWeights } | null = null;
+  private cached: { id: number; key: string; weights: AdapterWeights; identity: boolean } | null = null;
   private readonly adapted: AdaptedEmbeddings;
 
   constructor(db: SqlHandle, embeddings: EmbeddingsRepo, private readonly baseKey: string) {
@@ -111,9 +125,11 @@ export class ActiveAdapterWriter {
     const id = this.adapters.activeId(this.baseKey);
     if (id === undefined) return;
     if (this.cached?.id !== id) {
-      this.cached = { id, key: adapterModelKey(this.baseKey, id), weights: decodeAdapter(this.adapters.weights(id)!) };
+      const weights = decodeAdapter(this.adapters.weights(id)!);
+      this.cached = { id, key: adapterModelKey(this.baseKey, id), weights, identity: versionSearchKey(this.baseKey, id, weights) === this.baseKey };
     }
-    if (this.cached.weights.dim !== baseVector.length) return; // refused at activation; never half-write
+    // Refused at activation; never half-write. A version searched under the base key has nothing of its own.
+    if (this.cached.identity || this.cached.weights.dim !== baseVector.length) return;
     this.adapted.writeOne(this.cached.key, this.cached.weights, contentHash, baseVector);
   }
 }

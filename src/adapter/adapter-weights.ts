@@ -23,6 +23,13 @@ export function identityMatrix(dim: number): Float32Array {
   return w;
 }
 
+/** Exactly I: a version whose image side this is leaves every photo's vector as the base model stored it. */
+export function isIdentityMatrix(w: Float32Array, dim: number): boolean {
+  if (w.length !== dim * dim) return false;
+  for (let i = 0; i < w.length; i++) if (w[i] !== (i % (dim + 1) === 0 ? 1 : 0)) return false;
+  return true;
+}
+
 export function identityAdapter(dim: number): AdapterWeights {
   return { dim, image: identityMatrix(dim), text: identityMatrix(dim) };
 }

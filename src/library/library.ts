@@ -17,7 +17,7 @@ import { towerPath } from './version-towers.js';
 import { ImagesRepo } from '../store/images-repo.js';
 import { PairsRepo } from '../store/pairs-repo.js';
 import { RootsRepo } from '../store/roots-repo.js';
-import { adapterModelKey, AdaptedEmbeddings } from '../adapter/adapter-embeddings.js';
+import { AdaptedEmbeddings, versionSearchKey } from '../adapter/adapter-embeddings.js';
 import { removeAdapterLeftovers } from '../adapter/adapter-leftovers.js';
 import { decodeAdapter, type AdapterWeights } from '../adapter/adapter-weights.js';
 import { storageError } from '../util/storage-error.js';
@@ -241,9 +241,15 @@ export class Library {
     if (active) {
       try {
         const weights = decodeAdapter(active.weights);
-        const key = adapterModelKey(next.key, active.id);
+        const key = versionSearchKey(next.key, active.id, weights);
         await new AdaptedEmbeddings(this.store.db, this.embeddings, next.key).fillMissing(key, weights);
-        space = { model: next.model, key, index: await this.openIndex(key), adapter: { id: active.id, version: active.version, weights } };
+        const text = await this.openTunedText(active, next.model);
+        try {
+          space = { model: next.model, key, index: key === next.key ? next.index : await this.openIndex(key), adapter: { id: active.id, version: active.version, weights, text } };
+        } catch (err) {
+          await text?.release();
+          throw err;
+        }
       } catch (err) {
         this.indexOptions.onIndexError?.(new ClipdexError('ADAPTER_INVALID', `the active adapter v${active.version} of ${ref} could not be opened; searching with its base model: ${errorMessage(err)}`, { cause: err }));
       }
@@ -254,7 +260,8 @@ export class Library {
     this.space = space;
     this.lastActiveCheck = Date.now();
     // The previous model's spaces go after a grace period, like any swapped-out index.
-    if (old.index !== previous.index) this.retire(old);
+    // A version searched under the base key shares the previous model's index, which the next line closes.
+    if (old.index !== previous.index || old.adapter?.text) this.retire(old, undefined, { keepIndex: old.index === previous.index });
     this.retire({ model: previous.model, key: previous.key, index: previous.index, adapter: null }, async () => {
       await previous.model.release();
     });
@@ -299,7 +306,7 @@ export class Library {
       }
       if (activeId() === wanted && (this.space?.adapter?.id ?? null) !== wanted) this.setSearchSpace(next);
       else if (next.adapter) {
-        await next.index.close();
+        if (next.index !== loaded.index) await next.index.close();
         await next.adapter.text?.release();
       }
     })()
@@ -321,13 +328,16 @@ export class Library {
   setSearchSpace(next: SearchSpace, onRetired?: (previous: SearchSpace) => Promise<void>): SearchSpace {
     const previous = this.searchSpace();
     this.space = next;
-    if (previous.index !== next.index && previous.index !== this.current!.index) this.retire(previous, onRetired);
+    const indexGoes = previous.index !== next.index && previous.index !== this.current!.index;
+    // A text-tuned version is searched in the base index: leaving it keeps the index but not its tower.
+    const towerGoes = !!previous.adapter?.text && previous.adapter.text !== next.adapter?.text;
+    if (indexGoes || towerGoes) this.retire(previous, onRetired, { keepIndex: !indexGoes });
     return previous;
   }
 
-  private retire(space: SearchSpace, onRetired?: (previous: SearchSpace) => Promise<void>): void {
+  private retire(space: SearchSpace, onRetired?: (previous: SearchSpace) => Promise<void>, options: { keepIndex?: boolean } = {}): void {
     const close = async () => {
-      await space.index.close().catch(() => undefined);
+      if (!options.keepIndex) await space.index.close().catch(() => undefined);
       await space.adapter?.text?.release().catch(() => undefined);
       await onRetired?.(space).catch((err: unknown) => this.indexOptions.onIndexError?.(err));
     };
@@ -366,7 +376,7 @@ export class Library {
     const base = this.loaded!.key;
     const active = this.adapters.active(base);
     try {
-      await removeAdapterLeftovers(this.store.db, this.embeddings, this.paths.indexDir, base, active ? adapterModelKey(base, active.id) : null);
+      await removeAdapterLeftovers(this.store.db, this.embeddings, this.paths.indexDir, base, active ? versionSearchKey(base, active.id, decodeAdapter(active.weights)) : null);
     } catch (err) {
       this.indexOptions.onIndexError?.(new ClipdexError('ADAPTER_INVALID', `cannot remove what an interrupted adapter activation left behind: ${errorMessage(err)}`, { cause: err }));
     }
@@ -379,11 +389,12 @@ export class Library {
   private async openAdapterSpace(record: AdapterRecord): Promise<SearchSpace> {
     const base = this.loaded!.key;
     const weights = decodeAdapter(record.weights);
-    const key = adapterModelKey(base, record.id);
+    const key = versionSearchKey(base, record.id, weights);
     await new AdaptedEmbeddings(this.store.db, this.embeddings, base).fillMissing(key, weights);
     const text = await this.openTunedText(record);
     try {
-      return { model: this.loaded!.model, key, index: await this.openIndex(key), adapter: { id: record.id, version: record.version, weights, text } };
+      const index = key === base ? this.loaded!.index : await this.openIndex(key);
+      return { model: this.loaded!.model, key, index, adapter: { id: record.id, version: record.version, weights, text } };
     } catch (err) {
       await text?.release();
       throw err;
@@ -394,10 +405,9 @@ export class Library {
    * A text-tuned version's own text tower as an encoder (null for an adapter-only version), refused unless
    * the file is the one trained: its whole-file SHA-256 must be the recorded one.
    */
-  async openTunedText(record: Pick<AdapterRecord, 'metrics' | 'version'>): Promise<TextTower | null> {
+  async openTunedText(record: Pick<AdapterRecord, 'metrics' | 'version'>, model: ClipModel = this.requireModel().model): Promise<TextTower | null> {
     const ref = textTowerOf(record);
     if (!ref) return null;
-    const { model } = this.requireModel();
     const path = await towerPath(this.store, this.paths.dir, ref);
     const hash = createHash('sha256');
     for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);

@@ -189,7 +189,7 @@ function bestPerPhoto<H extends { id: number; score: number }>(lists: readonly H
 }
 
 export class QueryEngine {
-  /** Phrase → embedding, per model key: typing "dog", "dog " and "dog" again costs one encode. */
+  /** Phrase → embedding, per model key and version: typing "dog", "dog " and "dog" again costs one encode. */
   private readonly textCache = new LruCache<string, Float32Array>(1000);
   private browser: ImageFilterQueries | null = null;
   private ocr: OcrRepo | null = null;
@@ -429,7 +429,8 @@ export class QueryEngine {
     const project = (v: Float32Array, w: 'image' | 'text') => (adapter ? projectRows(v, 1, adapter.weights[w], adapter.weights.dim) : v);
     if ('text' in term) {
       const text = parseParam(phraseParam, term.text, 'a phrase');
-      const cacheKey = `${key}\n${language ?? ''}\n${text}`;
+      // Per version, not per key: a text-tuned version is searched under the base key with its own tower.
+      const cacheKey = `${key}\n${adapter?.id ?? ''}\n${language ?? ''}\n${text}`;
       const cached = this.textCache.get(cacheKey);
       if (cached) return cached;
       // A text-tuned version encodes with its own tower; its text side has no projection on top.

@@ -16,7 +16,7 @@ import type { IndexProgress } from '../index/index-manager.js';
 import type { Library, SearchSpace } from '../library/library.js';
 import { type AdapterRecord, type AdapterSummary, textTowerOf, towerFileName, versionsDir } from '../store/adapters-repo.js';
 import { blobToVector } from '../store/vector-blob.js';
-import { adapterModelKey, AdaptedEmbeddings } from '../adapter/adapter-embeddings.js';
+import { AdaptedEmbeddings, versionSearchKey } from '../adapter/adapter-embeddings.js';
 import { ActivationLease } from '../adapter/adapter-leftovers.js';
 import { defaultExportDir, exportAdaptedModel } from './adapter-export.js';
 import { decodeAdapter, encodeAdapter, identityMatrix, type AdapterWeights } from '../adapter/adapter-weights.js';
@@ -251,7 +251,7 @@ export class AdapterService {
       if (weights.dim !== model.dim) throw new ClipdexError('ADAPTER_INVALID', `adapter v${version} is ${weights.dim}-dimensional; the model is ${model.dim}-dimensional`);
       const current = this.library.searchSpace();
       if (current.adapter?.id === record.id) return { adapter: summary(this.library.adapters.get(record.id)!), projected: 0, durationMs: 0 };
-      const key = adapterModelKey(baseKey, record.id);
+      const key = versionSearchKey(baseKey, record.id, weights);
       // Until this activation ends, a library opening elsewhere leaves the key's rows and folder alone.
       const lease = ActivationLease.take(this.library.store.db, key);
       try {
@@ -264,7 +264,7 @@ export class AdapterService {
 
   /** The activation proper (its key leased by the caller). */
   private async switchTo(record: AdapterRecord, weights: AdapterWeights, key: string, started: number, onProgress?: (p: AdapterJobProgress) => void): Promise<ActivationResult> {
-    const { model, key: baseKey } = this.library.requireModel();
+    const { model, key: baseKey, index: baseIndex } = this.library.requireModel();
     const adapted = new AdaptedEmbeddings(this.library.store.db, this.library.embeddings, baseKey);
     const filled = await adapted.fillMissing(key, weights, (done, total) => onProgress?.({ phase: 'projecting', done, total }));
     let projected = filled.written;
@@ -275,7 +275,8 @@ export class AdapterService {
     const text = await this.library.openTunedText(record);
     let index: Awaited<ReturnType<Library['openIndex']>>;
     try {
-      index = await this.library.openIndex(key, (p) => onProgress?.({ phase: 'indexing', index: p }));
+      // Searched under the base key (a text-tuned version): the base index, nothing to build.
+      index = key === baseKey ? baseIndex : await this.library.openIndex(key, (p) => onProgress?.({ phase: 'indexing', index: p }));
     } catch (err) {
       await text?.release();
       throw err;
@@ -288,7 +289,7 @@ export class AdapterService {
         return n;
       });
     } catch (err) {
-      await index.close();
+      if (index !== baseIndex) await index.close();
       await text?.release();
       throw err;
     }
@@ -344,8 +345,10 @@ export class AdapterService {
    * closed) — unless it became active again meanwhile.
    */
   private async dropSpace(space: SearchSpace): Promise<void> {
-    if (!space.adapter || this.library.searchSpace().key === space.key) return;
-    new AdaptedEmbeddings(this.library.store.db, this.library.embeddings, this.library.requireModel().key).drop(space.key);
+    const base = this.library.requireModel().key;
+    // A version searched under the base key owns no vectors and no index folder: nothing of it to give back.
+    if (!space.adapter || space.key === base || this.library.searchSpace().key === space.key) return;
+    new AdaptedEmbeddings(this.library.store.db, this.library.embeddings, base).drop(space.key);
     await rm(keyDir(this.library.paths.indexDir, space.key), { recursive: true, force: true });
   }
 
