@@ -212,6 +212,8 @@ describe('an OpenCLIP export of the text tower', () => {
       expect(g.opset).toBe(variant === 'fused' ? 17 : 16);
       const rewritten = await embed(dirs[variant]!, CAPTIONS);
       const worst = Math.max(...rewritten.map((e, c) => maxAbsDiff(e, original[c]!)));
+      // 0 measured for both: ORT's optimizer fuses the spelled-out LayerNorm back into one (with optimisation
+      // disabled the spelled-out variant differs by 1.7e-7), and the fused MatMul's columns are q's, k's, v's sums.
       console.log(`${variant}: max |rewritten − original| embedding ${worst.toExponential(2)}`);
       expect(worst).toBeLessThan(1e-5);
     }, 60_000);
