@@ -324,6 +324,33 @@ describe('an OpenCLIP export of the text tower', () => {
       await expect(readTextTower(dir)).rejects.toThrow(/cannot locate text\.layers\.1\.self_attn\.q_proj\.weight .*no MatMul or Gemm with an initializer weight .*feeding the Add of transformer\.resblocks\.1\.attn\.in_proj_bias/);
     }, 60_000);
 
+    it('a tower with exact GELU (Erf), as OpenCLIP’s LAION-trained towers have', async () => {
+      const dir = await variantDir('exact-gelu', (g) => {
+        const out = asOpenClipExport(g, 'fused');
+        // QuickGELU x·σ(1.702x) → GELU 0.5·x·(1 + erf(x/√2)), in every block.
+        out.initializers.set('sqrt_half', { name: 'sqrt_half', dtype: 'float', dims: [], data: Float32Array.of(Math.SQRT1_2) });
+        out.initializers.set('one', { name: 'one', dtype: 'float', dims: [], data: Float32Array.of(1) });
+        out.initializers.set('half', { name: 'half', dtype: 'float', dims: [], data: Float32Array.of(0.5) });
+        for (const sigmoid of out.nodes.filter((n) => n.opType === 'Sigmoid')) {
+          const scaled = out.nodes.find((n) => n.outputs[0] === sigmoid.inputs[0])!;
+          const gated = out.nodes.find((n) => n.opType === 'Mul' && n.inputs.includes(sigmoid.outputs[0]!))!;
+          scaled.inputs[1] = 'sqrt_half';
+          const v = sigmoid.outputs[0]!;
+          out.nodes.splice(
+            out.nodes.indexOf(sigmoid),
+            1,
+            { opType: 'Erf', inputs: [scaled.outputs[0]!], outputs: [`${v}/erf`], attrs: {} },
+            { opType: 'Add', inputs: [`${v}/erf`, 'one'], outputs: [`${v}/plus_one`], attrs: {} },
+            { opType: 'Mul', inputs: [`${v}/plus_one`, 'half'], outputs: [`${v}/gate`], attrs: {} },
+          );
+          gated.inputs = gated.inputs.map((x) => (x === v ? `${v}/gate` : x));
+        }
+        return out;
+      });
+      await expect(embed(dir, ['a dog'])).resolves.toHaveLength(1);
+      await expect(readTextTower(dir)).rejects.toThrow(/block 0's MLP activation is not CLIP's QuickGELU .*transformer\.resblocks\.0\.mlp\.c_fc\.bias.*exact GELU \(Erf\)/);
+    }, 60_000);
+
     it('a LayerNorm spelled out some other way', async () => {
       const dir = await variantDir('other-layer-norm', (g) => {
         const out = asOpenClipExport(g, 'fused-spelled-ln');

@@ -36,8 +36,8 @@
  *     Add of the bias and the MatMul feeding it are followed.
  *   - Exports older than opset 17 have no LayerNormalization: torch spells it out as ReduceMean, Sub, Pow,
  *     ReduceMean, Add ε, Sqrt, Div, Mul γ, Add β (`residualEntering` follows γ's Mul back to the Sub's input).
- *   - OpenCLIP's LAION-trained towers use exact GELU (Erf), OpenAI's QuickGELU; the rebuilt head is
- *     QuickGELU's, so the former fail the head check of tune-text-blocks.ts (step 3) instead of training wrongly.
+ *   - OpenCLIP's LAION-trained towers use exact GELU (open_clip's default nn.GELU: an Erf), OpenAI's QuickGELU;
+ *     the rebuilt head is QuickGELU's, so `readTextTower` refuses the former by name (`quickGeluAfter`).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -181,7 +181,10 @@ export async function readTextTower(modelDir: string): Promise<TextTower> {
   // Every tensor and every block's input found now, so a graph that cannot be tuned is refused before any
   // caption is encoded, naming what was not found.
   for (const name of headTensorNames(0, layers)) locate(tower, name);
-  for (let i = 0; i < layers; i++) residualEntering(tower, i);
+  for (let i = 0; i < layers; i++) {
+    residualEntering(tower, i);
+    quickGeluAfter(tower, i);
+  }
   return tower;
 }
 
@@ -323,6 +326,31 @@ export function transpose(data: Float32Array, rows: number, cols: number): Float
   const out = new Float32Array(data.length);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]!;
   return out;
+}
+
+/**
+ * Refuses a block whose MLP activation is not CLIP's QuickGELU, x·σ(1.702·x), on the output of its first MLP
+ * linear: the rebuilt head (and its gradient) is QuickGELU's. OpenCLIP's LAION-trained towers use exact GELU
+ * (an Erf); they are named here rather than trained through the wrong activation.
+ */
+function quickGeluAfter(tower: Pick<TextTower, 'graph' | 'naming' | 'prefix' | 'path'>, layer: number): void {
+  const g = tower.graph;
+  const bias = sourceName(tower, `text.layers.${layer}.mlp.fc1.bias`).name;
+  const hidden = consumers(g, bias).find((n) => n.opType === 'Add')?.outputs[0];
+  if (hidden !== undefined) {
+    for (const scaled of consumers(g, hidden)) {
+      if (scaled.opType !== 'Mul') continue;
+      const c = g.initializers.get(scaled.inputs[0] === hidden ? scaled.inputs[1]! : scaled.inputs[0]!);
+      if (c?.data.length !== 1 || !(Math.abs(Number(c.data[0]) - 1.702) < 1e-3)) continue;
+      const sigmoid = consumers(g, scaled.outputs[0]!).find((n) => n.opType === 'Sigmoid');
+      if (sigmoid && consumers(g, sigmoid.outputs[0]!).some((n) => n.opType === 'Mul' && n.inputs.includes(hidden))) return;
+    }
+  }
+  const after = hidden === undefined ? 'no Add of it' : consumers(g, hidden).map((n) => n.opType).join(', ') || 'nothing';
+  throw new ClipdexError(
+    'MODEL_UNSUPPORTED',
+    `${tower.path}: block ${layer}'s MLP activation is not CLIP's QuickGELU x·σ(1.702x) on the Add of ${bias} (it feeds: ${after})${g.nodes.some((n) => n.opType === 'Erf' || n.opType === 'Gelu') ? '; the tower uses exact GELU (Erf), as OpenCLIP\'s LAION-trained towers do, which tuning does not support yet' : ''}`,
+  );
 }
 
 /**
