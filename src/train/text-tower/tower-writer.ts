@@ -1,6 +1,7 @@
 /**
  * The tuned tensors merged back into the tower's own graph: the same nodes, inputs and outputs, only the
- * tuned initializers' values changed (transposed back where the export stores them [out, in]). No adapter
+ * tuned initializers' values changed (transposed back where the export stores them [out, in]; q, k and v put
+ * back as their rows of a fused OpenCLIP in_proj matrix and bias, which stays one initializer). No adapter
  * node is added, so whatever loads the original tower loads this one.
  *
  * Files are written beside their target under a temporary name and renamed into place: a run killed or
@@ -12,17 +13,35 @@ import { cp, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { ClipdexError } from '../../errors.js';
 import { cloneGraph, writeGraph } from '../graph-grad/onnx-ir.js';
-import { locate, type TextTower, transpose } from './tower-source.js';
+import { locate, type TextTower, writeSource } from './tower-source.js';
+
+/**
+ * The initializers these canonical tensors live in, by their names in the tower's graph, with the tuned values
+ * written in: in the graph's own layout and dims, whole (a fused in_proj keeps any third not given here).
+ */
+export function storedTensors(tower: TextTower, tensors: ReadonlyMap<string, Float32Array>): Map<string, { dims: number[]; data: Float32Array }> {
+  const out = new Map<string, { dims: number[]; data: Float32Array }>();
+  for (const [name, data] of tensors) {
+    const src = locate(tower, name);
+    let stored = out.get(src.name);
+    if (!stored) {
+      const t = tower.graph.initializers.get(src.name)!;
+      stored = { dims: [...t.dims], data: Float32Array.from(t.data as Float32Array) };
+      out.set(src.name, stored);
+    }
+    try {
+      writeSource(stored.data, src, data);
+    } catch (err) {
+      throw new ClipdexError('INVALID_ARGUMENT', `tuned ${name}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  return out;
+}
 
 /** The tower's graph with these canonical tensors replaced. */
 export function mergedTowerBytes(tower: TextTower, tensors: ReadonlyMap<string, Float32Array>): Uint8Array {
   const g = cloneGraph(tower.graph);
-  for (const [name, data] of tensors) {
-    const src = locate(tower, name);
-    const t = g.initializers.get(src.name)!;
-    if (data.length !== t.data.length) throw new ClipdexError('INVALID_ARGUMENT', `tuned ${name} has ${data.length} values; ${src.name} has ${t.data.length}`);
-    g.initializers.set(src.name, { ...t, data: src.transpose ? transpose(data, src.dims[0]!, src.dims[1]!) : Float32Array.from(data) });
-  }
+  for (const [name, { data }] of storedTensors(tower, tensors)) g.initializers.set(name, { ...g.initializers.get(name)!, data });
   return writeGraph(g);
 }
 

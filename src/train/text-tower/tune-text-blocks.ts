@@ -28,8 +28,8 @@ import { fixedBatches, shuffledBatches } from '../training-batches.js';
 import { type HeadShape, type HeadTensors, headGraph, initializersAsInputs, LOGIT_SCALE, loraA, loraB, trainingGraph, withLora } from './head-graph.js';
 import { cacheResiduals, type ResidualCache, residualBatch } from './residual-cache.js';
 import { captionsByImage, stepFeeds } from './step-feeds.js';
-import { headTensorNames, isMatrix, locate, readTensor, readTextTower, residualEntering, type TextTower, transpose } from './tower-source.js';
-import { mergedTowerBytes, writeFileAtomic, writeTunedModelDir } from './tower-writer.js';
+import { headTensorNames, isMatrix, readTensor, readTextTower, residualEntering, type TextTower } from './tower-source.js';
+import { mergedTowerBytes, storedTensors, writeFileAtomic, writeTunedModelDir } from './tower-writer.js';
 
 export interface TextBlockPair {
   /** Index into `captions`. */
@@ -40,7 +40,7 @@ export interface TextBlockPair {
 }
 
 export interface TuneTextBlocksOptions {
-  /** A CLIP model folder (Hugging Face or clipdex-built layout). */
+  /** A CLIP model folder (Hugging Face, OpenCLIP/Immich or clipdex-built layout). */
   modelDir: string;
   /** The distinct captions. */
   captions: readonly string[];
@@ -86,7 +86,7 @@ export interface TextBlockEpoch {
 }
 
 export interface TuneTextBlocksResult {
-  /** The tuned tensors by their initializer names in the tower's graph, in the graph's own layout. */
+  /** The tuned tensors by their initializer names in the tower's graph, in the graph's own layout (a fused in_proj whole). */
   tensors: Map<string, { dims: number[]; data: Float32Array }>;
   /** The same by canonical name ([in, out] matrices), LoRA merged. */
   canonical: Map<string, Float32Array>;
@@ -352,12 +352,7 @@ export async function tuneTextBlocks(options: TuneTextBlocksOptions): Promise<Tu
       const e = out.embeds!.data as Float32Array;
       rows.forEach((_, i) => captionEmbeddings.push(e.slice(i * E, (i + 1) * E)));
     }
-    const tensors = new Map<string, { dims: number[]; data: Float32Array }>();
-    for (const [name, data] of canonical) {
-      const src = locate(tower, name);
-      const stored = tower.graph.initializers.get(src.name)!.dims;
-      tensors.set(src.name, { dims: [...stored], data: src.transpose ? transpose(data, src.dims[0]!, src.dims[1]!) : data });
-    }
+    const tensors = storedTensors(tower, canonical);
     // Merged on first use: serialising a ViT-B/32 tower takes seconds that a caller who only wants the tensors should not pay.
     let mergedBytes: Uint8Array | null = null;
     const merged = (): Uint8Array => {
