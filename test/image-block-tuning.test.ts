@@ -153,3 +153,57 @@ describe('the image head rebuilt from the tower’s initializers', () => {
     expect(() => imageResidualEntering(old, 1)).toThrow(/older than opset 17/);
   }, 60_000);
 });
+
+describe('the image training graph’s whole gradient against float64 central differences', () => {
+  const shape: ImageHeadShape = { width: 8, heads: 2, embedDim: 6, tokens: 5, first: 1, layers: 3 };
+  let seed = 500;
+  const tensors = new Map(
+    imageHeadTensorNames(shape.first, shape.layers).map((name) => {
+      const isLn = /norm/.test(name);
+      const dims = name === 'visual_projection.weight' ? [8, 6] : name.includes('fc1.weight') ? [8, 32] : name.includes('fc2.weight') ? [32, 8] : isImageMatrix(name) ? [8, 8] : [name.includes('fc1.bias') ? 32 : 8];
+      const n = dims.reduce((a, b) => a * b, 1);
+      // Random everywhere, LayerNorm scales around 1: the CLIP init (unit scales, zero biases) is a special point.
+      const data = Float32Array.from(randomArray(n, seed++, isLn && name.endsWith('weight') ? 0.3 : dims.length === 2 ? dims[0]! ** -0.5 : 0.1, isLn && name.endsWith('weight') ? 1 : 0));
+      return [name, data] as const;
+    }),
+  );
+  const n = 3;
+  const m = 4;
+  // Photo 0 has captions 0 and 1; photos 1 and 2 share caption 2; photo 2 also has caption 3.
+  const feeds = {
+    residual: { data: randomArray(n * shape.tokens * 8, 51), dims: [n, shape.tokens, 8] },
+    texts: { data: randomArray(m * 6, 52), dims: [m, 6] },
+    positives: { data: Float64Array.from([1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1]), dims: [n, m] },
+    lambda: { data: Float64Array.of(0.3), dims: [] },
+  };
+
+  it('full weights: every tensor of two blocks, the post-LayerNorm, the projection, the temperature and the input', async () => {
+    const g = readGraph(imageTrainingGraph(tensors, shape, { logitScale: 10, float: 'double' }));
+    // The penalty pulls towards the starting weights, so at them its gradient is 0: start elsewhere.
+    for (const [name, t] of g.initializers) if (name.endsWith('.pretrained')) g.initializers.set(name, { ...t, data: (t.data as Float64Array).map((v, i) => v + 0.05 * Math.sin(i + 1)) });
+    const wrt = [...imageHeadTensorNames(shape.first, shape.layers), LOGIT_SCALE, 'residual'];
+    const r = await checkGradients(g, { output: 'loss', wrt, feeds, sample: 12 });
+    console.log(`image training graph: ${r.count} sampled elements, max relative error ${r.maxRelative.toExponential(2)}`);
+    expect(r.maxAbsGradient).toBeGreaterThan(0.01);
+    expect(r.maxRelative).toBeLessThan(1e-6);
+    // No mask on the image side: every token of the input reaches the loss, patches included.
+    const gr = r.analytic.get('residual')!;
+    for (let t = 1; t < shape.tokens; t++) expect(Math.max(...gr.subarray(t * 8, (t + 1) * 8).map(Math.abs))).toBeGreaterThan(1e-5);
+  }, 60_000);
+
+  it('LoRA: A and B of every matrix, with the full LayerNorms and biases', async () => {
+    const g = withImageLora(readGraph(imageTrainingGraph(tensors, shape, { logitScale: 10, float: 'double' })), 2, (_name, [inDim, outDim]) => ({
+      a: Float64Array.from(randomArray(inDim! * 2, seed++, 0.5)),
+      // Not 0 as in training: at B = 0 the gradient of A is exactly 0 and the check would prove nothing about it.
+      b: Float64Array.from(randomArray(2 * outDim!, seed++, 0.2)),
+    }));
+    const names = imageHeadTensorNames(shape.first, shape.layers);
+    // The projection is a LoRA matrix too (the text side's withLora would have left visual_projection whole).
+    expect(g.initializers.has(loraA('visual_projection.weight'))).toBe(true);
+    const wrt = [...names.flatMap((nm) => (isImageMatrix(nm) ? [loraA(nm), loraB(nm)] : [nm])), LOGIT_SCALE];
+    const r = await checkGradients(g, { output: 'loss', wrt, feeds, sample: 12 });
+    console.log(`LoRA image training graph: ${r.count} sampled elements, max relative error ${r.maxRelative.toExponential(2)}`);
+    expect(r.maxAbsGradient).toBeGreaterThan(0.01);
+    expect(r.maxRelative).toBeLessThan(1e-6);
+  }, 60_000);
+});
