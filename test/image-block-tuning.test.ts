@@ -367,3 +367,82 @@ describe('twin photos the base image tower cannot tell apart, but a tuned block 
     }, 120_000);
   }
 });
+
+describe('the tuned image tower, written back', () => {
+  const dirs: Record<string, string> = {};
+  const files: string[] = [];
+  const E = 64;
+  const rand = seededRandom(77);
+  const texts = Float32Array.from({ length: 4 * E }, () => rand() * 2 - 1);
+  const pairs: ImageBlockPair[] = Array.from({ length: 12 }, (_, i) => ({ image: i, caption: i % 4, split: i < 8 ? 'train' : 'val' }));
+  beforeAll(async () => {
+    dirs.hf = (await buildTinyModel({ out: join(tmp, 'write'), layout: 'hf', seed: 8 })).dir;
+    const named = join(tmp, 'write-hf-named');
+    await buildTinyModel({ out: named, layout: 'hf', seed: 8 });
+    const file = join(named, 'onnx', 'vision_model.onnx');
+    writeFileSync(file, writeGraph(renameAsHfExport(readGraph(readFileSync(file)))));
+    dirs['hf-named'] = named;
+    for (let i = 0; i < 14; i++) {
+      files.push(join(tmp, 'photos', `p${i}.jpg`));
+      await writeJpeg(files[i]!, 100 + i, 96, 80);
+    }
+  }, 60_000);
+
+  for (const variant of ['hf', 'hf-named'] as const) {
+    it(`${variant}: encodes the photos as the training graph did, and loads in clipdex as a model folder`, async () => {
+      const photos = files.slice(0, 12);
+      const out = await tuneImageBlocks({ modelDir: dirs[variant]!, photos, textEmbeddings: texts, pairs, k: 2, learningRate: 3e-3, epochs: 3, patience: 3, seed: 2, threads: 1 });
+      const tower = await readImageTower(dirs[variant]!);
+      // The tuned tensors come back by the graph's own names (anonymous ones in the HF naming), and they did move.
+      expect(out.tensors.size).toBe(imageHeadTensorNames(0, 2).length);
+      if (variant === 'hf') expect([...out.tensors.keys()].sort()).toEqual(imageHeadTensorNames(0, 2).sort());
+      else expect([...out.tensors.keys()].filter((n) => n.startsWith('onnx::')).length).toBe(13);
+      const moved = maxAbsDiff(out.canonical.get('vision.layers.1.mlp.fc1.weight')!, readImageHeadTensors(tower, 0).get('vision.layers.1.mlp.fc1.weight')!);
+      expect(moved).toBeGreaterThan(1e-3);
+      const encoded = await out.encodeImages(photos);
+      const worst = Math.max(...encoded.map((e, i) => maxAbsDiff(e, out.imageEmbeddings[i]!)));
+      const copy = await out.writeModelDir(join(tmp, `tuned-${variant}`));
+      const model = await ClipModel.load(await readModelDir(copy), { threads: 1 });
+      const viaClipdex = (await model.embedImages(files)).map((r) => {
+        if (!r.ok) throw r.error;
+        return r.embedding;
+      });
+      await model.release();
+      const unseen = await out.encodeImages(files.slice(12));
+      const worstLoaded = Math.max(...photos.map((_, i) => maxAbsDiff(viaClipdex[i]!, out.imageEmbeddings[i]!)), ...unseen.map((e, i) => maxAbsDiff(viaClipdex[12 + i]!, e)));
+      console.log(`${variant}: tuned tower vs training graph ${worst.toExponential(2)}; loaded as a model folder ${worstLoaded.toExponential(2)}; fc1 moved by ${moved.toExponential(2)}; timings ${JSON.stringify(Object.fromEntries(Object.entries(out.timings).map(([k, v]) => [k, Math.round(v)])))}`);
+      expect(worst).toBeLessThan(1e-5);
+      expect(worstLoaded).toBeLessThan(1e-5);
+      // The base model encodes them differently: the equality above is the tuning's.
+      const baseModel = await ClipModel.load(await readModelDir(dirs[variant]!), { threads: 1 });
+      const before = (await baseModel.embedImages(photos)).map((r) => (r.ok ? r.embedding : new Float32Array(0)));
+      await baseModel.release();
+      expect(Math.max(...photos.map((_, i) => maxAbsDiff(before[i]!, viaClipdex[i]!)))).toBeGreaterThan(1e-3);
+    }, 120_000);
+  }
+
+  it('a cancelled write leaves the old file or none; a cancelled run rejects; bad options are refused by name', async () => {
+    const photos = files.slice(0, 12);
+    const out = await tuneImageBlocks({ modelDir: dirs.hf!, photos, textEmbeddings: texts, pairs, k: 1, epochs: 1, seed: 2, threads: 1 });
+    const folder = join(tmp, 'cancel');
+    const target = join(folder, 'vision_model.onnx');
+    const aborted = AbortSignal.abort();
+    await expect(out.writeTower(target, aborted)).rejects.toThrow(/cancelled/);
+    expect(existsSync(folder) ? readdirSync(folder) : []).toEqual([]);
+    writeFileSync(target, 'the old tower');
+    await expect(out.writeTower(target, aborted)).rejects.toThrow(/cancelled/);
+    expect(readFileSync(target, 'utf8')).toBe('the old tower');
+    await expect(out.writeModelDir(join(tmp, 'cancelled-model'), aborted)).rejects.toThrow(/cancelled/);
+    expect(readdirSync(tmp).filter((f) => f.startsWith('cancelled-model'))).toEqual([]);
+    expect(readdirSync(folder)).toEqual(['vision_model.onnx']);
+
+    const controller = new AbortController();
+    await expect(
+      tuneImageBlocks({ modelDir: dirs.hf!, photos, textEmbeddings: texts, pairs, k: 1, epochs: 10, threads: 1, signal: controller.signal, onProgress: (p) => p.phase === 'train' && controller.abort() }),
+    ).rejects.toThrow(/cancelled/);
+    await expect(tuneImageBlocks({ modelDir: dirs.hf!, photos, textEmbeddings: texts, pairs, k: 3 })).rejects.toThrow(/k \(image blocks\) must be an integer from 1 to 2/);
+    await expect(tuneImageBlocks({ modelDir: dirs.hf!, photos, textEmbeddings: texts, pairs: [{ image: 12, caption: 0, split: 'train' }] })).rejects.toThrow(/image 12 is not one of the 12 photos/);
+    await expect(tuneImageBlocks({ modelDir: dirs.hf!, photos, textEmbeddings: texts, pairs: pairs.map((p) => ({ ...p, caption: 0 })) })).rejects.toThrow(/at least 2 different captions/);
+    await expect(tuneImageBlocks({ modelDir: dirs.hf!, photos: [...photos.slice(0, 11), join(tmp, 'missing.jpg')], textEmbeddings: texts, pairs })).rejects.toThrow(/missing\.jpg/);
+  }, 120_000);
+});
