@@ -18,7 +18,7 @@
  * about 7 MB a photo), hence the default 64 pairs per step.
  */
 import { ClipdexError } from '../../errors.js';
-import { type InferenceSession, openGraph, runSession, type Tensor, tensor } from '../../inference/onnx-runtime.js';
+import { type InferenceSession, openGraph, runSession, tensor } from '../../inference/onnx-runtime.js';
 import { preprocessBatch } from '../../model/image-preprocess.js';
 import { seededRandom } from '../../util/seeded-random.js';
 import { Adam } from '../adam.js';
@@ -30,6 +30,7 @@ import { transpose } from '../text-tower/tower-source.js';
 import { fixedBatches, shuffledBatches } from '../training-batches.js';
 import { type ActivationCache, activationBatch, cacheActivations } from './activation-cache.js';
 import { type ImageHeadShape, type ImageHeadTensors, imageHeadGraph, imageTrainingGraph, LOGIT_SCALE, loraA, loraB, withImageLora } from './head-graph.js';
+import { captionsOfImages, type ImageStepContext, imageStepFeeds, mergeLora } from './step-feeds.js';
 import { type ImageTower, imageHeadTensorNames, imageResidualEntering, isImageMatrix, locateImage, readImageHeadTensors, readImageTower } from './tower-source.js';
 import { mergedImageTowerBytes, writeFileAtomic, writeTunedImageModelDir } from './tower-writer.js';
 
@@ -191,6 +192,24 @@ export async function runImageHead(tensors: ImageHeadTensors, shape: ImageHeadSh
   }
 }
 
+/**
+ * The rebuilt head over every cached photo against the tower's own output: the largest |Δ|; MODEL_UNSUPPORTED
+ * when it is above 1e-3 × the output's scale (the tower's last blocks are not CLIP's ViT).
+ */
+export async function checkImageHead(tower: ImageTower, shape: ImageHeadShape, cache: ActivationCache, theta0: ImageHeadTensors, threads: { threads?: number }): Promise<number> {
+  const rebuilt = await runImageHead(theta0, shape, cache, Array.from({ length: cache.activations.length }, (_, i) => i), { normalize: tower.normalizedOutput, ...threads });
+  let headError = 0;
+  let scale = 0;
+  rebuilt.forEach((row, p) => row.forEach((v, i) => {
+    headError = Math.max(headError, Math.abs(v - cache.towerEmbeddings[p]![i]!));
+    scale = Math.max(scale, Math.abs(cache.towerEmbeddings[p]![i]!));
+  }));
+  if (!(headError <= 1e-3 * scale)) {
+    throw new ClipdexError('MODEL_UNSUPPORTED', `${tower.path}: the image head rebuilt from its initializers differs from the tower's own output by ${headError.toExponential(2)} (of ${scale.toExponential(2)}); its last blocks are not CLIP's ViT, so they are not tuned`);
+  }
+  return headError;
+}
+
 /** Runs a whole image tower graph over pixels: normalised embeddings. */
 async function encodeWith(bytes: Uint8Array, tower: ImageTower, pixels: readonly Float32Array[], threads: { threads?: number }): Promise<Float32Array[]> {
   const g = readGraph(bytes);
@@ -268,16 +287,7 @@ export async function tuneImageBlocks(options: TuneImageBlocksOptions): Promise<
   const checkStart = performance.now();
   const theta0 = readImageHeadTensors(tower, shape.first);
   const all = Array.from({ length: photos }, (_, i) => i);
-  const rebuilt = await runImageHead(theta0, shape, cache, all, { normalize: tower.normalizedOutput, ...threads });
-  let headError = 0;
-  let scale = 0;
-  rebuilt.forEach((row, p) => row.forEach((v, i) => {
-    headError = Math.max(headError, Math.abs(v - cache.towerEmbeddings[p]![i]!));
-    scale = Math.max(scale, Math.abs(cache.towerEmbeddings[p]![i]!));
-  }));
-  if (!(headError <= 1e-3 * scale)) {
-    throw new ClipdexError('MODEL_UNSUPPORTED', `${tower.path}: the image head rebuilt from its initializers differs from the tower's own output by ${headError.toExponential(2)} (of ${scale.toExponential(2)}); its last blocks are not CLIP's ViT, so they are not tuned`);
-  }
+  const headError = await checkImageHead(tower, shape, cache, theta0, threads);
   const checkMs = performance.now() - checkStart;
 
   // 4. The training graph, differentiated once.
@@ -299,37 +309,8 @@ export async function tuneImageBlocks(options: TuneImageBlocksOptions): Promise<
   const grad = differentiate(forward, { loss: 'loss', wrt });
   const values = new Map(grad.parameters.map((p) => [p.name, Float32Array.from(p.data as Float32Array)]));
   const dims = new Map(grad.parameters.map((p) => [p.name, p.dims]));
-  const captionsOf = new Map<number, number[]>();
-  for (const p of options.pairs) captionsOf.set(p.image, [...(captionsOf.get(p.image) ?? []), p.caption]);
-
-  /** One step's inputs: the batch's distinct photos and captions, the multi-positive matrix, the current weights. */
-  const batchFeeds = (pairs: readonly { image: number; caption: number }[], lambdaValue: number) => {
-    const imageRows = [...new Set(pairs.map((p) => p.image))];
-    const captionRows = [...new Set(pairs.map((p) => p.caption))];
-    const at = new Map(captionRows.map((c, i) => [c, i]));
-    const n = imageRows.length;
-    const mm = captionRows.length;
-    const txt = new Float32Array(mm * E);
-    captionRows.forEach((c, i) => txt.set(texts.subarray(c * E, (c + 1) * E), i * E));
-    const q = new Float32Array(n * mm);
-    imageRows.forEach((r, i) => {
-      for (const c of captionsOf.get(r) ?? []) if (at.has(c)) q[i * mm + at.get(c)!] = 1;
-    });
-    const residual = activationBatch(cache, imageRows);
-    return {
-      n,
-      feeds: () => {
-        const f: Record<string, Tensor> = {
-          residual: tensor('float32', residual, [n, T, D]),
-          texts: tensor('float32', txt, [mm, E]),
-          positives: tensor('float32', q, [n, mm]),
-          lambda: tensor('float32', Float32Array.of(lambdaValue), []),
-        };
-        for (const [name, v] of values) f[name] = tensor('float32', v, dims.get(name)!);
-        return f;
-      },
-    };
-  };
+  const step: ImageStepContext = { cache, texts, embedDim: E, captionsOf: captionsOfImages(options.pairs.map((p) => [p.image, p.caption] as const)), values, dims };
+  const batchFeeds = (pairs: readonly { image: number; caption: number }[], lambdaValue: number) => imageStepFeeds(step, pairs.map((p) => [p.image, p.caption] as const), lambdaValue);
 
   const stepSession = await openGraph(writeGraph(grad.graph), 'the image-block training step', threads);
   let evalSession: InferenceSession | null = null;
@@ -399,18 +380,7 @@ export async function tuneImageBlocks(options: TuneImageBlocksOptions): Promise<
         canonical.set(name, values.get(name)!);
         continue;
       }
-      const w = Float32Array.from(theta0.get(name)!);
-      const a = values.get(loraA(name))!;
-      const bm = values.get(loraB(name))!;
-      const outDim = bm.length / rank;
-      const inDim = a.length / rank;
-      for (let i = 0; i < inDim; i++) {
-        for (let r = 0; r < rank; r++) {
-          const air = a[i * rank + r]!;
-          if (air === 0) continue;
-          for (let j = 0; j < outDim; j++) w[i * outDim + j]! += air * bm[r * outDim + j]!;
-        }
-      }
+      const w = mergeLora(theta0.get(name)!, values.get(loraA(name))!, values.get(loraB(name))!, rank);
       canonical.set(name, w);
     }
     // Every photo's embedding from the training graph at the kept weights (one caption row: the loss is not read).
