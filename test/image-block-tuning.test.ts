@@ -18,6 +18,8 @@ import { activationCacheBytes, cacheActivations } from '../src/train/image-tower
 import { type ImageHeadShape, imageTrainingGraph, LOGIT_SCALE, loraA, loraB, withImageLora } from '../src/train/image-tower/head-graph.js';
 import { imageHeadTensorNames, imageResidualEntering, isImageMatrix, readImageHeadTensors, readImageTower } from '../src/train/image-tower/tower-source.js';
 import { type ImageBlockPair, imageHeadShape, photoPixels, runImageHead, tuneImageBlocks } from '../src/train/image-tower/tune-image-blocks.js';
+import { imageBlocksCandidate } from '../src/train/image-blocks-candidate.js';
+import { fitAndScore, resolveTrainOptions } from '../src/train/trainer.js';
 import { seededRandom } from '../src/util/seeded-random.js';
 import { checkGradients, randomArray } from './helpers/graph-grad-check.js';
 import { writeJpeg } from './helpers/ingest-fixtures.js';
@@ -366,6 +368,45 @@ describe('twin photos the base image tower cannot tell apart, but a tuned block 
       expect(best.valLoss!).toBeLessThan(first.valLoss! * 0.9);
     }, 120_000);
   }
+  it('as the trainer’s candidate (fitAndScore, holdout): blend 0 is the base tower, and the chosen blend tells the test twins apart', async () => {
+    const images = new Float32Array(base.length * E);
+    base.forEach((v, i) => images.set(v, i * E));
+    // Bases 0–3 train, 4 validation (epochs, blend), 5 test (the verdict's photos, never chosen on).
+    const imageSplit = data.meta.map((m) => (m.base < 4 ? 'train' : m.base === 4 ? 'val' : 'test') as 'train' | 'val' | 'test');
+    const training = { dim: E, images, texts, pairs: pairs.map((p) => [p.image, p.caption] as const), imageSplit, logitScale: 14.29 };
+    const kind = await imageBlocksCandidate(training, { modelDir: blind.dir, photos: data.photos, k: 1, lora: null, batchSize: 16, learningRate: 1e-3, logitScale: 14.29, threads: 1 });
+    try {
+      expect(kind.headError).toBeLessThan(1e-5);
+      expect(kind.cacheBytes).toBe(48 * 50 * 128 * 4);
+      const testRows = imageSplit.flatMap((s, i) => (s === 'test' ? [i] : []));
+      const twins = (sims: Float32Array) => {
+        let hits = 0;
+        testRows.forEach((row, r) => {
+          const own = pairs[row]!.caption;
+          if (sims[r * 8 + own]! - sims[r * 8 + (own ^ 1)]! > 1e-4) hits++;
+        });
+        return hits / testRows.length;
+      };
+      const fitted = await fitAndScore(kind, training, 'holdout', resolveTrainOptions({ epochs: 15, patience: 5, batchSize: 16, seed: 1 }));
+      // At blend 0 the candidate is the base tower: its cosines are the base embeddings' against the captions.
+      const atBase = await kind.similarities(fitted.weights, 0, testRows);
+      const expected = testRows.flatMap((row) => Array.from({ length: 8 }, (_, c) => base[row]!.reduce((sum, v, k) => sum + v * texts[c * E + k]!, 0)));
+      expect(maxAbsDiff(atBase, expected)).toBeLessThan(1e-5);
+      const tuned = await kind.similarities(fitted.weights, fitted.blend, testRows);
+      console.log(`candidate: blend ${fitted.blend} (held-out mean recall ${JSON.stringify(fitted.blends)}), best epoch ${fitted.selection.epochs}, test twin accuracy ${twins(atBase)} → ${twins(tuned)}`);
+      // Measured: held-out mean recall 0.73 at blend 0, 0.98 at the chosen 0.2 (best epoch 14); test twins 0.5 → 1.0.
+      expect(fitted.blend).toBeGreaterThan(0);
+      expect(twins(atBase)).toBeLessThanOrEqual(0.5);
+      expect(twins(tuned)).toBeGreaterThan(0.85);
+      // encode(): new photos through the frozen blocks and the blended head agree with the cached route.
+      const again = await kind.encode(testRows.map((r) => data.photos[r]!), fitted.weights, fitted.blend);
+      const viaCache = await kind.similarities(fitted.weights, fitted.blend, testRows);
+      const recomputed = testRows.flatMap((_, r) => Array.from({ length: 8 }, (_, c) => again.subarray(r * E, (r + 1) * E).reduce((sum, v, k) => sum + v * texts[c * E + k]!, 0)));
+      expect(maxAbsDiff(viaCache, recomputed)).toBeLessThan(1e-5);
+    } finally {
+      await kind.release();
+    }
+  }, 120_000);
 });
 
 describe('the tuned image tower, written back', () => {

@@ -252,8 +252,6 @@ export async function tuneImageBlocks(options: TuneImageBlocksOptions): Promise<
   const patience = positiveInt(options.patience ?? 5, 'patience');
   const batchSize = positiveInt(options.batchSize ?? 64, 'batch size');
   const E = tower.embedDim;
-  const D = tower.width;
-  const T = tower.tokens;
   if (options.textEmbeddings.length % E !== 0 || options.textEmbeddings.length === 0) throw invalid(`text embeddings are not rows of ${E} (the model's embedding size)`);
   const m = options.textEmbeddings.length / E;
   const photos = options.photos.length;
