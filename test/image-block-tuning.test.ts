@@ -468,12 +468,12 @@ describe('the tuned image tower, written back', () => {
     const folder = join(tmp, 'cancel');
     const target = join(folder, 'vision_model.onnx');
     const aborted = AbortSignal.abort();
-    await expect(out.writeTower(target, aborted)).rejects.toThrow(/cancelled/);
+    await expect(out.writeTower(target, aborted)).rejects.toThrow(/writing the tuned image tower was cancelled/);
     expect(existsSync(folder) ? readdirSync(folder) : []).toEqual([]);
     writeFileSync(target, 'the old tower');
     await expect(out.writeTower(target, aborted)).rejects.toThrow(/cancelled/);
     expect(readFileSync(target, 'utf8')).toBe('the old tower');
-    await expect(out.writeModelDir(join(tmp, 'cancelled-model'), aborted)).rejects.toThrow(/cancelled/);
+    await expect(out.writeModelDir(join(tmp, 'cancelled-model'), aborted)).rejects.toThrow(/writing the tuned image tower was cancelled/);
     expect(readdirSync(tmp).filter((f) => f.startsWith('cancelled-model'))).toEqual([]);
     expect(readdirSync(folder)).toEqual(['vision_model.onnx']);
 

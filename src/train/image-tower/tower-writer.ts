@@ -28,8 +28,11 @@ export function mergedImageTowerBytes(tower: ImageTower, tensors: ReadonlyMap<st
   return writeGraph(g);
 }
 
+/** How the cancel error names what was being written. */
+export const IMAGE_TOWER = 'the tuned image tower';
+
 function cancelled(): ClipdexError {
-  return new ClipdexError('INVALID_ARGUMENT', 'writing the tuned image tower was cancelled');
+  return new ClipdexError('INVALID_ARGUMENT', `writing ${IMAGE_TOWER} was cancelled`);
 }
 
 /**
@@ -47,7 +50,7 @@ export async function writeTunedImageModelDir(tower: ImageTower, bytes: Uint8Arr
     const stale = (p: string) => dirname(p) === dirname(visionFile) && p !== visionFile && /^vision_model.*\.onnx(_data)?$/.test(p.slice(dirname(p).length + 1));
     await cp(tower.spec.dir, staging, { recursive: true, filter: (p) => !stale(resolve(p)) });
     if (signal?.aborted) throw cancelled();
-    await writeFileAtomic(join(staging, tower.spec.vision.file), bytes, signal);
+    await writeFileAtomic(join(staging, tower.spec.vision.file), bytes, signal, IMAGE_TOWER);
     if (signal?.aborted) throw cancelled();
     await rm(out, { recursive: true, force: true });
     await rename(staging, out);

@@ -32,7 +32,7 @@ import { type ActivationCache, activationBatch, cacheActivations } from './activ
 import { type ImageHeadShape, type ImageHeadTensors, imageHeadGraph, imageTrainingGraph, LOGIT_SCALE, loraA, loraB, withImageLora } from './head-graph.js';
 import { captionsOfImages, type ImageStepContext, imageStepFeeds, mergeLora } from './step-feeds.js';
 import { type ImageTower, imageHeadTensorNames, imageResidualEntering, isImageMatrix, locateImage, readImageHeadTensors, readImageTower } from './tower-source.js';
-import { mergedImageTowerBytes, writeFileAtomic, writeTunedImageModelDir } from './tower-writer.js';
+import { IMAGE_TOWER, mergedImageTowerBytes, writeFileAtomic, writeTunedImageModelDir } from './tower-writer.js';
 
 export { MAX_LOG_SCALE };
 
@@ -415,7 +415,7 @@ export async function tuneImageBlocks(options: TuneImageBlocksOptions): Promise<
       parameters: wrt.reduce((s, n) => s + (values.get(n)?.length ?? 0), 0),
       towerBytes: merged,
       encodeImages: async (inputs) => encodeWith(merged(), tower, await photoPixels(tower, inputs), threads),
-      writeTower: (path, signal) => writeFileAtomic(path, merged(), signal),
+      writeTower: (path, signal) => writeFileAtomic(path, merged(), signal, IMAGE_TOWER),
       writeModelDir: (outDir, signal) => writeTunedImageModelDir(tower, merged(), outDir, signal),
     };
   } finally {
