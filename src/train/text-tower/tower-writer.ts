@@ -45,12 +45,12 @@ export function mergedTowerBytes(tower: TextTower, tensors: ReadonlyMap<string, 
   return writeGraph(g);
 }
 
-function cancelled(): ClipdexError {
-  return new ClipdexError('INVALID_ARGUMENT', 'writing the tuned text tower was cancelled');
+function cancelled(what = 'the tuned text tower'): ClipdexError {
+  return new ClipdexError('INVALID_ARGUMENT', `writing ${what} was cancelled`);
 }
 
-/** Writes `bytes` to `target` through a temporary file in the same folder, synced before the rename. */
-export async function writeFileAtomic(target: string, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
+/** Writes `bytes` to `target` through a temporary file in the same folder, synced before the rename; `what` names it in the cancel error. */
+export async function writeFileAtomic(target: string, bytes: Uint8Array, signal?: AbortSignal, what?: string): Promise<void> {
   const path = resolve(target);
   await mkdir(dirname(path), { recursive: true });
   const temp = `${path}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -60,14 +60,14 @@ export async function writeFileAtomic(target: string, bytes: Uint8Array, signal?
       // In slices, so a cancel lands between them instead of after 250 MB.
       const slice = 16 << 20;
       for (let at = 0; at < bytes.length; at += slice) {
-        if (signal?.aborted) throw cancelled();
+        if (signal?.aborted) throw cancelled(what);
         await fh.write(bytes, at, Math.min(slice, bytes.length - at));
       }
       await fh.sync();
     } finally {
       await fh.close();
     }
-    if (signal?.aborted) throw cancelled();
+    if (signal?.aborted) throw cancelled(what);
     await rename(temp, path);
   } catch (err) {
     await rm(temp, { force: true });

@@ -1,0 +1,148 @@
+/**
+ * The head of the image tower rebuilt from its initializers: the last k blocks (no mask: every token sees
+ * every token), the post-LayerNorm on the class token and the projection, written by clip-onnx-graph's own
+ * builders (`transformerBlock`, `layerNorm`), so it is the tower's own arithmetic. It starts from the residual
+ * stream entering block L−k (cached once per photo, activation-cache.ts) instead of pixels.
+ *
+ * Input: `residual` [images, tokens, width].
+ *
+ * The training graph scores the tuned image embeddings against FIXED caption embeddings (the text tower stays
+ * locked on this side, so its embeddings are an input, already normalised):
+ *   î = head(residual)/|·|      S = î·textsᵀ (n × m)      L = e^s·S      Q = positives (n × m)
+ *   contrastive = ½(CE_rows(L, Q/rowsum) + CE_cols(L, Q/colsum))     (multi-positive symmetric InfoNCE)
+ *   loss = contrastive + λ·Σ|θ − θ0|²
+ * as the text side's head-graph.ts does with the roles swapped. With LoRA (`withImageLora`) a matrix W
+ * becomes W0 + A·B, so θ − θ0 of a matrix is A·B.
+ */
+import type { BlockWeights, LinearWeights } from '../../model/clip-architecture.js';
+import { layerNorm, transformerBlock } from '../../model/clip-onnx-graph.js';
+import { type FloatTypeName, GraphBuilder } from '../../model/onnx-graph.js';
+import type { IrGraph, IrTensor } from '../graph-grad/onnx-ir.js';
+import { LOGIT_SCALE, loraA, loraB } from '../text-tower/head-graph.js';
+import { IMAGE_PROJECTION, imageCanonicalDims, imageHeadTensorNames, isImageMatrix } from './tower-source.js';
+
+export { LOGIT_SCALE, loraA, loraB };
+
+export interface ImageHeadShape {
+  width: number;
+  heads: number;
+  embedDim: number;
+  /** 1 class token + the patches. */
+  tokens: number;
+  /** The first tuned block (L − k). */
+  first: number;
+  layers: number;
+}
+
+/** Canonical name → values ([in, out] for matrices). */
+export type ImageHeadTensors = ReadonlyMap<string, Float32Array>;
+
+function get(t: ImageHeadTensors, name: string): Float32Array {
+  const v = t.get(name);
+  if (!v) throw new Error(`image head tensor ${name} missing`);
+  return v;
+}
+
+function block(t: ImageHeadTensors, i: number, width: number): BlockWeights {
+  const p = `vision.layers.${i}`;
+  const lin = (n: string, inDim: number, outDim: number): LinearWeights => ({ w: get(t, `${p}.${n}.weight`), b: get(t, `${p}.${n}.bias`), inDim, outDim });
+  const ln = (n: string) => ({ gamma: get(t, `${p}.${n}.weight`), beta: get(t, `${p}.${n}.bias`) });
+  return {
+    ln1: ln('layer_norm1'),
+    q: lin('self_attn.q_proj', width, width),
+    k: lin('self_attn.k_proj', width, width),
+    v: lin('self_attn.v_proj', width, width),
+    out: lin('self_attn.out_proj', width, width),
+    ln2: ln('layer_norm2'),
+    fc1: lin('mlp.fc1', width, 4 * width),
+    fc2: lin('mlp.fc2', 4 * width, width),
+  };
+}
+
+/** Writes the head into `b`; returns the raw projected embeddings [images, embed]. */
+function headBody(b: GraphBuilder, t: ImageHeadTensors, s: ImageHeadShape, float: FloatTypeName): string {
+  const D = s.width;
+  let x = b.input('residual', float, ['images', s.tokens, D]);
+  for (let i = s.first; i < s.layers; i++) x = transformerBlock(b, x, block(t, i, D), s.heads, D, `vision.layers.${i}`, null);
+  // As visionGraph: the class token, then the post-LayerNorm, then the projection.
+  const pooled = b.op('Reshape', [b.op('Gather', [x, b.int64([0])], { axis: 1 }), b.int64([-1, D])]);
+  const normed = layerNorm(b, pooled, { gamma: get(t, 'vision.post_layernorm.weight'), beta: get(t, 'vision.post_layernorm.bias') }, 'vision.post_layernorm');
+  return b.op('MatMul', [normed, b.weight(IMAGE_PROJECTION, get(t, IMAGE_PROJECTION), [D, s.embedDim])]);
+}
+
+function unit(b: GraphBuilder, v: string, output?: string): string {
+  return b.op('Div', [v, b.op('ReduceL2', [v], { axes: [-1], keepdims: 1 })], {}, output);
+}
+
+/** The head alone: `embeds` [images, embed], L2-normalised when the tower's own output is. */
+export function imageHeadGraph(t: ImageHeadTensors, s: ImageHeadShape, options: { normalize: boolean; float?: FloatTypeName }): Uint8Array {
+  const float = options.float ?? 'float';
+  const b = new GraphBuilder('clipdex_image_head', { float });
+  const projected = headBody(b, t, s, float);
+  if (options.normalize) unit(b, projected, 'embeds');
+  else b.op('Identity', [projected], {}, 'embeds');
+  b.output('embeds', float, ['images', s.embedDim]);
+  return b.toBytes();
+}
+
+/**
+ * The forward training graph. Every tensor of the head and `logit_scale` (ln of e^s) are initializers, so
+ * `differentiate` can take them as parameters. Inputs: `residual`, `texts` [captions, embed] (fixed,
+ * normalised), `positives` [images, captions], `lambda` (0 for validation).
+ * Outputs: `loss`, `contrastive` (without the penalty), `embeds` (the normalised image embeddings).
+ */
+export function imageTrainingGraph(t: ImageHeadTensors, s: ImageHeadShape, options: { logitScale: number; float?: FloatTypeName }): Uint8Array {
+  const float = options.float ?? 'float';
+  const b = new GraphBuilder('clipdex_image_blocks_step', { float });
+  const embeds = unit(b, headBody(b, t, s, float), 'embeds');
+  const texts = b.input('texts', float, ['captions', s.embedDim]);
+  const q = b.input('positives', float, ['images', 'captions']);
+  const lambda = b.input('lambda', float, []);
+  const logScale = b.weight(LOGIT_SCALE, Float64Array.of(Math.log(options.logitScale)), []);
+  const logits = b.op('Mul', [b.op('MatMul', [embeds, b.op('Transpose', [texts], { perm: [1, 0] })]), b.op('Exp', [logScale])]);
+  const ce = (axis: number) => {
+    const target = b.op('Div', [q, b.op('ReduceSum', [q, b.int64([axis])], { keepdims: 1 })]);
+    const picked = b.op('ReduceSum', [b.op('Mul', [target, b.op('LogSoftmax', [logits], { axis })]), b.int64([axis])], { keepdims: 0 });
+    return b.op('Neg', [b.op('ReduceMean', [picked], { keepdims: 0 })]);
+  };
+  const contrastive = b.op('Mul', [b.scalar(0.5), b.op('Add', [ce(1), ce(0)])], {}, 'contrastive');
+  const penalties = imageHeadTensorNames(s.first, s.layers).map((name) => {
+    const data = get(t, name);
+    const pretrained = b.weight(`${name}.pretrained`, data, imageCanonicalDims(name, s.width, s.embedDim));
+    return b.op('ReduceSumSquare', [b.op('Sub', [name, pretrained])], { keepdims: 0 });
+  });
+  const penalty = penalties.length === 1 ? penalties[0]! : b.op('Sum', penalties);
+  b.op('Add', [contrastive, b.op('Mul', [lambda, penalty])], {}, 'loss');
+  b.output('loss', float, []);
+  b.output('contrastive', float, []);
+  b.output('embeds', float, ['images', s.embedDim]);
+  return b.toBytes();
+}
+
+/**
+ * Rewrites every matrix W of the image head as W0 + A·B (A [in, r], B [r, out], both initializers), as the
+ * text side's `withLora` does; that one's matrix test knows `text_projection.weight`, not `visual_projection`,
+ * so the image side has its own. W0 stays a constant named `${W}.base`; the new nodes go first.
+ */
+export function withImageLora(g: IrGraph, rank: number, init: (name: string, dims: number[]) => { a: Float32Array | Float64Array; b: Float32Array | Float64Array }): IrGraph {
+  const out: IrGraph = { ...g, initializers: new Map(g.initializers), nodes: g.nodes.map((n) => ({ ...n, inputs: [...n.inputs] })) };
+  const added = [];
+  for (const [name, t] of g.initializers) {
+    if (!isImageMatrix(name) || t.dims.length !== 2) continue;
+    const [inDim, outDim] = t.dims as [number, number];
+    const { a, b } = init(name, t.dims);
+    const base = `${name}.base`;
+    out.initializers.delete(name);
+    out.initializers.set(base, { ...t, name: base });
+    const pretrained = out.initializers.get(`${name}.pretrained`);
+    out.initializers.delete(`${name}.pretrained`);
+    const tensor = (n: string, dims: number[], data: Float32Array | Float64Array): IrTensor => ({ name: n, dtype: t.dtype, dims, data: t.dtype === 'double' ? Float64Array.from(data) : Float32Array.from(data) });
+    out.initializers.set(loraA(name), tensor(loraA(name), [inDim, rank], a));
+    out.initializers.set(loraB(name), tensor(loraB(name), [rank, outDim], b));
+    added.push({ opType: 'MatMul', inputs: [loraA(name), loraB(name)], outputs: [`${name}.delta`], attrs: {} });
+    added.push({ opType: 'Add', inputs: [base, `${name}.delta`], outputs: [name], attrs: {} });
+    if (pretrained) for (const n of out.nodes) n.inputs = n.inputs.map((v) => (v === `${name}.pretrained` ? base : v));
+  }
+  out.nodes = [...added, ...out.nodes];
+  return out;
+}
