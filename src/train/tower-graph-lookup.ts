@@ -4,8 +4,7 @@
  * matrix is found from its named bias — the Add that adds the bias, the MatMul (or Gemm) feeding it, that
  * node's weight, through a Transpose node or not.
  *
- * The image tower (issue 17, image side) reads graphs with these. The text side's tower-source.ts holds its
- * own copy of the same four functions (it predates this module); it can import these instead.
+ * Both towers' sources (text-tower/tower-source.ts, image-tower/tower-source.ts) read graphs with these.
  */
 import type { IrGraph, IrNode } from './graph-grad/onnx-ir.js';
 

@@ -43,7 +43,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClipdexError } from '../../errors.js';
 import { type ModelSpec, readModelDir } from '../../model/model-dir.js';
-import { type IrGraph, type IrNode, readGraph } from '../graph-grad/onnx-ir.js';
+import { type IrGraph, readGraph } from '../graph-grad/onnx-ir.js';
+import { consumers, lastMatrix, matrixOfBias, producer } from '../tower-graph-lookup.js';
 
 export type Naming = 'clipdex' | 'hf' | 'openclip';
 
@@ -207,37 +208,6 @@ function sourceName(tower: Names, canonical: string): { name: string; part?: num
   return { ...o, name: tower.prefix + o.name };
 }
 
-function consumers(g: IrGraph, value: string): IrNode[] {
-  return g.nodes.filter((n) => n.inputs.includes(value));
-}
-
-function producer(g: IrGraph, value: string): IrNode | undefined {
-  return g.nodes.find((n) => n.outputs.includes(value));
-}
-
-/** An initializer used as a MatMul/Gemm weight: directly, or through a Transpose node. */
-function weightBehind(g: IrGraph, value: string, transB: boolean): { name: string; transpose: boolean } | null {
-  if (g.initializers.has(value)) return { name: value, transpose: transB };
-  const p = producer(g, value);
-  if (p?.opType === 'Transpose' && g.initializers.has(p.inputs[0]!)) {
-    const perm = p.attrs.perm as number[] | undefined;
-    if (perm === undefined || (perm[0] === 1 && perm[1] === 0)) return { name: p.inputs[0]!, transpose: !transB };
-  }
-  return null;
-}
-
-/** The matrix multiplied into the value to which `bias` is added. */
-function matrixOfBias(g: IrGraph, bias: string): { name: string; transpose: boolean } | null {
-  for (const n of consumers(g, bias)) {
-    if (n.opType === 'Gemm' && n.inputs[2] === bias) return weightBehind(g, n.inputs[1]!, n.attrs.transB === 1);
-    if (n.opType !== 'Add') continue;
-    const other = n.inputs[0] === bias ? n.inputs[1]! : n.inputs[0]!;
-    const p = producer(g, other);
-    if (p?.opType === 'MatMul') return weightBehind(g, p.inputs[1]!, false);
-  }
-  return null;
-}
-
 /** Where canonical tensor `name` lives in the tower's graph; MODEL_UNSUPPORTED naming it, and what was not found, when it cannot be found. */
 export function locate(tower: Pick<TextTower, 'graph' | 'naming' | 'prefix' | 'path'>, name: string): TensorSource {
   const g = tower.graph;
@@ -261,8 +231,7 @@ export function locate(tower: Pick<TextTower, 'graph' | 'naming' | 'prefix' | 'p
     // no such name: the MatMul after the pooled final LayerNorm (the last MatMul of the graph with an
     // initializer weight), named or not.
     const usedAsIs = g.initializers.has(direct) && (tower.naming === 'clipdex' || consumers(g, direct).some((n) => n.opType === 'MatMul' && n.inputs[1] === direct));
-    const last = [...g.nodes].reverse().find((n) => (n.opType === 'MatMul' || n.opType === 'Gemm') && weightBehind(g, n.inputs[1]!, n.attrs.transB === 1));
-    found = usedAsIs && tower.naming !== 'hf' ? { name: direct, transpose: false } : last ? weightBehind(g, last.inputs[1]!, last.attrs.transB === 1) : null;
+    found = usedAsIs && tower.naming !== 'hf' ? { name: direct, transpose: false } : lastMatrix(g);
     if (!found) throw fail('no MatMul or Gemm with an initializer weight');
   } else if (tower.naming === 'clipdex' && g.initializers.has(direct)) {
     found = { name: direct, transpose: false };
