@@ -17,8 +17,8 @@
 import type { BlockWeights, LinearWeights } from '../../model/clip-architecture.js';
 import { layerNorm, transformerBlock } from '../../model/clip-onnx-graph.js';
 import { type FloatTypeName, GraphBuilder } from '../../model/onnx-graph.js';
-import type { IrGraph, IrTensor } from '../graph-grad/onnx-ir.js';
-import { LOGIT_SCALE, loraA, loraB } from '../text-tower/head-graph.js';
+import type { IrGraph } from '../graph-grad/onnx-ir.js';
+import { contrastiveTail, LOGIT_SCALE, type LoraInit, loraA, loraB, unitRows, withLora } from '../head-training-graph.js';
 import { IMAGE_PROJECTION, imageCanonicalDims, imageHeadTensorNames, isImageMatrix } from './tower-source.js';
 
 export { LOGIT_SCALE, loraA, loraB };
@@ -70,16 +70,13 @@ function headBody(b: GraphBuilder, t: ImageHeadTensors, s: ImageHeadShape, float
   return b.op('MatMul', [normed, b.weight(IMAGE_PROJECTION, get(t, IMAGE_PROJECTION), [D, s.embedDim])]);
 }
 
-function unit(b: GraphBuilder, v: string, output?: string): string {
-  return b.op('Div', [v, b.op('ReduceL2', [v], { axes: [-1], keepdims: 1 })], {}, output);
-}
 
 /** The head alone: `embeds` [images, embed], L2-normalised when the tower's own output is. */
 export function imageHeadGraph(t: ImageHeadTensors, s: ImageHeadShape, options: { normalize: boolean; float?: FloatTypeName }): Uint8Array {
   const float = options.float ?? 'float';
   const b = new GraphBuilder('clipdex_image_head', { float });
   const projected = headBody(b, t, s, float);
-  if (options.normalize) unit(b, projected, 'embeds');
+  if (options.normalize) unitRows(b, projected, 'embeds');
   else b.op('Identity', [projected], {}, 'embeds');
   b.output('embeds', float, ['images', s.embedDim]);
   return b.toBytes();
@@ -94,55 +91,18 @@ export function imageHeadGraph(t: ImageHeadTensors, s: ImageHeadShape, options: 
 export function imageTrainingGraph(t: ImageHeadTensors, s: ImageHeadShape, options: { logitScale: number; float?: FloatTypeName }): Uint8Array {
   const float = options.float ?? 'float';
   const b = new GraphBuilder('clipdex_image_blocks_step', { float });
-  const embeds = unit(b, headBody(b, t, s, float), 'embeds');
+  const embeds = unitRows(b, headBody(b, t, s, float), 'embeds');
   const texts = b.input('texts', float, ['captions', s.embedDim]);
-  const q = b.input('positives', float, ['images', 'captions']);
-  const lambda = b.input('lambda', float, []);
-  const logScale = b.weight(LOGIT_SCALE, Float64Array.of(Math.log(options.logitScale)), []);
-  const logits = b.op('Mul', [b.op('MatMul', [embeds, b.op('Transpose', [texts], { perm: [1, 0] })]), b.op('Exp', [logScale])]);
-  const ce = (axis: number) => {
-    const target = b.op('Div', [q, b.op('ReduceSum', [q, b.int64([axis])], { keepdims: 1 })]);
-    const picked = b.op('ReduceSum', [b.op('Mul', [target, b.op('LogSoftmax', [logits], { axis })]), b.int64([axis])], { keepdims: 0 });
-    return b.op('Neg', [b.op('ReduceMean', [picked], { keepdims: 0 })]);
-  };
-  const contrastive = b.op('Mul', [b.scalar(0.5), b.op('Add', [ce(1), ce(0)])], {}, 'contrastive');
-  const penalties = imageHeadTensorNames(s.first, s.layers).map((name) => {
-    const data = get(t, name);
-    const pretrained = b.weight(`${name}.pretrained`, data, imageCanonicalDims(name, s.width, s.embedDim));
-    return b.op('ReduceSumSquare', [b.op('Sub', [name, pretrained])], { keepdims: 0 });
-  });
-  const penalty = penalties.length === 1 ? penalties[0]! : b.op('Sum', penalties);
-  b.op('Add', [contrastive, b.op('Mul', [lambda, penalty])], {}, 'loss');
-  b.output('loss', float, []);
-  b.output('contrastive', float, []);
+  contrastiveTail(
+    b,
+    { images: embeds, texts, tuned: imageHeadTensorNames(s.first, s.layers), pretrained: (name) => ({ data: get(t, name), dims: imageCanonicalDims(name, s.width, s.embedDim) }), logitScale: options.logitScale },
+    float,
+  );
   b.output('embeds', float, ['images', s.embedDim]);
   return b.toBytes();
 }
 
-/**
- * Rewrites every matrix W of the image head as W0 + A·B (A [in, r], B [r, out], both initializers), as the
- * text side's `withLora` does; that one's matrix test knows `text_projection.weight`, not `visual_projection`,
- * so the image side has its own. W0 stays a constant named `${W}.base`; the new nodes go first.
- */
-export function withImageLora(g: IrGraph, rank: number, init: (name: string, dims: number[]) => { a: Float32Array | Float64Array; b: Float32Array | Float64Array }): IrGraph {
-  const out: IrGraph = { ...g, initializers: new Map(g.initializers), nodes: g.nodes.map((n) => ({ ...n, inputs: [...n.inputs] })) };
-  const added = [];
-  for (const [name, t] of g.initializers) {
-    if (!isImageMatrix(name) || t.dims.length !== 2) continue;
-    const [inDim, outDim] = t.dims as [number, number];
-    const { a, b } = init(name, t.dims);
-    const base = `${name}.base`;
-    out.initializers.delete(name);
-    out.initializers.set(base, { ...t, name: base });
-    const pretrained = out.initializers.get(`${name}.pretrained`);
-    out.initializers.delete(`${name}.pretrained`);
-    const tensor = (n: string, dims: number[], data: Float32Array | Float64Array): IrTensor => ({ name: n, dtype: t.dtype, dims, data: t.dtype === 'double' ? Float64Array.from(data) : Float32Array.from(data) });
-    out.initializers.set(loraA(name), tensor(loraA(name), [inDim, rank], a));
-    out.initializers.set(loraB(name), tensor(loraB(name), [rank, outDim], b));
-    added.push({ opType: 'MatMul', inputs: [loraA(name), loraB(name)], outputs: [`${name}.delta`], attrs: {} });
-    added.push({ opType: 'Add', inputs: [base, `${name}.delta`], outputs: [name], attrs: {} });
-    if (pretrained) for (const n of out.nodes) n.inputs = n.inputs.map((v) => (v === `${name}.pretrained` ? base : v));
-  }
-  out.nodes = [...added, ...out.nodes];
-  return out;
+/** The image head's matrices (isImageMatrix: `visual_projection` too) as W0 + A·B: head-training-graph's `withLora`. */
+export function withImageLora(g: IrGraph, rank: number, init: LoraInit): IrGraph {
+  return withLora(g, rank, isImageMatrix, init);
 }

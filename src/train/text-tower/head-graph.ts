@@ -18,8 +18,11 @@
 import type { BlockWeights, LinearWeights } from '../../model/clip-architecture.js';
 import { layerNorm, slicedCausalMask, transformerBlock } from '../../model/clip-onnx-graph.js';
 import { type FloatTypeName, GraphBuilder } from '../../model/onnx-graph.js';
-import type { IrGraph, IrTensor } from '../graph-grad/onnx-ir.js';
+import type { IrGraph } from '../graph-grad/onnx-ir.js';
+import { contrastiveTail, initializersAsInputs, LOGIT_SCALE, type LoraInit, loraA, loraB, unitRows, withLora as withLoraWhere } from '../head-training-graph.js';
 import { headTensorNames, isMatrix } from './tower-source.js';
+
+export { initializersAsInputs, LOGIT_SCALE, loraA, loraB };
 
 export interface HeadShape {
   width: number;
@@ -34,7 +37,6 @@ export interface HeadShape {
 /** Canonical name → values ([in, out] for matrices). */
 export type HeadTensors = ReadonlyMap<string, Float32Array>;
 
-export const LOGIT_SCALE = 'logit_scale';
 
 function get(t: HeadTensors, name: string): Float32Array {
   const v = t.get(name);
@@ -71,16 +73,13 @@ function headBody(b: GraphBuilder, t: HeadTensors, s: HeadShape, float: FloatTyp
   return b.op('MatMul', [pooled, b.weight('text_projection.weight', get(t, 'text_projection.weight'), [D, s.embedDim])]);
 }
 
-function unit(b: GraphBuilder, v: string, output?: string): string {
-  return b.op('Div', [v, b.op('ReduceL2', [v], { axes: [-1], keepdims: 1 })], {}, output);
-}
 
 /** The head alone: `embeds` [captions, embed], L2-normalised when the tower's own output is. */
 export function headGraph(t: HeadTensors, s: HeadShape, options: { normalize: boolean; float?: FloatTypeName }): Uint8Array {
   const float = options.float ?? 'float';
   const b = new GraphBuilder('clipdex_text_head', { float });
   const projected = headBody(b, t, s, float);
-  if (options.normalize) unit(b, projected, 'embeds');
+  if (options.normalize) unitRows(b, projected, 'embeds');
   else b.op('Identity', [projected], {}, 'embeds');
   b.output('embeds', float, ['captions', s.embedDim]);
   return b.toBytes();
@@ -94,27 +93,13 @@ export function headGraph(t: HeadTensors, s: HeadShape, options: { normalize: bo
 export function trainingGraph(t: HeadTensors, s: HeadShape, options: { logitScale: number; float?: FloatTypeName }): Uint8Array {
   const float = options.float ?? 'float';
   const b = new GraphBuilder('clipdex_text_blocks_step', { float });
-  const embeds = unit(b, headBody(b, t, s, float), 'embeds');
+  const embeds = unitRows(b, headBody(b, t, s, float), 'embeds');
   const images = b.input('images', float, ['images', s.embedDim]);
-  const q = b.input('positives', float, ['images', 'captions']);
-  const lambda = b.input('lambda', float, []);
-  const logScale = b.weight(LOGIT_SCALE, Float64Array.of(Math.log(options.logitScale)), []);
-  const logits = b.op('Mul', [b.op('MatMul', [images, b.op('Transpose', [embeds], { perm: [1, 0] })]), b.op('Exp', [logScale])]);
-  const ce = (axis: number) => {
-    const target = b.op('Div', [q, b.op('ReduceSum', [q, b.int64([axis])], { keepdims: 1 })]);
-    const picked = b.op('ReduceSum', [b.op('Mul', [target, b.op('LogSoftmax', [logits], { axis })]), b.int64([axis])], { keepdims: 0 });
-    return b.op('Neg', [b.op('ReduceMean', [picked], { keepdims: 0 })]);
-  };
-  const contrastive = b.op('Mul', [b.scalar(0.5), b.op('Add', [ce(1), ce(0)])], {}, 'contrastive');
-  const penalties = headTensorNames(s.first, s.layers).map((name) => {
-    const data = get(t, name);
-    const pretrained = b.weight(`${name}.pretrained`, data, isMatrix(name) ? matrixDims(name, s) : [data.length]);
-    return b.op('ReduceSumSquare', [b.op('Sub', [name, pretrained])], { keepdims: 0 });
-  });
-  const penalty = penalties.length === 1 ? penalties[0]! : b.op('Sum', penalties);
-  b.op('Add', [contrastive, b.op('Mul', [lambda, penalty])], {}, 'loss');
-  b.output('loss', float, []);
-  b.output('contrastive', float, []);
+  contrastiveTail(
+    b,
+    { images, texts: embeds, tuned: headTensorNames(s.first, s.layers), pretrained: (name) => ({ data: get(t, name), dims: isMatrix(name) ? matrixDims(name, s) : [get(t, name).length] }), logitScale: options.logitScale },
+    float,
+  );
   b.output('embeds', float, ['captions', s.embedDim]);
   return b.toBytes();
 }
@@ -124,45 +109,7 @@ function matrixDims(name: string, s: HeadShape): number[] {
   return [name.includes('.mlp.fc2.') ? 4 * s.width : s.width, name.includes('.mlp.fc1.') ? 4 * s.width : s.width];
 }
 
-export const loraA = (name: string) => `${name}.lora_a`;
-export const loraB = (name: string) => `${name}.lora_b`;
-
-/**
- * Rewrites every matrix W of the head as W0 + A·B (A [in, r], B [r, out], both initializers, so both can be
- * differentiated); the penalty's W − W0 then is A·B. W0 stays a constant named `${W}.base`. The new nodes go
- * first: they read only initializers.
- */
-export function withLora(g: IrGraph, rank: number, init: (name: string, dims: number[]) => { a: Float32Array | Float64Array; b: Float32Array | Float64Array }): IrGraph {
-  const out: IrGraph = { ...g, initializers: new Map(g.initializers), nodes: g.nodes.map((n) => ({ ...n, inputs: [...n.inputs] })) };
-  const added = [];
-  for (const [name, t] of g.initializers) {
-    if (!isMatrix(name) || t.dims.length !== 2) continue;
-    const [inDim, outDim] = t.dims as [number, number];
-    const { a, b } = init(name, t.dims);
-    const base = `${name}.base`;
-    out.initializers.delete(name);
-    out.initializers.set(base, { ...t, name: base });
-    const pretrained = out.initializers.get(`${name}.pretrained`);
-    out.initializers.delete(`${name}.pretrained`);
-    const tensor = (n: string, dims: number[], data: Float32Array | Float64Array): IrTensor => ({ name: n, dtype: t.dtype, dims, data: t.dtype === 'double' ? Float64Array.from(data) : Float32Array.from(data) });
-    out.initializers.set(loraA(name), tensor(loraA(name), [inDim, rank], a));
-    out.initializers.set(loraB(name), tensor(loraB(name), [rank, outDim], b));
-    added.push({ opType: 'MatMul', inputs: [loraA(name), loraB(name)], outputs: [`${name}.delta`], attrs: {} });
-    added.push({ opType: 'Add', inputs: [base, `${name}.delta`], outputs: [name], attrs: {} });
-    if (pretrained) for (const n of out.nodes) n.inputs = n.inputs.map((v) => (v === `${name}.pretrained` ? base : v));
-  }
-  out.nodes = [...added, ...out.nodes];
-  return out;
-}
-
-/** The same graph with these initializers turned into inputs (a forward session fed the current weights). */
-export function initializersAsInputs(g: IrGraph, names: readonly string[]): IrGraph {
-  const out: IrGraph = { ...g, initializers: new Map(g.initializers), inputs: [...g.inputs] };
-  for (const name of names) {
-    const t = out.initializers.get(name);
-    if (!t) throw new Error(`no initializer ${name}`);
-    out.initializers.delete(name);
-    out.inputs.push({ name, dtype: t.dtype, dims: [...t.dims] });
-  }
-  return out;
+/** The head's matrices (isMatrix) as W0 + A·B: head-training-graph's `withLora`. */
+export function withLora(g: IrGraph, rank: number, init: LoraInit): IrGraph {
+  return withLoraWhere(g, rank, isMatrix, init);
 }
