@@ -7,6 +7,7 @@
  *   loss = contrastive + λ·Σ|θ − θ0|²
  * — and both may train low-rank updates (LoRA) of their matrices instead of the matrices.
  */
+import type { BlockWeights, LinearWeights } from '../model/clip-architecture.js';
 import type { FloatTypeName, GraphBuilder } from '../model/onnx-graph.js';
 import type { IrGraph, IrTensor } from './graph-grad/onnx-ir.js';
 
@@ -14,6 +15,31 @@ export const LOGIT_SCALE = 'logit_scale';
 
 export const loraA = (name: string) => `${name}.lora_a`;
 export const loraB = (name: string) => `${name}.lora_b`;
+
+/** Canonical name → values ([in, out] for matrices). */
+export type HeadTensors = ReadonlyMap<string, Float32Array>;
+
+export function headTensor(t: HeadTensors, name: string): Float32Array {
+  const v = t.get(name);
+  if (!v) throw new Error(`head tensor ${name} missing`);
+  return v;
+}
+
+/** Block `prefix` (`text.layers.3`, `vision.layers.11`) as clip-onnx-graph's `transformerBlock` takes it. */
+export function blockWeights(t: HeadTensors, prefix: string, width: number): BlockWeights {
+  const lin = (n: string, inDim: number, outDim: number): LinearWeights => ({ w: headTensor(t, `${prefix}.${n}.weight`), b: headTensor(t, `${prefix}.${n}.bias`), inDim, outDim });
+  const ln = (n: string) => ({ gamma: headTensor(t, `${prefix}.${n}.weight`), beta: headTensor(t, `${prefix}.${n}.bias`) });
+  return {
+    ln1: ln('layer_norm1'),
+    q: lin('self_attn.q_proj', width, width),
+    k: lin('self_attn.k_proj', width, width),
+    v: lin('self_attn.v_proj', width, width),
+    out: lin('self_attn.out_proj', width, width),
+    ln2: ln('layer_norm2'),
+    fc1: lin('mlp.fc1', width, 4 * width),
+    fc2: lin('mlp.fc2', 4 * width, width),
+  };
+}
 
 /** v / |v| along the last axis. */
 export function unitRows(b: GraphBuilder, v: string, output?: string): string {

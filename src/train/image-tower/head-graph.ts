@@ -14,11 +14,11 @@
  * as the text side's head-graph.ts does with the roles swapped. With LoRA (`withImageLora`) a matrix W
  * becomes W0 + A·B, so θ − θ0 of a matrix is A·B.
  */
-import type { BlockWeights, LinearWeights } from '../../model/clip-architecture.js';
+import type { BlockWeights } from '../../model/clip-architecture.js';
 import { layerNorm, transformerBlock } from '../../model/clip-onnx-graph.js';
 import { type FloatTypeName, GraphBuilder } from '../../model/onnx-graph.js';
 import type { IrGraph } from '../graph-grad/onnx-ir.js';
-import { contrastiveTail, LOGIT_SCALE, type LoraInit, loraA, loraB, unitRows, withLora } from '../head-training-graph.js';
+import { blockWeights, contrastiveTail, headTensor, LOGIT_SCALE, type LoraInit, loraA, loraB, unitRows, withLora } from '../head-training-graph.js';
 import { IMAGE_PROJECTION, imageCanonicalDims, imageHeadTensorNames, isImageMatrix } from './tower-source.js';
 
 export { LOGIT_SCALE, loraA, loraB };
@@ -37,26 +37,10 @@ export interface ImageHeadShape {
 /** Canonical name → values ([in, out] for matrices). */
 export type ImageHeadTensors = ReadonlyMap<string, Float32Array>;
 
-function get(t: ImageHeadTensors, name: string): Float32Array {
-  const v = t.get(name);
-  if (!v) throw new Error(`image head tensor ${name} missing`);
-  return v;
-}
+const get = headTensor;
 
 function block(t: ImageHeadTensors, i: number, width: number): BlockWeights {
-  const p = `vision.layers.${i}`;
-  const lin = (n: string, inDim: number, outDim: number): LinearWeights => ({ w: get(t, `${p}.${n}.weight`), b: get(t, `${p}.${n}.bias`), inDim, outDim });
-  const ln = (n: string) => ({ gamma: get(t, `${p}.${n}.weight`), beta: get(t, `${p}.${n}.bias`) });
-  return {
-    ln1: ln('layer_norm1'),
-    q: lin('self_attn.q_proj', width, width),
-    k: lin('self_attn.k_proj', width, width),
-    v: lin('self_attn.v_proj', width, width),
-    out: lin('self_attn.out_proj', width, width),
-    ln2: ln('layer_norm2'),
-    fc1: lin('mlp.fc1', width, 4 * width),
-    fc2: lin('mlp.fc2', 4 * width, width),
-  };
+  return blockWeights(t, `vision.layers.${i}`, width);
 }
 
 /** Writes the head into `b`; returns the raw projected embeddings [images, embed]. */

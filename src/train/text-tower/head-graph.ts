@@ -15,11 +15,11 @@
  *   loss = contrastive + λ·Σ|θ − θ0|²
  * With LoRA (`withLora`) a matrix W becomes W0 + A·B in the graph, so θ − θ0 of a matrix is A·B.
  */
-import type { BlockWeights, LinearWeights } from '../../model/clip-architecture.js';
+import type { BlockWeights } from '../../model/clip-architecture.js';
 import { layerNorm, slicedCausalMask, transformerBlock } from '../../model/clip-onnx-graph.js';
 import { type FloatTypeName, GraphBuilder } from '../../model/onnx-graph.js';
 import type { IrGraph } from '../graph-grad/onnx-ir.js';
-import { contrastiveTail, initializersAsInputs, LOGIT_SCALE, type LoraInit, loraA, loraB, unitRows, withLora as withLoraWhere } from '../head-training-graph.js';
+import { blockWeights, contrastiveTail, type HeadTensors, headTensor, initializersAsInputs, LOGIT_SCALE, type LoraInit, loraA, loraB, unitRows, withLora as withLoraWhere } from '../head-training-graph.js';
 import { headTensorNames, isMatrix } from './tower-source.js';
 
 export { initializersAsInputs, LOGIT_SCALE, loraA, loraB };
@@ -34,30 +34,13 @@ export interface HeadShape {
   layers: number;
 }
 
-/** Canonical name → values ([in, out] for matrices). */
-export type HeadTensors = ReadonlyMap<string, Float32Array>;
+export type { HeadTensors };
 
 
-function get(t: HeadTensors, name: string): Float32Array {
-  const v = t.get(name);
-  if (!v) throw new Error(`head tensor ${name} missing`);
-  return v;
-}
+const get = headTensor;
 
 function block(t: HeadTensors, i: number, width: number): BlockWeights {
-  const p = `text.layers.${i}`;
-  const lin = (n: string, inDim: number, outDim: number): LinearWeights => ({ w: get(t, `${p}.${n}.weight`), b: get(t, `${p}.${n}.bias`), inDim, outDim });
-  const ln = (n: string) => ({ gamma: get(t, `${p}.${n}.weight`), beta: get(t, `${p}.${n}.bias`) });
-  return {
-    ln1: ln('layer_norm1'),
-    q: lin('self_attn.q_proj', width, width),
-    k: lin('self_attn.k_proj', width, width),
-    v: lin('self_attn.v_proj', width, width),
-    out: lin('self_attn.out_proj', width, width),
-    ln2: ln('layer_norm2'),
-    fc1: lin('mlp.fc1', width, 4 * width),
-    fc2: lin('mlp.fc2', 4 * width, width),
-  };
+  return blockWeights(t, `text.layers.${i}`, width);
 }
 
 /** Writes the head into `b`; returns the raw projected embeddings [captions, embed]. */
