@@ -131,9 +131,12 @@ describe('a library stored under the old sampled key', () => {
     await index.close();
     // One photo after the graph was saved: it reaches the index only through the change log.
     ids.push(await addPhoto(12));
-    const record = adapters.add(legacy, encodeAdapter(identityAdapter(model.dim)));
+    // A version with an image side of its own (an identity one would be searched in the base index, with no rows of its own).
+    const trained = identityAdapter(model.dim);
+    trained.image[1] = 0.25;
+    const record = adapters.add(legacy, encodeAdapter(trained));
     adapters.activate(record.id);
-    await new AdaptedEmbeddings(store.db, embeddings, legacy).fillMissing(adapterModelKey(legacy, record.id), identityAdapter(model.dim));
+    await new AdaptedEmbeddings(store.db, embeddings, legacy).fillMissing(adapterModelKey(legacy, record.id), trained);
     const vectors = (key: string) => store.db.prepare('SELECT id, content_hash, vector FROM embeddings WHERE model_key = ? ORDER BY id').all(key);
     const baseVectors = vectors(legacy);
     const adapterVectors = vectors(adapterModelKey(legacy, record.id));
