@@ -13,9 +13,9 @@ import { Library } from '../src/library/library.js';
 import { adapterModelKey, AdaptedEmbeddings } from '../src/adapter/adapter-embeddings.js';
 import { ActivationLease, findAdapterLeftovers, LEASE_STALE_MS } from '../src/adapter/adapter-leftovers.js';
 import { AdapterService } from '../src/train/adapter-service.js';
-import { encodeAdapter, identityAdapter } from '../src/adapter/adapter-weights.js';
+import { encodeAdapter } from '../src/adapter/adapter-weights.js';
 import { writeJpeg } from './helpers/ingest-fixtures.js';
-import { indexFiles, tinyModel } from './helpers/library-fixture.js';
+import { indexFiles, projectingAdapter, tinyModel } from './helpers/library-fixture.js';
 
 describe('leftovers of interrupted activations', () => {
   let dir: string;
@@ -38,9 +38,9 @@ describe('leftovers of interrupted activations', () => {
   /** An activation killed after projecting and building its index, before the switch. */
   async function interruptedActivation(library: Library): Promise<string> {
     const base = library.requireModel().key;
-    const record = library.adapters.add(base, encodeAdapter(identityAdapter(library.requireModel().model.dim)));
+    const record = library.adapters.add(base, encodeAdapter(projectingAdapter(library.requireModel().model.dim)));
     const key = adapterModelKey(base, record.id);
-    await new AdaptedEmbeddings(library.store.db, library.embeddings, base).fillMissing(key, identityAdapter(library.requireModel().model.dim));
+    await new AdaptedEmbeddings(library.store.db, library.embeddings, base).fillMissing(key, projectingAdapter(library.requireModel().model.dim));
     const index = await library.openIndex(key);
     await index.idle();
     await index.close();
@@ -56,7 +56,7 @@ describe('leftovers of interrupted activations', () => {
     let library = await open();
     const base = library.requireModel().key;
     const active = await (async () => {
-      const record = library.adapters.add(base, encodeAdapter(identityAdapter(library.requireModel().model.dim)));
+      const record = library.adapters.add(base, encodeAdapter(projectingAdapter(library.requireModel().model.dim)));
       await new AdapterService(library).activate(record.version);
       return adapterModelKey(base, record.id);
     })();

@@ -22,9 +22,9 @@ import { EmbeddingsRepo } from '../src/store/embeddings-repo.js';
 import { ImagesRepo } from '../src/store/images-repo.js';
 import { RootsRepo } from '../src/store/roots-repo.js';
 import { adapterModelKey, AdaptedEmbeddings } from '../src/adapter/adapter-embeddings.js';
-import { encodeAdapter, identityAdapter } from '../src/adapter/adapter-weights.js';
+import { encodeAdapter } from '../src/adapter/adapter-weights.js';
 import { writeJpeg } from './helpers/ingest-fixtures.js';
-import { tinyModel } from './helpers/library-fixture.js';
+import { projectingAdapter, tinyModel } from './helpers/library-fixture.js';
 
 const SEED = 11;
 
@@ -131,9 +131,7 @@ describe('a library stored under the old sampled key', () => {
     await index.close();
     // One photo after the graph was saved: it reaches the index only through the change log.
     ids.push(await addPhoto(12));
-    // A version with an image side of its own (an identity one would be searched in the base index, with no rows of its own).
-    const trained = identityAdapter(model.dim);
-    trained.image[1] = 0.25;
+    const trained = projectingAdapter(model.dim);
     const record = adapters.add(legacy, encodeAdapter(trained));
     adapters.activate(record.id);
     await new AdaptedEmbeddings(store.db, embeddings, legacy).fillMissing(adapterModelKey(legacy, record.id), trained);

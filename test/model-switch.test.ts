@@ -10,14 +10,14 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeAdapter, identityAdapter } from '../src/adapter/adapter-weights.js';
+import { encodeAdapter } from '../src/adapter/adapter-weights.js';
 import { ModelSwitcher, type EncoderFactory, type ModelSwitchEvent } from '../src/ingest/model-switch.js';
 import { ThreadImageEncoder } from '../src/ingest/encoder-thread.js';
 import { Library } from '../src/library/library.js';
 import { buildTinyModel } from '../src/model/tiny-model-builder.js';
 import { QueryEngine } from '../src/search/query-engine.js';
 import { AdapterService } from '../src/train/adapter-service.js';
-import { indexFiles } from './helpers/library-fixture.js';
+import { indexFiles, projectingAdapter } from './helpers/library-fixture.js';
 import { tinyJpeg } from './helpers/ingest-library.js';
 import { CLI, runCli } from './helpers/cli.js';
 import { startServer } from '../src/server/server.js';
@@ -141,8 +141,8 @@ describe('switching a library to another model', () => {
       labelsBefore = lib.pairs.list();
       resultsA = (await new QueryEngine(lib).search({ terms: [{ text: 'photo' }] })).results.map((r) => r.path);
       expect(resultsA.length).toBeGreaterThan(0);
-      // A version trained on A (an identity projection stands for a trained one: activation is what is tested).
-      lib.adapters.add(keyA, encodeAdapter(identityAdapter(64)), { note: 'on A' });
+      // A version trained on A (a fixed projection stands for a trained one: activation is what is tested).
+      lib.adapters.add(keyA, encodeAdapter(projectingAdapter(64)), { note: 'on A' });
     } finally {
       await lib.close();
     }

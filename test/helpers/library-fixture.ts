@@ -4,10 +4,22 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { type AdapterWeights, identityAdapter } from '../../src/adapter/adapter-weights.js';
 import { hashFile } from '../../src/ingest/content-hash.js';
 import type { Library } from '../../src/library/library.js';
 import { openImage } from '../../src/model/image-decode.js';
 import { buildTinyModel } from '../../src/model/tiny-model-builder.js';
+
+/**
+ * A trained version's weights standing in for a real one: the identity with one image entry moved, so the
+ * version has an image side of its own (projected vectors, its own index). An identity version would be
+ * searched in the base index with nothing of its own, and activation would do none of its work.
+ */
+export function projectingAdapter(dim: number): AdapterWeights {
+  const w = identityAdapter(dim);
+  w.image[1] = 0.25;
+  return w;
+}
 
 export async function tinyModel(dir: string, seed = 11): Promise<string> {
   return (await buildTinyModel({ out: join(dir, 'model'), seed, force: true })).dir;

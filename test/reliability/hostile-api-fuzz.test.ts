@@ -17,8 +17,8 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Library } from '../../src/library/library.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
-import { encodeAdapter, identityAdapter } from '../../src/adapter/adapter-weights.js';
-import { indexFiles, tinyModel } from '../helpers/library-fixture.js';
+import { encodeAdapter } from '../../src/adapter/adapter-weights.js';
+import { indexFiles, projectingAdapter, tinyModel } from '../helpers/library-fixture.js';
 import {
   STRESS,
   Tally,
@@ -67,9 +67,9 @@ beforeAll(async () => {
   files.push(join(photos, 'broken.jpg'));
   library = await Library.open({ dataDir: join(tmp, 'data'), model: await tinyModel(tmp) });
   ids = await indexFiles(library, photos, files);
-  // An adapter (the identity) so activate, rollback and export reach their real work, not just a 404.
+  // A version with its own image projection, so activate, rollback and export reach their real work, not just a 404.
   const { key, model } = library.requireModel();
-  library.adapters.add(key, encodeAdapter(identityAdapter(model.dim)), { blend: 1 });
+  library.adapters.add(key, encodeAdapter(projectingAdapter(model.dim)), { blend: 1 });
   server = await startServer({ library, port: 0, log: (m) => serverLog.push(m) });
 
   images.jpeg = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#c33' } }).jpeg().toBuffer();

@@ -20,8 +20,8 @@ import { IngestEngine } from '../../src/ingest/ingest-engine.js';
 import { Library } from '../../src/library/library.js';
 import { DEFAULT_WEB_DIR } from '../../src/server/app.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
-import { encodeAdapter, identityAdapter } from '../../src/adapter/adapter-weights.js';
-import { tinyModel } from '../helpers/library-fixture.js';
+import { encodeAdapter } from '../../src/adapter/adapter-weights.js';
+import { projectingAdapter, tinyModel } from '../helpers/library-fixture.js';
 import { STRESS, isErrorBody, jsonOf, pool, rawRequest, type RawRequest, type RawResponse } from './hostile-helpers.js';
 
 const TRAVERSAL_RUNS = STRESS ? 5_000 : 400;
@@ -103,7 +103,7 @@ beforeAll(async () => {
   await symlink(PASSWD_LINE ? '/etc/passwd' : secretTxt, join(photos, 'swapped-passwd.jpg'));
   // An adapter so the export route reaches the file system.
   const { key, model } = library.requireModel();
-  library.adapters.add(key, encodeAdapter(identityAdapter(model.dim)), { blend: 1 });
+  library.adapters.add(key, encodeAdapter(projectingAdapter(model.dim)), { blend: 1 });
   server = await startServer({ library, port: 0, ingest: engine, log: (m) => serverLog.push(m) });
 }, 120_000);
 
