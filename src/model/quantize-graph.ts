@@ -2,7 +2,10 @@
  * int8 weights for an ONNX tower, written by rewriting the graph (issue 19): every MatMul or Gemm whose weight is
  * a float32 initializer gets that weight quantized per output channel (symmetric, one scale per column of the
  * [K, N] weight), expressed in one of several ONNX Runtime CPU formulations. The rest of the graph (attention's
- * activation × activation MatMuls, embeddings, LayerNorm, convolutions) stays float32.
+ * activation × activation MatMuls, embeddings, LayerNorm, convolutions) stays float32. In `dynamic-quantize-matmul`
+ * and `matmul-integer`, the linear layers that read one activation (attention's Q, K, V) become one quantized MatMul
+ * and a Split (`fuseSharedInput`): the same numbers, one activation quantization (BENCHMARKS.md: no measured speed-up
+ * on AVX2, identical outputs).
  *
  * Pure: bytes in, bytes out. The formulations are kept side by side because which is fastest depends on the CPU's
  * int8 instructions (AVX2 only, AVX-VNNI, AVX-512 VNNI); BENCHMARKS.md has the measured table, `QUANT_FORMAT_DEFAULT`
