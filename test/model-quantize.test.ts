@@ -249,6 +249,21 @@ describe('linear layers on one activation (attention\'s Q, K, V) fused into one 
     expect(minRowCosine(yFused, yFp32, rows)).toBeGreaterThan(0.995);
   });
 
+  it('a Gemm alone (transB, bias C) becomes one DynamicQuantizeMatMul with the bias folded in', async () => {
+    const D = 24;
+    const rows = 3;
+    const b = new GraphBuilder('gemm');
+    const x = b.input('x', 'float', ['rows', D]);
+    b.op('Gemm', [x, b.weight('onnx::Gemm_1', seeded(D * D, 41), [D, D]), b.weight('bias', seeded(D, 42), [D])], { transB: 1 }, 'y');
+    b.output('y', 'float', ['rows', D]);
+    const source = b.toBytes();
+    const q = quantizeGraph(source);
+    expect(q).toMatchObject({ weights: 1, nodes: 1, fused: 0 });
+    expect(opCounts(q.bytes)).toEqual({ DynamicQuantizeMatMul: 1 });
+    const feeds = { x: new ort.Tensor('float32', seeded(rows * D, 43), [rows, D]) };
+    expect(minRowCosine(await runFeeds(q.bytes, feeds), await runFeeds(source, feeds), rows)).toBeGreaterThan(0.995);
+  });
+
   it('leaves unfused what it does not recognise: one linear layer alone, or the formulations that do not fuse', () => {
     const D = 16;
     const b = new GraphBuilder('pair');
