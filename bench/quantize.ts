@@ -11,10 +11,12 @@
  * its agreement figures are a stress test, not ImageNet numbers. With CLIPDEX_REAL_MODEL_DIR set (a real model folder,
  * fp32), the agreement is measured on that model too.
  *
- * Options (env): BENCH_QUICK=1 short run; BENCH_MODEL_DIR a built vit-b-32 folder; BENCH_FORMATS=a,b the formulations;
- * BENCH_THREADS (default 2).
+ * Options (env): BENCH_QUICK=1 short run; BENCH_ROUNDS=n rounds (default 7, quick 2); BENCH_MODEL_DIR a built vit-b-32
+ * folder; BENCH_SKIP_AGREEMENT=1 speed only; BENCH_FORMATS=a,b the formulations, `<format>:unfused` for one written without fusing the linear layers that
+ * share an input (Q, K, V; quantize-graph.ts `fuseSharedInput`); BENCH_THREADS (default 2).
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { meanCosine, minCosine, topKOverlap } from '../src/model/embedding-agreement.js';
 import { ImageEncoder } from '../src/model/image-encoder.js';
@@ -32,7 +34,17 @@ const QUICK = process.env.BENCH_QUICK === '1';
 const THREADS = Number(process.env.BENCH_THREADS ?? 2);
 const OUT = resolve('bench/out');
 const MODEL_DIR = resolve(process.env.BENCH_MODEL_DIR ?? join(OUT, 'vit-b-32'));
-const FORMATS = (process.env.BENCH_FORMATS?.split(',') ?? [...QUANT_FORMATS]) as QuantFormat[];
+/** A formulation as written by `models quantize`, or (`:unfused`) without fusing Q, K, V. */
+interface Variant {
+  name: string;
+  format: QuantFormat;
+  fuse: boolean;
+}
+const VARIANTS: Variant[] = (process.env.BENCH_FORMATS?.split(',') ?? [...QUANT_FORMATS, 'dynamic-quantize-matmul:unfused', 'matmul-integer:unfused']).map((v) => {
+  const [format, suffix] = v.split(':') as [QuantFormat, string?];
+  if (!QUANT_FORMATS.includes(format) || (suffix !== undefined && suffix !== 'unfused')) throw new Error(`BENCH_FORMATS: unknown ${v}`);
+  return { name: suffix ? `${format} (unfused)` : format, format, fuse: !suffix };
+});
 const PHOTOS = resolve('..', 'shared', 'photos');
 const sharedVocab = resolve('..', 'shared', 'clip', 'bpe_simple_vocab_16e6.txt.gz');
 const BATCH = 8;
@@ -50,15 +62,19 @@ async function ensureModel(): Promise<void> {
   await buildTinyModel({ out: MODEL_DIR, preset: 'vit-b-32', vocab: existsSync(sharedVocab) ? sharedVocab : undefined, force: true });
 }
 
-/** An int8 copy per formulation, written once and reused while its marker says the same formulation. */
-async function ensureInt8(source: string, format: QuantFormat, dir: string): Promise<void> {
+/** An int8 copy per variant, written once and reused while its marker says the same formulation and fusing. */
+async function ensureInt8(source: string, variant: Variant, dir: string): Promise<void> {
+  const { format, fuse } = variant;
   const marker = join(dir, 'clipdex-quantization.json');
-  if (existsSync(marker) && JSON.parse(readFileSync(marker, 'utf8')).formulation === format) return;
+  if (existsSync(marker)) {
+    const m = JSON.parse(readFileSync(marker, 'utf8')) as { formulation?: string; fusedSharedInput?: number };
+    if (m.formulation === format && typeof m.fusedSharedInput === 'number' && (fuse || m.fusedSharedInput === 0)) return;
+  }
   const t = performance.now();
-  const q = await quantizeModel(await readModelDir(source), { out: dir, format, sourceKey: 'bench', sourceRef: source, force: true });
+  const q = await quantizeModel(await readModelDir(source), { out: dir, format, fuseSharedInput: fuse, sourceKey: 'bench', sourceRef: source, force: true });
   const mb = (n: number) => (n / 2 ** 20).toFixed(0);
   console.log(
-    `${format}: ${q.towers.map((w) => `${w.tower} ${w.weights} weights ${mb(w.bytesBefore)} → ${mb(w.bytesAfter)} MB`).join('; ')} in ${((performance.now() - t) / 1000).toFixed(1)} s`,
+    `${variant.name}: ${q.towers.map((w) => `${w.tower} ${w.weights} weights (${w.fused} fused groups) ${mb(w.bytesBefore)} → ${mb(w.bytesAfter)} MB`).join('; ')} in ${((performance.now() - t) / 1000).toFixed(1)} s`,
   );
 }
 
@@ -104,25 +120,36 @@ async function speed(models: Loaded[]): Promise<void> {
   const pixels = new Float32Array(BATCH * 3 * S * S).map(() => Math.random() * 2 - 1);
   const images = models.map(() => [] as number[]);
   const texts = models.map(() => [] as number[]);
+  // Work, beside speed: inputs per second of this process's CPU time (user + system, every thread). Other processes'
+  // load stretches wall time but barely the CPU time a run needs; with more than one thread it counts ORT's spinning
+  // workers too, so it is a clean measure at BENCH_THREADS=1.
+  const imageCpu = models.map(() => [] as number[]);
+  const textCpu = models.map(() => [] as number[]);
   let p = 0;
-  const rounds = QUICK ? 2 : 7;
+  const rounds = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 2 : 7));
   for (let r = -1; r < rounds; r++) {
     for (const [k, m] of models.entries()) {
       let t = performance.now();
+      let c = process.cpuUsage();
       await m.image.encode(pixels, BATCH);
       const ips = BATCH / ((performance.now() - t) / 1000);
+      const imageCpuS = cpuSeconds(process.cpuUsage(c));
       const n = 16;
       t = performance.now();
+      c = process.cpuUsage();
       for (let i = 0; i < n; i++) await m.text.encode([AGREEMENT_PHRASES[p++ % AGREEMENT_PHRASES.length]!]);
       const tps = n / ((performance.now() - t) / 1000);
+      const textCpuS = cpuSeconds(process.cpuUsage(c));
       if (r >= 0) {
         // Round -1 is the warm-up: first runs allocate and plan.
         images[k]!.push(ips);
         texts[k]!.push(tps);
+        imageCpu[k]!.push(BATCH / imageCpuS);
+        textCpu[k]!.push(n / textCpuS);
       }
     }
   }
-  const base = { image: median(images[0]!), text: median(texts[0]!) };
+  const base = { image: median(images[0]!), text: median(texts[0]!), imageCpu: median(imageCpu[0]!), textCpu: median(textCpu[0]!) };
   models.forEach((m, k) =>
     record(`int8 vs fp32 speed (${THREADS} threads, alternating rounds, medians)`, {
       model: m.name,
@@ -130,9 +157,15 @@ async function speed(models: Loaded[]): Promise<void> {
       'image ×fp32': +(median(images[k]!) / base.image).toFixed(2),
       'texts/s (1 phrase)': +median(texts[k]!).toFixed(1),
       'text ×fp32': +(median(texts[k]!) / base.text).toFixed(2),
+      'images per CPU-s': +median(imageCpu[k]!).toFixed(2),
+      'image CPU ×fp32': +(median(imageCpu[k]!) / base.imageCpu).toFixed(2),
+      'texts per CPU-s': +median(textCpu[k]!).toFixed(1),
+      'text CPU ×fp32': +(median(textCpu[k]!) / base.textCpu).toFixed(2),
     }),
   );
 }
+
+const cpuSeconds = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6;
 
 async function embedAll(m: Loaded, tensor: Float32Array, count: number): Promise<{ images: Float32Array[]; texts: Float32Array[] }> {
   const plane = 3 * m.spec.preprocess.size ** 2;
@@ -171,10 +204,10 @@ async function main(): Promise<void> {
   mkdirSync(OUT, { recursive: true });
   await ensureModel();
   const dirs: [string, string][] = [['fp32', MODEL_DIR]];
-  for (const f of FORMATS) {
-    const dir = join(OUT, `vit-b-32-int8-${f}`);
-    await ensureInt8(MODEL_DIR, f, dir);
-    dirs.push([f, dir]);
+  for (const v of VARIANTS) {
+    const dir = join(OUT, `vit-b-32-int8-${v.format}${v.fuse ? '' : '-unfused'}`);
+    await ensureInt8(MODEL_DIR, v, dir);
+    dirs.push([v.name, dir]);
   }
   const models: Loaded[] = [];
   for (const [name, dir] of dirs) {
@@ -185,22 +218,22 @@ async function main(): Promise<void> {
     }
   }
   await speed(models);
-  await agreement(models, 'self-built vit-b-32, seeded random weights');
+  if (process.env.BENCH_SKIP_AGREEMENT !== '1') await agreement(models, 'self-built vit-b-32, seeded random weights');
   for (const m of models) await m.release();
 
   // As in conformance-real-model.test.ts: one folder, or several separated by the path delimiter.
   for (const [i, real] of (process.env.CLIPDEX_REAL_MODEL_DIR ?? '').split(delimiter).filter((d) => d !== '').entries()) {
     const realModels: Loaded[] = [await load('fp32', real)];
-    for (const f of FORMATS) {
-      const dir = join(OUT, `real-${i}-int8-${f}`);
-      await ensureInt8(real, f, dir);
-      realModels.push(await load(f, dir));
+    for (const v of VARIANTS) {
+      const dir = join(OUT, `real-${i}-int8-${v.format}${v.fuse ? '' : '-unfused'}`);
+      await ensureInt8(real, v, dir);
+      realModels.push(await load(v.name, dir));
     }
     await agreement(realModels, `real model ${real}`);
     for (const m of realModels) await m.release();
   }
   const file = join(OUT, 'quantize.json');
-  writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), quick: QUICK, threads: THREADS, results }, null, 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), quick: QUICK, threads: THREADS, loadavg: loadavg(), results }, null, 2)}\n`);
   console.log(`\nwritten ${file}`);
 }
 

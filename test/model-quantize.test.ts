@@ -6,10 +6,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSession } from '../src/inference/onnx-runtime.js';
 import { modelKeyFor } from '../src/library/model-key.js';
 import { ClipModel } from '../src/model/clip-model.js';
+import { presetArchitecture } from '../src/model/clip-architecture.js';
+import { LAYOUT_IO } from '../src/model/clip-onnx-graph.js';
 import { meanCosine, minCosine, topKOverlap } from '../src/model/embedding-agreement.js';
 import { readModelDir } from '../src/model/model-dir.js';
 import { GraphBuilder } from '../src/model/onnx-graph.js';
-import { QUANT_FORMAT_DEFAULT, QUANT_FORMATS, quantizedOps, quantizeGraph, quantizePerColumn } from '../src/model/quantize-graph.js';
+import { QUANT_FORMAT_DEFAULT, QUANT_FORMATS, type QuantFormat, quantizedOps, quantizeGraph, quantizePerColumn } from '../src/model/quantize-graph.js';
 import { quantizeModel } from '../src/model/quantize-model.js';
 import { buildTinyModel } from '../src/model/tiny-model-builder.js';
 import { runCli } from './helpers/cli.js';
@@ -127,6 +129,153 @@ describe('quantizeGraph on one linear layer, against the arithmetic done here', 
     b.op('MatMul', [a, a], {}, 'y');
     b.output('y', 'float', [4, 4]);
     expect(quantizeGraph(b.toBytes())).toMatchObject({ weights: 0, nodes: 0 });
+  });
+});
+
+/** How many nodes of each op type a graph holds. */
+function opCounts(bytes: Uint8Array): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const n of onnxProto.onnx.ModelProto.decode(bytes).graph!.node!) counts[n.opType!] = (counts[n.opType!] ?? 0) + 1;
+  return counts;
+}
+
+async function runFeeds(graph: Uint8Array, feeds: Record<string, ort.Tensor>): Promise<Float32Array> {
+  const session = await ort.InferenceSession.create(graph, { intraOpNumThreads: 1, graphOptimizationLevel: 'all' });
+  try {
+    return (await session.run(feeds))[session.outputNames[0]!]!.data as Float32Array;
+  } finally {
+    await session.release();
+  }
+}
+
+/** The smallest cosine between matching rows of two [rows, n] outputs. */
+function minRowCosine(a: Float32Array, b: Float32Array, rows: number): number {
+  const n = a.length / rows;
+  let min = 1;
+  for (let r = 0; r < rows; r++) {
+    let ab = 0;
+    let aa = 0;
+    let bb = 0;
+    for (let i = r * n; i < (r + 1) * n; i++) {
+      ab += a[i]! * b[i]!;
+      aa += a[i]! ** 2;
+      bb += b[i]! ** 2;
+    }
+    min = Math.min(min, ab / Math.sqrt(aa * bb));
+  }
+  return min;
+}
+
+function maxAbs(a: ArrayLike<number>, b?: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - (b ? b[i]! : 0)));
+  return m;
+}
+
+describe('linear layers on one activation (attention\'s Q, K, V) fused into one quantized MatMul', () => {
+  // Fused, the int8 weights and column scales are the unfused ones side by side, and the activation is quantized
+  // once over the same tensor the three quantized alone: the integer products are the same, and so is each float
+  // output (measured: identical, max |fused − unfused| = 0 on every case below). 1e-6 · max|y| leaves room for a
+  // kernel that orders its float epilogue differently for a wider N.
+  const QKV_FORMATS: QuantFormat[] = ['dynamic-quantize-matmul', 'matmul-integer'];
+  const quantizedMatMuls = (c: Record<string, number>, format: QuantFormat) => (format === 'matmul-integer' ? c.MatMulInteger ?? 0 : c.DynamicQuantizeMatMul ?? 0);
+
+  it.each([
+    ['hf', 'dynamic-quantize-matmul'],
+    ['openclip', 'dynamic-quantize-matmul'],
+    ['hf', 'matmul-integer'],
+  ] as const)('%s layout, %s: one quantized MatMul + Split per block where there were three; both towers embed as unfused', async (layout, format) => {
+    const dir = layout === 'hf' ? fp32Dir : join(tmp, `tiny-${layout}`);
+    if (!existsSync(dir)) await buildTinyModel({ out: dir, preset: 'tiny', layout });
+    const arch = presetArchitecture('tiny', 1000);
+    for (const tower of ['vision', 'text'] as const) {
+      const source = new Uint8Array(readFileSync(join(dir, LAYOUT_IO[layout][tower].file)));
+      const unfused = quantizeGraph(source, { format, fuseSharedInput: false });
+      const fused = quantizeGraph(source, { format });
+      const blocks = arch[tower].layers;
+      expect(unfused.fused).toBe(0);
+      expect(fused.fused).toBe(blocks);
+      // The same weights, quantized the same: only the way they are laid out changed.
+      expect(fused).toMatchObject({ weights: unfused.weights, nodes: unfused.nodes, bytesBefore: unfused.bytesBefore, bytesAfter: unfused.bytesAfter });
+      const [a, b] = [opCounts(unfused.bytes), opCounts(fused.bytes)];
+      expect(quantizedMatMuls(a, format) - quantizedMatMuls(b, format)).toBe(2 * blocks);
+      expect((b.Split ?? 0) - (a.Split ?? 0)).toBe(blocks);
+      if (format === 'matmul-integer') expect(a.DynamicQuantizeLinear! - b.DynamicQuantizeLinear!).toBe(2 * blocks);
+
+      const batch = layout === 'hf' ? 2 : 1;
+      const input = LAYOUT_IO[layout][tower].input;
+      const L = arch.text.contextLength;
+      const feeds =
+        tower === 'vision'
+          ? { [input]: new ort.Tensor('float32', seeded(batch * 3 * arch.imageSize ** 2, 11), [batch, 3, arch.imageSize, arch.imageSize]) }
+          : layout === 'hf'
+            ? { [input]: new ort.Tensor('int64', BigInt64Array.from({ length: batch * 9 }, (_, i) => BigInt(1 + ((i * 37) % 300))), [batch, 9]) }
+            : { [input]: new ort.Tensor('int32', Int32Array.from({ length: L }, (_, i) => (i < 9 ? 1 + ((i * 37) % 300) : 0)), [1, L]) };
+      const [yUnfused, yFused, yFp32] = await Promise.all([runFeeds(unfused.bytes, feeds), runFeeds(fused.bytes, feeds), runFeeds(source, feeds)]);
+      expect(maxAbs(yFused, yUnfused)).toBeLessThanOrEqual(1e-6 * maxAbs(yUnfused));
+      // And still the int8 tower, not another function: near fp32 as before.
+      expect(minRowCosine(yFused, yFp32, batch)).toBeGreaterThan(0.995);
+    }
+  }, 120_000);
+
+  it.each(QKV_FORMATS)('%s: an exporter\'s graph (anonymous weights, W behind a Transpose, bias first, a Gemm) fuses too', async (format) => {
+    // What torch.onnx writes for three nn.Linear on one input, in its several shapes, and an out projection after.
+    const D = 48;
+    const rows = 5;
+    const b = new GraphBuilder('export');
+    const x = b.input('x', 'float', ['rows', D]);
+    const wq = seeded(D * D, 21);
+    const q = b.op('Add', [b.weight('q_proj.bias', seeded(D, 22), [D]), b.op('MatMul', [x, b.op('Transpose', [b.weight('onnx::Transpose_7', wq, [D, D])], { perm: [1, 0] })])]);
+    const k = b.op('Add', [b.op('MatMul', [x, b.weight('onnx::MatMul_8', seeded(D * D, 23), [D, D])]), b.weight('k_proj.bias', seeded(D, 24), [D])]);
+    const v = b.op('Gemm', [x, b.weight('onnx::Gemm_9', seeded(D * D, 25), [D, D]), b.weight('v_proj.bias', seeded(D, 26), [D])], { transB: 1 });
+    const mixed = b.op('Add', [b.op('Mul', [q, k]), v]);
+    b.op('MatMul', [mixed, b.weight('onnx::MatMul_10', seeded(D * D, 27), [D, D])], {}, 'y');
+    b.output('y', 'float', ['rows', D]);
+    const source = b.toBytes();
+    const unfused = quantizeGraph(source, { format, fuseSharedInput: false });
+    const fused = quantizeGraph(source, { format });
+    expect(fused).toMatchObject({ weights: 4, nodes: 4, fused: 1 });
+    const counts = opCounts(fused.bytes);
+    expect(quantizedMatMuls(counts, format)).toBe(2); // Q·K·V fused, and the out projection alone
+    expect(counts.Split).toBe(1);
+    expect(counts.Transpose).toBeUndefined(); // the exporter's W^T went with its float32 weight
+    expect(counts.Gemm).toBeUndefined();
+    const initializers = onnxProto.onnx.ModelProto.decode(fused.bytes).graph!.initializer!;
+    expect(initializers.filter((t) => t.dataType === 1 && (t.dims ?? []).length === 2)).toEqual([]);
+    const xs = seeded(rows * D, 28);
+    const feeds = { x: new ort.Tensor('float32', xs, [rows, D]) };
+    const [yUnfused, yFused, yFp32] = await Promise.all([runFeeds(unfused.bytes, feeds), runFeeds(fused.bytes, feeds), runFeeds(source, feeds)]);
+    expect(maxAbs(yFused, yUnfused)).toBeLessThanOrEqual(1e-6 * maxAbs(yUnfused));
+    expect(minRowCosine(yFused, yFp32, rows)).toBeGreaterThan(0.995);
+  });
+
+  it('a Gemm alone (transB, bias C) becomes one DynamicQuantizeMatMul with the bias folded in', async () => {
+    const D = 24;
+    const rows = 3;
+    const b = new GraphBuilder('gemm');
+    const x = b.input('x', 'float', ['rows', D]);
+    b.op('Gemm', [x, b.weight('onnx::Gemm_1', seeded(D * D, 41), [D, D]), b.weight('bias', seeded(D, 42), [D])], { transB: 1 }, 'y');
+    b.output('y', 'float', ['rows', D]);
+    const source = b.toBytes();
+    const q = quantizeGraph(source);
+    expect(q).toMatchObject({ weights: 1, nodes: 1, fused: 0 });
+    expect(opCounts(q.bytes)).toEqual({ DynamicQuantizeMatMul: 1 });
+    const feeds = { x: new ort.Tensor('float32', seeded(rows * D, 43), [rows, D]) };
+    expect(minRowCosine(await runFeeds(q.bytes, feeds), await runFeeds(source, feeds), rows)).toBeGreaterThan(0.995);
+  });
+
+  it('leaves unfused what it does not recognise: one linear layer alone, or the formulations that do not fuse', () => {
+    const D = 16;
+    const b = new GraphBuilder('pair');
+    const x = b.input('x', 'float', ['rows', D]);
+    const p = b.op('MatMul', [x, b.weight('p', seeded(D * D, 31), [D, D])]);
+    // alpha ≠ 1: a Gemm the rewrite leaves float32, so its neighbour on x stays alone.
+    const s = b.op('Gemm', [x, b.weight('s', seeded(D * D, 32), [D, D])], { alpha: { float: 0.5 } });
+    b.op('Add', [p, s], {}, 'y');
+    b.output('y', 'float', ['rows', D]);
+    expect(quantizeGraph(b.toBytes())).toMatchObject({ weights: 1, nodes: 1, fused: 0 });
+    const tiny = new Uint8Array(readFileSync(join(fp32Dir, LAYOUT_IO.hf.vision.file)));
+    for (const format of ['matmul-nbits', 'weight-only'] as const) expect(quantizeGraph(tiny, { format }).fused).toBe(0);
   });
 });
 

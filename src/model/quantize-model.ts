@@ -13,6 +13,8 @@ export interface QuantizeModelOptions {
   /** How the user named the source (an id or a directory). */
   sourceRef: string;
   format?: QuantFormat;
+  /** quantize-graph.ts `fuseSharedInput` (default true): Q, K and V as one quantized MatMul. */
+  fuseSharedInput?: boolean;
   force?: boolean;
   onProgress?: (e: QuantizeProgress) => void;
 }
@@ -28,7 +30,7 @@ export interface QuantizeProgress {
 export interface QuantizedModel {
   dir: string;
   format: QuantFormat;
-  towers: { tower: 'image' | 'text'; file: string; weights: number; nodes: number; bytesBefore: number; bytesAfter: number }[];
+  towers: { tower: 'image' | 'text'; file: string; weights: number; nodes: number; fused: number; bytesBefore: number; bytesAfter: number }[];
   copied: string[];
 }
 
@@ -80,6 +82,7 @@ export async function quantizeModel(spec: ModelSpec, options: QuantizeModelOptio
       options.onProgress?.({ tower: s.tower, stage: 'read', done: before, total: grandTotal });
       const result = quantizeGraph(s.bytes, {
         format,
+        fuseSharedInput: options.fuseSharedInput,
         onWeight: (done, total) => options.onProgress?.({ tower: s.tower, stage: 'quantize', done: before + done, total: grandTotal + total }),
       });
       if (result.weights === 0) {
@@ -91,7 +94,7 @@ export async function quantizeModel(spec: ModelSpec, options: QuantizeModelOptio
       const target = join(staging, ...s.file.split('/'));
       await mkdir(dirname(target), { recursive: true });
       await writeFile(target, result.bytes);
-      written.push({ tower: s.tower, file: s.file, weights: result.weights, nodes: result.nodes, bytesBefore: result.bytesBefore, bytesAfter: result.bytesAfter });
+      written.push({ tower: s.tower, file: s.file, weights: result.weights, nodes: result.nodes, fused: result.fused, bytesBefore: result.bytesBefore, bytesAfter: result.bytesAfter });
     }
     const copied: string[] = [];
     for (const rel of await listFiles(spec.dir)) {
@@ -99,9 +102,12 @@ export async function quantizeModel(spec: ModelSpec, options: QuantizeModelOptio
       await cp(join(spec.dir, ...rel.split('/')), join(staging, ...rel.split('/')));
       copied.push(rel);
     }
-    const marker: ModelQuantization & { formulationNote: string; createdAt: string } = {
+    const fusedGroups = written.reduce((n, t) => n + t.fused, 0);
+    const marker: ModelQuantization & { formulationNote: string; fusedSharedInput: number; createdAt: string } = {
       precision: 'int8',
       formulation: format,
+      // Linear layers on one activation (attention's Q, K, V) written as one quantized MatMul + Split: how many groups.
+      fusedSharedInput: fusedGroups,
       formulationNote: 'MatMul/Gemm weights int8, per output channel (MatMulNBits: per block of 32); activations and every other op float32',
       sourceKey: options.sourceKey,
       sourceRef: options.sourceRef,
