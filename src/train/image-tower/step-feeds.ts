@@ -56,17 +56,4 @@ export function captionsOfImages(pairs: Iterable<readonly [image: number, captio
   return out;
 }
 
-/** W0 + A·B ([in, out]; A [in, r], B [r, out]). */
-export function mergeLora(w0: Float32Array, a: Float32Array, b: Float32Array, rank: number): Float32Array {
-  const w = Float32Array.from(w0);
-  const inDim = a.length / rank;
-  const outDim = b.length / rank;
-  for (let i = 0; i < inDim; i++) {
-    for (let r = 0; r < rank; r++) {
-      const air = a[i * rank + r]!;
-      if (air === 0) continue;
-      for (let j = 0; j < outDim; j++) w[i * outDim + j]! += air * b[r * outDim + j]!;
-    }
-  }
-  return w;
-}
+export { mergeLora } from '../head-tuning.js';

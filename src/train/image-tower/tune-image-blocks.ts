@@ -25,12 +25,12 @@ import { Adam } from '../adam.js';
 import { differentiate } from '../graph-grad/differentiate.js';
 import { type IrGraph, readGraph, writeGraph } from '../graph-grad/onnx-ir.js';
 import { initializersAsInputs } from '../text-tower/head-graph.js';
-import { MAX_LOG_SCALE } from '../text-tower/tune-text-blocks.js';
+import { cancelled, clampLogScale, invalid, MAX_LOG_SCALE, mergeLora, normalizeRows, positive, positiveInt } from '../head-tuning.js';
 import { transpose } from '../text-tower/tower-source.js';
 import { fixedBatches, shuffledBatches } from '../training-batches.js';
 import { type ActivationCache, activationBatch, cacheActivations } from './activation-cache.js';
 import { type ImageHeadShape, type ImageHeadTensors, imageHeadGraph, imageTrainingGraph, LOGIT_SCALE, loraA, loraB, withImageLora } from './head-graph.js';
-import { captionsOfImages, type ImageStepContext, imageStepFeeds, mergeLora } from './step-feeds.js';
+import { captionsOfImages, type ImageStepContext, imageStepFeeds } from './step-feeds.js';
 import { type ImageTower, imageHeadTensorNames, imageResidualEntering, isImageMatrix, locateImage, readImageHeadTensors, readImageTower } from './tower-source.js';
 import { IMAGE_TOWER, mergedImageTowerBytes, writeFileAtomic, writeTunedImageModelDir } from './tower-writer.js';
 
@@ -124,35 +124,6 @@ export interface TuneImageBlocksResult {
   writeTower(path: string, signal?: AbortSignal): Promise<void>;
   /** Writes a complete model folder with the tuned image tower (loads as `--model outDir`). */
   writeModelDir(outDir: string, signal?: AbortSignal): Promise<string>;
-}
-
-function invalid(message: string): ClipdexError {
-  return new ClipdexError('INVALID_ARGUMENT', message);
-}
-
-function cancelled(): ClipdexError {
-  return invalid('training was cancelled');
-}
-
-function positiveInt(v: number, what: string, max = Number.MAX_SAFE_INTEGER): number {
-  if (!Number.isInteger(v) || v < 1 || v > max) throw invalid(`${what} must be an integer from 1 to ${max}, got ${v}`);
-  return v;
-}
-
-function positive(v: number, what: string): number {
-  if (!(Number.isFinite(v) && v > 0)) throw invalid(`${what} must be a positive number, got ${v}`);
-  return v;
-}
-
-function normalizeRows(v: Float32Array, dim: number, what: string): Float32Array {
-  for (let r = 0; r < v.length / dim; r++) {
-    let s = 0;
-    for (let k = 0; k < dim; k++) s += v[r * dim + k]! ** 2;
-    const norm = Math.sqrt(s);
-    if (!(norm > 0)) throw invalid(`${what} ${r} is zero`);
-    for (let k = 0; k < dim; k++) v[r * dim + k]! /= norm;
-  }
-  return v;
 }
 
 export function imageHeadShape(tower: ImageTower, k: number): ImageHeadShape {
@@ -331,9 +302,7 @@ export async function tuneImageBlocks(options: TuneImageBlocksOptions): Promise<
         const batch = batchFeeds(b.map((i) => train[i]!), lambda);
         const out = await runSession(stepSession, 'an image-block training step', batch.feeds);
         for (const name of wrt) adam.get(name)!.step(values.get(name)!, out[grad.gradients.get(name)!]!.data as Float32Array);
-        const s = values.get(LOGIT_SCALE)!;
-        // CLIP clamps its logit scale at 100 after every step; below 1 the softmax would be flat.
-        s[0] = Math.min(MAX_LOG_SCALE, Math.max(0, s[0]!));
+        clampLogScale(values.get(LOGIT_SCALE)!);
         lossSum += (out.contrastive!.data as Float32Array)[0]! * b.length;
         steps++;
       }

@@ -25,6 +25,7 @@ import { Adam } from '../adam.js';
 import { differentiate } from '../graph-grad/differentiate.js';
 import { type IrGraph, readGraph, writeGraph } from '../graph-grad/onnx-ir.js';
 import { fixedBatches, shuffledBatches } from '../training-batches.js';
+import { cancelled, clampLogScale, invalid, MAX_LOG_SCALE, mergeLora, normalizeRows, positive, positiveInt } from '../head-tuning.js';
 import { type HeadShape, type HeadTensors, headGraph, initializersAsInputs, LOGIT_SCALE, loraA, loraB, trainingGraph, withLora } from './head-graph.js';
 import { cacheResiduals, type ResidualCache, residualBatch } from './residual-cache.js';
 import { captionsByImage, stepFeeds } from './step-feeds.js';
@@ -117,33 +118,7 @@ export interface TuneTextBlocksResult {
   writeModelDir(outDir: string, signal?: AbortSignal): Promise<string>;
 }
 
-/** The learnable temperature is clamped to e^s ≤ 100, as CLIP clamps it. */
-export const MAX_LOG_SCALE = Math.log(100);
-
-function invalid(message: string): ClipdexError {
-  return new ClipdexError('INVALID_ARGUMENT', message);
-}
-
-function positiveInt(v: number, what: string, max = Number.MAX_SAFE_INTEGER): number {
-  if (!Number.isInteger(v) || v < 1 || v > max) throw invalid(`${what} must be an integer from 1 to ${max}, got ${v}`);
-  return v;
-}
-
-function positive(v: number, what: string): number {
-  if (!(Number.isFinite(v) && v > 0)) throw invalid(`${what} must be a positive number, got ${v}`);
-  return v;
-}
-
-function normalizeRows(v: Float32Array, dim: number): Float32Array {
-  for (let r = 0; r < v.length / dim; r++) {
-    let s = 0;
-    for (let k = 0; k < dim; k++) s += v[r * dim + k]! ** 2;
-    const norm = Math.sqrt(s);
-    if (!(norm > 0)) throw invalid(`image embedding ${r} is zero`);
-    for (let k = 0; k < dim; k++) v[r * dim + k]! /= norm;
-  }
-  return v;
-}
+export { MAX_LOG_SCALE };
 
 /** The tower's current head tensors, canonical names, [in, out] matrices. */
 export function readHeadTensors(tower: TextTower, first: number): Map<string, Float32Array> {
@@ -207,7 +182,7 @@ export async function tuneTextBlocks(options: TuneTextBlocksOptions): Promise<Tu
     if (options.imageAdapter.length !== E * E) throw invalid(`the image adapter is not ${E}×${E}`);
     images = Float32Array.from(projectRows(images, photos, options.imageAdapter, E));
   }
-  normalizeRows(images, E);
+  normalizeRows(images, E, 'image embedding');
   const threads = options.threads === undefined ? {} : { threads: options.threads };
   const shape = headShape(tower, k);
 
@@ -278,13 +253,11 @@ export async function tuneTextBlocks(options: TuneTextBlocksOptions): Promise<Tu
       let lossSum = 0;
       const stepStart = performance.now();
       for (const b of shuffledBatches(train.length, batchSize, rand)) {
-        if (options.signal?.aborted) throw new ClipdexError('INVALID_ARGUMENT', 'training was cancelled');
+        if (options.signal?.aborted) throw cancelled();
         const batch = batchFeeds(b.map((i) => train[i]!), lambda);
         const out = await runSession(stepSession, 'a text-block training step', batch.feeds);
         for (const name of wrt) adam.get(name)!.step(values.get(name)!, out[grad.gradients.get(name)!]!.data as Float32Array);
-        const s = values.get(LOGIT_SCALE)!;
-        // CLIP clamps its logit scale at 100 after every step; below 1 the softmax would be flat.
-        s[0] = Math.min(MAX_LOG_SCALE, Math.max(0, s[0]!));
+        clampLogScale(values.get(LOGIT_SCALE)!);
         lossSum += (out.contrastive!.data as Float32Array)[0]! * b.length;
         steps++;
       }
@@ -329,19 +302,7 @@ export async function tuneTextBlocks(options: TuneTextBlocksOptions): Promise<Tu
         canonical.set(name, values.get(name)!);
         continue;
       }
-      const w = Float32Array.from(theta0.get(name)!);
-      const a = values.get(loraA(name))!;
-      const bm = values.get(loraB(name))!;
-      const outDim = bm.length / rank;
-      const inDim = a.length / rank;
-      for (let i = 0; i < inDim; i++) {
-        for (let r = 0; r < rank; r++) {
-          const air = a[i * rank + r]!;
-          if (air === 0) continue;
-          for (let j = 0; j < outDim; j++) w[i * outDim + j]! += air * bm[r * outDim + j]!;
-        }
-      }
-      canonical.set(name, w);
+      canonical.set(name, mergeLora(theta0.get(name)!, values.get(loraA(name))!, values.get(loraB(name))!, rank));
     }
     // Every caption's embedding from the training graph at the kept weights.
     const captionEmbeddings: Float32Array[] = [];
@@ -376,7 +337,7 @@ export async function tuneTextBlocks(options: TuneTextBlocksOptions): Promise<Tu
         const tuned: TextTower = { ...tower, graph: readGraph(merged()) };
         const rows = await tokenizer.tokenize(texts, tower.contextLength);
         const out = await cacheResiduals(tuned, shape.first, rows.map((r) => r.ids), residualEntering(tuned, shape.first), { ...threads, padId: tokenizer.padId });
-        return out.towerEmbeddings.map((v) => normalizeRows(Float32Array.from(v), E));
+        return out.towerEmbeddings.map((v) => normalizeRows(Float32Array.from(v), E, 'text embedding'));
       },
       writeTower: (path, signal) => writeFileAtomic(path, merged(), signal),
       writeModelDir: (outDir, signal) => writeTunedModelDir(tower, merged(), outDir, signal),
