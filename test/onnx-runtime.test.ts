@@ -25,6 +25,22 @@ describe('the ONNX Runtime backend', () => {
     await session.release();
   });
 
+  it('refuses a CLIPDEX_ORT_SPIN that is not 0 or 1 as the setting it is, and opens with either', async () => {
+    const before = process.env.CLIPDEX_ORT_SPIN;
+    try {
+      process.env.CLIPDEX_ORT_SPIN = 'yes';
+      await expect(openGraph(matMulGraph(), 'the test kernel', { threads: 1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/CLIPDEX_ORT_SPIN must be 0 or 1, got yes/) });
+      for (const spin of ['0', '1']) {
+        process.env.CLIPDEX_ORT_SPIN = spin;
+        const session = await openGraph(matMulGraph(), 'the test kernel', { threads: 2 });
+        await session.release();
+      }
+    } finally {
+      if (before === undefined) delete process.env.CLIPDEX_ORT_SPIN;
+      else process.env.CLIPDEX_ORT_SPIN = before;
+    }
+  });
+
   it('names the kernel when a graph cannot be loaded', async () => {
     await expect(openGraph(notAGraph(), 'the test kernel')).rejects.toMatchObject({
       code: 'INFERENCE_FAILED',

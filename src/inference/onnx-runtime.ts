@@ -106,16 +106,30 @@ export function providerUnavailableReason(provider: ProviderName): string | null
 }
 
 /**
+ * ORT's intra-op workers spin while they wait for work, by default. clipdex never runs a session alone — sharp
+ * decodes beside the image tower, the text tower has a thread of its own, the server answers requests — and the
+ * spinning took CPU from that work: measured with spinning off, 40 % less CPU per text query and 15–25 % less per
+ * image, text p50 no slower (BENCHMARKS.md, "ORT's spinning workers"). `CLIPDEX_ORT_SPIN=1` turns it back on.
+ */
+function allowSpinning(): '0' | '1' {
+  const v = process.env.CLIPDEX_ORT_SPIN?.trim();
+  if (!v || v === '0') return '0';
+  if (v === '1') return '1';
+  throw new ClipdexError('INVALID_ARGUMENT', `CLIPDEX_ORT_SPIN must be 0 or 1, got ${v}`);
+}
+
+/**
  * The options every session gets. One operator at a time (sequential, ORT's default), so the inter-op pool
  * would have nothing to do and is kept to the calling thread; all parallelism is within an operator.
  */
-function ortSessionOptions(provider: ProviderName, threads: number): ort.InferenceSession.SessionOptions {
+function ortSessionOptions(provider: ProviderName, threads: number, spin: '0' | '1'): ort.InferenceSession.SessionOptions {
   return {
     executionProviders: [provider],
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
+    extra: { session: { intra_op: { allow_spinning: spin } } },
   };
 }
 
@@ -131,6 +145,8 @@ export async function openSession(modelPath: string, options: SessionOptions = {
   if (!Number.isInteger(threads) || threads < 1) {
     throw new ClipdexError('INVALID_ARGUMENT', `thread count must be a positive integer, got ${threads}`);
   }
+  // Read before any session is tried: a bad value is the user's setting, not the model's or a provider's fault.
+  const spin = allowSpinning();
   const fallbacks: ProviderFallback[] = [];
   for (const provider of providers) {
     const unavailable = providerUnavailableReason(provider);
@@ -139,7 +155,7 @@ export async function openSession(modelPath: string, options: SessionOptions = {
       continue;
     }
     try {
-      const session = await ort.InferenceSession.create(modelPath, ortSessionOptions(provider, threads));
+      const session = await ort.InferenceSession.create(modelPath, ortSessionOptions(provider, threads, spin));
       return { session, provider, fallbacks };
     } catch (err) {
       const reason = errorMessage(err);
@@ -164,8 +180,9 @@ export async function openSession(modelPath: string, options: SessionOptions = {
  * A failure is INFERENCE_FAILED "cannot create `what`: …".
  */
 export async function openGraph(graph: Uint8Array, what: string, options: { threads?: number } = {}): Promise<InferenceSession> {
+  const spin = allowSpinning();
   try {
-    return await ort.InferenceSession.create(graph, ortSessionOptions('cpu', options.threads ?? availableParallelism()));
+    return await ort.InferenceSession.create(graph, ortSessionOptions('cpu', options.threads ?? availableParallelism(), spin));
   } catch (err) {
     throw new ClipdexError('INFERENCE_FAILED', `cannot create ${what}: ${errorMessage(err)}`, { cause: err });
   }
