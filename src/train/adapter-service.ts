@@ -502,11 +502,12 @@ export class AdapterService {
     const record = this.version(version);
     const weights = decodeAdapter(record.weights);
     const modelName = key.split('#')[0]!;
-    const tower = textTowerOf(record);
+    const image = imageTowerOf(record);
+    const tower = image ?? textTowerOf(record);
     // The stored tower, checked against its fingerprint: an export must carry the weights that were judged.
     const textBytes = tower ? await readFile(await towerPath(this.library.store, this.library.paths.dir, tower)) : undefined;
     if (tower && createHash('sha256').update(textBytes!).digest('hex') !== tower.sha256) {
-      throw new ClipdexError('ADAPTER_INVALID', `version ${version}'s text tower is not the one trained (its SHA-256 changed); it cannot be exported`);
+      throw new ClipdexError('ADAPTER_INVALID', `version ${version}'s ${image ? 'image' : 'text'} tower is not the one trained (its SHA-256 changed); it cannot be exported`);
     }
     const dir = await exportAdaptedModel(
       model.spec,
@@ -517,9 +518,9 @@ export class AdapterService {
         baseKey: key,
         adapterVersion: version,
         blend: Number(record.metrics.blend ?? 1),
-        metrics: { before: record.metrics.before, after: record.metrics.after, retention: record.metrics.retention, ...(tower ? { kind: 'text-blocks', textTower: tower } : {}) },
+        metrics: { before: record.metrics.before, after: record.metrics.after, retention: record.metrics.retention, ...(image ? { kind: 'image-blocks', imageTower: image } : tower ? { kind: 'text-blocks', textTower: tower } : {}) },
       },
-      textBytes,
+      textBytes && (image ? { image: textBytes } : { text: textBytes }),
     );
     return { dir };
   }
