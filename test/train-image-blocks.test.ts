@@ -15,6 +15,7 @@ import { ModelSwitcher } from '../src/ingest/model-switch.js';
 import { Library } from '../src/library/library.js';
 import { preprocessBatch } from '../src/model/image-preprocess.js';
 import { QueryEngine } from '../src/search/query-engine.js';
+import { startServer } from '../src/server/server.js';
 import { imageTowerOf, textTowerOf, versionsDir } from '../src/store/adapters-repo.js';
 import { AdapterService, type TrainResult } from '../src/train/adapter-service.js';
 import { folderLabelRows, importLabels } from '../src/train/label-import.js';
@@ -166,6 +167,49 @@ describe.skipIf(!labeled || !skimage)(`image-block training and activation on ..
     expect(hits(await search())).toEqual(hits(baseResults));
     // Labels are per photo: every one is still there.
     expect(library.pairs.list().length).toBeGreaterThan(100);
+  }, 300_000);
+
+  it('the API: POST /api/training takes imageBlocks; activate and rollback of an image-tuned version are model switches', async () => {
+    const server = await startServer({ library, port: 0, modelSwitch: switcher });
+    try {
+      const call = async (path: string, body?: unknown) => {
+        const res = await fetch(`${server.url}${path}`, body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        return { status: res.status, body: (await res.json()) as any };
+      };
+      const finished = async () => {
+        for (let i = 0; i < 6000; i++) {
+          const { body } = await call('/api/training');
+          if (body.job && !body.running) return body.job;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        throw new Error('the job did not finish');
+      };
+      for (const body of [{ imageBlocks: -1 }, { imageBlocks: 1.5 }, { imageBlocks: 1, textBlocks: 1 }, { lora: 2 }, { imageBlocks: 64 }]) {
+        const bad = await call('/api/training', body);
+        if (bad.status === 202) expect((await finished()).error.message, JSON.stringify(body)).toMatch(/image blocks must be an integer from 1 to \d+/);
+        else expect(bad.status, JSON.stringify(body)).toBe(400);
+      }
+      expect((await call('/api/training', { imageBlocks: 1, epochs: 2, seed: 6 })).status).toBe(202);
+      const job = await finished();
+      expect(job.state, JSON.stringify(job.error)).toBe('done');
+      expect(job.result.comparison.imageBlocks).toMatchObject({ k: 1, lora: null });
+      expect(job.result.adapter.metrics.kind).toBe(job.result.comparison.chosen);
+      if (job.result.comparison.chosen === 'image-blocks') expect(job.result.reencode.note).toMatch(/^activating re-encodes \d+ photos with the tuned image tower/);
+
+      // The version re-encoded above keeps its vectors: the switch is done at once, then back to the base.
+      expect((await call(`/api/adapters/${imageRun.adapter.version}/activate`, {})).status).toBe(202);
+      const activation = await finished();
+      expect(activation.state, JSON.stringify(activation.error)).toBe('done');
+      expect(activation.result.modelSwitch).toMatchObject({ outcome: 'switched', key: derivedKey });
+      expect(library.requireModel().key).toBe(derivedKey);
+      expect((await call('/api/adapters', undefined)).body.derivedFrom).toMatchObject({ version: imageRun.adapter.version, baseKey });
+      expect((await call('/api/adapters/rollback', { to: 'base' })).status).toBe(202);
+      const rollback = await finished();
+      expect(rollback.result.modelSwitch).toMatchObject({ outcome: 'switched', key: baseKey });
+      expect(library.requireModel().key).toBe(baseKey);
+    } finally {
+      await server.close();
+    }
   }, 300_000);
 
   it('clipdex train --image-blocks and adapters activate/list/rollback; bad values refused', async () => {

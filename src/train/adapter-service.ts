@@ -80,7 +80,7 @@ export interface ActivationEstimate {
 
 export type AdapterJobProgress =
   | { phase: 'preparing'; message: string }
-  | { phase: 'caching'; done: number; total: number }
+  | { phase: 'caching'; done: number; total: number; /** What runs through the frozen blocks (absent: captions). */ of?: 'captions' | 'photos' }
   | { phase: 'training'; training: TrainProgress; candidate?: 'adapter' | 'text-blocks' | 'image-blocks' }
   | { phase: 'decoding'; done: number; total: number }
   | { phase: 'evaluating' }
@@ -323,7 +323,7 @@ export class AdapterService {
         lora: request.lora ?? null,
         modelDir: model.spec.dir,
         photos: pixels.rows(data.photoKeys!),
-        onCache: (done, total) => onProgress?.({ phase: 'caching', done, total }),
+        onCache: (done, total) => onProgress?.({ phase: 'caching', done, total, of: 'photos' }),
       },
       ({ candidate, ...training }) => onProgress?.({ phase: 'training', training, candidate }),
       signal,

@@ -34,7 +34,6 @@ function trainingDisplay(): { onProgress: (p: AdapterJobProgress) => void; stop:
   const tty = process.stderr.isTTY === true;
   let open = false;
   let lastCandidate: string | undefined;
-  let imageRun = false;
   const end = () => {
     if (open) process.stderr.write('\n');
     open = false;
@@ -43,9 +42,9 @@ function trainingDisplay(): { onProgress: (p: AdapterJobProgress) => void; stop:
     onProgress(p) {
       if (p.phase === 'preparing') log(`clipdex: ${p.message}`);
       else if (p.phase === 'caching') {
-        if (p.done === p.total) log(`clipdex: ${imageRun ? 'image' : 'text'} blocks: ${p.total} ${imageRun ? 'photo' : 'caption'}${p.total === 1 ? '' : 's'} run through the frozen blocks once`);
+        const image = p.of === 'photos';
+        if (p.done === p.total) log(`clipdex: ${image ? 'image' : 'text'} blocks: ${p.total} ${image ? 'photo' : 'caption'}${p.total === 1 ? '' : 's'} run through the frozen blocks once`);
       } else if (p.phase === 'decoding') {
-        imageRun = true;
         if (p.done === p.total) log(`clipdex: image blocks: ${p.total} labeled photo${p.total === 1 ? '' : 's'} decoded`);
       }
       else if (p.phase === 'evaluating') {
