@@ -329,8 +329,9 @@ describe.skipIf(PAGE_SKIP !== '')(`the Training page's Image blocks control ${PA
     expect(line).toContain(`saved: ${job.result.comparison.chosen === 'adapter' ? 'the adapter' : 'the image blocks'}`);
     if (job.result.comparison.chosen === 'image-blocks') {
       expect(await page.textContent('#report-reencode')).toContain(job.result.reencode!.note);
-      // Activate: two confirmations (no supported gain, perhaps; the re-encode surely), then a model switch.
-      page.on('dialog', (d) => void d.accept());
+      // Activate: confirmed (watchPage accepts) after saying what it costs, then a model switch.
+      const confirms: string[] = [];
+      page.on('dialog', (d) => confirms.push(d.message()));
       const v = job.result.adapter.version;
       await page.click(`#adapters-body tr[data-version="${v}"] button[data-job="activate"]`);
       await eventually(
@@ -338,6 +339,7 @@ describe.skipIf(PAGE_SKIP !== '')(`the Training page's Image blocks control ${PA
         `the library switched to v${v}'s model\n${server.log()}`,
         120_000,
       );
+      expect(confirms.some((m) => m.includes(job.result.reencode!.note))).toBe(true);
     }
     await page.screenshot({ path: join(tmp, 'training-image-blocks.png') });
     expect(problems).toEqual([]);
