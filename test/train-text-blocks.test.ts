@@ -56,7 +56,7 @@ describe.skipIf(!labeled)(`text-block training on ../shared/photos/labeled ${lab
   });
 
   it('reports both candidates on the same split, each with a verdict from the test photos, and saves the one the selection chose', () => {
-    const c = run.comparison!;
+    const c = { ...run.comparison!, textBlocks: run.comparison!.textBlocks! };
     expect(c.textBlocks.k).toBe(1);
     expect(c.textBlocks.lora).toBeNull();
     // One split: the same photos learned from, chosen on and tested on, and the same base model before.

@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClipdexError } from '../errors.js';
-import { type AdapterRecord, textTowerOf, type TextTowerRef, versionsDir } from '../store/adapters-repo.js';
+import { type AdapterRecord, imageTowerOf, textTowerOf, type TextTowerRef, versionsDir } from '../store/adapters-repo.js';
 import type { StoreDatabase } from '../store/database.js';
 import { VersionTowersRepo } from '../store/version-towers-repo.js';
 
@@ -79,7 +79,8 @@ export async function carryTowers(
 ): Promise<{ carried: number; missing: string[] }> {
   let carried = 0;
   const missing: string[] = [];
-  for (const ref of versions.map(textTowerOf)) {
+  // Text- and image-tuned versions' towers alike (both live in the versions folder, named by SHA-256).
+  for (const ref of versions.flatMap((v) => [textTowerOf(v), imageTowerOf(v)])) {
     if (!ref) continue;
     if (isPostgres(to.store)) {
       // Read once: checked against the recorded SHA-256, then stored.

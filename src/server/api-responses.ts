@@ -207,6 +207,11 @@ const trainResult = z
     outcome: z.record(z.string(), z.unknown()).describe('losses per epoch, how the choices were made (selection), before/after metrics on the test photos, the gain with its bootstrap interval, the blend, the verdict'),
     skippedPairs: z.number().int().describe('labels left out of this run'),
     skipped: z.array(skippedLabel).describe('the first 100 of them, with why'),
+    comparison: z.record(z.string(), z.unknown()).optional().describe('a textBlocks or imageBlocks run: { chosen, adapter, textBlocks | imageBlocks }, both candidates on one split'),
+    reencode: z
+      .object({ photos: z.number().int(), msPerPhoto: z.number(), seconds: z.number().int(), note: z.string() })
+      .optional()
+      .describe('the saved version is image-tuned: activating it re-encodes this many photos with its image tower, about this long (measured on the run\'s labeled photos)'),
   })
   .meta({ id: 'TrainResult' });
 
@@ -220,7 +225,7 @@ export const trainingState = z
         startedAt: z.number().int(),
         finishedAt: z.number().int().nullable(),
         progress: z.record(z.string(), z.unknown()).nullable(),
-        result: z.union([trainResult, z.record(z.string(), z.unknown())]).nullable().describe('a training job: TrainResult; an activation: { adapter, projected, durationMs }'),
+        result: z.union([trainResult, z.record(z.string(), z.unknown())]).nullable().describe('a training job: TrainResult; an activation: { adapter, projected, durationMs, modelSwitch? } (modelSwitch: an image-tuned version, re-encoded in the background)'),
         error: z.object({ code: z.string(), message: z.string() }).nullable(),
       })
       .nullable(),

@@ -65,7 +65,8 @@ export function createApp(options: AppOptions): { app: express.Express; events: 
     ...(options.maxEventClients !== undefined ? { maxClients: options.maxEventClients } : {}),
     ...(options.maxEventBufferedBytes !== undefined ? { maxBufferedBytes: options.maxEventBufferedBytes } : {}),
   });
-  const adapters = new AdapterService(library);
+  // Activating an image-tuned version is a model switch: the server's switcher runs it in the background.
+  const adapters = new AdapterService(library, options.modelSwitch ? { switcher: options.modelSwitch } : {});
   const jobs = new TrainingJobs(adapters, events, log);
   // On Postgres other machines change the library too: every replica follows the shared change log, which
   // also holds this process's own photos (so the local per-photo events would be published twice).

@@ -65,7 +65,7 @@ export class TrainingJobs {
     // A 400 now rather than a failed job later.
     checkShares({ valFraction: request.valFraction ?? DEFAULT_SHARES.valFraction, testFraction: request.testFraction ?? DEFAULT_SHARES.testFraction });
     this.service.checkReady();
-    return this.start('train', (onProgress) => this.service.train(request, onProgress).then(({ adapter, outcome, skippedPairs, skipped, comparison }) => ({ adapter, outcome: { ...outcome, weights: undefined }, skippedPairs, skipped: skipped.slice(0, 100), ...(comparison ? { comparison } : {}) })));
+    return this.start('train', (onProgress) => this.service.train(request, onProgress).then(({ adapter, outcome, skippedPairs, skipped, comparison, reencode }) => ({ adapter, outcome: { ...outcome, weights: undefined }, skippedPairs, skipped: skipped.slice(0, 100), ...(comparison ? { comparison } : {}), ...(reencode ? { reencode } : {}) })));
   }
 
   activate(version: number): JobState {

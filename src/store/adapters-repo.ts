@@ -33,6 +33,21 @@ export function towerFileName(sha256: string): string {
   return `text-${sha256}.onnx`;
 }
 
+/** An image-tuned version's tower file name (the merged vision tower, by its whole-file SHA-256). */
+export function imageTowerFileName(sha256: string): string {
+  return `image-${sha256}.onnx`;
+}
+
+/**
+ * An image-tuned version's own image tower (metrics `imageTower`, kind 'image-blocks'), or null. Its photos'
+ * vectors differ from the base model's: it is searched only after the library is re-encoded with it.
+ */
+export function imageTowerOf(record: Pick<AdapterRecord, 'metrics'>): TextTowerRef | null {
+  const t = record.metrics.imageTower as Partial<TextTowerRef> | undefined;
+  if (!t || typeof t.file !== 'string' || typeof t.sha256 !== 'string') return null;
+  return { file: t.file, sha256: t.sha256 };
+}
+
 /** The version's tuned text tower, or null for an adapter-only version. */
 export function textTowerOf(record: Pick<AdapterRecord, 'metrics'>): TextTowerRef | null {
   const t = record.metrics.textTower as Partial<TextTowerRef> | undefined;
@@ -96,8 +111,11 @@ export class AdaptersRepo {
     this.removeStmt = db.prepare<[number]>('DELETE FROM adapters WHERE id = ?');
     this.activeIdStmt = db.prepare<[string], { id: number }>('SELECT id FROM adapters WHERE model_key = ? AND active = 1');
     this.weightsStmt = db.prepare<[number], { weights: Buffer }>('SELECT weights FROM adapters WHERE id = ?');
-    const towerFile = dialectOf(db) === 'postgres' ? "metrics::jsonb #>> '{textTower,file}'" : "json_extract(metrics, '$.textTower.file')";
-    this.towerFilesStmt = db.prepare<[], { file: string }>(`SELECT ${towerFile} AS file FROM adapters WHERE ${towerFile} IS NOT NULL`);
+    const fileOf = (tower: string) => (dialectOf(db) === 'postgres' ? `metrics::jsonb #>> '{${tower},file}'` : `json_extract(metrics, '$.${tower}.file')`);
+    const [textFile, imageFile] = [fileOf('textTower'), fileOf('imageTower')];
+    this.towerFilesStmt = db.prepare<[], { file: string }>(
+      `SELECT ${textFile} AS file FROM adapters WHERE ${textFile} IS NOT NULL UNION SELECT ${imageFile} AS file FROM adapters WHERE ${imageFile} IS NOT NULL`,
+    );
   }
 
   /** The active version's id alone (one indexed row: cheap enough to ask on every photo written). */
@@ -157,7 +175,7 @@ export class AdaptersRepo {
     return this.removeStmt.run(id).changes > 0;
   }
 
-  /** Every text-tower file some version (of any model) records. */
+  /** Every tower file (text or image) some version (of any model) records. */
   towerFiles(): Set<string> {
     return new Set(this.towerFilesStmt.all().map((r) => r.file));
   }
@@ -176,7 +194,7 @@ export class AdaptersRepo {
     }
     const kept = this.towerFiles();
     const orphans = names.filter((n) => {
-      const m = /^text-[0-9a-f]{64}\.onnx(?:\.partial-(\d+)-[0-9a-f]+)?$/.exec(n);
+      const m = /^(?:text|image)-[0-9a-f]{64}\.onnx(?:\.partial-(\d+)-[0-9a-f]+)?$/.exec(n);
       // A temporary file of a live process is a tower being written now (a run beside this one).
       return m !== null && !kept.has(n) && !(m[1] !== undefined && alive(Number(m[1])));
     });

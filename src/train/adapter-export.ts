@@ -4,7 +4,7 @@
  * clipdex — or anything that reads CLIP exports — loads it like any other model). Towers whose graph
  * already normalises its output get an LpNormalization after the MatMul, so that stays true.
  */
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import onnxProto from 'onnx-proto';
@@ -23,12 +23,20 @@ export interface ExportInfo {
   metrics: Record<string, unknown>;
 }
 
+/** A tuned version's own tower files (the stored bytes, weights already merged). */
+export interface TunedTowers {
+  text?: Uint8Array;
+  image?: Uint8Array;
+}
+
 /**
  * Writes `<outDir>` (which must not exist or be empty) and returns it. A text-tuned version gives its tuned
- * text tower (`textTower`, the stored file's bytes, weights already merged): it is written as it is, and the
- * image tower, locked in such a version, is copied unchanged.
+ * text tower (`tuned`, or `{ text }`: the stored file's bytes, weights already merged), an image-tuned one
+ * its image tower (`{ image }`): each is written as it is, and the tower such a version locks is copied
+ * unchanged (no adapter is appended to either: such versions' adapters are the identity).
  */
-export async function exportAdaptedModel(spec: ModelSpec, weights: AdapterWeights, outDir: string, info: ExportInfo, textTower?: Uint8Array): Promise<string> {
+export async function exportAdaptedModel(spec: ModelSpec, weights: AdapterWeights, outDir: string, info: ExportInfo, tuned?: Uint8Array | TunedTowers): Promise<string> {
+  const towersGiven: TunedTowers | null = tuned === undefined ? null : tuned instanceof Uint8Array ? { text: tuned } : tuned;
   const out = resolve(outDir);
   // Checked before any file system call: a NUL or an existing file would throw outside the error handling below.
   if (out.includes('\0')) throw new ClipdexError('INVALID_ARGUMENT', 'the export folder must not contain NUL characters');
@@ -54,7 +62,8 @@ export async function exportAdaptedModel(spec: ModelSpec, weights: AdapterWeight
       [spec.text, weights.text],
     ] as const) {
       const own = await readFile(join(spec.dir, tower.file));
-      const bytes = textTower ? (tower === spec.text ? textTower : own) : appendAdapter(own, tower, w, weights.dim);
+      const given = towersGiven ? (tower === spec.text ? towersGiven.text : towersGiven.image) : undefined;
+      const bytes = towersGiven ? (given ?? own) : appendAdapter(own, tower, w, weights.dim);
       mkdirSync(dirname(join(tmp, tower.file)), { recursive: true });
       writeFileSync(join(tmp, tower.file), bytes);
     }
@@ -120,4 +129,19 @@ export function appendAdapter(modelBytes: Uint8Array, tower: TowerSpec, w: Float
 export function defaultExportDir(dataDir: string, modelName: string, version: number): string {
   const safe = modelName.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 60);
   return join(dataDir, 'exports', `${safe}-adapter-v${version}`);
+}
+
+/**
+ * A model folder's clipdex-adapter.json when it was materialized from an image-tuned version (activation of
+ * such a version): which base model and version it is. null for any other folder (or an unreadable file).
+ */
+export function derivedModelInfo(dir: string): ExportInfo | null {
+  try {
+    const info = JSON.parse(readFileSync(join(dir, 'clipdex-adapter.json'), 'utf8')) as Partial<ExportInfo>;
+    if (typeof info.baseModel !== 'string' || typeof info.baseKey !== 'string' || typeof info.adapterVersion !== 'number') return null;
+    if ((info.metrics as { kind?: unknown } | undefined)?.kind !== 'image-blocks') return null;
+    return info as ExportInfo;
+  } catch {
+    return null;
+  }
 }

@@ -8,24 +8,27 @@
 import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ClipdexError } from '../errors.js';
+import { existsSync } from 'node:fs';
+import { ClipdexError, errorMessage } from '../errors.js';
 import { keyDir } from '../index/index-files.js';
 import { parseParam } from '../validation/param-rules.js';
 import { testFractionRule, valFractionRule } from '../validation/train-params.js';
 import type { IndexProgress } from '../index/index-manager.js';
 import type { Library, SearchSpace } from '../library/library.js';
-import { type AdapterRecord, type AdapterSummary, textTowerOf, towerFileName, versionsDir } from '../store/adapters-repo.js';
+import { type AdapterRecord, type AdapterSummary, imageTowerFileName, imageTowerOf, textTowerOf, type TextTowerRef, towerFileName, versionsDir } from '../store/adapters-repo.js';
+import type { ModelSwitcher, UseResult } from '../ingest/model-switch.js';
+import { preprocessBatch } from '../model/image-preprocess.js';
 import { blobToVector } from '../store/vector-blob.js';
 import { AdaptedEmbeddings, versionSearchKey } from '../adapter/adapter-embeddings.js';
 import { ActivationLease } from '../adapter/adapter-leftovers.js';
-import { defaultExportDir, exportAdaptedModel } from './adapter-export.js';
+import { defaultExportDir, derivedModelInfo, exportAdaptedModel, type ExportInfo } from './adapter-export.js';
 import { decodeAdapter, encodeAdapter, identityMatrix, type AdapterWeights } from '../adapter/adapter-weights.js';
 import { writeFileAtomic } from './text-tower/tower-writer.js';
-import { labeledPhotos, type SkippedLabel } from './labeled-photos.js';
+import { labeledPhotos, type SkippedLabel, type UsableLabel } from './labeled-photos.js';
 import { byCodeUnits, type SplitShares } from './pair-split.js';
 import { PROBE_PHRASES } from './probe-phrases.js';
 import { DEFAULT_SHARES, planSplit, storedSplits } from './split-plan.js';
-import { type CandidateOutcome, trainAdapters, trainWithTextBlocks, type TrainOptions, type TrainOutcome, type TrainProgress, type TrainingData } from './trainer.js';
+import { type CandidateOutcome, trainAdapters, trainWithImageBlocks, trainWithTextBlocks, type TrainOptions, type TrainOutcome, type TrainProgress, type TrainingData } from './trainer.js';
 import { shareTower, towerPath } from '../library/version-towers.js';
 
 export interface TrainRequest extends TrainOptions {
@@ -38,27 +41,48 @@ export interface TrainRequest extends TrainOptions {
    * trains the adapter-only candidate on the same split, and saves whichever the selection step scores higher.
    */
   textBlocks?: number;
-  /** LoRA rank of the tuned text blocks' matrices; 0/absent = full weights. */
+  /**
+   * Image blocks to tune, from the top (0/absent: none). Above 0 the run also trains the adapter-only
+   * candidate on the same split and saves the selection's winner; an image-tuned version is searched only
+   * once the library is re-encoded with its tower (activation starts that switch). Not with textBlocks.
+   */
+  imageBlocks?: number;
+  /** LoRA rank of the tuned text or image blocks' matrices; 0/absent = full weights. */
   lora?: number;
   /**
    * Library-only (neither the CLI nor the API sets it): which candidate of a text-block run to save —
    * 'selected' (default) the one the selection step scored higher, or the named one, to use a candidate
    * the selection did not prefer (the comparison still says which it chose).
    */
-  save?: 'selected' | 'adapter' | 'text-blocks';
+  save?: 'selected' | 'adapter' | 'text-blocks' | 'image-blocks';
 }
 
-/** Both candidates of a `textBlocks` run, side by side (the CLI's table, the API's `comparison`). */
+/** Both candidates of a `textBlocks` or `imageBlocks` run, side by side (the CLI's table, the API's `comparison`). */
 export interface CandidateComparison {
-  chosen: 'adapter' | 'text-blocks';
+  chosen: 'adapter' | 'text-blocks' | 'image-blocks';
   adapter: CandidateOutcome;
-  textBlocks: CandidateOutcome & { k: number; lora: number | null };
+  /** Present on a textBlocks run. */
+  textBlocks?: CandidateOutcome & { k: number; lora: number | null };
+  /** Present on an imageBlocks run. */
+  imageBlocks?: CandidateOutcome & { k: number; lora: number | null };
+}
+
+/** What activating an image-tuned version costs: every photo re-encoded with its tower. */
+export interface ActivationEstimate {
+  /** Photos (distinct contents) the library would re-encode. */
+  photos: number;
+  /** Measured on this run's labeled photos: decode + the whole image tower, per photo. */
+  msPerPhoto: number;
+  seconds: number;
+  /** "activating re-encodes N photos with the tuned image tower, about T". */
+  note: string;
 }
 
 export type AdapterJobProgress =
   | { phase: 'preparing'; message: string }
-  | { phase: 'caching'; done: number; total: number }
-  | { phase: 'training'; training: TrainProgress; candidate?: 'adapter' | 'text-blocks' }
+  | { phase: 'caching'; done: number; total: number; /** What runs through the frozen blocks (absent: captions). */ of?: 'captions' | 'photos' }
+  | { phase: 'training'; training: TrainProgress; candidate?: 'adapter' | 'text-blocks' | 'image-blocks' }
+  | { phase: 'decoding'; done: number; total: number }
   | { phase: 'evaluating' }
   | { phase: 'projecting'; done: number; total: number }
   | { phase: 'indexing'; index: IndexProgress }
@@ -71,14 +95,29 @@ export interface TrainResult {
   skippedPairs: number;
   /** Each of them, with the reason. */
   skipped: SkippedLabel[];
-  /** Present when text blocks were tuned: both candidates and which one was saved. */
+  /** Present when text or image blocks were tuned: both candidates and which one was saved. */
   comparison?: CandidateComparison;
+  /** Present when the saved version is image-tuned: what activating it will cost (every photo re-encoded). */
+  reencode?: ActivationEstimate;
 }
 
 export interface ActivationResult {
   adapter: AdapterSummary | null;
   projected: number;
   durationMs: number;
+  /**
+   * An image-tuned version (or `rollback base` from one): the model switch started to its model folder (or
+   * back to the base model). `pending`: the photos are re-encoded in the background, searches keep the
+   * current model until every one is done; `switched`: done now.
+   */
+  modelSwitch?: UseResult & { dir: string };
+}
+
+/** What a model folder materialized from a version says of itself (its clipdex-adapter.json). */
+export interface DerivedModel {
+  baseModel: string;
+  baseKey: string;
+  version: number;
 }
 
 /** The metrics JSON stored with each adapter version (everything but the weights). */
@@ -103,20 +142,37 @@ export interface OtherModelVersions {
   note: string;
 }
 
+export interface AdapterServiceOptions {
+  /**
+   * The library's model switcher: activating an image-tuned version (and rolling back from one) is a model
+   * switch. Without it such an activation is refused (the caller has no background encoder to run it).
+   */
+  switcher?: ModelSwitcher;
+}
+
 export class AdapterService {
   private job: string | null = null;
 
-  constructor(private readonly library: Library) {}
+  constructor(
+    private readonly library: Library,
+    private readonly options: AdapterServiceOptions = {},
+  ) {}
 
   /** What is running now ('training', 'activating'), or null. */
   get busy(): string | null {
     return this.job;
   }
 
-  list(): { versions: AdapterSummary[]; active: number | null; otherModels: OtherModelVersions[] } {
+  list(): { versions: AdapterSummary[]; active: number | null; otherModels: OtherModelVersions[]; derivedFrom: DerivedModel | null } {
     const { key } = this.library.requireModel();
     const versions = this.library.adapters.list(key);
-    return { versions, active: versions.find((v) => v.active)?.version ?? null, otherModels: this.otherModels() };
+    return { versions, active: versions.find((v) => v.active)?.version ?? null, otherModels: this.otherModels(), derivedFrom: this.derivedFrom() };
+  }
+
+  /** When the library's model is a folder materialized from an image-tuned version: which one, of which model. */
+  derivedFrom(): DerivedModel | null {
+    const info = derivedModelInfo(this.library.requireModel().model.spec.dir);
+    return info ? { baseModel: info.baseModel, baseKey: info.baseKey, version: info.adapterVersion } : null;
   }
 
   /** Versions trained on the library's other models: theirs, usable after switching back (`models use`). */
@@ -161,13 +217,17 @@ export class AdapterService {
 
   async train(request: TrainRequest = {}, onProgress?: (p: AdapterJobProgress) => void, signal?: AbortSignal): Promise<TrainResult> {
     return this.exclusive('training', async () => {
-      if (request.lora && !request.textBlocks) throw new ClipdexError('INVALID_ARGUMENT', 'lora applies to tuned text blocks: give textBlocks too');
+      if (request.textBlocks && request.imageBlocks) throw new ClipdexError('INVALID_ARGUMENT', 'choose one of textBlocks and imageBlocks for now');
+      if (request.lora && !request.textBlocks && !request.imageBlocks) throw new ClipdexError('INVALID_ARGUMENT', 'lora applies to tuned text or image blocks: give textBlocks or imageBlocks too');
       const shares: SplitShares = {
         valFraction: parseParam(valFractionRule, request.valFraction ?? DEFAULT_SHARES.valFraction, 'valFraction'),
         testFraction: parseParam(testFractionRule, request.testFraction ?? DEFAULT_SHARES.testFraction, 'testFraction'),
       };
       onProgress?.({ phase: 'preparing', message: 'reading labeled photos and encoding captions' });
-      const { data, skipped, splits } = await this.collect(shares, request.seed ?? 1, request.folds);
+      // Image blocks learn from the photos' pixels: a labeled photo whose file does not decode is left out (with its reason).
+      const pixels = request.imageBlocks ? new PhotoPixels(this.library, onProgress) : null;
+      const { data, skipped, splits } = await this.collect(shares, request.seed ?? 1, request.folds, pixels ? (usable) => pixels.keepReadable(usable) : undefined);
+      if (request.imageBlocks) return this.trainImageDepth(request, data, splits, skipped, shares, pixels!, onProgress, signal);
       const skippedPairs = skipped.length;
       const { key } = this.library.requireModel();
       if (request.textBlocks) return this.trainDepth(request, data, splits, skipped, shares, onProgress, signal);
@@ -238,6 +298,74 @@ export class AdapterService {
   }
 
   /**
+   * A run with image blocks: the adapter and the last k image blocks on one split, the selection's winner
+   * saved. An image-tuned version stores its merged image tower as the text side stores its text tower
+   * (temporary file + rename, named by its SHA-256, recorded in the same transaction as the split); its
+   * adapter weights are the identity on both sides, and its metrics say what activating it will cost.
+   */
+  private async trainImageDepth(
+    request: TrainRequest,
+    data: TrainingData,
+    splits: Map<number, 'train' | 'val'>,
+    skipped: SkippedLabel[],
+    shares: SplitShares,
+    pixels: PhotoPixels,
+    onProgress?: (p: AdapterJobProgress) => void,
+    signal?: AbortSignal,
+  ): Promise<TrainResult> {
+    if (![undefined, 'selected', 'adapter', 'image-blocks'].includes(request.save)) throw new ClipdexError('INVALID_ARGUMENT', `save must be "selected", "adapter" or "image-blocks", got ${JSON.stringify(request.save)}`);
+    const { key, model } = this.library.requireModel();
+    const depth = await trainWithImageBlocks(
+      data,
+      {
+        ...request,
+        imageBlocks: request.imageBlocks!,
+        lora: request.lora ?? null,
+        modelDir: model.spec.dir,
+        photos: pixels.rows(data.photoKeys!),
+        onCache: (done, total) => onProgress?.({ phase: 'caching', done, total, of: 'photos' }),
+      },
+      ({ candidate, ...training }) => onProgress?.({ phase: 'training', training, candidate }),
+      signal,
+    );
+    onProgress?.({ phase: 'evaluating' });
+    const { weights: adapterWeights, ...adapterRest } = depth.adapter;
+    const comparison: CandidateComparison = { chosen: depth.chosen, adapter: adapterRest, imageBlocks: depth.imageBlocks };
+    const base = { baseKey: key, dim: data.dim, ...shares, skippedPairs: skipped.length, comparison };
+    const keep = request.save === undefined || request.save === 'selected' ? depth.chosen : request.save;
+    let weights: AdapterWeights;
+    let metrics: Record<string, unknown>;
+    let outcome: TrainOutcome;
+    let reencode: ActivationEstimate | undefined;
+    if (keep === 'image-blocks') {
+      const sha256 = createHash('sha256').update(depth.towerBytes).digest('hex');
+      const file = imageTowerFileName(sha256);
+      await writeFileAtomic(join(versionsDir(this.library.paths.dir), file), depth.towerBytes, signal);
+      shareTower(this.library.store, sha256, depth.towerBytes);
+      // Activating it re-encodes every photo: estimated from this run, where each labeled photo was decoded
+      // (the product's preprocessing) and then run once through the whole image tower (the activation cache's
+      // graph is the full tower with one more output), so decode + tower per photo is what a re-encode costs;
+      // scaled by the library's photo count. The switch measures again on the library's own photos when it starts.
+      const photos = this.library.models.coverage(key).total;
+      const msPerPhoto = pixels.decodeMsPerPhoto() + depth.towerMsPerPhoto;
+      const seconds = Math.round((photos * msPerPhoto) / 1000);
+      reencode = { photos, msPerPhoto: Math.round(msPerPhoto * 10) / 10, seconds, note: `activating re-encodes ${photos} photo${photos === 1 ? '' : 's'} with the tuned image tower, about ${durationText(seconds)}` };
+      weights = { dim: data.dim, image: identityMatrix(data.dim), text: identityMatrix(data.dim) };
+      outcome = { ...depth.imageBlocks, weights };
+      metrics = { ...depth.imageBlocks, ...base, kind: 'image-blocks', imageTower: { file, sha256 }, reencode };
+    } else {
+      weights = adapterWeights;
+      outcome = depth.adapter;
+      metrics = { ...adapterRest, ...base, kind: 'adapter' };
+    }
+    const saved = this.library.store.transaction(() => {
+      this.library.pairs.setSplits(splits);
+      return this.library.adapters.add(key, encodeAdapter(weights), metrics);
+    });
+    return { adapter: summary(saved), outcome, skippedPairs: skipped.length, skipped, comparison, ...(reencode ? { reencode } : {}) };
+  }
+
+  /**
    * Makes a version the one searches use: projects every stored embedding under the adapter's key, opens
    * (building, in the worker) its index, then in one transaction projects what arrived meanwhile and marks
    * it active, and swaps the library's search space. Searches keep answering from the old space throughout.
@@ -247,6 +375,10 @@ export class AdapterService {
       const started = performance.now();
       const { model, key: baseKey } = this.library.requireModel();
       const record = this.version(version);
+      // Checked first: an image-tuned version's photos have other vectors, so it is never searched under the
+      // base key (which versionSearchKey would give its identity weights); it becomes a model switch instead.
+      const image = imageTowerOf(record);
+      if (image) return this.switchToImageVersion(record, image, started);
       const weights = decodeAdapter(record.weights);
       if (weights.dim !== model.dim) throw new ClipdexError('ADAPTER_INVALID', `adapter v${version} is ${weights.dim}-dimensional; the model is ${model.dim}-dimensional`);
       const current = this.library.searchSpace();
@@ -297,9 +429,61 @@ export class AdapterService {
     return { adapter: summary(this.library.adapters.get(record.id)!), projected, durationMs: Math.round(performance.now() - started) };
   }
 
-  /** Back to the base model (`'base'`) or to an earlier version (activated again: re-projected and indexed). */
+  /**
+   * An image-tuned version: its model folder materialized once under the data directory (the stored tower
+   * checked against its SHA-256 first), then a model switch to that folder: every photo re-encoded in the
+   * background, searches on the current model until the library switches.
+   */
+  private async switchToImageVersion(record: AdapterRecord, ref: TextTowerRef, started: number): Promise<ActivationResult> {
+    const switcher = this.requireSwitcher();
+    const dir = await this.versionModelDir(record, ref);
+    const use = await switcher.use(dir);
+    return { adapter: summary(record), projected: 0, durationMs: Math.round(performance.now() - started), modelSwitch: { ...use, dir } };
+  }
+
+  /** `<dataDir>/versions/models/<model>-v<N>-<sha12>/`, written once (staging folder + rename); reused after. */
+  async versionModelDir(record: AdapterRecord, ref: TextTowerRef): Promise<string> {
+    const { model, key } = this.library.requireModel();
+    const name = key.split('#')[0]!.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 60);
+    const dir = join(versionsDir(this.library.paths.dir), 'models', `${name}-v${record.version}-${ref.sha256.slice(0, 12)}`);
+    if (existsSync(join(dir, 'clipdex-adapter.json'))) return dir;
+    const bytes = await readFile(await towerPath(this.library.store, this.library.paths.dir, ref)).catch((err: unknown) => {
+      throw new ClipdexError('ADAPTER_INVALID', `version ${record.version}'s image tower (${ref.file}) cannot be read: ${errorMessage(err)}`, { cause: err });
+    });
+    if (createHash('sha256').update(bytes).digest('hex') !== ref.sha256) {
+      throw new ClipdexError('ADAPTER_INVALID', `version ${record.version}'s image tower is not the one trained (its SHA-256 changed); it cannot be activated`);
+    }
+    const info: ExportInfo = {
+      baseModel: this.library.modelRef,
+      baseKey: key,
+      adapterVersion: record.version,
+      blend: Number(record.metrics.blend ?? 1),
+      metrics: { before: record.metrics.before, after: record.metrics.after, kind: 'image-blocks', imageTower: ref },
+    };
+    await exportAdaptedModel(model.spec, decodeAdapter(record.weights), dir, info, { image: bytes });
+    return dir;
+  }
+
+  private requireSwitcher(): ModelSwitcher {
+    if (!this.options.switcher) throw new ClipdexError('INVALID_ARGUMENT', 'an image-tuned version is activated by re-encoding the library; this caller has no model switcher');
+    return this.options.switcher;
+  }
+
+  /**
+   * Back to the base model (`'base'`) or to an earlier version (activated again: re-projected and indexed).
+   * On a model folder materialized from an image-tuned version, `'base'` switches back to its base model:
+   * instant, its vectors were kept.
+   */
   async rollback(to: 'base' | number, onProgress?: (p: AdapterJobProgress) => void): Promise<ActivationResult> {
     if (to !== 'base') return this.activate(to, onProgress);
+    const derived = this.derivedFrom();
+    if (derived) {
+      return this.exclusive('activating', async () => {
+        const started = performance.now();
+        const use = await this.requireSwitcher().use(derived.baseModel);
+        return { adapter: null, projected: 0, durationMs: Math.round(performance.now() - started), modelSwitch: { ...use, dir: derived.baseModel } };
+      });
+    }
     return this.exclusive('activating', async () => {
       const started = performance.now();
       const loaded = this.library.requireModel();
@@ -318,11 +502,12 @@ export class AdapterService {
     const record = this.version(version);
     const weights = decodeAdapter(record.weights);
     const modelName = key.split('#')[0]!;
-    const tower = textTowerOf(record);
+    const image = imageTowerOf(record);
+    const tower = image ?? textTowerOf(record);
     // The stored tower, checked against its fingerprint: an export must carry the weights that were judged.
     const textBytes = tower ? await readFile(await towerPath(this.library.store, this.library.paths.dir, tower)) : undefined;
     if (tower && createHash('sha256').update(textBytes!).digest('hex') !== tower.sha256) {
-      throw new ClipdexError('ADAPTER_INVALID', `version ${version}'s text tower is not the one trained (its SHA-256 changed); it cannot be exported`);
+      throw new ClipdexError('ADAPTER_INVALID', `version ${version}'s ${image ? 'image' : 'text'} tower is not the one trained (its SHA-256 changed); it cannot be exported`);
     }
     const dir = await exportAdaptedModel(
       model.spec,
@@ -333,9 +518,9 @@ export class AdapterService {
         baseKey: key,
         adapterVersion: version,
         blend: Number(record.metrics.blend ?? 1),
-        metrics: { before: record.metrics.before, after: record.metrics.after, retention: record.metrics.retention, ...(tower ? { kind: 'text-blocks', textTower: tower } : {}) },
+        metrics: { before: record.metrics.before, after: record.metrics.after, retention: record.metrics.retention, ...(image ? { kind: 'image-blocks', imageTower: image } : tower ? { kind: 'text-blocks', textTower: tower } : {}) },
       },
-      textBytes,
+      textBytes && (image ? { image: textBytes } : { text: textBytes }),
     );
     return { dir };
   }
@@ -367,10 +552,17 @@ export class AdapterService {
    * in content order — photos by content hash, captions by text, pairs by both — so the data, and with it
    * the trained version, depend on the labels alone, never on row ids or the order labels were made in.
    */
-  private async collect(shares: SplitShares, seed: number, folds?: number): Promise<{ data: TrainingData; skipped: SkippedLabel[]; splits: Map<number, 'train' | 'val'> }> {
+  private async collect(
+    shares: SplitShares,
+    seed: number,
+    folds?: number,
+    prune?: (usable: UsableLabel[]) => Promise<{ usable: UsableLabel[]; skipped: SkippedLabel[] }>,
+  ): Promise<{ data: TrainingData; skipped: SkippedLabel[]; splits: Map<number, 'train' | 'val'> }> {
     const { model, key } = this.library.requireModel();
     const d = model.dim;
-    const labels = labeledPhotos(this.library, key);
+    const found = labeledPhotos(this.library, key);
+    const pruned = prune ? await prune(found.usable) : null;
+    const labels = pruned ? { usable: pruned.usable, skipped: [...found.skipped, ...pruned.skipped] } : found;
     const vectorOf = new Map<string, Float32Array>();
     for (const u of labels.usable) if (!vectorOf.has(u.contentHash)) vectorOf.set(u.contentHash, u.vector);
     const photoKeys = [...vectorOf.keys()].sort(byCodeUnits);
@@ -434,4 +626,74 @@ function otherModelVersion(library: Library, currentKey: string, version: number
     if (library.adapters.list(key).some((a) => a.version === version)) return { key, name: key.split('#')[0]!, ref };
   }
   return null;
+}
+
+function durationText(seconds: number): string {
+  if (seconds < 90) return `${seconds} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+/**
+ * The labeled photos' pixels for image-block tuning, through the product's preprocessing (the model's own
+ * `preprocess`, as ingest encodes): one per content, from the first of its files that decodes. A content none
+ * of whose files decodes is left out, each of its labels skipped with the reason.
+ */
+class PhotoPixels {
+  private readonly byHash = new Map<string, Float32Array>();
+  private decodeMs = 0;
+
+  constructor(
+    private readonly library: Library,
+    private readonly onProgress?: (p: AdapterJobProgress) => void,
+  ) {}
+
+  async keepReadable(usable: UsableLabel[]): Promise<{ usable: UsableLabel[]; skipped: SkippedLabel[] }> {
+    const started = performance.now();
+    const { spec } = this.library.requireModel().model;
+    const pathsOf = new Map<string, string[]>();
+    for (const u of usable) {
+      const path = this.library.images.get(u.imageId)?.path;
+      const paths = pathsOf.get(u.contentHash) ?? [];
+      if (path && !paths.includes(path)) paths.push(path);
+      pathsOf.set(u.contentHash, paths);
+    }
+    const why = new Map<string, string>();
+    const hashes = [...pathsOf.keys()];
+    const plane = 3 * spec.preprocess.size ** 2;
+    for (let s = 0; s < hashes.length; s += 32) {
+      const chunk = hashes.slice(s, s + 32);
+      for (const h of chunk) {
+        for (const path of pathsOf.get(h)!) {
+          const batch = await preprocessBatch([path], spec.preprocess);
+          const item = batch.items[0]!;
+          if (item.ok) {
+            this.byHash.set(h, batch.tensor.slice(0, plane));
+            why.delete(h);
+            break;
+          }
+          why.set(h, `photo unreadable for image-block tuning (${path}): ${errorMessage(item.error)}`);
+        }
+        if (!this.byHash.has(h) && !why.has(h)) why.set(h, 'photo has no file to read for image-block tuning');
+      }
+      this.onProgress?.({ phase: 'decoding', done: Math.min(hashes.length, s + chunk.length), total: hashes.length });
+    }
+    this.decodeMs = performance.now() - started;
+    const skipped: SkippedLabel[] = [];
+    const kept = usable.filter((u) => {
+      if (this.byHash.has(u.contentHash)) return true;
+      skipped.push({ pairId: u.pair.id, caption: u.pair.caption, path: pathsOf.get(u.contentHash)?.[0] ?? u.pair.lastPath, reason: why.get(u.contentHash)! });
+      return false;
+    });
+    return { usable: kept, skipped };
+  }
+
+  /** The pixels in the data's photo-row order. */
+  rows(photoKeys: readonly string[]): Float32Array[] {
+    return photoKeys.map((h) => this.byHash.get(h)!);
+  }
+
+  decodeMsPerPhoto(): number {
+    return this.byHash.size > 0 ? this.decodeMs / this.byHash.size : 0;
+  }
 }

@@ -62,6 +62,8 @@ export interface ImageBlocksKind extends CandidateKind<ImageBlockWeights> {
   readonly headError: number;
   /** Bytes of the activation cache. */
   readonly cacheBytes: number;
+  /** Milliseconds the cache took: the whole image tower run once on every photo row (pixels given). */
+  readonly cacheMs: number;
   /** The head's tensors (canonical names) blended towards the pretrained ones: θ0 + blend·(θ − θ0). */
   headTensors(weights: ImageBlockWeights, blend: number): Map<string, Float32Array>;
   /** The image tower's graph with those tensors merged in. */
@@ -129,6 +131,7 @@ export async function imageBlocksCandidate(data: EmbeddedPairs, o: ImageBlocksOp
     lora: rank,
     headError,
     cacheBytes: cache.bytes,
+    cacheMs: cache.ms,
     start(trainPairs, seed): CandidateFit<ImageBlockWeights> {
       const rand = seededRandom(seed);
       const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());

@@ -14,6 +14,8 @@ import { parseParam } from '../validation/param-rules.js';
 import { batchSizeRule, blendsRule, epochsRule, foldsRule, identityPenaltyRule, learningRateRule, patienceRule, seedRule } from '../validation/train-params.js';
 import { adapterCandidate } from './adapter-candidate.js';
 import { textBlocksCandidate } from './text-blocks-candidate.js';
+import { imageBlocksCandidate } from './image-blocks-candidate.js';
+import type { PhotoInput } from './image-tower/tune-image-blocks.js';
 import type { CandidateFit, CandidateKind } from './candidate.js';
 import { DEFAULT_FOLDS, foldCount, makeFolds, selectionMethod, type Fold, type SelectionMethod } from './cross-validation.js';
 import type { PhotoSplit } from './pair-split.js';
@@ -248,6 +250,68 @@ export async function trainWithTextBlocks(data: TrainingData, options: TextBlock
     const bestOf = (o: CandidateOutcome) => Math.max(0, ...o.blends.map((b) => (Math.abs(b.blend - o.blend) < 1e-9 ? b.meanRecall : 0)));
     const chosen = bestOf(textBlocks) > bestOf(adapter) ? 'text-blocks' : 'adapter';
     return { adapter, textBlocks, towerBytes, chosen };
+  } finally {
+    await kind.release();
+  }
+}
+
+export interface ImageBlocksTrainOptions extends TrainOptions {
+  /** Image blocks to tune, from the top (≥ 1). */
+  imageBlocks: number;
+  /** LoRA rank of the tuned matrices; null/0 = full weights. */
+  lora?: number | null;
+  /** The base model's folder (its image tower is read and tuned). */
+  modelDir: string;
+  /** Each photo row's pixels (the product's preprocessing) or file, in the data's photo-row order. */
+  photos: readonly PhotoInput[];
+  /** Called while the photos' block inputs are cached, before the image-block fits. */
+  onCache?: (done: number, total: number) => void;
+}
+
+export interface ImageDepthOutcome {
+  /** The adapter-only candidate, trained on the same split. */
+  adapter: TrainOutcome;
+  /** The image-block candidate; its text side is the locked text tower (stored caption embeddings as they are). */
+  imageBlocks: CandidateOutcome & { k: number; lora: number | null };
+  /** The merged image tower at the chosen blend (ONNX bytes). */
+  towerBytes: Uint8Array;
+  /** Which one the selection step chose (its blend's held-out mean recall; a tie keeps the adapter). */
+  chosen: 'adapter' | 'image-blocks';
+  /** Milliseconds the whole image tower took per labeled photo while caching (it runs the full graph once per photo). */
+  towerMsPerPhoto: number;
+}
+
+/**
+ * The adapter and the last k image blocks on one split, as `trainWithTextBlocks` does for the text side.
+ * Retention is not measured for the image blocks (null): it would re-encode the whole gallery sample.
+ */
+export async function trainWithImageBlocks(data: TrainingData, options: ImageBlocksTrainOptions, onProgress?: (p: TrainProgress & { candidate: 'adapter' | 'image-blocks' }) => void, signal?: AbortSignal): Promise<ImageDepthOutcome> {
+  const opts = resolveTrainOptions(options);
+  const plan = planRun(data, opts);
+  const started = performance.now();
+  // The model checks (depth, LoRA rank) and the activation cache come before any fit: a bad k is refused at once.
+  const kind = await imageBlocksCandidate(data, {
+    modelDir: options.modelDir,
+    photos: options.photos,
+    k: options.imageBlocks,
+    lora: options.lora ? options.lora : null,
+    batchSize: opts.batchSize,
+    logitScale: data.logitScale,
+    ...(options.threads === undefined ? {} : { threads: options.threads }),
+    ...(signal ? { signal } : {}),
+    ...(options.onCache ? { onCache: options.onCache } : {}),
+  });
+  try {
+    const prepareMs = performance.now() - started;
+    const adapter = await trainAdapters(data, options, (p) => onProgress?.({ ...p, candidate: 'adapter' }), signal);
+    const fitStarted = performance.now();
+    const { fitted, outcome } = await judgeCandidate(kind, data, opts, plan, (p) => onProgress?.({ ...p, candidate: 'image-blocks' }), signal);
+    const towerBytes = kind.towerBytes(fitted.weights, fitted.blend);
+    const imageBlocks = { ...outcome, retention: null, durationMs: Math.round(prepareMs + performance.now() - fitStarted), k: kind.k, lora: kind.lora };
+    const bestOf = (o: CandidateOutcome) => Math.max(0, ...o.blends.map((b) => (Math.abs(b.blend - o.blend) < 1e-9 ? b.meanRecall : 0)));
+    const chosen = bestOf(imageBlocks) > bestOf(adapter) ? 'image-blocks' : 'adapter';
+    const photos = options.photos.length;
+    return { adapter, imageBlocks, towerBytes, chosen, towerMsPerPhoto: photos > 0 ? kind.cacheMs / photos : 0 };
   } finally {
     await kind.release();
   }

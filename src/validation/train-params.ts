@@ -24,6 +24,8 @@ export const testFractionRule = z.number({ error: TEST_FRACTION }).min(0, TEST_F
 export const foldsRule = intRule(2, 20);
 // Text blocks tuned from the top (0 = the adapters alone); the model's own depth is checked when its tower is read.
 export const textBlocksRule = intRule(0, 64);
+// Image blocks tuned from the top (0 = none); the model's own depth is checked when its tower is read.
+export const imageBlocksRule = intRule(0, 64);
 // LoRA rank of the tuned text blocks (0 = full weights); the model's text width is checked with its tower.
 export const loraRule = intRule(0, 4096);
 
@@ -43,6 +45,7 @@ export const trainRequestShape = {
   learningRate: learningRateRule.optional(),
   patience: patienceRule.optional(),
   textBlocks: textBlocksRule.optional(),
+  imageBlocks: imageBlocksRule.optional(),
   lora: loraRule.optional(),
 };
 
@@ -56,3 +59,4 @@ export const valFractionText = fromText(valFractionRule);
 export const testFractionText = fromText(testFractionRule);
 export const textBlocksText = intText(textBlocksRule);
 export const loraText = intText(loraRule);
+export const imageBlocksText = intText(imageBlocksRule);

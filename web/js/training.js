@@ -71,11 +71,13 @@ export function phaseText(job) {
   switch (p.phase) {
     case 'preparing':
       return `Preparing: ${p.message}`;
+    case 'decoding':
+      return `Image blocks: decoding the labeled photos (${p.done} of ${p.total})`;
     case 'caching':
-      return `Text blocks: running ${p.total} captions through the frozen blocks once`;
+      return p.of === 'photos' ? `Image blocks: running ${p.total} photos through the frozen blocks once` : `Text blocks: running ${p.total} captions through the frozen blocks once`;
     case 'training': {
-      // A run with text blocks trains the adapter, then the text blocks: say whose epochs these are.
-      const whose = p.candidate === 'text-blocks' ? 'Training the text blocks' : p.candidate === 'adapter' ? 'Training the adapter' : 'Training';
+      // A run with text or image blocks trains the adapter, then the blocks: say whose epochs these are.
+      const whose = p.candidate === 'text-blocks' ? 'Training the text blocks' : p.candidate === 'image-blocks' ? 'Training the image blocks' : p.candidate === 'adapter' ? 'Training the adapter' : 'Training';
       return p.training?.stage === 'cross-validation' ? `${whose}: ${p.training.folds}-fold cross-validation` : p.training?.stage === 'final' ? `${whose}: final fit` : whose;
     }
     case 'evaluating':
@@ -143,9 +145,22 @@ export class TrainingView {
       this.textBlocks,
       h('span', { id: 'train-text-blocks-hint', className: 'muted small', text: '0: adapters only; k: also tune the last k text-tower blocks and keep the better' }),
     );
+    // The image-block depth beside it: activating such a version re-encodes every photo (the report says how long).
+    this.imageBlocks = h('input', { id: 'train-image-blocks', name: 'imageBlocks', type: 'number', min: '0', max: '64', step: '1', value: '0', required: true, 'aria-describedby': 'train-image-blocks-hint' });
+    const imageField = h(
+      'div',
+      { className: 'field' },
+      h('label', { for: 'train-image-blocks', text: 'Image blocks' }),
+      this.imageBlocks,
+      h('span', { id: 'train-image-blocks-hint', className: 'muted small', text: '0: none; k: also tune the last k image-tower blocks and keep the better (not with text blocks; using it re-encodes every photo)' }),
+    );
     const actions = els.form.querySelector('.field-actions');
-    if (actions) actions.before(field);
-    else els.form.append(field);
+    if (actions) actions.before(field, imageField);
+    else els.form.append(field, imageField);
+    /** An image-tuned version: what activating it costs, under the comparison. */
+    this.reencodeLine = h('p', { className: 'report-reencode small', id: 'report-reencode' });
+    this.comparisonLine.after(this.reencodeLine);
+    show(this.reencodeLine, false);
   }
 
   async refreshSplit() {
@@ -218,8 +233,10 @@ export class TrainingView {
       patience: num(this.els.patience),
       learningRate: num(this.els.lr),
       textBlocks: num(this.textBlocks),
+      imageBlocks: num(this.imageBlocks),
     };
     if (opts.textBlocks === 0) delete opts.textBlocks;
+    if (opts.imageBlocks === 0) delete opts.imageBlocks;
     for (const k of Object.keys(opts)) if (opts[k] === undefined || Number.isNaN(opts[k])) delete opts[k];
     return opts;
   }
@@ -290,7 +307,10 @@ export class TrainingView {
       if (job.kind === 'train') this.renderTrainDone(job.result);
       else {
         const v = job.result?.adapter?.version ?? null;
-        this.els.phase.textContent = v === null ? 'Searches use the base model again.' : `Searches now use adapter v${v}.`;
+        const sw = job.result?.modelSwitch;
+        // An image-tuned version: a model switch, re-encoding in the background (the Model panel shows it).
+        if (sw?.outcome === 'pending') this.els.phase.textContent = `Re-encoding ${formatCount(sw.total - sw.done)} photos with image-tuned v${v} in the background; searches use the current model until then (progress in the Model panel).`;
+        else this.els.phase.textContent = v === null ? 'Searches use the base model again.' : `Searches now use adapter v${v}.`;
         this.els.detail.textContent = job.result?.projected ? `${formatCount(job.result.projected)} photos re-projected in ${(job.result.durationMs / 1000).toFixed(1)} s` : '';
         show(this.els.bar, false);
       }
@@ -361,11 +381,11 @@ export class TrainingView {
       ? `Stopped early: no better ${loss} after epoch ${outcome.bestEpoch}; ${kept}.`
       : `Ran every epoch; best at epoch ${outcome.bestEpoch}; ${kept}.`;
     this.reportVersion = version ?? null;
-    this.showReport(outcome, version, result.comparison);
+    this.showReport(outcome, version, result.comparison, result.reencode);
   }
 
   /** The report of a run: from a job that just finished, or from a stored version's metrics. */
-  showReport(m, version, comparison = m.comparison) {
+  showReport(m, version, comparison = m.comparison, reencode = m.reencode) {
     const { report } = this.els;
     report.dataset.version = String(version ?? '');
     this.els.reportTitle.textContent = `Adapter v${version}: before and after`;
@@ -381,6 +401,8 @@ export class TrainingView {
     );
     this.renderGain(m);
     this.renderComparison(comparison);
+    this.reencodeLine.textContent = reencode ? `Not searched until activated: ${reencode.note}; searches keep the current model meanwhile.` : '';
+    show(this.reencodeLine, Boolean(reencode));
     this.renderMetrics(m.before, m.after, recallChange(m), m);
     this.renderBlend(m.blend, m.blends ?? [], m.selection);
     const r = m.retention;
@@ -421,14 +443,15 @@ export class TrainingView {
       show(el, false);
       return;
     }
-    const t = c.textBlocks;
+    const side = c.imageBlocks ? 'image' : 'text';
+    const t = c.imageBlocks ?? c.textBlocks;
     const line = (name, o) => `${name}: ${o.gain ? `${pct(o.gain.before)} → ${pct(o.gain.after)}` : 'not tested'}${o.improved ? ' (improves)' : ''}`;
     el.replaceChildren(
       line('Adapter', c.adapter),
       ' · ',
-      line(`text blocks k=${t.k}${t.lora ? `, LoRA ${t.lora}` : ''}`, t),
+      line(`${side} blocks k=${t.k}${t.lora ? `, LoRA ${t.lora}` : ''}`, t),
       ' · ',
-      h('strong', { text: `saved: ${c.chosen === 'adapter' ? 'the adapter' : 'the text blocks'}` }),
+      h('strong', { text: `saved: ${c.chosen === 'adapter' ? 'the adapter' : `the ${side} blocks`}` }),
       ' (the higher on the held-out choice, never the test photos)',
     );
     el.dataset.chosen = c.chosen;
@@ -560,6 +583,7 @@ export class TrainingView {
   activate(v) {
     // A version without a supported gain on its test photos is kept for comparison; using it is a choice.
     if (!v.metrics?.improved && !window.confirm(`Adapter v${v.version} has no supported gain over the base model on its test photos.\nUse it for searches anyway?`)) return;
+    if (v.metrics?.reencode && !window.confirm(`Version v${v.version} has its own image tower: ${v.metrics.reencode.note}.\nSearches keep the current model until then. Start?`)) return;
     this.runJob(() => api.activateAdapter(v.version), `Activating adapter v${v.version}…`);
   }
 

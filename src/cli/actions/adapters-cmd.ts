@@ -6,10 +6,12 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Library } from '../../library/library.js';
+import { ModelSwitcher, RUNNER_STALE_MS } from '../../ingest/model-switch.js';
+import { imageTowerOf } from '../../store/adapters-repo.js';
 import type { AdapterSummary } from '../../store/adapters-repo.js';
 import { AdapterService, type ActivationResult, type AdapterJobProgress } from '../../train/adapter-service.js';
 import { meanRecall, type RetrievalMetrics } from '../../train/retrieval-metrics.js';
-import { globalOptions, log, printJson, type GlobalOptions, libraryOptions, TOWERS_WHEN_USED } from '../context.js';
+import { EXIT, globalOptions, log, printJson, type GlobalOptions, libraryOptions, TOWERS_WHEN_USED } from '../context.js';
 import { createProgress, type Progress } from '../progress.js';
 import { optionParser } from '../../validation/param-rules.js';
 import { recordIdParam } from '../../validation/id-params.js';
@@ -40,13 +42,65 @@ export function activationProgress(): { onProgress: (p: AdapterJobProgress) => v
   };
 }
 
-async function withService<T>(g: GlobalOptions, run: (service: AdapterService, library: Library) => Promise<T>): Promise<T> {
+async function withService<T>(g: GlobalOptions, run: (service: AdapterService, library: Library, switcher: ModelSwitcher) => Promise<T>): Promise<T> {
   const library = await Library.open({ ...libraryOptions(g), session: TOWERS_WHEN_USED });
+  let bar: Progress | null = null;
+  // An image-tuned version is activated (and left) by a model switch; `--wait` runs it here with a bar.
+  const switcher = new ModelSwitcher(library, {
+    cacheDir: g.cacheDir,
+    onEvent: (e) => {
+      if (e.type === 'model-switch' && e.status.target) {
+        bar ??= createProgress('Re-encoding');
+        bar.update(e.status.done, e.status.total, e.status.filesPerSecond > 0 ? `${e.status.filesPerSecond.toFixed(1)} photos/s` : '');
+      }
+    },
+  });
   try {
-    return await run(new AdapterService(library), library);
+    return await run(new AdapterService(library, { switcher }), library, switcher);
   } finally {
+    (bar as Progress | null)?.stop();
+    await switcher.close();
     await library.close();
   }
+}
+
+function durationText(seconds: number): string {
+  if (seconds < 90) return `${seconds} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+/**
+ * The model switch an image-tuned version's activation (or `rollback base` from one) started: an estimate
+ * measured on a few of the library's photos (as `models use` does), then, with --wait, the re-encode here.
+ */
+async function followSwitch(g: GlobalOptions, library: Library, switcher: ModelSwitcher, result: ActivationResult, wait: boolean, what: string): Promise<void> {
+  const use = result.modelSwitch!;
+  if (use.outcome !== 'pending') {
+    if (g.json) printJson({ ...result, modelKey: library.searchSpace().key });
+    else process.stdout.write(use.outcome === 'switched' ? `Switched to ${what} (${use.key}): every photo already had its vectors, nothing encoded.\n` : `${what} is already the library's model.\n`);
+    return;
+  }
+  const runner = library.models.runner();
+  const serverBusy = runner !== null && runner.pid !== process.pid && Date.now() - runner.at < RUNNER_STALE_MS;
+  const measured = serverBusy ? null : await switcher.measure(4);
+  const left = use.total - library.models.coverage(use.key).done;
+  const estimate = measured ? { msPerPhoto: Math.round(measured.msPerPhoto * 10) / 10, photos: measured.photos, seconds: Math.round((left * measured.msPerPhoto) / 1000) } : null;
+  log(
+    `Activating ${what}: ${left} of ${use.total} photos to re-encode with its image tower` +
+      (estimate ? `, about ${durationText(estimate.seconds)} (${estimate.msPerPhoto} ms a photo, measured on ${estimate.photos})` : '') +
+      '; searches use the current model until then',
+  );
+  if (!wait) {
+    if (g.json) printJson({ ...result, estimate });
+    else log('A running `clipdex serve` does it in the background (progress in `clipdex status` and on the page); otherwise the next `clipdex serve`, or this command again with --wait');
+    return;
+  }
+  await switcher.runToEnd();
+  const done = library.models.current()?.key === use.key;
+  if (g.json) printJson({ ...result, modelSwitch: { ...use, outcome: done ? 'switched' : 'cancelled' }, estimate, encoded: switcher.encoded, modelKey: library.requireModel().key });
+  else process.stdout.write(done ? `Searches use ${what} (${use.key}); ${switcher.encoded} photos encoded here.\n` : `The switch to ${what} was cancelled.\n`);
+  if (!done) process.exitCode = EXIT.failure;
 }
 
 /** Switches searches and waits for the new index's background work, so the next search pays nothing. */
@@ -113,6 +167,11 @@ function printList(versions: AdapterSummary[], baseKey: string): void {
     const recall = r ? `${(100 * r.before).toFixed(1)}% → ${(100 * r.after).toFixed(1)}%` : 'not measured';
     out.push(`${v.active ? '*' : ' '}  ${`v${v.version}`.padEnd(9)}${createdAt(v.createdAt).padEnd(18)}${String(v.metrics.blend ?? '?').padEnd(7)}${recall}`);
     // A text-tuned version says so: its searches go through its own text tower, not a projection.
+    if (v.metrics.kind === 'image-blocks') {
+      const c = v.metrics.comparison as { imageBlocks?: { k?: number; lora?: number | null } } | undefined;
+      const re = v.metrics.reencode as { note?: string } | undefined;
+      out.push(`       image blocks k=${c?.imageBlocks?.k ?? '?'}${c?.imageBlocks?.lora ? `, LoRA ${c.imageBlocks.lora}` : ''} (its own image tower; ${re?.note ?? 'activating re-encodes every photo'})`);
+    }
     if (v.metrics.kind === 'text-blocks') {
       const c = v.metrics.comparison as { textBlocks?: { k?: number; lora?: number | null } } | undefined;
       out.push(`       text blocks k=${c?.textBlocks?.k ?? '?'}${c?.textBlocks?.lora ? `, LoRA ${c.textBlocks.lora}` : ''} (its own text tower; the image tower locked)`);
@@ -126,19 +185,26 @@ function printList(versions: AdapterSummary[], baseKey: string): void {
 export const actionList = async (_opts: unknown, cmd: Command) => {
   const g = globalOptions(cmd);
   await withService(g, async (service, library) => {
-    const { versions, active, otherModels } = service.list();
-    if (g.json) printJson({ modelKey: library.requireModel().key, searchKey: library.searchSpace().key, active, versions, otherModels });
+    const { versions, active, otherModels, derivedFrom } = service.list();
+    if (g.json) printJson({ modelKey: library.requireModel().key, searchKey: library.searchSpace().key, active, versions, otherModels, derivedFrom });
     else {
+      if (derivedFrom) {
+        process.stdout.write(`The library's model is version ${derivedFrom.version} of ${derivedFrom.baseKey.split('#')[0]} (its tuned image tower); \`clipdex adapters rollback base\` switches back to ${derivedFrom.baseModel}.\n`);
+      }
       printList(versions, library.requireModel().key);
       for (const m of otherModels) process.stdout.write(`${m.versions.map((v) => `v${v}`).join(', ')}: ${m.note}\n`);
     }
   });
 };
 
-export const actionActivate = async (version: number, _opts: unknown, cmd: Command) => {
+export const actionActivate = async (version: number, opts: { wait?: boolean }, cmd: Command) => {
   const g = globalOptions(cmd);
-  await withService(g, async (service, library) => {
-    service.version(version); // an unknown version fails before any work
+  await withService(g, async (service, library, switcher) => {
+    const record = service.version(version); // an unknown version fails before any work
+    if (imageTowerOf(record)) {
+      await followSwitch(g, library, switcher, await service.activate(version), opts.wait === true, `image-tuned version v${version}`);
+      return;
+    }
     const unchanged = library.searchSpace().adapter?.version === version;
     printSwitch(g, await switchTo(service, library, version), library, unchanged);
   });
@@ -147,8 +213,13 @@ export const actionActivate = async (version: number, _opts: unknown, cmd: Comma
 export const actionRollback = async (target: string, _opts: unknown, cmd: Command) => {
   const g = globalOptions(cmd);
   const to = target.trim().toLowerCase() === 'base' ? 'base' : versionArg(target);
-  await withService(g, async (service, library) => {
+  await withService(g, async (service, library, switcher) => {
     if (to !== 'base') service.version(to);
+    const derived = to === 'base' ? service.derivedFrom() : null;
+    if (derived) {
+      await followSwitch(g, library, switcher, await service.rollback('base'), true, `the base model ${derived.baseModel}`);
+      return;
+    }
     const unchanged = (library.searchSpace().adapter?.version ?? 'base') === to;
     printSwitch(g, await switchTo(service, library, to), library, unchanged);
   });

@@ -42,7 +42,10 @@ function trainingDisplay(): { onProgress: (p: AdapterJobProgress) => void; stop:
     onProgress(p) {
       if (p.phase === 'preparing') log(`clipdex: ${p.message}`);
       else if (p.phase === 'caching') {
-        if (p.done === p.total) log(`clipdex: text blocks: ${p.total} caption${p.total === 1 ? '' : 's'} run through the frozen blocks once`);
+        const image = p.of === 'photos';
+        if (p.done === p.total) log(`clipdex: ${image ? 'image' : 'text'} blocks: ${p.total} ${image ? 'photo' : 'caption'}${p.total === 1 ? '' : 's'} run through the frozen blocks once`);
+      } else if (p.phase === 'decoding') {
+        if (p.done === p.total) log(`clipdex: image blocks: ${p.total} labeled photo${p.total === 1 ? '' : 's'} decoded`);
       }
       else if (p.phase === 'evaluating') {
         end();
@@ -93,11 +96,12 @@ function metricsTable(before: RetrievalMetrics, after: RetrievalMetrics, mean: {
   return rows;
 }
 
-/** Both candidates of a text-block run side by side: what the selection saw, and the test photos' figures. */
+/** Both candidates of a text- or image-block run side by side: what the selection saw, and the test photos' figures. */
 function comparisonTable(c: CandidateComparison): string[] {
   const col = (s: string) => s.padStart(22);
-  const tb = c.textBlocks;
-  const name = `text blocks k=${tb.k}${tb.lora ? ` LoRA ${tb.lora}` : ''}`;
+  const image = c.imageBlocks !== undefined;
+  const tb = (c.imageBlocks ?? c.textBlocks)!;
+  const name = `${image ? 'image' : 'text'} blocks k=${tb.k}${tb.lora ? ` LoRA ${tb.lora}` : ''}`;
   const chosenRecall = (o: CandidateComparison['adapter']) => o.blends.find((b) => Math.abs(b.blend - o.blend) < 1e-9)?.meanRecall ?? 0;
   const test = (o: CandidateComparison['adapter']) => (o.gain ? `${pct(o.gain.after)} (${signed(100 * o.gain.change, 1, ' pt')})` : '—');
   const interval = (o: CandidateComparison['adapter']) => (o.gain ? `${signed(100 * o.gain.low, 1, '')} … ${signed(100 * o.gain.high, 1, ' pt')}` : '—');
@@ -112,7 +116,7 @@ function comparisonTable(c: CandidateComparison): string[] {
     ['time', (o) => seconds(o.durationMs)],
   ];
   return [
-    `Candidates on the same split (saved: the ${c.chosen === 'adapter' ? 'adapter' : 'text blocks'}, the higher on the selection step):`,
+    `Candidates on the same split (saved: the ${c.chosen === 'adapter' ? 'adapter' : image ? 'image blocks' : 'text blocks'}, the higher on the selection step):`,
     `  ${''.padEnd(24)}${col('adapter')}${col(name)}`,
     ...rows.map(([label, f]) => `  ${label.padEnd(24)}${col(f(c.adapter))}${col(f(tb))}`),
   ];
@@ -151,14 +155,17 @@ function printResult(r: TrainResult, activation: ActivationResult | null, activa
   }
   out.push(`Verdict: ${o.verdict}.`);
   if (r.comparison) out.push('', ...comparisonTable(r.comparison), '');
-  out.push(`Saved as ${r.adapter.metrics.kind === 'text-blocks' ? 'text-tuned version' : 'adapter'} v${r.adapter.version}.`);
-  if (activation) out.push(`Activated v${r.adapter.version}: ${activation.projected} photos re-projected, ${seconds(activation.durationMs)} in all; searches use it now.`);
+  const kind = r.adapter.metrics.kind;
+  out.push(`Saved as ${kind === 'text-blocks' ? 'text-tuned version' : kind === 'image-blocks' ? 'image-tuned version' : 'adapter'} v${r.adapter.version}.`);
+  if (r.reencode) {
+    out.push(`Not searched yet: ${r.reencode.note} (${r.reencode.msPerPhoto} ms a photo, measured on this run's labeled photos); searches keep the current model meanwhile. To use it: clipdex adapters activate ${r.adapter.version} [--wait]`);
+  } else if (activation) out.push(`Activated v${r.adapter.version}: ${activation.projected} photos re-projected, ${seconds(activation.durationMs)} in all; searches use it now.`);
   else if (activateRequested) out.push(`Not activated: it has not shown a supported gain over the base model on the test photos; \`clipdex adapters activate ${r.adapter.version}\` activates it anyway.`);
   else if (o.improved) out.push(`Searches still use the model as before; to use it: clipdex adapters activate ${r.adapter.version}`);
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
-export const actionTrain = async (opts: { epochs?: number; batch?: number; valSplit?: number; testSplit?: number; seed?: number; lr?: number; patience?: number; textBlocks?: number; lora?: number; activate?: boolean }, cmd: Command) => {
+export const actionTrain = async (opts: { epochs?: number; batch?: number; valSplit?: number; testSplit?: number; seed?: number; lr?: number; patience?: number; textBlocks?: number; imageBlocks?: number; lora?: number; activate?: boolean }, cmd: Command) => {
   const g = globalOptions(cmd);
   const library = await Library.open({ ...libraryOptions(g), session: TOWERS_WHEN_USED });
   const display = trainingDisplay();
@@ -180,16 +187,19 @@ export const actionTrain = async (opts: { epochs?: number; batch?: number; valSp
           ...(opts.lr !== undefined ? { learningRate: opts.lr } : {}),
           ...(opts.patience !== undefined ? { patience: opts.patience } : {}),
           ...(opts.textBlocks !== undefined ? { textBlocks: opts.textBlocks } : {}),
+          ...(opts.imageBlocks !== undefined ? { imageBlocks: opts.imageBlocks } : {}),
           ...(opts.lora !== undefined ? { lora: opts.lora } : {}),
         };
-        if (opts.lora && !opts.textBlocks) throw new ClipdexError('INVALID_ARGUMENT', '--lora applies to tuned text blocks: give --text-blocks k too');
+        if (opts.textBlocks && opts.imageBlocks) throw new ClipdexError('INVALID_ARGUMENT', 'choose one of --text-blocks and --image-blocks for now');
+        if (opts.lora && !opts.textBlocks && !opts.imageBlocks) throw new ClipdexError('INVALID_ARGUMENT', '--lora applies to tuned text blocks or image blocks: give --text-blocks k or --image-blocks k too');
         const result = await service.train(request, display.onProgress, abort.signal).catch((err: unknown) => {
           if (!isClipdexError(err, 'NOT_ENOUGH_LABELS')) throw err;
           throw new ClipdexError('NOT_ENOUGH_LABELS', `${err.message}. Label photos first: clipdex label <photo> "caption", or clipdex labels import-folder <dir>`, { cause: err });
         });
         display.stop();
         let activation: ActivationResult | null = null;
-        if (opts.activate && result.outcome.improved) {
+        // An image-tuned version is activated by re-encoding the library: left to `adapters activate N` (the report says how long).
+        if (opts.activate && result.outcome.improved && !result.reencode) {
           const progress = activationProgress();
           try {
             activation = await service.activate(result.adapter.version, progress.onProgress);
@@ -206,6 +216,7 @@ export const actionTrain = async (opts: { epochs?: number; batch?: number; valSp
             skippedPairs: result.skippedPairs,
             skipped: result.skipped,
             ...(result.comparison ? { comparison: result.comparison } : {}),
+            ...(result.reencode ? { reencode: result.reencode } : {}),
             activated: activation !== null,
             activation,
           });

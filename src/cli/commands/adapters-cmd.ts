@@ -17,11 +17,12 @@ export function adaptersCommand(): Command {
     .command('activate')
     .description('make searches use a version: re-projects the stored embeddings and builds its index (searches are not interrupted)')
     .argument('<version>', 'version number, e.g. 3', versionArg)
+    .option('--wait', 'an image-tuned version: re-encode the library here until done (otherwise a running `clipdex serve` does it in the background)')
     .action(lazyAction(() => import('../actions/adapters-cmd.js'), 'actionActivate'));
 
   adapters
     .command('rollback')
-    .description('go back to the base model (default), or to an earlier version')
+    .description('go back to the base model (default), or to an earlier version; on the model of an image-tuned version, `base` switches back to its base model (instant)')
     .argument('[version]', '"base" or a version number', 'base')
     .action(lazyAction(() => import('../actions/adapters-cmd.js'), 'actionRollback'));
 

@@ -6,7 +6,7 @@
 import { lazyAction } from '../lazy.js';
 import { Command } from 'commander';
 import { optionParser } from '../../validation/param-rules.js';
-import { batchSizeText, epochsText, learningRateText, loraText, patienceText, seedText, testFractionText, textBlocksText, valFractionText } from '../../validation/train-params.js';
+import { batchSizeText, epochsText, imageBlocksText, learningRateText, loraText, patienceText, seedText, testFractionText, textBlocksText, valFractionText } from '../../validation/train-params.js';
 
 export function trainCommand(): Command {
   return new Command('train')
@@ -19,7 +19,8 @@ export function trainCommand(): Command {
     .option('--lr <rate>', 'learning rate (default 0.002)', optionParser(learningRateText, '--lr'))
     .option('--patience <n>', 'stop after this many epochs without a better validation loss (default 8)', optionParser(patienceText, '--patience'))
     .option('--text-blocks <k>', 'also tune the last k blocks of the text tower (no photo is re-encoded) and save whichever of it and the adapter scores higher on the selection step (default 0: the adapter alone)', optionParser(textBlocksText, '--text-blocks'))
-    .option('--lora <r>', 'with --text-blocks: low-rank updates of rank r instead of full weights (default 0: full)', optionParser(loraText, '--lora'))
+    .option('--image-blocks <k>', 'also tune the last k blocks of the image tower and save whichever of it and the adapter scores higher on the selection step; activating such a version re-encodes every photo (the report says how long); not with --text-blocks (default 0)', optionParser(imageBlocksText, '--image-blocks'))
+    .option('--lora <r>', 'with --text-blocks or --image-blocks: low-rank updates of rank r instead of full weights (default 0: full)', optionParser(loraText, '--lora'))
     .option('--activate', 'use the new adapter for searches right away, if its gain on the test photos is supported (90% interval above 0)')
     .action(lazyAction(() => import('../actions/train-cmd.js'), 'actionTrain'));
 }

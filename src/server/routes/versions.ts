@@ -16,7 +16,7 @@ export function versionRoutes({ adapters, jobs }: RouteContext, registry: OpenAP
     })
     .post(
       '/api/adapters/{version}/activate',
-      { summary: 'Re-project, index and switch searches to this version (background job)', params: versionParam, responses: { 202: started, ...errors(400, 404, 409) } },
+      { summary: 'Re-project, index and switch searches to this version (background job); an image-tuned version instead starts a model switch to its model folder (result `modelSwitch`; the photos are re-encoded in the background, progress as the Model panel shows it)', params: versionParam, responses: { 202: started, ...errors(400, 404, 409) } },
       ({ params: { version } }, _req, res) => {
         res.status(202).json(jobs.activate(version));
       },
