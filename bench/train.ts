@@ -14,9 +14,16 @@
  *     its own process (peak RSS is the row's), BENCH_TEXT_EPOCHS epochs (default 10) with early stopping off,
  *     and where the time goes; then the residual cache at each caption's length against padded to 77.
  *
+ *   image blocks (issue 17): tuning the last k ∈ {1, 2} blocks of the same preset's ViT-B/32 image tower
+ *     (random weights) on BENCH_IMAGE_PHOTOS photos (default 64, synthetic 224×224 pixel tensors: decoding is
+ *     not the point) × 8 captions, full weights and LoRA rank 8, BENCH_IMAGE_EPOCHS epochs (default 3); per
+ *     photo: the activation cache (the frozen blocks' forward pass), a training step's share, the bytes
+ *     cached; each row in its own process.
+ *
  * The 100k library is bench/out/query-100000 (made by bench:query; made here if missing) copied to a
  * scratch folder, so the query benchmark's library is never changed. BENCH_N overrides 100k; BENCH_ONLY=
- * training|activation|labeled|text-blocks runs one part; BENCH_TEXT_ROWS=k:captions:lora,… picks text rows.
+ * training|activation|labeled|text-blocks|image-blocks runs one part; BENCH_TEXT_ROWS=k:captions:lora,… picks
+ * text rows.
  */
 import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -32,6 +39,7 @@ import { loadTextTokenizer } from '../src/model/text-tokenizer.js';
 import { cacheResiduals } from '../src/train/text-tower/residual-cache.js';
 import { readTextTower, residualEntering } from '../src/train/text-tower/tower-source.js';
 import { type TextBlockPair, tuneTextBlocks } from '../src/train/text-tower/tune-text-blocks.js';
+import { type ImageBlockPair, tuneImageBlocks } from '../src/train/image-tower/tune-image-blocks.js';
 import { indexFiles, tinyModel } from '../test/helpers/library-fixture.js';
 import { gaussian } from '../test/helpers/store-fixtures.js';
 
@@ -251,21 +259,72 @@ async function textBlockRuns() {
   return { rows: results, cache: cacheRow };
 }
 
+const IMAGE_PHOTOS = Number(process.env.BENCH_IMAGE_PHOTOS ?? 64);
+const IMAGE_EPOCHS = Number(process.env.BENCH_IMAGE_EPOCHS ?? 3);
+
+/** One image row, in this process: IMAGE_PHOTOS photos over 8 captions, fixed caption embeddings. */
+async function imageBlockRow(k: number, lora: number | null) {
+  const E = 512;
+  const g = gaussian(seededRandom(5));
+  const photos = Array.from({ length: IMAGE_PHOTOS }, () => Float32Array.from({ length: 3 * 224 * 224 }, () => g()));
+  const texts = normalizeRows(Float32Array.from({ length: 8 * E }, () => g()), E);
+  const pairs: ImageBlockPair[] = photos.map((_, i) => ({ image: i, caption: i % 8, split: i % 5 === 2 ? 'val' : 'train' }));
+  const t = performance.now();
+  const out = await tuneImageBlocks({ modelDir: TEXT_MODEL, photos, textEmbeddings: texts, pairs, k, lora, epochs: IMAGE_EPOCHS, patience: IMAGE_EPOCHS, seed: 1 });
+  const seconds = performance.now() - t;
+  const tm = out.timings;
+  const trainPhotos = pairs.filter((p) => p.split === 'train').length;
+  const ms = (v: number) => Math.round(v);
+  return {
+    k,
+    lora,
+    photos: IMAGE_PHOTOS,
+    seconds: +(seconds / 1000).toFixed(2),
+    epochs: out.history.length,
+    parameters: out.parameters,
+    cacheMsPerPhoto: ms(tm.cacheMs / IMAGE_PHOTOS),
+    stepMsPerTrainingPhoto: ms(tm.stepsMs / (out.history.length * trainPhotos)),
+    cacheKiBPerPhoto: Math.round(out.cacheBytes / IMAGE_PHOTOS / 1024),
+    where: { readTower: ms(tm.readMs), cache: ms(tm.cacheMs), headCheck: ms(tm.checkMs), setup: ms(tm.setupMs), steps: ms(tm.stepsMs), validation: ms(tm.validationMs), finish: ms(tm.finishMs) },
+    peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
+  };
+}
+
+async function imageBlockRuns() {
+  await ensureTextModel();
+  const results = [];
+  for (const [k, lora] of [[1, 0], [2, 0], [2, 8]] as const) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', resolve('bench/train.ts')], { env: { ...process.env, BENCH_IMAGE_ROW: JSON.stringify([k, lora || null]) }, encoding: 'utf8', maxBuffer: 1 << 26 });
+    const line = r.stdout.split('\n').find((l) => l.startsWith('ROW '));
+    if (r.status !== 0 || !line) throw new Error(`image-block row ${k}:${lora} failed: ${r.stderr.slice(-2000)}`);
+    results.push(JSON.parse(line.slice(4)));
+    console.log(line.slice(4));
+  }
+  return { rows: results };
+}
+
+if (process.env.BENCH_IMAGE_ROW) {
+  const [k, lora] = JSON.parse(process.env.BENCH_IMAGE_ROW) as [number, number | null];
+  console.log(`ROW ${JSON.stringify(await imageBlockRow(k, lora))}`);
+  process.exit(0);
+}
+
 if (process.env.BENCH_TEXT_ROW) {
   const [k, captions, lora] = JSON.parse(process.env.BENCH_TEXT_ROW) as [number, number, number | null];
   console.log(`ROW ${JSON.stringify(await textBlockRow(k, captions, lora))}`);
   process.exit(0);
 }
 
-// BENCH_ONLY=training|activation|labeled|text-blocks runs one part.
+// BENCH_ONLY=training|activation|labeled|text-blocks|image-blocks runs one part.
 const only = process.env.BENCH_ONLY;
 const results = {
   textBlocks: !only || only === 'text-blocks' ? await textBlockRuns() : null,
+  imageBlocks: !only || only === 'image-blocks' ? await imageBlockRuns() : null,
   training: !only || only === 'training' ? await trainingRuns() : null,
   activation: !only || only === 'activation' ? await activationRun() : null,
   labeled: !only || only === 'labeled' ? await labeledRun() : null,
 };
 const { writeFileSync } = await import('node:fs');
-const file = join(OUT, only === 'text-blocks' ? 'train-text-blocks.json' : 'train.json');
+const file = join(OUT, only === 'text-blocks' ? 'train-text-blocks.json' : only === 'image-blocks' ? 'train-image-blocks.json' : 'train.json');
 writeFileSync(file, JSON.stringify(results, null, 2));
 console.log(`results: ${file}`);

@@ -10,6 +10,7 @@ import { Adam } from './adam.js';
 import type { CandidateFit, CandidateKind } from './candidate.js';
 import { ContrastiveKernel, type StepInput } from './contrastive-kernel.js';
 import { fixedBatches, makeBatch, pairRelation, shuffledBatches, type EmbeddedPairs, type TargetMode } from './training-batches.js';
+import { clampLogScale, MAX_LOG_SCALE } from './head-tuning.js';
 
 export interface AdapterFitOptions {
   batchSize: number;
@@ -20,8 +21,6 @@ export interface AdapterFitOptions {
   logitScale: number;
   threads?: number;
 }
-
-const MAX_LOG_SCALE = Math.log(100);
 
 export async function adapterCandidate(data: EmbeddedPairs, o: AdapterFitOptions): Promise<CandidateKind<AdapterWeights>> {
   const d = data.dim;
@@ -57,7 +56,7 @@ export async function adapterCandidate(data: EmbeddedPairs, o: AdapterFitOptions
             adam.text.step(textW, r.gradTextW);
             adam.scale.step(logScale, [r.gradLogScale]);
             // CLIP clamps its logit scale at 100 after every step; below 1 the softmax would be flat.
-            logScale[0] = Math.min(MAX_LOG_SCALE, Math.max(0, logScale[0]!));
+            clampLogScale(logScale);
             lossSum += (r.loss - penaltyOf(imageW, textW, d, o.identityPenalty)) * batch.length;
           }
           return lossSum / trainPairs.length;

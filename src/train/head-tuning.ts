@@ -9,7 +9,7 @@ import { ClipdexError } from '../errors.js';
 export const MAX_LOG_SCALE = Math.log(100);
 
 /** CLIP clamps its logit scale at 100 after every step; below 1 the softmax would be flat. */
-export function clampLogScale(s: Float32Array): void {
+export function clampLogScale(s: Float32Array | Float64Array): void {
   s[0] = Math.min(MAX_LOG_SCALE, Math.max(0, s[0]!));
 }
 
@@ -28,6 +28,17 @@ export function positiveInt(v: number, what: string, max = Number.MAX_SAFE_INTEG
 
 export function positive(v: number, what: string): number {
   if (!(Number.isFinite(v) && v > 0)) throw invalid(`${what} must be a positive number, got ${v}`);
+  return v;
+}
+
+/** Each row of `v` (rows of `dim`) scaled to unit length, in place; a zero row stays zero. */
+export function toUnitRows(v: Float32Array, dim: number): Float32Array {
+  for (let r = 0; r < v.length / dim; r++) {
+    let s = 0;
+    for (let k = 0; k < dim; k++) s += v[r * dim + k]! ** 2;
+    const norm = Math.sqrt(s);
+    if (norm > 0) for (let k = 0; k < dim; k++) v[r * dim + k]! /= norm;
+  }
   return v;
 }
 

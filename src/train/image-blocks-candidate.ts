@@ -22,10 +22,11 @@ import { readGraph, writeGraph } from './graph-grad/onnx-ir.js';
 import { cacheActivations } from './image-tower/activation-cache.js';
 import { imageTrainingGraph, LOGIT_SCALE, loraA, loraB, withImageLora } from './image-tower/head-graph.js';
 import { initializersAsInputs } from './text-tower/head-graph.js';
-import { captionsOfImages, imageStepFeeds, mergeLora } from './image-tower/step-feeds.js';
+import { captionsOfImages, imageStepFeeds } from './image-tower/step-feeds.js';
+import { cancelled, clampLogScale, mergeLora, toUnitRows } from './head-tuning.js';
 import { type ImageTower, imageHeadTensorNames, imageResidualEntering, isImageMatrix, readImageHeadTensors, readImageTower } from './image-tower/tower-source.js';
 import { mergedImageTowerBytes } from './image-tower/tower-writer.js';
-import { checkImageHead, imageHeadShape, MAX_LOG_SCALE, type PhotoInput, photoPixels, runImageHead } from './image-tower/tune-image-blocks.js';
+import { checkImageHead, imageHeadShape, type PhotoInput, photoPixels, runImageHead } from './image-tower/tune-image-blocks.js';
 import { fixedBatches, shuffledBatches, type EmbeddedPairs } from './training-batches.js';
 
 export interface ImageBlocksOptions {
@@ -85,7 +86,7 @@ export async function imageBlocksCandidate(data: EmbeddedPairs, o: ImageBlocksOp
   const m = data.texts.length / E;
   const threads = o.threads === undefined ? {} : { threads: o.threads };
   const shape = imageHeadShape(tower, o.k);
-  const texts = unitRows(Float32Array.from(data.texts), E);
+  const texts = toUnitRows(Float32Array.from(data.texts), E);
 
   const residualValue = imageResidualEntering(tower, shape.first);
   const cache = await cacheActivations(tower, shape.first, await photoPixels(tower, o.photos), residualValue, {
@@ -143,11 +144,10 @@ export async function imageBlocksCandidate(data: EmbeddedPairs, o: ImageBlocksOp
         async epoch() {
           let lossSum = 0;
           for (const b of shuffledBatches(trainPairs.length, o.batchSize, rand)) {
-            if (o.signal?.aborted) throw new ClipdexError('INVALID_ARGUMENT', 'training was cancelled');
+            if (o.signal?.aborted) throw cancelled();
             const out = await runSession(stepSession, 'an image-block training step', feedsFor(b.map((i) => trainPairs[i]!), values, lambda).feeds);
             for (const name of wrt) adam.get(name)!.step(values.get(name)!, out[grad.gradients.get(name)!]!.data as Float32Array);
-            const s = values.get(LOGIT_SCALE)!;
-            s[0] = Math.min(MAX_LOG_SCALE, Math.max(0, s[0]!));
+            clampLogScale(values.get(LOGIT_SCALE)!);
             lossSum += (out.contrastive!.data as Float32Array)[0]! * b.length;
           }
           return lossSum / Math.max(1, trainPairs.length);
@@ -194,14 +194,4 @@ export async function imageBlocksCandidate(data: EmbeddedPairs, o: ImageBlocksOp
       await evalSession.release();
     },
   };
-}
-
-function unitRows(v: Float32Array, dim: number): Float32Array {
-  for (let r = 0; r < v.length / dim; r++) {
-    let s = 0;
-    for (let k = 0; k < dim; k++) s += v[r * dim + k]! ** 2;
-    const norm = Math.sqrt(s);
-    if (norm > 0) for (let k = 0; k < dim; k++) v[r * dim + k]! /= norm;
-  }
-  return v;
 }

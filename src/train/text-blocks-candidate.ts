@@ -21,7 +21,8 @@ import { initializersAsInputs, LOGIT_SCALE, loraA, loraB, trainingGraph, withLor
 import { cacheResiduals } from './text-tower/residual-cache.js';
 import { captionsByImage, stepFeeds } from './text-tower/step-feeds.js';
 import { headTensorNames, isMatrix, readTextTower, residualEntering, type TextTower } from './text-tower/tower-source.js';
-import { headShape, MAX_LOG_SCALE, readHeadTensors, runHead } from './text-tower/tune-text-blocks.js';
+import { headShape, readHeadTensors, runHead } from './text-tower/tune-text-blocks.js';
+import { cancelled, clampLogScale, mergeLora, toUnitRows } from './head-tuning.js';
 import { mergedTowerBytes } from './text-tower/tower-writer.js';
 
 export interface TextBlocksOptions {
@@ -74,7 +75,7 @@ export async function textBlocksCandidate(data: EmbeddedPairs, o: TextBlocksOpti
   if (m * E !== data.texts.length) throw new ClipdexError('INVALID_ARGUMENT', `${m} caption texts for ${data.texts.length / E} caption rows`);
   const threads = o.threads === undefined ? {} : { threads: o.threads };
   const shape = headShape(tower, o.k);
-  const images = unitRows(Float32Array.from(data.images), E);
+  const images = toUnitRows(Float32Array.from(data.images), E);
   const photos = images.length / E;
 
   const tokenizer = await loadTextTokenizer(tower.spec);
@@ -108,22 +109,7 @@ export async function textBlocksCandidate(data: EmbeddedPairs, o: TextBlocksOpti
     const out = new Map<string, Float32Array>();
     for (const name of names) {
       const base = theta0.get(name)!;
-      let tuned: Float32Array;
-      if (rank && isMatrix(name)) {
-        tuned = Float32Array.from(base);
-        const a = weights.values.get(loraA(name))!;
-        const b = weights.values.get(loraB(name))!;
-        const inDim = a.length / rank;
-        const outDim = b.length / rank;
-        for (let i = 0; i < inDim; i++) {
-          for (let r = 0; r < rank; r++) {
-            const air = a[i * rank + r]!;
-            if (air !== 0) for (let j = 0; j < outDim; j++) tuned[i * outDim + j]! += air * b[r * outDim + j]!;
-          }
-        }
-      } else {
-        tuned = weights.values.get(name)!;
-      }
+      const tuned = rank && isMatrix(name) ? mergeLora(base, weights.values.get(loraA(name))!, weights.values.get(loraB(name))!, rank) : weights.values.get(name)!;
       // WiSE-FT: the blend moves along the straight line from the pretrained weights to the fit's.
       out.set(name, Float32Array.from(base, (v, i) => v + blend * (tuned[i]! - v)));
     }
@@ -147,11 +133,10 @@ export async function textBlocksCandidate(data: EmbeddedPairs, o: TextBlocksOpti
         async epoch() {
           let lossSum = 0;
           for (const b of shuffledBatches(trainPairs.length, o.batchSize, rand)) {
-            if (o.signal?.aborted) throw new ClipdexError('INVALID_ARGUMENT', 'training was cancelled');
+            if (o.signal?.aborted) throw cancelled();
             const out = await runSession(stepSession, 'a text-block training step', feedsFor(b.map((i) => trainPairs[i]!), values, lambda));
             for (const name of wrt) adam.get(name)!.step(values.get(name)!, out[grad.gradients.get(name)!]!.data as Float32Array);
-            const s = values.get(LOGIT_SCALE)!;
-            s[0] = Math.min(MAX_LOG_SCALE, Math.max(0, s[0]!));
+            clampLogScale(values.get(LOGIT_SCALE)!);
             lossSum += (out.contrastive!.data as Float32Array)[0]! * b.length;
           }
           return lossSum / Math.max(1, trainPairs.length);
@@ -201,14 +186,4 @@ export async function textBlocksCandidate(data: EmbeddedPairs, o: TextBlocksOpti
       await evalSession.release();
     },
   };
-}
-
-function unitRows(v: Float32Array, dim: number): Float32Array {
-  for (let r = 0; r < v.length / dim; r++) {
-    let s = 0;
-    for (let k = 0; k < dim; k++) s += v[r * dim + k]! ** 2;
-    const norm = Math.sqrt(s);
-    if (norm > 0) for (let k = 0; k < dim; k++) v[r * dim + k]! /= norm;
-  }
-  return v;
 }

@@ -56,4 +56,3 @@ export function captionsOfImages(pairs: Iterable<readonly [image: number, captio
   return out;
 }
 
-export { mergeLora } from '../head-tuning.js';

@@ -25,7 +25,7 @@ import { Adam } from '../adam.js';
 import { differentiate } from '../graph-grad/differentiate.js';
 import { type IrGraph, readGraph, writeGraph } from '../graph-grad/onnx-ir.js';
 import { initializersAsInputs } from '../text-tower/head-graph.js';
-import { cancelled, clampLogScale, invalid, MAX_LOG_SCALE, mergeLora, normalizeRows, positive, positiveInt } from '../head-tuning.js';
+import { cancelled, clampLogScale, invalid, mergeLora, normalizeRows, positive, positiveInt } from '../head-tuning.js';
 import { transpose } from '../text-tower/tower-source.js';
 import { fixedBatches, shuffledBatches } from '../training-batches.js';
 import { type ActivationCache, activationBatch, cacheActivations } from './activation-cache.js';
@@ -33,8 +33,6 @@ import { type ImageHeadShape, type ImageHeadTensors, imageHeadGraph, imageTraini
 import { captionsOfImages, type ImageStepContext, imageStepFeeds } from './step-feeds.js';
 import { type ImageTower, imageHeadTensorNames, imageResidualEntering, isImageMatrix, locateImage, readImageHeadTensors, readImageTower } from './tower-source.js';
 import { IMAGE_TOWER, mergedImageTowerBytes, writeFileAtomic, writeTunedImageModelDir } from './tower-writer.js';
-
-export { MAX_LOG_SCALE };
 
 /** A photo: its preprocessed pixels ([3, size, size] CHW, image-preprocess.ts) or a file to preprocess. */
 export type PhotoInput = Float32Array | string;

@@ -25,7 +25,7 @@ import { Adam } from '../adam.js';
 import { differentiate } from '../graph-grad/differentiate.js';
 import { type IrGraph, readGraph, writeGraph } from '../graph-grad/onnx-ir.js';
 import { fixedBatches, shuffledBatches } from '../training-batches.js';
-import { cancelled, clampLogScale, invalid, MAX_LOG_SCALE, mergeLora, normalizeRows, positive, positiveInt } from '../head-tuning.js';
+import { cancelled, clampLogScale, invalid, mergeLora, normalizeRows, positive, positiveInt } from '../head-tuning.js';
 import { type HeadShape, type HeadTensors, headGraph, initializersAsInputs, LOGIT_SCALE, loraA, loraB, trainingGraph, withLora } from './head-graph.js';
 import { cacheResiduals, type ResidualCache, residualBatch } from './residual-cache.js';
 import { captionsByImage, stepFeeds } from './step-feeds.js';
@@ -117,8 +117,6 @@ export interface TuneTextBlocksResult {
   /** Writes a complete model folder with the tuned text tower (loads as `--model outDir`). */
   writeModelDir(outDir: string, signal?: AbortSignal): Promise<string>;
 }
-
-export { MAX_LOG_SCALE };
 
 /** The tower's current head tensors, canonical names, [in, out] matrices. */
 export function readHeadTensors(tower: TextTower, first: number): Map<string, Float32Array> {
