@@ -2,13 +2,15 @@
  * `--image-blocks k` end to end on a real library (../shared/photos/labeled, the self-built tiny model): both
  * candidates on one split, the image-tuned version's tower stored by its whole-file SHA-256, activation as a
  * model switch to a model folder materialized from it (every photo re-encoded, searches on the base model
- * until then), the re-encoded vectors being the tuned tower's own, rollback to the base instant and exact,
- * and the CLI's options, report and refusals.
+ * until then), the re-encoded vectors being the tuned tower's own — and transformers.js's, reading that folder —,
+ * the export carrying exactly the stored tower, rollback to the base instant and exact, and the CLI's options,
+ * report and refusals.
  */
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import * as tf from '@huggingface/transformers';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openGraph, runSession, tensor } from '../src/inference/onnx-runtime.js';
@@ -103,6 +105,12 @@ describe.skipIf(!labeled || !skimage)(`image-block training and activation on ..
     expect(imageRun.reencode!.msPerPhoto).toBeGreaterThan(0);
     expect(imageRun.reencode!.note).toMatch(new RegExp(`^activating re-encodes ${photos} photos with the tuned image tower, about \\d+`));
     expect(imageRun.adapter.metrics.reencode).toEqual(imageRun.reencode);
+
+    // The export carries exactly the trained tower (its text tower is the base one, locked on this side).
+    const { dir: exported } = await service.export(imageRun.adapter.version, join(dir, 'export'));
+    const spec = library.requireModel().model.spec;
+    expect(readFileSync(join(exported, spec.vision.file)).equals(bytes)).toBe(true);
+    expect(readFileSync(join(exported, spec.text.file)).equals(readFileSync(join(spec.dir, spec.text.file)))).toBe(true);
   }, 300_000);
 
   const phrases = FOLDERS.map((f) => `a photo of ${f}`);
@@ -157,6 +165,27 @@ describe.skipIf(!labeled || !skimage)(`image-block training and activation on ..
     }
     expect(worst).toBeLessThan(1e-5);
     expect(moved).toBeGreaterThan(1e-4);
+
+    // An independent reader: transformers.js loads the folder the library now searches with and embeds the same
+    // pixels through its own CLIP vision class; its embedding is the stored one.
+    tf.env.allowRemoteModels = false;
+    tf.env.allowLocalModels = true;
+    tf.env.localModelPath = `${dirname(use.dir)}/`;
+    const vision = await tf.CLIPVisionModelWithProjection.from_pretrained(basename(use.dir), { local_files_only: true, dtype: 'fp32', device: 'cpu', session_options: { intraOpNumThreads: 1 } });
+    try {
+      const photo = join(labeled!, 'tools', readdirSync(join(labeled!, 'tools')).filter((f) => f.endsWith('.webp')).sort()[0]!);
+      const S = spec.preprocess.size;
+      const { tensor: pixels } = await preprocessBatch([photo], spec.preprocess);
+      const { image_embeds } = await vision({ pixel_values: new tf.Tensor('float32', pixels, [1, 3, S, S]) });
+      const theirs = image_embeds.data as Float32Array;
+      const norm = Math.hypot(...Array.from(theirs));
+      const stored = library.embeddings.forImage(library.images.getByPath(photo)!.id, derivedKey)!;
+      let gap = 0;
+      stored.forEach((x, i) => (gap = Math.max(gap, Math.abs(x - theirs[i]! / norm))));
+      expect(gap).toBeLessThan(1e-4);
+    } finally {
+      await vision.dispose();
+    }
   }, 300_000);
 
   it('rollback base from the derived model is instant (nothing encoded) and gives exactly the base results', async () => {
