@@ -1,9 +1,13 @@
 /**
  * What both towers' block tuners (text-tower/tune-text-blocks.ts, image-tower/tune-image-blocks.ts) share
- * outside their graphs: the checks of their options, unit rows, the learnable temperature's clamp and
- * merging a LoRA update into its matrix.
+ * outside their graphs: the checks of their options, unit rows, the learnable temperature's clamp, merging a
+ * LoRA update into its matrix, and the epochs with early stopping.
  */
 import { ClipdexError } from '../errors.js';
+import { type InferenceSession, runSession, type Tensor } from '../inference/onnx-runtime.js';
+import type { Adam } from './adam.js';
+import { LOGIT_SCALE } from './head-training-graph.js';
+import { shuffledBatches } from './training-batches.js';
 
 /** The learnable temperature is clamped to e^s ≤ 100, as CLIP clamps it. */
 export const MAX_LOG_SCALE = Math.log(100);
@@ -67,4 +71,98 @@ export function mergeLora(w0: Float32Array, a: Float32Array, b: Float32Array, ra
     }
   }
   return w;
+}
+
+/** One batch's inputs (`n`: what its loss is averaged over, for the validation mean). */
+export interface HeadBatch {
+  n: number;
+  feeds: () => Record<string, Tensor>;
+}
+
+export interface HeadEpochsOptions {
+  /** 'text' or 'image': named in run errors. */
+  what: string;
+  stepSession: InferenceSession;
+  evalSession: InferenceSession;
+  /** Parameter name → the name of its gradient among the step session's outputs. */
+  gradients: ReadonlyMap<string, string>;
+  /** The parameters, updated in place (LOGIT_SCALE among them: clamped after every step). */
+  values: Map<string, Float32Array<ArrayBuffer>>;
+  adam: ReadonlyMap<string, Adam>;
+  trainCount: number;
+  batchSize: number;
+  rand: () => number;
+  /** The training batch of these training-pair indices. */
+  trainBatch: (indices: readonly number[]) => HeadBatch;
+  valBatches: readonly HeadBatch[];
+  epochs: number;
+  patience: number;
+  signal?: AbortSignal;
+  onEpoch?: (e: HeadEpoch & { bestEpoch: number }) => void;
+}
+
+export interface HeadEpoch {
+  epoch: number;
+  /** The contrastive loss over the epoch's steps (without the penalty). */
+  trainLoss: number;
+  valLoss: number | null;
+  logitScale: number;
+}
+
+/**
+ * The epochs both block tuners run: shuffled batches, one ORT run and an Adam step per batch, the temperature
+ * clamped, the validation pairs' loss after each epoch, and early stopping on it (on the training loss without
+ * validation pairs). Returns the best epoch's parameters; `values` is left at the last epoch's.
+ */
+export async function runHeadEpochs(o: HeadEpochsOptions): Promise<{ history: HeadEpoch[]; best: { loss: number; epoch: number; values: Map<string, Float32Array<ArrayBuffer>> }; stoppedEarly: boolean; steps: number; stepsMs: number; validationMs: number }> {
+  const snapshot = () => new Map([...o.values].map(([n, v]) => [n, v.slice()]));
+  const history: HeadEpoch[] = [];
+  let best = { loss: Infinity, epoch: 0, values: snapshot() };
+  let sinceBest = 0;
+  let stoppedEarly = false;
+  let steps = 0;
+  let stepsMs = 0;
+  let validationMs = 0;
+  for (let epoch = 1; epoch <= o.epochs; epoch++) {
+    let lossSum = 0;
+    const stepStart = performance.now();
+    for (const b of shuffledBatches(o.trainCount, o.batchSize, o.rand)) {
+      if (o.signal?.aborted) throw cancelled();
+      const out = await runSession(o.stepSession, `a ${o.what}-block training step`, o.trainBatch(b).feeds);
+      for (const [name, adam] of o.adam) adam.step(o.values.get(name)!, out[o.gradients.get(name)!]!.data as Float32Array);
+      clampLogScale(o.values.get(LOGIT_SCALE)!);
+      lossSum += (out.contrastive!.data as Float32Array)[0]! * b.length;
+      steps++;
+    }
+    stepsMs += performance.now() - stepStart;
+    const valStart = performance.now();
+    let valLoss: number | null = null;
+    if (o.valBatches.length > 0) {
+      let sum = 0;
+      let count = 0;
+      for (const vb of o.valBatches) {
+        const out = await runSession(o.evalSession, `a ${o.what}-block validation pass`, vb.feeds);
+        sum += (out.contrastive!.data as Float32Array)[0]! * vb.n;
+        count += vb.n;
+      }
+      valLoss = sum / count;
+    }
+    validationMs += performance.now() - valStart;
+    const trainLoss = lossSum / o.trainCount;
+    const logitScale = Math.exp(o.values.get(LOGIT_SCALE)![0]!);
+    history.push({ epoch, trainLoss, valLoss, logitScale });
+    const monitored = valLoss ?? trainLoss;
+    if (monitored < best.loss - 1e-6) {
+      best = { loss: monitored, epoch, values: snapshot() };
+      sinceBest = 0;
+    } else {
+      sinceBest++;
+    }
+    o.onEpoch?.({ epoch, trainLoss, valLoss, logitScale, bestEpoch: best.epoch });
+    if (sinceBest >= o.patience) {
+      stoppedEarly = true;
+      break;
+    }
+  }
+  return { history, best, stoppedEarly, steps, stepsMs, validationMs };
 }

@@ -25,9 +25,9 @@ import { Adam } from '../adam.js';
 import { differentiate } from '../graph-grad/differentiate.js';
 import { type IrGraph, readGraph, writeGraph } from '../graph-grad/onnx-ir.js';
 import { initializersAsInputs } from '../text-tower/head-graph.js';
-import { cancelled, clampLogScale, invalid, mergeLora, normalizeRows, positive, positiveInt } from '../head-tuning.js';
+import { cancelled, invalid, mergeLora, normalizeRows, positive, positiveInt, runHeadEpochs, type HeadEpoch } from '../head-tuning.js';
 import { transpose } from '../text-tower/tower-source.js';
-import { fixedBatches, shuffledBatches } from '../training-batches.js';
+import { fixedBatches } from '../training-batches.js';
 import { type ActivationCache, activationBatch, cacheActivations } from './activation-cache.js';
 import { type ImageHeadShape, type ImageHeadTensors, imageHeadGraph, imageTrainingGraph, LOGIT_SCALE, loraA, loraB, withImageLora } from './head-graph.js';
 import { captionsOfImages, type ImageStepContext, imageStepFeeds } from './step-feeds.js';
@@ -82,13 +82,7 @@ export type ImageBlockProgress =
   | { phase: 'cache'; done: number; total: number }
   | { phase: 'train'; epoch: number; maxEpochs: number; trainLoss: number; valLoss: number | null; bestEpoch: number; logitScale: number };
 
-export interface ImageBlockEpoch {
-  epoch: number;
-  /** The contrastive loss over the epoch's steps (without the penalty). */
-  trainLoss: number;
-  valLoss: number | null;
-  logitScale: number;
-}
+export type ImageBlockEpoch = HeadEpoch;
 
 export interface TuneImageBlocksResult {
   /** The tuned tensors by their initializer names in the tower's graph, in the graph's own layout. */
@@ -286,54 +280,26 @@ export async function tuneImageBlocks(options: TuneImageBlocksOptions): Promise<
     const setupMs = performance.now() - started;
     const adam = new Map(wrt.map((n) => [n, new Adam(values.get(n)!.length, { learningRate: n === LOGIT_SCALE ? temperatureRate : lr })]));
     const valBatches = fixedBatches(val.length, batchSize).map((b) => batchFeeds(b.map((i) => val[i]!), 0));
-    const history: ImageBlockEpoch[] = [];
-    const snapshot = () => new Map([...values].map(([n, v]) => [n, v.slice()]));
-    let best = { loss: Infinity, epoch: 0, values: snapshot() };
-    let sinceBest = 0;
-    let stoppedEarly = false;
-    let steps = 0;
-    for (let epoch = 1; epoch <= epochs; epoch++) {
-      let lossSum = 0;
-      const stepStart = performance.now();
-      for (const b of shuffledBatches(train.length, batchSize, rand)) {
-        if (options.signal?.aborted) throw cancelled();
-        const batch = batchFeeds(b.map((i) => train[i]!), lambda);
-        const out = await runSession(stepSession, 'an image-block training step', batch.feeds);
-        for (const name of wrt) adam.get(name)!.step(values.get(name)!, out[grad.gradients.get(name)!]!.data as Float32Array);
-        clampLogScale(values.get(LOGIT_SCALE)!);
-        lossSum += (out.contrastive!.data as Float32Array)[0]! * b.length;
-        steps++;
-      }
-      stepsMs += performance.now() - stepStart;
-      const valStart = performance.now();
-      let valLoss: number | null = null;
-      if (valBatches.length > 0) {
-        let sum = 0;
-        let count = 0;
-        for (const vb of valBatches) {
-          const out = await runSession(evalSession, 'an image-block validation pass', vb.feeds);
-          sum += (out.contrastive!.data as Float32Array)[0]! * vb.n;
-          count += vb.n;
-        }
-        valLoss = sum / count;
-      }
-      validationMs += performance.now() - valStart;
-      const trainLoss = lossSum / train.length;
-      const logitScale = Math.exp(values.get(LOGIT_SCALE)![0]!);
-      history.push({ epoch, trainLoss, valLoss, logitScale });
-      const monitored = valLoss ?? trainLoss;
-      if (monitored < best.loss - 1e-6) {
-        best = { loss: monitored, epoch, values: snapshot() };
-        sinceBest = 0;
-      } else {
-        sinceBest++;
-      }
-      options.onProgress?.({ phase: 'train', epoch, maxEpochs: epochs, trainLoss, valLoss, bestEpoch: best.epoch, logitScale });
-      if (sinceBest >= patience) {
-        stoppedEarly = true;
-        break;
-      }
-    }
+    const loop = await runHeadEpochs({
+      what: 'image',
+      stepSession,
+      evalSession,
+      gradients: grad.gradients,
+      values,
+      adam,
+      trainCount: train.length,
+      batchSize,
+      rand,
+      trainBatch: (indices) => batchFeeds(indices.map((i) => train[i]!), lambda),
+      valBatches,
+      epochs,
+      patience,
+      ...(options.signal ? { signal: options.signal } : {}),
+      onEpoch: ({ epoch, trainLoss, valLoss, bestEpoch, logitScale }) => options.onProgress?.({ phase: 'train', epoch, maxEpochs: epochs, trainLoss, valLoss, bestEpoch, logitScale }),
+    });
+    const { history, best, stoppedEarly, steps } = loop;
+    stepsMs = loop.stepsMs;
+    validationMs = loop.validationMs;
 
     // 5. The best epoch's weights, LoRA merged.
     const finishStart = performance.now();
