@@ -13,8 +13,8 @@ import { projectBulk, similarityMatrix } from '../adapter/projection-kernel.js';
 import { parseParam } from '../validation/param-rules.js';
 import { batchSizeRule, blendsRule, epochsRule, foldsRule, identityPenaltyRule, learningRateRule, patienceRule, seedRule } from '../validation/train-params.js';
 import { adapterCandidate } from './adapter-candidate.js';
-import { textBlocksCandidate } from './text-blocks-candidate.js';
-import { imageBlocksCandidate } from './image-blocks-candidate.js';
+import { type TextBlocksKind, type TextBlockWeights, textBlocksCandidate } from './text-blocks-candidate.js';
+import { type ImageBlocksKind, type ImageBlockWeights, imageBlocksCandidate } from './image-blocks-candidate.js';
 import type { PhotoInput } from './image-tower/tune-image-blocks.js';
 import type { CandidateFit, CandidateKind } from './candidate.js';
 import { DEFAULT_FOLDS, foldCount, makeFolds, selectionMethod, type Fold, type SelectionMethod } from './cross-validation.js';
@@ -216,43 +216,37 @@ export interface DepthOutcome {
   chosen: 'adapter' | 'text-blocks';
 }
 
-/**
- * Both candidates on one split, one after the other through the same selection and verdict; the one whose
- * choice scored higher on the held-out (never test) photos is the version to save.
- */
+/** The adapter and the last k text blocks on one split (againstAdapter); retention is measured through the tuned tower. */
 export async function trainWithTextBlocks(data: TrainingData, options: TextBlocksTrainOptions, onProgress?: (p: TrainProgress & { candidate: 'adapter' | 'text-blocks' }) => void, signal?: AbortSignal): Promise<DepthOutcome> {
-  const opts = resolveTrainOptions(options);
-  const plan = planRun(data, opts);
   if (!data.captionTexts) throw new ClipdexError('INVALID_ARGUMENT', 'tuning text blocks needs the captions\' texts');
-  // The text blocks' model checks (depth, LoRA rank, a CLIP head) come before any fit, so a bad k is refused at once.
-  const started = performance.now();
-  const kind = await textBlocksCandidate(data, {
-    modelDir: options.modelDir,
-    captions: data.captionTexts,
-    k: options.textBlocks,
-    lora: options.lora ? options.lora : null,
-    batchSize: opts.batchSize,
-    logitScale: data.logitScale,
-    ...(options.threads === undefined ? {} : { threads: options.threads }),
-    ...(signal ? { signal } : {}),
-    ...(options.onCache ? { onCache: options.onCache } : {}),
-  });
-  try {
-    const prepareMs = performance.now() - started;
-    const adapter = await trainAdapters(data, options, (p) => onProgress?.({ ...p, candidate: 'adapter' }), signal);
-    const fitStarted = performance.now();
-    const { fitted, outcome } = await judgeCandidate(kind, data, opts, plan, (p) => onProgress?.({ ...p, candidate: 'text-blocks' }), signal);
-    const towerBytes = kind.towerBytes(fitted.weights, fitted.blend);
+  const captions = data.captionTexts;
+  const run = await againstAdapter<TextBlockWeights, TextBlocksKind, 'text-blocks', Record<string, never>>(
+    data,
+    options,
+    'text-blocks',
+    (opts) =>
+      textBlocksCandidate(data, {
+        modelDir: options.modelDir,
+        captions,
+        k: options.textBlocks,
+        lora: options.lora ? options.lora : null,
+        batchSize: opts.batchSize,
+        logitScale: data.logitScale,
+        ...(options.threads === undefined ? {} : { threads: options.threads }),
+        ...(signal ? { signal } : {}),
+        ...(options.onCache ? { onCache: options.onCache } : {}),
+      }),
     // Retention through the tuned tower itself; the image side is locked, so the gallery stays as stored.
-    const p = data.probes;
-    const tunedProbes = p?.phrases ? await kind.encode(p.phrases, fitted.weights, fitted.blend) : null;
-    const textBlocks = { ...outcome, retention: p && tunedProbes ? await retention(p, data.dim, tunedProbes, p.gallery) : null, durationMs: Math.round(prepareMs + performance.now() - fitStarted), k: kind.k, lora: kind.lora };
-    const bestOf = (o: CandidateOutcome) => Math.max(0, ...o.blends.map((b) => (Math.abs(b.blend - o.blend) < 1e-9 ? b.meanRecall : 0)));
-    const chosen = bestOf(textBlocks) > bestOf(adapter) ? 'text-blocks' : 'adapter';
-    return { adapter, textBlocks, towerBytes, chosen };
-  } finally {
-    await kind.release();
-  }
+    async (kind, fitted) => {
+      const p = data.probes;
+      const tunedProbes = p?.phrases ? await kind.encode(p.phrases, fitted.weights, fitted.blend) : null;
+      return p && tunedProbes ? retention(p, data.dim, tunedProbes, p.gallery) : null;
+    },
+    () => ({}),
+    onProgress,
+    signal,
+  );
+  return { adapter: run.adapter, textBlocks: run.deep, towerBytes: run.towerBytes, chosen: run.chosen };
 }
 
 export interface ImageBlocksTrainOptions extends TrainOptions {
@@ -286,32 +280,67 @@ export interface ImageDepthOutcome {
  * Retention is not measured for the image blocks (null): it would re-encode the whole gallery sample.
  */
 export async function trainWithImageBlocks(data: TrainingData, options: ImageBlocksTrainOptions, onProgress?: (p: TrainProgress & { candidate: 'adapter' | 'image-blocks' }) => void, signal?: AbortSignal): Promise<ImageDepthOutcome> {
+  const run = await againstAdapter<ImageBlockWeights, ImageBlocksKind, 'image-blocks', { towerMsPerPhoto: number }>(
+    data,
+    options,
+    'image-blocks',
+    (opts) =>
+      imageBlocksCandidate(data, {
+        modelDir: options.modelDir,
+        photos: options.photos,
+        k: options.imageBlocks,
+        lora: options.lora ? options.lora : null,
+        batchSize: opts.batchSize,
+        logitScale: data.logitScale,
+        ...(options.threads === undefined ? {} : { threads: options.threads }),
+        ...(signal ? { signal } : {}),
+        ...(options.onCache ? { onCache: options.onCache } : {}),
+      }),
+    async () => null,
+    (kind) => ({ towerMsPerPhoto: options.photos.length > 0 ? kind.cacheMs / options.photos.length : 0 }),
+    onProgress,
+    signal,
+  );
+  return { adapter: run.adapter, imageBlocks: run.deep, towerBytes: run.towerBytes, chosen: run.chosen, ...run.extra };
+}
+
+/** What a deeper candidate (tuned blocks of a tower) gives beside a CandidateKind: its depth and its merged tower. */
+interface DeepKind<W> extends CandidateKind<W> {
+  readonly k: number;
+  readonly lora: number | null;
+  towerBytes(weights: W, blend: number): Uint8Array;
+}
+
+/**
+ * One deeper candidate and the adapter on one split, one after the other through the same selection and
+ * verdict; the one whose choice scored higher on the held-out (never test) photos is the version to save (a
+ * tie keeps the adapter). The candidate is made first, so its model checks (depth, LoRA rank, a CLIP head)
+ * refuse a bad request before any fit.
+ */
+async function againstAdapter<W, K extends DeepKind<W>, N extends string, X>(
+  data: TrainingData,
+  options: TrainOptions,
+  name: N,
+  makeKind: (opts: Options) => Promise<K>,
+  retentionOf: (kind: K, fitted: { weights: W; blend: number }) => Promise<Retention | null>,
+  extraOf: (kind: K) => X,
+  onProgress: ((p: TrainProgress & { candidate: 'adapter' | N }) => void) | undefined,
+  signal: AbortSignal | undefined,
+): Promise<{ adapter: TrainOutcome; deep: CandidateOutcome & { k: number; lora: number | null }; towerBytes: Uint8Array; chosen: 'adapter' | N; extra: X }> {
   const opts = resolveTrainOptions(options);
   const plan = planRun(data, opts);
   const started = performance.now();
-  // The model checks (depth, LoRA rank) and the activation cache come before any fit: a bad k is refused at once.
-  const kind = await imageBlocksCandidate(data, {
-    modelDir: options.modelDir,
-    photos: options.photos,
-    k: options.imageBlocks,
-    lora: options.lora ? options.lora : null,
-    batchSize: opts.batchSize,
-    logitScale: data.logitScale,
-    ...(options.threads === undefined ? {} : { threads: options.threads }),
-    ...(signal ? { signal } : {}),
-    ...(options.onCache ? { onCache: options.onCache } : {}),
-  });
+  const kind = await makeKind(opts);
   try {
     const prepareMs = performance.now() - started;
     const adapter = await trainAdapters(data, options, (p) => onProgress?.({ ...p, candidate: 'adapter' }), signal);
     const fitStarted = performance.now();
-    const { fitted, outcome } = await judgeCandidate(kind, data, opts, plan, (p) => onProgress?.({ ...p, candidate: 'image-blocks' }), signal);
+    const { fitted, outcome } = await judgeCandidate(kind, data, opts, plan, (p) => onProgress?.({ ...p, candidate: name }), signal);
     const towerBytes = kind.towerBytes(fitted.weights, fitted.blend);
-    const imageBlocks = { ...outcome, retention: null, durationMs: Math.round(prepareMs + performance.now() - fitStarted), k: kind.k, lora: kind.lora };
+    const deep = { ...outcome, retention: await retentionOf(kind, fitted), durationMs: Math.round(prepareMs + performance.now() - fitStarted), k: kind.k, lora: kind.lora };
     const bestOf = (o: CandidateOutcome) => Math.max(0, ...o.blends.map((b) => (Math.abs(b.blend - o.blend) < 1e-9 ? b.meanRecall : 0)));
-    const chosen = bestOf(imageBlocks) > bestOf(adapter) ? 'image-blocks' : 'adapter';
-    const photos = options.photos.length;
-    return { adapter, imageBlocks, towerBytes, chosen, towerMsPerPhoto: photos > 0 ? kind.cacheMs / photos : 0 };
+    const chosen: 'adapter' | N = bestOf(deep) > bestOf(adapter) ? name : 'adapter';
+    return { adapter, deep, towerBytes, chosen, extra: extraOf(kind) };
   } finally {
     await kind.release();
   }
