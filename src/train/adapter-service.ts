@@ -235,11 +235,7 @@ export class AdapterService {
       onProgress?.({ phase: 'evaluating' });
       const { weights, ...rest } = outcome;
       const metrics: AdapterMetrics = { ...rest, baseKey: key, dim: data.dim, ...shares, skippedPairs };
-      // One transaction: a run killed before it commits leaves neither a version nor a changed split record.
-      const saved = this.library.store.transaction(() => {
-        this.library.pairs.setSplits(splits);
-        return this.library.adapters.add(key, encodeAdapter(weights), metrics as unknown as Record<string, unknown>);
-      });
+      const saved = this.saveVersion(key, splits, weights, metrics as unknown as Record<string, unknown>);
       return { adapter: summary(saved), outcome, skippedPairs, skipped };
     });
   }
@@ -276,11 +272,7 @@ export class AdapterService {
     let outcome: TrainOutcome;
     const keep = request.save === undefined || request.save === 'selected' ? depth.chosen : request.save;
     if (keep === 'text-blocks') {
-      const sha256 = createHash('sha256').update(depth.towerBytes).digest('hex');
-      const file = towerFileName(sha256);
-      await writeFileAtomic(join(versionsDir(this.library.paths.dir), file), depth.towerBytes, signal);
-      // On Postgres every machine searches with the versions: the tower goes into the database too, before its row.
-      shareTower(this.library.store, sha256, depth.towerBytes);
+      const { file, sha256 } = await this.storeTower(depth.towerBytes, towerFileName, signal);
       // The image side is the locked image tower: the stored embeddings as they are.
       weights = { dim: data.dim, image: identityMatrix(data.dim), text: identityMatrix(data.dim) };
       outcome = { ...depth.textBlocks, weights };
@@ -290,11 +282,31 @@ export class AdapterService {
       outcome = depth.adapter;
       metrics = { ...adapterRest, ...base, kind: 'adapter' };
     }
-    const saved = this.library.store.transaction(() => {
+    const saved = this.saveVersion(key, splits, weights, metrics);
+    return { adapter: summary(saved), outcome, skippedPairs: skipped.length, skipped, comparison };
+  }
+
+  /**
+   * A tuned tower written under its whole-file SHA-256 (temporary file + rename) before the version that names
+   * it is recorded; on Postgres every machine searches with the versions, so it goes into the database too.
+   */
+  private async storeTower(bytes: Uint8Array, fileName: (sha256: string) => string, signal?: AbortSignal): Promise<{ file: string; sha256: string }> {
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const file = fileName(sha256);
+    await writeFileAtomic(join(versionsDir(this.library.paths.dir), file), bytes, signal);
+    shareTower(this.library.store, sha256, bytes);
+    return { file, sha256 };
+  }
+
+  /**
+   * The version's row, recorded in the same transaction as the split it was trained on: a run killed before
+   * the commit leaves neither a version nor a changed split record.
+   */
+  private saveVersion(key: string, splits: Map<number, 'train' | 'val'>, weights: AdapterWeights, metrics: Record<string, unknown>): AdapterRecord {
+    return this.library.store.transaction(() => {
       this.library.pairs.setSplits(splits);
       return this.library.adapters.add(key, encodeAdapter(weights), metrics);
     });
-    return { adapter: summary(saved), outcome, skippedPairs: skipped.length, skipped, comparison };
   }
 
   /**
@@ -338,10 +350,7 @@ export class AdapterService {
     let outcome: TrainOutcome;
     let reencode: ActivationEstimate | undefined;
     if (keep === 'image-blocks') {
-      const sha256 = createHash('sha256').update(depth.towerBytes).digest('hex');
-      const file = imageTowerFileName(sha256);
-      await writeFileAtomic(join(versionsDir(this.library.paths.dir), file), depth.towerBytes, signal);
-      shareTower(this.library.store, sha256, depth.towerBytes);
+      const { file, sha256 } = await this.storeTower(depth.towerBytes, imageTowerFileName, signal);
       // Activating it re-encodes every photo: estimated from this run, where each labeled photo was decoded
       // (the product's preprocessing) and then run once through the whole image tower (the activation cache's
       // graph is the full tower with one more output), so decode + tower per photo is what a re-encode costs;
@@ -358,10 +367,7 @@ export class AdapterService {
       outcome = depth.adapter;
       metrics = { ...adapterRest, ...base, kind: 'adapter' };
     }
-    const saved = this.library.store.transaction(() => {
-      this.library.pairs.setSplits(splits);
-      return this.library.adapters.add(key, encodeAdapter(weights), metrics);
-    });
+    const saved = this.saveVersion(key, splits, weights, metrics);
     return { adapter: summary(saved), outcome, skippedPairs: skipped.length, skipped, comparison, ...(reencode ? { reencode } : {}) };
   }
 
