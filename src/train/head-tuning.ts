@@ -73,6 +73,36 @@ export function mergeLora(w0: Float32Array, a: Float32Array, b: Float32Array, ra
   return w;
 }
 
+/** The options both block tuners take (tuneTextBlocks, tuneImageBlocks). */
+export interface BlockTuningOptions {
+  /** A CLIP model folder (Hugging Face, OpenCLIP/Immich or clipdex-built layout). */
+  modelDir: string;
+  /** Blocks to tune, counted from the top. Default 2. */
+  k?: number;
+  /** LoRA rank for the matrices (LayerNorms and biases are tuned in full); null/0 = full weights. Default null. */
+  lora?: number | null;
+  /** λ of the pull towards the pretrained weights. Default 1e-3. */
+  lambda?: number;
+  /** Adam's step. Default 1e-4 for full weights, 1e-3 for LoRA. */
+  learningRate?: number;
+  /** Adam's step for the temperature. Default 1e-2. */
+  temperatureRate?: number;
+  /** Default 30. */
+  epochs?: number;
+  /** Epochs without a better validation loss before stopping. Default 5. */
+  patience?: number;
+  seed?: number;
+  threads?: number;
+  /** e^s to start from; default the model's own. */
+  logitScale?: number;
+  signal?: AbortSignal;
+}
+
+/** What a block tuner reports while it runs: the frozen blocks' cache, then each epoch. */
+export type BlockTuningProgress =
+  | { phase: 'cache'; done: number; total: number }
+  | { phase: 'train'; epoch: number; maxEpochs: number; trainLoss: number; valLoss: number | null; bestEpoch: number; logitScale: number };
+
 /** One batch's inputs (`n`: what its loss is averaged over, for the validation mean). */
 export interface HeadBatch {
   n: number;

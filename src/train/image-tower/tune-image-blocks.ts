@@ -25,7 +25,7 @@ import { Adam } from '../adam.js';
 import { differentiate } from '../graph-grad/differentiate.js';
 import { type IrGraph, readGraph, writeGraph } from '../graph-grad/onnx-ir.js';
 import { initializersAsInputs } from '../text-tower/head-graph.js';
-import { cancelled, invalid, mergeLora, normalizeRows, positive, positiveInt, runHeadEpochs, type HeadEpoch } from '../head-tuning.js';
+import { cancelled, invalid, mergeLora, normalizeRows, positive, positiveInt, runHeadEpochs, type BlockTuningOptions, type BlockTuningProgress, type HeadEpoch } from '../head-tuning.js';
 import { transpose } from '../text-tower/tower-source.js';
 import { fixedBatches } from '../training-batches.js';
 import { type ActivationCache, activationBatch, cacheActivations } from './activation-cache.js';
@@ -45,42 +45,19 @@ export interface ImageBlockPair {
   split: 'train' | 'val';
 }
 
-export interface TuneImageBlocksOptions {
-  /** A CLIP model folder (Hugging Face or clipdex-built layout). */
-  modelDir: string;
+export interface TuneImageBlocksOptions extends BlockTuningOptions {
   photos: readonly PhotoInput[];
   /** [captions, embedDim] fixed caption embeddings (normalised here). */
   textEmbeddings: Float32Array;
   pairs: readonly ImageBlockPair[];
-  /** Blocks to tune, counted from the top. Default 2. */
-  k?: number;
-  /** LoRA rank for the matrices (LayerNorms and biases are tuned in full); null/0 = full weights. Default null. */
-  lora?: number | null;
-  /** λ of the pull towards the pretrained weights. Default 1e-3. */
-  lambda?: number;
-  /** Adam's step. Default 1e-4 for full weights, 1e-3 for LoRA. */
-  learningRate?: number;
-  /** Adam's step for the temperature. Default 1e-2. */
-  temperatureRate?: number;
-  /** Default 30. */
-  epochs?: number;
-  /** Epochs without a better validation loss before stopping. Default 5. */
-  patience?: number;
   /** Pairs per step. Default 64. */
   batchSize?: number;
-  seed?: number;
-  threads?: number;
-  /** e^s to start from; default the model's own. */
-  logitScale?: number;
   /** Refuse an activation cache above this many bytes (default activation-cache.ts's MAX_CACHE_BYTES). */
   maxCacheBytes?: number;
-  signal?: AbortSignal;
   onProgress?: (p: ImageBlockProgress) => void;
 }
 
-export type ImageBlockProgress =
-  | { phase: 'cache'; done: number; total: number }
-  | { phase: 'train'; epoch: number; maxEpochs: number; trainLoss: number; valLoss: number | null; bestEpoch: number; logitScale: number };
+export type ImageBlockProgress = BlockTuningProgress;
 
 export type ImageBlockEpoch = HeadEpoch;
 

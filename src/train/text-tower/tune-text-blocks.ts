@@ -25,7 +25,7 @@ import { Adam } from '../adam.js';
 import { differentiate } from '../graph-grad/differentiate.js';
 import { type IrGraph, readGraph, writeGraph } from '../graph-grad/onnx-ir.js';
 import { fixedBatches } from '../training-batches.js';
-import { invalid, mergeLora, normalizeRows, positive, positiveInt, runHeadEpochs, type HeadEpoch } from '../head-tuning.js';
+import { invalid, mergeLora, normalizeRows, positive, positiveInt, runHeadEpochs, type BlockTuningOptions, type BlockTuningProgress, type HeadEpoch } from '../head-tuning.js';
 import { type HeadShape, type HeadTensors, headGraph, initializersAsInputs, LOGIT_SCALE, loraA, loraB, trainingGraph, withLora } from './head-graph.js';
 import { cacheResiduals, type ResidualCache, residualBatch } from './residual-cache.js';
 import { captionsByImage, stepFeeds } from './step-feeds.js';
@@ -40,9 +40,7 @@ export interface TextBlockPair {
   split: 'train' | 'val';
 }
 
-export interface TuneTextBlocksOptions {
-  /** A CLIP model folder (Hugging Face, OpenCLIP/Immich or clipdex-built layout). */
-  modelDir: string;
+export interface TuneTextBlocksOptions extends BlockTuningOptions {
   /** The distinct captions. */
   captions: readonly string[];
   /** [photos, embedDim] stored image embeddings (normalised here). */
@@ -50,33 +48,12 @@ export interface TuneTextBlocksOptions {
   /** An image adapter (embedDim²; u = x·W) the photos are projected through first, as the active version does. */
   imageAdapter?: Float32Array;
   pairs: readonly TextBlockPair[];
-  /** Blocks to tune, counted from the top. Default 2. */
-  k?: number;
-  /** LoRA rank for the matrices (LayerNorms and biases are tuned in full); null/0 = full weights. Default null. */
-  lora?: number | null;
-  /** λ of the pull towards the pretrained weights. Default 1e-3. */
-  lambda?: number;
-  /** Adam's step. Default 1e-4 for full weights, 1e-3 for LoRA. */
-  learningRate?: number;
-  /** Adam's step for the temperature. Default 1e-2. */
-  temperatureRate?: number;
-  /** Default 30. */
-  epochs?: number;
-  /** Epochs without a better validation loss before stopping. Default 5. */
-  patience?: number;
   /** Pairs per step. Default 1024. */
   batchSize?: number;
-  seed?: number;
-  threads?: number;
-  /** e^s to start from; default the model's own. */
-  logitScale?: number;
-  signal?: AbortSignal;
   onProgress?: (p: TextBlockProgress) => void;
 }
 
-export type TextBlockProgress =
-  | { phase: 'cache'; done: number; total: number }
-  | { phase: 'train'; epoch: number; maxEpochs: number; trainLoss: number; valLoss: number | null; bestEpoch: number; logitScale: number };
+export type TextBlockProgress = BlockTuningProgress;
 
 export type TextBlockEpoch = HeadEpoch;
 
