@@ -5,9 +5,11 @@
  */
 import { ClipdexError } from '../errors.js';
 import { type InferenceSession, runSession, type Tensor } from '../inference/onnx-runtime.js';
-import type { Adam } from './adam.js';
-import { LOGIT_SCALE } from './head-training-graph.js';
-import { shuffledBatches } from './training-batches.js';
+import { seededRandom } from '../util/seeded-random.js';
+import { Adam } from './adam.js';
+import type { CandidateFit } from './candidate.js';
+import { LOGIT_SCALE, loraA } from './head-training-graph.js';
+import { fixedBatches, shuffledBatches } from './training-batches.js';
 
 /** The learnable temperature is clamped to e^s ≤ 100, as CLIP clamps it. */
 export const MAX_LOG_SCALE = Math.log(100);
@@ -195,4 +197,72 @@ export async function runHeadEpochs(o: HeadEpochsOptions): Promise<{ history: He
     }
   }
   return { history, best, stoppedEarly, steps, stepsMs, validationMs };
+}
+
+/** A block candidate's weights by their training-graph names (LoRA factors unmerged, the logit scale included). */
+export interface HeadParameters {
+  values: Map<string, Float32Array>;
+}
+
+export interface BlockFitSetup {
+  /** 'text' or 'image': named in run errors. */
+  what: string;
+  stepSession: InferenceSession;
+  evalSession: InferenceSession;
+  /** Parameter name → the name of its gradient among the step session's outputs. */
+  gradients: ReadonlyMap<string, string>;
+  /** The parameters, in the order Adam steps them; their starting values. */
+  wrt: readonly string[];
+  initial: ReadonlyMap<string, Float32Array>;
+  /** LoRA: its rank and the matrices whose A factor each fit draws from its seed (B starts at 0). */
+  lora: { rank: number; matrices: readonly string[] } | null;
+  learningRate: number;
+  lambda: number;
+  batchSize: number;
+  /** The step's inputs for these pairs (indices into the data's pairs) at these parameter values. */
+  batch: (pairs: readonly number[], values: ReadonlyMap<string, Float32Array>, lambda: number) => HeadBatch;
+  signal?: AbortSignal;
+}
+
+/**
+ * A fresh fit of a block candidate (text-blocks-candidate.ts, image-blocks-candidate.ts) on the trainer's pairs:
+ * Adam on every parameter (the temperature at 1e-2), the clamp after each step, held-out loss weighted by the
+ * batches' photos.
+ */
+export function startBlockFit(s: BlockFitSetup, trainPairs: readonly number[], seed: number): CandidateFit<HeadParameters> {
+  const rand = seededRandom(seed);
+  const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+  const values = new Map([...s.initial].map(([n, v]) => [n, v.slice()]));
+  // B = 0, so a fit starts exactly at the pretrained weights; A ~ N(0, 1/r), drawn from the fit's seed.
+  if (s.lora) {
+    const { rank, matrices } = s.lora;
+    for (const n of matrices) values.get(loraA(n))!.forEach((_, i, a) => (a[i] = gauss() / Math.sqrt(rank)));
+  }
+  const adam = new Map(s.wrt.map((n) => [n, new Adam(values.get(n)!.length, { learningRate: n === LOGIT_SCALE ? 1e-2 : s.learningRate })]));
+  return {
+    async epoch() {
+      let lossSum = 0;
+      for (const b of shuffledBatches(trainPairs.length, s.batchSize, rand)) {
+        if (s.signal?.aborted) throw cancelled();
+        const out = await runSession(s.stepSession, `a ${s.what}-block training step`, s.batch(b.map((i) => trainPairs[i]!), values, s.lambda).feeds);
+        for (const [name, a] of adam) a.step(values.get(name)!, out[s.gradients.get(name)!]!.data as Float32Array);
+        clampLogScale(values.get(LOGIT_SCALE)!);
+        lossSum += (out.contrastive!.data as Float32Array)[0]! * b.length;
+      }
+      return lossSum / Math.max(1, trainPairs.length);
+    },
+    async heldOutLoss(pairs) {
+      let sum = 0;
+      let count = 0;
+      for (const b of fixedBatches(pairs.length, s.batchSize)) {
+        const batch = s.batch(b.map((i) => pairs[i]!), values, 0);
+        const out = await runSession(s.evalSession, `a ${s.what}-block validation pass`, batch.feeds);
+        sum += (out.contrastive!.data as Float32Array)[0]! * batch.n;
+        count += batch.n;
+      }
+      return count === 0 ? 0 : sum / count;
+    },
+    snapshot: () => ({ values: new Map([...values].map(([n, v]) => [n, v.slice()])) }),
+    logitScale: () => Math.exp(values.get(LOGIT_SCALE)![0]!),
+  };
 }

@@ -13,21 +13,19 @@
  * data (test photos included, for the verdict) has its block-(L−k) activations cached once.
  */
 import { ClipdexError } from '../errors.js';
-import { type InferenceSession, openGraph, runSession } from '../inference/onnx-runtime.js';
-import { seededRandom } from '../util/seeded-random.js';
-import { Adam } from './adam.js';
-import type { CandidateFit, CandidateKind } from './candidate.js';
+import { type InferenceSession, openGraph } from '../inference/onnx-runtime.js';
+import type { CandidateKind } from './candidate.js';
 import { differentiate } from './graph-grad/differentiate.js';
 import { readGraph, writeGraph } from './graph-grad/onnx-ir.js';
 import { cacheActivations } from './image-tower/activation-cache.js';
 import { imageTrainingGraph, LOGIT_SCALE, loraA, loraB, withImageLora } from './image-tower/head-graph.js';
 import { initializersAsInputs } from './text-tower/head-graph.js';
 import { captionsOfImages, imageStepFeeds } from './image-tower/step-feeds.js';
-import { cancelled, clampLogScale, mergeLora, toUnitRows } from './head-tuning.js';
+import { type BlockFitSetup, type HeadParameters, mergeLora, startBlockFit, toUnitRows } from './head-tuning.js';
 import { type ImageTower, imageHeadTensorNames, imageResidualEntering, isImageMatrix, readImageHeadTensors, readImageTower } from './image-tower/tower-source.js';
 import { mergedImageTowerBytes } from './image-tower/tower-writer.js';
 import { checkImageHead, imageHeadShape, type PhotoInput, photoPixels, runImageHead } from './image-tower/tune-image-blocks.js';
-import { fixedBatches, shuffledBatches, type EmbeddedPairs } from './training-batches.js';
+import type { EmbeddedPairs } from './training-batches.js';
 
 export interface ImageBlocksOptions {
   /** The model folder whose image tower is tuned (the library's base model). */
@@ -51,9 +49,7 @@ export interface ImageBlocksOptions {
 }
 
 /** A fit's parameters by their training-graph names (LoRA factors unmerged, the logit scale included). */
-export interface ImageBlockWeights {
-  values: Map<string, Float32Array>;
-}
+export type ImageBlockWeights = HeadParameters;
 
 export interface ImageBlocksKind extends CandidateKind<ImageBlockWeights> {
   readonly tower: ImageTower;
@@ -125,6 +121,20 @@ export async function imageBlocksCandidate(data: EmbeddedPairs, o: ImageBlocksOp
     return out;
   };
 
+  const fitSetup: BlockFitSetup = {
+    what: 'image',
+    stepSession,
+    evalSession,
+    gradients: grad.gradients,
+    wrt,
+    initial,
+    lora: rank ? { rank, matrices: names.filter(isImageMatrix) } : null,
+    learningRate: lr,
+    lambda,
+    batchSize: o.batchSize,
+    batch: feedsFor,
+    ...(o.signal ? { signal: o.signal } : {}),
+  };
   return {
     name: rank ? `image-blocks (k=${o.k}, LoRA ${rank})` : `image-blocks (k=${o.k})`,
     tower,
@@ -133,40 +143,7 @@ export async function imageBlocksCandidate(data: EmbeddedPairs, o: ImageBlocksOp
     headError,
     cacheBytes: cache.bytes,
     cacheMs: cache.ms,
-    start(trainPairs, seed): CandidateFit<ImageBlockWeights> {
-      const rand = seededRandom(seed);
-      const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-      const values = new Map([...initial].map(([n, v]) => [n, v.slice()]));
-      // B = 0, so a fit starts exactly at the pretrained weights; A ~ N(0, 1/r), drawn from the fit's seed.
-      if (rank) for (const n of names.filter(isImageMatrix)) values.get(loraA(n))!.forEach((_, i, a) => (a[i] = gauss() / Math.sqrt(rank)));
-      const adam = new Map(wrt.map((n) => [n, new Adam(values.get(n)!.length, { learningRate: n === LOGIT_SCALE ? 1e-2 : lr })]));
-      return {
-        async epoch() {
-          let lossSum = 0;
-          for (const b of shuffledBatches(trainPairs.length, o.batchSize, rand)) {
-            if (o.signal?.aborted) throw cancelled();
-            const out = await runSession(stepSession, 'an image-block training step', feedsFor(b.map((i) => trainPairs[i]!), values, lambda).feeds);
-            for (const name of wrt) adam.get(name)!.step(values.get(name)!, out[grad.gradients.get(name)!]!.data as Float32Array);
-            clampLogScale(values.get(LOGIT_SCALE)!);
-            lossSum += (out.contrastive!.data as Float32Array)[0]! * b.length;
-          }
-          return lossSum / Math.max(1, trainPairs.length);
-        },
-        async heldOutLoss(pairs) {
-          let sum = 0;
-          let count = 0;
-          for (const b of fixedBatches(pairs.length, o.batchSize)) {
-            const batch = feedsFor(b.map((i) => pairs[i]!), values, 0);
-            const out = await runSession(evalSession, 'an image-block validation pass', batch.feeds);
-            sum += (out.contrastive!.data as Float32Array)[0]! * batch.n;
-            count += batch.n;
-          }
-          return count === 0 ? 0 : sum / count;
-        },
-        snapshot: () => ({ values: new Map([...values].map(([n, v]) => [n, v.slice()])) }),
-        logitScale: () => Math.exp(values.get(LOGIT_SCALE)![0]!),
-      };
-    },
+    start: (trainPairs, seed) => startBlockFit(fitSetup, trainPairs, seed),
     async similarities(weights, blend, imageRows) {
       for (const row of imageRows) if (!Number.isInteger(row) || row < 0 || row >= photos) throw new ClipdexError('INVALID_ARGUMENT', `image row ${row} is not one of ${photos}`);
       const embedded = await runImageHead(headTensors(weights, blend), shape, cache, imageRows, { normalize: true, ...threads });

@@ -9,20 +9,18 @@
  * the trainer's, so fits start, step and snapshot on the trainer's pairs and folds.
  */
 import { ClipdexError } from '../errors.js';
-import { type InferenceSession, openGraph, runSession } from '../inference/onnx-runtime.js';
+import { type InferenceSession, openGraph } from '../inference/onnx-runtime.js';
 import { loadTextTokenizer } from '../model/text-tokenizer.js';
-import { seededRandom } from '../util/seeded-random.js';
-import { Adam } from './adam.js';
-import type { CandidateFit, CandidateKind } from './candidate.js';
+import type { CandidateKind } from './candidate.js';
 import { differentiate } from './graph-grad/differentiate.js';
 import { readGraph, writeGraph } from './graph-grad/onnx-ir.js';
-import { fixedBatches, shuffledBatches, type EmbeddedPairs } from './training-batches.js';
+import type { EmbeddedPairs } from './training-batches.js';
 import { initializersAsInputs, LOGIT_SCALE, loraA, loraB, trainingGraph, withLora } from './text-tower/head-graph.js';
 import { cacheResiduals } from './text-tower/residual-cache.js';
 import { captionsByImage, stepFeeds } from './text-tower/step-feeds.js';
 import { headTensorNames, isMatrix, readTextTower, residualEntering, type TextTower } from './text-tower/tower-source.js';
 import { headShape, readHeadTensors, runHead } from './text-tower/tune-text-blocks.js';
-import { cancelled, clampLogScale, mergeLora, toUnitRows } from './head-tuning.js';
+import { type BlockFitSetup, type HeadParameters, mergeLora, startBlockFit, toUnitRows } from './head-tuning.js';
 import { mergedTowerBytes } from './text-tower/tower-writer.js';
 
 export interface TextBlocksOptions {
@@ -47,9 +45,7 @@ export interface TextBlocksOptions {
 }
 
 /** A fit's parameters by their training-graph names (LoRA factors unmerged, the logit scale included). */
-export interface TextBlockWeights {
-  values: Map<string, Float32Array>;
-}
+export type TextBlockWeights = HeadParameters;
 
 export interface TextBlocksKind extends CandidateKind<TextBlockWeights> {
   readonly tower: TextTower;
@@ -103,7 +99,7 @@ export async function textBlocksCandidate(data: EmbeddedPairs, o: TextBlocksOpti
   const lambda = o.lambda ?? 1e-3;
   const captionsOf = captionsByImage(data.pairs);
   const feedsFor = (pairs: readonly number[], values: ReadonlyMap<string, Float32Array>, lambdaValue: number) =>
-    stepFeeds({ cache, images, embedDim: E, captionsOf, values, dims }, pairs.map((k) => data.pairs[k]!), lambdaValue).feeds;
+    stepFeeds({ cache, images, embedDim: E, captionsOf, values, dims }, pairs.map((k) => data.pairs[k]!), lambdaValue);
 
   const headTensors = (weights: TextBlockWeights, blend: number): Map<string, Float32Array> => {
     const out = new Map<string, Float32Array>();
@@ -117,46 +113,26 @@ export async function textBlocksCandidate(data: EmbeddedPairs, o: TextBlocksOpti
   };
 
   const allCaptions = Array.from({ length: m }, (_, i) => i);
+  const fitSetup: BlockFitSetup = {
+    what: 'text',
+    stepSession,
+    evalSession,
+    gradients: grad.gradients,
+    wrt,
+    initial,
+    lora: rank ? { rank, matrices: names.filter(isMatrix) } : null,
+    learningRate: lr,
+    lambda,
+    batchSize: o.batchSize,
+    batch: feedsFor,
+    ...(o.signal ? { signal: o.signal } : {}),
+  };
   return {
     name: rank ? `text-blocks (k=${o.k}, LoRA ${rank})` : `text-blocks (k=${o.k})`,
     tower,
     k: o.k,
     lora: rank,
-    start(trainPairs, seed): CandidateFit<TextBlockWeights> {
-      const rand = seededRandom(seed);
-      const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-      const values = new Map([...initial].map(([n, v]) => [n, v.slice()]));
-      // B = 0, so a fit starts exactly at the pretrained weights; A ~ N(0, 1/r), drawn from the fit's seed.
-      if (rank) for (const n of names.filter(isMatrix)) values.get(loraA(n))!.forEach((_, i, a) => (a[i] = gauss() / Math.sqrt(rank)));
-      const adam = new Map(wrt.map((n) => [n, new Adam(values.get(n)!.length, { learningRate: n === LOGIT_SCALE ? 1e-2 : lr })]));
-      return {
-        async epoch() {
-          let lossSum = 0;
-          for (const b of shuffledBatches(trainPairs.length, o.batchSize, rand)) {
-            if (o.signal?.aborted) throw cancelled();
-            const out = await runSession(stepSession, 'a text-block training step', feedsFor(b.map((i) => trainPairs[i]!), values, lambda));
-            for (const name of wrt) adam.get(name)!.step(values.get(name)!, out[grad.gradients.get(name)!]!.data as Float32Array);
-            clampLogScale(values.get(LOGIT_SCALE)!);
-            lossSum += (out.contrastive!.data as Float32Array)[0]! * b.length;
-          }
-          return lossSum / Math.max(1, trainPairs.length);
-        },
-        async heldOutLoss(pairs) {
-          let sum = 0;
-          let count = 0;
-          for (const b of fixedBatches(pairs.length, o.batchSize)) {
-            const chunk = b.map((i) => pairs[i]!);
-            const out = await runSession(evalSession, 'a text-block validation pass', feedsFor(chunk, values, 0));
-            const n = new Set(chunk.map((k) => data.pairs[k]![0])).size;
-            sum += (out.contrastive!.data as Float32Array)[0]! * n;
-            count += n;
-          }
-          return count === 0 ? 0 : sum / count;
-        },
-        snapshot: () => ({ values: new Map([...values].map(([n, v]) => [n, v.slice()])) }),
-        logitScale: () => Math.exp(values.get(LOGIT_SCALE)![0]!),
-      };
-    },
+    start: (trainPairs, seed) => startBlockFit(fitSetup, trainPairs, seed),
     async similarities(weights, blend, imageRows) {
       const texts = await runHead(headTensors(weights, blend), shape, cache, allCaptions, { normalize: true, ...threads });
       const out = new Float32Array(imageRows.length * m);
