@@ -5,7 +5,7 @@
  * Tensors are known inside this module by canonical names — the ones clipdex's own builder writes
  * (`text.layers.{i}.self_attn.q_proj.weight` stored [in, out], `text.final_layer_norm.weight`,
  * `text_projection.weight` [width, embed]) — and each maps to an initializer of the real graph, or a slice of
- * one, transposed or not (`TensorSource`). Three namings are read:
+ * one, transposed or not (`TensorSource`, tower-naming.ts). Three namings are read:
  *   - clipdex's (what `models build-tiny` writes in BOTH layouts: the layout changes the I/O, not the names);
  *   - Hugging Face's (optimum / transformers.js exports): `text_model.encoder.layers.{i}.layer_norm1.weight`,
  *     `….self_attn.q_proj.bias`, `text_model.final_layer_norm.*`. Their matrices are usually anonymous
@@ -36,8 +36,12 @@
  *     Add of the bias and the MatMul feeding it are followed.
  *   - Exports older than opset 17 have no LayerNormalization: torch spells it out as ReduceMean, Sub, Pow,
  *     ReduceMean, Add ε, Sqrt, Div, Mul γ, Add β (`residualEntering` follows γ's Mul back to the Sub's input).
- *   - OpenCLIP's LAION-trained towers use exact GELU (open_clip's default nn.GELU: an Erf), OpenAI's QuickGELU;
- *     the rebuilt head is QuickGELU's, so `readTextTower` refuses the former by name (`quickGeluAfter`).
+ *   - OpenCLIP's LAION-trained towers use exact GELU (open_clip's default nn.GELU: Div √2, Erf, Add 1, Mul, Mul
+ *     0.5, or a Gelu node from opset 20), OpenAI's QuickGELU: `readTextTower` finds each block's
+ *     (`activations`, tower-naming.ts' `blockActivation`) and the head is rebuilt with it; any other is
+ *     refused, naming what the first MLP linear feeds.
+ * The finding itself (slices of a fused in_proj, spelled-out LayerNorms, the activation) is tower-naming.ts',
+ * shared with the image side.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
