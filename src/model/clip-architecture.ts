@@ -56,7 +56,15 @@ export interface LinearWeights {
   outDim: number;
 }
 
+/**
+ * A block's MLP activation: CLIP's (OpenAI's) QuickGELU x·σ(1.702x), or the exact GELU 0.5·x·(1 + erf(x/√2))
+ * of open_clip's nn.GELU (LAION-trained OpenCLIP towers).
+ */
+export type MlpActivation = 'quick_gelu' | 'gelu';
+
 export interface BlockWeights {
+  /** Default 'quick_gelu' (what clipdex's towers are). */
+  activation?: MlpActivation;
   ln1: LayerNormWeights;
   q: LinearWeights;
   k: LinearWeights;

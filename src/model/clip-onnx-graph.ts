@@ -1,4 +1,4 @@
-import type { BlockWeights, ClipWeights, LayerNormWeights, LinearWeights } from './clip-architecture.js';
+import type { BlockWeights, ClipWeights, LayerNormWeights, LinearWeights, MlpActivation } from './clip-architecture.js';
 import type { ModelLayout } from './manifest.js';
 import { type FloatTypeName, GraphBuilder } from './onnx-graph.js';
 
@@ -173,10 +173,19 @@ export function transformerBlock(
   const x1 = b.op('Add', [x, attn]);
   const h2 = layerNorm(b, x1, blk.ln2, `${name}.layer_norm2`);
   const fc1 = linear(b, h2, blk.fc1, `${name}.mlp.fc1`);
-  // quick_gelu, CLIP's activation: x·σ(1.702x).
-  const act = b.op('Mul', [fc1, b.op('Sigmoid', [b.op('Mul', [fc1, b.scalar(1.702)])])]);
+  const act = mlpActivation(b, fc1, blk.activation ?? 'quick_gelu');
   const fc2 = linear(b, act, blk.fc2, `${name}.mlp.fc2`);
   return b.op('Add', [x1, fc2], {}, output);
+}
+
+/**
+ * quick_gelu, CLIP's activation: x·σ(1.702x). gelu, the exact one (open_clip's nn.GELU), as torch.onnx spells
+ * it out: (x · (erf(x / √2) + 1)) · 0.5.
+ */
+function mlpActivation(b: GraphBuilder, x: string, activation: MlpActivation): string {
+  if (activation === 'quick_gelu') return b.op('Mul', [x, b.op('Sigmoid', [b.op('Mul', [x, b.scalar(1.702)])])]);
+  const erf = b.op('Erf', [b.op('Div', [x, b.scalar(Math.SQRT2)])]);
+  return b.op('Mul', [b.op('Mul', [x, b.op('Add', [erf, b.scalar(1)])]), b.scalar(0.5)]);
 }
 
 function attention(

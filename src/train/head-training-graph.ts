@@ -7,7 +7,7 @@
  *   loss = contrastive + λ·Σ|θ − θ0|²
  * — and both may train low-rank updates (LoRA) of their matrices instead of the matrices.
  */
-import type { BlockWeights, LinearWeights } from '../model/clip-architecture.js';
+import type { BlockWeights, LinearWeights, MlpActivation } from '../model/clip-architecture.js';
 import type { FloatTypeName, GraphBuilder } from '../model/onnx-graph.js';
 import type { IrGraph, IrTensor } from './graph-grad/onnx-ir.js';
 
@@ -25,11 +25,12 @@ export function headTensor(t: HeadTensors, name: string): Float32Array {
   return v;
 }
 
-/** Block `prefix` (`text.layers.3`, `vision.layers.11`) as clip-onnx-graph's `transformerBlock` takes it. */
-export function blockWeights(t: HeadTensors, prefix: string, width: number): BlockWeights {
+/** Block `prefix` (`text.layers.3`, `vision.layers.11`) as clip-onnx-graph's `transformerBlock` takes it, with its MLP activation. */
+export function blockWeights(t: HeadTensors, prefix: string, width: number, activation: MlpActivation = 'quick_gelu'): BlockWeights {
   const lin = (n: string, inDim: number, outDim: number): LinearWeights => ({ w: headTensor(t, `${prefix}.${n}.weight`), b: headTensor(t, `${prefix}.${n}.bias`), inDim, outDim });
   const ln = (n: string) => ({ gamma: headTensor(t, `${prefix}.${n}.weight`), beta: headTensor(t, `${prefix}.${n}.bias`) });
   return {
+    activation,
     ln1: ln('layer_norm1'),
     q: lin('self_attn.q_proj', width, width),
     k: lin('self_attn.k_proj', width, width),

@@ -14,7 +14,7 @@
  * as the text side's head-graph.ts does with the roles swapped. With LoRA (`withImageLora`) a matrix W
  * becomes W0 + A·B, so θ − θ0 of a matrix is A·B.
  */
-import type { BlockWeights } from '../../model/clip-architecture.js';
+import type { BlockWeights, MlpActivation } from '../../model/clip-architecture.js';
 import { layerNorm, transformerBlock } from '../../model/clip-onnx-graph.js';
 import { type FloatTypeName, GraphBuilder } from '../../model/onnx-graph.js';
 import type { IrGraph } from '../graph-grad/onnx-ir.js';
@@ -32,6 +32,8 @@ export interface ImageHeadShape {
   /** The first tuned block (L − k). */
   first: number;
   layers: number;
+  /** Each block's MLP activation, by block index (the tower's `activations`); QuickGELU where absent. */
+  activations?: readonly MlpActivation[];
 }
 
 /** Canonical name → values ([in, out] for matrices). */
@@ -39,15 +41,15 @@ export type ImageHeadTensors = ReadonlyMap<string, Float32Array>;
 
 const get = headTensor;
 
-function block(t: ImageHeadTensors, i: number, width: number): BlockWeights {
-  return blockWeights(t, `vision.layers.${i}`, width);
+function block(t: ImageHeadTensors, i: number, s: { width: number; activations?: readonly MlpActivation[] }): BlockWeights {
+  return blockWeights(t, `vision.layers.${i}`, s.width, s.activations?.[i]);
 }
 
 /** Writes the head into `b`; returns the raw projected embeddings [images, embed]. */
 function headBody(b: GraphBuilder, t: ImageHeadTensors, s: ImageHeadShape, float: FloatTypeName): string {
   const D = s.width;
   let x = b.input('residual', float, ['images', s.tokens, D]);
-  for (let i = s.first; i < s.layers; i++) x = transformerBlock(b, x, block(t, i, D), s.heads, D, `vision.layers.${i}`, null);
+  for (let i = s.first; i < s.layers; i++) x = transformerBlock(b, x, block(t, i, s), s.heads, D, `vision.layers.${i}`, null);
   // As visionGraph: the class token, then the post-LayerNorm, then the projection.
   const pooled = b.op('Reshape', [b.op('Gather', [x, b.int64([0])], { axis: 1 }), b.int64([-1, D])]);
   const normed = layerNorm(b, pooled, { gamma: get(t, 'vision.post_layernorm.weight'), beta: get(t, 'vision.post_layernorm.bias') }, 'vision.post_layernorm');

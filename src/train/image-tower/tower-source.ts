@@ -4,21 +4,30 @@
  *
  * Tensors are known here by canonical names — the ones clipdex's `visionGraph` writes
  * (`vision.layers.{i}.self_attn.q_proj.weight` stored [in, out], `vision.post_layernorm.weight`,
- * `visual_projection.weight` [width, embed]) — each mapped to an initializer of the real graph, transposed or
- * not. Two namings are read, as on the text side (text-tower/tower-source.ts):
+ * `visual_projection.weight` [width, embed]) — each mapped to an initializer of the real graph, or a slice of
+ * one, transposed or not (tower-naming.ts, shared with the text side). Three namings are read:
  *   - clipdex's (both layouts of `models build-tiny`: the layout changes the I/O, not the names);
  *   - Hugging Face's (optimum / transformers.js): `vision_model.encoder.layers.{i}.layer_norm1.weight`,
  *     `….self_attn.q_proj.bias`, `vision_model.post_layernorm.*`, the projection `visual_projection` — matrices
- *     usually anonymous, found from their named bias (tower-graph-lookup.ts).
- * OpenCLIP/Immich exports (`visual.transformer.resblocks.{i}`, q, k, v fused in one `in_proj`) are refused.
+ *     usually anonymous, found from their named bias (tower-graph-lookup.ts);
+ *   - OpenCLIP's (Immich's `visual/model.onnx`, open_clip's VisionTransformer through torch.onnx):
+ *     `visual.transformer.resblocks.{i}.ln_1`, `ln_2`, `attn.out_proj`, `mlp.c_fc`, `mlp.c_proj`, `visual.ln_post`,
+ *     `visual.proj` (a bare [width, embed] parameter used as `pooled @ proj`, no bias), `visual.positional_embedding`,
+ *     under whatever prefix precedes `transformer.resblocks.` (`visual.`); q, k, v are thirds of the fused
+ *     `attn.in_proj_weight` [3·width, width] and `attn.in_proj_bias`, found from the named bias as on the text side.
+ * A block's input is its first LayerNorm's, a LayerNormalization node or spelled out before opset 17; its MLP
+ * activation is QuickGELU (OpenAI) or exact GELU (LAION-trained OpenCLIP: Erf, or a Gelu node), and the head
+ * is rebuilt with the same one. All of it is found when the tower is read, so what cannot be tuned is refused
+ * before a photo is encoded, naming what was not found.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClipdexError } from '../../errors.js';
 import { type ModelSpec, readModelDir } from '../../model/model-dir.js';
+import type { MlpActivation } from '../../model/clip-architecture.js';
 import { type IrGraph, readGraph } from '../graph-grad/onnx-ir.js';
-import { BLOCK_LINEARS, type Naming, type TensorSource, transpose } from '../text-tower/tower-source.js';
-import { consumers, type FoundMatrix, lastMatrix, matrixOfBias, producer } from '../tower-graph-lookup.js';
+import { consumers, producer } from '../tower-graph-lookup.js';
+import { BLOCK_LINEARS, BLOCK_NORMS, blockActivation, layerNormInput, locateSource, type Naming, openClipBlockName, openClipPrefix, readSource, type SourceName, storedTensors, type TensorSource } from '../tower-naming.js';
 
 export type { Naming, TensorSource };
 
@@ -28,10 +37,14 @@ export interface ImageTower {
   path: string;
   graph: IrGraph;
   naming: Naming;
+  /** What OpenCLIP's names start with before `transformer.resblocks.` (`visual.`; unused by the other namings). */
+  prefix: string;
   layers: number;
   width: number;
   heads: number;
   embedDim: number;
+  /** Each block's MLP activation (QuickGELU, or exact GELU in LAION-trained OpenCLIP towers). */
+  activations: MlpActivation[];
   /** 1 class token + the patches. */
   tokens: number;
   /** The pixel input's side. */
@@ -40,7 +53,6 @@ export interface ImageTower {
   normalizedOutput: boolean;
 }
 
-const BLOCK_NORMS = ['layer_norm1', 'layer_norm2'] as const;
 export const IMAGE_PROJECTION = 'visual_projection.weight';
 
 /** The canonical names of the tensors that tuning image blocks [first, layers) touches, in a fixed order. */
@@ -75,8 +87,27 @@ function hfName(canonical: string): string {
   return canonical;
 }
 
-function sourceName(naming: Naming, canonical: string): string {
-  return naming === 'clipdex' ? canonical : hfName(canonical);
+function openClipName(canonical: string): SourceName {
+  const block = /^vision\.layers\.(\d+)\.(.+)$/.exec(canonical);
+  if (block) return openClipBlockName('', block[1]!, block[2]!);
+  if (canonical.startsWith('vision.post_layernorm.')) return { name: canonical.replace(/^vision\.post_layernorm\./, 'ln_post.') };
+  if (canonical === IMAGE_PROJECTION) return { name: 'proj' };
+  if (canonical === 'vision.position_embedding') return { name: 'positional_embedding' };
+  return { name: canonical };
+}
+
+type Names = Pick<ImageTower, 'naming' | 'prefix'>;
+
+/** The initializer a canonical name maps to (for a matrix found from its bias: the matrix's own name), and its part of a fused in_proj. */
+function sourceOf(tower: Names, canonical: string): SourceName {
+  if (tower.naming === 'clipdex') return { name: canonical };
+  if (tower.naming === 'hf') return { name: hfName(canonical) };
+  const o = openClipName(canonical);
+  return { ...o, name: tower.prefix + o.name };
+}
+
+function sourceName(tower: Names, canonical: string): string {
+  return sourceOf(tower, canonical).name;
 }
 
 function unsupported(message: string): ClipdexError {
@@ -91,21 +122,27 @@ export async function readImageTower(modelDir: string): Promise<ImageTower> {
   const path = join(spec.dir, spec.vision.file);
   const graph = readGraph(await readFile(path));
   const has = (n: string) => graph.initializers.has(n);
-  if ([...graph.initializers.keys()].some((n) => /(^|\.)transformer\.resblocks\./.test(n)) || graph.nodes.some((n) => n.inputs.some((v) => /(^|\.)transformer\.resblocks\./.test(v)))) {
-    throw unsupported(`${path}: an OpenCLIP export (visual.transformer.resblocks.*, fused in_proj); tuning its image blocks is not supported yet — use the Hugging Face export of the same model`);
-  }
-  const naming: Naming | null = has('vision.layers.0.layer_norm1.weight') ? 'clipdex' : has('vision_model.encoder.layers.0.layer_norm1.weight') ? 'hf' : null;
+  const openClip = openClipPrefix(graph);
+  const naming: Naming | null = has('vision.layers.0.layer_norm1.weight') ? 'clipdex' : has('vision_model.encoder.layers.0.layer_norm1.weight') ? 'hf' : openClip !== null ? 'openclip' : null;
   if (!naming) {
-    throw unsupported(`${path}: cannot find the image blocks by name (looked for vision.layers.0.layer_norm1.weight and vision_model.encoder.layers.0.layer_norm1.weight)`);
+    throw unsupported(`${path}: cannot find the image blocks by name (looked for vision.layers.0.layer_norm1.weight, vision_model.encoder.layers.0.layer_norm1.weight and visual.transformer.resblocks.0.ln_1.weight)`);
   }
+  const names: Names = { naming, prefix: openClip ?? '' };
   let layers = 0;
-  while (has(sourceName(naming, `vision.layers.${layers}.layer_norm1.weight`))) layers++;
-  const width = graph.initializers.get(sourceName(naming, 'vision.layers.0.layer_norm1.weight'))!.dims[0]!;
+  while (has(sourceName(names, `vision.layers.${layers}.layer_norm1.weight`))) layers++;
+  const width = graph.initializers.get(sourceName(names, 'vision.layers.0.layer_norm1.weight'))!.dims[0]!;
   const config = await readConfig(spec.dir);
-  const tower: ImageTower = { spec, path, graph, naming, layers, width, heads: 0, embedDim: 0, tokens: 0, imageSize: spec.preprocess.size, normalizedOutput: spec.vision.normalized };
+  const tower: ImageTower = { spec, path, graph, ...names, layers, width, heads: 0, embedDim: 0, activations: [], tokens: 0, imageSize: spec.preprocess.size, normalizedOutput: spec.vision.normalized };
   tower.heads = headsOf(tower, config);
   tower.embedDim = locateImage(tower, IMAGE_PROJECTION).dims[1]!;
   tower.tokens = tokensOf(tower);
+  // Every tensor, every block's input and activation found now: a graph that cannot be tuned is refused
+  // before any photo is encoded, naming what was not found.
+  for (const name of imageHeadTensorNames(0, layers)) locateImage(tower, name);
+  for (let i = 0; i < layers; i++) {
+    imageResidualEntering(tower, i);
+    tower.activations.push(blockActivation(graph, path, 'image', i, sourceName(tower, `vision.layers.${i}.mlp.fc1.bias`)));
+  }
   return tower;
 }
 
@@ -139,19 +176,31 @@ function headsOf(tower: ImageTower, config: Record<string, unknown>): number {
   return heads;
 }
 
+/**
+ * The head width of the attention's split: the first Reshape to a constant shape whose last entry divides the
+ * width (clipdex's and HF's [0, 0, heads, headDim], torch's [L, batch·heads, headDim]) within a few nodes of
+ * block 0's q bias (the fused in_proj's, in OpenCLIP's naming).
+ */
 function headsFromGraph(tower: ImageTower): number | null {
   const g = tower.graph;
-  const bias = sourceName(tower.naming, 'vision.layers.0.self_attn.q_proj.bias');
+  const bias = sourceName(tower, 'vision.layers.0.self_attn.q_proj.bias');
   let frontier = consumers(g, bias).flatMap((n) => n.outputs);
-  for (let hop = 0; hop < 3; hop++) {
+  const seen = new Set(frontier);
+  for (let hop = 0; hop < 8 && frontier.length > 0; hop++) {
     const next: string[] = [];
     for (const v of frontier) {
       for (const n of consumers(g, v)) {
         if (n.opType === 'Reshape') {
           const shape = g.initializers.get(n.inputs[1]!);
-          if (shape && shape.dims[0] === 4) return Number((shape.data as BigInt64Array)[2]);
+          const last = shape && shape.dims.length === 1 && shape.dims[0]! >= 3 ? Number((shape.data as BigInt64Array)[shape.dims[0]! - 1]) : 0;
+          if (last > 0 && last < tower.width && tower.width % last === 0) return tower.width / last;
         }
-        if (n.opType === 'Mul' || n.opType === 'Div') next.push(...n.outputs);
+        if (n.opType === 'MatMul' || n.opType === 'Softmax') continue;
+        for (const o of n.outputs) {
+          if (seen.has(o)) continue;
+          seen.add(o);
+          next.push(o);
+        }
       }
     }
     frontier = next;
@@ -162,7 +211,7 @@ function headsFromGraph(tower: ImageTower): number | null {
 /** Positions the blocks run over: the position embedding's rows, else (side / patch)² + 1 from the patch Conv. */
 function tokensOf(tower: ImageTower): number {
   const g = tower.graph;
-  const pos = g.initializers.get(sourceName(tower.naming, 'vision.position_embedding')) ?? g.initializers.get('vision_model.embeddings.position_embedding.weight');
+  const pos = g.initializers.get(sourceName(tower, 'vision.position_embedding')) ?? g.initializers.get('vision_model.embeddings.position_embedding.weight');
   if (pos && pos.dims.length === 2 && pos.dims[1] === tower.width) return pos.dims[0]!;
   const conv = g.nodes.find((n) => n.opType === 'Conv' && g.initializers.get(n.inputs[1]!)?.dims.length === 4);
   const patch = conv ? g.initializers.get(conv.inputs[1]!)!.dims[3]! : null;
@@ -171,31 +220,22 @@ function tokensOf(tower: ImageTower): number {
 }
 
 /** Where canonical tensor `name` lives in the image tower's graph; MODEL_UNSUPPORTED naming it when it cannot be found. */
-export function locateImage(tower: Pick<ImageTower, 'graph' | 'naming' | 'path'>, name: string): TensorSource {
-  const g = tower.graph;
-  const fail = (why: string) => unsupported(`${tower.path}: cannot locate ${name} in the image tower (${why})`);
-  const direct = sourceName(tower.naming, name);
-  if (!isImageMatrix(name)) {
-    const t = g.initializers.get(direct);
-    if (!t) throw fail(`no initializer ${direct}`);
-    return { name: direct, transpose: false, dims: [...t.dims] };
-  }
-  let found: FoundMatrix | null;
-  if (g.initializers.has(direct) && tower.naming === 'clipdex') found = { name: direct, transpose: false };
-  else if (name === IMAGE_PROJECTION) found = lastMatrix(g);
-  else found = matrixOfBias(g, direct.replace(/\.weight$/, '.bias'));
-  if (!found) throw fail('no MatMul or Gemm weight found next to its bias');
-  const t = g.initializers.get(found.name)!;
-  if (t.dims.length !== 2 || t.dtype !== 'float') throw fail(`${found.name} is ${t.dtype} [${t.dims.join(', ')}], not a float matrix`);
-  const dims = found.transpose ? [t.dims[1]!, t.dims[0]!] : [...t.dims];
-  return { name: found.name, transpose: found.transpose, dims };
+export function locateImage(tower: Pick<ImageTower, 'graph' | 'naming' | 'prefix' | 'path'>, name: string): TensorSource {
+  return locateSource(tower, 'image tower', { name, source: sourceOf(tower, name), matrix: isImageMatrix(name), projection: name === IMAGE_PROJECTION });
 }
 
-/** A canonical tensor's values ([in, out] for matrices), copied out of the graph. */
+/** A canonical tensor's values ([in, out] for matrices), copied out of the graph (out of its third of a fused in_proj). */
 export function readImageTensor(tower: ImageTower, name: string): Float32Array {
   const src = locateImage(tower, name);
-  const data = tower.graph.initializers.get(src.name)!.data as Float32Array;
-  return src.transpose ? transpose(data, src.dims[1]!, src.dims[0]!) : Float32Array.from(data);
+  return readSource(tower.graph.initializers.get(src.name)!.data as Float32Array, src);
+}
+
+/**
+ * The initializers these canonical tensors live in, by their names in the tower's graph, with the tuned values
+ * written in, in the graph's own layout and dims (a fused in_proj whole, any third not given kept).
+ */
+export function storedImageTensors(tower: ImageTower, tensors: ReadonlyMap<string, Float32Array>): Map<string, { dims: number[]; data: Float32Array }> {
+  return storedTensors(tower.graph, (name) => locateImage(tower, name), tensors);
 }
 
 /** The tower's current head tensors for blocks [first, layers): canonical names, [in, out] matrices. */
@@ -203,16 +243,18 @@ export function readImageHeadTensors(tower: ImageTower, first: number): Map<stri
   return new Map(imageHeadTensorNames(first, tower.layers).map((n) => [n, readImageTensor(tower, n)]));
 }
 
-/** The value entering block `layer` (the residual stream before its first LayerNorm). */
-export function imageResidualEntering(tower: ImageTower, layer: number): string {
-  const gamma = sourceName(tower.naming, `vision.layers.${layer}.layer_norm1.weight`);
-  const ln = consumers(tower.graph, gamma).find((n) => n.opType === 'LayerNormalization');
-  if (!ln) {
-    throw unsupported(`${tower.path}: image block ${layer}'s first LayerNorm is not a LayerNormalization node (an export older than opset 17 spells it out in ops); re-export with opset 17`);
+/** The value entering block `layer` (the residual stream before its first LayerNorm: a LayerNormalization node's input, or a spelled-out one's). */
+export function imageResidualEntering(tower: Pick<ImageTower, 'graph' | 'naming' | 'prefix' | 'path'>, layer: number): string {
+  const gamma = sourceName(tower, `vision.layers.${layer}.layer_norm1.weight`);
+  const input = layerNormInput(tower.graph, gamma);
+  if (input === null) {
+    throw unsupported(
+      `${tower.path}: cannot find image block ${layer}'s input: ${gamma} is neither the scale of a LayerNormalization node nor the γ of a spelled-out LayerNorm (Mul γ of a Div of a Sub of the input and its ReduceMean)`,
+    );
   }
   // The residual is a computed value (or the graph's input): anything else means the graph is not what this reads.
-  if (!producer(tower.graph, ln.inputs[0]!) && !tower.graph.inputs.some((v) => v.name === ln.inputs[0])) {
-    throw unsupported(`${tower.path}: image block ${layer}'s input ${ln.inputs[0]} is produced by no node`);
+  if (!producer(tower.graph, input) && !tower.graph.inputs.some((v) => v.name === input)) {
+    throw unsupported(`${tower.path}: image block ${layer}'s input ${input} is produced by no node`);
   }
-  return ln.inputs[0]!;
+  return input;
 }

@@ -1,7 +1,8 @@
 /**
  * The tuned tensors merged back into the image tower's own graph, as the text side's tower-writer.ts does:
  * the same nodes, inputs and outputs, only the tuned initializers' values changed (transposed back where the
- * export stores them [out, in]), so whatever loads the original tower loads this one. Files appear whole or
+ * export stores them [out, in]; q, k and v put back as their thirds of a fused OpenCLIP in_proj matrix and
+ * bias, which stays one initializer), so whatever loads the original tower loads this one. Files appear whole or
  * not at all (temporary name, then rename).
  */
 import { randomBytes } from 'node:crypto';
@@ -10,21 +11,15 @@ import { cp, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { ClipdexError } from '../../errors.js';
 import { cloneGraph, writeGraph } from '../graph-grad/onnx-ir.js';
-import { transpose } from '../text-tower/tower-source.js';
 import { writeFileAtomic } from '../text-tower/tower-writer.js';
-import { type ImageTower, locateImage } from './tower-source.js';
+import { type ImageTower, storedImageTensors } from './tower-source.js';
 
 export { writeFileAtomic };
 
 /** The image tower's graph with these canonical tensors replaced. */
 export function mergedImageTowerBytes(tower: ImageTower, tensors: ReadonlyMap<string, Float32Array>): Uint8Array {
   const g = cloneGraph(tower.graph);
-  for (const [name, data] of tensors) {
-    const src = locateImage(tower, name);
-    const t = g.initializers.get(src.name)!;
-    if (data.length !== t.data.length) throw new ClipdexError('INVALID_ARGUMENT', `tuned ${name} has ${data.length} values; ${src.name} has ${t.data.length}`);
-    g.initializers.set(src.name, { ...t, data: src.transpose ? transpose(data, src.dims[0]!, src.dims[1]!) : Float32Array.from(data) });
-  }
+  for (const [name, { data }] of storedImageTensors(tower, tensors)) g.initializers.set(name, { ...g.initializers.get(name)!, data });
   return writeGraph(g);
 }
 

@@ -26,12 +26,11 @@ import { differentiate } from '../graph-grad/differentiate.js';
 import { type IrGraph, readGraph, writeGraph } from '../graph-grad/onnx-ir.js';
 import { initializersAsInputs } from '../text-tower/head-graph.js';
 import { cancelled, invalid, mergeLora, normalizeRows, positive, positiveInt, runHeadEpochs, type BlockTuningOptions, type BlockTuningProgress, type HeadEpoch } from '../head-tuning.js';
-import { transpose } from '../text-tower/tower-source.js';
 import { fixedBatches } from '../training-batches.js';
 import { type ActivationCache, activationBatch, cacheActivations } from './activation-cache.js';
 import { type ImageHeadShape, type ImageHeadTensors, imageHeadGraph, imageTrainingGraph, LOGIT_SCALE, loraA, loraB, withImageLora } from './head-graph.js';
 import { captionsOfImages, type ImageStepContext, imageStepFeeds } from './step-feeds.js';
-import { type ImageTower, imageHeadTensorNames, imageResidualEntering, isImageMatrix, locateImage, readImageHeadTensors, readImageTower } from './tower-source.js';
+import { type ImageTower, imageHeadTensorNames, imageResidualEntering, isImageMatrix, readImageHeadTensors, readImageTower, storedImageTensors } from './tower-source.js';
 import { IMAGE_TOWER, mergedImageTowerBytes, writeFileAtomic, writeTunedImageModelDir } from './tower-writer.js';
 
 /** A photo: its preprocessed pixels ([3, size, size] CHW, image-preprocess.ts) or a file to preprocess. */
@@ -96,7 +95,7 @@ export interface TuneImageBlocksResult {
 }
 
 export function imageHeadShape(tower: ImageTower, k: number): ImageHeadShape {
-  return { width: tower.width, heads: tower.heads, embedDim: tower.embedDim, tokens: tower.tokens, first: tower.layers - k, layers: tower.layers };
+  return { width: tower.width, heads: tower.heads, embedDim: tower.embedDim, tokens: tower.tokens, first: tower.layers - k, layers: tower.layers, activations: tower.activations };
 }
 
 /** Pixels of each photo: tensors as given, files through the model's own preprocessing. A file that fails refuses the run, naming it. */
@@ -299,12 +298,7 @@ export async function tuneImageBlocks(options: TuneImageBlocksOptions): Promise<
       const e = out.embeds!.data as Float32Array;
       rows.forEach((_, i) => imageEmbeddings.push(e.slice(i * E, (i + 1) * E)));
     }
-    const tensors = new Map<string, { dims: number[]; data: Float32Array }>();
-    for (const [name, data] of canonical) {
-      const src = locateImage(tower, name);
-      const stored = tower.graph.initializers.get(src.name)!.dims;
-      tensors.set(src.name, { dims: [...stored], data: src.transpose ? transpose(data, src.dims[0]!, src.dims[1]!) : data });
-    }
+    const tensors = storedImageTensors(tower, canonical);
     let mergedBytes: Uint8Array | null = null;
     const merged = (): Uint8Array => {
       mergedBytes ??= mergedImageTowerBytes(tower, canonical);

@@ -15,7 +15,7 @@
  *   loss = contrastive + λ·Σ|θ − θ0|²
  * With LoRA (`withLora`) a matrix W becomes W0 + A·B in the graph, so θ − θ0 of a matrix is A·B.
  */
-import type { BlockWeights } from '../../model/clip-architecture.js';
+import type { BlockWeights, MlpActivation } from '../../model/clip-architecture.js';
 import { layerNorm, slicedCausalMask, transformerBlock } from '../../model/clip-onnx-graph.js';
 import { type FloatTypeName, GraphBuilder } from '../../model/onnx-graph.js';
 import type { IrGraph } from '../graph-grad/onnx-ir.js';
@@ -32,6 +32,8 @@ export interface HeadShape {
   /** The first tuned block (L − k). */
   first: number;
   layers: number;
+  /** Each block's MLP activation, by block index (the tower's `activations`); QuickGELU where absent. */
+  activations?: readonly MlpActivation[];
 }
 
 export type { HeadTensors };
@@ -39,8 +41,8 @@ export type { HeadTensors };
 
 const get = headTensor;
 
-function block(t: HeadTensors, i: number, width: number): BlockWeights {
-  return blockWeights(t, `text.layers.${i}`, width);
+function block(t: HeadTensors, i: number, s: { width: number; activations?: readonly MlpActivation[] }): BlockWeights {
+  return blockWeights(t, `text.layers.${i}`, s.width, s.activations?.[i]);
 }
 
 /** Writes the head into `b`; returns the raw projected embeddings [captions, embed]. */
@@ -50,7 +52,7 @@ function headBody(b: GraphBuilder, t: HeadTensors, s: HeadShape, float: FloatTyp
   const poolIndex = b.input('pool_index', 'int64', ['captions', 1, D]);
   const mask = slicedCausalMask(b, b.op('Slice', [b.op('Shape', [residual]), b.int64([1]), b.int64([2])]), s.contextLength);
   let x = residual;
-  for (let i = s.first; i < s.layers; i++) x = transformerBlock(b, x, block(t, i, D), s.heads, D, `text.layers.${i}`, mask);
+  for (let i = s.first; i < s.layers; i++) x = transformerBlock(b, x, block(t, i, s), s.heads, D, `text.layers.${i}`, mask);
   x = layerNorm(b, x, { gamma: get(t, 'text.final_layer_norm.weight'), beta: get(t, 'text.final_layer_norm.bias') }, 'text.final_layer_norm');
   const pooled = b.op('Reshape', [b.op('GatherElements', [x, poolIndex], { axis: 1 }), b.int64([-1, D])]);
   return b.op('MatMul', [pooled, b.weight('text_projection.weight', get(t, 'text_projection.weight'), [D, s.embedDim])]);

@@ -13,29 +13,15 @@ import { cp, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { ClipdexError } from '../../errors.js';
 import { cloneGraph, writeGraph } from '../graph-grad/onnx-ir.js';
-import { locate, type TextTower, writeSource } from './tower-source.js';
+import { storedTensors as storedIn } from '../tower-naming.js';
+import { locate, type TextTower } from './tower-source.js';
 
 /**
  * The initializers these canonical tensors live in, by their names in the tower's graph, with the tuned values
  * written in: in the graph's own layout and dims, whole (a fused in_proj keeps any third not given here).
  */
 export function storedTensors(tower: TextTower, tensors: ReadonlyMap<string, Float32Array>): Map<string, { dims: number[]; data: Float32Array }> {
-  const out = new Map<string, { dims: number[]; data: Float32Array }>();
-  for (const [name, data] of tensors) {
-    const src = locate(tower, name);
-    let stored = out.get(src.name);
-    if (!stored) {
-      const t = tower.graph.initializers.get(src.name)!;
-      stored = { dims: [...t.dims], data: Float32Array.from(t.data as Float32Array) };
-      out.set(src.name, stored);
-    }
-    try {
-      writeSource(stored.data, src, data);
-    } catch (err) {
-      throw new ClipdexError('INVALID_ARGUMENT', `tuned ${name}: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  }
-  return out;
+  return storedIn(tower.graph, (name) => locate(tower, name), tensors);
 }
 
 /** The tower's graph with these canonical tensors replaced. */

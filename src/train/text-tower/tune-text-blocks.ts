@@ -95,7 +95,7 @@ export function readHeadTensors(tower: TextTower, first: number): Map<string, Fl
 }
 
 export function headShape(tower: TextTower, k: number): HeadShape {
-  return { width: tower.width, heads: tower.heads, embedDim: tower.embedDim, contextLength: tower.contextLength, first: tower.layers - k, layers: tower.layers };
+  return { width: tower.width, heads: tower.heads, embedDim: tower.embedDim, contextLength: tower.contextLength, first: tower.layers - k, layers: tower.layers, activations: tower.activations };
 }
 
 /** Runs the rebuilt head over cached captions: each caption's output as the tower's graph gives it. */
