@@ -16,6 +16,8 @@
  *   bytes, so the embedding belongs to exactly the content the hash names. `skip` can then
  *   pass over content whose embedding is already stored (a rename, a duplicate) before any
  *   decoding or inference is spent on it.
+ * - One decode per photo: the model input, the thumbnail and the OCR pixels are rendered from one decode
+ *   of its bytes (DecodedImage.decodeOnce); `stats.decodes` counts them.
  * - The sink sees results in completion order; `seq` is each file's position in the input.
  * - Memory of the files themselves: each decoder reserves its file's size in a byte budget before
  *   reading it and gives it back once the file is decoded, so the bytes of files held at once stay
@@ -29,8 +31,18 @@
 import { readFile, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { ClipdexError, errorMessage } from '../errors.js';
-import { openImage, type ImageInfo, type RgbPixels, type ThumbnailOptions } from '../model/image-decode.js';
-import { kernelFor, normalizeToChw, planResize, preprocessImage, type PreprocessedImage, type PreprocessOptions } from '../model/image-preprocess.js';
+import type { ImageInfo, RgbPixels, ThumbnailOptions } from '../model/image-decode.js';
+import {
+  kernelFor,
+  normalizeToChw,
+  openForRenders,
+  preprocessImage,
+  thumbnailBox,
+  thumbnailOptions,
+  type DecodeMode,
+  type PreprocessedImage,
+  type PreprocessOptions,
+} from '../model/image-preprocess.js';
 import { ocrRender } from '../ocr/ocr-image.js';
 import type { PreprocessConfig } from '../model/manifest.js';
 import { ByteBudget, type Release } from '../util/byte-budget.js';
@@ -111,6 +123,11 @@ export interface PipelineStats extends PipelineProgress {
   sinkMs: number;
   /** The most bytes of files held at once by the decoders (their sizes as reserved in the read budget). */
   maxReadBytes: number;
+  /**
+   * Pixel decodes of the files' bytes: one per encoded photo (model input, thumbnail and OCR pixels come from
+   * one decode), more with `decode: 'per-render'` or for a picture too large to hold decoded (RAW_BUDGET_BYTES).
+   */
+  decodes: number;
 }
 
 /** Default read budget: a few large camera files at once, many ordinary ones. */
@@ -126,6 +143,8 @@ export interface EncodePipelineOptions<F extends PipelineFile> {
   window?: number;
   /** Make a WebP thumbnail in the same decode (default true: 320 px). */
   thumbnail?: boolean | ThumbnailOptions;
+  /** 'once' (default) or 'per-render' (the two-decode path before issue 19, for bench:ingest's comparison). */
+  decode?: DecodeMode;
   /** Refuse images declaring more pixels than this (decompression bombs). */
   maxPixels?: number;
   /** Refuse files larger than this many bytes (default 1 GiB); only with `hash`. */
@@ -163,17 +182,18 @@ export interface PipelineOcr {
 
 /**
  * preprocessImage's work (image-preprocess.ts: plan, resize + crop, normalise, thumbnail) plus the OCR
- * rendering, all from one opened source: the bytes are probed once and libvips renders each from them.
+ * rendering, all from one decode of the bytes.
  */
 async function preprocessWithOcr(
   input: string | Buffer,
   config: PreprocessConfig,
   options: PreprocessOptions,
   ocrSide: number,
-): Promise<PreprocessedImage & { ocr: RgbPixels }> {
-  const image = await openImage(input, options);
-  const plan = planResize(image.info.width, image.info.height, config);
-  const thumbOptions = options.thumbnail === true ? {} : options.thumbnail || undefined;
+): Promise<PreprocessedImage & { ocr: RgbPixels; decodes: number }> {
+  const thumbOptions = thumbnailOptions(options.thumbnail);
+  // 'linear' as ocrRender resizes: when the OCR render sets the decode's size, its pixels are the same as before.
+  const boxes = [...(thumbOptions ? [thumbnailBox(thumbOptions)] : []), { maxSide: ocrSide, kernel: 'linear' as const }];
+  const { image, plan } = await openForRenders(input, config, options, boxes);
   const [rgb, thumbnail, ocr] = await Promise.all([
     image.rgb({ resize: { ...plan.resize, kernel: kernelFor(config.interpolation) }, extract: plan.crop }),
     thumbOptions ? image.thumbnail(thumbOptions) : undefined,
@@ -181,7 +201,8 @@ async function preprocessWithOcr(
   ]);
   const pixels = new Float32Array(3 * config.size * config.size);
   normalizeToChw(rgb.data, config, pixels);
-  return thumbnail ? { pixels, info: image.info, thumbnail, ocr } : { pixels, info: image.info, ocr };
+  const decodes = image.decodes;
+  return thumbnail ? { pixels, info: image.info, thumbnail, ocr, decodes } : { pixels, info: image.info, ocr, decodes };
 }
 
 export type PipelineSink<F> = (results: PipelineResult<F>[]) => void | Promise<void>;
@@ -244,7 +265,7 @@ export async function runEncodePipeline<F extends PipelineFile>(
   let lastProgressAt = -Infinity;
   const stats: PipelineStats = {
     done: 0, encoded: 0, skipped: 0, failed: 0, inFlight: 0, elapsedMs: 0, filesPerSecond: 0,
-    maxInFlight: 0, window, encoderBatches: 0, encoderMs: 0, sinkCalls: 0, sinkMs: 0, maxReadBytes: 0,
+    maxInFlight: 0, window, encoderBatches: 0, encoderMs: 0, sinkCalls: 0, sinkMs: 0, maxReadBytes: 0, decodes: 0,
   };
 
   const fail = (err: unknown): void => {
@@ -351,7 +372,12 @@ export async function runEncodePipeline<F extends PipelineFile>(
         outbox.push(exif ? { status: 'skipped', file, seq: n, content, exif } : { status: 'skipped', file, seq: n, content });
         return;
       }
-      const preOptions: PreprocessOptions = { thumbnail, name: path, ...(options.maxPixels === undefined ? {} : { maxPixels: options.maxPixels }) };
+      const preOptions: PreprocessOptions = {
+        thumbnail,
+        name: path,
+        ...(options.maxPixels === undefined ? {} : { maxPixels: options.maxPixels }),
+        ...(options.decode === undefined ? {} : { decode: options.decode }),
+      };
       const ocr = content && options.ocr?.wants(content.hash) ? options.ocr : undefined;
       const [pre, exif] = await Promise.all([
         ocr ? preprocessWithOcr(source, config, preOptions, ocr.maxSide) : preprocessImage(source, config, preOptions).then((p) => ({ ...p, ocr: undefined })),
@@ -359,6 +385,7 @@ export async function runEncodePipeline<F extends PipelineFile>(
       ]);
       // Offered before the encoder has run: the text belongs to the content the hash names, whatever CLIP makes of it.
       if (ocr && content && pre.ocr) ocr.offer(content.hash, pre.ocr);
+      stats.decodes += pre.decodes;
       ready.push({ file, seq: n, pixels: pre.pixels, info: pre.info, thumbnail: pre.thumbnail, content, exif });
     } catch (err) {
       const error = asError(err, path);
