@@ -183,6 +183,32 @@ describe('a picture too large to hold decoded', () => {
   }, 120_000);
 });
 
+describe('the decoded pixels are reserved before they are decoded', () => {
+  it('reserve says how many bytes; no room: rendered per render; release gives them back once', async () => {
+    const path = join(tmp, 'generated', 'grey-alpha.png');
+    const asked: number[] = [];
+    const noRoom = (bytes: number) => {
+      asked.push(bytes);
+      return null;
+    };
+    const refused = await openImage(path);
+    expect(await refused.decodeOnce({ resize: { width: 224, height: 224 }, boxes: [{ maxSide: 320 }], reserve: noRoom })).toBe(refused);
+    expect(asked).toEqual([500 * 400 * 4]);
+    let givenBack = 0;
+    const image = await openImage(path);
+    const once = await image.decodeOnce({ resize: { width: 224, height: 224 }, boxes: [{ maxSide: 320 }], reserve: () => () => givenBack++ });
+    expect(once).not.toBe(image);
+    await once.thumbnail();
+    expect(once.decodes).toBe(1);
+    once.release();
+    once.release();
+    expect(givenBack).toBe(1);
+    // Dropped: a render after it decodes the file again.
+    await once.thumbnail();
+    expect(once.decodes).toBe(2);
+  });
+});
+
 describe('the encode pipeline', () => {
   let model: ClipModel;
   beforeAll(async () => {
@@ -238,6 +264,34 @@ describe('the encode pipeline', () => {
       // The OCR render sets the decode's size whenever it is the largest, with its own kernel: the same bytes.
       expect(oa.data.equals(ob.data), file).toBe(true);
     }
+  }, 600_000);
+
+  it('many large photos in flight: files and decoded pixels held at once stay under the read budget', async () => {
+    // 3000×2000 RGBA PNGs: no shrink-on-load, so each single decode holds 24 MB of pixels. Eight decoders
+    // with no bound would hold 192 MB of them at once (the merge reverted in d5fd0ca did: nothing counted them).
+    const dir = join(tmp, 'large');
+    await mkdir(dir, { recursive: true });
+    const big = await sharp(photoLike(3000, 2000, 9), { raw: { width: 3000, height: 2000, channels: 3 } }).ensureAlpha(0.8).png({ compressionLevel: 1 }).toBuffer();
+    const paths = Array.from({ length: 16 }, (_, i) => join(dir, `large-${i}.png`));
+    await Promise.all(paths.map((p, i) => sharp(big).extend({ top: i, background: '#000' }).png({ compressionLevel: 1 }).toFile(p)));
+    const perPhoto = 3000 * 2000 * 4;
+    const run = (readBudget: number) =>
+      runEncodePipeline(paths.map((path) => ({ path })), () => {}, { model, decodeConcurrency: 8, readBudget, exif: false });
+    // Room for every decoder: each photo decoded once, its pixels counted while held.
+    const roomy = await run(512 * 1024 * 1024);
+    expect(roomy.encoded).toBe(paths.length);
+    expect(roomy.decodes).toBe(paths.length);
+    expect(roomy.decodeFallbacks).toBe(0);
+    expect(roomy.maxDecodedBytes).toBeGreaterThanOrEqual(perPhoto);
+    expect(roomy.maxHeldBytes).toBeGreaterThan(3 * perPhoto);
+    // 64 MiB for eight decoders: files and pixels together stay under it; photos without room are rendered from the file.
+    const budget = 64 * 1024 * 1024;
+    const tight = await run(budget);
+    expect(tight.encoded).toBe(paths.length);
+    expect(tight.maxHeldBytes).toBeLessThanOrEqual(budget);
+    expect(tight.maxDecodedBytes).toBeLessThanOrEqual(budget);
+    expect(tight.decodeFallbacks).toBeGreaterThan(0);
+    expect(tight.decodes).toBe(paths.length + tight.decodeFallbacks);
   }, 600_000);
 
   it('without OCR: one decode per photo for the model input and the thumbnail', async () => {

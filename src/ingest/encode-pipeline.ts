@@ -22,7 +22,10 @@
  * - Memory of the files themselves: each decoder reserves its file's size in a byte budget before
  *   reading it and gives it back once the file is decoded, so the bytes of files held at once stay
  *   under `readBudgetBytes` however large the files (a file larger than the whole budget is read
- *   alone; one above `maxFileBytes` is refused with IMAGE_TOO_LARGE before it is read).
+ *   alone; one above `maxFileBytes` is refused with IMAGE_TOO_LARGE before it is read). The single
+ *   decode's raw pixels are reserved in the same budget (without waiting: no room, that photo is rendered
+ *   from its file per render, streamed) and given back as soon as its renders are made, before it waits
+ *   for the encoder: photos in the window hold only their model input, thumbnail and OCR pixels.
  *
  * HEIC files decode in heic-decode's WASM module, which runs on the JS thread: while one
  * decodes (a second or so for 12 MP) the rest of the pipeline waits. A worker thread would fix
@@ -123,6 +126,12 @@ export interface PipelineStats extends PipelineProgress {
   sinkMs: number;
   /** The most bytes of files held at once by the decoders (their sizes as reserved in the read budget). */
   maxReadBytes: number;
+  /** The most bytes of decoded pixels held at once (decodeOnce's, reserved in the same read budget). */
+  maxDecodedBytes: number;
+  /** The most bytes of files and decoded pixels held at once: at most the read budget (one oversized file aside). */
+  maxHeldBytes: number;
+  /** Photos rendered per render from the file because the read budget had no room for their decoded pixels. */
+  decodeFallbacks: number;
   /**
    * Pixel decodes of the files' bytes: one per encoded photo (model input, thumbnail and OCR pixels come from
    * one decode), more with `decode: 'per-render'` or for a picture too large to hold decoded (RAW_BUDGET_BYTES).
@@ -198,7 +207,7 @@ async function preprocessWithOcr(
     image.rgb({ resize: { ...plan.resize, kernel: kernelFor(config.interpolation) }, extract: plan.crop }),
     thumbOptions ? image.thumbnail(thumbOptions) : undefined,
     ocrRender(image, ocrSide),
-  ]);
+  ]).finally(() => image.release());
   const pixels = new Float32Array(3 * config.size * config.size);
   normalizeToChw(rgb.data, config, pixels);
   const decodes = image.decodes;
@@ -242,6 +251,30 @@ export async function runEncodePipeline<F extends PipelineFile>(
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const budget = options.readBudget instanceof ByteBudget ? options.readBudget : new ByteBudget(options.readBudget ?? DEFAULT_READ_BUDGET_BYTES);
   let readBytes = 0;
+  let decodedBytes = 0;
+  /**
+   * The single decode's pixels (DecodeOnceRequest.reserve) share the files' read budget: the file is held
+   * while they are decoded from it, and both are dropped once the renders are made, so what the decoders
+   * hold at once stays under one bound however large the photos. No room now: that photo is rendered from
+   * its file per render (streamed, not held whole), counted in decodeFallbacks.
+   */
+  const reserveDecoded = (bytes: number): Release | null => {
+    const release = budget.tryAcquire(bytes);
+    if (!release) {
+      stats.decodeFallbacks++;
+      return null;
+    }
+    decodedBytes += bytes;
+    stats.maxDecodedBytes = Math.max(stats.maxDecodedBytes, decodedBytes);
+    stats.maxHeldBytes = Math.max(stats.maxHeldBytes, readBytes + decodedBytes);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      decodedBytes -= bytes;
+      release();
+    };
+  };
   const startedAt = performance.now();
 
   const iterator: AsyncIterator<F> | Iterator<F> =
@@ -266,6 +299,7 @@ export async function runEncodePipeline<F extends PipelineFile>(
   const stats: PipelineStats = {
     done: 0, encoded: 0, skipped: 0, failed: 0, inFlight: 0, elapsedMs: 0, filesPerSecond: 0,
     maxInFlight: 0, window, encoderBatches: 0, encoderMs: 0, sinkCalls: 0, sinkMs: 0, maxReadBytes: 0, decodes: 0,
+    maxDecodedBytes: 0, maxHeldBytes: 0, decodeFallbacks: 0,
   };
 
   const fail = (err: unknown): void => {
@@ -320,6 +354,7 @@ export async function runEncodePipeline<F extends PipelineFile>(
       const release = await budget.acquire(bytes, options.signal);
       readBytes += bytes;
       if (readBytes > stats.maxReadBytes) stats.maxReadBytes = readBytes;
+      stats.maxHeldBytes = Math.max(stats.maxHeldBytes, readBytes + decodedBytes);
       return {
         bytes,
         release: () => {
@@ -377,6 +412,7 @@ export async function runEncodePipeline<F extends PipelineFile>(
         name: path,
         ...(options.maxPixels === undefined ? {} : { maxPixels: options.maxPixels }),
         ...(options.decode === undefined ? {} : { decode: options.decode }),
+        reserveDecoded,
       };
       const ocr = content && options.ocr?.wants(content.hash) ? options.ocr : undefined;
       const [pre, exif] = await Promise.all([

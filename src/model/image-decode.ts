@@ -91,6 +91,14 @@ export interface DecodeOnceRequest {
   resize: { width: number; height: number };
   /** Other renders, each the whole picture with its longest side at most `maxSide` (thumbnail, OCR). */
   boxes?: ReadonlyArray<{ maxSide: number; kernel?: ResizeKernel }>;
+  /**
+   * Asked for the bytes the decoded pixels will take (width × height × 3, or 4 with alpha) before they are
+   * decoded: a release to call once they are dropped, or null when there is no room for them now; the
+   * picture is then rendered per render from the file, streamed by libvips, as before issue 19 (ingest: its
+   * read budget, so that files and decoded pixels held at once stay under one bound). Never waits: a decoder
+   * that holds its file's bytes and waited for more could deadlock against the others.
+   */
+  reserve?: (bytes: number) => (() => void) | null;
 }
 
 export interface DecodedImage {
@@ -105,9 +113,16 @@ export interface DecodedImage {
   /**
    * Decodes the pixels once, at the least scale that serves every render of `request`, and returns the same
    * picture whose rgb() and thumbnail() render from those pixels in memory instead of decoding the file again.
-   * Falls back to `this` (each render decodes) when the pixels would take more than RAW_BUDGET_BYTES.
+   * Falls back to `this` (each render decodes) when the pixels would take more than RAW_BUDGET_BYTES or
+   * `request.reserve` has no room for them. Call release() on the returned image once its renders are made.
    */
   decodeOnce(request: DecodeOnceRequest): Promise<DecodedImage>;
+  /**
+   * Drops the pixels decodeOnce decoded and gives back their reservation at once (idempotent; a later render
+   * decodes the file again). The bytes themselves are freed when V8 collects the buffer: the reservation
+   * bounds what is referenced, and what awaits collection is V8's to bound (external memory drives its GC).
+   */
+  release(): void;
 }
 
 /**
@@ -197,6 +212,8 @@ class Image implements DecodedImage {
     raw?: RawPixels,
     // Shared with the image decodeOnce returns, so its count includes the decode it was made from.
     private readonly counter = { decodes: 0 },
+    // decodeOnce's: gives back the reservation of `raw`.
+    private releaseRaw?: () => void,
   ) {
     this.name = source.name;
     if (raw) this.raw = Promise.resolve(raw);
@@ -216,7 +233,31 @@ class Image implements DecodedImage {
     const width = plan?.width ?? this.info.width;
     const height = plan?.height ?? this.info.height;
     if (width * height * 4 > RAW_BUDGET_BYTES) return this;
-    const raw = await this.run(async (src): Promise<RawPixels> => {
+    let giveBack: (() => void) | undefined;
+    if (request.reserve) {
+      const reserved = request.reserve(width * height * (this.info.hasAlpha ? 4 : 3));
+      if (!reserved) return this;
+      giveBack = reserved;
+    }
+    let raw: RawPixels;
+    try {
+      raw = await this.decodeWhole(plan, width, height);
+    } catch (err) {
+      giveBack?.();
+      throw err;
+    }
+    return new Image(this.source, this.info, this.maxPixels, this.failOn, raw, this.counter, giveBack);
+  }
+
+  release(): void {
+    if (!this.releaseRaw) return;
+    this.raw = undefined;
+    this.releaseRaw();
+    this.releaseRaw = undefined;
+  }
+
+  private decodeWhole(plan: ReturnType<typeof decodeOncePlan>, width: number, height: number): Promise<RawPixels> {
+    return this.run(async (src): Promise<RawPixels> => {
       if (src.kind === 'raw') return src;
       let pipeline = this.open(src);
       if (plan) pipeline = pipeline.resize(width, height, { fit: 'fill', kernel: plan.kernel });
@@ -230,7 +271,6 @@ class Image implements DecodedImage {
       }
       return { kind: 'raw', data: out.data, width: out.info.width, height: out.info.height, channels };
     });
-    return new Image(this.source, this.info, this.maxPixels, this.failOn, raw, this.counter);
   }
 
   async rgb(request: RgbRequest = {}): Promise<RgbPixels> {

@@ -105,6 +105,8 @@ export interface PreprocessOptions extends DecodeOptions {
    * kept so that bench:ingest can measure both in one run.
    */
   decode?: DecodeMode;
+  /** See DecodeOnceRequest.reserve: where the single decode's pixels are counted (ingest's read budget). */
+  reserveDecoded?: (bytes: number) => (() => void) | null;
 }
 
 export type DecodeMode = 'once' | 'per-render';
@@ -128,7 +130,8 @@ export async function openForRenders(
   const plan = planResize(opened.info.width, opened.info.height, config);
   // One render alone decodes once anyway, streamed, with no raw copy in between.
   if (boxes.length === 0 || options.decode === 'per-render') return { image: opened, plan };
-  return { image: await opened.decodeOnce({ resize: plan.resize, boxes }), plan };
+  const request = options.reserveDecoded ? { resize: plan.resize, boxes, reserve: options.reserveDecoded } : { resize: plan.resize, boxes };
+  return { image: await opened.decodeOnce(request), plan };
 }
 
 /** The box a thumbnail needs of decodeOnce's pixels. */
@@ -156,11 +159,11 @@ async function preprocessInto(
   const thumbOptions = thumbnailOptions(options.thumbnail);
   const { image, plan } = await openForRenders(input, config, options, thumbOptions ? [thumbnailBox(thumbOptions)] : []);
   const kernel = kernelFor(config.interpolation);
-  // Both renders start together; libvips runs them on its own threads.
+  // Both renders start together; libvips runs them on its own threads. The decoded pixels go once both are made.
   const [rgb, thumbnail] = await Promise.all([
     image.rgb({ resize: { ...plan.resize, kernel }, extract: plan.crop }),
     thumbOptions ? image.thumbnail(thumbOptions) : undefined,
-  ]);
+  ]).finally(() => image.release());
   normalizeToChw(rgb.data, config, out, offset, luts);
   const decodes = image.decodes;
   return thumbnail ? { info: image.info, thumbnail, decodes } : { info: image.info, decodes };
