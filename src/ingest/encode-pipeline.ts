@@ -16,11 +16,16 @@
  *   bytes, so the embedding belongs to exactly the content the hash names. `skip` can then
  *   pass over content whose embedding is already stored (a rename, a duplicate) before any
  *   decoding or inference is spent on it.
+ * - One decode per photo: the model input, the thumbnail and the OCR pixels are rendered from one decode
+ *   of its bytes (DecodedImage.decodeOnce); `stats.decodes` counts them.
  * - The sink sees results in completion order; `seq` is each file's position in the input.
  * - Memory of the files themselves: each decoder reserves its file's size in a byte budget before
  *   reading it and gives it back once the file is decoded, so the bytes of files held at once stay
  *   under `readBudgetBytes` however large the files (a file larger than the whole budget is read
- *   alone; one above `maxFileBytes` is refused with IMAGE_TOO_LARGE before it is read).
+ *   alone; one above `maxFileBytes` is refused with IMAGE_TOO_LARGE before it is read). The single
+ *   decode's raw pixels are reserved in the same budget (without waiting: no room, that photo is rendered
+ *   from its file per render, streamed) and given back as soon as its renders are made, before it waits
+ *   for the encoder: photos in the window hold only their model input, thumbnail and OCR pixels.
  *
  * HEIC files decode in heic-decode's WASM module, which runs on the JS thread: while one
  * decodes (a second or so for 12 MP) the rest of the pipeline waits. A worker thread would fix
@@ -29,8 +34,18 @@
 import { readFile, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { ClipdexError, errorMessage } from '../errors.js';
-import { openImage, type ImageInfo, type RgbPixels, type ThumbnailOptions } from '../model/image-decode.js';
-import { kernelFor, normalizeToChw, planResize, preprocessImage, type PreprocessedImage, type PreprocessOptions } from '../model/image-preprocess.js';
+import type { ImageInfo, RgbPixels, ThumbnailOptions } from '../model/image-decode.js';
+import {
+  kernelFor,
+  normalizeToChw,
+  openForRenders,
+  preprocessImage,
+  thumbnailBox,
+  thumbnailOptions,
+  type DecodeMode,
+  type PreprocessedImage,
+  type PreprocessOptions,
+} from '../model/image-preprocess.js';
 import { ocrRender } from '../ocr/ocr-image.js';
 import type { PreprocessConfig } from '../model/manifest.js';
 import { ByteBudget, type Release } from '../util/byte-budget.js';
@@ -111,6 +126,17 @@ export interface PipelineStats extends PipelineProgress {
   sinkMs: number;
   /** The most bytes of files held at once by the decoders (their sizes as reserved in the read budget). */
   maxReadBytes: number;
+  /** The most bytes of decoded pixels held at once (decodeOnce's, reserved in the same read budget). */
+  maxDecodedBytes: number;
+  /** The most bytes of files and decoded pixels held at once: at most the read budget (one oversized file aside). */
+  maxHeldBytes: number;
+  /** Photos rendered per render from the file because the read budget had no room for their decoded pixels. */
+  decodeFallbacks: number;
+  /**
+   * Pixel decodes of the files' bytes: one per encoded photo (model input, thumbnail and OCR pixels come from
+   * one decode), more with `decode: 'per-render'` or for a picture too large to hold decoded (RAW_BUDGET_BYTES).
+   */
+  decodes: number;
 }
 
 /** Default read budget: a few large camera files at once, many ordinary ones. */
@@ -126,6 +152,8 @@ export interface EncodePipelineOptions<F extends PipelineFile> {
   window?: number;
   /** Make a WebP thumbnail in the same decode (default true: 320 px). */
   thumbnail?: boolean | ThumbnailOptions;
+  /** 'once' (default) or 'per-render' (the two-decode path before issue 19, for bench:ingest's comparison). */
+  decode?: DecodeMode;
   /** Refuse images declaring more pixels than this (decompression bombs). */
   maxPixels?: number;
   /** Refuse files larger than this many bytes (default 1 GiB); only with `hash`. */
@@ -163,25 +191,27 @@ export interface PipelineOcr {
 
 /**
  * preprocessImage's work (image-preprocess.ts: plan, resize + crop, normalise, thumbnail) plus the OCR
- * rendering, all from one opened source: the bytes are probed once and libvips renders each from them.
+ * rendering, all from one decode of the bytes.
  */
 async function preprocessWithOcr(
   input: string | Buffer,
   config: PreprocessConfig,
   options: PreprocessOptions,
   ocrSide: number,
-): Promise<PreprocessedImage & { ocr: RgbPixels }> {
-  const image = await openImage(input, options);
-  const plan = planResize(image.info.width, image.info.height, config);
-  const thumbOptions = options.thumbnail === true ? {} : options.thumbnail || undefined;
+): Promise<PreprocessedImage & { ocr: RgbPixels; decodes: number }> {
+  const thumbOptions = thumbnailOptions(options.thumbnail);
+  // 'linear' as ocrRender resizes: when the OCR render sets the decode's size, its pixels are the same as before.
+  const boxes = [...(thumbOptions ? [thumbnailBox(thumbOptions)] : []), { maxSide: ocrSide, kernel: 'linear' as const }];
+  const { image, plan } = await openForRenders(input, config, options, boxes);
   const [rgb, thumbnail, ocr] = await Promise.all([
     image.rgb({ resize: { ...plan.resize, kernel: kernelFor(config.interpolation) }, extract: plan.crop }),
     thumbOptions ? image.thumbnail(thumbOptions) : undefined,
     ocrRender(image, ocrSide),
-  ]);
+  ]).finally(() => image.release());
   const pixels = new Float32Array(3 * config.size * config.size);
   normalizeToChw(rgb.data, config, pixels);
-  return thumbnail ? { pixels, info: image.info, thumbnail, ocr } : { pixels, info: image.info, ocr };
+  const decodes = image.decodes;
+  return thumbnail ? { pixels, info: image.info, thumbnail, ocr, decodes } : { pixels, info: image.info, ocr, decodes };
 }
 
 export type PipelineSink<F> = (results: PipelineResult<F>[]) => void | Promise<void>;
@@ -221,6 +251,30 @@ export async function runEncodePipeline<F extends PipelineFile>(
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const budget = options.readBudget instanceof ByteBudget ? options.readBudget : new ByteBudget(options.readBudget ?? DEFAULT_READ_BUDGET_BYTES);
   let readBytes = 0;
+  let decodedBytes = 0;
+  /**
+   * The single decode's pixels (DecodeOnceRequest.reserve) share the files' read budget: the file is held
+   * while they are decoded from it, and both are dropped once the renders are made, so what the decoders
+   * hold at once stays under one bound however large the photos. No room now: that photo is rendered from
+   * its file per render (streamed, not held whole), counted in decodeFallbacks.
+   */
+  const reserveDecoded = (bytes: number): Release | null => {
+    const release = budget.tryAcquire(bytes);
+    if (!release) {
+      stats.decodeFallbacks++;
+      return null;
+    }
+    decodedBytes += bytes;
+    stats.maxDecodedBytes = Math.max(stats.maxDecodedBytes, decodedBytes);
+    stats.maxHeldBytes = Math.max(stats.maxHeldBytes, readBytes + decodedBytes);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      decodedBytes -= bytes;
+      release();
+    };
+  };
   const startedAt = performance.now();
 
   const iterator: AsyncIterator<F> | Iterator<F> =
@@ -244,7 +298,8 @@ export async function runEncodePipeline<F extends PipelineFile>(
   let lastProgressAt = -Infinity;
   const stats: PipelineStats = {
     done: 0, encoded: 0, skipped: 0, failed: 0, inFlight: 0, elapsedMs: 0, filesPerSecond: 0,
-    maxInFlight: 0, window, encoderBatches: 0, encoderMs: 0, sinkCalls: 0, sinkMs: 0, maxReadBytes: 0,
+    maxInFlight: 0, window, encoderBatches: 0, encoderMs: 0, sinkCalls: 0, sinkMs: 0, maxReadBytes: 0, decodes: 0,
+    maxDecodedBytes: 0, maxHeldBytes: 0, decodeFallbacks: 0,
   };
 
   const fail = (err: unknown): void => {
@@ -299,6 +354,7 @@ export async function runEncodePipeline<F extends PipelineFile>(
       const release = await budget.acquire(bytes, options.signal);
       readBytes += bytes;
       if (readBytes > stats.maxReadBytes) stats.maxReadBytes = readBytes;
+      stats.maxHeldBytes = Math.max(stats.maxHeldBytes, readBytes + decodedBytes);
       return {
         bytes,
         release: () => {
@@ -351,7 +407,13 @@ export async function runEncodePipeline<F extends PipelineFile>(
         outbox.push(exif ? { status: 'skipped', file, seq: n, content, exif } : { status: 'skipped', file, seq: n, content });
         return;
       }
-      const preOptions: PreprocessOptions = { thumbnail, name: path, ...(options.maxPixels === undefined ? {} : { maxPixels: options.maxPixels }) };
+      const preOptions: PreprocessOptions = {
+        thumbnail,
+        name: path,
+        ...(options.maxPixels === undefined ? {} : { maxPixels: options.maxPixels }),
+        ...(options.decode === undefined ? {} : { decode: options.decode }),
+        reserveDecoded,
+      };
       const ocr = content && options.ocr?.wants(content.hash) ? options.ocr : undefined;
       const [pre, exif] = await Promise.all([
         ocr ? preprocessWithOcr(source, config, preOptions, ocr.maxSide) : preprocessImage(source, config, preOptions).then((p) => ({ ...p, ocr: undefined })),
@@ -359,6 +421,7 @@ export async function runEncodePipeline<F extends PipelineFile>(
       ]);
       // Offered before the encoder has run: the text belongs to the content the hash names, whatever CLIP makes of it.
       if (ocr && content && pre.ocr) ocr.offer(content.hash, pre.ocr);
+      stats.decodes += pre.decodes;
       ready.push({ file, seq: n, pixels: pre.pixels, info: pre.info, thumbnail: pre.thumbnail, content, exif });
     } catch (err) {
       const error = asError(err, path);

@@ -20,6 +20,7 @@
 import { ClipdexError, errorMessage, isClipdexError } from '../errors.js';
 import type { Library, LoadedModel } from '../library/library.js';
 import type { RgbPixels, ThumbnailOptions } from '../model/image-decode.js';
+import type { DecodeMode } from '../model/image-preprocess.js';
 import { availableParallelism } from 'node:os';
 import type { SessionOptions } from '../inference/onnx-runtime.js';
 import { readIngestCounts, type IngestCounts } from '../store/ingest-counts-repo.js';
@@ -91,6 +92,8 @@ export interface IngestEngineOptions {
   window?: number;
   thumbnail?: boolean | ThumbnailOptions;
   maxPixels?: number;
+  /** 'once' (default): one decode per photo; 'per-render' only for bench:ingest's before/after comparison. */
+  decode?: DecodeMode;
   /**
    * Encode on a worker thread (default true); see encoder-thread.ts for why. false shares the library's
    * image tower instead and saves its memory, at the price of blocking the event loop while it runs.
@@ -311,6 +314,7 @@ export class IngestEngine {
       ...(o.window !== undefined ? { window: o.window } : {}),
       ...(o.thumbnail !== undefined ? { thumbnail: o.thumbnail } : {}),
       ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
+      ...(o.decode !== undefined ? { decode: o.decode } : {}),
       // Through this.ocr at each photo, not a service fixed here: setOcrEnabled starts and stops it while the pipeline runs.
       ocr: { maxSide: OCR_MAX_SIDE, wants: (h: string) => this.ocr?.wants(h) ?? false, offer: (h: string, px: RgbPixels) => this.ocr?.offer(h, px) },
     });

@@ -5,6 +5,7 @@
  */
 import type { Library } from '../library/library.js';
 import type { ThumbnailOptions } from '../model/image-decode.js';
+import type { DecodeMode } from '../model/image-preprocess.js';
 import { ActiveAdapterWriter } from '../adapter/adapter-embeddings.js';
 import { runEncodePipeline, type PipelineModel, type PipelineOcr } from './encode-pipeline.js';
 import type { IngestEvent } from './ingest-events.js';
@@ -33,6 +34,8 @@ export interface PipelineLoopOptions {
   window?: number;
   thumbnail?: boolean | ThumbnailOptions;
   maxPixels?: number;
+  /** See EncodePipelineOptions.decode. */
+  decode?: DecodeMode;
   /** Text in photos read from the same decode (ocr-service.ts); absent: OCR is off. */
   ocr?: PipelineOcr;
 }
@@ -67,6 +70,7 @@ export async function runPipelineLoop(o: PipelineLoopOptions): Promise<void> {
         ...(o.window !== undefined ? { window: o.window } : {}),
         ...(o.thumbnail !== undefined ? { thumbnail: o.thumbnail } : {}),
         ...(o.maxPixels !== undefined ? { maxPixels: o.maxPixels } : {}),
+        ...(o.decode !== undefined ? { decode: o.decode } : {}),
         ...(o.ocr ? { ocr: o.ocr } : {}),
       });
       return; // the feed ends only when the queue is closed

@@ -10,7 +10,9 @@ import { availableParallelism } from 'node:os';
 import { ClipdexError, errorMessage } from '../errors.js';
 import type { Interpolation, PreprocessConfig } from './manifest.js';
 import {
+  DEFAULT_THUMBNAIL_SIZE,
   openImage,
+  type DecodedImage,
   type DecodeOptions,
   type ImageInfo,
   type ImageInput,
@@ -95,8 +97,46 @@ export function normalizeToChw(rgb: Uint8Array, config: PreprocessConfig, out: F
 }
 
 export interface PreprocessOptions extends DecodeOptions {
-  /** Also make a display thumbnail from the same opened source (true: defaults, 320 px WebP). */
+  /** Also make a display thumbnail from the same decoded pixels (true: defaults, 320 px WebP). */
   thumbnail?: boolean | ThumbnailOptions;
+  /**
+   * 'once' (default): when more than the model input is rendered, the file is decoded once for all renders
+   * (DecodedImage.decodeOnce). 'per-render': each render decodes the file itself, the path before issue 19,
+   * kept so that bench:ingest can measure both in one run.
+   */
+  decode?: DecodeMode;
+  /** See DecodeOnceRequest.reserve: where the single decode's pixels are counted (ingest's read budget). */
+  reserveDecoded?: (bytes: number) => (() => void) | null;
+}
+
+export type DecodeMode = 'once' | 'per-render';
+
+/** The thumbnail options `thumbnail` asks for, or undefined for none. */
+export function thumbnailOptions(thumbnail: boolean | ThumbnailOptions | undefined): ThumbnailOptions | undefined {
+  return thumbnail === true ? {} : thumbnail || undefined;
+}
+
+/**
+ * Opens `input` for the model input plus the renders in `boxes` (each the whole picture, longest side at
+ * most maxSide): with any box, and unless `decode` is 'per-render', its pixels are decoded once for all.
+ */
+export async function openForRenders(
+  input: ImageInput,
+  config: PreprocessConfig,
+  options: PreprocessOptions,
+  boxes: ReadonlyArray<{ maxSide: number; kernel?: ResizeKernel }>,
+): Promise<{ image: DecodedImage; plan: ResizePlan }> {
+  const opened = await openImage(input, options);
+  const plan = planResize(opened.info.width, opened.info.height, config);
+  // One render alone decodes once anyway, streamed, with no raw copy in between.
+  if (boxes.length === 0 || options.decode === 'per-render') return { image: opened, plan };
+  const request = options.reserveDecoded ? { resize: plan.resize, boxes, reserve: options.reserveDecoded } : { resize: plan.resize, boxes };
+  return { image: await opened.decodeOnce(request), plan };
+}
+
+/** The box a thumbnail needs of decodeOnce's pixels. */
+export function thumbnailBox(thumb: ThumbnailOptions): { maxSide: number } {
+  return { maxSide: thumb.size ?? DEFAULT_THUMBNAIL_SIZE };
 }
 
 export interface PreprocessedImage {
@@ -104,6 +144,8 @@ export interface PreprocessedImage {
   pixels: Float32Array;
   info: ImageInfo;
   thumbnail?: Buffer;
+  /** Times the file's pixels were decoded to make this (1 unless `decode` is 'per-render'). */
+  decodes: number;
 }
 
 async function preprocessInto(
@@ -114,17 +156,17 @@ async function preprocessInto(
   options: PreprocessOptions,
   luts: Float32Array[],
 ): Promise<Omit<PreprocessedImage, 'pixels'>> {
-  const image = await openImage(input, options);
-  const plan = planResize(image.info.width, image.info.height, config);
+  const thumbOptions = thumbnailOptions(options.thumbnail);
+  const { image, plan } = await openForRenders(input, config, options, thumbOptions ? [thumbnailBox(thumbOptions)] : []);
   const kernel = kernelFor(config.interpolation);
-  const thumbOptions = options.thumbnail === true ? {} : options.thumbnail || undefined;
-  // Both renders start together; libvips runs them on its own threads.
+  // Both renders start together; libvips runs them on its own threads. The decoded pixels go once both are made.
   const [rgb, thumbnail] = await Promise.all([
     image.rgb({ resize: { ...plan.resize, kernel }, extract: plan.crop }),
     thumbOptions ? image.thumbnail(thumbOptions) : undefined,
-  ]);
+  ]).finally(() => image.release());
   normalizeToChw(rgb.data, config, out, offset, luts);
-  return thumbnail ? { info: image.info, thumbnail } : { info: image.info };
+  const decodes = image.decodes;
+  return thumbnail ? { info: image.info, thumbnail, decodes } : { info: image.info, decodes };
 }
 
 /** One image → [3, S, S] model input (and optionally its thumbnail). */
