@@ -6,6 +6,7 @@
  * the export carrying exactly the stored tower, rollback to the base instant and exact, and the CLI's options,
  * report and refusals.
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,7 +23,7 @@ import { startServer } from '../src/server/server.js';
 import { imageTowerOf, textTowerOf, versionsDir } from '../src/store/adapters-repo.js';
 import { AdapterService, type TrainResult } from '../src/train/adapter-service.js';
 import { folderLabelRows, importLabels } from '../src/train/label-import.js';
-import { runCli } from './helpers/cli.js';
+import { CLI, runCli } from './helpers/cli.js';
 import { CHROMIUM, CHROMIUM_ARGS, HAS_CHROMIUM, NEEDS_CHROMIUM, eventually, startServe, watchPage, type ServeProcess } from './helpers/e2e-server.js';
 import { indexFiles, tinyModel } from './helpers/library-fixture.js';
 import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
@@ -295,6 +296,50 @@ describe.skipIf(!labeled || !skimage)(`image-block training and activation on ..
     expect(existsSync(join(versionsDir(dataDir), orphan))).toBe(false);
     expect(existsSync(join(versionsDir(dataDir), imageTowerOf(imageRun.adapter)!.file))).toBe(true);
   }, 600_000);
+});
+
+describe.skipIf(!labeled)(`a killed --image-blocks run ${labeled ? '' : NEEDS_SHARED}`, () => {
+  it('leaves no version and no tower file: the tower is written only after training, and recorded with it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'clipdex-iblocks-kill-'));
+    try {
+      const dataDir = join(dir, 'data');
+      const cacheDir = join(dir, 'cache');
+      const modelDir = await tinyModel(dir);
+      let library = await Library.open({ dataDir, model: modelDir, cacheDir });
+      const key = library.requireModel().key;
+      for (const folder of FOLDERS) {
+        const files = readdirSync(join(labeled!, folder)).filter((f) => f.endsWith('.webp')).sort().map((f) => join(labeled!, folder, f));
+        await indexFiles(library, labeled!, files);
+      }
+      expect(importLabels(library, folderLabelRows(library, labeled!)).problemCount).toBe(0);
+      await library.close();
+      const listing = () => (existsSync(versionsDir(dataDir)) ? readdirSync(versionsDir(dataDir)).sort() : []);
+      const filesBefore = listing();
+      const child = spawn(process.execPath, [CLI, '--data-dir', dataDir, '--model', modelDir, '--cache-dir', cacheDir, 'train', '--image-blocks', '1', '--seed', '5'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+      // Killed inside the image-block candidate's epochs: the adapter is done, the photos cached, nothing saved.
+      await new Promise<void>((resolve, reject) => {
+        let err = '';
+        child.stderr!.on('data', (d: Buffer) => {
+          err += d.toString();
+          if (/^image-blocks .*epoch \d+/m.test(err)) resolve();
+        });
+        child.on('exit', (code) => reject(new Error(`clipdex train ended (${code}) before the image blocks trained: ${err}`)));
+      });
+      child.kill('SIGKILL');
+      await exited;
+      library = await Library.open({ dataDir, model: modelDir, cacheDir });
+      try {
+        expect(library.adapters.list(key)).toEqual([]);
+        expect(listing()).toEqual(filesBefore);
+        expect([...library.adapters.towerFiles()]).toEqual([]);
+      } finally {
+        await library.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
 });
 
 const PAGE_SKIP = !HAS_CHROMIUM ? NEEDS_CHROMIUM : !labeled ? `${NEEDS_SHARED} (needs photos/labeled)` : '';
