@@ -15,6 +15,7 @@ import { ClipdexError } from '../../errors.js';
 import { cloneGraph, writeGraph } from '../graph-grad/onnx-ir.js';
 import { storedTensors as storedIn } from '../tower-naming.js';
 import { locate, type TextTower } from './tower-source.js';
+import type { ModelSpec } from '../../model/model-dir.js';
 
 /**
  * The initializers these canonical tensors live in, by their names in the tower's graph, with the tuned values
@@ -66,17 +67,26 @@ export async function writeFileAtomic(target: string, bytes: Uint8Array, signal?
  * loadable as `--model outDir`. Built in a staging folder beside it and renamed, so it appears whole or not at all.
  */
 export async function writeTunedModelDir(tower: TextTower, bytes: Uint8Array, outDir: string, signal?: AbortSignal): Promise<string> {
+  return writeModelDirWithTower(tower.spec, tower.spec.text.file, /^text_model.*\.onnx(_data)?$/, bytes, outDir, signal);
+}
+
+/**
+ * The model folder `spec.dir` copied to `outDir` with `towerFile` replaced by `bytes`, built in a staging folder
+ * beside it and renamed. The tower's other variants (files named like `variants` beside it: transformers.js'
+ * _fp16, _quantized) are left out: they would still hold the old weights.
+ */
+export async function writeModelDirWithTower(spec: ModelSpec, towerFile: string, variants: RegExp, bytes: Uint8Array, outDir: string, signal?: AbortSignal, what?: string): Promise<string> {
   const out = resolve(outDir);
   if (existsSync(out) && (await readdir(out)).length > 0) throw new ClipdexError('INVALID_ARGUMENT', `${out} is not empty`);
+  if (signal?.aborted) throw cancelled(what);
   const staging = `${out}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
-    // Other variants of the text tower (transformers.js' _fp16, _quantized) would still hold the old weights.
-    const textFile = resolve(tower.spec.dir, tower.spec.text.file);
-    const stale = (p: string) => dirname(p) === dirname(textFile) && p !== textFile && /^text_model.*\.onnx(_data)?$/.test(p.slice(dirname(p).length + 1));
-    await cp(tower.spec.dir, staging, { recursive: true, filter: (p) => !stale(resolve(p)) });
-    if (signal?.aborted) throw cancelled();
-    await writeFileAtomic(join(staging, tower.spec.text.file), bytes, signal);
-    if (signal?.aborted) throw cancelled();
+    const file = resolve(spec.dir, towerFile);
+    const stale = (p: string) => dirname(p) === dirname(file) && p !== file && variants.test(p.slice(dirname(p).length + 1));
+    await cp(spec.dir, staging, { recursive: true, filter: (p) => !stale(resolve(p)) });
+    if (signal?.aborted) throw cancelled(what);
+    await writeFileAtomic(join(staging, towerFile), bytes, signal, what);
+    if (signal?.aborted) throw cancelled(what);
     await rm(out, { recursive: true, force: true });
     await rename(staging, out);
     return out;
