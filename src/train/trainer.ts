@@ -385,9 +385,13 @@ export async function trainWithBothTowers(
       const imageBlocks = { ...stage1.outcome, retention: null, durationMs: Math.round(prepareMs + performance.now() - stage1Started), k: imageKind.k, lora: imageKind.lora };
       const stage2Started = performance.now();
       const tunedImages = await imageKind.embedRows(stage1.fitted.weights, imageBlend);
-      textKind.useImages(tunedImages);
+      const foldImages = new Map<string, Float32Array>();
+      for (const f of stage1.fitted.folds) foldImages.set(f.train.join(','), await imageKind.embedRows(f.weights, imageBlend));
+      // Cross-validation's final fit learns from every photo of the folds: against the final image tower.
+      foldImages.set([...new Set(stage1.fitted.folds.flatMap((f) => f.train))].sort((a, b) => a - b).join(','), tunedImages);
       const stage2Data: TrainingData = { ...data, images: tunedImages };
-      const stage2 = await judgeCandidate(textKind, stage2Data, opts, plan, (p) => onProgress?.({ ...p, candidate: 'both-towers' }), signal, {
+      const stage2Kind = stageTwoKind(textKind, foldImages, tunedImages);
+      const stage2 = await judgeCandidate(stage2Kind, stage2Data, opts, plan, (p) => onProgress?.({ ...p, candidate: 'both-towers' }), signal, {
         // The image head at blend 0 is the base tower, against the captions' base embeddings: the base model.
         baseline: (rows) => imageKind.similarities(stage1.fitted.weights, 0, rows),
         changed: (textBlend) => textBlend > 0 || imageBlend > 0,
@@ -396,6 +400,7 @@ export async function trainWithBothTowers(
       // Retention through both tuned towers: the probes through the tuned text tower, the gallery as stored
       // (re-encoding the gallery sample through the image tower would cost a full tower run per photo).
       const p = data.probes;
+      textKind.useImages(tunedImages);
       const tunedProbes = p?.phrases ? await textKind.encode(p.phrases, stage2.fitted.weights, stage2.fitted.blend) : null;
       const bothTowers: BothTowersOutcome = {
         ...stage2.outcome,
@@ -531,6 +536,8 @@ async function judgeCandidate<W>(kind: CandidateKind<W>, data: TrainingData, opt
 
 interface Fitted<W> {
   weights: W;
+  /** Each fold's training pairs and its weights at the chosen epoch (one entry under 'holdout'). */
+  folds: { train: readonly number[]; weights: W }[];
   blend: number;
   blends: { blend: number; meanRecall: number }[];
   selection: Selection;
@@ -615,7 +622,8 @@ export async function fitAndScore<W>(kind: CandidateKind<W>, data: TrainingData,
   }
   const photosScored = new Set(scoredFolds.flatMap((x) => x.fold.heldRows)).size;
   const selection: Selection = { method, folds: folds.length, photos: photosScored, epochs: best.epoch };
-  if (method === 'holdout') return { weights: best.weights[0]!, blend, blends, selection, history, stoppedEarly, logitScale: best.logitScale };
+  const foldWeights = folds.map((f, i) => ({ train: f.train, weights: best.weights[i]! }));
+  if (method === 'holdout') return { weights: best.weights[0]!, folds: foldWeights, blend, blends, selection, history, stoppedEarly, logitScale: best.logitScale };
 
   // Cross-validation chose; now one fit learns from every photo of the folds for the chosen epochs.
   const all = [...new Set(folds.flatMap((f) => f.held))].sort((a, b) => a - b);
@@ -625,7 +633,45 @@ export async function fitAndScore<W>(kind: CandidateKind<W>, data: TrainingData,
     await final.epoch();
     onProgress?.({ stage: 'final', folds: folds.length, epoch, maxEpochs: best.epoch, history, bestEpoch: best.epoch, bestValLoss: best.loss, epochsWithoutImprovement: sinceBest, patience: opts.patience });
   }
-  return { weights: final.snapshot(), blend, blends, selection, history, stoppedEarly, logitScale: final.logitScale() };
+  return { weights: final.snapshot(), folds: foldWeights, blend, blends, selection, history, stoppedEarly, logitScale: final.logitScale() };
+}
+
+/**
+ * Stage 2 of a joint run as a candidate: the text blocks, each fit against the photos as the image tower of
+ * its own stage-1 fit embeds them. The folds are the same in both stages (same pool, seed and count), so a
+ * fold's text fit learns and is scored against the image tower that fold's stage-1 fit learned without its
+ * held-out photos; the final fit (and the test photos' verdict) against the final image tower. Against one
+ * image tower for every fold, the final one — which learned from every fold's photos — would make the
+ * held-out scores of stage 2 look better than they are.
+ */
+function stageTwoKind(textKind: TextBlocksKind, foldImages: ReadonlyMap<string, Float32Array>, finalImages: Float32Array): CandidateKind<TextBlockWeights> {
+  const imagesOf = new WeakMap<TextBlockWeights, Float32Array>();
+  const against = <T>(images: Float32Array, run: () => T): T => {
+    textKind.useImages(images);
+    return run();
+  };
+  return {
+    name: `both towers (${textKind.name} against the tuned image blocks)`,
+    start(trainPairs, seed) {
+      const images = foldImages.get(trainPairs.join(','));
+      // Never a silent fallback: a fold matched to the wrong image tower would leak its held-out photos.
+      if (!images) throw new ClipdexError('INVALID_ARGUMENT', 'a joint run\'s second stage got training pairs that are none of the first stage\'s folds');
+      const fit = against(images, () => textKind.start(trainPairs, seed));
+      return {
+        // The fits of the folds run in turn, one epoch each: each sets its own photos before its steps.
+        epoch: () => against(images, () => fit.epoch()),
+        heldOutLoss: (pairs) => against(images, () => fit.heldOutLoss(pairs)),
+        snapshot() {
+          const w = fit.snapshot();
+          imagesOf.set(w, images);
+          return w;
+        },
+        logitScale: () => fit.logitScale(),
+      };
+    },
+    similarities: (weights, blend, rows) => against(imagesOf.get(weights) ?? finalImages, () => textKind.similarities(weights, blend, rows)),
+    release: async () => {},
+  };
 }
 
 function checkAborted(signal?: AbortSignal): void {
