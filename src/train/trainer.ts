@@ -506,7 +506,7 @@ async function judgeCandidate<W>(kind: CandidateKind<W>, data: TrainingData, opt
     gain = measureGain(b.ranks, a.ranks, { seed: opts.seed });
   }
   // judge() reads blend 0 as "the base model itself"; a joint version at text blend 0 may still differ (its image side).
-  const { improved, verdict } = judge(gain, against && against.changed(fitted.blend) ? Math.max(fitted.blend, 1e-9) : fitted.blend, test);
+  const { improved, verdict } = judge(gain, against?.changed(fitted.blend) ? Math.max(fitted.blend, 1e-9) : fitted.blend, test);
   const learned = method === 'holdout' ? rowsIn('train').length : rowsIn('train').length + rowsIn('val').length;
   const outcome: Omit<CandidateOutcome, 'retention' | 'durationMs'> = {
     blend: fitted.blend,

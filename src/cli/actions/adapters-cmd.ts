@@ -136,13 +136,17 @@ function metricsOf(value: unknown): RetrievalMetrics | null {
  * Validation mean recall of the base and of the chosen blend, as the trainer scored them (rounded there),
  * so every display agrees with the verdict sentence; null when there was no validation.
  */
-export function validationRecall(metrics: { before?: unknown; after?: unknown; blend?: unknown; blends?: unknown }): { before: number; after: number } | null {
+export function validationRecall(metrics: { before?: unknown; after?: unknown; blend?: unknown; blends?: unknown; kind?: unknown; comparison?: unknown }): { before: number; after: number } | null {
   const before = metricsOf(metrics.before);
   const after = metricsOf(metrics.after);
   if (!before || !after) return null;
-  const blends = Array.isArray(metrics.blends) ? (metrics.blends as { blend: number; meanRecall: number }[]) : [];
-  const scored = (blend: unknown) => blends.find((b) => b.blend === blend)?.meanRecall;
-  return { before: scored(0) ?? meanRecall(before), after: scored(metrics.blend) ?? meanRecall(after) };
+  const listOf = (x: unknown) => (Array.isArray(x) ? (x as { blend: number; meanRecall: number }[]) : []);
+  const blends = listOf(metrics.blends);
+  const scored = (blend: unknown, list = blends) => list.find((b) => b.blend === blend)?.meanRecall;
+  // A joint version's blends are its text stage's, whose blend 0 is the tuned image tower: the base model's
+  // score is the image stage's blend 0.
+  const baseBlends = metrics.kind === 'both-towers' ? listOf((metrics.comparison as { imageBlocks?: { blends?: unknown } } | undefined)?.imageBlocks?.blends) : blends;
+  return { before: scored(0, baseBlends) ?? meanRecall(before), after: scored(metrics.blend) ?? meanRecall(after) };
 }
 
 export function seconds(ms: number): string {

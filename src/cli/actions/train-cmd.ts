@@ -101,13 +101,15 @@ function metricsTable(before: RetrievalMetrics, after: RetrievalMetrics, mean: {
  * figures. A run with both adds the joint candidate, its image-only first stage beside it.
  */
 function comparisonTable(c: CandidateComparison): string[] {
-  const col = (s: string) => s.padStart(22);
   const lora = (r: number | null) => (r ? ` LoRA ${r}` : '');
   const others: [string, CandidateComparison['adapter']][] = [];
   if (c.textBlocks) others.push([`text blocks k=${c.textBlocks.k}${lora(c.textBlocks.lora)}`, c.textBlocks]);
   if (c.imageBlocks) others.push([`image blocks k=${c.imageBlocks.k}${lora(c.imageBlocks.lora)}${c.bothTowers ? ' (stage 1)' : ''}`, c.imageBlocks]);
-  if (c.bothTowers) others.push([`both: image ${c.bothTowers.imageBlocks} + text ${c.bothTowers.textBlocks}${lora(c.bothTowers.lora)}`, c.bothTowers]);
-  const saved = { adapter: 'adapter', 'text-blocks': 'text blocks', 'image-blocks': 'image blocks', 'both-towers': 'both towers' }[c.chosen];
+  if (c.bothTowers) others.push([`both: image k=${c.bothTowers.imageBlocks}, text k=${c.bothTowers.textBlocks}${lora(c.bothTowers.lora)}`, c.bothTowers]);
+  const saved = { adapter: 'the adapter', 'text-blocks': 'the text blocks', 'image-blocks': 'the image blocks', 'both-towers': 'both towers' }[c.chosen];
+  // Wide enough for the longest name or figure, with two spaces between columns.
+  const width = Math.max(22, ...others.map(([name]) => name.length + 2));
+  const col = (s: string) => s.padStart(width);
   const chosenRecall = (o: CandidateComparison['adapter']) => o.blends.find((b) => Math.abs(b.blend - o.blend) < 1e-9)?.meanRecall ?? 0;
   const test = (o: CandidateComparison['adapter']) => (o.gain ? `${pct(o.gain.after)} (${signed(100 * o.gain.change, 1, ' pt')})` : '—');
   const interval = (o: CandidateComparison['adapter']) => (o.gain ? `${signed(100 * o.gain.low, 1, '')} … ${signed(100 * o.gain.high, 1, ' pt')}` : '—');
@@ -122,7 +124,7 @@ function comparisonTable(c: CandidateComparison): string[] {
     ['time', (o) => seconds(o.durationMs)],
   ];
   return [
-    `Candidates on the same split (saved: the ${saved}, the higher on the selection step${c.bothTowers ? ' of the adapter and both towers' : ''}):`,
+    `Candidates on the same split (saved: ${saved}, the higher on the selection step${c.bothTowers ? ' of the adapter and both towers' : ''}):`,
     `  ${''.padEnd(24)}${col('adapter')}${others.map(([name]) => col(name)).join('')}`,
     ...rows.map(([label, f]) => `  ${label.padEnd(24)}${col(f(c.adapter))}${others.map(([, o]) => col(f(o))).join('')}`),
   ];
