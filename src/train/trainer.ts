@@ -352,8 +352,10 @@ export interface BothTowersDepthOutcome {
  * its backward pass would hold both towers' activations and Adam states at once and cost both heads per step
  * on a CPU, while one tower at a time reuses each side's cached frozen blocks, keeps its own early stopping
  * and blend, and the other side is a fixed matrix of embeddings. One round only: a second (the image blocks
- * again against the tuned text tower) would need the image candidate to start from tuned weights rather
- * than the model folder's, and doubles the time; not measured (see the report of the change).
+ * again against the tuned text tower, then the text blocks again) was tried on ../shared/photos/labeled,
+ * seed 3, by training on the activated joint version's folder, and both its stages settled on blend 0 (test
+ * mean recall unchanged, 85.1%) for about 30% more time; that trial's choices were made on photos the first
+ * round's final fit had learned from, so it is a rough sign, not a clean measurement.
  * Stage 2's blend 0 is stage 1's result, so the joint candidate scores at least as well as the image-only
  * stage on the held-out photos (up to the half-point tolerance of the blend choice): the selection is
  * adapter against joint, with the image-only stage reported beside them.
