@@ -216,7 +216,7 @@ describe.skipIf(!labeled || !skimage)(`image-block training and activation on ..
         }
         throw new Error('the job did not finish');
       };
-      for (const body of [{ imageBlocks: -1 }, { imageBlocks: 1.5 }, { imageBlocks: 1, textBlocks: 1 }, { lora: 2 }, { imageBlocks: 64 }]) {
+      for (const body of [{ imageBlocks: -1 }, { imageBlocks: 1.5 }, { lora: 2 }, { imageBlocks: 64 }]) {
         const bad = await call('/api/training', body);
         if (bad.status === 202) expect((await finished()).error.message, JSON.stringify(body)).toMatch(/image blocks must be an integer from 1 to \d+/);
         else expect(bad.status, JSON.stringify(body)).toBe(400);
@@ -278,7 +278,6 @@ describe.skipIf(!labeled || !skimage)(`image-block training and activation on ..
       [['--image-blocks', '-1'], /--image-blocks/],
       [['--image-blocks', '64'], /image blocks must be an integer from 1 to \d+/],
       [['--lora', '4'], /--lora applies to tuned text blocks or image blocks/],
-      [['--text-blocks', '1', '--image-blocks', '1'], /choose one of --text-blocks and --image-blocks for now/],
     ] as const) {
       const bad = await cli('train', ...args);
       expect(bad.code, bad.stderr).not.toBe(0);

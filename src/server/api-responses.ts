@@ -207,7 +207,7 @@ const trainResult = z
     outcome: z.record(z.string(), z.unknown()).describe('losses per epoch, how the choices were made (selection), before/after metrics on the test photos, the gain with its bootstrap interval, the blend, the verdict'),
     skippedPairs: z.number().int().describe('labels left out of this run'),
     skipped: z.array(skippedLabel).describe('the first 100 of them, with why'),
-    comparison: z.record(z.string(), z.unknown()).optional().describe('a textBlocks or imageBlocks run: { chosen, adapter, textBlocks | imageBlocks }, both candidates on one split'),
+    comparison: z.record(z.string(), z.unknown()).optional().describe('a textBlocks or imageBlocks run: { chosen, adapter, textBlocks | imageBlocks }, both candidates on one split; with both: { chosen, adapter, imageBlocks (the first stage), bothTowers }'),
     reencode: z
       .object({ photos: z.number().int(), msPerPhoto: z.number(), seconds: z.number().int(), note: z.string() })
       .optional()

@@ -132,14 +132,16 @@ export function defaultExportDir(dataDir: string, modelName: string, version: nu
 }
 
 /**
- * A model folder's clipdex-adapter.json when it was materialized from an image-tuned version (activation of
- * such a version): which base model and version it is. null for any other folder (or an unreadable file).
+ * A model folder's clipdex-adapter.json when it was materialized from an image-tuned or jointly tuned version
+ * (activation of such a version): which base model and version it is. null for any other folder (or an unreadable file).
  */
 export function derivedModelInfo(dir: string): ExportInfo | null {
   try {
     const info = JSON.parse(readFileSync(join(dir, 'clipdex-adapter.json'), 'utf8')) as Partial<ExportInfo>;
     if (typeof info.baseModel !== 'string' || typeof info.baseKey !== 'string' || typeof info.adapterVersion !== 'number') return null;
-    if ((info.metrics as { kind?: unknown } | undefined)?.kind !== 'image-blocks') return null;
+    const kind = (info.metrics as { kind?: unknown } | undefined)?.kind;
+    // Folders of versions with their own image tower: image-tuned, or both towers tuned.
+    if (kind !== 'image-blocks' && kind !== 'both-towers') return null;
     return info as ExportInfo;
   } catch {
     return null;

@@ -28,7 +28,7 @@ import { labeledPhotos, type SkippedLabel, type UsableLabel } from './labeled-ph
 import { byCodeUnits, type SplitShares } from './pair-split.js';
 import { PROBE_PHRASES } from './probe-phrases.js';
 import { DEFAULT_SHARES, planSplit, storedSplits } from './split-plan.js';
-import { type CandidateOutcome, trainAdapters, trainWithImageBlocks, trainWithTextBlocks, type TrainOptions, type TrainOutcome, type TrainProgress, type TrainingData } from './trainer.js';
+import { type BothTowersOutcome, type CandidateOutcome, trainAdapters, trainWithBothTowers, trainWithImageBlocks, trainWithTextBlocks, type TrainOptions, type TrainOutcome, type TrainProgress, type TrainingData } from './trainer.js';
 import { shareTower, towerPath } from '../library/version-towers.js';
 
 export interface TrainRequest extends TrainOptions {
@@ -44,7 +44,8 @@ export interface TrainRequest extends TrainOptions {
   /**
    * Image blocks to tune, from the top (0/absent: none). Above 0 the run also trains the adapter-only
    * candidate on the same split and saves the selection's winner; an image-tuned version is searched only
-   * once the library is re-encoded with its tower (activation starts that switch). Not with textBlocks.
+   * once the library is re-encoded with its tower (activation starts that switch). With textBlocks too the
+   * run tunes both towers, one after the other (trainer.ts `trainWithBothTowers`), against the adapter.
    */
   imageBlocks?: number;
   /** LoRA rank of the tuned text or image blocks' matrices; 0/absent = full weights. */
@@ -54,17 +55,19 @@ export interface TrainRequest extends TrainOptions {
    * 'selected' (default) the one the selection step scored higher, or the named one, to use a candidate
    * the selection did not prefer (the comparison still says which it chose).
    */
-  save?: 'selected' | 'adapter' | 'text-blocks' | 'image-blocks';
+  save?: 'selected' | 'adapter' | 'text-blocks' | 'image-blocks' | 'both-towers';
 }
 
 /** Both candidates of a `textBlocks` or `imageBlocks` run, side by side (the CLI's table, the API's `comparison`). */
 export interface CandidateComparison {
-  chosen: 'adapter' | 'text-blocks' | 'image-blocks';
+  chosen: 'adapter' | 'text-blocks' | 'image-blocks' | 'both-towers';
   adapter: CandidateOutcome;
   /** Present on a textBlocks run. */
   textBlocks?: CandidateOutcome & { k: number; lora: number | null };
-  /** Present on an imageBlocks run. */
+  /** Present on an imageBlocks run; on a run with both, the image-only first stage (reported, never saved). */
   imageBlocks?: CandidateOutcome & { k: number; lora: number | null };
+  /** Present on a run with textBlocks and imageBlocks: both towers tuned. */
+  bothTowers?: BothTowersOutcome;
 }
 
 /** What activating an image-tuned version costs: every photo re-encoded with its tower. */
@@ -81,7 +84,7 @@ export interface ActivationEstimate {
 export type AdapterJobProgress =
   | { phase: 'preparing'; message: string }
   | { phase: 'caching'; done: number; total: number; /** What runs through the frozen blocks (absent: captions). */ of?: 'captions' | 'photos' }
-  | { phase: 'training'; training: TrainProgress; candidate?: 'adapter' | 'text-blocks' | 'image-blocks' }
+  | { phase: 'training'; training: TrainProgress; candidate?: 'adapter' | 'text-blocks' | 'image-blocks' | 'both-towers' }
   | { phase: 'decoding'; done: number; total: number }
   | { phase: 'evaluating' }
   | { phase: 'projecting'; done: number; total: number }
@@ -118,6 +121,8 @@ export interface DerivedModel {
   baseModel: string;
   baseKey: string;
   version: number;
+  /** 'image-blocks', or 'both-towers' when the folder holds a tuned text tower too. */
+  kind: 'image-blocks' | 'both-towers';
 }
 
 /** The metrics JSON stored with each adapter version (everything but the weights). */
@@ -172,7 +177,7 @@ export class AdapterService {
   /** When the library's model is a folder materialized from an image-tuned version: which one, of which model. */
   derivedFrom(): DerivedModel | null {
     const info = derivedModelInfo(this.library.requireModel().model.spec.dir);
-    return info ? { baseModel: info.baseModel, baseKey: info.baseKey, version: info.adapterVersion } : null;
+    return info ? { baseModel: info.baseModel, baseKey: info.baseKey, version: info.adapterVersion, kind: info.metrics.kind === 'both-towers' ? 'both-towers' : 'image-blocks' } : null;
   }
 
   /** Versions trained on the library's other models: theirs, usable after switching back (`models use`). */
@@ -217,7 +222,6 @@ export class AdapterService {
 
   async train(request: TrainRequest = {}, onProgress?: (p: AdapterJobProgress) => void, signal?: AbortSignal): Promise<TrainResult> {
     return this.exclusive('training', async () => {
-      if (request.textBlocks && request.imageBlocks) throw new ClipdexError('INVALID_ARGUMENT', 'choose one of textBlocks and imageBlocks for now');
       if (request.lora && !request.textBlocks && !request.imageBlocks) throw new ClipdexError('INVALID_ARGUMENT', 'lora applies to tuned text or image blocks: give textBlocks or imageBlocks too');
       const shares: SplitShares = {
         valFraction: parseParam(valFractionRule, request.valFraction ?? DEFAULT_SHARES.valFraction, 'valFraction'),
@@ -227,6 +231,7 @@ export class AdapterService {
       // Image blocks learn from the photos' pixels: a labeled photo whose file does not decode is left out (with its reason).
       const pixels = request.imageBlocks ? new PhotoPixels(this.library, onProgress) : null;
       const { data, skipped, splits } = await this.collect(shares, request.seed ?? 1, request.folds, pixels ? (usable) => pixels.keepReadable(usable) : undefined);
+      if (request.imageBlocks && request.textBlocks) return this.trainBothTowers(request, data, splits, skipped, shares, pixels!, onProgress, signal);
       if (request.imageBlocks) return this.trainImageDepth(request, data, splits, skipped, shares, pixels!, onProgress, signal);
       const skippedPairs = skipped.length;
       const { key } = this.library.requireModel();
@@ -355,10 +360,7 @@ export class AdapterService {
       // (the product's preprocessing) and then run once through the whole image tower (the activation cache's
       // graph is the full tower with one more output), so decode + tower per photo is what a re-encode costs;
       // scaled by the library's photo count. The switch measures again on the library's own photos when it starts.
-      const photos = this.library.models.coverage(key).total;
-      const msPerPhoto = pixels.decodeMsPerPhoto() + depth.towerMsPerPhoto;
-      const seconds = Math.round((photos * msPerPhoto) / 1000);
-      reencode = { photos, msPerPhoto: Math.round(msPerPhoto * 10) / 10, seconds, note: `activating re-encodes ${photos} photo${photos === 1 ? '' : 's'} with the tuned image tower, about ${durationText(seconds)}` };
+      reencode = this.reencodeEstimate(key, pixels.decodeMsPerPhoto() + depth.towerMsPerPhoto, 'the tuned image tower');
       weights = { dim: data.dim, image: identityMatrix(data.dim), text: identityMatrix(data.dim) };
       outcome = { ...depth.imageBlocks, weights };
       metrics = { ...depth.imageBlocks, ...base, kind: 'image-blocks', imageTower: { file, sha256 }, reencode };
@@ -369,6 +371,71 @@ export class AdapterService {
     }
     const saved = this.saveVersion(key, splits, weights, metrics);
     return { adapter: summary(saved), outcome, skippedPairs: skipped.length, skipped, comparison, ...(reencode ? { reencode } : {}) };
+  }
+
+  /**
+   * A run with text and image blocks: the adapter and both towers tuned (image blocks, then text blocks against
+   * the tuned image tower) on one split, the selection's winner saved. A joint version stores both merged
+   * towers (each written under its SHA-256 before the one transaction that records the version and the
+   * split, so a killed run leaves at most unrecorded files, removed at the next open); its adapter weights are
+   * the identity, and activating it is a model switch to a folder holding both towers (every photo re-encoded).
+   */
+  private async trainBothTowers(
+    request: TrainRequest,
+    data: TrainingData,
+    splits: Map<number, 'train' | 'val'>,
+    skipped: SkippedLabel[],
+    shares: SplitShares,
+    pixels: PhotoPixels,
+    onProgress?: (p: AdapterJobProgress) => void,
+    signal?: AbortSignal,
+  ): Promise<TrainResult> {
+    if (![undefined, 'selected', 'adapter', 'both-towers'].includes(request.save)) throw new ClipdexError('INVALID_ARGUMENT', `save must be "selected", "adapter" or "both-towers", got ${JSON.stringify(request.save)}`);
+    const { key, model } = this.library.requireModel();
+    const depth = await trainWithBothTowers(
+      data,
+      {
+        ...request,
+        textBlocks: request.textBlocks!,
+        imageBlocks: request.imageBlocks!,
+        lora: request.lora ?? null,
+        modelDir: model.spec.dir,
+        photos: pixels.rows(data.photoKeys!),
+        onCache: (done, total, of) => onProgress?.({ phase: 'caching', done, total, of }),
+      },
+      ({ candidate, ...training }) => onProgress?.({ phase: 'training', training, candidate }),
+      signal,
+    );
+    onProgress?.({ phase: 'evaluating' });
+    const { weights: adapterWeights, ...adapterRest } = depth.adapter;
+    const comparison: CandidateComparison = { chosen: depth.chosen, adapter: adapterRest, imageBlocks: depth.imageBlocks, bothTowers: depth.bothTowers };
+    const base = { baseKey: key, dim: data.dim, ...shares, skippedPairs: skipped.length, comparison };
+    const keep = request.save === undefined || request.save === 'selected' ? depth.chosen : request.save;
+    let weights: AdapterWeights;
+    let metrics: Record<string, unknown>;
+    let outcome: TrainOutcome;
+    let reencode: ActivationEstimate | undefined;
+    if (keep === 'both-towers') {
+      const imageTower = await this.storeTower(depth.imageTowerBytes, imageTowerFileName, signal);
+      const textTower = await this.storeTower(depth.textTowerBytes, towerFileName, signal);
+      reencode = this.reencodeEstimate(key, pixels.decodeMsPerPhoto() + depth.towerMsPerPhoto, 'the tuned towers');
+      weights = { dim: data.dim, image: identityMatrix(data.dim), text: identityMatrix(data.dim) };
+      outcome = { ...depth.bothTowers, weights };
+      metrics = { ...depth.bothTowers, ...base, kind: 'both-towers', imageTower, textTower, reencode };
+    } else {
+      weights = adapterWeights;
+      outcome = depth.adapter;
+      metrics = { ...adapterRest, ...base, kind: 'adapter' };
+    }
+    const saved = this.saveVersion(key, splits, weights, metrics);
+    return { adapter: summary(saved), outcome, skippedPairs: skipped.length, skipped, comparison, ...(reencode ? { reencode } : {}) };
+  }
+
+  /** What activating a version with its own image tower costs: the library's photos × decode + tower per photo. */
+  private reencodeEstimate(key: string, msPerPhoto: number, what: string): ActivationEstimate {
+    const photos = this.library.models.coverage(key).total;
+    const seconds = Math.round((photos * msPerPhoto) / 1000);
+    return { photos, msPerPhoto: Math.round(msPerPhoto * 10) / 10, seconds, note: `activating re-encodes ${photos} photo${photos === 1 ? '' : 's'} with ${what}, about ${durationText(seconds)}` };
   }
 
   /**
@@ -453,21 +520,30 @@ export class AdapterService {
     const name = key.split('#')[0]!.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 60);
     const dir = join(versionsDir(this.library.paths.dir), 'models', `${name}-v${record.version}-${ref.sha256.slice(0, 12)}`);
     if (existsSync(join(dir, 'clipdex-adapter.json'))) return dir;
-    const bytes = await readFile(await towerPath(this.library.store, this.library.paths.dir, ref)).catch((err: unknown) => {
-      throw new ClipdexError('ADAPTER_INVALID', `version ${record.version}'s image tower (${ref.file}) cannot be read: ${errorMessage(err)}`, { cause: err });
-    });
-    if (createHash('sha256').update(bytes).digest('hex') !== ref.sha256) {
-      throw new ClipdexError('ADAPTER_INVALID', `version ${record.version}'s image tower is not the one trained (its SHA-256 changed); it cannot be activated`);
-    }
+    const bytes = await this.readTower(record.version, ref, 'image', 'activated');
+    // A joint version's folder holds its tuned text tower too: searches after the switch embed queries with it.
+    const text = textTowerOf(record);
+    const textBytes = text ? await this.readTower(record.version, text, 'text', 'activated') : undefined;
     const info: ExportInfo = {
       baseModel: this.library.modelRef,
       baseKey: key,
       adapterVersion: record.version,
       blend: Number(record.metrics.blend ?? 1),
-      metrics: { before: record.metrics.before, after: record.metrics.after, kind: 'image-blocks', imageTower: ref },
+      metrics: { before: record.metrics.before, after: record.metrics.after, ...(text ? { kind: 'both-towers', imageTower: ref, textTower: text } : { kind: 'image-blocks', imageTower: ref }) },
     };
-    await exportAdaptedModel(model.spec, decodeAdapter(record.weights), dir, info, { image: bytes });
+    await exportAdaptedModel(model.spec, decodeAdapter(record.weights), dir, info, { image: bytes, ...(textBytes ? { text: textBytes } : {}) });
     return dir;
+  }
+
+  /** A version's stored tower, refused unless its whole-file SHA-256 is the recorded one (the weights that were judged). */
+  private async readTower(version: number, ref: TextTowerRef, side: 'text' | 'image', use: string): Promise<Uint8Array> {
+    const bytes = await readFile(await towerPath(this.library.store, this.library.paths.dir, ref)).catch((err: unknown) => {
+      throw new ClipdexError('ADAPTER_INVALID', `version ${version}'s ${side} tower (${ref.file}) cannot be read: ${errorMessage(err)}`, { cause: err });
+    });
+    if (createHash('sha256').update(bytes).digest('hex') !== ref.sha256) {
+      throw new ClipdexError('ADAPTER_INVALID', `version ${version}'s ${side} tower is not the one trained (its SHA-256 changed); it cannot be ${use}`);
+    }
+    return bytes;
   }
 
   private requireSwitcher(): ModelSwitcher {
@@ -509,12 +585,11 @@ export class AdapterService {
     const weights = decodeAdapter(record.weights);
     const modelName = key.split('#')[0]!;
     const image = imageTowerOf(record);
-    const tower = image ?? textTowerOf(record);
-    // The stored tower, checked against its fingerprint: an export must carry the weights that were judged.
-    const textBytes = tower ? await readFile(await towerPath(this.library.store, this.library.paths.dir, tower)) : undefined;
-    if (tower && createHash('sha256').update(textBytes!).digest('hex') !== tower.sha256) {
-      throw new ClipdexError('ADAPTER_INVALID', `version ${version}'s ${image ? 'image' : 'text'} tower is not the one trained (its SHA-256 changed); it cannot be exported`);
-    }
+    const text = textTowerOf(record);
+    // The stored towers, checked against their fingerprints: an export must carry the weights that were judged.
+    const imageBytes = image ? await this.readTower(version, image, 'image', 'exported') : undefined;
+    const textBytes = text ? await this.readTower(version, text, 'text', 'exported') : undefined;
+    const kind = image && text ? { kind: 'both-towers', imageTower: image, textTower: text } : image ? { kind: 'image-blocks', imageTower: image } : text ? { kind: 'text-blocks', textTower: text } : {};
     const dir = await exportAdaptedModel(
       model.spec,
       weights,
@@ -524,9 +599,9 @@ export class AdapterService {
         baseKey: key,
         adapterVersion: version,
         blend: Number(record.metrics.blend ?? 1),
-        metrics: { before: record.metrics.before, after: record.metrics.after, retention: record.metrics.retention, ...(image ? { kind: 'image-blocks', imageTower: image } : tower ? { kind: 'text-blocks', textTower: tower } : {}) },
+        metrics: { before: record.metrics.before, after: record.metrics.after, retention: record.metrics.retention, ...kind },
       },
-      textBytes && (image ? { image: textBytes } : { text: textBytes }),
+      imageBytes || textBytes ? { ...(imageBytes ? { image: imageBytes } : {}), ...(textBytes ? { text: textBytes } : {}) } : undefined,
     );
     return { dir };
   }

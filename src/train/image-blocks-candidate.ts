@@ -67,6 +67,8 @@ export interface ImageBlocksKind extends CandidateKind<ImageBlockWeights> {
   towerBytes(weights: ImageBlockWeights, blend: number): Uint8Array;
   /** Other photos (rows × embedDim, normalised) under those weights: their frozen blocks run once, then the head. */
   encode(photos: readonly PhotoInput[], weights: ImageBlockWeights, blend: number): Promise<Float32Array>;
+  /** The data's own photo rows (rows × embedDim, normalised) under those weights, from the cache (no tower run). */
+  embedRows(weights: ImageBlockWeights, blend: number): Promise<Float32Array>;
 }
 
 export async function imageBlocksCandidate(data: EmbeddedPairs, o: ImageBlocksOptions): Promise<ImageBlocksKind> {
@@ -163,6 +165,12 @@ export async function imageBlocksCandidate(data: EmbeddedPairs, o: ImageBlocksOp
       const own = await cacheActivations(tower, shape.first, await photoPixels(tower, inputs), residualValue, threads);
       const out = await runImageHead(headTensors(weights, blend), shape, own, Array.from({ length: inputs.length }, (_, i) => i), { normalize: true, ...threads });
       const flat = new Float32Array(inputs.length * E);
+      out.forEach((v, i) => flat.set(v, i * E));
+      return flat;
+    },
+    async embedRows(weights, blend) {
+      const out = await runImageHead(headTensors(weights, blend), shape, cache, Array.from({ length: photos }, (_, i) => i), { normalize: true, ...threads });
+      const flat = new Float32Array(photos * E);
       out.forEach((v, i) => flat.set(v, i * E));
       return flat;
     },

@@ -57,6 +57,12 @@ export interface TextBlocksKind extends CandidateKind<TextBlockWeights> {
   towerBytes(weights: TextBlockWeights, blend: number): Uint8Array;
   /** Other texts (rows × embedDim, normalised) under those weights: their frozen blocks run once, then the head. */
   encode(texts: readonly string[], weights: TextBlockWeights, blend: number): Promise<Float32Array>;
+  /**
+   * Learn and score against these photo embeddings (rows × embedDim, the data's photo rows) from now on: a
+   * joint run's second stage fits the text head against the tuned image tower's embeddings of the photos.
+   * The kind is made before any fit (its checks refuse a bad request early), so the photos come later.
+   */
+  useImages(rows: Float32Array): void;
 }
 
 export async function textBlocksCandidate(data: EmbeddedPairs, o: TextBlocksOptions): Promise<TextBlocksKind> {
@@ -71,7 +77,7 @@ export async function textBlocksCandidate(data: EmbeddedPairs, o: TextBlocksOpti
   if (m * E !== data.texts.length) throw new ClipdexError('INVALID_ARGUMENT', `${m} caption texts for ${data.texts.length / E} caption rows`);
   const threads = o.threads === undefined ? {} : { threads: o.threads };
   const shape = headShape(tower, o.k);
-  const images = toUnitRows(Float32Array.from(data.images), E);
+  let images = toUnitRows(Float32Array.from(data.images), E);
   const photos = images.length / E;
 
   const tokenizer = await loadTextTokenizer(tower.spec);
@@ -156,6 +162,10 @@ export async function textBlocksCandidate(data: EmbeddedPairs, o: TextBlocksOpti
       const flat = new Float32Array(texts.length * E);
       out.forEach((v, i) => flat.set(v, i * E));
       return flat;
+    },
+    useImages(rows) {
+      if (rows.length !== photos * E) throw new ClipdexError('INVALID_ARGUMENT', `${rows.length / E} photo rows for ${photos}`);
+      images = toUnitRows(Float32Array.from(rows), E);
     },
     async release() {
       await stepSession.release();

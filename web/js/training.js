@@ -77,7 +77,7 @@ export function phaseText(job) {
       return p.of === 'photos' ? `Image blocks: running ${p.total} photos through the frozen blocks once` : `Text blocks: running ${p.total} captions through the frozen blocks once`;
     case 'training': {
       // A run with text or image blocks trains the adapter, then the blocks: say whose epochs these are.
-      const whose = p.candidate === 'text-blocks' ? 'Training the text blocks' : p.candidate === 'image-blocks' ? 'Training the image blocks' : p.candidate === 'adapter' ? 'Training the adapter' : 'Training';
+      const whose = p.candidate === 'text-blocks' ? 'Training the text blocks' : p.candidate === 'image-blocks' ? 'Training the image blocks' : p.candidate === 'both-towers' ? 'Training the text blocks against the tuned image blocks' : p.candidate === 'adapter' ? 'Training the adapter' : 'Training';
       return p.training?.stage === 'cross-validation' ? `${whose}: ${p.training.folds}-fold cross-validation` : p.training?.stage === 'final' ? `${whose}: final fit` : whose;
     }
     case 'evaluating':
@@ -152,7 +152,7 @@ export class TrainingView {
       { className: 'field' },
       h('label', { for: 'train-image-blocks', text: 'Image blocks' }),
       this.imageBlocks,
-      h('span', { id: 'train-image-blocks-hint', className: 'muted small', text: '0: none; k: also tune the last k image-tower blocks and keep the better (not with text blocks; using it re-encodes every photo)' }),
+      h('span', { id: 'train-image-blocks-hint', className: 'muted small', text: '0: none; k: also tune the last k image-tower blocks and keep the better (with text blocks too: both towers, image first; using it re-encodes every photo)' }),
     );
     const actions = els.form.querySelector('.field-actions');
     if (actions) actions.before(field, imageField);
@@ -443,15 +443,17 @@ export class TrainingView {
       show(el, false);
       return;
     }
-    const side = c.imageBlocks ? 'image' : 'text';
-    const t = c.imageBlocks ?? c.textBlocks;
     const line = (name, o) => `${name}: ${o.gain ? `${pct(o.gain.before)} → ${pct(o.gain.after)}` : 'not tested'}${o.improved ? ' (improves)' : ''}`;
+    const lora = (r) => (r ? `, LoRA ${r}` : '');
+    const parts = [line('Adapter', c.adapter)];
+    if (c.textBlocks) parts.push(' · ', line(`text blocks k=${c.textBlocks.k}${lora(c.textBlocks.lora)}`, c.textBlocks));
+    if (c.imageBlocks) parts.push(' · ', line(`image blocks k=${c.imageBlocks.k}${lora(c.imageBlocks.lora)}${c.bothTowers ? ' (first stage)' : ''}`, c.imageBlocks));
+    if (c.bothTowers) parts.push(' · ', line(`both towers (image k=${c.bothTowers.imageBlocks}, text k=${c.bothTowers.textBlocks}${lora(c.bothTowers.lora)})`, c.bothTowers));
+    const saved = { adapter: 'the adapter', 'text-blocks': 'the text blocks', 'image-blocks': 'the image blocks', 'both-towers': 'both towers' }[c.chosen];
     el.replaceChildren(
-      line('Adapter', c.adapter),
+      ...parts,
       ' · ',
-      line(`${side} blocks k=${t.k}${t.lora ? `, LoRA ${t.lora}` : ''}`, t),
-      ' · ',
-      h('strong', { text: `saved: ${c.chosen === 'adapter' ? 'the adapter' : `the ${side} blocks`}` }),
+      h('strong', { text: `saved: ${saved}` }),
       ' (the higher on the held-out choice, never the test photos)',
     );
     el.dataset.chosen = c.chosen;

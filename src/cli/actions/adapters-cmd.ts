@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Library } from '../../library/library.js';
 import { ModelSwitcher, RUNNER_STALE_MS } from '../../ingest/model-switch.js';
-import { imageTowerOf } from '../../store/adapters-repo.js';
+import { imageTowerOf, textTowerOf } from '../../store/adapters-repo.js';
 import type { AdapterSummary } from '../../store/adapters-repo.js';
 import { AdapterService, type ActivationResult, type AdapterJobProgress } from '../../train/adapter-service.js';
 import { meanRecall, type RetrievalMetrics } from '../../train/retrieval-metrics.js';
@@ -136,13 +136,17 @@ function metricsOf(value: unknown): RetrievalMetrics | null {
  * Validation mean recall of the base and of the chosen blend, as the trainer scored them (rounded there),
  * so every display agrees with the verdict sentence; null when there was no validation.
  */
-export function validationRecall(metrics: { before?: unknown; after?: unknown; blend?: unknown; blends?: unknown }): { before: number; after: number } | null {
+export function validationRecall(metrics: { before?: unknown; after?: unknown; blend?: unknown; blends?: unknown; kind?: unknown; comparison?: unknown }): { before: number; after: number } | null {
   const before = metricsOf(metrics.before);
   const after = metricsOf(metrics.after);
   if (!before || !after) return null;
-  const blends = Array.isArray(metrics.blends) ? (metrics.blends as { blend: number; meanRecall: number }[]) : [];
-  const scored = (blend: unknown) => blends.find((b) => b.blend === blend)?.meanRecall;
-  return { before: scored(0) ?? meanRecall(before), after: scored(metrics.blend) ?? meanRecall(after) };
+  const listOf = (x: unknown) => (Array.isArray(x) ? (x as { blend: number; meanRecall: number }[]) : []);
+  const blends = listOf(metrics.blends);
+  const scored = (blend: unknown, list = blends) => list.find((b) => b.blend === blend)?.meanRecall;
+  // A joint version's blends are its text stage's, whose blend 0 is the tuned image tower: the base model's
+  // score is the image stage's blend 0.
+  const baseBlends = metrics.kind === 'both-towers' ? listOf((metrics.comparison as { imageBlocks?: { blends?: unknown } } | undefined)?.imageBlocks?.blends) : blends;
+  return { before: scored(0, baseBlends) ?? meanRecall(before), after: scored(metrics.blend) ?? meanRecall(after) };
 }
 
 export function seconds(ms: number): string {
@@ -172,6 +176,10 @@ function printList(versions: AdapterSummary[], baseKey: string): void {
       const re = v.metrics.reencode as { note?: string } | undefined;
       out.push(`       image blocks k=${c?.imageBlocks?.k ?? '?'}${c?.imageBlocks?.lora ? `, LoRA ${c.imageBlocks.lora}` : ''} (its own image tower; ${re?.note ?? 'activating re-encodes every photo'})`);
     }
+    if (v.metrics.kind === 'both-towers') {
+      const j = v.metrics as { textBlocks?: number; imageBlocks?: number; lora?: number | null; reencode?: { note?: string } };
+      out.push(`       image blocks k=${j.imageBlocks ?? '?'}, then text blocks k=${j.textBlocks ?? '?'}${j.lora ? `, LoRA ${j.lora}` : ''} (both towers its own; ${j.reencode?.note ?? 'activating re-encodes every photo'})`);
+    }
     if (v.metrics.kind === 'text-blocks') {
       const c = v.metrics.comparison as { textBlocks?: { k?: number; lora?: number | null } } | undefined;
       out.push(`       text blocks k=${c?.textBlocks?.k ?? '?'}${c?.textBlocks?.lora ? `, LoRA ${c.textBlocks.lora}` : ''} (its own text tower; the image tower locked)`);
@@ -189,7 +197,7 @@ export const actionList = async (_opts: unknown, cmd: Command) => {
     if (g.json) printJson({ modelKey: library.requireModel().key, searchKey: library.searchSpace().key, active, versions, otherModels, derivedFrom });
     else {
       if (derivedFrom) {
-        process.stdout.write(`The library's model is version ${derivedFrom.version} of ${derivedFrom.baseKey.split('#')[0]} (its tuned image tower); \`clipdex adapters rollback base\` switches back to ${derivedFrom.baseModel}.\n`);
+        process.stdout.write(`The library's model is version ${derivedFrom.version} of ${derivedFrom.baseKey.split('#')[0]} (its tuned ${derivedFrom.kind === 'both-towers' ? 'image and text towers' : 'image tower'}); \`clipdex adapters rollback base\` switches back to ${derivedFrom.baseModel}.\n`);
       }
       printList(versions, library.requireModel().key);
       for (const m of otherModels) process.stdout.write(`${m.versions.map((v) => `v${v}`).join(', ')}: ${m.note}\n`);
@@ -202,7 +210,7 @@ export const actionActivate = async (version: number, opts: { wait?: boolean }, 
   await withService(g, async (service, library, switcher) => {
     const record = service.version(version); // an unknown version fails before any work
     if (imageTowerOf(record)) {
-      await followSwitch(g, library, switcher, await service.activate(version), opts.wait === true, `image-tuned version v${version}`);
+      await followSwitch(g, library, switcher, await service.activate(version), opts.wait === true, `${textTowerOf(record) ? 'jointly tuned' : 'image-tuned'} version v${version}`);
       return;
     }
     const unchanged = library.searchSpace().adapter?.version === version;

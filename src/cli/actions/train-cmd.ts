@@ -96,18 +96,26 @@ function metricsTable(before: RetrievalMetrics, after: RetrievalMetrics, mean: {
   return rows;
 }
 
-/** Both candidates of a text- or image-block run side by side: what the selection saw, and the test photos' figures. */
+/**
+ * The candidates of a text- or image-block run side by side: what the selection saw, and the test photos'
+ * figures. A run with both adds the joint candidate, its image-only first stage beside it.
+ */
 function comparisonTable(c: CandidateComparison): string[] {
-  const col = (s: string) => s.padStart(22);
-  const image = c.imageBlocks !== undefined;
-  const tb = (c.imageBlocks ?? c.textBlocks)!;
-  const name = `${image ? 'image' : 'text'} blocks k=${tb.k}${tb.lora ? ` LoRA ${tb.lora}` : ''}`;
+  const lora = (r: number | null) => (r ? ` LoRA ${r}` : '');
+  const others: [string, CandidateComparison['adapter']][] = [];
+  if (c.textBlocks) others.push([`text blocks k=${c.textBlocks.k}${lora(c.textBlocks.lora)}`, c.textBlocks]);
+  if (c.imageBlocks) others.push([`image blocks k=${c.imageBlocks.k}${lora(c.imageBlocks.lora)}${c.bothTowers ? ' (stage 1)' : ''}`, c.imageBlocks]);
+  if (c.bothTowers) others.push([`both: image k=${c.bothTowers.imageBlocks}, text k=${c.bothTowers.textBlocks}${lora(c.bothTowers.lora)}`, c.bothTowers]);
+  const saved = { adapter: 'the adapter', 'text-blocks': 'the text blocks', 'image-blocks': 'the image blocks', 'both-towers': 'both towers' }[c.chosen];
+  // Wide enough for the longest name or figure, with two spaces between columns.
+  const width = Math.max(22, ...others.map(([name]) => name.length + 2));
+  const col = (s: string) => s.padStart(width);
   const chosenRecall = (o: CandidateComparison['adapter']) => o.blends.find((b) => Math.abs(b.blend - o.blend) < 1e-9)?.meanRecall ?? 0;
   const test = (o: CandidateComparison['adapter']) => (o.gain ? `${pct(o.gain.after)} (${signed(100 * o.gain.change, 1, ' pt')})` : '—');
   const interval = (o: CandidateComparison['adapter']) => (o.gain ? `${signed(100 * o.gain.low, 1, '')} … ${signed(100 * o.gain.high, 1, ' pt')}` : '—');
   const rows: [string, (o: CandidateComparison['adapter']) => string][] = [
     ['selection mean recall', (o) => pct(chosenRecall(o))],
-    ['blend', (o) => String(o.blend)],
+    ['blend', (o) => ('imageBlend' in o ? `image ${String(o.imageBlend)}, text ${o.blend}` : String(o.blend))],
     ['epochs (best)', (o) => `${o.history.length} (${o.bestEpoch})`],
     ['test mean recall', test],
     ['90% interval on gain', interval],
@@ -116,9 +124,9 @@ function comparisonTable(c: CandidateComparison): string[] {
     ['time', (o) => seconds(o.durationMs)],
   ];
   return [
-    `Candidates on the same split (saved: the ${c.chosen === 'adapter' ? 'adapter' : image ? 'image blocks' : 'text blocks'}, the higher on the selection step):`,
-    `  ${''.padEnd(24)}${col('adapter')}${col(name)}`,
-    ...rows.map(([label, f]) => `  ${label.padEnd(24)}${col(f(c.adapter))}${col(f(tb))}`),
+    `Candidates on the same split (saved: ${saved}, the higher on the selection step${c.bothTowers ? ' of the adapter and both towers' : ''}):`,
+    `  ${''.padEnd(24)}${col('adapter')}${others.map(([name]) => col(name)).join('')}`,
+    ...rows.map(([label, f]) => `  ${label.padEnd(24)}${col(f(c.adapter))}${others.map(([, o]) => col(f(o))).join('')}`),
   ];
 }
 
@@ -156,7 +164,7 @@ function printResult(r: TrainResult, activation: ActivationResult | null, activa
   out.push(`Verdict: ${o.verdict}.`);
   if (r.comparison) out.push('', ...comparisonTable(r.comparison), '');
   const kind = r.adapter.metrics.kind;
-  out.push(`Saved as ${kind === 'text-blocks' ? 'text-tuned version' : kind === 'image-blocks' ? 'image-tuned version' : 'adapter'} v${r.adapter.version}.`);
+  out.push(`Saved as ${kind === 'text-blocks' ? 'text-tuned version' : kind === 'image-blocks' ? 'image-tuned version' : kind === 'both-towers' ? 'jointly tuned version (its own image and text towers)' : 'adapter'} v${r.adapter.version}.`);
   if (r.reencode) {
     out.push(`Not searched yet: ${r.reencode.note} (${r.reencode.msPerPhoto} ms a photo, measured on this run's labeled photos); searches keep the current model meanwhile. To use it: clipdex adapters activate ${r.adapter.version} [--wait]`);
   } else if (activation) out.push(`Activated v${r.adapter.version}: ${activation.projected} photos re-projected, ${seconds(activation.durationMs)} in all; searches use it now.`);
@@ -190,7 +198,6 @@ export const actionTrain = async (opts: { epochs?: number; batch?: number; valSp
           ...(opts.imageBlocks !== undefined ? { imageBlocks: opts.imageBlocks } : {}),
           ...(opts.lora !== undefined ? { lora: opts.lora } : {}),
         };
-        if (opts.textBlocks && opts.imageBlocks) throw new ClipdexError('INVALID_ARGUMENT', 'choose one of --text-blocks and --image-blocks for now');
         if (opts.lora && !opts.textBlocks && !opts.imageBlocks) throw new ClipdexError('INVALID_ARGUMENT', '--lora applies to tuned text blocks or image blocks: give --text-blocks k or --image-blocks k too');
         const result = await service.train(request, display.onProgress, abort.signal).catch((err: unknown) => {
           if (!isClipdexError(err, 'NOT_ENOUGH_LABELS')) throw err;

@@ -19,7 +19,7 @@ export function trainCommand(): Command {
     .option('--lr <rate>', 'learning rate (default 0.002)', optionParser(learningRateText, '--lr'))
     .option('--patience <n>', 'stop after this many epochs without a better validation loss (default 8)', optionParser(patienceText, '--patience'))
     .option('--text-blocks <k>', 'also tune the last k blocks of the text tower (no photo is re-encoded) and save whichever of it and the adapter scores higher on the selection step (default 0: the adapter alone)', optionParser(textBlocksText, '--text-blocks'))
-    .option('--image-blocks <k>', 'also tune the last k blocks of the image tower and save whichever of it and the adapter scores higher on the selection step; activating such a version re-encodes every photo (the report says how long); not with --text-blocks (default 0)', optionParser(imageBlocksText, '--image-blocks'))
+    .option('--image-blocks <k>', 'also tune the last k blocks of the image tower and save whichever of it and the adapter scores higher on the selection step; activating such a version re-encodes every photo (the report says how long); with --text-blocks too, both towers are tuned (the image blocks first, then the text blocks against them) and that joint candidate is weighed against the adapter (default 0)', optionParser(imageBlocksText, '--image-blocks'))
     .option('--lora <r>', 'with --text-blocks or --image-blocks: low-rank updates of rank r instead of full weights (default 0: full)', optionParser(loraText, '--lora'))
     .option('--activate', 'use the new adapter for searches right away, if its gain on the test photos is supported (90% interval above 0)')
     .action(lazyAction(() => import('../actions/train-cmd.js'), 'actionTrain'));

@@ -31,7 +31,7 @@ export function trainingRoutes({ library, jobs }: RouteContext, registry: OpenAP
     .post(
       '/api/training',
       {
-        summary: 'Start training on the labels (runs in the background; progress as `training` events): the adapter, and with textBlocks > 0 also the last k text-tower blocks (lora: their low-rank rank), both judged on one split; or with imageBlocks > 0 the last k image-tower blocks instead (not both); the result then carries `comparison` and the saved version is the one the selection step scored higher; an image-tuned version also carries `reencode` (activating it re-encodes every photo: how many, about how long)',
+        summary: 'Start training on the labels (runs in the background; progress as `training` events): the adapter, and with textBlocks > 0 also the last k text-tower blocks (lora: their low-rank rank), both judged on one split; or with imageBlocks > 0 the last k image-tower blocks; with both, the image blocks then the text blocks against the tuned image tower (`comparison.bothTowers`, the image-only first stage as `comparison.imageBlocks`); the result then carries `comparison` and the saved version is the one the selection step scored higher; an image-tuned version also carries `reencode` (activating it re-encodes every photo: how many, about how long)',
         body: trainBody,
         bodyOf: (req) => req.body ?? {},
         responses: { 202: json('started', trainingState.shape.job.unwrap()), ...errors(400, 409, 503) },
@@ -39,7 +39,6 @@ export function trainingRoutes({ library, jobs }: RouteContext, registry: OpenAP
       ({ body }, _req, res) => {
         library.requireModel();
         // Refused before a job starts, like every other bad field.
-        if (body.textBlocks && body.imageBlocks) throw new ClipdexError('INVALID_ARGUMENT', 'choose one of textBlocks and imageBlocks for now');
         if (body.lora && !body.textBlocks && !body.imageBlocks) throw new ClipdexError('INVALID_ARGUMENT', 'lora applies to tuned text or image blocks: give textBlocks or imageBlocks too');
         res.status(202).json(jobs.train(body));
       },
