@@ -25,6 +25,9 @@ export const VERSIONS_DIR = 'versions';
 /** A tower file without its version row younger than this may be one a run beside is about to record. */
 export const ORPHAN_TOWER_AGE_MS = 10 * 60_000;
 
+/** Under the versions folder: the model folders materialized for image-tuned and jointly tuned versions. */
+export const MODEL_DIRS = 'models';
+
 export function versionsDir(dataDir: string): string {
   return join(dataDir, VERSIONS_DIR);
 }
@@ -210,7 +213,7 @@ export class AdaptersRepo {
       await rm(join(dir, n), { force: true });
       removed.push(n);
     }
-    return removed;
+    return [...removed, ...(await removeDeadStagingFolders(join(dir, MODEL_DIRS)))];
   }
 }
 
@@ -229,6 +232,36 @@ function toRecord(row: Row): AdapterRecord {
   const weights = new Uint8Array(row.weights!.byteLength);
   weights.set(row.weights!);
   return { ...toSummary(row), weights };
+}
+
+/**
+ * The staging folders (`<name>.partial-<pid>-<suffix>`) of model folders whose writer died: an activation
+ * killed while it materialized a version's model folder (hundreds of MB each). A live writer's is left; a
+ * name without a pid (written before the pid was part of it) only once it is older than the orphan bound.
+ */
+async function removeDeadStagingFolders(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const n of names) {
+    const m = /\.partial-(?:(\d+)-)?[A-Za-z0-9]{6,8}$/.exec(n);
+    if (!m) continue;
+    if (m[1] !== undefined ? alive(Number(m[1])) : await youngerThan(join(dir, n), ORPHAN_TOWER_AGE_MS)) continue;
+    await rm(join(dir, n), { recursive: true, force: true });
+    removed.push(`${MODEL_DIRS}/${n}`);
+  }
+  return removed;
+}
+
+async function youngerThan(path: string, ms: number): Promise<boolean> {
+  return stat(path).then(
+    (st) => Date.now() - st.mtimeMs < ms,
+    () => true,
+  );
 }
 
 function alive(pid: number): boolean {

@@ -4,7 +4,7 @@
  * clipdex — or anything that reads CLIP exports — loads it like any other model). Towers whose graph
  * already normalises its output get an LpNormalization after the MatMul, so that stays true.
  */
-import { cpSync, existsSync, readFileSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, linkSync, readFileSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import onnxProto from 'onnx-proto';
@@ -29,13 +29,28 @@ export interface TunedTowers {
   image?: Uint8Array;
 }
 
+export interface ExportOptions {
+  /**
+   * Hard-link the files the export leaves unchanged (tokenizer, configs, a tower the version does not tune)
+   * instead of copying them, where the file system allows: for the model folders clipdex materializes under
+   * its own data directory, where a second copy of a 250–500 MB tower per activated version is only disk.
+   * Safe because model files are only ever replaced by rename (downloads, builds), never rewritten in place.
+   */
+  link?: boolean;
+}
+
+/** The prefix of an export's staging folder: the writing process's pid, so a clean-up can tell a dead writer's. */
+export function exportStagingPrefix(out: string): string {
+  return `${out}.partial-${process.pid}-`;
+}
+
 /**
  * Writes `<outDir>` (which must not exist or be empty) and returns it. A text-tuned version gives its tuned
  * text tower (`tuned`, or `{ text }`: the stored file's bytes, weights already merged), an image-tuned one
  * its image tower (`{ image }`): each is written as it is, and the tower such a version locks is copied
  * unchanged (no adapter is appended to either: such versions' adapters are the identity).
  */
-export async function exportAdaptedModel(spec: ModelSpec, weights: AdapterWeights, outDir: string, info: ExportInfo, tuned?: Uint8Array | TunedTowers): Promise<string> {
+export async function exportAdaptedModel(spec: ModelSpec, weights: AdapterWeights, outDir: string, info: ExportInfo, tuned?: Uint8Array | TunedTowers, options: ExportOptions = {}): Promise<string> {
   const towersGiven: TunedTowers | null = tuned === undefined ? null : tuned instanceof Uint8Array ? { text: tuned } : tuned;
   const out = resolve(outDir);
   // Checked before any file system call: a NUL or an existing file would throw outside the error handling below.
@@ -47,24 +62,21 @@ export async function exportAdaptedModel(spec: ModelSpec, weights: AdapterWeight
   try {
     // A new, uniquely named sibling: the only folder this export ever removes is one it created itself.
     mkdirSync(dirname(out), { recursive: true });
-    tmp = mkdtempSync(`${out}.partial-`);
+    tmp = mkdtempSync(exportStagingPrefix(out));
     // Everything but the tower graphs (and their other precision variants, which would not carry the adapter).
-    cpSync(spec.dir, tmp, {
-      recursive: true,
-      filter: (src) => {
-        const abs = resolve(src);
-        if (towers.includes(abs)) return false;
-        return !(abs.endsWith('.onnx') && towers.some((t) => dirname(t) === dirname(abs)));
-      },
-    });
+    copyTree(spec.dir, tmp, (abs) => !towers.includes(abs) && !(abs.endsWith('.onnx') && towers.some((t) => dirname(t) === dirname(abs))), options.link === true);
     for (const [tower, w] of [
       [spec.vision, weights.image],
       [spec.text, weights.text],
     ] as const) {
-      const own = await readFile(join(spec.dir, tower.file));
       const given = towersGiven ? (tower === spec.text ? towersGiven.text : towersGiven.image) : undefined;
-      const bytes = towersGiven ? (given ?? own) : appendAdapter(own, tower, w, weights.dim);
       mkdirSync(dirname(join(tmp, tower.file)), { recursive: true });
+      if (towersGiven && !given) {
+        // The tower this version locks: the base file as it is.
+        copyFile(join(spec.dir, tower.file), join(tmp, tower.file), options.link === true);
+        continue;
+      }
+      const bytes = given ?? appendAdapter(await readFile(join(spec.dir, tower.file)), tower, w, weights.dim);
       writeFileSync(join(tmp, tower.file), bytes);
     }
     writeFileSync(join(tmp, 'clipdex-adapter.json'), `${JSON.stringify({ ...info, exportedAt: new Date().toISOString() }, null, 2)}\n`);
@@ -84,6 +96,32 @@ export async function exportAdaptedModel(spec: ModelSpec, weights: AdapterWeight
     if (err instanceof ClipdexError) throw err;
     throw new ClipdexError('MODEL_INVALID', `cannot export the adapted model to ${out}: ${errorMessage(err)}`, { cause: err });
   }
+}
+
+/** `src`'s files that `keep` accepts (absolute paths), under `dst`, linked or copied; folders made as needed. */
+function copyTree(src: string, dst: string, keep: (abs: string) => boolean, link: boolean): void {
+  mkdirSync(dst, { recursive: true });
+  for (const name of readdirSync(src)) {
+    const from = resolve(src, name);
+    if (!keep(from)) continue;
+    const to = join(dst, name);
+    // Symbolic links followed (a hub cache's snapshot folder links into its blobs by relative paths,
+    // which would dangle in another folder): the folder written holds the files themselves.
+    if (statSync(from).isDirectory()) copyTree(from, to, keep, link);
+    else copyFile(realpathSync(from), to, link);
+  }
+}
+
+function copyFile(from: string, to: string, link: boolean): void {
+  if (link) {
+    try {
+      linkSync(from, to);
+      return;
+    } catch {
+      // Another file system, or one without hard links: a copy.
+    }
+  }
+  copyFileSync(from, to);
 }
 
 /** The graph with `output ← MatMul(output_base, W)` (and LpNormalization when the tower normalises). */

@@ -15,7 +15,7 @@ import { parseParam } from '../validation/param-rules.js';
 import { testFractionRule, valFractionRule } from '../validation/train-params.js';
 import type { IndexProgress } from '../index/index-manager.js';
 import type { Library, SearchSpace } from '../library/library.js';
-import { type AdapterRecord, type AdapterSummary, imageTowerFileName, imageTowerOf, textTowerOf, type TextTowerRef, towerFileName, versionsDir } from '../store/adapters-repo.js';
+import { type AdapterRecord, type AdapterSummary, imageTowerFileName, imageTowerOf, textTowerOf, MODEL_DIRS, type TextTowerRef, towerFileName, versionsDir } from '../store/adapters-repo.js';
 import type { ModelSwitcher, UseResult } from '../ingest/model-switch.js';
 import { preprocessBatch } from '../model/image-preprocess.js';
 import { blobToVector } from '../store/vector-blob.js';
@@ -518,7 +518,7 @@ export class AdapterService {
   async versionModelDir(record: AdapterRecord, ref: TextTowerRef): Promise<string> {
     const { model, key } = this.library.requireModel();
     const name = key.split('#')[0]!.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 60);
-    const dir = join(versionsDir(this.library.paths.dir), 'models', `${name}-v${record.version}-${ref.sha256.slice(0, 12)}`);
+    const dir = join(versionsDir(this.library.paths.dir), MODEL_DIRS, `${name}-v${record.version}-${ref.sha256.slice(0, 12)}`);
     if (existsSync(join(dir, 'clipdex-adapter.json'))) return dir;
     const bytes = await this.readTower(record.version, ref, 'image', 'activated');
     // A joint version's folder holds its tuned text tower too: searches after the switch embed queries with it.
@@ -531,7 +531,7 @@ export class AdapterService {
       blend: Number(record.metrics.blend ?? 1),
       metrics: { before: record.metrics.before, after: record.metrics.after, ...(text ? { kind: 'both-towers', imageTower: ref, textTower: text } : { kind: 'image-blocks', imageTower: ref }) },
     };
-    await exportAdaptedModel(model.spec, decodeAdapter(record.weights), dir, info, { image: bytes, ...(textBytes ? { text: textBytes } : {}) });
+    await exportAdaptedModel(model.spec, decodeAdapter(record.weights), dir, info, { image: bytes, ...(textBytes ? { text: textBytes } : {}) }, { link: true });
     return dir;
   }
 
