@@ -20,6 +20,7 @@ import { preprocessBatch } from '../src/model/image-preprocess.js';
 import { QueryEngine } from '../src/search/query-engine.js';
 import { imageTowerOf, textTowerOf, versionsDir } from '../src/store/adapters-repo.js';
 import { AdapterService, type TrainResult } from '../src/train/adapter-service.js';
+import { describeModelRef } from '../src/train/adapter-export.js';
 import { folderLabelRows, importLabels } from '../src/train/label-import.js';
 import { CLI } from './helpers/cli.js';
 import { indexFiles, tinyModel } from './helpers/library-fixture.js';
@@ -116,6 +117,8 @@ describe.skipIf(!labeled)(`both towers tuned in one run on ../shared/photos/labe
     const use = (await service.activate(run.adapter.version)).modelSwitch!;
     expect(use.outcome).toBe('pending');
     expect(library.searchSpace().key).toBe(baseKey);
+    // What `clipdex status` names the switch's target by: the version, not only a folder under the data directory.
+    expect(describeModelRef(use.dir)).toBe(`version ${run.adapter.version} of ${library.modelRef} (${use.dir})`);
     await switcher.runToEnd();
     derivedDir = use.dir;
     const key = library.requireModel().key;

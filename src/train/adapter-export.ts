@@ -185,3 +185,9 @@ export function derivedModelInfo(dir: string): ExportInfo | null {
     return null;
   }
 }
+
+/** A model reference as a person reads it: a version's materialized folder by the version it holds (and where it is), anything else as given. */
+export function describeModelRef(ref: string): string {
+  const derived = derivedModelInfo(ref);
+  return derived ? `version ${derived.adapterVersion} of ${derived.baseModel} (${ref})` : ref;
+}

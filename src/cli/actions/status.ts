@@ -6,6 +6,7 @@ import { queueClaimants } from '../../store/queue-leases-repo.js';
 import { IngestStore } from '../../ingest/ingest-store.js';
 import { Library } from '../../library/library.js';
 import { ModelSwitcher } from '../../ingest/model-switch.js';
+import { describeModelRef } from '../../train/adapter-export.js';
 import { exitCodeFor, globalOptions, printJson, libraryOptions } from '../context.js';
 
 interface FailedFile {
@@ -86,7 +87,7 @@ export const actionStatus = async (opts: { errors?: boolean; limit?: number }, c
         const sw = modelSwitch?.target ? modelSwitch : null;
         if (sw?.target) {
           const how = sw.state === 'elsewhere' ? `${sw.filesPerSecond.toFixed(1)} photos/s${sw.etaSeconds !== null ? `, about ${Math.ceil(sw.etaSeconds)} s left` : ''}` : 'waiting for `clipdex serve` (or `clipdex models use … --wait`)';
-          out.push(`Switching to ${sw.target.ref}: ${sw.done}/${sw.total} photos encoded, ${how}${sw.failed > 0 ? `; ${sw.failed} could not be encoded` : ''}`);
+          out.push(`Switching to ${describeModelRef(sw.target.ref)}: ${sw.done}/${sw.total} photos encoded, ${how}${sw.failed > 0 ? `; ${sw.failed} could not be encoded` : ''}`);
         }
         out.push(`Files     ${counts.indexed} indexed, ${counts.pending} pending, ${counts.failed} failed, ${counts.offline} offline`);
         if (workers.length > 0) {
