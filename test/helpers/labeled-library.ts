@@ -5,11 +5,11 @@
  * caller gets a copy of its own (data dir, cache dir and model folder, a fraction of a second to copy).
  * Unit files share their worker process (vitest.config.ts: isolate false), so the template serves several.
  */
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Library } from '../../src/library/library.js';
 import { indexFiles, tinyModel } from './library-fixture.js';
+import { processScratch } from './run-scratch.js';
 import { sharedPath } from './shared.js';
 
 export const LABELED_FOLDERS = ['fishes', 'tools', 'renewable', 'others'] as const;
@@ -35,9 +35,10 @@ interface Template {
 let template: Promise<Template> | null = null;
 
 async function makeTemplate(labeled: string): Promise<Template> {
-  const dir = mkdtempSync(join(tmpdir(), 'clipdex-labeled-template-'));
-  // The worker process outlives every file that copies from it: the template goes with the process.
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  // The worker process outlives every file that copies from it; the run's end removes the template.
+  const dir = processScratch('labeled-library');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
   const model = await tinyModel(dir);
   const library = await Library.open({ dataDir: join(dir, 'data'), model, cacheDir: join(dir, 'cache') });
   const files = new Map<string, string[]>();
