@@ -41,6 +41,8 @@ export default defineConfig({
     // processes (`clipdex serve`, `index`) inherit it. The OCR suites turn it on explicitly (`ocr: true`, or
     // CLIPDEX_OCR: 'on' in a child's env); test/ocr-setting.test.ts clears it to see the default.
     env: { CLIPDEX_OCR: 'off' },
+    // A scratch folder for the run, removed at its end: the per-worker templates of test/helpers live there.
+    globalSetup: ['test/helpers/run-scratch.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     reporters: ['default'],

@@ -1,17 +1,17 @@
 /**
  * `clipdex label`, `labels`, `train` and `adapters` as a user runs them: the built bin on a real library
  * (SQLite file, vector index) of the labeled photos in ../shared, encoded with the self-built model.
- * The library is indexed in-process once; every step after that goes through the CLI, in order, each
- * step building on the one before (labels → training → activation → rollback → export).
+ * The library is indexed in-process (a copy of test/helpers/labeled-library.ts's); every step after that goes
+ * through the CLI, in order, each step building on the one before (labels → training → activation → rollback → export).
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Library } from '../src/library/library.js';
 import { meanRecall, type RetrievalMetrics } from '../src/train/retrieval-metrics.js';
 import { runCli, type CliResult } from './helpers/cli.js';
-import { indexFiles, tinyModel } from './helpers/library-fixture.js';
+import { labeledLibrary } from './helpers/labeled-library.js';
 import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
 
 const labeled = sharedPath('photos', 'labeled');
@@ -80,14 +80,14 @@ describe.skipIf(!labeled)(`clipdex label, labels, train and adapters on ../share
 
   beforeAll(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'clipdex-cli-train-'));
-    model = await tinyModel(tmp);
+    const indexed = await labeledLibrary(tmp);
+    model = indexed.modelDir;
+    for (const folder of FOLDERS) {
+      files.set(folder, indexed.files.get(folder)!);
+      ids.set(folder, indexed.ids.get(folder)!);
+    }
     const library = await Library.open({ dataDir: join(tmp, 'data'), model, cacheDir: join(tmp, 'cache') });
     try {
-      for (const folder of FOLDERS) {
-        const paths = readdirSync(join(labeled!, folder)).filter((f) => f.endsWith('.webp')).sort().map((f) => join(labeled!, folder, f));
-        files.set(folder, paths);
-        ids.set(folder, await indexFiles(library, labeled!, paths));
-      }
       baseKey = library.requireModel().key;
     } finally {
       await library.close();

@@ -25,7 +25,8 @@ import { AdapterService, type TrainResult } from '../src/train/adapter-service.j
 import { folderLabelRows, importLabels } from '../src/train/label-import.js';
 import { CLI, runCli } from './helpers/cli.js';
 import { CHROMIUM, CHROMIUM_ARGS, HAS_CHROMIUM, NEEDS_CHROMIUM, eventually, startServe, watchPage, type ServeProcess } from './helpers/e2e-server.js';
-import { indexFiles, tinyModel } from './helpers/library-fixture.js';
+import { labeledLibrary } from './helpers/labeled-library.js';
+import { indexFiles } from './helpers/library-fixture.js';
 import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
 
 const labeled = sharedPath('photos', 'labeled');
@@ -46,14 +47,8 @@ describe.skipIf(!labeled || !skimage)(`image-block training and activation on ..
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'clipdex-iblocks-'));
-    dataDir = join(dir, 'data');
-    cacheDir = join(dir, 'cache');
-    modelDir = await tinyModel(dir);
+    ({ dataDir, cacheDir, modelDir } = await labeledLibrary(dir));
     library = await Library.open({ dataDir, model: modelDir, cacheDir });
-    for (const folder of FOLDERS) {
-      const files = readdirSync(join(labeled!, folder)).filter((f) => f.endsWith('.webp')).sort().map((f) => join(labeled!, folder, f));
-      await indexFiles(library, labeled!, files);
-    }
     expect(importLabels(library, folderLabelRows(library, labeled!)).problemCount).toBe(0);
     // A labeled photo of its own content whose file no longer decodes: left out with its reason, not a crash.
     const extra = join(dir, 'extra');
@@ -249,7 +244,7 @@ describe.skipIf(!labeled || !skimage)(`image-block training and activation on ..
     await library.close();
     // No --model: the library's own recorded model, as a user runs it after a switch.
     const cli = (...args: string[]) => runCli(['--data-dir', dataDir, '--cache-dir', cacheDir, ...args], {}, 300_000);
-    const json = await cli('--json', 'train', '--image-blocks', '1', '--epochs', '3', '--seed', '4', '--lora', '2');
+    const json = await cli('--json', 'train', '--image-blocks', '1', '--epochs', '1', '--seed', '4', '--lora', '2');
     expect(json.code, json.stderr).toBe(0);
     const r = JSON.parse(json.stdout) as { adapter: { metrics: Record<string, unknown> }; comparison: { chosen: string; adapter: { gain: unknown }; imageBlocks: { k: number; lora: number; gain: unknown } }; reencode?: { note: string } };
     expect(r.comparison.imageBlocks).toMatchObject({ k: 1, lora: 2 });
@@ -301,15 +296,9 @@ describe.skipIf(!labeled)(`a killed --image-blocks run ${labeled ? '' : NEEDS_SH
   it('leaves no version and no tower file: the tower is written only after training, and recorded with it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'clipdex-iblocks-kill-'));
     try {
-      const dataDir = join(dir, 'data');
-      const cacheDir = join(dir, 'cache');
-      const modelDir = await tinyModel(dir);
+      const { dataDir, cacheDir, modelDir } = await labeledLibrary(dir);
       let library = await Library.open({ dataDir, model: modelDir, cacheDir });
       const key = library.requireModel().key;
-      for (const folder of FOLDERS) {
-        const files = readdirSync(join(labeled!, folder)).filter((f) => f.endsWith('.webp')).sort().map((f) => join(labeled!, folder, f));
-        await indexFiles(library, labeled!, files);
-      }
       expect(importLabels(library, folderLabelRows(library, labeled!)).problemCount).toBe(0);
       await library.close();
       const listing = () => (existsSync(versionsDir(dataDir)) ? readdirSync(versionsDir(dataDir)).sort() : []);
@@ -354,8 +343,9 @@ describe.skipIf(PAGE_SKIP !== '')(`the Training page's Image blocks control ${PA
     tmp = mkdtempSync(join(tmpdir(), 'clipdex-iblocks-page-'));
     let photos = 0;
     for (const folder of FOLDERS) photos += readdirSync(join(labeled!, folder)).filter((f) => f.endsWith('.webp')).length;
-    const model = await tinyModel(tmp);
-    server = await startServe(['--model', model], ['--root', labeled!], { CLIPDEX_DATA_DIR: join(tmp, 'data'), CLIPDEX_CACHE_DIR: join(tmp, 'cache') });
+    // Indexed already (a copy): the server's scan of the root finds every photo as it is and encodes none.
+    const { dataDir, cacheDir, modelDir } = await labeledLibrary(tmp);
+    server = await startServe(['--model', modelDir], ['--root', labeled!], { CLIPDEX_DATA_DIR: dataDir, CLIPDEX_CACHE_DIR: cacheDir });
     await eventually(
       async () => {
         const s = (await (await fetch(`${server.url}/api/status`)).json()) as { indexed: number; pending: number; ingest: { phase?: string } | null };

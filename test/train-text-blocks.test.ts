@@ -20,7 +20,7 @@ import { AdapterService, type TrainResult } from '../src/train/adapter-service.j
 import { folderLabelRows, importLabels } from '../src/train/label-import.js';
 import { CLI, runCli } from './helpers/cli.js';
 import { CHROMIUM, CHROMIUM_ARGS, HAS_CHROMIUM, NEEDS_CHROMIUM, eventually, startServe, watchPage, type ServeProcess } from './helpers/e2e-server.js';
-import { indexFiles, tinyModel } from './helpers/library-fixture.js';
+import { labeledLibrary } from './helpers/labeled-library.js';
 import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
 
 const labeled = sharedPath('photos', 'labeled');
@@ -37,13 +37,8 @@ describe.skipIf(!labeled)(`text-block training on ../shared/photos/labeled ${lab
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'clipdex-tblocks-'));
-    dataDir = join(dir, 'data');
-    modelDir = await tinyModel(dir);
+    ({ dataDir, modelDir } = await labeledLibrary(dir));
     library = await Library.open({ dataDir, model: modelDir, cacheDir: join(dir, 'cache') });
-    for (const folder of FOLDERS) {
-      const files = readdirSync(join(labeled!, folder)).filter((f) => f.endsWith('.webp')).sort().map((f) => join(labeled!, folder, f));
-      await indexFiles(library, labeled!, files);
-    }
     service = new AdapterService(library);
     engine = new QueryEngine(library);
     expect(importLabels(library, folderLabelRows(library, labeled!)).problemCount).toBe(0);
@@ -311,8 +306,9 @@ describe.skipIf(PAGE_SKIP !== '')(`the Training page's Text blocks control ${PAG
     tmp = mkdtempSync(join(tmpdir(), 'clipdex-tblocks-page-'));
     let photos = 0;
     for (const folder of FOLDERS) photos += readdirSync(join(labeled!, folder)).filter((f) => f.endsWith('.webp')).length;
-    const model = await tinyModel(tmp);
-    server = await startServe(['--model', model], ['--root', labeled!], { CLIPDEX_DATA_DIR: join(tmp, 'data'), CLIPDEX_CACHE_DIR: join(tmp, 'cache') });
+    // Indexed already (a copy): the server's scan of the root finds every photo as it is and encodes none.
+    const { dataDir, cacheDir, modelDir } = await labeledLibrary(tmp);
+    server = await startServe(['--model', modelDir], ['--root', labeled!], { CLIPDEX_DATA_DIR: dataDir, CLIPDEX_CACHE_DIR: cacheDir });
     await eventually(
       async () => {
         const s = (await (await fetch(`${server.url}/api/status`)).json()) as { indexed: number; pending: number; ingest: { phase?: string } | null };

@@ -22,6 +22,7 @@ import { trainAdapters, type TrainingData } from '../src/train/trainer.js';
 import { judge, measureGain, type Gain } from '../src/train/verdict.js';
 import { seededRandom } from '../src/util/seeded-random.js';
 import { CLI } from './helpers/cli.js';
+import { labeledLibrary } from './helpers/labeled-library.js';
 import { indexFiles, tinyModel } from './helpers/library-fixture.js';
 import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
 
@@ -240,8 +241,8 @@ describe.skipIf(!labeled)(`on ../shared/photos/labeled with the self-built model
       results.push(await new AdapterService(library).train({ seed: 1 }));
     }
     // The whole labeled set, folder as label.
-    full = await Library.open({ dataDir: join(dir, 'data-full'), model, cacheDir: join(dir, 'cache') });
-    for (const f of FOLDERS) await indexFiles(full, labeled!, readdirSync(join(labeled!, f)).filter((n) => n.endsWith('.webp')).sort().map((n) => join(labeled!, f, n)));
+    const whole = await labeledLibrary(join(dir, 'full'));
+    full = await Library.open({ dataDir: whole.dataDir, model: whole.modelDir, cacheDir: whole.cacheDir });
     importLabels(full, folderLabelRows(full, labeled!));
     fullResult = await new AdapterService(full).train({ seed: 3 });
   }, 240_000);

@@ -12,6 +12,7 @@ import { Library } from '../src/library/library.js';
 import { QueryEngine } from '../src/search/query-engine.js';
 import { AdapterService, type TrainResult } from '../src/train/adapter-service.js';
 import { folderLabelRows, importLabels } from '../src/train/label-import.js';
+import { labeledLibrary } from './helpers/labeled-library.js';
 import { indexFiles, tinyModel } from './helpers/library-fixture.js';
 import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
 import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
@@ -34,12 +35,20 @@ describe.skipIf(!labeled).each(['sqlite', 'postgres'] as const)(`training on ../
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'clipdex-train-'));
     if (backend === 'postgres') pg = await startPgliteServer();
-    const model = await tinyModel(dir);
-    expect(model).toBe(join(dir, 'model'));
-    library = await open();
-    for (const folder of FOLDERS) {
-      const files = readdirSync(join(labeled!, folder)).filter((f) => f.endsWith('.webp')).sort().map((f) => join(labeled!, folder, f));
-      idsByFolder.set(folder, await indexFiles(library, labeled!, files));
+    if (pg) {
+      const model = await tinyModel(dir);
+      expect(model).toBe(join(dir, 'model'));
+      library = await open();
+      for (const folder of FOLDERS) {
+        const files = readdirSync(join(labeled!, folder)).filter((f) => f.endsWith('.webp')).sort().map((f) => join(labeled!, folder, f));
+        idsByFolder.set(folder, await indexFiles(library, labeled!, files));
+      }
+    } else {
+      // The same library on SQLite, indexed once per test process and copied here (data, cache, model).
+      const indexed = await labeledLibrary(dir);
+      expect(indexed.modelDir).toBe(join(dir, 'model'));
+      for (const folder of FOLDERS) idsByFolder.set(folder, indexed.ids.get(folder)!);
+      library = await open();
     }
     service = new AdapterService(library);
     engine = new QueryEngine(library);

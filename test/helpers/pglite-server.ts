@@ -6,7 +6,9 @@
  * never a figure for one.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { processScratch } from './run-scratch.js';
 
 export interface PgliteServer {
   /** `postgres://postgres:postgres@127.0.0.1:<port>/postgres` */
@@ -18,12 +20,24 @@ export interface PgliteServer {
 const SERVER_SCRIPT = fileURLToPath(new URL('./pglite-wire-server.mjs', import.meta.url));
 
 /**
+ * The fresh cluster the first in-memory server of this test process saved (pglite-wire-server.mjs
+ * --save-template), which later ones start from instead of running initdb again: every server still has a
+ * database of its own, the same as a fresh one. Unit files share their worker process (vitest.config.ts),
+ * so one worker's dozen Postgres starts pay for initdb once. Removed at the end of the run (run-scratch.ts).
+ */
+let template: string | null = null;
+
+/**
  * Starts a server on a free port (`-p 0`, the port read back from its first line) with an in-memory database
  * unless `dataDir` is given. Any number of clients may connect; PGlite runs one group of theirs at a time.
  */
 export async function startPgliteServer(options: { dataDir?: string; timeoutMs?: number } = {}): Promise<PgliteServer> {
   const args = [SERVER_SCRIPT, '--port', '0'];
   if (options.dataDir) args.push('--data-dir', options.dataDir);
+  else {
+    template ??= processScratch('pglite-template.tar');
+    args.push(existsSync(template) ? '--from-template' : '--save-template', template);
+  }
   const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   const port = await new Promise<number>((resolve, reject) => {
