@@ -23,11 +23,10 @@ import { AdapterService, type TrainResult } from '../src/train/adapter-service.j
 import { describeModelRef } from '../src/train/adapter-export.js';
 import { folderLabelRows, importLabels } from '../src/train/label-import.js';
 import { CLI } from './helpers/cli.js';
-import { indexFiles, tinyModel } from './helpers/library-fixture.js';
+import { labeledLibrary } from './helpers/labeled-library.js';
 import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
 
 const labeled = sharedPath('photos', 'labeled');
-const FOLDERS = ['fishes', 'tools', 'renewable', 'others'];
 const firstPhoto = (folder: string) => join(labeled!, folder, readdirSync(join(labeled!, folder)).filter((f) => f.endsWith('.webp')).sort()[0]!);
 const maxGap = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let worst = 0;
@@ -51,14 +50,9 @@ describe.skipIf(!labeled)(`both towers tuned in one run on ../shared/photos/labe
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'clipdex-both-'));
-    dataDir = join(dir, 'data');
-    cacheDir = join(dir, 'cache');
-    modelDir = await tinyModel(dir);
+    // The labeled photos indexed once per test process, copied here (test/helpers/labeled-library.ts).
+    ({ dataDir, cacheDir, modelDir } = await labeledLibrary(dir));
     library = await Library.open({ dataDir, model: modelDir, cacheDir });
-    for (const folder of FOLDERS) {
-      const files = readdirSync(join(labeled!, folder)).filter((f) => f.endsWith('.webp')).sort().map((f) => join(labeled!, folder, f));
-      await indexFiles(library, labeled!, files);
-    }
     expect(importLabels(library, folderLabelRows(library, labeled!)).problemCount).toBe(0);
     switcher = new ModelSwitcher(library, { cacheDir, pollMs: 60_000 });
     service = new AdapterService(library, { switcher });
