@@ -19,7 +19,7 @@ import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { HnswIndex } from '../src/index/hnsw-index.js';
 import { EF_LADDER, recallAt, StreamingTopK } from '../src/index/recall.js';
-import { perturbedMembers, queryGeometry, type QueryGeometry } from '../src/index/tuning-queries.js';
+import { perturbedMembers, queryGeometry, syntheticQueries, type QueryGeometry } from '../src/index/tuning-queries.js';
 import { normalizeInto } from '../src/index/vector-index.js';
 import { seededRandom } from '../src/util/seeded-random.js';
 import { clusteredVectors } from '../test/helpers/store-fixtures.js';
@@ -50,7 +50,7 @@ const unitNoise = () => {
   return v;
 };
 
-let t = performance.now();
+const t = performance.now();
 const graphPath = join(dir, 'kinds-graph.bin');
 let index: HnswIndex;
 if (existsSync(graphPath)) {
@@ -167,6 +167,8 @@ const kinds: [string, Float32Array][] = [
 ];
 const allIds = Array.from({ length: N }, (_, i) => i);
 for (const level of [0.5, 1, 1.5]) kinds.push([`perturbed members, noise ${level}`, perturbedMembers(Q, DIM, allIds, row, level, 5)]);
+kinds.push(['synthetic fallback (tuner: half midpoints, half photo + noise 0.65)', syntheticQueries(Q, DIM, allIds, row, 100)]);
+if (process.env.BENCH_KINDS_ONLY) kinds.splice(0, kinds.length, ...kinds.filter(([k]) => process.env.BENCH_KINDS_ONLY!.split(',').some((w) => k.includes(w))));
 
 const sample = new Float32Array(4000 * DIM);
 for (let s = 0; s < 4000; s++) sample.set(row(Math.floor((s * 2654435761) % N)), s * DIM);

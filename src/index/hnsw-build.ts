@@ -20,7 +20,7 @@ import { fileCrc32, HnswIndex, type HnswParams } from './hnsw-index.js';
 import { graphFileName, type TunedOn } from './index-files.js';
 import { MIN_LOGGED_QUERIES, readQueryLog } from './query-log.js';
 import { chooseEf, recallAt, StreamingTopK } from './recall.js';
-import { perturbedMembers, SYNTHETIC_NOISE } from './tuning-queries.js';
+import { syntheticQueries } from './tuning-queries.js';
 import { normalizeInto } from './vector-index.js';
 
 export interface BuildBase {
@@ -96,7 +96,7 @@ export async function runBuild(job: BuildJob, onProgress: (p: BuildProgress) => 
     const logged = job.queryLog ? readQueryLog(job.queryLog, dim) : [];
     const source: TunedOn = logged.length >= (job.minLogged ?? MIN_LOGGED_QUERIES) ? 'logged' : 'synthetic';
     const tuningQueries = (ids: readonly number[], vectorOf: (id: number) => ArrayLike<number> | undefined): Float32Array => {
-      if (source === 'synthetic') return perturbedMembers(job.recallQueries, dim, ids, vectorOf, SYNTHETIC_NOISE, job.params.seed);
+      if (source === 'synthetic') return syntheticQueries(job.recallQueries, dim, ids, vectorOf, job.params.seed);
       const out = new Float32Array(logged.length * dim);
       logged.forEach((v, i) => normalizeInto(v, out, i * dim));
       return out;

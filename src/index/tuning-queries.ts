@@ -2,26 +2,61 @@
  * The queries ef is tuned on when not enough real ones have been logged yet, and the measures that say how
  * hard a query is for the graph (bench/index-query-kinds.ts; BENCHMARKS.md, "1M × 512").
  *
- * What was measured (issue 19): the old tuner's midpoints of two random photos are the hardest kind there
- * is for a graph — their true top 10 is split between two unrelated neighbourhoods and greedy search finds
- * one of them. Neither a photo-like query nor a text-like one looks like that: both have one neighbourhood.
- * The CLIP modality gap (a text query's best photo scores ~0.3, image↔image neighbours ~0.8–0.95) is, to
- * first order, an offset orthogonal to the photos: it scales every cosine alike and changes neither the
- * ranking nor the path through the graph. What does make a text query harder is that the part of it that
- * points at photos is a concept shared by many of them plus detail no photo has — lower contrast between the
- * top hits and the rest. A stored photo plus isotropic noise has exactly that shape, and its noise level
- * sets how low the contrast goes.
+ * What was measured at 100k (issue 19; BENCHMARKS.md, "Which queries ef is tuned on"): midpoints of two
+ * random photos, the old tuner's queries, need the most ef of the in-collection kinds (their true top 10 is
+ * split between two unrelated neighbourhoods); photo-like queries (a stored photo plus noise) the least.
+ * Text-like queries built on CLIP's published geometry (a concept shared by a group of photos, off the
+ * image cone, best photo ~0.3, relative contrast 1.2 against 2.3 for the benchmark's queries) need as
+ * much ef as the benchmark's half-and-half mix of the two, and less than midpoints alone; moving a
+ * photo-like query into a text cone by a random offset makes it harder still (more than midpoints). So a
+ * low best score or a low relative contrast alone does not say how hard a query is for the graph.
  */
 import { normalizeInto } from './vector-index.js';
 import { seededRandom } from '../util/seeded-random.js';
 
+/** Noise (relative to a unit photo vector) of the photo-like half of the synthetic fallback. */
+export const SYNTHETIC_NOISE = 0.65;
+
 /**
- * Noise (relative to a unit photo vector) of the synthetic fallback. At 1.0 the query's own photo scores
- * ~0.71 and its top 10 are spread like a text query's concept with as much text-only detail as concept
- * (the "text-like, detail 1" row of the measurement), which needed more ef than the benchmark's queries
- * and less than the midpoints.
+ * The synthetic fallback: half midpoints of two random members (a query between two groups of photos,
+ * the hardest kind measured), half random members plus noise of norm SYNTHETIC_NOISE (a photo like one in
+ * the library). Measured at 100k (bench/index-query-kinds.ts), their mix needs the same ef as text-like
+ * queries built on CLIP's published geometry (best photo ~0.3, low contrast), where midpoints alone need
+ * 1.7× that ef and photo-like queries alone half of it.
  */
-export const SYNTHETIC_NOISE = 1.0;
+export function syntheticQueries(
+  count: number,
+  dim: number,
+  ids: readonly number[],
+  vectorOf: (id: number) => ArrayLike<number> | undefined,
+  seed: number,
+): Float32Array {
+  const out = new Float32Array(ids.length > 0 ? count * dim : 0);
+  if (ids.length === 0) return out;
+  const r = seededRandom(seed);
+  const pick = () => ids[Math.floor(r() * ids.length)]!;
+  const photoLike = perturbedMembers(Math.ceil(count / 2), dim, ids, vectorOf, SYNTHETIC_NOISE, seed + 1);
+  const tmp = new Float32Array(dim);
+  for (let q = 0; q < count; q++) {
+    if (q % 2 === 1) {
+      out.set(photoLike.subarray(((q - 1) / 2) * dim, ((q + 1) / 2) * dim), q * dim);
+      continue;
+    }
+    const a = vectorOf(pick());
+    const b = vectorOf(pick());
+    const na = a ? norm(a) : 0;
+    const nb = b ? norm(b) : 0;
+    for (let j = 0; j < dim; j++) tmp[j] = (a && na > 0 ? a[j]! / na : 0) + (b && nb > 0 ? b[j]! / nb : 0);
+    normalizeInto(tmp, out, q * dim);
+  }
+  return out;
+}
+
+function norm(v: ArrayLike<number>): number {
+  let s = 0;
+  for (let j = 0; j < v.length; j++) s += v[j]! * v[j]!;
+  return Math.sqrt(s);
+}
 
 /**
  * `count` queries, each a random member plus isotropic Gaussian noise of norm `level`, normalised. Random
@@ -43,14 +78,13 @@ export function perturbedMembers(
   const noise = new Float32Array(dim);
   for (let q = 0; q < count; q++) {
     const v = vectorOf(ids[Math.floor(r() * ids.length)]!);
-    let vn = 0;
     let nn = 0;
     for (let j = 0; j < dim; j++) {
       noise[j] = gauss();
       nn += noise[j]! * noise[j]!;
-      vn += v ? v[j]! * v[j]! : 0;
     }
-    const vs = vn > 0 ? 1 / Math.sqrt(vn) : 0;
+    const vn = v ? norm(v) : 0;
+    const vs = vn > 0 ? 1 / vn : 0;
     const ns = level / Math.sqrt(nn || 1);
     for (let j = 0; j < dim; j++) tmp[j] = (v ? v[j]! * vs : 0) + noise[j]! * ns;
     normalizeInto(tmp, out, q * dim);
