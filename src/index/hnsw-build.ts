@@ -17,10 +17,11 @@ import { openStore } from '../store/open-store.js';
 import { IndexChangesRepo } from '../store/index-changes-repo.js';
 import { blobToVector } from '../store/vector-blob.js';
 import { fileCrc32, HnswIndex, type HnswParams } from './hnsw-index.js';
-import { graphFileName } from './index-files.js';
+import { graphFileName, type TunedOn } from './index-files.js';
+import { MIN_LOGGED_QUERIES, readQueryLog } from './query-log.js';
 import { chooseEf, recallAt, StreamingTopK } from './recall.js';
+import { syntheticQueries } from './tuning-queries.js';
 import { normalizeInto } from './vector-index.js';
-import { seededRandom } from '../util/seeded-random.js';
 
 export interface BuildBase {
   file: string;
@@ -30,10 +31,12 @@ export interface BuildBase {
   recall: number | null;
   recallQueries: number;
   tunedAtCount: number;
+  tunedOn?: TunedOn;
 }
 
 export interface BuildJob {
-  kind: 'build' | 'merge';
+  /** 'tune': measure ef again on the saved graph (`base`) with the current queries; no new file. */
+  kind: 'build' | 'merge' | 'tune';
   /** The library's database, opened again read-only by the build. */
   location: StoreLocation;
   modelKey: string;
@@ -47,10 +50,14 @@ export interface BuildJob {
   base?: BuildBase;
   /** Directory of migrations (tests that use their own). */
   migrationsDir?: string;
+  /** The key's query log (query-log.ts): ef is tuned on its queries once it holds `minLogged`. */
+  queryLog?: string;
+  /** Default MIN_LOGGED_QUERIES. */
+  minLogged?: number;
 }
 
 export interface BuildResult {
-  kind: 'build' | 'merge';
+  kind: 'build' | 'merge' | 'tune';
   file: string;
   fileBytes: number;
   crc32: number;
@@ -63,6 +70,7 @@ export interface BuildResult {
   recall: number | null;
   recallQueries: number;
   tunedAtCount: number;
+  tunedOn: TunedOn | null;
   efTried: { ef: number; recall: number }[];
   buildMs: number;
 }
@@ -81,60 +89,91 @@ export async function runBuild(job: BuildJob, onProgress: (p: BuildProgress) => 
   const store = openStore(job.location, { readonly: true, ...(job.migrationsDir ? { migrationsDir: job.migrationsDir } : {}) });
   try {
     const log = new IndexChangesRepo(store.db);
-    const checkpointSeq = log.maxSeq();
+    const checkpointSeq = job.kind === 'tune' && job.base ? job.base.checkpointSeq : log.maxSeq();
+    const dim = job.dim;
+    // Queries users asked beat any stand-in for them; until there are enough, synthetic ones shaped like
+    // them. All the logged ones are used (up to the log's 512): more queries, a smaller sampling margin.
+    const logged = job.queryLog ? readQueryLog(job.queryLog, dim) : [];
+    const source: TunedOn = logged.length >= (job.minLogged ?? MIN_LOGGED_QUERIES) ? 'logged' : 'synthetic';
+    const tuningQueries = (ids: readonly number[], vectorOf: (id: number) => ArrayLike<number> | undefined): Float32Array => {
+      if (source === 'synthetic') return syntheticQueries(job.recallQueries, dim, ids, vectorOf, job.params.seed);
+      const out = new Float32Array(logged.length * dim);
+      logged.forEach((v, i) => normalizeInto(v, out, i * dim));
+      return out;
+    };
     let index: HnswIndex;
     let truth: StreamingTopK | null = null;
     let efTried: { ef: number; recall: number }[] = [];
-    let tune: { ef: number; recall: number | null; recallQueries: number; tunedAtCount: number };
+    let tune: { ef: number; recall: number | null; recallQueries: number; tunedAtCount: number; tunedOn: TunedOn | null };
 
-    if (job.kind === 'merge') {
-      if (!job.base) throw new ClipdexError('INVALID_ARGUMENT', 'a merge needs a base graph');
-      index = await HnswIndex.load(join(job.dir, job.base.file), job.dim, job.base.deleted);
-      const changes = log.changedSince(job.modelKey, job.base.checkpointSeq, checkpointSeq);
-      let done = 0;
-      for (const c of changes) {
-        if (c.vector) index.add(c.imageId, blobToVector(c.vector, job.dim));
-        else index.remove(c.imageId);
-        if (++done % CHUNK === 0) onProgress({ phase: 'replay', done, total: changes.length });
+    if (job.kind === 'merge' || job.kind === 'tune') {
+      if (!job.base) throw new ClipdexError('INVALID_ARGUMENT', `a ${job.kind} needs a base graph`);
+      const base = job.base;
+      index = await HnswIndex.load(join(job.dir, base.file), dim, base.deleted);
+      if (job.kind === 'merge') {
+        const changes = log.changedSince(job.modelKey, base.checkpointSeq, checkpointSeq);
+        let done = 0;
+        for (const c of changes) {
+          if (c.vector) index.add(c.imageId, blobToVector(c.vector, dim));
+          else index.remove(c.imageId);
+          if (++done % CHUNK === 0) onProgress({ phase: 'replay', done, total: changes.length });
+        }
+        onProgress({ phase: 'replay', done, total: changes.length });
       }
-      onProgress({ phase: 'replay', done, total: changes.length });
-      const drift = Math.abs(index.size - job.base.tunedAtCount) / Math.max(1, job.base.tunedAtCount);
-      tune = { ef: job.base.ef, recall: job.base.recall, recallQueries: job.base.recallQueries, tunedAtCount: job.base.tunedAtCount };
-      if (job.base.recall === null || drift > 0.25) {
-        // The collection changed a lot since ef was chosen: measure again over what the graph now holds.
-        truth = sampleQueries(index, job.recallQueries, job.dim, job.params.seed);
-        await streamRows(log.members(job.modelKey), job.dim, (rows, ids, n) => truth!.add(rows, ids, n), (done) =>
-          onProgress({ phase: 'tune', done, total: index.size }),
-        );
+      const drift = Math.abs(index.size - base.tunedAtCount) / Math.max(1, base.tunedAtCount);
+      tune = { ef: base.ef, recall: base.recall, recallQueries: base.recallQueries, tunedAtCount: base.tunedAtCount, tunedOn: base.tunedOn ?? 'midpoints' };
+      // Measured again when asked to, when the collection changed a lot since ef was chosen, or when
+      // better queries than last time's exist (the first time enough users' queries are logged).
+      if (job.kind === 'tune' || base.recall === null || drift > 0.25 || tune.tunedOn !== source) {
+        const queries = tuningQueries([...index.liveLabels()], (id) => index.vector(id));
+        truth = new StreamingTopK(queries, dim, TRUTH_K);
+        const t = truth;
+        const progress = (done: number) => onProgress({ phase: 'tune', done, total: index.size });
+        // A retune measures against what the graph holds; a merge's graph holds what the database holds.
+        if (job.kind === 'tune') await streamIndex(index, dim, (rows, ids, n) => t.add(rows, ids, n), progress);
+        else await streamRows(log.members(job.modelKey), dim, (rows, ids, n) => t.add(rows, ids, n), progress);
       }
     } else {
       const total = log.memberCount(job.modelKey);
-      index = HnswIndex.create(job.dim, Math.ceil(total * 1.1) + 16, job.params);
-      const queryIds = pickQueryIds(log.memberIds(job.modelKey), job.recallQueries, job.params.seed);
-      truth = queryIds.length > 0 ? new StreamingTopK(midpoints(log, job.modelKey, queryIds, job.dim), job.dim, TRUTH_K) : null;
+      index = HnswIndex.create(dim, Math.ceil(total * 1.1) + 16, job.params);
+      const queries = tuningQueries(log.memberIds(job.modelKey), (id) => {
+        const blob = log.memberVector(job.modelKey, id);
+        return blob ? blobToVector(blob, dim) : undefined;
+      });
+      truth = queries.length > 0 ? new StreamingTopK(queries, dim, TRUTH_K) : null;
       let done = 0;
-      await streamRows(log.members(job.modelKey), job.dim, async (rows, ids, n) => {
-        for (let i = 0; i < n; i++) index.add(ids[i]!, rows.subarray(i * job.dim, (i + 1) * job.dim));
+      await streamRows(log.members(job.modelKey), dim, async (rows, ids, n) => {
+        for (let i = 0; i < n; i++) index.add(ids[i]!, rows.subarray(i * dim, (i + 1) * dim));
         if (truth) await truth.add(rows, ids, n);
         done += n;
         onProgress({ phase: 'add', done, total });
       });
-      tune = { ef: 64, recall: null, recallQueries: 0, tunedAtCount: index.size };
+      tune = { ef: 64, recall: null, recallQueries: 0, tunedAtCount: index.size, tunedOn: null };
     }
 
     if (truth && truth.queryCount > 0 && index.size > 0) {
-      const t = truth;
-      const choice = chooseEf((ef) => {
-        let sum = 0;
-        for (let qi = 0; qi < t.queryCount; qi++) {
-          const q = t.queries.subarray(qi * job.dim, (qi + 1) * job.dim);
-          sum += recallAt(index.searchSync(q, TRUTH_K, { ef }), t.truth(qi), TRUTH_K);
-        }
-        return sum / t.queryCount;
-      }, job.targetRecall);
+      const choice = tuneEf(index, truth, job.targetRecall);
       efTried = choice.tried;
-      tune = { ef: choice.ef, recall: choice.recall, recallQueries: t.queryCount, tunedAtCount: index.size };
+      tune = { ef: choice.ef, recall: choice.recall, recallQueries: truth.queryCount, tunedAtCount: index.size, tunedOn: source };
       onProgress({ phase: 'tune', done: 1, total: 1 });
+    }
+
+    if (job.kind === 'tune') {
+      // Nothing new to write: the saved graph and its checksum stay; only the tuning changes.
+      return {
+        kind: 'tune',
+        file: job.base!.file,
+        fileBytes: 0,
+        crc32: 0,
+        labels: index.labelCount,
+        live: index.size,
+        deleted: index.deletedLabels(),
+        checkpointSeq,
+        capacity: index.capacity,
+        ...tune,
+        efTried,
+        buildMs: Math.round(performance.now() - started),
+      };
     }
 
     const file = graphFileName(checkpointSeq);
@@ -163,10 +202,7 @@ export async function runBuild(job: BuildJob, onProgress: (p: BuildProgress) => 
         deleted: index.deletedLabels(),
         checkpointSeq,
         capacity: index.capacity,
-        ef: tune.ef,
-        recall: tune.recall,
-        recallQueries: tune.recallQueries,
-        tunedAtCount: tune.tunedAtCount,
+        ...tune,
         efTried,
         buildMs: Math.round(performance.now() - started),
       };
@@ -206,40 +242,44 @@ async function streamRows(
   }
 }
 
-function pickQueryIds(ids: number[], queries: number, seed: number): [number, number][] {
-  if (ids.length === 0) return [];
-  const r = seededRandom(seed);
-  return Array.from({ length: queries }, () => [ids[Math.floor(r() * ids.length)]!, ids[Math.floor(r() * ids.length)]!]);
+/** The smallest ef whose mean recall@10 over `truth`'s queries reaches the target (recall.ts's chooseEf). */
+export function tuneEf(index: HnswIndex, truth: StreamingTopK, targetRecall: number) {
+  const dim = truth.dim;
+  return chooseEf((ef) => {
+    const perQuery: number[] = [];
+    for (let qi = 0; qi < truth.queryCount; qi++) {
+      const q = truth.queries.subarray(qi * dim, (qi + 1) * dim);
+      perQuery.push(recallAt(index.searchSync(q, TRUTH_K, { ef }), truth.truth(qi), TRUTH_K));
+    }
+    return perQuery;
+  }, targetRecall);
 }
 
-/**
- * Queries as normalised midpoints of two random members: inside the data's distribution (as a photo or
- * a phrase about one is) but not equal to a stored vector, which would make every search trivially right.
- */
-function midpoints(log: IndexChangesRepo, modelKey: string, pairs: [number, number][], dim: number): Float32Array {
-  const out = new Float32Array(pairs.length * dim);
-  const tmp = new Float32Array(dim);
-  pairs.forEach(([a, b], i) => {
-    const va = blobToVector(log.memberVector(modelKey, a)!, dim);
-    const vb = blobToVector(log.memberVector(modelKey, b)!, dim);
-    const na = Math.hypot(...va) || 1;
-    const nb = Math.hypot(...vb) || 1;
-    for (let j = 0; j < dim; j++) tmp[j] = va[j]! / na + vb[j]! / nb;
-    normalizeInto(tmp, out, i * dim);
-  });
-  return out;
-}
-
-function sampleQueries(index: HnswIndex, queries: number, dim: number, seed: number): StreamingTopK {
-  const ids = [...index.liveLabels()];
-  const pairs = pickQueryIds(ids, ids.length > 0 ? queries : 0, seed);
-  const out = new Float32Array(pairs.length * dim);
-  const tmp = new Float32Array(dim);
-  pairs.forEach(([a, b], i) => {
-    const va = index.vector(a)!;
-    const vb = index.vector(b)!;
-    for (let j = 0; j < dim; j++) tmp[j] = va[j]! + vb[j]!;
-    normalizeInto(tmp, out, i * dim);
-  });
-  return new StreamingTopK(out, dim, TRUTH_K);
+/** Feeds the graph's own live vectors to `sink` in chunks of CHUNK rows (they are stored normalised). */
+async function streamIndex(
+  index: HnswIndex,
+  dim: number,
+  sink: (rows: Float32Array, ids: Uint32Array, n: number) => Promise<void> | void,
+  onChunk?: (done: number) => void,
+): Promise<void> {
+  const buf = new Float32Array(CHUNK * dim);
+  const ids = new Uint32Array(CHUNK);
+  let n = 0;
+  let done = 0;
+  for (const id of index.liveLabels()) {
+    const v = index.vector(id);
+    if (!v) continue;
+    normalizeInto(v, buf, n * dim);
+    ids[n++] = id;
+    if (n === CHUNK) {
+      await sink(buf, ids, n);
+      done += n;
+      onChunk?.(done);
+      n = 0;
+    }
+  }
+  if (n > 0) {
+    await sink(buf, ids, n);
+    onChunk?.(done + n);
+  }
 }

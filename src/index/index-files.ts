@@ -11,6 +11,16 @@ import { errorMessage } from '../errors.js';
 
 export const STATE_FORMAT = 'clipdex-hnsw-1';
 
+/**
+ * What ef was tuned on: queries users asked ('logged'), synthetic stand-ins for them ('synthetic'), or
+ * midpoints of two random photos (graphs tuned before issue 19, whose state has no `tunedOn`).
+ */
+export type TunedOn = 'logged' | 'synthetic' | 'midpoints';
+
+/** The key's log of asked queries (query-log.ts): in the key's folder, it outlives every graph. */
+export const QUERY_LOG_FILE = 'queries.log';
+const KEPT_FILES = [QUERY_LOG_FILE];
+
 export interface IndexState {
   format: typeof STATE_FORMAT;
   libraryId: string;
@@ -32,6 +42,8 @@ export interface IndexState {
   /** recall@10 against exact search at `ef`, on `recallQueries` sample queries; null if never measured. */
   recall: number | null;
   recallQueries: number;
+  /** Which queries `recall` was measured on; absent in states written before issue 19 (midpoints). */
+  tunedOn?: TunedOn;
   /** Every ef tried at the last tuning with its recall (empty when ef was kept from before). */
   efTried: { ef: number; recall: number }[];
   /** Live count when ef was last tuned (re-tuned when the collection has grown or shrunk a lot). */
@@ -79,6 +91,7 @@ function stateProblem(s: unknown): string | null {
   for (const k of ['libraryId', 'modelKey', 'file']) if (typeof o[k] !== 'string' || o[k] === '') return `${STATE_FILE}: ${k} is missing`;
   if (!/^hnsw-[0-9a-z-]+\.bin$/.test(o.file as string)) return `${STATE_FILE}: unexpected file name`;
   if (!Array.isArray(o.deleted) || o.deleted.some((x) => !Number.isInteger(x))) return `${STATE_FILE}: deleted is not a list of ids`;
+  if (o.tunedOn !== undefined && o.tunedOn !== 'logged' && o.tunedOn !== 'synthetic' && o.tunedOn !== 'midpoints') return `${STATE_FILE}: unexpected tunedOn`;
   return null;
 }
 
@@ -130,7 +143,7 @@ export async function removeOrphans(dir: string, keep: readonly string[]): Promi
   }
   const removed: string[] = [];
   for (const name of names) {
-    if (name === STATE_FILE || keep.includes(name)) continue;
+    if (name === STATE_FILE || keep.includes(name) || KEPT_FILES.includes(name)) continue;
     await rm(join(dir, name), { force: true, recursive: true });
     removed.push(name);
   }

@@ -11,7 +11,7 @@
  * (build-runner.ts), which writes a new file; the new graph is then swapped in and caught up. A missing,
  * truncated, corrupt or mismatched file is never handed to hnswlib: it is rebuilt from SQLite.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClipdexError, errorMessage } from '../errors.js';
@@ -34,9 +34,11 @@ import {
   STATE_FORMAT,
   writeState,
   type IndexState,
+  type TunedOn,
 } from './index-files.js';
 import { storageError } from '../util/storage-error.js';
 import { LabelSet } from './label-set.js';
+import { MIN_LOGGED_QUERIES, QueryLog, queryLogPath } from './query-log.js';
 import type { IndexHealth, IndexSearchOptions, LibraryIndex } from './library-index.js';
 import { checkK, checkQuery, mergeHits, type SearchHit } from './vector-index.js';
 
@@ -66,6 +68,8 @@ export interface IndexManagerOptions {
   autoMerge?: boolean;
   /** Only for tests that run their own migrations: handed to the worker's read-only connection. */
   migrationsDir?: string;
+  /** Logged queries needed before ef is tuned on them (query-log.ts). Default 100. */
+  minLoggedQueries?: number;
   onProgress?: (p: IndexProgress) => void;
   /** Failures of background work (the index keeps answering from what it has). */
   onError?: (err: unknown) => void;
@@ -113,6 +117,9 @@ export class IndexManager implements LibraryIndex {
   private lastRebuildReason: string | null = null;
   private lastError: string | null = null;
   private closed = false;
+  private queryLog: QueryLog | null = null;
+  /** Queries logged since ef was last measured (in this process): enough new ones trigger a retune. */
+  private notedSinceTune = 0;
   private readonly filterCache = new Map<string, { version: string; ids: number[]; allowed: LabelSet | null }>();
 
   private constructor(private readonly options: IndexManagerOptions) {
@@ -379,7 +386,7 @@ export class IndexManager implements LibraryIndex {
    * rebuilds when deletions pile up), in the worker; resolves once the new graph is saved and in use.
    * Concurrent calls share one job.
    */
-  merge(options: { rebuild?: boolean } = {}): Promise<void> {
+  merge(options: { rebuild?: boolean; tuneOnly?: boolean } = {}): Promise<void> {
     this.assertOpen();
     if (this.job) return this.job.promise;
     const live = this.live;
@@ -397,6 +404,7 @@ export class IndexManager implements LibraryIndex {
       // Deletions shrank the collection well below the HNSW threshold: exact search, no graph to keep.
       return this.dropGraph();
     }
+    const kind = rebuild ? 'build' : options.tuneOnly ? 'tune' : 'merge';
     const job = {
       running: null as RunningBuild | null,
       promise: Promise.resolve(),
@@ -404,7 +412,9 @@ export class IndexManager implements LibraryIndex {
     const run = async () => {
       const running = startBuild(
         {
-          kind: rebuild ? 'build' : 'merge',
+          kind,
+          queryLog: queryLogPath(this.dir),
+          minLogged: this.options.minLoggedQueries ?? MIN_LOGGED_QUERIES,
           location: this.store.location,
           modelKey: this.modelKey,
           dim,
@@ -423,6 +433,7 @@ export class IndexManager implements LibraryIndex {
                   recall: base.recall,
                   recallQueries: base.recallQueries,
                   tunedAtCount: base.tunedAtCount,
+                  ...(base.tunedOn ? { tunedOn: base.tunedOn } : {}),
                 },
               }
             : {}),
@@ -430,9 +441,11 @@ export class IndexManager implements LibraryIndex {
         (p) => this.options.onProgress?.({ ...p, modelKey: this.modelKey, job: rebuild ? 'build' : 'merge' }),
       );
       job.running = running;
+      this.notedSinceTune = 0;
       const result = await running.result;
       if (this.closed) return;
-      await this.install(result, dim);
+      if (result.kind === 'tune') await this.installTuning(result);
+      else await this.install(result, dim);
     };
     job.promise = (async () => {
       await mkdir(this.dir, { recursive: true });
@@ -457,6 +470,55 @@ export class IndexManager implements LibraryIndex {
     await removeState(this.dir);
     await removeOrphans(this.dir, []);
     await this.loadExact();
+  }
+
+  /**
+   * Measures ef again on the saved graph with the current tuning queries (the logged ones once there are
+   * enough), in the worker: the exact answers for the queries are computed there, never on a search.
+   */
+  retune(): Promise<void> {
+    return this.live.base && this.live.state ? this.merge({ tuneOnly: true }) : Promise.resolve();
+  }
+
+  /**
+   * Logs the embedding of a query a user asked (query-log.ts), for tuning ef on queries like theirs. Cheap
+   * enough for the search path; starts a background retune the first time enough queries are logged (and
+   * again after every `recallQueries` new ones), never waits for it.
+   */
+  noteQuery(query: Float32Array): void {
+    if (this.closed || this.dim === null || query.length !== this.dim || !this.canBuild) return;
+    if (!this.queryLog) {
+      try {
+        mkdirSync(this.dir, { recursive: true });
+      } catch {
+        return;
+      }
+      this.queryLog = QueryLog.open(queryLogPath(this.dir), this.dim);
+    }
+    if (this.queryLog.note(query)) this.notedSinceTune++;
+    const state = this.live.state;
+    if (!state || !this.live.base || this.job || !this.opts.autoMerge || Date.now() < this.retryAt) return;
+    const enough = this.queryLog.size >= (this.options.minLoggedQueries ?? MIN_LOGGED_QUERIES);
+    const due = enough && (state.tunedOn !== 'logged' || this.notedSinceTune >= this.opts.recallQueries);
+    if (due) this.retune().catch((err: unknown) => this.options.onError?.(err));
+  }
+
+  /** Commits a retune: the same graph file, a new ef and the recall and queries it was measured on. */
+  private async installTuning(result: BuildResult): Promise<void> {
+    const { state, base } = this.live;
+    if (!state || !base || state.file !== result.file) return; // the graph was replaced meanwhile
+    const next: IndexState = {
+      ...state,
+      ef: result.ef,
+      recall: result.recall,
+      recallQueries: result.recallQueries,
+      efTried: result.efTried.length > 0 ? result.efTried : state.efTried,
+      tunedAtCount: result.tunedAtCount,
+      ...(result.tunedOn ? { tunedOn: result.tunedOn } : {}),
+    };
+    await writeState(this.dir, next);
+    base.ef = result.ef;
+    this.live = { ...this.live, state: next };
   }
 
   /** Rebuilds the graph from SQLite, whatever the state of the current one. */
@@ -485,9 +547,10 @@ export class IndexManager implements LibraryIndex {
       recallQueries: result.recallQueries,
       efTried: result.efTried.length > 0 ? result.efTried : (this.live.state?.efTried ?? []),
       tunedAtCount: result.tunedAtCount,
+      ...(result.tunedOn ? { tunedOn: result.tunedOn } : {}),
       builtAt: Date.now(),
       buildMs: result.buildMs,
-      lastJob: result.kind,
+      lastJob: result.kind === 'build' ? 'build' : 'merge',
     };
     const base = await HnswIndex.load(join(this.dir, result.file), dim, result.deleted);
     base.ef = result.ef;
@@ -538,6 +601,7 @@ export class IndexManager implements LibraryIndex {
       hnswlib: hnswlibBuild,
       recall: state?.recall ?? null,
       recallQueries: state?.recallQueries ?? 0,
+      tunedOn: state ? (state.tunedOn ?? 'midpoints') : null,
       fileBytes: state?.fileBytes ?? null,
       checkpointSeq: state?.checkpointSeq ?? null,
       appliedSeq,
@@ -605,6 +669,7 @@ export interface SavedIndexStatus {
   ef: number;
   recall: number | null;
   recallQueries: number;
+  tunedOn: TunedOn;
   fileBytes: number;
   checkpointSeq: number;
   builtAt: number;
@@ -622,6 +687,7 @@ export async function readSavedIndexStatus(indexDir: string, modelKey: string): 
     ef: state.ef,
     recall: state.recall,
     recallQueries: state.recallQueries,
+    tunedOn: state.tunedOn ?? 'midpoints',
     fileBytes: state.fileBytes,
     checkpointSeq: state.checkpointSeq,
     builtAt: state.builtAt,

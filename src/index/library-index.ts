@@ -5,6 +5,7 @@
  */
 import type { ImageFilter } from '../store/image-filter.js';
 import type { HnswlibBuild } from './hnswlib-binding.js';
+import type { TunedOn } from './index-files.js';
 import type { EngineName, SearchHit } from './vector-index.js';
 
 export interface IndexSearchOptions {
@@ -32,6 +33,8 @@ export interface IndexHealth {
   /** recall@10 measured at `ef` when it was chosen. */
   recall: number | null;
   recallQueries: number;
+  /** Which queries `recall` was measured on (users' logged ones or synthetic); absent where not tuned here. */
+  tunedOn?: TunedOn | null;
   /** The graph file's size, or the pgvector index's. */
   fileBytes: number | null;
   checkpointSeq: number | null;
@@ -59,6 +62,11 @@ export interface LibraryIndex {
   merge(options?: { rebuild?: boolean }): Promise<void>;
   /** Rebuilds the index from the stored vectors. */
   rebuild(): Promise<void>;
+  /**
+   * Records the embedding of a query a user asked, so the engine can tune itself on queries like theirs
+   * (IndexManager: query-log.ts). Cheap, never throws; engines that do not tune leave it out.
+   */
+  noteQuery?(query: Float32Array): void;
   /** Waits for background work. */
   idle(): Promise<void>;
   health(): IndexHealth;
@@ -67,4 +75,18 @@ export interface LibraryIndex {
   /** The stored vector of a searchable id, L2-normalised. */
   vectorOf(id: number): Float32Array | undefined;
   close(): Promise<void>;
+}
+
+/** "recall@10 0.983 at ef 160 on 200 of your queries": what `clipdex status` says about the tuning. */
+export function tuningSummary(h: Pick<IndexHealth, 'recall' | 'ef' | 'recallQueries' | 'tunedOn'>): string | null {
+  if (h.recall === null) return null;
+  const on =
+    h.tunedOn === 'logged'
+      ? `on ${h.recallQueries} of your queries`
+      : h.tunedOn === 'synthetic'
+        ? `on ${h.recallQueries} synthetic queries`
+        : h.tunedOn === 'midpoints'
+          ? `on ${h.recallQueries} synthetic queries (midpoints of two photos)`
+          : `on ${h.recallQueries} sample queries`;
+  return `recall@10 ${h.recall.toFixed(3)} at ef ${h.ef} ${on}`;
 }

@@ -289,6 +289,7 @@ export class QueryEngine {
     const wholeList = ratio !== undefined || sort !== 'relevance';
     let want = Math.min(MAX_CANDIDATES, (wholeList ? MAX_CANDIDATES : offset + limit + 1) + excluded.size);
     let { hits, full } = await rank(want);
+    for (const v of vectors) index.noteQuery?.(v); // issue 19: ef is tuned on the queries users ask (index/query-log.ts)
     let cutoff = cut(hits.map((h) => h.score));
     // Strong matches all the way down what was ranked, and more could follow: rank every candidate to count them.
     if (full && want < MAX_CANDIDATES && cutoff.strongCount === hits.length && hits.length > 0) {

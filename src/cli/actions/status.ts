@@ -4,6 +4,7 @@ import { ClipdexError } from '../../errors.js';
 import { readIngestCounts } from '../../store/ingest-counts-repo.js';
 import { queueClaimants } from '../../store/queue-leases-repo.js';
 import { IngestStore } from '../../ingest/ingest-store.js';
+import { tuningSummary } from '../../index/library-index.js';
 import { Library } from '../../library/library.js';
 import { ModelSwitcher } from '../../ingest/model-switch.js';
 import { describeModelRef } from '../../train/adapter-export.js';
@@ -95,7 +96,8 @@ export const actionStatus = async (opts: { errors?: boolean; limit?: number }, c
           out.push(`Encoding  ${workers.length} process${workers.length === 1 ? '' : 'es'} holding ${held} photo${held === 1 ? '' : 's'}: ${workers.map((w) => `${w.claimant} (${w.files})`).join(', ')}`);
         }
         if (index) {
-          const quality = index.recall !== null ? `, recall@10 ${index.recall.toFixed(3)} at ef ${index.ef}` : '';
+          const tuning = tuningSummary(index);
+          const quality = tuning ? `, ${tuning}` : '';
           out.push(
             `Index     ${index.engine}, ${index.count} vectors${index.engine === 'hnsw' ? ` (${index.graphCount} in the graph, ${index.pending} beside it)` : ''}${quality}` +
               `${index.building ? ', building' : ''}${index.lastError ? `; last error: ${index.lastError}` : ''}`,
