@@ -17,6 +17,8 @@ import { openGraph, runSession, tensor } from '../src/inference/onnx-runtime.js'
 import { ModelSwitcher } from '../src/ingest/model-switch.js';
 import { Library } from '../src/library/library.js';
 import { preprocessBatch } from '../src/model/image-preprocess.js';
+import { keyDir } from '../src/index/index-files.js';
+import { queryLogPath, readQueryLog } from '../src/index/query-log.js';
 import { QueryEngine } from '../src/search/query-engine.js';
 import { imageTowerOf, textTowerOf, versionsDir } from '../src/store/adapters-repo.js';
 import { AdapterService, type TrainResult } from '../src/train/adapter-service.js';
@@ -156,6 +158,9 @@ describe.skipIf(!labeled)(`both towers tuned in one run on ../shared/photos/labe
       let cos = 0;
       for (let i = 0; i < v.length; i++) cos += theirs[0]![i]! * v[i]!;
       expect(top.score).toBeCloseTo(cos, 4);
+      // The search logged its query embedding for the index's ef tuner (src/index/query-log.ts), under this key.
+      const logged = readQueryLog(queryLogPath(keyDir(library.paths.indexDir, key)), v.length);
+      expect(logged.some((q) => maxGap(q, theirs[0]!) < 1e-6)).toBe(true);
     } finally {
       await stored.release();
     }
