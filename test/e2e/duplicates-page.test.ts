@@ -140,6 +140,10 @@ describe.skipIf(!HAS_CHROMIUM || !labeled)(`duplicates review in headless Chromi
     expect(await page.textContent('#dup-trash-count')).toBe('1');
     await page.screenshot({ path: join(ARTIFACTS, 'duplicates-02-trashed.png'), fullPage: true });
 
+    // The move's toast (with its own Undo) sits over the trash list for 15 s; a person closes it to reach the
+    // list's Put back, and so does the test (a click would otherwise wait for the toast to time out).
+    await page.click('.dup-toast .chip-remove');
+    await page.waitForSelector('.dup-toast', { state: 'detached' });
     await page.click('.dup-aside:has(#dup-trash-list) summary');
     const undone = page.waitForResponse((r) => isApi(r, 'POST', '/api/duplicates/undo'));
     const reloaded = found(() => page.click(`#dup-trash-list .dup-listed[data-trash-id="${moved.trashed[0]!.trashId}"] .dup-undo`));
