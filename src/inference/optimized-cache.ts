@@ -20,7 +20,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { arch, cpus, platform } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 
@@ -84,9 +84,11 @@ export class OptimizedGraphCache {
 
   /** The cache's view of one model file; null when the file cannot be read (the open then reports it). */
   static async for(cacheDir: string, modelPath: string, settings: GraphSettings): Promise<OptimizedGraphCache | null> {
-    const path = resolve(modelPath);
+    let path: string;
     let st: Awaited<ReturnType<typeof stat>>;
     try {
+      // The file itself, not the way to it: a model reached through a link is the same model (and entry).
+      path = await realpath(resolve(modelPath));
       st = await stat(path);
     } catch {
       return null;
