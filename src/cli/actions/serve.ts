@@ -3,13 +3,9 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ClipdexError, errorMessage } from '../../errors.js';
 import { libraryLocation } from '../../store/open-store.js';
-import { IngestEngine } from '../../ingest/ingest-engine.js';
 import { ThreadImageEncoder } from '../../ingest/encoder-thread.js';
-import { ModelSwitcher } from '../../ingest/model-switch.js';
 import { Library } from '../../library/library.js';
 import { requireFolders } from '../../ingest/folder-check.js';
-import { LateIngest } from '../../server/late-ingest.js';
-import { startServer } from '../../server/server.js';
 import { globalOptions, log, libraryOptions } from '../context.js';
 import { indexBuildLog } from '../index-build-log.js';
 import { publishServer } from '../server-client.js';
@@ -27,7 +23,7 @@ export const actionServe = async (o: { port: number; host: string; root?: string
   await requireFolders(o.root ?? [], '--root: ');
   // The server starts without a model too: the page and `status` then say what is missing.
   // Background index failures (a build or a save that failed, a discarded index) reach the log, not only status.
-  const library = await Library.open({
+  const opening = Library.open({
     ...libraryOptions(g),
     modelOptional: true,
     // Each tower once, off the main thread: the text tower on a thread of its own, so a query's encoding
@@ -44,6 +40,16 @@ export const actionServe = async (o: { port: number; host: string; root?: string
     onIndexProgress: indexBuildLog(log),
     onIndexError: (err) => log(`clipdex: ${errorMessage(err)}`),
   });
+  // The server, the ingest engine and what they import (express, the API schemas, chokidar, sharp: a second
+  // or so of this thread at start) load while the text tower opens on its thread, not before it starts.
+  const [{ IngestEngine }, { ModelSwitcher }, { LateIngest }, { startServer }] = await Promise.all([
+    import('../../ingest/ingest-engine.js'),
+    import('../../ingest/model-switch.js'),
+    import('../../server/late-ingest.js'),
+    import('../../server/server.js'),
+    opening.catch(() => undefined), // awaited below, with its error
+  ]);
+  const library = await opening;
   startupMark('library open');
   if (library.notice) log(`clipdex: ${library.notice}`);
   const textCache = library.loaded?.model.textTowerOpen ? library.loaded.model.text.graphCache : undefined;
