@@ -101,6 +101,8 @@ interface Server {
   url: string;
   /** The serve process's resident memory now (Linux /proc), in MB. */
   rssMb(): number;
+  /** CPU time the serve process used so far, all its threads (Linux /proc), in ms: less load-sensitive than latency. */
+  cpuMs(): number;
   stop(): Promise<void>;
 }
 
@@ -149,6 +151,11 @@ async function startServe(env: Record<string, string> = {}, trace?: (mark: strin
     server: {
       url,
       rssMb: () => Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024),
+      cpuMs: () => {
+        // utime and stime, the 14th and 15th fields, in clock ticks (100 per second on Linux).
+        const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        return (Number(fields[11]) + Number(fields[12])) * 10;
+      },
       stop: () =>
         new Promise<void>((r) => {
           child.once('exit', () => r());
@@ -215,10 +222,12 @@ async function main(): Promise<void> {
   await settled(server!.url);
   for (let i = 0; i < 10; i++) await query(server!.url); // warm-up
   const latencies: number[] = [];
+  const cpuBefore = server!.cpuMs();
   for (let i = 0; i < 200; i++) latencies.push(await query(server!.url));
+  const serverCpuMsPerQuery = +((server!.cpuMs() - cpuBefore) / latencies.length).toFixed(1);
   if (process.env.BENCH_QUICK === '1') {
     await server!.stop();
-    const sequential = { queries: latencies.length, p50Ms: +percentile(latencies, 50).toFixed(1), p99Ms: +percentile(latencies, 99).toFixed(1) };
+    const sequential = { queries: latencies.length, p50Ms: +percentile(latencies, 50).toFixed(1), p99Ms: +percentile(latencies, 99).toFixed(1), serverCpuMsPerQuery };
     console.log(JSON.stringify({ photos: N, cli: CLI, coldStartMs: { runs: starts.map((s) => Math.round(s)), median: Math.round(percentile(starts, 50)) }, sequential }, null, 2));
     return;
   }
@@ -273,7 +282,7 @@ async function main(): Promise<void> {
     photos: N,
     model: 'vit-b-32 preset (self-built, 512-d)',
     coldStartMs: { runs: starts.map((s) => Math.round(s)), median: Math.round(percentile(starts, 50)) },
-    sequential: { queries: latencies.length, p50Ms: +percentile(latencies, 50).toFixed(1), p99Ms: +percentile(latencies, 99).toFixed(1) },
+    sequential: { queries: latencies.length, p50Ms: +percentile(latencies, 50).toFixed(1), p99Ms: +percentile(latencies, 99).toFixed(1), serverCpuMsPerQuery },
     concurrent: { clients, seconds, queries: done, qps: +(done / seconds).toFixed(1), p50Ms: +percentile(concurrent, 50).toFixed(1), p99Ms: +percentile(concurrent, 99).toFixed(1) },
     thumbnailsWhile8Search: thumbnails,
   };
