@@ -85,6 +85,8 @@ export const actionServe = async (o: { port: number; host: string; root?: string
           },
         )
     : null;
+  // Said above; with --no-encode nothing else awaits it, and an unobserved rejection would end the process.
+  imageTower?.catch(() => undefined);
   const ingest = library.loaded
     ? new LateIngest(
         async () => {
