@@ -10,9 +10,15 @@
  *
  * The library is made once in bench/out/query-<n> (photos are rows with clustered 512-d embeddings: no image
  * is decoded, since ingest has its own benchmark). BENCH_N=20000 for a quicker run.
+ *
+ * Each cold start prints where its time went: the server's startup marks (CLIPDEX_TRACE_STARTUP=1; a build
+ * from before them prints none), in ms from the launch. BENCH_EVICT=1 drops the model's ONNX files and the
+ * saved optimized graphs (the model cache's ort-optimized/) from the page cache before each start
+ * (POSIX_FADV_DONTNEED through GNU dd; Linux): a start after a reboot, as far as those files go.
+ * BENCH_QUICK=1 stops after the sequential queries (no concurrent or thumbnail rounds).
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { join, resolve } from 'node:path';
@@ -20,6 +26,8 @@ import { createInterface } from 'node:readline';
 import { Library } from '../src/library/library.js';
 import { ThumbnailStore } from '../src/store/thumbnail-store.js';
 import { buildTinyModel } from '../src/model/tiny-model-builder.js';
+import { cacheDir } from '../src/model/cache-dir.js';
+import { OPTIMIZED_CACHE_DIR } from '../src/inference/optimized-cache.js';
 import { addSyntheticPhotos } from '../test/helpers/synthetic-photos.js';
 
 const N = Number(process.env.BENCH_N ?? 100_000);
@@ -93,29 +101,61 @@ interface Server {
   url: string;
   /** The serve process's resident memory now (Linux /proc), in MB. */
   rssMb(): number;
+  /** CPU time the serve process used so far, all its threads (Linux /proc), in ms: less load-sensitive than latency. */
+  cpuMs(): number;
   stop(): Promise<void>;
 }
 
-async function startServe(env: Record<string, string> = {}): Promise<{ server: Server; firstAnswerMs: number }> {
+/** The files a start reads most of: the model's towers and their saved optimized graphs. */
+function modelFiles(): string[] {
+  const onnx = join(MODEL_DIR, 'onnx');
+  const saved = join(cacheDir(), OPTIMIZED_CACHE_DIR);
+  const inDir = (dir: string, deep: boolean): string[] =>
+    existsSync(dir) ? readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isFile() ? [join(dir, e.name)] : deep && e.isDirectory() ? inDir(join(dir, e.name), false) : [])) : [];
+  return [...inDir(onnx, false), ...inDir(saved, true)];
+}
+
+function evictFromPageCache(files: string[]): void {
+  for (const f of files) execFileSync('dd', [`if=${f}`, 'iflag=nocache', 'count=0', 'status=none']);
+}
+
+async function startServe(env: Record<string, string> = {}, trace?: (mark: string, ms: number) => void): Promise<{ server: Server; firstAnswerMs: number }> {
+  if (process.env.BENCH_EVICT === '1') evictFromPageCache(modelFiles());
   const started = performance.now();
+  const launchedAt = Date.now();
   const child = spawn(process.execPath, [CLI, '--model', MODEL_DIR, '--data-dir', DATA_DIR, '--json', 'serve', '--port', '0'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, CLIPDEX_THREADS: '2', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, CLIPDEX_THREADS: '2', CLIPDEX_TRACE_STARTUP: '1', ...env },
+  });
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    const m = /^clipdex-startup (.*)$/.exec(line);
+    if (!m) process.stderr.write(`${line}\n`);
+    else if (trace) {
+      const { mark, at, thread } = JSON.parse(m[1]!) as { mark: string; at: number; thread: number };
+      trace(`${mark}${thread ? ` (thread ${thread})` : ''}`, at - launchedAt);
+    }
   });
   const line = await new Promise<string>((resolveLine, reject) => {
     createInterface({ input: child.stdout! }).once('line', resolveLine);
     child.once('exit', (code) => reject(new Error(`serve exited with ${code}`)));
   });
   const { url } = JSON.parse(line) as { url: string };
+  trace?.('url read by the benchmark', Date.now() - launchedAt);
   const res = await fetch(`${url}/api/search?q=${encodeURIComponent(nextPhrase())}&limit=20`);
   if (!res.ok) throw new Error(`first query failed: ${res.status} ${await res.text()}`);
   await res.json();
   const firstAnswerMs = performance.now() - started;
+  trace?.('FIRST ANSWER', Date.now() - launchedAt);
   return {
     firstAnswerMs,
     server: {
       url,
       rssMb: () => Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024),
+      cpuMs: () => {
+        // utime and stime, the 14th and 15th fields, in clock ticks (100 per second on Linux).
+        const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        return (Number(fields[11]) + Number(fields[12])) * 10;
+      },
       stop: () =>
         new Promise<void>((r) => {
           child.once('exit', () => r());
@@ -139,6 +179,17 @@ async function thumbnailIds(): Promise<number[]> {
   return rows.map((r) => r.id);
 }
 
+/** Waits until the server's indexing has started and has nothing to do (the scan done, the queue empty). */
+async function settled(url: string): Promise<void> {
+  const deadline = Date.now() + 300_000;
+  for (;;) {
+    const status = (await (await fetch(`${url}/api/status`)).json()) as { ingest?: { phase?: string } | null };
+    if (status.ingest?.phase === 'idle') return;
+    if (Date.now() > deadline) throw new Error(`the server did not settle: ${JSON.stringify(status.ingest)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 async function query(url: string): Promise<number> {
   const t = performance.now();
   const res = await fetch(`${url}/api/search?q=${encodeURIComponent(nextPhrase())}&limit=20`);
@@ -153,17 +204,33 @@ async function main(): Promise<void> {
   if (process.env.BENCH_SETUP_ONLY === '1') return; // bench:train only needs the library
   const starts: number[] = [];
   let server: Server | null = null;
+  // A warm-up start: fills the page cache (unless evicted) and writes the optimized graphs of a build that
+  // keeps them (whose first start ever pays for it: measure it with CLIPDEX_ORT_CACHE=off).
+  await (await startServe()).server.stop();
   for (let i = 0; i < 3; i++) {
-    const s = await startServe();
+    const marks: string[] = [];
+    const s = await startServe({}, (mark, ms) => marks.push(`${String(ms).padStart(6)} ms  ${mark}`));
+    console.log(`cold start ${i + 1}:\n${marks.join('\n')}`);
     starts.push(s.firstAnswerMs);
     if (i < 2) await s.server.stop();
     else server = s.server;
   }
   console.log(`cold start → first answer: ${starts.map((s) => s.toFixed(0)).join(', ')} ms`);
 
+  // Latency with the server settled: the ingest engine's start (watching every photo, the scan) is
+  // main-thread work, and a build that starts it behind the first answer would be measured during it.
+  await settled(server!.url);
   for (let i = 0; i < 10; i++) await query(server!.url); // warm-up
   const latencies: number[] = [];
+  const cpuBefore = server!.cpuMs();
   for (let i = 0; i < 200; i++) latencies.push(await query(server!.url));
+  const serverCpuMsPerQuery = +((server!.cpuMs() - cpuBefore) / latencies.length).toFixed(1);
+  if (process.env.BENCH_QUICK === '1') {
+    await server!.stop();
+    const sequential = { queries: latencies.length, p50Ms: +percentile(latencies, 50).toFixed(1), p99Ms: +percentile(latencies, 99).toFixed(1), serverCpuMsPerQuery };
+    console.log(JSON.stringify({ photos: N, cli: CLI, coldStartMs: { runs: starts.map((s) => Math.round(s)), median: Math.round(percentile(starts, 50)) }, sequential }, null, 2));
+    return;
+  }
 
   const clients = 8;
   const seconds = 10;
@@ -215,7 +282,7 @@ async function main(): Promise<void> {
     photos: N,
     model: 'vit-b-32 preset (self-built, 512-d)',
     coldStartMs: { runs: starts.map((s) => Math.round(s)), median: Math.round(percentile(starts, 50)) },
-    sequential: { queries: latencies.length, p50Ms: +percentile(latencies, 50).toFixed(1), p99Ms: +percentile(latencies, 99).toFixed(1) },
+    sequential: { queries: latencies.length, p50Ms: +percentile(latencies, 50).toFixed(1), p99Ms: +percentile(latencies, 99).toFixed(1), serverCpuMsPerQuery },
     concurrent: { clients, seconds, queries: done, qps: +(done / seconds).toFixed(1), p50Ms: +percentile(concurrent, 50).toFixed(1), p99Ms: +percentile(concurrent, 99).toFixed(1) },
     thumbnailsWhile8Search: thumbnails,
   };

@@ -19,6 +19,9 @@ import { statusCommand } from './commands/status.js';
 import { tokenizeCommand } from './commands/tokenize.js';
 import { trainCommand } from './commands/train-cmd.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
+import { startupMark } from '../util/startup-trace.js';
+
+startupMark('cli imported');
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 

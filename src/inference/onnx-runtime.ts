@@ -21,6 +21,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ClipdexError, errorMessage } from '../errors.js';
+import { OptimizedGraphCache } from './optimized-cache.js';
 
 /** ORT's own types, for the modules that hold a session or its tensors (they must not import the runtime). */
 export type InferenceSession = ort.InferenceSession;
@@ -35,7 +36,24 @@ export interface SessionOptions {
   providers?: ProviderName[];
   /** Intra-op threads for the CPU provider; default: all cores. */
   threads?: number;
+  /**
+   * Where optimized graphs are kept (optimized-cache.ts), normally the model cache dir: a model file opened
+   * on the CPU is then optimized once and opened from its saved graph afterwards. None: optimized at each
+   * open. `CLIPDEX_ORT_CACHE=off` turns it off everywhere.
+   */
+  cacheDir?: string;
 }
+
+/** What became of the optimized-graph cache at an open. */
+export type GraphCacheOutcome =
+  /** No cache asked for, turned off, or not the CPU provider. */
+  | { state: 'off' }
+  /** Opened from the saved graph, optimizations off. */
+  | { state: 'hit'; dir: string }
+  /** Optimized from the model file and saved; `discarded` says why an entry that was there was not used. */
+  | { state: 'written'; dir: string; discarded?: string }
+  /** Optimized from the model file, but the graph could not be saved (read-only or full cache dir): works, slower next time. */
+  | { state: 'unsaved'; reason: string; discarded?: string };
 
 export interface ProviderFallback {
   provider: ProviderName;
@@ -47,6 +65,7 @@ export interface OpenedSession {
   provider: ProviderName;
   /** Providers tried before the one used, and why each was passed over. */
   fallbacks: ProviderFallback[];
+  graphCache: GraphCacheOutcome;
 }
 
 export const DEFAULT_PROVIDERS: readonly ProviderName[] = ['cuda', 'cpu'];
@@ -147,6 +166,7 @@ export async function openSession(modelPath: string, options: SessionOptions = {
   }
   // Read before any session is tried: a bad value is the user's setting, not the model's or a provider's fault.
   const spin = allowSpinning();
+  const cacheOn = options.cacheDir !== undefined && graphCacheOn();
   const fallbacks: ProviderFallback[] = [];
   for (const provider of providers) {
     const unavailable = providerUnavailableReason(provider);
@@ -155,8 +175,10 @@ export async function openSession(modelPath: string, options: SessionOptions = {
       continue;
     }
     try {
-      const session = await ort.InferenceSession.create(modelPath, ortSessionOptions(provider, threads, spin));
-      return { session, provider, fallbacks };
+      const base = ortSessionOptions(provider, threads, spin);
+      const cache = provider === 'cpu' && cacheOn && options.cacheDir ? await OptimizedGraphCache.for(options.cacheDir, modelPath, graphSettings(provider, base)) : null;
+      if (!cache) return { session: await ort.InferenceSession.create(modelPath, base), provider, fallbacks, graphCache: { state: 'off' } };
+      return { ...(await openThroughCache(modelPath, cache, base)), provider, fallbacks };
     } catch (err) {
       const reason = errorMessage(err);
       // A corrupt file fails the same way on every provider: say so instead of blaming the provider.
@@ -171,6 +193,65 @@ export async function openSession(modelPath: string, options: SessionOptions = {
     `no execution provider could run ${modelPath}: ${fallbacks.map((f) => `${f.provider}: ${f.reason}`).join('; ')}`,
     { details: { fallbacks } },
   );
+}
+
+function graphCacheOn(): boolean {
+  const v = process.env.CLIPDEX_ORT_CACHE?.trim().toLowerCase();
+  if (!v || v === 'on' || v === '1') return true;
+  if (v === 'off' || v === '0') return false;
+  throw new ClipdexError('INVALID_ARGUMENT', `CLIPDEX_ORT_CACHE must be on or off, got ${v}`);
+}
+
+function graphSettings(provider: ProviderName, options: ort.InferenceSession.SessionOptions) {
+  return { runtimeVersion: ort.env.versions.common, provider, optimizationLevel: String(options.graphOptimizationLevel) };
+}
+
+/**
+ * The saved graph when there is a sound one, else the model optimized as always and its graph saved on the
+ * way (weights as external data, so that the next open maps them instead of copying them). A cache that
+ * cannot be read or written costs only the time it would have saved.
+ */
+async function openThroughCache(modelPath: string, cache: OptimizedGraphCache, options: ort.InferenceSession.SessionOptions): Promise<{ session: InferenceSession; graphCache: GraphCacheOutcome }> {
+  const found = await cache.lookup();
+  let discarded: string | undefined;
+  if (found && 'graph' in found) {
+    try {
+      // Optimized already: the level is what the graph was saved at, and running the passes again finds nothing.
+      return { session: await ort.InferenceSession.create(found.graph, { ...options, graphOptimizationLevel: 'disabled' }), graphCache: { state: 'hit', dir: found.dir } };
+    } catch (err) {
+      await cache.remove();
+      discarded = `the optimized graph cached in ${found.dir} was discarded: ONNX Runtime could not open it (${errorMessage(err)})`;
+    }
+  } else if (found) discarded = found.damaged;
+  const withDiscarded = discarded ? { discarded } : {};
+  const pending = await cache.begin().catch((err: unknown) => errorMessage(err));
+  if (typeof pending === 'string') return { session: await ort.InferenceSession.create(modelPath, options), graphCache: { state: 'unsaved', reason: pending, ...withDiscarded } };
+  let session: InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(modelPath, {
+      ...options,
+      optimizedModelFilePath: pending.graph,
+      // ORT warns that a graph saved at level 'all' may hold layouts for this CPU: the cache key has the CPU in it.
+      logSeverityLevel: 3,
+      extra: {
+        ...options.extra,
+        session: {
+          ...(options.extra as { session?: Record<string, unknown> } | undefined)?.session,
+          optimized_model_external_initializers_file_name: pending.weightsName,
+          optimized_model_external_initializers_min_size_in_bytes: '1024',
+        },
+      },
+    });
+  } catch (err) {
+    await pending.discard();
+    throw err;
+  }
+  try {
+    await pending.commit();
+    return { session, graphCache: { state: 'written', dir: cache.dir, ...withDiscarded } };
+  } catch (err) {
+    return { session, graphCache: { state: 'unsaved', reason: errorMessage(err), ...withDiscarded } };
+  }
 }
 
 /**

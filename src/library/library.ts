@@ -26,6 +26,7 @@ import type { ModelSpec } from '../model/model-dir.js';
 import { refuseLostDatabase } from './lost-database.js';
 import { adoptLegacyModelKey } from './legacy-model-key.js';
 import { modelKeyFor } from './model-key.js';
+import { startupMark } from '../util/startup-trace.js';
 
 export interface OpenLibraryOptions {
   /** Where the database, index and thumbnails live; default `$CLIPDEX_DATA_DIR` or the XDG data dir. */
@@ -124,6 +125,7 @@ export class Library {
   }
 
   static async open(options: OpenLibraryOptions = {}): Promise<Library> {
+    startupMark('library open start');
     const paths = libraryPaths(options.dataDir ?? defaultDataDir());
     const location = libraryLocation(paths.dir, options.databaseUrl ?? (process.env.CLIPDEX_DATABASE_URL || undefined));
     if (location.kind === 'sqlite') refuseLostDatabase(paths);
@@ -143,38 +145,72 @@ export class Library {
     const asked = options.model ?? process.env.CLIPDEX_MODEL;
     const modelRef = asked ?? recorded?.ref ?? DEFAULT_MODEL_ID;
     let model: ClipModel | null = null;
+    let loading: Promise<ClipModel> | null = null;
+    let index: LibraryIndex | null = null;
     let notice: string | null = null;
     try {
       const cacheRoot = options.cacheDir ?? defaultCacheDir();
       const spec = await resolveModel(modelRef, { cacheRoot });
-      model = await ClipModel.load(spec, options.session);
+      startupMark('model resolved');
+      // The towers open on their threads (or this one) while the key, the database and the index are seen to
+      // here: the index load is hundreds of ms of this thread that would otherwise follow the towers'
+      // seconds. Saved optimized graphs go to the model cache, beside the fingerprints (optimized-cache.ts).
+      loading = ClipModel.load(spec, { cacheDir: cacheRoot, ...options.session });
+      loading.catch(() => undefined); // awaited below, or in the catch
       const key = await modelKeyFor(spec, { cacheDir: cacheRoot });
+      startupMark('model key');
       // A library keyed the old way keeps its vectors, indexes and trained versions under the new key.
       await adoptLegacyModelKey(store, paths.indexDir, spec, key);
-      new EmbeddingsRepo(store.db).registerModel(key, model.dim);
       const models = new LibraryModelRepo(store.db);
       if (recorded && recorded.key !== key) {
         notice = `this run uses ${modelRef}, not the library's model ${recorded.ref}: searches see only what ${modelRef} has encoded; \`clipdex models use ${modelRef}\` switches the library (re-encoding it in the background)`;
       }
-      // Bookkeeping, not a reason to refuse the library: on a database that refuses writes (read-only file,
-      // full disk) the model still loads and searches work, and ingest reports the storage problem itself.
-      try {
-        // A library from before model switching records the model it is opened with, once that model's
-        // vectors are there (or nothing's are): a one-off --model on a library of another model records nothing.
-        if (!recorded) {
-          const embeddings = new EmbeddingsRepo(store.db);
-          if (embeddings.count(key) > 0 || embeddings.models().every((m) => m.count === 0)) models.setCurrent({ ref: modelRef, key });
-        } else if (recorded.key === key && models.knownRefs().find((r) => r.key === key)?.ref !== modelRef) models.rememberRef(key, modelRef);
-      } catch (err) {
-        if (!storageError(err, paths.dir)) throw err;
-      }
-      const index = await openLibraryIndex(store, paths.indexDir, key, options.onIndexProgress, options.onIndexError);
+      const prepare = async (dim: number): Promise<LibraryIndex> => {
+        new EmbeddingsRepo(store.db).registerModel(key, dim);
+        // Bookkeeping, not a reason to refuse the library: on a database that refuses writes (read-only file,
+        // full disk) the model still loads and searches work, and ingest reports the storage problem itself.
+        try {
+          // A library from before model switching records the model it is opened with, once that model's
+          // vectors are there (or nothing's are): a one-off --model on a library of another model records nothing.
+          if (!recorded) {
+            const embeddings = new EmbeddingsRepo(store.db);
+            if (embeddings.count(key) > 0 || embeddings.models().every((m) => m.count === 0)) models.setCurrent({ ref: modelRef, key });
+          } else if (recorded.key === key && models.knownRefs().find((r) => r.key === key)?.ref !== modelRef) models.rememberRef(key, modelRef);
+        } catch (err) {
+          if (!storageError(err, paths.dir)) throw err;
+        }
+        startupMark('model recorded');
+        const opened = await openLibraryIndex(store, paths.indexDir, key, options.onIndexProgress, options.onIndexError);
+        startupMark('index open');
+        return opened;
+      };
+      // A model whose config gives the dimension loads with that one or fails (ClipModel.load checks the
+      // graphs against it): the index need not wait for the towers. Otherwise the towers settle it first.
+      if (spec.embeddingDim !== null) index = await prepare(spec.embeddingDim);
+      model = await loading;
+      startupMark('model loaded');
+      index ??= await prepare(model.dim);
       const library = new Library(paths, store, modelRef, { model, key, index }, null, options, notice);
       await library.openActiveAdapter();
       await library.removeAdapterLeftovers();
       await library.adapters.removeOrphanTowers(paths.dir).catch((err: unknown) => options.onIndexError?.(err));
+      startupMark('library ready');
       return library;
-    } catch (err) {
+    } catch (caught) {
+      await index?.close().catch(() => undefined);
+      // A model that failed to load is the error to report, as when it loaded first (the database's own
+      // problems are found again by the next open); one that loaded is closed.
+      let err = caught;
+      if (loading && !model) {
+        const failed = await loading.then(
+          (m) => {
+            model = m;
+            return null;
+          },
+          (e: unknown) => ({ e }),
+        );
+        if (failed) err = failed.e;
+      }
       await model?.release().catch(() => undefined);
       // Damaged pages are often first read here (registering the model, opening its index): that is the
       // library's problem, not the model's, and no caller can go on without a sound database.
@@ -213,7 +249,7 @@ export class Library {
     const cacheRoot = options.cacheDir ?? defaultCacheDir();
     const spec = await resolveModel(ref, { cacheRoot });
     const key = await modelKeyFor(spec, { cacheDir: cacheRoot });
-    const model = await ClipModel.load(spec, options.session);
+    const model = await ClipModel.load(spec, { cacheDir: cacheRoot, ...options.session });
     try {
       this.embeddings.registerModel(key, model.dim);
     } catch (err) {

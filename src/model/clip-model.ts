@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { ClipdexError } from '../errors.js';
+import { ClipdexError, errorMessage, isClipdexError } from '../errors.js';
 import type { ProviderFallback, ProviderName, SessionOptions } from '../inference/onnx-runtime.js';
 import { ImageEncoder } from './image-encoder.js';
 import { preprocessBatch, type BatchOptions } from './image-preprocess.js';
@@ -38,7 +38,7 @@ export interface LoadModelOptions extends SessionOptions {
    * which then encodes photos with it too: one copy, off the main thread). Called at load, beside the text
    * tower, so a damaged image tower is found at start as before. The model releases it.
    */
-  openImageTower?: (spec: ModelSpec) => Promise<OwnedImageTower>;
+  openImageTower?: (spec: ModelSpec, session: SessionOptions) => Promise<OwnedImageTower>;
 }
 
 /** What encodes preprocessed images for a model: its own session (ImageEncoder), or one lent to it. */
@@ -71,6 +71,7 @@ export class ClipModel {
   /** The image tower is lent (shareImageTower): its lender closes it, not this model. */
   private imageLent = false;
   private released = false;
+  private imageFailure: ClipdexError | null = null;
   private readonly textSlot: TowerSlot<TextTower>;
 
   private constructor(
@@ -86,13 +87,26 @@ export class ClipModel {
   }
 
   static async load(spec: ModelSpec, options: LoadModelOptions = {}): Promise<ClipModel> {
-    const tokenizer = await loadTextTokenizer(spec);
+    // The towers start at once, beside the tokenizer (parsing CLIP's vocabulary and merges takes a few hundred
+    // ms): a tower on its own thread does not need this one, and one on this thread awaits it itself.
+    const tokenizing = loadTextTokenizer(spec);
     // Neither graph nor config may say the dimension; a text tower opened now settles it (below).
     const textNow = !options.lazyTextTower || spec.embeddingDim === null;
-    const [image, text] = await Promise.all([
+    const opened = await Promise.allSettled([
       options.lazyImageTower ? null : openImageEncoder(spec, options),
-      textNow ? openTextEncoder(spec, tokenizer, options) : null,
-    ]);
+      textNow ? openTextEncoder(spec, tokenizing, options) : null,
+      tokenizing,
+    ] as const);
+    const [imageResult, textResult, tokenizerResult] = opened;
+    const failed = opened.find((r) => r.status === 'rejected');
+    if (failed) {
+      // A tower that did open is closed: its thread and session would otherwise outlive the failed load.
+      await Promise.all([imageResult, textResult].map((r) => (r.status === 'fulfilled' ? r.value?.release().catch(() => undefined) : undefined)));
+      throw failed.reason;
+    }
+    const image = (imageResult as PromiseFulfilledResult<OwnedImageTower | null>).value;
+    const text = (textResult as PromiseFulfilledResult<TextTower | null>).value;
+    const tokenizer = (tokenizerResult as PromiseFulfilledResult<ModelTokenizer>).value;
     const dims = [image?.dim ?? null, text?.dim ?? null, spec.embeddingDim].filter((d): d is number => d !== null);
     const dim = dims[0];
     if (dim === undefined) {
@@ -169,9 +183,26 @@ export class ClipModel {
 
   /** The image tower, opened now if it was left for later; concurrent callers share one opening. */
   openImageEncoder(): Promise<ImageTower> {
-    return this.imageSlot.open(async () =>
-      ofDimension(await openImageEncoder(this.spec, this.options), this.dim, (got) => dimensionError(this.spec, got, this.textSlot.tower?.dim ?? null)),
-    );
+    return this.imageSlot
+      .open(async () => ofDimension(await openImageEncoder(this.spec, this.options), this.dim, (got) => dimensionError(this.spec, got, this.textSlot.tower?.dim ?? null)))
+      .then(
+        (tower) => {
+          this.imageFailure = null;
+          return tower;
+        },
+        (err: unknown) => {
+          this.imageFailure = isClipdexError(err) ? err : new ClipdexError('MODEL_INVALID', `cannot open the image tower of ${this.spec.id}: ${errorMessage(err)}`, { cause: err });
+          throw err;
+        },
+      );
+  }
+
+  /**
+   * Why the image tower's last opening failed, until one succeeds; null otherwise. A model loaded with
+   * `lazyImageTower` finds a damaged image file only when it opens it: a server says it from then on.
+   */
+  get imageTowerError(): ClipdexError | null {
+    return this.imageFailure;
   }
 
   /**
@@ -287,7 +318,7 @@ async function ofDimension<T extends { dim?: number | null; release(): Promise<v
 }
 
 async function openImageEncoder(spec: ModelSpec, options: LoadModelOptions): Promise<OwnedImageTower> {
-  if (options.openImageTower) return options.openImageTower(spec);
+  if (options.openImageTower) return options.openImageTower(spec, sessionOptionsOf(options));
   const tower = await openTower(join(spec.dir, spec.vision.file), spec.vision, 'image', options);
   return new ImageEncoder(tower, spec.preprocess.size, options.imageBatch);
 }
@@ -296,14 +327,22 @@ async function openImageEncoder(spec: ModelSpec, options: LoadModelOptions): Pro
  * A text tower of this model's spec, on this thread or its own (`textThread`): the model's own file, or
  * `path` (a trained version's tower, which has the same inputs and outputs).
  */
-export async function openTextEncoder(spec: ModelSpec, tokenizer: ModelTokenizer, options: LoadModelOptions, path?: string): Promise<TextTower> {
+export async function openTextEncoder(spec: ModelSpec, tokenizer: ModelTokenizer | Promise<ModelTokenizer>, options: LoadModelOptions, path?: string): Promise<TextTower> {
   const file = path ?? join(spec.dir, spec.text.file);
   if (options.textThread) {
-    const session: SessionOptions = { ...(options.providers ? { providers: options.providers } : {}), ...(options.threads !== undefined ? { threads: options.threads } : {}) };
-    return ThreadTextEncoder.open(spec, { session, path: file, ...(options.textBatch ? { batch: options.textBatch } : {}) });
+    return ThreadTextEncoder.open(spec, tokenizer, { session: sessionOptionsOf(options), path: file, ...(options.textBatch ? { batch: options.textBatch } : {}) });
   }
-  const tower = await openTower(file, spec.text, 'text', options);
-  return new TextEncoder(tower, tokenizer, spec.contextLength, options.textBatch);
+  const [tower, tokens] = await Promise.all([openTower(file, spec.text, 'text', options), tokenizer]);
+  return new TextEncoder(tower, tokens, spec.contextLength, options.textBatch);
+}
+
+/** The session options of a model's load options, for a tower opened on another thread (plain data). */
+export function sessionOptionsOf(options: LoadModelOptions): SessionOptions {
+  return {
+    ...(options.providers ? { providers: options.providers } : {}),
+    ...(options.threads !== undefined ? { threads: options.threads } : {}),
+    ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
+  };
 }
 
 function dimensionError(spec: ModelSpec, image: number | null, text: number | null): ClipdexError {

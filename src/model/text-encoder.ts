@@ -1,5 +1,5 @@
 import { ClipdexError } from '../errors.js';
-import { type ProviderFallback, type ProviderName, type Tensor, tensor } from '../inference/onnx-runtime.js';
+import { type GraphCacheOutcome, type ProviderFallback, type ProviderName, type Tensor, tensor } from '../inference/onnx-runtime.js';
 import { isDynamic, runTower, type TowerSession } from './tower-session.js';
 
 /** One text's token ids, and 1 for each real token / 0 for each pad (the attention mask). */
@@ -39,6 +39,8 @@ export interface TextTower {
   readonly dim: number | null;
   readonly provider: ProviderName;
   readonly fallbacks: ProviderFallback[];
+  /** Whether the session came from a saved optimized graph; absent where the tower does not say. */
+  readonly graphCache?: GraphCacheOutcome;
   encode(texts: string[], options?: { padToContext?: boolean } & TextOptions): Promise<Float32Array[]>;
   release(): Promise<void>;
 }
@@ -79,6 +81,10 @@ export class TextEncoder implements TextTower {
 
   get dim(): number | null {
     return this.tower.outputDim;
+  }
+
+  get graphCache(): GraphCacheOutcome {
+    return this.tower.graphCache;
   }
 
   /** Encodes phrases; `padToContext` forces the fixed 77-token input (used to prove both agree). */

@@ -4,15 +4,16 @@
  * Why: a session runs synchronously on the JS thread that calls it (see inference/onnx-runtime.ts). On the
  * server's main thread every text query holds the event loop for the tower's run (10+ ms for ViT-B/32 on a
  * CPU, more for a batch of captions in training): meanwhile no thumbnail, status or other request is
- * answered. On its own thread the tower blocks only itself. The main thread keeps the tokenizer for what
- * needs no session (the language a text would be read in).
+ * answered. On its own thread the tower blocks only itself. The main thread keeps the tokenizer: it
+ * tokenizes here (a fraction of a millisecond per phrase) and the thread runs the ids, so the thread needs
+ * no tokenizer of its own and is ready as soon as its session is.
  */
 import type { Worker } from 'node:worker_threads';
 import { ClipdexError, type ErrorCode } from '../errors.js';
-import type { ProviderFallback, ProviderName, SessionOptions } from '../inference/onnx-runtime.js';
+import type { GraphCacheOutcome, ProviderFallback, ProviderName, SessionOptions } from '../inference/onnx-runtime.js';
 import { spawnWorker } from '../util/spawn-worker.js';
 import type { ModelSpec } from './model-dir.js';
-import type { TextOptions, TextTower } from './text-encoder.js';
+import type { TextOptions, TextTokenizer, TextTower } from './text-encoder.js';
 import type { TextReply, TextRequest, TextWorkerData } from './text-thread-worker.js';
 
 interface Pending {
@@ -30,6 +31,10 @@ export class ThreadTextEncoder implements TextTower {
     readonly dim: number | null,
     readonly provider: ProviderName,
     readonly fallbacks: ProviderFallback[],
+    readonly graphCache: GraphCacheOutcome,
+    /** The graph's context length (a fixed-length graph's own, else the config's). */
+    private readonly contextLength: number,
+    private readonly tokenizer: TextTokenizer | Promise<TextTokenizer>,
   ) {
     worker.on('message', (m: TextReply) => {
       if (m.type !== 'result' && m.type !== 'error') return;
@@ -50,8 +55,11 @@ export class ThreadTextEncoder implements TextTower {
     worker.unref();
   }
 
-  /** Starts the thread and opens the text tower there; rejects with the tower's own error. */
-  static async open(spec: ModelSpec, options: { session?: SessionOptions; batch?: number; path?: string } = {}): Promise<ThreadTextEncoder> {
+  /**
+   * Starts the thread and opens the text tower there; rejects with the tower's own error. `tokenizer` is the
+   * model's (loading still, as a rule: it is awaited at the first text).
+   */
+  static async open(spec: ModelSpec, tokenizer: TextTokenizer | Promise<TextTokenizer>, options: { session?: SessionOptions; batch?: number; path?: string } = {}): Promise<ThreadTextEncoder> {
     const data: TextWorkerData = { spec, session: options.session ?? {}, batch: options.batch, path: options.path };
     const worker = spawnWorker(import.meta.url, 'text-thread-worker', data, { code: 'INFERENCE_FAILED', what: 'the text encoder thread' });
     try {
@@ -63,20 +71,24 @@ export class ThreadTextEncoder implements TextTower {
         worker.once('error', (err) => reject(new ClipdexError('INFERENCE_FAILED', `the text encoder thread failed to start: ${err.message}`, { cause: err })));
         worker.once('exit', (code) => reject(new ClipdexError('INFERENCE_FAILED', `the text encoder thread exited at start (code ${code})`)));
       });
-      return new ThreadTextEncoder(worker, ready.dim, ready.provider, ready.fallbacks);
+      return new ThreadTextEncoder(worker, ready.dim, ready.provider, ready.fallbacks, ready.graphCache, ready.contextLength, tokenizer);
     } catch (err) {
       await worker.terminate();
       throw err;
     }
   }
 
-  encode(texts: string[], options: { padToContext?: boolean } & TextOptions = {}): Promise<Float32Array[]> {
-    if (this.failure) return Promise.reject(this.failure);
-    if (texts.length === 0) return Promise.resolve([]);
+  async encode(texts: string[], options: { padToContext?: boolean } & TextOptions = {}): Promise<Float32Array[]> {
+    if (this.failure) throw this.failure;
+    if (texts.length === 0) return [];
+    const tokenizer = await this.tokenizer;
+    const rows = await tokenizer.tokenize(texts, this.contextLength, { language: options.language });
+    if (this.failure) throw this.failure;
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ type: 'encode', id, texts, options } satisfies TextRequest);
+      const request: TextRequest = { type: 'encode', id, rows, padId: tokenizer.padId, padsToContext: tokenizer.padsToContext, padToContext: options.padToContext === true };
+      this.worker.postMessage(request);
     });
   }
 

@@ -1,5 +1,6 @@
 import { ClipdexError } from '../errors.js';
 import {
+  type GraphCacheOutcome,
   type InferenceSession,
   openSession,
   type ProviderFallback,
@@ -9,6 +10,7 @@ import {
   type Tensor,
 } from '../inference/onnx-runtime.js';
 import type { TowerSpec } from './manifest.js';
+import { startupMark } from '../util/startup-trace.js';
 
 /** What the graph itself declares about one input, so we feed it what it expects. */
 export interface InputInfo {
@@ -23,6 +25,8 @@ export interface TowerSession {
   session: InferenceSession;
   provider: ProviderName;
   fallbacks: ProviderFallback[];
+  /** Whether it was opened from a saved optimized graph (inference/optimized-cache.ts). */
+  graphCache: GraphCacheOutcome;
   input: InputInfo;
   /** Other inputs the graph declares (e.g. attention_mask). */
   extraInputs: InputInfo[];
@@ -44,7 +48,9 @@ function inputInfos(session: InferenceSession): InputInfo[] {
 }
 
 export async function openTower(path: string, spec: TowerSpec, what: 'image' | 'text', options: SessionOptions): Promise<TowerSession> {
-  const { session, provider, fallbacks } = await openSession(path, options);
+  startupMark(`${what} session start`);
+  const { session, provider, fallbacks, graphCache } = await openSession(path, options);
+  startupMark(`${what} session created`);
   const inputs = inputInfos(session);
   // The manifest names the input; a graph that calls it differently but has one obvious candidate still works.
   const input = inputs.find((i) => i.name === spec.input) ?? (inputs.length === 1 ? inputs[0] : undefined);
@@ -72,6 +78,7 @@ export async function openTower(path: string, spec: TowerSpec, what: 'image' | '
     session,
     provider,
     fallbacks,
+    graphCache,
     input,
     extraInputs: inputs.filter((i) => i !== input),
     output: out.name,

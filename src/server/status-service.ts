@@ -6,6 +6,7 @@ import type { ClipdexError } from '../errors.js';
 import { readIngestCounts } from '../ingest/ingest-engine.js';
 import type { ModelSwitcher } from '../ingest/model-switch.js';
 import type { Library } from '../library/library.js';
+import type { ClipModel } from '../model/clip-model.js';
 import { providerUnavailableReason } from '../inference/onnx-runtime.js';
 import { queueClaimants } from '../store/queue-leases-repo.js';
 import type { IngestService } from './ingest-service.js';
@@ -26,6 +27,8 @@ export function statusOf(options: { library: Library; ingest?: IngestService | u
       key: loaded?.key ?? null,
       dim: loaded?.model.dim ?? null,
       providers: loaded ? loaded.model.providers : null,
+      // The image tower may open after the server starts (serve opens it once listening): 'opening' until then.
+      imageTower: loaded ? imageTowerStatus(loaded.model, library.modelRef) : null,
       cuda: providerUnavailableReason('cuda') ?? 'available',
       error: err ? { code: err.code, message: err.message, fix: modelFix(err, library.modelRef) } : null,
     },
@@ -38,6 +41,12 @@ export function statusOf(options: { library: Library; ingest?: IngestService | u
     // Processes holding queued photos of a library in Postgres (`clipdex worker`, serve replicas), and how many each.
     workers: queueClaimants(library.store.db),
   };
+}
+
+function imageTowerStatus(model: ClipModel, modelRef: string): Record<string, unknown> | string {
+  const err = model.imageTowerError;
+  if (err) return { state: 'failed', error: { code: err.code, message: err.message, fix: modelFix(err, modelRef) } };
+  return model.imageTowerOpen ? 'open' : 'opening';
 }
 
 /** What the user does about a model that did not load, in the words the page shows. */

@@ -100,7 +100,9 @@ export class OcrRepo {
     this.s = {
       drop: p<[string]>('DELETE FROM ocr_state WHERE content_hash = ?'),
       has: p<[string], { one: number }>('SELECT 1 AS one FROM ocr_state WHERE content_hash = ?'),
-      anyDone: p<[], { one: number }>("SELECT 1 AS one FROM ocr_state WHERE status = 'done' AND line_count > 0 LIMIT 1"),
+      // Asked at every text search: a line is there exactly when a read found text (lines go with their state),
+      // whereas status/line_count walked every read photo of a library where none had text.
+      anyDone: p<[], { one: number }>('SELECT 1 AS one FROM ocr_lines LIMIT 1'),
       insertState: p<[string, string, string, number, string | null, string | null, string | null, number | null, number], { id: number }>(
         `INSERT INTO ocr_state (content_hash, status, engine, line_count, stopped, error_code, error_message, read_ms, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,

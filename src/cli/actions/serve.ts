@@ -3,18 +3,16 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ClipdexError, errorMessage } from '../../errors.js';
 import { libraryLocation } from '../../store/open-store.js';
-import { IngestEngine } from '../../ingest/ingest-engine.js';
 import { ThreadImageEncoder } from '../../ingest/encoder-thread.js';
-import { ModelSwitcher } from '../../ingest/model-switch.js';
 import { Library } from '../../library/library.js';
 import { requireFolders } from '../../ingest/folder-check.js';
-import { LateIngest } from '../../server/late-ingest.js';
-import { startServer } from '../../server/server.js';
 import { globalOptions, log, libraryOptions } from '../context.js';
 import { indexBuildLog } from '../index-build-log.js';
 import { publishServer } from '../server-client.js';
+import { startupMark } from '../../util/startup-trace.js';
 
 export const actionServe = async (o: { port: number; host: string; root?: string[]; allowedHost?: string[]; encode: boolean }, cmd: Command) => {
+  startupMark('serve action loaded');
   const g = globalOptions(cmd);
   if (!o.encode && libraryLocation(g.dataDir, g.databaseUrl).kind !== 'postgres') {
     // Nothing would ever encode the photos of an embedded library: no worker can reach it.
@@ -25,19 +23,37 @@ export const actionServe = async (o: { port: number; host: string; root?: string
   await requireFolders(o.root ?? [], '--root: ');
   // The server starts without a model too: the page and `status` then say what is missing.
   // Background index failures (a build or a save that failed, a discarded index) reach the log, not only status.
-  const library = await Library.open({
+  const opening = Library.open({
     ...libraryOptions(g),
     modelOptional: true,
-    // Each tower once, off the main thread: the image tower on the encoder thread, which the ingest engine
-    // encodes photos with and image queries use too; the text tower on a thread of its own, so a query's
-    // encoding never holds up other requests (CLIPDEX_TEXT_THREAD=off keeps it on the main thread: the
-    // benchmark's comparison, and a way out should a platform's runtime misbehave in workers). Both open at
-    // load, so a damaged model file is reported at start.
-    session: { textThread: process.env.CLIPDEX_TEXT_THREAD !== 'off', openImageTower: (spec) => ThreadImageEncoder.open(spec) },
+    // Each tower once, off the main thread: the text tower on a thread of its own, so a query's encoding
+    // never holds up other requests (CLIPDEX_TEXT_THREAD=off keeps it on the main thread: the benchmark's
+    // comparison, and a way out should a platform's runtime misbehave in workers); the image tower on the
+    // encoder thread, which the ingest engine encodes photos with and image queries use too. A text search
+    // needs the text tower, the index and the database only: the image tower opens once the server listens
+    // (below), so the first answer does not wait for its hundreds of MB, nor share the CPU with them.
+    session: {
+      textThread: process.env.CLIPDEX_TEXT_THREAD !== 'off',
+      lazyImageTower: true,
+      openImageTower: (spec, session) => ThreadImageEncoder.open(spec, { session }),
+    },
     onIndexProgress: indexBuildLog(log),
     onIndexError: (err) => log(`clipdex: ${errorMessage(err)}`),
   });
+  // The server, the ingest engine and what they import (express, the API schemas, chokidar, sharp: a second
+  // or so of this thread at start) load while the text tower opens on its thread, not before it starts.
+  const [{ IngestEngine }, { ModelSwitcher }, { LateIngest }, { startServer }] = await Promise.all([
+    import('../../ingest/ingest-engine.js'),
+    import('../../ingest/model-switch.js'),
+    import('../../server/late-ingest.js'),
+    import('../../server/server.js'),
+    opening.catch(() => undefined), // awaited below, with its error
+  ]);
+  const library = await opening;
+  startupMark('library open');
   if (library.notice) log(`clipdex: ${library.notice}`);
+  const textCache = library.loaded?.model.textTowerOpen ? library.loaded.model.text.graphCache : undefined;
+  if (textCache && 'discarded' in textCache && textCache.discarded) log(`clipdex: ${textCache.discarded}; written again`);
   // A model switch recorded by `models use` (here, before a restart, or by the CLI) runs in the background.
   const modelSwitch = library.loaded
     ? new ModelSwitcher(library, {
@@ -49,11 +65,34 @@ export const actionServe = async (o: { port: number; host: string; root?: string
       }).start()
     : null;
   if (library.modelError) log(`clipdex: ${library.modelError.message}\nclipdex: serving without search until the model is available; indexing waits.`);
-  // The engine starts behind the listening server: a search needs only the text tower and the index.
+  // The image tower opens once the server listens (`listening` below), and the engine once it is open: the
+  // engine encodes with it, and its start (watching every photo, scanning the folders) is main-thread work
+  // that a first search would otherwise wait behind. A damaged image model leaves text search working: it
+  // is said in the log, in the status (model.imageTower) and as the indexing failure, and an image query
+  // gets its error.
+  let listening: () => void = () => {};
+  const listened = new Promise<void>((resolveListening) => {
+    listening = resolveListening;
+  });
+  const imageTower = library.loaded
+    ? listened
+        .then(() => library.requireModel().model.openImageEncoder())
+        .then(
+          () => startupMark('image tower open'),
+          (err: unknown) => {
+            log(`clipdex: the image tower cannot be opened: ${errorMessage(err)}\nclipdex: text search works; image search and indexing wait until the model is repaired and the server restarted`);
+            throw err;
+          },
+        )
+    : null;
+  // Said above; with --no-encode nothing else awaits it, and an unobserved rejection would end the process.
+  imageTower?.catch(() => undefined);
   const ingest = library.loaded
     ? new LateIngest(
-        () =>
-          IngestEngine.start(library, {
+        async () => {
+          // Without encoding here (--no-encode) the engine only scans and watches: the tower is not its concern.
+          await (o.encode ? imageTower : listened);
+          return IngestEngine.start(library, {
             ...(o.root ? { roots: o.root } : {}),
             // A --cache-dir inside a watched folder holds model files, not photos (the data dir is left out by the engine).
             libraryDirs: [g.cacheDir],
@@ -65,8 +104,11 @@ export const actionServe = async (o: { port: number; host: string; root?: string
               else if (e.type === 'root' && e.state === 'offline') log(`clipdex: folder ${e.path} is offline (${e.reason ?? 'unavailable'}); its photos are kept and come back with it`);
               else if (e.type === 'root') log(`clipdex: folder ${e.path} is back online`);
             },
-          }),
-        (err) => log(`clipdex: indexing could not start: ${errorMessage(err)}`),
+          });
+        },
+        (err) => {
+          if (library.loaded?.model.imageTowerError !== err) log(`clipdex: indexing could not start: ${errorMessage(err)}`);
+        },
       )
     : null;
   if (!ingest && o.root) {
@@ -82,6 +124,8 @@ export const actionServe = async (o: { port: number; host: string; root?: string
     ...(o.allowedHost ? { allowedHosts: o.allowedHost } : {}),
     log,
   });
+  startupMark('listening');
+  listening();
   log(`clipdex: listening on ${running.url}`);
   // Where `clipdex search` of this library finds this server (it asks it rather than loading the model).
   let unpublish = () => {};
