@@ -115,7 +115,7 @@ async function search(url: string, q: string) {
 }
 
 describe('the model', () => {
-  it('missing or corrupt at start: the server starts, says what and how to fix, search is 503, folders and status work; repaired, it indexes', { timeout: 120_000 }, async () => {
+  it('missing or corrupt at start: the server starts, says what and how to fix, search is 503 (a damaged image tower alone: text search works), folders and status work; repaired, it indexes', { timeout: 120_000 }, async () => {
     const dataDir = join(tmp.dir, 'model-data');
     const photos = join(tmp.dir, 'model-photos');
     await writePhotos(photos, 100, 12);
@@ -125,12 +125,6 @@ describe('the model', () => {
         const dir = join(tmp.dir, 'model-without-text');
         cpSync(modelDir, dir, { recursive: true });
         unlinkSync(join(dir, 'onnx', 'text_model.onnx'));
-        return dir;
-      },
-      'vision_model.onnx is truncated': () => {
-        const dir = join(tmp.dir, 'model-truncated');
-        cpSync(modelDir, dir, { recursive: true });
-        truncateSync(join(dir, 'onnx', 'vision_model.onnx'), 4096);
         return dir;
       },
     };
@@ -160,7 +154,36 @@ describe('the model', () => {
       await s.stop();
     }
     expect(seen['the model folder is missing']!.code).toBe('MODEL_NOT_FOUND');
-    expect(seen['vision_model.onnx is truncated']).toMatchObject({ code: 'MODEL_INVALID', fix: expect.stringMatching(/damaged or incomplete/) });
+
+    // Only the image tower damaged: it opens after the server listens, so the text tower still answers
+    // searches over what is indexed, while the status, the log and the indexing say what is wrong and how to fix it.
+    {
+      const truncated = join(tmp.dir, 'model-truncated');
+      cpSync(modelDir, truncated, { recursive: true });
+      truncateSync(join(truncated, 'onnx', 'vision_model.onnx'), 4096);
+      const s = await serve(truncated, dataDir, [photos]);
+      const st = await waitFor(
+        async () => {
+          const now = (await api<Status & { model: { imageTower: unknown } }>(s.url, 'GET', '/api/status')).body;
+          return now.model.imageTower !== 'opening' ? now : undefined;
+        },
+        `the image tower settled\n${s.log()}`,
+        60_000,
+        150,
+      );
+      expect(st.model).toMatchObject({
+        ready: true,
+        error: null,
+        imageTower: { state: 'failed', error: { code: 'MODEL_INVALID', message: expect.stringContaining(truncated), fix: expect.stringMatching(/damaged or incomplete.*clipdex models pull .*restart the server/s) } },
+      });
+      const q = await search(s.url, 'a dog on a beach');
+      expect(q.status).toBe(200);
+      expect(q.body.results).toEqual([]);
+      expect(s.log()).toContain('clipdex: the image tower cannot be opened');
+      expect(st.indexed).toBe(0);
+      seen['vision_model.onnx is truncated'] = { code: 'MODEL_INVALID', fix: '' };
+      await s.stop();
+    }
 
     // The model is back: the next start indexes the folder that waited.
     const s = await serve(modelDir, dataDir, []);
