@@ -3,7 +3,7 @@
  * tiny model, a watched fixture folder): what a user does, from the status bar to the viewer, uploads,
  * live updates, the problems page and folders, with screenshots in test-artifacts/e2e/.
  */
-import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -622,6 +622,47 @@ describe.skipIf(!HAS_CHROMIUM)(`web UI without a model ${HAS_CHROMIUM ? '' : NEE
     await page.fill('#q', 'a cat');
     await page.waitForSelector('#search-error:not([hidden])');
     await page.screenshot({ path: join(ARTIFACTS, '11-no-model.png') });
+    await page.close();
+  });
+});
+
+describe.skipIf(!HAS_CHROMIUM)(`web UI with a damaged image model ${HAS_CHROMIUM ? '' : NEEDS_CHROMIUM}`, () => {
+  let tmp: string;
+  let server: ServeProcess;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'clipdex-e2e-badimage-'));
+    const model = await buildTinyModel({ out: join(tmp, 'model'), seed: 5 });
+    await truncate(join(model.dir, 'onnx', 'vision_model.onnx'), 4096);
+    server = await startServe(['--model', model.dir], [], { CLIPDEX_DATA_DIR: join(tmp, 'data'), CLIPDEX_CACHE_DIR: join(tmp, 'cache') });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.stop();
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('says so in the banner with the way back, while text search answers', async () => {
+    type Tower = { state: string; error: { message: string; fix: string } };
+    let tower: Tower | string = 'opening';
+    await eventually(async () => {
+      tower = ((await (await fetch(`${server.url}/api/status`)).json()) as { model: { imageTower: Tower | string } }).model.imageTower;
+      return tower !== 'opening';
+    }, `the image tower settled\n${server.log()}`);
+    const failed = tower as unknown as Tower;
+    expect(failed.state).toBe('failed');
+    const page = await browser.newPage({ viewport: { width: 1280, height: 600 } });
+    await page.goto(server.url);
+    await page.waitForSelector('#model-banner:not([hidden])');
+    expect(await page.textContent('#model-message')).toContain(failed.error.message);
+    expect(await page.textContent('#model-message')).toContain('Text search works');
+    expect(await page.textContent('#model-fix')).toBe(failed.error.fix.replaceAll('`', ''));
+    const answered = page.waitForResponse((r) => r.url().includes('/api/search') && r.request().method() === 'GET');
+    await page.fill('#q', 'a cat');
+    expect((await answered).status()).toBe(200);
     await page.close();
   });
 });

@@ -160,7 +160,7 @@ export class StatusBar {
       ? `Model ${m.ref} (${m.key}); images encoded on ${m.providers?.image ?? '?'}, text on ${m.providers?.text ?? '?'}`
       : (m.error?.message ?? 'model not loaded');
     this.renderAdapter(s.search);
-    this.renderBanner(m.error);
+    this.renderBanner(m.error ?? imageTowerProblem(m));
   }
 
   /** Which trained adapter searches go through, if any (`status.search.adapter`). */
@@ -183,6 +183,16 @@ export class StatusBar {
     bannerFix.replaceChildren(withCode(error.fix ?? 'run `clipdex doctor` for details'));
     show(banner, true);
   }
+}
+
+/**
+ * The image tower opens after the server starts (status.model.imageTower): when it fails, text search still
+ * works over what is indexed, but nothing new is indexed and no search by image answers — said in the banner.
+ */
+function imageTowerProblem(m) {
+  const t = m?.imageTower;
+  if (!t || typeof t !== 'object' || t.state !== 'failed' || !t.error) return null;
+  return { message: `The image model cannot be opened: ${t.error.message} Text search works; indexing and searches by image wait.`, fix: t.error.fix };
 }
 
 /** Short-lived messages at the bottom of the page; several identical ones in a row show once. */
