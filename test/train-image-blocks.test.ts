@@ -407,4 +407,33 @@ describe.skipIf(PAGE_SKIP !== '')(`the Training page's Image blocks control ${PA
     await page.screenshot({ path: join(tmp, 'training-image-blocks.png') });
     expect(problems).toEqual([]);
   }, 600_000);
+
+  it('sends textBlocks with imageBlocks: one run tunes both towers, and the report shows the adapter, the image stage and both towers', async () => {
+    await page.fill('#train-text-blocks', '1');
+    await page.fill('#train-image-blocks', '1');
+    await page.fill('#train-epochs', '1');
+    await page.fill('#train-seed', '3');
+    const posted = page.waitForRequest((r) => r.url().endsWith('/api/training') && r.method() === 'POST');
+    await page.click('#train-start');
+    expect((await posted).postDataJSON()).toMatchObject({ textBlocks: 1, imageBlocks: 1, epochs: 1, seed: 3 });
+    type Job = { state: string; result?: { comparison: { chosen: string; bothTowers?: { imageBlocks: number; textBlocks: number } } } };
+    let job: Job | null = null;
+    await eventually(
+      async () => {
+        job = ((await (await fetch(`${server.url}/api/training`)).json()) as { job: Job | null }).job;
+        if (job?.state === 'failed' || (job?.state === 'done' && !job.result?.comparison.bothTowers)) throw new Error(`the joint run: ${JSON.stringify(job).slice(0, 2000)}`);
+        return job?.state === 'done';
+      },
+      `the joint run to finish\n${server.log()}`,
+      300_000,
+    );
+    const comparison = (job as unknown as Job).result!.comparison;
+    expect(comparison.bothTowers).toMatchObject({ imageBlocks: 1, textBlocks: 1 });
+    await eventually(async () => (await page.getAttribute('#report-comparison', 'data-chosen')) === comparison.chosen && ((await page.textContent('#report-comparison')) ?? '').includes('both towers'), 'the joint comparison line');
+    const line = (await page.textContent('#report-comparison'))!;
+    expect(line).toContain('image blocks k=1 (first stage)');
+    expect(line).toContain('both towers (image k=1, text k=1)');
+    expect(line).toContain(`saved: ${comparison.chosen === 'adapter' ? 'the adapter' : 'both towers'}`);
+    expect(problems).toEqual([]);
+  }, 600_000);
 });
