@@ -154,10 +154,15 @@ describe('ef tuned on the queries users ask', () => {
     for (const q of midpoints(lib.vectors, 60, 3)) m.noteQuery(q); // the 60th starts a retune in the worker
     await m.idle();
     expect(m.health()).toMatchObject({ tunedOn: 'logged', recallQueries: 60 });
+    // Another 200 queries right after do not start another retune (each loads a second copy of the graph and
+    // runs exact search for every logged query): not before the interval has passed.
+    for (const q of midpoints(lib.vectors, 200, 4)) m.noteQuery(q);
+    expect(m.health().building).toBe(false);
 
     await m.rebuild();
     const h = m.health();
-    expect(h).toMatchObject({ tunedOn: 'logged', recallQueries: 60 });
+    // The rebuild measures on every query logged by then, those 200 too.
+    expect(h).toMatchObject({ tunedOn: 'logged', recallQueries: 260 });
     expect(state(lib)).toMatchObject({ lastJob: 'build', tunedOn: 'logged' });
     // The log outlives the graph it tuned (orphan cleanup keeps it), and a reopened index reads its tuning back.
     expect(existsSync(queryLogPath(keyDir(lib.indexDir, KEY)))).toBe(true);
@@ -165,5 +170,18 @@ describe('ef tuned on the queries users ask', () => {
     const again = await manager(lib);
     expect(again.health()).toMatchObject({ tunedOn: 'logged', ef: h.ef, recall: h.recall });
     expect(tuningSummary(again.health())).toContain('of your queries');
+  });
+
+  it('with the interval passed, new queries retune again', { timeout: 240_000 }, async () => {
+    const lib = library();
+    const m = await manager(lib, { autoMerge: true, minLoggedQueries: 60, retuneIntervalMs: 0, recallQueries: 100 });
+    for (const q of midpoints(lib.vectors, 60, 5)) m.noteQuery(q);
+    await m.idle();
+    expect(m.health()).toMatchObject({ tunedOn: 'logged', recallQueries: 60 });
+    for (const q of midpoints(lib.vectors, 100, 6)) m.noteQuery(q); // the 100th new one starts a retune
+    expect(m.health().building).toBe(true);
+    await m.idle();
+    // Measured on every query logged by then.
+    expect(m.health()).toMatchObject({ tunedOn: 'logged', recallQueries: 160 });
   });
 });

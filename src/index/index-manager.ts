@@ -70,6 +70,12 @@ export interface IndexManagerOptions {
   migrationsDir?: string;
   /** Logged queries needed before ef is tuned on them (query-log.ts). Default 100. */
   minLoggedQueries?: number;
+  /**
+   * Once ef is tuned on logged queries, the least time before new queries start another retune (default 6 h):
+   * each retune loads a second copy of the graph in the worker and runs exact search for every logged query
+   * (2.2 GB and ~2 minutes at 1M), which a stream of searches must not repeat back to back.
+   */
+  retuneIntervalMs?: number;
   onProgress?: (p: IndexProgress) => void;
   /** Failures of background work (the index keeps answering from what it has). */
   onError?: (err: unknown) => void;
@@ -100,6 +106,8 @@ const DEFAULTS = {
 
 /** After a failed background job, wait this long before trying again on our own. */
 const RETRY_AFTER_MS = 60_000;
+/** What `retuneIntervalMs` defaults to. */
+const RETUNE_INTERVAL_MS = 6 * 3_600_000;
 
 export class IndexManager implements LibraryIndex {
   readonly modelKey: string;
@@ -120,6 +128,7 @@ export class IndexManager implements LibraryIndex {
   private queryLog: QueryLog | null = null;
   /** Queries logged since ef was last measured (in this process): enough new ones trigger a retune. */
   private notedSinceTune = 0;
+  private lastTuneStartedAt = 0;
   private readonly filterCache = new Map<string, { version: string; ids: number[]; allowed: LabelSet | null }>();
 
   private constructor(private readonly options: IndexManagerOptions) {
@@ -442,6 +451,7 @@ export class IndexManager implements LibraryIndex {
       );
       job.running = running;
       this.notedSinceTune = 0;
+      this.lastTuneStartedAt = Date.now();
       const result = await running.result;
       if (this.closed) return;
       if (result.kind === 'tune') await this.installTuning(result);
@@ -499,7 +509,8 @@ export class IndexManager implements LibraryIndex {
     const state = this.live.state;
     if (!state || !this.live.base || this.job || !this.opts.autoMerge || Date.now() < this.retryAt) return;
     const enough = this.queryLog.size >= (this.options.minLoggedQueries ?? MIN_LOGGED_QUERIES);
-    const due = enough && (state.tunedOn !== 'logged' || this.notedSinceTune >= this.opts.recallQueries);
+    const again = this.notedSinceTune >= this.opts.recallQueries && Date.now() - this.lastTuneStartedAt >= (this.options.retuneIntervalMs ?? RETUNE_INTERVAL_MS);
+    const due = enough && (state.tunedOn !== 'logged' || again);
     if (due) this.retune().catch((err: unknown) => this.options.onError?.(err));
   }
 
