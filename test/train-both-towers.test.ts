@@ -24,7 +24,7 @@ import { imageTowerOf, textTowerOf, versionsDir } from '../src/store/adapters-re
 import { AdapterService, type TrainResult } from '../src/train/adapter-service.js';
 import { describeModelRef } from '../src/train/adapter-export.js';
 import { folderLabelRows, importLabels } from '../src/train/label-import.js';
-import { CLI } from './helpers/cli.js';
+import { CLI, runCli } from './helpers/cli.js';
 import { labeledLibrary } from './helpers/labeled-library.js';
 import { NEEDS_SHARED, sharedPath } from './helpers/shared.js';
 
@@ -207,6 +207,34 @@ describe.skipIf(!labeled)(`both towers tuned in one run on ../shared/photos/labe
       await vision.dispose();
     }
     await service.rollback('base');
+  }, 300_000);
+
+  it('clipdex train --text-blocks 1 --image-blocks 1: the three candidates side by side, and the run ends by naming the saved version', async () => {
+    await switcher.close();
+    const key = library.requireModel().key;
+    const before = library.adapters.list(key).length;
+    await library.close();
+    let reopened = false;
+    try {
+      const r = await runCli(['--data-dir', dataDir, '--cache-dir', cacheDir, 'train', '--text-blocks', '1', '--image-blocks', '1', '--epochs', '1', '--seed', '3'], {}, 240_000);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/Candidates on the same split \(saved: (the adapter|both towers), the higher on the selection step of the adapter and both towers\)/);
+      expect(r.stdout).toContain('image blocks k=1 (stage 1)');
+      expect(r.stdout).toContain('both: image k=1, text k=1');
+      const saved = /Saved as (jointly tuned version \(its own image and text towers\)|adapter) v(\d+)\./.exec(r.stdout);
+      expect(saved, r.stdout).not.toBeNull();
+      expect(r.stdout).toContain(`(saved: ${saved![1] === 'adapter' ? 'the adapter' : 'both towers'},`);
+      // A joint version waits to be activated (a re-encode), and says how.
+      if (saved![1] !== 'adapter') expect(r.stdout).toContain(`clipdex adapters activate ${saved![2]}`);
+      library = await Library.open({ dataDir, cacheDir });
+      reopened = true;
+      const versions = library.adapters.list(key);
+      expect(versions).toHaveLength(before + 1);
+      expect(versions.at(-1)).toMatchObject({ version: Number(saved![2]), metrics: { kind: saved![1] === 'adapter' ? 'adapter' : 'both-towers' } });
+    } finally {
+      if (!reopened) library = await Library.open({ dataDir, cacheDir });
+      switcher = new ModelSwitcher(library, { cacheDir, pollMs: 60_000 });
+    }
   }, 300_000);
 
   it('a run SIGKILLed inside the second stage (text blocks against the tuned image tower) leaves no version and no tower file', async () => {
