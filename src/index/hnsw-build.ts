@@ -130,8 +130,8 @@ export async function runBuild(job: BuildJob, onProgress: (p: BuildProgress) => 
         const t = truth;
         const progress = (done: number) => onProgress({ phase: 'tune', done, total: index.size });
         // A retune measures against what the graph holds; a merge's graph holds what the database holds.
-        if (job.kind === 'tune') await streamIndex(index, dim, (rows, ids, n) => t.add(rows, ids, n), progress);
-        else await streamRows(log.members(job.modelKey), dim, (rows, ids, n) => t.add(rows, ids, n), progress);
+        if (job.kind === 'tune') await streamVectors(indexVectors(index), dim, (rows, ids, n) => t.add(rows, ids, n), progress);
+        else await streamVectors(memberVectors(log.members(job.modelKey), dim), dim, (rows, ids, n) => t.add(rows, ids, n), progress);
       }
     } else {
       const total = log.memberCount(job.modelKey);
@@ -142,7 +142,7 @@ export async function runBuild(job: BuildJob, onProgress: (p: BuildProgress) => 
       });
       truth = queries.length > 0 ? new StreamingTopK(queries, dim, TRUTH_K) : null;
       let done = 0;
-      await streamRows(log.members(job.modelKey), dim, async (rows, ids, n) => {
+      await streamVectors(memberVectors(log.members(job.modelKey), dim), dim, async (rows, ids, n) => {
         for (let i = 0; i < n; i++) index.add(ids[i]!, rows.subarray(i * dim, (i + 1) * dim));
         if (truth) await truth.add(rows, ids, n);
         done += n;
@@ -215,9 +215,9 @@ export async function runBuild(job: BuildJob, onProgress: (p: BuildProgress) => 
   }
 }
 
-/** Feeds member rows to `sink` in normalised chunks of CHUNK rows. */
-async function streamRows(
-  rows: Iterable<{ imageId: number; vector: Buffer }>,
+/** Feeds vectors to `sink` in normalised chunks of CHUNK rows. */
+async function streamVectors(
+  rows: Iterable<{ id: number; vector: Float32Array }>,
   dim: number,
   sink: (rows: Float32Array, ids: Uint32Array, n: number) => Promise<void> | void,
   onChunk?: (done: number) => void,
@@ -227,8 +227,8 @@ async function streamRows(
   let n = 0;
   let done = 0;
   for (const row of rows) {
-    normalizeInto(blobToVector(row.vector, dim), buf, n * dim);
-    ids[n++] = row.imageId;
+    normalizeInto(row.vector, buf, n * dim);
+    ids[n++] = row.id;
     if (n === CHUNK) {
       await sink(buf, ids, n);
       done += n;
@@ -239,6 +239,19 @@ async function streamRows(
   if (n > 0) {
     await sink(buf, ids, n);
     onChunk?.(done + n);
+  }
+}
+
+/** The member rows of the change log, as vectors. */
+function* memberVectors(rows: Iterable<{ imageId: number; vector: Buffer }>, dim: number): Iterable<{ id: number; vector: Float32Array }> {
+  for (const row of rows) yield { id: row.imageId, vector: blobToVector(row.vector, dim) };
+}
+
+/** The graph's own live vectors (what a retune measures against, without reading SQLite). */
+function* indexVectors(index: HnswIndex): Iterable<{ id: number; vector: Float32Array }> {
+  for (const id of index.liveLabels()) {
+    const vector = index.vector(id);
+    if (vector) yield { id, vector };
   }
 }
 
@@ -255,31 +268,3 @@ export function tuneEf(index: HnswIndex, truth: StreamingTopK, targetRecall: num
   }, targetRecall);
 }
 
-/** Feeds the graph's own live vectors to `sink` in chunks of CHUNK rows (they are stored normalised). */
-async function streamIndex(
-  index: HnswIndex,
-  dim: number,
-  sink: (rows: Float32Array, ids: Uint32Array, n: number) => Promise<void> | void,
-  onChunk?: (done: number) => void,
-): Promise<void> {
-  const buf = new Float32Array(CHUNK * dim);
-  const ids = new Uint32Array(CHUNK);
-  let n = 0;
-  let done = 0;
-  for (const id of index.liveLabels()) {
-    const v = index.vector(id);
-    if (!v) continue;
-    normalizeInto(v, buf, n * dim);
-    ids[n++] = id;
-    if (n === CHUNK) {
-      await sink(buf, ids, n);
-      done += n;
-      onChunk?.(done);
-      n = 0;
-    }
-  }
-  if (n > 0) {
-    await sink(buf, ids, n);
-    onChunk?.(done + n);
-  }
-}
