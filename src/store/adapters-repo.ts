@@ -205,11 +205,7 @@ export class AdaptersRepo {
     // commits the version. Only a file older than that moment's generous bound is an orphan of a killed run.
     const removed: string[] = [];
     for (const n of orphans) {
-      const age = await stat(join(dir, n)).then(
-        (st) => Date.now() - st.mtimeMs,
-        () => 0,
-      );
-      if (age < ORPHAN_TOWER_AGE_MS) continue;
+      if (await youngerThan(join(dir, n), ORPHAN_TOWER_AGE_MS)) continue;
       await rm(join(dir, n), { force: true });
       removed.push(n);
     }
