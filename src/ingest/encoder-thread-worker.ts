@@ -10,6 +10,7 @@ import type { ProviderFallback, ProviderName, SessionOptions } from '../inferenc
 import { ImageEncoder } from '../model/image-encoder.js';
 import type { ModelSpec } from '../model/model-dir.js';
 import { openTower } from '../model/tower-session.js';
+import { closeWhenAsked, isCloseMessage } from '../util/worker-stop.js';
 
 export interface EncoderWorkerData {
   spec: ModelSpec;
@@ -33,8 +34,12 @@ const fail = (id: number | null, err: unknown): void =>
 try {
   const tower = await openTower(join(spec.dir, spec.vision.file), spec.vision, 'image', session);
   const encoder = new ImageEncoder(tower, spec.preprocess.size, batch);
+  // One batch at a time, in order (a session runs synchronously here anyway); the chain is what a close waits for.
+  let chain = Promise.resolve();
+  closeWhenAsked(port, () => chain, () => encoder.release());
   port.on('message', (m: EncoderRequest) => {
-    void (async () => {
+    if (isCloseMessage(m)) return;
+    chain = chain.then(async () => {
       try {
         const rows = await encoder.encode(m.pixels, m.count);
         const dim = rows[0]?.length ?? 0;
@@ -44,7 +49,7 @@ try {
       } catch (err) {
         fail(m.id, err);
       }
-    })();
+    });
   });
   port.postMessage({ type: 'ready', batchSize: encoder.batchSize, dim: encoder.dim, provider: encoder.provider, fallbacks: encoder.fallbacks } satisfies EncoderReply);
 } catch (err) {

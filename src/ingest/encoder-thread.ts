@@ -17,6 +17,7 @@ import type { OwnedImageTower } from '../model/clip-model.js';
 import type { PipelineModel } from './encode-pipeline.js';
 import type { EncoderReply, EncoderRequest, EncoderWorkerData } from './encoder-thread-worker.js';
 import { spawnWorker } from '../util/spawn-worker.js';
+import { stopWorker } from '../util/worker-stop.js';
 
 interface Pending {
   resolve: (rows: Float32Array[]) => void;
@@ -95,9 +96,10 @@ export class ThreadImageEncoder implements PipelineModel, OwnedImageTower {
     return this.close();
   }
 
+  /** Batches already sent are encoded first; the thread then releases its session and exits (util/worker-stop.ts). */
   async close(): Promise<void> {
     this.failure ??= new ClipdexError('INFERENCE_FAILED', 'the image encoder thread is closed');
     this.worker.removeAllListeners('exit');
-    await this.worker.terminate();
+    await stopWorker(this.worker);
   }
 }

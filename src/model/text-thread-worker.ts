@@ -12,6 +12,7 @@ import type { ModelSpec } from './model-dir.js';
 import { TextEncoder, type TextTokenizer, type TokenizedText } from './text-encoder.js';
 import { openTower } from './tower-session.js';
 import { join } from 'node:path';
+import { closeWhenAsked, isCloseMessage } from '../util/worker-stop.js';
 
 export interface TextWorkerData {
   spec: ModelSpec;
@@ -52,7 +53,9 @@ try {
   const encoder = new TextEncoder(tower, tokens, spec.contextLength, batch);
   // One request at a time, in order: a session is not run twice at once here, and replies keep their order.
   let chain = Promise.resolve();
+  closeWhenAsked(port, () => chain, () => encoder.release());
   port.on('message', (m: TextRequest) => {
+    if (isCloseMessage(m)) return;
     chain = chain.then(async () => {
       try {
         Object.assign(tokens, { rows: m.rows, padId: m.padId, padsToContext: m.padsToContext });

@@ -12,6 +12,7 @@ import type { Worker } from 'node:worker_threads';
 import { ClipdexError, type ErrorCode } from '../errors.js';
 import type { GraphCacheOutcome, ProviderFallback, ProviderName, SessionOptions } from '../inference/onnx-runtime.js';
 import { spawnWorker } from '../util/spawn-worker.js';
+import { stopWorker } from '../util/worker-stop.js';
 import type { ModelSpec } from './model-dir.js';
 import type { TextOptions, TextTokenizer, TextTower } from './text-encoder.js';
 import type { TextReply, TextRequest, TextWorkerData } from './text-thread-worker.js';
@@ -92,9 +93,10 @@ export class ThreadTextEncoder implements TextTower {
     });
   }
 
+  /** Texts already sent are encoded first; the thread then releases its session and exits (util/worker-stop.ts). */
   async release(): Promise<void> {
     this.failure ??= new ClipdexError('INFERENCE_FAILED', 'the text encoder thread is closed');
     this.worker.removeAllListeners('exit');
-    await this.worker.terminate();
+    await stopWorker(this.worker);
   }
 }

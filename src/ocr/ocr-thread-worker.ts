@@ -6,6 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { errorMessage, isClipdexError } from '../errors.js';
 import type { SessionOptions } from '../inference/onnx-runtime.js';
 import { OcrEngine, type OcrModelFiles, type OcrOptions, type OcrResult } from './ocr-engine.js';
+import { closeWhenAsked, isCloseMessage } from '../util/worker-stop.js';
 
 export interface OcrWorkerData {
   options: OcrOptions;
@@ -30,7 +31,9 @@ try {
   const engine = await OcrEngine.open({ ...options, session, ...(files ? { files } : {}) });
   // One image at a time: two runs at once would only share the same cores and both miss their time bound.
   let chain = Promise.resolve();
+  closeWhenAsked(port, () => chain, () => engine.release());
   port.on('message', (m: OcrRequest) => {
+    if (isCloseMessage(m)) return;
     chain = chain.then(async () => {
       try {
         const result = await engine.recognize({ data: Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), width: m.width, height: m.height });

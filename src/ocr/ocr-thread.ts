@@ -2,13 +2,14 @@
  * The OCR engine on a worker thread, so reading text (hundreds of ms of ONNX Runtime per photo) never holds
  * the thread that decodes, encodes or answers requests. Each read has a hard bound on top of the engine's own
  * time bound (which is checked between recogniser batches and cannot stop a run in progress): past it the
- * read fails with INFERENCE_FAILED, the thread is ended, and the next read starts a fresh one.
+ * read fails with INFERENCE_FAILED, the thread is let go (it ends after its run), and the next read starts a fresh one.
  */
 import type { Worker } from 'node:worker_threads';
 import { ClipdexError, type ErrorCode } from '../errors.js';
 import type { SessionOptions } from '../inference/onnx-runtime.js';
 import type { RgbPixels } from '../model/image-decode.js';
 import { spawnWorker } from '../util/spawn-worker.js';
+import { stopWorker } from '../util/worker-stop.js';
 import { OCR_DEFAULTS, type OcrModelFiles, type OcrOptions, type OcrResult } from './ocr-engine.js';
 import type { OcrReply, OcrRequest, OcrWorkerData } from './ocr-thread-worker.js';
 
@@ -47,7 +48,7 @@ export class OcrThread {
     const payload = whole ? data : data.slice();
     return new Promise<OcrResult>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.restart(new ClipdexError('INFERENCE_FAILED', `reading the text took longer than ${this.hardLimitMs} ms`));
+        void this.restart(new ClipdexError('INFERENCE_FAILED', `reading the text took longer than ${this.hardLimitMs} ms`));
       }, this.hardLimitMs);
       timer.unref();
       this.pending.set(id, { resolve, reject, timer });
@@ -88,8 +89,8 @@ export class OcrThread {
         if (m.type === 'error') p.reject(new ClipdexError((m.code as ErrorCode | null) ?? 'INFERENCE_FAILED', m.message));
         else p.resolve(m.result);
       });
-      worker.on('error', (err) => this.restart(new ClipdexError('INFERENCE_FAILED', `the OCR thread crashed: ${err.message}`)));
-      worker.on('exit', (code) => this.restart(new ClipdexError('INFERENCE_FAILED', `the OCR thread exited (code ${code})`)));
+      worker.on('error', (err) => void this.restart(new ClipdexError('INFERENCE_FAILED', `the OCR thread crashed: ${err.message}`)));
+      worker.on('exit', (code) => void this.restart(new ClipdexError('INFERENCE_FAILED', `the OCR thread exited (code ${code})`)));
       return worker;
     })().catch((err: unknown) => {
       // A thread that could not start is not kept: the next read tries again.
@@ -99,8 +100,12 @@ export class OcrThread {
     return this.worker;
   }
 
-  /** Fails every read in flight with `why` and ends the thread; the next read starts another. */
-  private restart(why: ClipdexError): void {
+  /**
+   * Fails every read in flight with `why` and lets the thread go; the next read starts another. The old thread
+   * is asked to stop, not terminated (util/worker-stop.ts: terminating it mid-run aborts the process), so it
+   * ends once its run in progress does; one stuck for good is left running rather than risk that abort.
+   */
+  private restart(why: ClipdexError): Promise<void> {
     const worker = this.worker;
     this.worker = null;
     for (const p of this.pending.values()) {
@@ -108,17 +113,20 @@ export class OcrThread {
       p.reject(why);
     }
     this.pending.clear();
-    void worker?.then((w) => {
-      w.removeAllListeners('exit');
-      w.removeAllListeners('error');
-      return w.terminate();
-    }).catch(() => undefined);
+    return (
+      worker
+        ?.then((w) => {
+          w.removeAllListeners('exit');
+          w.removeAllListeners('error');
+          return stopWorker(w, null);
+        })
+        .catch(() => undefined) ?? Promise.resolve()
+    );
   }
 
+  /** Reads in flight fail at once; resolves when the thread has finished its run in progress and exited. */
   async close(): Promise<void> {
     this.closed = true;
-    const worker = this.worker;
-    this.restart(new ClipdexError('INFERENCE_FAILED', 'the OCR thread is closed'));
-    await worker?.then((w) => w.terminate()).catch(() => undefined);
+    await this.restart(new ClipdexError('INFERENCE_FAILED', 'the OCR thread is closed'));
   }
 }
