@@ -111,11 +111,16 @@ describe('workers on one Postgres library', () => {
     const map = ['--path-map', `${join(tmp, 'Pictures')}=${join(tmp, 'mnt', 'nas')}`];
     const victim = start(['--json', 'worker', '--lease', '5', ...map], 'worker-0');
     await until('the first worker to record a photo', () => (indexedLines(victim).length > 0 ? true : undefined));
-    // Killed with claims in hand: those photos come back when its 5 s lease runs out.
+    // Killed with claims in hand: those photos come back when its 5 s lease runs out. Read until it holds some:
+    // one read could fall between two of its batches, when it holds none (seen on a loaded machine). Not frozen
+    // for the read (SIGSTOP): caught inside a transaction it would hold up the single-session PGlite server.
     const holding = openPostgresDatabase(pg.url);
-    let held: string[];
+    let held: string[] = [];
     try {
-      held = holding.db.query<{ path: string }>('SELECT path FROM ingest_queue WHERE claimed_by IS NOT NULL').rows.map((r) => r.path);
+      await until('the first worker to hold claims', () => {
+        held = holding.db.query<{ path: string }>('SELECT path FROM ingest_queue WHERE claimed_by IS NOT NULL').rows.map((r) => r.path);
+        return held.length > 0 ? true : undefined;
+      });
       victim.child.kill('SIGKILL');
       await victim.exited;
       expect(held.length).toBeGreaterThan(0);
