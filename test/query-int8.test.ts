@@ -88,7 +88,7 @@ describe('int8 query embeddings against fp32', () => {
   it('differ from fp32 (the int8 file is used) yet agree: mean cosine ≥ 0.995, text→image top-10 overlap ≥ 0.88 against fp32 photo vectors', async () => {
     const cacheDir = join(tmp, 'agree-cache');
     const phrases = [...AGREEMENT_PHRASES];
-    const { images, fp32 } = await withModel({ cacheDir }, async (m) => {
+    const { images, fp32 } = await withModel({ cacheDir, queryPrecision: 'fp32' }, async (m) => {
       const embedded = (await m.embedImages(files)).map((r) => {
         if (!r.ok) throw r.error;
         return r.embedding;
@@ -193,7 +193,7 @@ describe('a library searched at int8 precision', () => {
 
   beforeAll(async () => {
     // Indexed at fp32 (the default), with the library's own encoder path.
-    const base = await Library.open({ dataDir: dataDir(), model: modelDir, cacheDir: cacheDir(), session: { ...SESSION } });
+    const base = await Library.open({ dataDir: dataDir(), model: modelDir, cacheDir: cacheDir(), session: { ...SESSION, queryPrecision: 'fp32' } });
     // A folder of their own (copies): a server started on this library later scans its roots, and must find
     // these photos indexed already, not a hundred more to encode.
     const root = join(tmp, 'lib-photos');
@@ -268,7 +268,7 @@ describe('a library searched at int8 precision', () => {
     const record = { version: 1, metrics: { kind: 'text-blocks', textTower: { file: towerFileName(sha256), sha256 } } };
     const tunedInt8 = (await library.openTunedText(record))!;
     const base = library.requireModel().model;
-    const fp32Model = await ClipModel.load(spec, { ...SESSION, lazyImageTower: true, cacheDir: cacheDir() });
+    const fp32Model = await ClipModel.load(spec, { ...SESSION, lazyImageTower: true, cacheDir: cacheDir(), queryPrecision: 'fp32' });
     const tunedFp32 = (await library.openTunedText(record, fp32Model))!;
     try {
       expect(tunedInt8.precision).toMatchObject({ precision: 'int8', source: 'query', state: 'written' });
@@ -286,12 +286,14 @@ describe('a library searched at int8 precision', () => {
 
   it('switching fp32 → int8 → fp32 keeps the model key and re-encodes nothing (photo vectors byte-identical)', async () => {
     // Last in this block: it closes the int8 library and opens the same data dir at fp32 again.
+    expect(precisionOf(library.requireModel().model)).toMatchObject({ precision: 'int8' });
     expect(snapshot(library)).toEqual(atFp32);
     closed = true;
     await server.close();
     await library.close();
-    const again = await Library.open({ dataDir: dataDir(), model: modelDir, cacheDir: cacheDir(), session: { ...SESSION, lazyTextTower: true, lazyImageTower: true } });
+    const again = await Library.open({ dataDir: dataDir(), model: modelDir, cacheDir: cacheDir(), session: { ...SESSION, queryPrecision: 'fp32' } });
     try {
+      expect(precisionOf(again.requireModel().model)).toEqual({ precision: 'fp32' });
       expect(snapshot(again)).toEqual(atFp32);
     } finally {
       await again.close();
