@@ -9,7 +9,7 @@
  * values are usage errors; a trained version's text tower is quantized too.
  */
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -20,6 +20,7 @@ import { meanCosine, topKOverlap } from '../src/model/embedding-agreement.js';
 import { INT8_TEXT_CACHE_DIR, INT8_TEXT_FILE } from '../src/model/int8-text-tower.js';
 import { type ModelSpec, readModelDir } from '../src/model/model-dir.js';
 import { quantizedOps } from '../src/model/quantize-graph.js';
+import { quantizeModel } from '../src/model/quantize-model.js';
 import type { TextPrecision } from '../src/model/query-precision.js';
 import { buildTinyModel } from '../src/model/tiny-model-builder.js';
 import { towerFileName, versionsDir } from '../src/store/adapters-repo.js';
@@ -181,6 +182,34 @@ describe('the int8 file, made once', () => {
     const reference = await withModel({ cacheDir: join(tmp, 'agree-cache'), queryPrecision: 'int8' }, async (m) => (await m.embedTexts(['a red car']))[0]!);
     expect(Array.from(result.vector)).toEqual(Array.from(reference));
     expect(readdirSync(tmpdir()).filter((n) => n.startsWith('clipdex-int8-text-'))).toEqual([]);
+  }, 60_000);
+});
+
+describe('a tower quantized already', () => {
+  it('is used as it is: an int8 model folder (its marker says so) and an int8 file passed as a trained tower (its ops say so)', async () => {
+    const int8Dir = join(tmp, 'model-int8');
+    await quantizeModel(spec, { out: int8Dir, sourceKey: 'tiny', sourceRef: modelDir, force: true });
+    const cacheDir = join(tmp, 'as-is-cache');
+    const int8Spec = await readModelDir(int8Dir);
+    const model = await ClipModel.load(int8Spec, { ...SESSION, lazyImageTower: true, cacheDir, queryPrecision: 'int8' });
+    try {
+      expect(precisionOf(model)).toEqual({ precision: 'int8', source: 'model' });
+    } finally {
+      await model.release();
+    }
+    // An int8 file that no marker announces, opened for the fp32 model as a trained tower: found by its ops, not
+    // quantized again (the model's own tower is left closed, so nothing else would write an entry).
+    const fp32Model = await ClipModel.load(spec, { ...SESSION, lazyImageTower: true, lazyTextTower: true, cacheDir, queryPrecision: 'int8' });
+    try {
+      expect(fp32Model.textTowerOpen).toBe(false);
+      const tower = await fp32Model.openTextTowerAt(join(int8Dir, int8Spec.text.file));
+      expect(tower.precision).toEqual({ precision: 'int8', source: 'model' });
+      expect((await tower.encode(['a red car']))[0]!.length).toBe(fp32Model.dim);
+      await tower.release();
+    } finally {
+      await fp32Model.release();
+    }
+    expect(existsSync(join(cacheDir, INT8_TEXT_CACHE_DIR))).toBe(false);
   }, 60_000);
 });
 
