@@ -16,11 +16,17 @@
  * saved optimized graphs (the model cache's ort-optimized/) from the page cache before each start
  * (POSIX_FADV_DONTNEED through GNU dd; Linux): a start after a reboot, as far as those files go.
  * BENCH_QUICK=1 stops after the sequential queries (no concurrent or thumbnail rounds).
+ *
+ * BENCH_QUERY_PRECISIONS=fp32,int8 measures the text tower's query precisions side by side on the same library
+ * (CLIPDEX_QUERY_PRECISION of each serve process): a first start each (int8's writes its int8 file), then cold
+ * starts (median of 3) and sequential queries (BENCH_QUERY_ROUNDS rounds of 100, default 2) from serve processes
+ * started in turn, fp32, int8, fp32, int8 …, so a change of load falls on both alike. Prints a table and the JSON.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
+import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Library } from '../src/library/library.js';
@@ -198,10 +204,74 @@ async function query(url: string): Promise<number> {
   return performance.now() - t;
 }
 
+/** Cold start, sequential latency and server CPU per query for each query precision, from alternating serve processes. */
+async function comparePrecisions(precisions: string[]): Promise<void> {
+  const loadAtStart = +loadavg()[0]!.toFixed(1);
+  const firstStartMs: Record<string, number> = {};
+  // First starts: int8's quantizes the text tower into the cache (once); both write optimized graphs if missing.
+  for (const p of precisions) {
+    const s = await startServe({ CLIPDEX_QUERY_PRECISION: p });
+    firstStartMs[p] = Math.round(s.firstAnswerMs);
+    await s.server.stop();
+  }
+  const starts: Record<string, number[]> = Object.fromEntries(precisions.map((p) => [p, []]));
+  for (let i = 0; i < 3; i++) {
+    for (const p of precisions) {
+      const s = await startServe({ CLIPDEX_QUERY_PRECISION: p });
+      starts[p]!.push(s.firstAnswerMs);
+      await s.server.stop();
+    }
+  }
+  const rounds = Number(process.env.BENCH_QUERY_ROUNDS ?? 2);
+  const latencies: Record<string, number[]> = Object.fromEntries(precisions.map((p) => [p, []]));
+  const cpuMs: Record<string, number> = Object.fromEntries(precisions.map((p) => [p, 0]));
+  const rssMb: Record<string, number> = {};
+  const towers: Record<string, unknown> = {};
+  for (let r = 0; r < rounds; r++) {
+    for (const p of precisions) {
+      const { server } = await startServe({ CLIPDEX_QUERY_PRECISION: p });
+      await settled(server.url);
+      towers[p] = ((await (await fetch(`${server.url}/api/status`)).json()) as { model?: { textTower?: unknown } }).model?.textTower;
+      for (let i = 0; i < 10; i++) await query(server.url); // warm-up
+      const before = server.cpuMs();
+      for (let i = 0; i < 100; i++) latencies[p]!.push(await query(server.url));
+      cpuMs[p]! += server.cpuMs() - before;
+      rssMb[p] = server.rssMb();
+      await server.stop();
+    }
+  }
+  const result = Object.fromEntries(
+    precisions.map((p) => [
+      p,
+      {
+        textTower: towers[p],
+        firstStartMs: firstStartMs[p],
+        coldStartMs: { runs: starts[p]!.map((s) => Math.round(s)), median: Math.round(percentile(starts[p]!, 50)) },
+        sequential: {
+          queries: latencies[p]!.length,
+          p50Ms: +percentile(latencies[p]!, 50).toFixed(1),
+          p99Ms: +percentile(latencies[p]!, 99).toFixed(1),
+          serverCpuMsPerQuery: +(cpuMs[p]! / latencies[p]!.length).toFixed(1),
+        },
+        rssMbAfterQueries: rssMb[p],
+      },
+    ]),
+  );
+  console.log(`| precision | first start (ms) | cold start median (ms) | p50 (ms) | p99 (ms) | server CPU / query (ms) | RSS (MB) |`);
+  console.log(`|---|---|---|---|---|---|---|`);
+  for (const p of precisions) {
+    const r = result[p]!;
+    console.log(`| ${p} | ${r.firstStartMs} | ${r.coldStartMs.median} (${r.coldStartMs.runs.join(', ')}) | ${r.sequential.p50Ms} | ${r.sequential.p99Ms} | ${r.sequential.serverCpuMsPerQuery} | ${r.rssMbAfterQueries} |`);
+  }
+  console.log(JSON.stringify({ photos: N, cli: CLI, rounds, loadAvg1m: { start: loadAtStart, end: +loadavg()[0]!.toFixed(1) }, precisions: result }, null, 2));
+}
+
 async function main(): Promise<void> {
   await ensureLibrary();
   if (process.env.BENCH_SETUP_ONLY !== '1' && !existsSync(CLI)) throw new Error('run `npm run build` first (the benchmark starts the real `clipdex serve`)');
   if (process.env.BENCH_SETUP_ONLY === '1') return; // bench:train only needs the library
+  const precisions = (process.env.BENCH_QUERY_PRECISIONS ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
+  if (precisions.length > 0) return comparePrecisions(precisions);
   const starts: number[] = [];
   let server: Server | null = null;
   // A warm-up start: fills the page cache (unless evicted) and writes the optimized graphs of a build that

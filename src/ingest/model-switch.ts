@@ -16,6 +16,8 @@ import { ClipdexError, errorMessage } from '../errors.js';
 import type { SessionOptions } from '../inference/onnx-runtime.js';
 import type { Library, LoadedModel } from '../library/library.js';
 import type { ModelSpec } from '../model/model-dir.js';
+import type { LoadModelOptions } from '../model/clip-model.js';
+import type { QueryPrecision } from '../model/query-precision.js';
 import { keyDir } from '../index/index-files.js';
 import { runInTransaction } from '../store/database.js';
 import { IndexChangesRepo } from '../store/index-changes-repo.js';
@@ -64,6 +66,8 @@ export type EncoderFactory = (spec: ModelSpec) => Promise<PipelineModel & { clos
 export interface ModelSwitcherOptions {
   cacheDir?: string;
   session?: SessionOptions;
+  /** The text tower's precision for queries in the model switched to (`clipdex serve --query-precision`). */
+  queryPrecision?: QueryPrecision;
   decodeConcurrency?: number;
   batchSize?: number;
   /** How often the database is looked at for a target recorded elsewhere (default 2 s). */
@@ -268,8 +272,9 @@ export class ModelSwitcher {
     await this.idle();
   }
 
-  private loadOptions(): { cacheDir?: string; session?: SessionOptions } {
-    return { ...(this.options.cacheDir ? { cacheDir: this.options.cacheDir } : {}), ...(this.options.session ? { session: this.options.session } : {}) };
+  private loadOptions(): { cacheDir?: string; session?: LoadModelOptions } {
+    const session: LoadModelOptions = { ...this.options.session, ...(this.options.queryPrecision ? { queryPrecision: this.options.queryPrecision } : {}) };
+    return { ...(this.options.cacheDir ? { cacheDir: this.options.cacheDir } : {}), ...(Object.keys(session).length > 0 ? { session } : {}) };
   }
 
   /** Starts a round of work unless one runs; `force` also retries photos that failed before. */

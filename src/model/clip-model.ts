@@ -7,7 +7,8 @@ import type { ImageInput } from './image-source.js';
 import type { ModelSpec } from './model-dir.js';
 import type { ScoreCalibration } from './manifest.js';
 import { NllbTokenizer } from './nllb-tokenizer.js';
-import { TextEncoder, type TextOptions, type TextTower } from './text-encoder.js';
+import { queryPrecisionFromEnv, type QueryPrecision, type TextPrecision } from './query-precision.js';
+import { openTextTowerSession, TextEncoder, type TextOptions, type TextTower } from './text-encoder.js';
 import { ThreadTextEncoder } from './text-thread.js';
 import { loadTextTokenizer, type ModelTokenizer } from './text-tokenizer.js';
 import { openTower } from './tower-session.js';
@@ -39,6 +40,13 @@ export interface LoadModelOptions extends SessionOptions {
    * tower, so a damaged image tower is found at start as before. The model releases it.
    */
   openImageTower?: (spec: ModelSpec, session: SessionOptions) => Promise<OwnedImageTower>;
+  /**
+   * The text tower's precision for queries (query-precision.ts): `fp32`, the model's own file, or `int8`, its
+   * int8 version made once in `cacheDir` (int8-text-tower.ts), a trained version's tower too. Only queries use
+   * a text tower: photos' vectors, the model key and the index stay as they are. Default: CLIPDEX_QUERY_PRECISION,
+   * else fp32.
+   */
+  queryPrecision?: QueryPrecision;
 }
 
 /** What encodes preprocessed images for a model: its own session (ImageEncoder), or one lent to it. */
@@ -87,6 +95,8 @@ export class ClipModel {
   }
 
   static async load(spec: ModelSpec, options: LoadModelOptions = {}): Promise<ClipModel> {
+    // Settled once: a bad CLIPDEX_QUERY_PRECISION fails the load, and the model's towers all open at one precision.
+    options = { ...options, queryPrecision: queryPrecisionOf(options) };
     // The towers start at once, beside the tokenizer (parsing CLIP's vocabulary and merges takes a few hundred
     // ms): a tower on its own thread does not need this one, and one on this thread awaits it itself.
     const tokenizing = loadTextTokenizer(spec);
@@ -217,6 +227,16 @@ export class ClipModel {
     return this.spec.id;
   }
 
+  /** The precision asked for the text tower (its own and a trained version's): LoadModelOptions.queryPrecision, else the env's, else fp32. */
+  get queryPrecision(): QueryPrecision {
+    return queryPrecisionOf(this.options);
+  }
+
+  /** What the text tower runs as (fp32, or int8 for queries); null while it is not open. */
+  get textPrecision(): TextPrecision | null {
+    return this.textSlot.tower ? (this.textSlot.tower.precision ?? { precision: 'fp32' }) : null;
+  }
+
   /** The provider each tower runs on, and why faster ones were passed over; null while no tower is open. */
   get providers(): { image: ProviderName; text: ProviderName; fallbacks: ProviderFallback[] } | null {
     // A tower not open yet will open with the same options as the other: the same provider, as a rule.
@@ -329,11 +349,16 @@ async function openImageEncoder(spec: ModelSpec, options: LoadModelOptions): Pro
  */
 export async function openTextEncoder(spec: ModelSpec, tokenizer: ModelTokenizer | Promise<ModelTokenizer>, options: LoadModelOptions, path?: string): Promise<TextTower> {
   const file = path ?? join(spec.dir, spec.text.file);
+  const precision = queryPrecisionOf(options);
   if (options.textThread) {
-    return ThreadTextEncoder.open(spec, tokenizer, { session: sessionOptionsOf(options), path: file, ...(options.textBatch ? { batch: options.textBatch } : {}) });
+    return ThreadTextEncoder.open(spec, tokenizer, { session: sessionOptionsOf(options), path: file, precision, ...(options.textBatch ? { batch: options.textBatch } : {}) });
   }
-  const [tower, tokens] = await Promise.all([openTower(file, spec.text, 'text', options), tokenizer]);
-  return new TextEncoder(tower, tokens, spec.contextLength, options.textBatch);
+  const [opened, tokens] = await Promise.all([openTextTowerSession(file, spec, sessionOptionsOf(options), precision), tokenizer]);
+  return new TextEncoder(opened.tower, tokens, spec.contextLength, options.textBatch, opened.precision);
+}
+
+function queryPrecisionOf(options: LoadModelOptions): QueryPrecision {
+  return options.queryPrecision ?? queryPrecisionFromEnv() ?? 'fp32';
 }
 
 /** The session options of a model's load options, for a tower opened on another thread (plain data). */

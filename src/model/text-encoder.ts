@@ -1,6 +1,9 @@
 import { ClipdexError } from '../errors.js';
-import { type GraphCacheOutcome, type ProviderFallback, type ProviderName, type Tensor, tensor } from '../inference/onnx-runtime.js';
-import { isDynamic, runTower, type TowerSession } from './tower-session.js';
+import { type GraphCacheOutcome, type ProviderFallback, type ProviderName, type SessionOptions, type Tensor, tensor } from '../inference/onnx-runtime.js';
+import { openInt8TextTower } from './int8-text-tower.js';
+import type { ModelSpec } from './model-dir.js';
+import type { QueryPrecision, TextPrecision } from './query-precision.js';
+import { isDynamic, openTower, runTower, type TowerSession } from './tower-session.js';
 
 /** One text's token ids, and 1 for each real token / 0 for each pad (the attention mask). */
 export interface TokenizedText {
@@ -41,6 +44,8 @@ export interface TextTower {
   readonly fallbacks: ProviderFallback[];
   /** Whether the session came from a saved optimized graph; absent where the tower does not say. */
   readonly graphCache?: GraphCacheOutcome;
+  /** What the tower runs as (fp32, or int8 for queries: query-precision.ts); absent where the tower does not say. */
+  readonly precision?: TextPrecision;
   encode(texts: string[], options?: { padToContext?: boolean } & TextOptions): Promise<Float32Array[]>;
   release(): Promise<void>;
 }
@@ -59,6 +64,7 @@ export class TextEncoder implements TextTower {
     private readonly tokenizer: TextTokenizer,
     readonly contextLength: number,
     private readonly preferredBatch = 32,
+    readonly precision: TextPrecision = { precision: 'fp32' },
   ) {
     const seqDim = tower.input.shape[1];
     this.dynamicLength = isDynamic(seqDim);
@@ -136,4 +142,22 @@ export class TextEncoder implements TextTower {
 
 function convert(mask: BigInt64Array | Int32Array): BigInt64Array | Int32Array {
   return mask instanceof BigInt64Array ? Int32Array.from(mask, Number) : BigInt64Array.from(mask, BigInt);
+}
+
+/**
+ * Opens a text tower file of `spec` at the asked precision: fp32 opens `file` itself; int8 opens its int8 version
+ * (int8-text-tower.ts: quantized once into the cache dir, or the file itself when it is quantized already).
+ */
+export async function openTextTowerSession(
+  file: string,
+  spec: ModelSpec,
+  session: SessionOptions,
+  precision: QueryPrecision,
+): Promise<{ tower: TowerSession; precision: TextPrecision }> {
+  if (precision === 'fp32') {
+    const tower = await openTower(file, spec.text, 'text', session);
+    return { tower, precision: spec.quantization ? { precision: 'int8', source: 'model' } : { precision: 'fp32' } };
+  }
+  const { cacheDir, ...rest } = session;
+  return openInt8TextTower(file, { cacheDir, quantized: spec.quantization !== undefined }, (path, lasting) => openTower(path, spec.text, 'text', lasting ? session : rest));
 }

@@ -9,8 +9,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { errorMessage, isClipdexError } from '../errors.js';
 import type { GraphCacheOutcome, ProviderFallback, ProviderName, SessionOptions } from '../inference/onnx-runtime.js';
 import type { ModelSpec } from './model-dir.js';
-import { TextEncoder, type TextTokenizer, type TokenizedText } from './text-encoder.js';
-import { openTower } from './tower-session.js';
+import type { QueryPrecision, TextPrecision } from './query-precision.js';
+import { openTextTowerSession, TextEncoder, type TextTokenizer, type TokenizedText } from './text-encoder.js';
 import { join } from 'node:path';
 import { closeWhenAsked, isCloseMessage } from '../util/worker-stop.js';
 
@@ -20,18 +20,20 @@ export interface TextWorkerData {
   batch: number | undefined;
   /** Another file with the tower's I/O (a trained version's text tower); default the model's own. */
   path: string | undefined;
+  /** int8: the tower's int8 version, quantized here (off the server's main thread) the first time. */
+  precision: QueryPrecision;
 }
 
 /** Texts as the main thread's tokenizer made them, with what the encoder needs of that tokenizer. */
 export type TextRequest = { type: 'encode'; id: number; rows: TokenizedText[]; padId: number; padsToContext: boolean; padToContext: boolean };
 
 export type TextReply =
-  | { type: 'ready'; dim: number | null; contextLength: number; provider: ProviderName; fallbacks: ProviderFallback[]; graphCache: GraphCacheOutcome }
+  | { type: 'ready'; dim: number | null; contextLength: number; provider: ProviderName; fallbacks: ProviderFallback[]; graphCache: GraphCacheOutcome; precision: TextPrecision }
   | { type: 'result'; id: number; data: Float32Array; dim: number }
   | { type: 'error'; id: number | null; code: string | null; message: string };
 
 const port = parentPort!;
-const { spec, session, batch, path } = workerData as TextWorkerData;
+const { spec, session, batch, path, precision } = workerData as TextWorkerData;
 
 const fail = (id: number | null, err: unknown): void =>
   port.postMessage({ type: 'error', id, code: isClipdexError(err) ? err.code : null, message: errorMessage(err) } satisfies TextReply);
@@ -48,9 +50,9 @@ class Tokenized implements TextTokenizer {
 }
 
 try {
-  const tower = await openTower(path ?? join(spec.dir, spec.text.file), spec.text, 'text', session);
+  const opened = await openTextTowerSession(path ?? join(spec.dir, spec.text.file), spec, session, precision);
   const tokens = new Tokenized();
-  const encoder = new TextEncoder(tower, tokens, spec.contextLength, batch);
+  const encoder = new TextEncoder(opened.tower, tokens, spec.contextLength, batch, opened.precision);
   // One request at a time, in order: a session is not run twice at once here, and replies keep their order.
   let chain = Promise.resolve();
   closeWhenAsked(port, () => chain, () => encoder.release());
@@ -74,7 +76,7 @@ try {
       }
     });
   });
-  port.postMessage({ type: 'ready', dim: encoder.dim, contextLength: encoder.contextLength, provider: encoder.provider, fallbacks: encoder.fallbacks, graphCache: encoder.graphCache } satisfies TextReply);
+  port.postMessage({ type: 'ready', dim: encoder.dim, contextLength: encoder.contextLength, provider: encoder.provider, fallbacks: encoder.fallbacks, graphCache: encoder.graphCache, precision: encoder.precision } satisfies TextReply);
 } catch (err) {
   fail(null, err);
 }

@@ -14,6 +14,7 @@ import type { GraphCacheOutcome, ProviderFallback, ProviderName, SessionOptions 
 import { spawnWorker } from '../util/spawn-worker.js';
 import { stopWorker } from '../util/worker-stop.js';
 import type { ModelSpec } from './model-dir.js';
+import type { QueryPrecision, TextPrecision } from './query-precision.js';
 import type { TextOptions, TextTokenizer, TextTower } from './text-encoder.js';
 import type { TextReply, TextRequest, TextWorkerData } from './text-thread-worker.js';
 
@@ -33,6 +34,7 @@ export class ThreadTextEncoder implements TextTower {
     readonly provider: ProviderName,
     readonly fallbacks: ProviderFallback[],
     readonly graphCache: GraphCacheOutcome,
+    readonly precision: TextPrecision,
     /** The graph's context length (a fixed-length graph's own, else the config's). */
     private readonly contextLength: number,
     private readonly tokenizer: TextTokenizer | Promise<TextTokenizer>,
@@ -60,8 +62,8 @@ export class ThreadTextEncoder implements TextTower {
    * Starts the thread and opens the text tower there; rejects with the tower's own error. `tokenizer` is the
    * model's (loading still, as a rule: it is awaited at the first text).
    */
-  static async open(spec: ModelSpec, tokenizer: TextTokenizer | Promise<TextTokenizer>, options: { session?: SessionOptions; batch?: number; path?: string } = {}): Promise<ThreadTextEncoder> {
-    const data: TextWorkerData = { spec, session: options.session ?? {}, batch: options.batch, path: options.path };
+  static async open(spec: ModelSpec, tokenizer: TextTokenizer | Promise<TextTokenizer>, options: { session?: SessionOptions; batch?: number; path?: string; precision?: QueryPrecision } = {}): Promise<ThreadTextEncoder> {
+    const data: TextWorkerData = { spec, session: options.session ?? {}, batch: options.batch, path: options.path, precision: options.precision ?? 'fp32' };
     const worker = spawnWorker(import.meta.url, 'text-thread-worker', data, { code: 'INFERENCE_FAILED', what: 'the text encoder thread' });
     try {
       const ready = await new Promise<TextReply & { type: 'ready' }>((resolve, reject) => {
@@ -72,7 +74,7 @@ export class ThreadTextEncoder implements TextTower {
         worker.once('error', (err) => reject(new ClipdexError('INFERENCE_FAILED', `the text encoder thread failed to start: ${err.message}`, { cause: err })));
         worker.once('exit', (code) => reject(new ClipdexError('INFERENCE_FAILED', `the text encoder thread exited at start (code ${code})`)));
       });
-      return new ThreadTextEncoder(worker, ready.dim, ready.provider, ready.fallbacks, ready.graphCache, ready.contextLength, tokenizer);
+      return new ThreadTextEncoder(worker, ready.dim, ready.provider, ready.fallbacks, ready.graphCache, ready.precision, ready.contextLength, tokenizer);
     } catch (err) {
       await worker.terminate();
       throw err;

@@ -189,7 +189,12 @@ function bestPerPhoto<H extends { id: number; score: number }>(lists: readonly H
 }
 
 export class QueryEngine {
-  /** Phrase → embedding, per model key and version: typing "dog", "dog " and "dog" again costs one encode. */
+  /**
+   * Phrase → embedding, per model key and version: typing "dog", "dog " and "dog" again costs one encode.
+   * In memory, per engine (one process): never shared nor kept, and a process's query precision (fp32 or int8,
+   * query-precision.ts) is fixed when its model loads. The text tower's precision is in the key all the same, so
+   * an fp32 embedding can never answer for an int8 tower or the reverse.
+   */
   private readonly textCache = new LruCache<string, Float32Array>(1000);
   private browser: ImageFilterQueries | null = null;
   private ocr: OcrRepo | null = null;
@@ -431,11 +436,11 @@ export class QueryEngine {
     if ('text' in term) {
       const text = parseParam(phraseParam, term.text, 'a phrase');
       // Per version, not per key: a text-tuned version is searched under the base key with its own tower.
-      const cacheKey = `${key}\n${adapter?.id ?? ''}\n${language ?? ''}\n${text}`;
+      const tuned = adapter?.text;
+      const cacheKey = `${key}\n${adapter?.id ?? ''}\n${model.queryPrecision}\n${language ?? ''}\n${text}`;
       const cached = this.textCache.get(cacheKey);
       if (cached) return cached;
       // A text-tuned version encodes with its own tower; its text side has no projection on top.
-      const tuned = adapter?.text;
       const v = tuned
         ? (await tuned.encode([text], language !== undefined ? { language } : {}))[0]!
         : project((await model.embedTexts([text], language !== undefined ? { language } : {}))[0]!, 'text');

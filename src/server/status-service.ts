@@ -7,6 +7,7 @@ import { readIngestCounts } from '../ingest/ingest-engine.js';
 import type { ModelSwitcher } from '../ingest/model-switch.js';
 import type { Library } from '../library/library.js';
 import type { ClipModel } from '../model/clip-model.js';
+import { describeTextPrecision } from '../model/query-precision.js';
 import { providerUnavailableReason } from '../inference/onnx-runtime.js';
 import { queueClaimants } from '../store/queue-leases-repo.js';
 import type { IngestService } from './ingest-service.js';
@@ -29,6 +30,8 @@ export function statusOf(options: { library: Library; ingest?: IngestService | u
       providers: loaded ? loaded.model.providers : null,
       // The image tower may open after the server starts (serve opens it once listening): 'opening' until then.
       imageTower: loaded ? imageTowerStatus(loaded.model, library.modelRef) : null,
+      // What encodes queries: fp32, or "int8 for queries (photos encoded in fp32)" (query-precision.ts).
+      textTower: loaded ? textTowerStatus(loaded.model) : null,
       cuda: providerUnavailableReason('cuda') ?? 'available',
       error: err ? { code: err.code, message: err.message, fix: modelFix(err, library.modelRef) } : null,
     },
@@ -47,6 +50,17 @@ function imageTowerStatus(model: ClipModel, modelRef: string): Record<string, un
   const err = model.imageTowerError;
   if (err) return { state: 'failed', error: { code: err.code, message: err.message, fix: modelFix(err, modelRef) } };
   return model.imageTowerOpen ? 'open' : 'opening';
+}
+
+function textTowerStatus(model: ClipModel): Record<string, unknown> {
+  const p = model.textPrecision;
+  if (!p) return { state: 'opening', precision: model.queryPrecision };
+  return {
+    state: 'open',
+    precision: p.precision,
+    description: `text tower: ${describeTextPrecision(p)}`,
+    ...(p.precision === 'int8' && p.source === 'query' ? { int8File: p.file, int8Cache: p.state } : {}),
+  };
 }
 
 /** What the user does about a model that did not load, in the words the page shows. */

@@ -11,6 +11,7 @@ import type { ParsedQuery, UnderstoodPart } from '../../search/query-syntax.js';
 import type { BrowseOrder } from '../../store/image-filter.js';
 import { globalOptions, log, printJson, type GlobalOptions, libraryOptions, TOWERS_WHEN_USED } from '../context.js';
 import { findServer } from '../server-client.js';
+import { queryPrecisionFromEnv, type QueryPrecision } from '../../model/query-precision.js';
 
 
 interface CommonOptions {
@@ -26,6 +27,8 @@ interface CommonOptions {
   all?: boolean;
   /** Search here even when a server of this library runs. */
   local?: boolean;
+  /** `clipdex search --query-precision`: the text tower's precision here (given: searched in this process). */
+  queryPrecision?: QueryPrecision;
 }
 
 /** A term the API takes as JSON: a phrase or a stored photo (an image file would have to be uploaded). */
@@ -41,7 +44,8 @@ async function askServer(
   o: CommonOptions & { limit?: number; text?: boolean; plain?: boolean },
   query: { phrase?: string; terms: QueryTerm[] },
 ): Promise<(SearchResponse & { understood?: UnderstoodPart[] }) | null> {
-  if (o.local) return null;
+  // A precision asked for on the command line is this process's: a server encodes at its own.
+  if (o.local || o.queryPrecision) return null;
   const terms = query.terms.filter((t): t is QueryTerm & ServerTerm => 'text' in t || 'imageId' in t);
   if (terms.length < query.terms.length) return null;
   const server = await findServer(g.dataDir, g.model);
@@ -73,13 +77,13 @@ async function askServer(
  * The library, its model and the engine, loaded here: imported only now, so a search a server answers loads
  * none of them (nor ONNX Runtime or SQLite).
  */
-async function openHere(g: GlobalOptions) {
+async function openHere(g: GlobalOptions, queryPrecision?: QueryPrecision) {
   const [{ Library }, { QueryEngine }, { searchRequestOf }] = await Promise.all([
     import('../../library/library.js'),
     import('../../search/query-engine.js'),
     import('../../search/query-syntax.js'),
   ]);
-  const library = await Library.open({ ...libraryOptions(g), session: TOWERS_WHEN_USED });
+  const library = await Library.open({ ...libraryOptions(g), session: { ...TOWERS_WHEN_USED, ...(queryPrecision ? { queryPrecision } : {}) } });
   return { library, QueryEngine, searchRequestOf };
 }
 
@@ -89,7 +93,7 @@ async function runSearch(
   o: CommonOptions & { limit?: number; text?: boolean },
   parsed?: ParsedQuery,
 ): Promise<void> {
-  const { library, QueryEngine, searchRequestOf } = await openHere(g);
+  const { library, QueryEngine, searchRequestOf } = await openHere(g, o.queryPrecision ?? queryPrecisionFromEnv());
   try {
     // --no-text: CLIP alone, the text read in photos left out.
     const options = { ...requestOptionsOf({ ...o, limit: o.limit ?? 20 }), terms: termsFor(library), ...(o.text === false ? { text: false as const } : {}) };
@@ -165,6 +169,8 @@ export const actionSearch = async (words: string[], o: CommonOptions & { limit: 
   const terms = extraTerms(o);
   if (!phrase && terms.length === 0) throw new ClipdexError('INVALID_ARGUMENT', 'give a phrase to search for (or --add an image)');
   const g = globalOptions(c);
+  // A bad CLIPDEX_QUERY_PRECISION is refused whoever answers.
+  queryPrecisionFromEnv();
   const answered = await askServer(g, o, { phrase, terms });
   if (answered) return print(g, answered, o.all === true);
   const { parseQueryText, plainQuery } = await import('../../search/query-syntax.js');

@@ -10,10 +10,13 @@ import { globalOptions, log, libraryOptions } from '../context.js';
 import { indexBuildLog } from '../index-build-log.js';
 import { publishServer } from '../server-client.js';
 import { startupMark } from '../../util/startup-trace.js';
+import { queryPrecisionFromEnv, type QueryPrecision, type TextPrecision } from '../../model/query-precision.js';
 
-export const actionServe = async (o: { port: number; host: string; root?: string[]; allowedHost?: string[]; encode: boolean }, cmd: Command) => {
+export const actionServe = async (o: { port: number; host: string; root?: string[]; allowedHost?: string[]; encode: boolean; queryPrecision?: QueryPrecision }, cmd: Command) => {
   startupMark('serve action loaded');
   const g = globalOptions(cmd);
+  // Settled before the library opens: a bad value is a usage error, not a model that failed to load.
+  const queryPrecision = o.queryPrecision ?? queryPrecisionFromEnv() ?? 'fp32';
   if (!o.encode && libraryLocation(g.dataDir, g.databaseUrl).kind !== 'postgres') {
     // Nothing would ever encode the photos of an embedded library: no worker can reach it.
     throw new ClipdexError('INVALID_ARGUMENT', '--no-encode leaves encoding to `clipdex worker`, which needs a library in Postgres (--db postgres://…)');
@@ -36,6 +39,8 @@ export const actionServe = async (o: { port: number; host: string; root?: string
       textThread: process.env.CLIPDEX_TEXT_THREAD !== 'off',
       lazyImageTower: true,
       openImageTower: (spec, session) => ThreadImageEncoder.open(spec, { session }),
+      // int8: the text tower's int8 version, made once in the cache dir on the text thread (int8-text-tower.ts).
+      queryPrecision,
     },
     onIndexProgress: indexBuildLog(log),
     onIndexError: (err) => log(`clipdex: ${errorMessage(err)}`),
@@ -54,10 +59,13 @@ export const actionServe = async (o: { port: number; host: string; root?: string
   if (library.notice) log(`clipdex: ${library.notice}`);
   const textCache = library.loaded?.model.textTowerOpen ? library.loaded.model.text.graphCache : undefined;
   if (textCache && 'discarded' in textCache && textCache.discarded) log(`clipdex: ${textCache.discarded}; written again`);
+  const textPrecision = library.loaded?.model.textPrecision;
+  if (textPrecision) logTextPrecision(textPrecision);
   // A model switch recorded by `models use` (here, before a restart, or by the CLI) runs in the background.
   const modelSwitch = library.loaded
     ? new ModelSwitcher(library, {
         cacheDir: g.cacheDir,
+        queryPrecision,
         onEvent: (e) => {
           if (e.type === 'model-switched') log(`clipdex: switched to ${e.to}: searches use its index now (${e.encoded} photos encoded); the previous model's vectors are kept, \`clipdex models use ${e.from}\` switches back at once`);
           else if (e.status.error) log(`clipdex: model switch: ${e.status.error}`);
@@ -154,3 +162,11 @@ export const actionServe = async (o: { port: number; host: string; root?: string
   await (await ingest?.ready)?.close();
   await library.close();
 };
+
+/** What became of the int8 text tower at start, when it was asked for: written the first time, not kept, or redone. */
+function logTextPrecision(p: TextPrecision): void {
+  if (p.precision !== 'int8' || p.source !== 'query') return;
+  if (p.discarded) log(`clipdex: ${p.discarded}; written again`);
+  if (p.state === 'written') log(`clipdex: text tower: wrote its int8 version for queries to ${p.file} (made once, reused at the next start; photos stay encoded in fp32)`);
+  else if (p.state === 'unsaved') log(`clipdex: text tower: int8 for queries, quantized into a temporary file: ${p.reason ?? 'not kept'}; it is quantized again at the next start`);
+}

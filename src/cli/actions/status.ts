@@ -9,6 +9,7 @@ import { Library } from '../../library/library.js';
 import { ModelSwitcher } from '../../ingest/model-switch.js';
 import { describeModelRef } from '../../train/adapter-export.js';
 import { exitCodeFor, globalOptions, printJson, libraryOptions } from '../context.js';
+import { describeTextPrecision, queryPrecisionFromEnv } from '../../model/query-precision.js';
 
 interface FailedFile {
   id: number;
@@ -28,8 +29,10 @@ function ago(ms: number | null): string {
 
 export const actionStatus = async (opts: { errors?: boolean; limit?: number }, cmd: Command) => {
   const g = globalOptions(cmd);
+  // Read before the library opens: a bad value is a usage error, not a model that failed to load.
+  const queryPrecision = queryPrecisionFromEnv();
   // Status must work when the model is missing or broken: it is where the user looks to find out.
-  const lib = await Library.open({ ...libraryOptions(g), modelOptional: true });
+  const lib = await Library.open({ ...libraryOptions(g), modelOptional: true, ...(queryPrecision ? { session: { queryPrecision } } : {}) });
   try {
     const counts = readIngestCounts(lib);
     const store = new IngestStore(lib.store.db);
@@ -51,6 +54,8 @@ export const actionStatus = async (opts: { errors?: boolean; limit?: number }, c
       dim: loaded?.model.dim ?? null,
       provider: loaded?.model.providers?.image ?? null,
       fallbacks: loaded?.model.providers?.fallbacks ?? [],
+      // The text tower as this process opened it (CLIPDEX_QUERY_PRECISION; a server says its own in its status).
+      textTower: loaded?.model.textPrecision ? `text tower: ${describeTextPrecision(loaded.model.textPrecision)}` : null,
       error: lib.modelError ? { code: lib.modelError.code, message: lib.modelError.message } : null,
 };
         const index = loaded ? loaded.index.health() : null;
@@ -84,6 +89,7 @@ export const actionStatus = async (opts: { errors?: boolean; limit?: number }, c
             ? `Model     ${model.key} (${model.dim}-d) on ${model.provider}`
             : `Model     ${model.ref}: not loaded: ${model.error?.message ?? 'unknown reason'}`,
         );
+        if (model.textTower && model.textTower !== 'text tower: fp32') out.push(`          ${model.textTower}`);
         if (lib.notice) out.push(`          ${lib.notice}`);
         const sw = modelSwitch?.target ? modelSwitch : null;
         if (sw?.target) {

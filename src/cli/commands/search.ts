@@ -18,6 +18,7 @@ import {
 } from '../../validation/search-params.js';
 import { optionParser as option } from '../../validation/param-rules.js';
 import { DEFAULT_STRONG_RATIO } from '../../search/relevance-cutoff.js';
+import { parseQueryPrecision } from '../../model/query-precision.js';
 
 /** Paging and the filters, shared by the searches and `list`; values are checked by the same rules as the API's. */
 function addPagingAndFilters(cmd: Command, what: string, limit: number, offset: z.ZodType<number>): Command {
@@ -48,7 +49,12 @@ export function searchCommand(): Command {
     .option('--no-text', 'CLIP alone: leave the text read in photos (OCR) out of the ranking; by default photos whose text has the words rank too, marked [text], and "quoted" words must be in it')
     .option('--lang <code>', 'the phrase\'s language, for a model that takes one (NLLB-CLIP): de, pt-BR or deu_Latn (default: detected)', option(languageParam, '--lang'))
     .option('--add <term...>', 'another phrase, image path or photo id to add')
-    .option('--subtract <term...>', 'a phrase, image path or photo id to subtract (e.g. "people")');
+    .option('--subtract <term...>', 'a phrase, image path or photo id to subtract (e.g. "people")')
+    .option(
+      '--query-precision <p>',
+      'the text tower for the phrases: fp32 (default) or int8 (quantized once into the cache dir; env CLIPDEX_QUERY_PRECISION); given here, the search runs in this process (a running server encodes at its own precision)',
+      (v: string) => parseQueryPrecision(v, '--query-precision'),
+    );
   addCommonOptions(cmd).action(lazyAction(() => import('../actions/search.js'), 'actionSearch'));
   return cmd;
 }
