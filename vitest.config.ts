@@ -53,12 +53,8 @@ export default defineConfig({
           name: 'unit',
           include: ['test/**/*.test.ts'],
           exclude: [...configDefaults.exclude, ...HEAVY_INGEST, ...BROWSER, ...RELIABILITY, ...NOT_HERE],
-          // Three files at a time on 2 cores. Measured (per-file CPU from /proc, the test's own process and the
-          // children it waited for): these files use 780 CPU-s in all, and two at a time took ~600 s of wall time
-          // on a quiet machine — a third of it waiting on child processes, servers, timers and the disk, with a
-          // core idle. A third file fills those gaps. Each file still runs on its own worker, one test at a time;
-          // at load 9 (three times this) every one of them passed.
-          maxWorkers: 3,
+          // Encoders and sharp use both cores on their own; two files at a time keep the machine responsive.
+          maxWorkers: 2,
           // Each worker imports the product's modules once, not once per file (~80 files). Measured under load:
           // vitest's summed import time was 106 s for 70 of these files isolated, 66 s for all 79 shared. No file
           // here leaves module state for the next (env stubs are undone in the file that made them).
