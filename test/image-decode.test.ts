@@ -412,10 +412,17 @@ describe.skipIf(!edgeDir)(`../shared/photos/edge ${edgeDir ? '' : NEEDS_SHARED}`
     const bytes = await readFile(edge('chelsea.heic'));
     const here = await decodeHeicHere(bytes, 'chelsea.heic', 1e8);
     await decodeHeic(bytes, 'warm-up', 1e8);
-    // libheif's decode is synchronous WASM: run here, this thread would be busy nearly all the time.
-    const before = performance.eventLoopUtilization();
-    const results = await Promise.all(Array.from({ length: 8 }, () => decodeHeic(bytes, 'chelsea.heic', 1e8)));
-    const busy = performance.eventLoopUtilization(before).utilization;
+    // libheif's decode is synchronous WASM: run here, this thread would be busy nearly all the time, in every
+    // round. Off the thread it is mostly idle — but on a loaded machine one round can catch this thread
+    // descheduled while it takes the results in (0.59 in a CI replica with three test files at a time), so the least
+    // busy of up to three rounds is what is held to it.
+    let busy = 1;
+    let results: Awaited<ReturnType<typeof decodeHeic>>[] = [];
+    for (let round = 0; round < 3 && busy >= 0.5; round++) {
+      const before = performance.eventLoopUtilization();
+      results = await Promise.all(Array.from({ length: 8 }, () => decodeHeic(bytes, 'chelsea.heic', 1e8)));
+      busy = Math.min(busy, performance.eventLoopUtilization(before).utilization);
+    }
     expect(busy).toBeLessThan(0.5);
     for (const r of results) {
       expect([r.width, r.height, r.channels]).toEqual([here.width, here.height, here.channels]);
