@@ -18,11 +18,12 @@
  * files themselves are. An entry that fails these checks, or that ORT cannot open, is removed and written
  * again from the source model.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { rm, stat, writeFile } from 'node:fs/promises';
 import { arch, cpus, platform } from 'node:os';
 import { basename, join, resolve } from 'node:path';
+import { entryStaging, type FileStamp, publishEntry, readEntryRecord, removeStaleEntries, stampFile, stampIsCurrent } from '../util/file-keyed-cache.js';
 
 export const OPTIMIZED_CACHE_DIR = 'ort-optimized';
 const FORMAT = 'clipdex-ort-optimized-1';
@@ -37,19 +38,10 @@ export interface GraphSettings {
   optimizationLevel: string;
 }
 
-interface SourceStamp {
-  path: string;
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
-  ino: number;
-  dev: number;
-}
-
 interface EntryRecord {
   format: string;
   key: string;
-  source: SourceStamp;
+  source: FileStamp;
   settings: GraphSettings;
   graphBytes: number;
   graphSha256: string;
@@ -77,23 +69,20 @@ function cpuName(): string {
 export class OptimizedGraphCache {
   private constructor(
     private readonly root: string,
-    private readonly source: SourceStamp,
+    private readonly source: FileStamp,
     private readonly settings: GraphSettings,
     private readonly key: string,
   ) {}
 
   /** The cache's view of one model file; null when the file cannot be read (the open then reports it). */
   static async for(cacheDir: string, modelPath: string, settings: GraphSettings): Promise<OptimizedGraphCache | null> {
-    let path: string;
-    let st: Awaited<ReturnType<typeof stat>>;
+    let source: FileStamp;
     try {
-      // The file itself, not the way to it: a model reached through a link is the same model (and entry).
-      path = await realpath(resolve(modelPath));
-      st = await stat(path);
+      // ctime too: the stamp model-key.ts trusts to skip re-hashing.
+      source = await stampFile(modelPath, { ctime: true });
     } catch {
       return null;
     }
-    const source: SourceStamp = { path, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev };
     const key = createHash('sha256').update(JSON.stringify({ format: FORMAT, source, settings, cpu: cpuName() })).digest('hex').slice(0, 24);
     return new OptimizedGraphCache(join(resolve(cacheDir), OPTIMIZED_CACHE_DIR), source, settings, key);
   }
@@ -110,13 +99,10 @@ export class OptimizedGraphCache {
    */
   async lookup(): Promise<CacheHit | { damaged: string } | null> {
     const dir = this.dir;
-    let record: EntryRecord;
-    try {
-      record = JSON.parse(await readFile(join(dir, ENTRY_FILE), 'utf8')) as EntryRecord;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      return this.reject(`its ${ENTRY_FILE} cannot be read (${(err as Error).message})`);
-    }
+    const read = await readEntryRecord<EntryRecord>(dir, ENTRY_FILE);
+    if ('missing' in read) return null;
+    if ('unreadable' in read) return this.reject(`its ${ENTRY_FILE} cannot be read (${read.unreadable})`);
+    const record = read.record;
     if (record.format !== FORMAT || record.key !== this.key) return this.reject(`its ${ENTRY_FILE} describes another entry`);
     try {
       const [graph, weights] = await Promise.all([stat(join(dir, GRAPH_FILE)), stat(join(dir, WEIGHTS_FILE)).catch(() => null)]);
@@ -143,10 +129,7 @@ export class OptimizedGraphCache {
 
   /** A temporary folder for the session to save into; `commit` renames it into place. */
   async begin(): Promise<PendingEntry> {
-    await mkdir(this.root, { recursive: true });
-    const tmp = join(this.root, `.tmp-${this.key}-${randomBytes(4).toString('hex')}`);
-    await mkdir(tmp);
-    const discard = () => rm(tmp, { recursive: true, force: true }).then(() => undefined, () => undefined);
+    const { tmp, discard } = await entryStaging(this.root, this.key);
     return {
       graph: join(tmp, GRAPH_FILE),
       weightsName: WEIGHTS_FILE,
@@ -165,11 +148,7 @@ export class OptimizedGraphCache {
             weightsBytes: weights?.size ?? 0,
           };
           await writeFile(join(tmp, ENTRY_FILE), JSON.stringify(record));
-          // Another process may have written the same entry meanwhile: then its copy stays and this one goes.
-          await rename(tmp, this.dir).catch(async (err: NodeJS.ErrnoException) => {
-            if (err.code === 'ENOTEMPTY' || err.code === 'EEXIST' || err.code === 'EPERM') return discard();
-            throw err;
-          });
+          await publishEntry(tmp, this.dir, discard);
         } catch (err) {
           await discard();
           throw err;
@@ -186,34 +165,11 @@ export class OptimizedGraphCache {
    * next write.
    */
   private async removeStale(): Promise<void> {
-    let names: string[];
-    try {
-      names = await readdir(this.root);
-    } catch {
-      return;
-    }
-    const mine = basename(this.dir);
-    for (const name of names) {
-      if (name === mine) continue;
-      const dir = join(this.root, name);
-      if (name.startsWith('.tmp-')) {
-        // Left by a process killed while writing; a day is far longer than any write.
-        const st = await stat(dir).catch(() => null);
-        if (st && Date.now() - st.mtimeMs > 86_400_000) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
-        continue;
-      }
-      let record: EntryRecord | null = null;
-      try {
-        record = JSON.parse(await readFile(join(dir, ENTRY_FILE), 'utf8')) as EntryRecord;
-      } catch {
-        record = null;
-      }
-      const source = record?.source;
-      const st = source ? await stat(source.path).catch(() => null) : null;
-      const current = st !== null && st.size === source!.size && st.mtimeMs === source!.mtimeMs && st.ctimeMs === source!.ctimeMs && st.ino === source!.ino;
+    await removeStaleEntries<EntryRecord>(this.root, basename(this.dir), ENTRY_FILE, async (record) => {
+      const source = record.source;
+      if (!source || !(await stampIsCurrent(source))) return true;
       // Another provider's entry of the same file stays (both may be used); an older runtime's does not.
-      const outdated = source?.path === this.source.path && (!current || record!.settings?.runtimeVersion !== this.settings.runtimeVersion);
-      if (!record || !current || outdated) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
-    }
+      return source.path === this.source.path && record.settings?.runtimeVersion !== this.settings.runtimeVersion;
+    });
   }
 }

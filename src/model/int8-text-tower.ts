@@ -18,12 +18,13 @@
  * int8 model folder) is used as it is. The optimized-graph cache (inference/optimized-cache.ts) applies on top,
  * as for any tower file.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ClipdexError, errorMessage } from '../errors.js';
+import { entryStaging, type FileStamp, publishEntry, readEntryRecord, removeStaleEntries, stampFile, stampIsCurrent } from '../util/file-keyed-cache.js';
 import { QUANT_FORMAT_DEFAULT, quantizedOps, quantizeGraph } from './quantize-graph.js';
 import type { TextPrecision } from './query-precision.js';
 
@@ -33,18 +34,10 @@ const ENTRY_FILE = 'entry.json';
 /** Raised when what this module writes changes (the quantizer's output, the entry's layout): old entries then miss. */
 const FORMAT = 'clipdex-int8-text-1';
 
-interface SourceStamp {
-  path: string;
-  size: number;
-  mtimeMs: number;
-  ino: number;
-  dev: number;
-}
-
 interface EntryRecord {
   format: string;
   key: string;
-  source: SourceStamp;
+  source: FileStamp;
   quantFormat: string;
   bytes: number;
   sha256: string;
@@ -127,15 +120,14 @@ function quantize(bytes: Uint8Array, source: string): Uint8Array {
 class Int8Entry {
   private constructor(
     private readonly root: string,
-    private readonly source: SourceStamp,
+    private readonly source: FileStamp,
     private readonly key: string,
   ) {}
 
   static async for(cacheDir: string, sourcePath: string): Promise<Int8Entry> {
-    // The file itself, not the way to it: a tower reached through a link is the same tower (and entry).
-    const path = await realpath(resolve(sourcePath));
-    const st = await stat(path);
-    const source: SourceStamp = { path, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev };
+    // Not the ctime: hard-linking the base tower into a trained version's model folder moves it, and the int8
+    // file of the same bytes need not be made again.
+    const source = await stampFile(sourcePath, { ctime: false });
     const key = createHash('sha256').update(JSON.stringify({ format: FORMAT, quantFormat: QUANT_FORMAT_DEFAULT, source })).digest('hex').slice(0, 24);
     return new Int8Entry(join(resolve(cacheDir), INT8_TEXT_CACHE_DIR), source, key);
   }
@@ -150,17 +142,14 @@ class Int8Entry {
 
   /** 'hit' when a whole entry is there, null when none is, `{ damaged }` when one fails its checks (it is removed). */
   async lookup(): Promise<'hit' | { damaged: string } | null> {
-    let record: EntryRecord;
-    try {
-      record = JSON.parse(await readFile(join(this.dir, ENTRY_FILE), 'utf8')) as EntryRecord;
-    } catch (err) {
-      // No record: nothing there, or a folder that is no entry (removed, and written again).
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        const there = await stat(this.dir).then(() => true, () => false);
-        return there ? this.reject(`its ${ENTRY_FILE} is missing`) : null;
-      }
-      return this.reject(`its ${ENTRY_FILE} cannot be read (${errorMessage(err)})`);
+    const read = await readEntryRecord<EntryRecord>(this.dir, ENTRY_FILE);
+    if ('unreadable' in read) return this.reject(`its ${ENTRY_FILE} cannot be read (${read.unreadable})`);
+    if ('missing' in read) {
+      // Nothing there, or a folder that is no entry (removed, and written again).
+      const there = await stat(this.dir).then(() => true, () => false);
+      return there ? this.reject(`its ${ENTRY_FILE} is missing`) : null;
     }
+    const record = read.record;
     if (record.format !== FORMAT || record.key !== this.key) return this.reject(`its ${ENTRY_FILE} describes another entry`);
     const size = await stat(this.file).then((s) => s.size, () => null);
     if (size === null) return this.reject(`${INT8_TEXT_FILE} is missing`);
@@ -179,11 +168,8 @@ class Int8Entry {
 
   /** Writes the entry in a temporary folder and renames it into place; then removes the stale ones. */
   async write(bytes: Uint8Array): Promise<void> {
-    await mkdir(this.root, { recursive: true });
-    const tmp = join(this.root, `.tmp-${this.key}-${randomBytes(4).toString('hex')}`);
-    const discard = () => rm(tmp, { recursive: true, force: true }).then(() => undefined, () => undefined);
+    const { tmp, discard } = await entryStaging(this.root, this.key);
     try {
-      await mkdir(tmp);
       await writeFile(join(tmp, INT8_TEXT_FILE), bytes);
       const record: EntryRecord = {
         format: FORMAT,
@@ -195,11 +181,7 @@ class Int8Entry {
         createdAt: new Date().toISOString(),
       };
       await writeFile(join(tmp, ENTRY_FILE), JSON.stringify(record));
-      // Another process may have written the same entry meanwhile: then its copy stays and this one goes.
-      await rename(tmp, this.dir).catch(async (err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOTEMPTY' || err.code === 'EEXIST' || err.code === 'EPERM') return discard();
-        throw err;
-      });
+      await publishEntry(tmp, this.dir, discard);
     } catch (err) {
       await discard();
       throw err;
@@ -212,22 +194,9 @@ class Int8Entry {
    * no entry: each holds a tower's int8 weights (tens of MB). A session still using one keeps what it read.
    */
   private async removeStale(): Promise<void> {
-    const names = await readdir(this.root).catch(() => [] as string[]);
-    for (const name of names) {
-      if (name === this.key) continue;
-      const dir = join(this.root, name);
-      if (name.startsWith('.tmp-')) {
-        // Left by a process killed while writing; a day is far longer than any write.
-        const st = await stat(dir).catch(() => null);
-        if (st && Date.now() - st.mtimeMs > 86_400_000) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
-        continue;
-      }
-      const record = await readFile(join(dir, ENTRY_FILE), 'utf8').then((t) => JSON.parse(t) as EntryRecord, () => null);
-      const source = record?.source;
-      const st = source ? await stat(source.path).catch(() => null) : null;
-      const current = st !== null && st.size === source!.size && st.mtimeMs === source!.mtimeMs && st.ino === source!.ino;
-      const sameSource = source?.path === this.source.path;
-      if (!record || !current || sameSource) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
-    }
+    await removeStaleEntries<EntryRecord>(this.root, this.key, ENTRY_FILE, async (record) => {
+      const source = record.source;
+      return !source || source.path === this.source.path || !(await stampIsCurrent(source));
+    });
   }
 }
