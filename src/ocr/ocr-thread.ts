@@ -9,7 +9,7 @@ import { ClipdexError, type ErrorCode } from '../errors.js';
 import type { SessionOptions } from '../inference/onnx-runtime.js';
 import type { RgbPixels } from '../model/image-decode.js';
 import { spawnWorker } from '../util/spawn-worker.js';
-import { stopWorker } from '../util/worker-stop.js';
+import { STOP_GRACE_MS, stopWorker } from '../util/worker-stop.js';
 import { OCR_DEFAULTS, type OcrModelFiles, type OcrOptions, type OcrResult } from './ocr-engine.js';
 import type { OcrReply, OcrRequest, OcrWorkerData } from './ocr-thread-worker.js';
 
@@ -103,9 +103,10 @@ export class OcrThread {
   /**
    * Fails every read in flight with `why` and lets the thread go; the next read starts another. The old thread
    * is asked to stop, not terminated (util/worker-stop.ts: terminating it mid-run aborts the process), so it
-   * ends once its run in progress does; one stuck for good is left running rather than risk that abort.
+   * ends once its run in progress does; one stuck for good is left running rather than risk that abort
+   * (`graceMs` null; a close gives it stopWorker's grace).
    */
-  private restart(why: ClipdexError): Promise<void> {
+  private restart(why: ClipdexError, graceMs: number | null = null): Promise<void> {
     const worker = this.worker;
     this.worker = null;
     for (const p of this.pending.values()) {
@@ -118,15 +119,18 @@ export class OcrThread {
         ?.then((w) => {
           w.removeAllListeners('exit');
           w.removeAllListeners('error');
-          return stopWorker(w, null);
+          return stopWorker(w, graceMs);
         })
         .catch(() => undefined) ?? Promise.resolve()
     );
   }
 
-  /** Reads in flight fail at once; resolves when the thread has finished its run in progress and exited. */
+  /**
+   * Reads in flight fail at once; resolves when the thread has finished its run in progress and exited (or after
+   * stopWorker's grace, a process that is closing being owed an end).
+   */
   async close(): Promise<void> {
     this.closed = true;
-    await this.restart(new ClipdexError('INFERENCE_FAILED', 'the OCR thread is closed'));
+    await this.restart(new ClipdexError('INFERENCE_FAILED', 'the OCR thread is closed'), STOP_GRACE_MS);
   }
 }

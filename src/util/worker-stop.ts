@@ -11,6 +11,9 @@
  */
 import type { MessagePort, Worker } from 'node:worker_threads';
 
+/** How long a closing thread may take to finish its run in progress before it is ended by force. */
+export const STOP_GRACE_MS = 120_000;
+
 /** The message a worker's `closeWhenAsked` answers by finishing its work and exiting. */
 export const CLOSE_MESSAGE = { type: 'close' } as const;
 
@@ -19,7 +22,7 @@ export const CLOSE_MESSAGE = { type: 'close' } as const;
  * after `graceMs` is terminated (a run stuck that long: the abort risk above is then the lesser evil against a
  * process that never ends); with `graceMs` null it is never forced, and the promise waits for it.
  */
-export async function stopWorker(worker: Worker, graceMs: number | null = 120_000): Promise<void> {
+export async function stopWorker(worker: Worker, graceMs: number | null = STOP_GRACE_MS): Promise<void> {
   // A thread that has exited has no port to post to (its threadId is -1 from then on).
   if (worker.threadId < 0) return;
   const exited = new Promise<'exited'>((resolve) => worker.once('exit', () => resolve('exited')));
