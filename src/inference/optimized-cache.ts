@@ -20,10 +20,10 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { rm, stat, writeFile } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { arch, cpus, platform } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { entryStaging, type FileStamp, publishEntry, readEntryRecord, removeStaleEntries, stampFile, stampIsCurrent } from '../util/file-keyed-cache.js';
+import { commitEntry, entryStaging, type FileStamp, readEntryRecord, removeStaleEntries, stampFile, stampIsCurrent } from '../util/file-keyed-cache.js';
 
 export const OPTIMIZED_CACHE_DIR = 'ort-optimized';
 const FORMAT = 'clipdex-ort-optimized-1';
@@ -129,16 +129,16 @@ export class OptimizedGraphCache {
 
   /** A temporary folder for the session to save into; `commit` renames it into place. */
   async begin(): Promise<PendingEntry> {
-    const { tmp, discard } = await entryStaging(this.root, this.key);
+    const staging = await entryStaging(this.root, this.key);
     return {
-      graph: join(tmp, GRAPH_FILE),
+      graph: join(staging.tmp, GRAPH_FILE),
       weightsName: WEIGHTS_FILE,
-      discard,
+      discard: staging.discard,
       commit: async () => {
-        try {
-          const graphBytes = readFileSync(join(tmp, GRAPH_FILE));
-          const weights = await stat(join(tmp, WEIGHTS_FILE)).catch(() => null);
-          const record: EntryRecord = {
+        await commitEntry(staging, this.dir, ENTRY_FILE, async (): Promise<EntryRecord> => {
+          const graphBytes = readFileSync(join(staging.tmp, GRAPH_FILE));
+          const weights = await stat(join(staging.tmp, WEIGHTS_FILE)).catch(() => null);
+          return {
             format: FORMAT,
             key: this.key,
             source: this.source,
@@ -147,12 +147,7 @@ export class OptimizedGraphCache {
             graphSha256: createHash('sha256').update(graphBytes).digest('hex'),
             weightsBytes: weights?.size ?? 0,
           };
-          await writeFile(join(tmp, ENTRY_FILE), JSON.stringify(record));
-          await publishEntry(tmp, this.dir, discard);
-        } catch (err) {
-          await discard();
-          throw err;
-        }
+        });
         await this.removeStale();
       },
     };

@@ -24,7 +24,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ClipdexError, errorMessage } from '../errors.js';
-import { entryStaging, type FileStamp, publishEntry, readEntryRecord, removeStaleEntries, stampFile, stampIsCurrent } from '../util/file-keyed-cache.js';
+import { commitEntry, entryStaging, type FileStamp, readEntryRecord, removeStaleEntries, stampFile, stampIsCurrent } from '../util/file-keyed-cache.js';
 import { QUANT_FORMAT_DEFAULT, quantizedOps, quantizeGraph } from './quantize-graph.js';
 import type { TextPrecision } from './query-precision.js';
 
@@ -168,10 +168,10 @@ class Int8Entry {
 
   /** Writes the entry in a temporary folder and renames it into place; then removes the stale ones. */
   async write(bytes: Uint8Array): Promise<void> {
-    const { tmp, discard } = await entryStaging(this.root, this.key);
-    try {
-      await writeFile(join(tmp, INT8_TEXT_FILE), bytes);
-      const record: EntryRecord = {
+    const staging = await entryStaging(this.root, this.key);
+    await commitEntry(staging, this.dir, ENTRY_FILE, async (): Promise<EntryRecord> => {
+      await writeFile(join(staging.tmp, INT8_TEXT_FILE), bytes);
+      return {
         format: FORMAT,
         key: this.key,
         source: this.source,
@@ -180,12 +180,7 @@ class Int8Entry {
         sha256: createHash('sha256').update(bytes).digest('hex'),
         createdAt: new Date().toISOString(),
       };
-      await writeFile(join(tmp, ENTRY_FILE), JSON.stringify(record));
-      await publishEntry(tmp, this.dir, discard);
-    } catch (err) {
-      await discard();
-      throw err;
-    }
+    });
     await this.removeStale();
   }
 

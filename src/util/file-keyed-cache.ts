@@ -6,7 +6,7 @@
  * removed when a new one is written (each holds tens to hundreds of MB).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
 /** A source file as an entry's key covers it. `ctimeMs` only where a change of it must miss (see `stampFile`). */
@@ -49,20 +49,36 @@ export async function readEntryRecord<R>(dir: string, recordFile: string): Promi
   }
 }
 
-/** A temporary folder under `root` to write an entry in, and how to drop it. */
-export async function entryStaging(root: string, key: string): Promise<{ tmp: string; discard: () => Promise<void> }> {
+/** A temporary folder to write an entry in, and how to drop it. */
+export interface EntryStaging {
+  tmp: string;
+  discard: () => Promise<void>;
+}
+
+/** A staging folder under `root` for the entry `key`. */
+export async function entryStaging(root: string, key: string): Promise<EntryStaging> {
   await mkdir(root, { recursive: true });
   const tmp = join(root, `.tmp-${key}-${randomBytes(4).toString('hex')}`);
   await mkdir(tmp);
   return { tmp, discard: () => rm(tmp, { recursive: true, force: true }).then(() => undefined, () => undefined) };
 }
 
-/** Renames a written staging folder into place; when another process wrote the same entry meanwhile, its copy stays. */
-export async function publishEntry(tmp: string, dir: string, discard: () => Promise<void>): Promise<void> {
-  await rename(tmp, dir).catch(async (err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOTEMPTY' || err.code === 'EEXIST' || err.code === 'EPERM') return discard();
+/**
+ * Finishes a staged entry: `record()` (which may write the entry's last files first) is written as its record,
+ * last, and the folder renamed into place as `dir` — when another process wrote the same entry meanwhile, its copy
+ * stays. On any failure the staging folder is dropped and the error rethrown.
+ */
+export async function commitEntry<R>(staging: EntryStaging, dir: string, recordFile: string, record: () => Promise<R>): Promise<void> {
+  try {
+    await writeFile(join(staging.tmp, recordFile), JSON.stringify(await record()));
+    await rename(staging.tmp, dir).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOTEMPTY' || err.code === 'EEXIST' || err.code === 'EPERM') return staging.discard();
+      throw err;
+    });
+  } catch (err) {
+    await staging.discard();
     throw err;
-  });
+  }
 }
 
 /**
