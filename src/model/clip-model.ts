@@ -7,7 +7,7 @@ import type { ImageInput } from './image-source.js';
 import type { ModelSpec } from './model-dir.js';
 import type { ScoreCalibration } from './manifest.js';
 import { NllbTokenizer } from './nllb-tokenizer.js';
-import { queryPrecisionFromEnv, type QueryPrecision, type TextPrecision } from './query-precision.js';
+import { type QueryPrecision, resolveQueryPrecision, type TextPrecision } from './query-precision.js';
 import { openTextTowerSession, TextEncoder, type TextOptions, type TextTower } from './text-encoder.js';
 import { ThreadTextEncoder } from './text-thread.js';
 import { loadTextTokenizer, type ModelTokenizer } from './text-tokenizer.js';
@@ -358,7 +358,7 @@ export async function openTextEncoder(spec: ModelSpec, tokenizer: ModelTokenizer
 }
 
 function queryPrecisionOf(options: LoadModelOptions): QueryPrecision {
-  return options.queryPrecision ?? queryPrecisionFromEnv() ?? 'fp32';
+  return resolveQueryPrecision(options.queryPrecision);
 }
 
 /** The session options of a model's load options, for a tower opened on another thread (plain data). */

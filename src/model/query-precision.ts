@@ -24,6 +24,11 @@ export function queryPrecisionFromEnv(env: Readonly<Record<string, string | unde
   return v === undefined || v.trim() === '' ? undefined : parseQueryPrecision(v, QUERY_PRECISION_ENV);
 }
 
+/** The precision a process uses: the one given (an option), else CLIPDEX_QUERY_PRECISION's, else fp32. */
+export function resolveQueryPrecision(given?: QueryPrecision): QueryPrecision {
+  return given ?? queryPrecisionFromEnv() ?? 'fp32';
+}
+
 /** What the text tower that encodes queries runs as, and where its int8 file came from. */
 export type TextPrecision =
   | { precision: 'fp32' }

@@ -93,7 +93,8 @@ async function runSearch(
   o: CommonOptions & { limit?: number; text?: boolean },
   parsed?: ParsedQuery,
 ): Promise<void> {
-  const { library, QueryEngine, searchRequestOf } = await openHere(g, o.queryPrecision ?? queryPrecisionFromEnv());
+  // Not given: the model reads CLIPDEX_QUERY_PRECISION itself (actionSearch has checked it already).
+  const { library, QueryEngine, searchRequestOf } = await openHere(g, o.queryPrecision);
   try {
     // --no-text: CLIP alone, the text read in photos left out.
     const options = { ...requestOptionsOf({ ...o, limit: o.limit ?? 20 }), terms: termsFor(library), ...(o.text === false ? { text: false as const } : {}) };

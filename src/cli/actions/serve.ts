@@ -10,13 +10,13 @@ import { globalOptions, log, libraryOptions } from '../context.js';
 import { indexBuildLog } from '../index-build-log.js';
 import { publishServer } from '../server-client.js';
 import { startupMark } from '../../util/startup-trace.js';
-import { queryPrecisionFromEnv, type QueryPrecision, type TextPrecision } from '../../model/query-precision.js';
+import { type QueryPrecision, resolveQueryPrecision, type TextPrecision } from '../../model/query-precision.js';
 
 export const actionServe = async (o: { port: number; host: string; root?: string[]; allowedHost?: string[]; encode: boolean; queryPrecision?: QueryPrecision }, cmd: Command) => {
   startupMark('serve action loaded');
   const g = globalOptions(cmd);
   // Settled before the library opens: a bad value is a usage error, not a model that failed to load.
-  const queryPrecision = o.queryPrecision ?? queryPrecisionFromEnv() ?? 'fp32';
+  const queryPrecision = resolveQueryPrecision(o.queryPrecision);
   if (!o.encode && libraryLocation(g.dataDir, g.databaseUrl).kind !== 'postgres') {
     // Nothing would ever encode the photos of an embedded library: no worker can reach it.
     throw new ClipdexError('INVALID_ARGUMENT', '--no-encode leaves encoding to `clipdex worker`, which needs a library in Postgres (--db postgres://…)');
